@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs the host packages Sandpit needs on Debian 12 (bookworm) or 13 (trixie), as root.
+# runsc comes from Debian 13: bookworm's build has broken bind mounts and no systrap platform.
+# The trixie source is pinned low so that nothing else is upgraded from it.
+set -euo pipefail
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-system-deps: must run as root" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+
+if [[ $codename != trixie ]]; then
+  if [[ ! -f /etc/apt/sources.list.d/sandpit-trixie.sources ]]; then
+    cat > /etc/apt/sources.list.d/sandpit-trixie.sources <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    cat > /etc/apt/preferences.d/sandpit-trixie <<'PIN'
+Package: *
+Pin: release n=trixie
+Pin-Priority: 100
+PIN
+    apt_updated=""
+  fi
+fi
+
+packages=(nftables iproute2 mmdebstrap e2fsprogs util-linux musl-tools make gcc libc6-dev
+  ca-certificates curl git tar gzip procps sqlite3)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+runsc_ok=""
+if command -v runsc >/dev/null 2>&1 && runsc --version 2>/dev/null | grep -Eq '20(2[4-9]|[3-9][0-9])[0-9]{4}'; then
+  runsc_ok=1
+fi
+
+if (( ${#missing[@]} )) || [[ -z $runsc_ok ]]; then
+  apt-get update -qq
+  if (( ${#missing[@]} )); then
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+  if [[ -z $runsc_ok ]]; then
+    if [[ $codename == trixie ]]; then
+      apt-get install -y -qq --no-install-recommends runsc
+    else
+      apt-get install -y -qq --no-install-recommends -t trixie runsc
+    fi
+  fi
+fi
+
+runsc --version | head -1
