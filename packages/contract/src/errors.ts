@@ -1,0 +1,47 @@
+/**
+ * The single registry of error codes the API answers with. Every code has exactly one HTTP status:
+ * a code without a status does not compile.
+ */
+export const errorStatus = {
+  validation_failed: 400,
+  bad_request: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  sandbox_not_found: 404,
+  template_not_found: 404,
+  command_not_found: 404,
+  file_not_found: 404,
+  method_not_allowed: 405,
+  conflict: 409,
+  invalid_state: 409,
+  sandbox_failed: 409,
+  quota_exceeded: 409,
+  payload_too_large: 413,
+  idempotency_mismatch: 422,
+  rate_limited: 429,
+  internal: 500,
+  not_implemented: 501,
+  runtime_unavailable: 503,
+  timeout: 504,
+  insufficient_storage: 507,
+} as const satisfies Record<string, number>;
+
+export type ErrorCode = keyof typeof errorStatus;
+
+export const errorCodes = Object.keys(errorStatus) as ErrorCode[];
+
+/** One invalid field of a request, named by its dotted path (`resources.vcpus`, `env.FOO`). */
+export interface FieldIssue {
+  field: string;
+  rule: string;
+  message: string;
+}
+
+export interface ErrorBody {
+  error: {
+    code: ErrorCode;
+    message: string;
+    details?: Record<string, unknown> & { fields?: FieldIssue[] };
+  };
+}

@@ -1,0 +1,73 @@
+import { z } from "zod";
+import { absolutePathSchema, envSchema, timestampSchema } from "./common.js";
+import { limits } from "./sandbox.js";
+
+export const execRequestSchema = z
+  .strictObject({
+    command: z.string().min(1).max(131_072).optional().describe("Run by /bin/sh -c"),
+    args: z.array(z.string().max(131_072)).min(1).max(4096).optional().describe("argv, run without a shell"),
+    cwd: absolutePathSchema.optional(),
+    env: envSchema.optional(),
+    timeoutMs: z.number().int().min(1).max(limits.execTimeoutMs.max).optional(),
+    stdin: z.string().max(16 * 1024 * 1024).optional(),
+    background: z.boolean().default(false),
+  })
+  .superRefine((req, ctx) => {
+    if ((req.command === undefined) === (req.args === undefined)) {
+      ctx.addIssue({
+        code: "custom",
+        path: req.command === undefined ? ["command"] : ["args"],
+        message: "exactly one of command and args is required",
+      });
+    }
+  });
+export type ExecRequest = z.input<typeof execRequestSchema>;
+
+export const execResultSchema = z.object({
+  commandId: z.string(),
+  exitCode: z.number().int(),
+  stdout: z.string(),
+  stderr: z.string(),
+  durationMs: z.number(),
+  timedOut: z.boolean(),
+  truncated: z.boolean().describe("Output went over the cap and the rest was dropped"),
+});
+export type ExecResult = z.infer<typeof execResultSchema>;
+
+export const backgroundExecResponseSchema = z.object({ commandId: z.string(), pid: z.number().int() });
+
+/** One line of `application/x-ndjson` exec output. */
+export const execStreamEventSchema = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("start"), commandId: z.string(), pid: z.number().int() }),
+  z.object({ type: z.literal("stdout"), data: z.string() }),
+  z.object({ type: z.literal("stderr"), data: z.string() }),
+  z.object({
+    type: z.literal("exit"),
+    exitCode: z.number().int(),
+    durationMs: z.number(),
+    timedOut: z.boolean(),
+    truncated: z.boolean(),
+  }),
+  z.object({ type: z.literal("error"), code: z.string(), message: z.string() }),
+]);
+export type ExecStreamEvent = z.infer<typeof execStreamEventSchema>;
+
+export const commandSchema = z.object({
+  commandId: z.string(),
+  sandboxId: z.string(),
+  command: z.array(z.string()),
+  cwd: z.string(),
+  background: z.boolean(),
+  status: z.enum(["running", "exited", "killed", "lost"]),
+  pid: z.number().int().nullable(),
+  exitCode: z.number().int().nullable(),
+  timedOut: z.boolean(),
+  startedAt: timestampSchema,
+  finishedAt: timestampSchema.nullable(),
+});
+export type Command = z.infer<typeof commandSchema>;
+
+export const signalNames = ["SIGTERM", "SIGKILL", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"] as const;
+export const killCommandRequestSchema = z.strictObject({
+  signal: z.union([z.enum(signalNames), z.number().int().min(1).max(64)]).default("SIGKILL"),
+});

@@ -1,0 +1,85 @@
+import { z } from "zod";
+import { absolutePathSchema, envSchema, metadataSchema, sandboxIdSchema, timestampSchema } from "./common.js";
+
+export const sandboxStatuses = [
+  "creating",
+  "running",
+  "pausing",
+  "paused",
+  "resuming",
+  "destroying",
+  "destroyed",
+  "error",
+] as const;
+export const sandboxStatusSchema = z.enum(sandboxStatuses);
+export type SandboxStatus = z.infer<typeof sandboxStatusSchema>;
+
+/** Why a sandbox is in `error`: `oom` (memory limit), `crashed` (the sandbox process died), `start_failed`. */
+export const sandboxErrorReasons = ["oom", "crashed", "start_failed", "lost"] as const;
+
+export const limits = {
+  vcpus: { min: 1, max: 8, default: 1 },
+  memoryMb: { min: 256, max: 16_384, step: 256, default: 1024 },
+  diskMb: { min: 512, max: 65_536, default: 4096 },
+  timeoutMs: { min: 1_000, max: 24 * 3600 * 1000, default: 5 * 60 * 1000 },
+  execTimeoutMs: { max: 24 * 3600 * 1000 },
+} as const;
+
+export const resourcesSchema = z.object({
+  vcpus: z.number().int().min(limits.vcpus.min).max(limits.vcpus.max).default(limits.vcpus.default),
+  memoryMb: z
+    .number()
+    .int()
+    .min(limits.memoryMb.min)
+    .max(limits.memoryMb.max)
+    .refine((m) => m % limits.memoryMb.step === 0, `must be a multiple of ${limits.memoryMb.step}`)
+    .default(limits.memoryMb.default),
+  diskMb: z.number().int().min(limits.diskMb.min).max(limits.diskMb.max).default(limits.diskMb.default),
+});
+export type Resources = z.infer<typeof resourcesSchema>;
+
+export const templateNameSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, "must be lowercase letters, digits, '.', '_' or '-' (max 63)");
+
+export const createSandboxRequestSchema = z.strictObject({
+  template: templateNameSchema.default("base"),
+  resources: resourcesSchema.prefault({}),
+  timeoutMs: z.number().int().min(limits.timeoutMs.min).max(limits.timeoutMs.max).default(limits.timeoutMs.default),
+  env: envSchema.default({}),
+  metadata: metadataSchema.default({}),
+  cwd: absolutePathSchema.default("/root"),
+});
+export type CreateSandboxRequest = z.input<typeof createSandboxRequestSchema>;
+export type CreateSandboxParams = z.output<typeof createSandboxRequestSchema>;
+
+export const sandboxSchema = z.object({
+  id: sandboxIdSchema,
+  status: sandboxStatusSchema,
+  reason: z.string().nullable().describe("Why the sandbox is in `error` (oom, crashed, ...) or was destroyed"),
+  template: z.string(),
+  resources: z.object({ vcpus: z.number().int(), memoryMb: z.number().int(), diskMb: z.number().int() }),
+  envKeys: z.array(z.string()).describe("Names of the sandbox's environment variables; values are never returned"),
+  metadata: z.record(z.string(), z.string()),
+  cwd: z.string(),
+  createdAt: timestampSchema,
+  startedAt: timestampSchema.nullable(),
+  expiresAt: timestampSchema.nullable(),
+  destroyedAt: timestampSchema.nullable(),
+});
+export type Sandbox = z.infer<typeof sandboxSchema>;
+
+export const listSandboxesQuerySchema = z.object({
+  status: z
+    .union([sandboxStatusSchema, z.string().regex(/^[a-z]+(,[a-z]+)+$/)])
+    .optional()
+    .describe("One status or a comma-separated list"),
+  includeDestroyed: z.enum(["true", "false"]).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
+
+export const listSandboxesResponseSchema = z.object({ sandboxes: z.array(sandboxSchema) });
+
+export const setTimeoutRequestSchema = z.strictObject({
+  timeoutMs: z.number().int().min(limits.timeoutMs.min).max(limits.timeoutMs.max),
+});
