@@ -1,0 +1,71 @@
+/**
+ * The TypeScript SDK of Sandpit, a self-hosted sandbox platform on gVisor.
+ *
+ * @example
+ * ```ts
+ * import { Sandbox } from "sandpit";
+ *
+ * const sandbox = await Sandbox.create();
+ * const result = await sandbox.commands.run("uname -a", { onStdout: (data) => process.stdout.write(data) });
+ * await sandbox.kill();
+ * ```
+ *
+ * @module
+ */
+export type { ErrorCode, ExecStreamEvent, FieldIssue, Resources } from "@sandpit/contract";
+export {
+  ApiClient,
+  backoffDelayMs,
+  type HttpMethod,
+  MAX_RETRY_AFTER_MS,
+  parseRetryAfter,
+  type RequestOptions,
+  type RetryHooks,
+  type StreamResponse,
+} from "./api-client.js";
+export {
+  CommandHandle,
+  type CommandInfo,
+  type CommandResult,
+  Commands,
+  type OutputCallbacks,
+  type RunOptions,
+  type Signal,
+} from "./commands.js";
+export {
+  type ConnectionOptions,
+  DEFAULT_API_URL,
+  DEFAULT_MAX_RETRIES,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  type FetchFunction,
+  type ResolvedConfig,
+  resolveConfig,
+} from "./config.js";
+export {
+  AuthenticationError,
+  type ClientErrorCode,
+  ConflictError,
+  createError,
+  FileNotFoundError,
+  NetworkError,
+  NotFoundError,
+  PayloadTooLargeError,
+  RateLimitError,
+  SandboxNotFoundError,
+  SandpitError,
+  type SandpitErrorCode,
+  type SandpitErrorInit,
+  ServerError,
+  TimeoutError,
+  ValidationError,
+} from "./errors.js";
+export { type FileEntry, Files, type ReadFormat, type WriteData, type WriteInfo } from "./files.js";
+export { parseNdjson, parseNdjsonEvents } from "./ndjson.js";
+export {
+  type CreateSandboxRequest,
+  Sandbox,
+  type SandboxFilter,
+  type SandboxInfo,
+  type SandboxStatus,
+} from "./sandbox.js";
+export { type BuildCallbacks, type Template, type TemplateBuildEvent, Templates } from "./templates.js";

@@ -1,0 +1,227 @@
+import {
+  type CreateSandboxRequest,
+  listSandboxesResponseSchema,
+  type Sandbox as SandboxInfo,
+  type SandboxStatus,
+  sandboxSchema,
+} from "@sandpit/contract";
+import { ApiClient } from "./api-client.js";
+import { Commands } from "./commands.js";
+import { type ConnectionOptions, resolveConfig } from "./config.js";
+import { Files } from "./files.js";
+
+export type { CreateSandboxRequest, SandboxInfo, SandboxStatus };
+
+/** Which sandboxes {@link Sandbox.list} returns. */
+export interface SandboxFilter {
+  /** Only sandboxes in this status, or in any of these. */
+  status?: SandboxStatus | SandboxStatus[];
+  /** Only sandboxes whose metadata has every one of these key/value pairs. */
+  metadata?: Record<string, string>;
+  /** Include destroyed sandboxes, which are left out by default. */
+  includeDestroyed?: boolean;
+  /** At most this many sandboxes (the server's default is 100). */
+  limit?: number;
+}
+
+/**
+ * A gVisor sandbox on a Sandpit server. Its properties mirror the API's sandbox object as of the
+ * last response; {@link Sandbox.refresh} fetches them again.
+ *
+ * @example
+ * ```ts
+ * import { Sandbox } from "sandpit";
+ *
+ * const sandbox = await Sandbox.create({ template: "base", timeoutMs: 60_000 });
+ * try {
+ *   const result = await sandbox.commands.run("echo hello");
+ *   console.log(result.stdout);
+ * } finally {
+ *   await sandbox.kill();
+ * }
+ * ```
+ */
+export class Sandbox {
+  /** Runs and inspects commands in this sandbox. */
+  readonly commands: Commands;
+  /** Reads and writes files in this sandbox. */
+  readonly files: Files;
+  #info: SandboxInfo;
+  readonly #client: ApiClient;
+
+  /** @internal Use {@link Sandbox.create}, {@link Sandbox.get} or {@link Sandbox.list}. */
+  constructor(info: SandboxInfo, client: ApiClient) {
+    this.#info = info;
+    this.#client = client;
+    this.commands = new Commands(info.id, client);
+    this.files = new Files(info.id, client);
+  }
+
+  /**
+   * Creates a sandbox and resolves once it is running. Every field is optional: the `base` template,
+   * 1 vCPU, 1 GiB of memory, 4 GiB of disk and a 5 minute timeout by default. Invalid fields throw a
+   * {@link ValidationError} naming them.
+   *
+   * @param params - The sandbox to create; `timeoutMs` is how long it lives before the server destroys it.
+   * @param opts - Where the server is and how to reach it.
+   * @example
+   * ```ts
+   * const sandbox = await Sandbox.create({
+   *   template: "python",
+   *   resources: { vcpus: 2, memoryMb: 2048 },
+   *   env: { MODE: "test" },
+   *   metadata: { owner: "ci" },
+   * });
+   * ```
+   */
+  static async create(params: CreateSandboxRequest = {}, opts?: ConnectionOptions): Promise<Sandbox> {
+    const client = new ApiClient(resolveConfig(opts));
+    const info = await client.json(sandboxSchema, "/sandboxes", {
+      method: "POST",
+      json: params,
+      // Lets the server recognise a retried create instead of starting a second sandbox.
+      headers: { "idempotency-key": crypto.randomUUID() },
+    });
+    return new Sandbox(info, client);
+  }
+
+  /**
+   * Connects to an existing sandbox by id. Throws {@link SandboxNotFoundError} if there is none.
+   *
+   * @example
+   * ```ts
+   * const sandbox = await Sandbox.get("sbx_abcdefghijklmnopqrst");
+   * ```
+   */
+  static async get(id: string, opts?: ConnectionOptions): Promise<Sandbox> {
+    const client = new ApiClient(resolveConfig(opts));
+    return new Sandbox(await client.json(sandboxSchema, `/sandboxes/${encodeURIComponent(id)}`), client);
+  }
+
+  /**
+   * Lists the organisation's sandboxes, newest first, without destroyed ones unless asked.
+   *
+   * @example
+   * ```ts
+   * const mine = await Sandbox.list({ status: "running", metadata: { owner: "ci" } });
+   * ```
+   */
+  static async list(filter: SandboxFilter = {}, opts?: ConnectionOptions): Promise<Sandbox[]> {
+    const client = new ApiClient(resolveConfig(opts));
+    const query: Record<string, string | number | undefined> = {
+      status: Array.isArray(filter.status) ? filter.status.join(",") : filter.status,
+      includeDestroyed: filter.includeDestroyed === true ? "true" : undefined,
+      limit: filter.limit,
+    };
+    for (const [key, value] of Object.entries(filter.metadata ?? {})) query[`metadata.${key}`] = value;
+    const { sandboxes } = await client.json(listSandboxesResponseSchema, "/sandboxes", { query });
+    return sandboxes.map((info) => new Sandbox(info, client));
+  }
+
+  /** The sandbox's id (`sbx_` and 20 base32 characters). */
+  get id(): string {
+    return this.#info.id;
+  }
+  /** Lifecycle status as of the last response. */
+  get status(): SandboxStatus {
+    return this.#info.status;
+  }
+  /** Why the sandbox is in `error` (`oom`, `crashed`, ...) or was destroyed, else null. */
+  get reason(): string | null {
+    return this.#info.reason;
+  }
+  /** Name of the template the sandbox started from. */
+  get template(): string {
+    return this.#info.template;
+  }
+  /** vCPUs, memory and disk the sandbox has. */
+  get resources(): SandboxInfo["resources"] {
+    return this.#info.resources;
+  }
+  /** Names of the sandbox's environment variables (values are never returned). */
+  get envKeys(): string[] {
+    return this.#info.envKeys;
+  }
+  /** Metadata given at creation. */
+  get metadata(): Record<string, string> {
+    return this.#info.metadata;
+  }
+  /** Default working directory of commands. */
+  get cwd(): string {
+    return this.#info.cwd;
+  }
+  /** When the sandbox was created (RFC 3339). */
+  get createdAt(): string {
+    return this.#info.createdAt;
+  }
+  /** When the sandbox started running (RFC 3339), if it did. */
+  get startedAt(): string | null {
+    return this.#info.startedAt;
+  }
+  /** When the server will destroy the sandbox (RFC 3339) unless its timeout is extended. */
+  get expiresAt(): string | null {
+    return this.#info.expiresAt;
+  }
+  /** When the sandbox was destroyed (RFC 3339), if it was. */
+  get destroyedAt(): string | null {
+    return this.#info.destroyedAt;
+  }
+
+  /**
+   * The sandbox's properties as a plain object, the API's shape (also what `JSON.stringify` prints).
+   *
+   * @example
+   * ```ts
+   * console.log(JSON.stringify(sandbox, null, 2));
+   * ```
+   */
+  toJSON(): SandboxInfo {
+    return { ...this.#info };
+  }
+
+  /**
+   * Fetches the sandbox's properties again and returns this sandbox.
+   *
+   * @example
+   * ```ts
+   * if ((await sandbox.refresh()).status === "error") console.log(sandbox.reason);
+   * ```
+   */
+  async refresh(): Promise<this> {
+    this.#info = await this.#client.json(sandboxSchema, this.#path());
+    return this;
+  }
+
+  /**
+   * Sets the sandbox to be destroyed `timeoutMs` milliseconds from now (between 1 s and 24 h),
+   * replacing the previous expiry.
+   *
+   * @example
+   * ```ts
+   * await sandbox.setTimeout(10 * 60_000);
+   * console.log(sandbox.expiresAt);
+   * ```
+   */
+  async setTimeout(timeoutMs: number): Promise<void> {
+    this.#info = await this.#client.json(sandboxSchema, `${this.#path()}/timeout`, {
+      method: "POST",
+      json: { timeoutMs },
+    });
+  }
+
+  /**
+   * Destroys the sandbox. Killing a sandbox that is already gone succeeds.
+   *
+   * @example
+   * ```ts
+   * await sandbox.kill();
+   * ```
+   */
+  async kill(): Promise<void> {
+    await this.#client.empty(this.#path(), { method: "DELETE" });
+  }
+
+  #path(): string {
+    return `/sandboxes/${encodeURIComponent(this.#info.id)}`;
+  }
+}
