@@ -48,7 +48,7 @@ export const createSandboxRequestSchema = z.strictObject({
   timeoutMs: z.number().int().min(limits.timeoutMs.min).max(limits.timeoutMs.max).default(limits.timeoutMs.default),
   env: envSchema.default({}),
   metadata: metadataSchema.default({}),
-  cwd: absolutePathSchema.default("/root"),
+  cwd: absolutePathSchema.default("/workspace"),
 });
 export type CreateSandboxRequest = z.input<typeof createSandboxRequestSchema>;
 export type CreateSandboxParams = z.output<typeof createSandboxRequestSchema>;

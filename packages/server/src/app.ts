@@ -1,0 +1,85 @@
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
+import { ApiError } from "./errors.js";
+import { newRequestId } from "./lib/ids.js";
+import { execRoutes } from "./routes/exec.js";
+import { fileRoutes } from "./routes/files.js";
+import { openApiRoutes } from "./routes/openapi.js";
+import type { Authenticate } from "./routes/route.js";
+import { sandboxRoutes } from "./routes/sandboxes.js";
+import { templateRoutes } from "./routes/templates.js";
+import type { AuthService } from "./services/auth-service.js";
+import type { ExecService } from "./services/exec-service.js";
+import type { FileService } from "./services/file-service.js";
+import type { SandboxService } from "./services/sandbox-service.js";
+import type { TemplateService } from "./templates/template-service.js";
+
+export interface AppServices {
+  auth: AuthService;
+  sandboxes: SandboxService;
+  exec: ExecService;
+  files: FileService;
+  templates: TemplateService;
+  maxUploadBytes: number;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Builds the HTTP app over the services. Never listens: `startServer` does. */
+export function buildApp(services: AppServices, logger: FastifyBaseLogger): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: logger,
+    bodyLimit: 32 * 1024 * 1024,
+    disableRequestLogging: true,
+    genReqId: (req) => {
+      const given = req.headers["x-request-id"];
+      return typeof given === "string" && REQUEST_ID.test(given) ? given : newRequestId();
+    },
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+
+  app.addHook("onRequest", async (request, reply) => {
+    reply.header("x-request-id", request.id);
+  });
+  app.addHook("onResponse", async (request, reply) => {
+    request.log.info(
+      { method: request.method, url: request.url.split("?")[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      "request",
+    );
+  });
+
+  app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
+    let apiError: ApiError;
+    if (error instanceof ApiError) apiError = error;
+    else if (error.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") {
+      apiError = new ApiError("bad_request", "Content-Type must be application/json");
+    } else if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
+      apiError = new ApiError("payload_too_large", "Request body too large");
+    } else if (error.code === "FST_ERR_CTP_EMPTY_JSON_BODY" || error instanceof SyntaxError || error.statusCode === 400) {
+      apiError = new ApiError("bad_request", `Malformed request body: ${error.message}`);
+    } else {
+      request.log.error({ err: error }, "unhandled error");
+      apiError = new ApiError("internal", "Internal server error");
+    }
+    for (const [k, v] of Object.entries(apiError.headers ?? {})) reply.header(k, v);
+    reply.code(apiError.status).send({
+      error: { code: apiError.code, message: apiError.message, ...(apiError.details ? { details: apiError.details } : {}) },
+    });
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    reply.code(404).send({ error: { code: "not_found", message: `No route for ${request.method} ${request.url.split("?")[0]}` } });
+  });
+
+  const authenticate: Authenticate = (request) => {
+    const header = request.headers.authorization;
+    const key = header?.startsWith("Bearer ") ? header.slice("Bearer ".length).trim() : undefined;
+    return services.auth.authenticate(key);
+  };
+
+  openApiRoutes(app, authenticate);
+  sandboxRoutes(app, authenticate, services.sandboxes);
+  execRoutes(app, authenticate, services.exec);
+  fileRoutes(app, authenticate, services.files, services.maxUploadBytes);
+  templateRoutes(app, authenticate, services.templates);
+  return app;
+}

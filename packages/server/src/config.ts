@@ -1,0 +1,57 @@
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export interface ServerConfig {
+  /** host:port to listen on. */
+  listen: string;
+  dataDir: string;
+  /** Where built templates are kept; shared between data dirs when set (tests do this). */
+  templatesDir: string;
+  /** When set, this key exists for the organisation `default`. */
+  apiKey: string | undefined;
+  /** runsc binary and its state directory (`runsc --root`). */
+  runscPath: string;
+  /** The agent binary that is copied into every sandbox. */
+  agentBinary: string;
+  /** First address of the /16 (or larger) block that sandbox veth pairs are carved from. */
+  sandboxSubnet: string;
+  /** Maximum upload size for the file API, bytes. */
+  maxUploadBytes: number;
+  /** Cap on captured output of one command, bytes (stdout+stderr). */
+  maxOutputBytes: number;
+  /** How long destroyed sandboxes stay visible, ms. */
+  destroyedRetentionMs: number;
+  /** Debian mirror used to build templates. */
+  debianMirror: string;
+  logLevel: string;
+}
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+
+function envInt(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got "${raw}"`);
+  return n;
+}
+
+export function loadConfig(overrides: Partial<ServerConfig> = {}): ServerConfig {
+  const env = process.env;
+  const dataDir = path.resolve(overrides.dataDir ?? env.SANDPIT_DATA_DIR ?? "/var/lib/sandpit");
+  return {
+    listen: env.SANDPIT_LISTEN ?? "127.0.0.1:8080",
+    dataDir,
+    templatesDir: path.resolve(env.SANDPIT_TEMPLATES_DIR ?? path.join(dataDir, "templates")),
+    apiKey: env.SANDPIT_API_KEY || undefined,
+    runscPath: env.SANDPIT_RUNSC ?? "runsc",
+    agentBinary: env.SANDPIT_AGENT_BINARY ?? path.join(repoRoot, "packages/agent/build/sandpit-agent"),
+    sandboxSubnet: env.SANDPIT_SANDBOX_SUBNET ?? "10.231.0.0",
+    maxUploadBytes: envInt("SANDPIT_MAX_UPLOAD_BYTES", 100 * 1024 * 1024),
+    maxOutputBytes: envInt("SANDPIT_MAX_OUTPUT_BYTES", 16 * 1024 * 1024),
+    destroyedRetentionMs: envInt("SANDPIT_DESTROYED_RETENTION_MS", 24 * 3600 * 1000),
+    debianMirror: env.SANDPIT_DEBIAN_MIRROR ?? "http://deb.debian.org/debian",
+    logLevel: env.SANDPIT_LOG_LEVEL ?? "info",
+    ...overrides,
+  };
+}

@@ -1,0 +1,108 @@
+import {
+  backgroundExecResponseSchema,
+  commandSchema,
+  execRequestSchema,
+  execResultSchema,
+  killCommandRequestSchema,
+} from "@sandpit/contract";
+import type { FastifyInstance } from "fastify";
+import { z } from "zod";
+import type { ExecService } from "../services/exec-service.js";
+import { sendNdjson, wantsNdjson } from "./ndjson.js";
+import { type Authenticate, route } from "./route.js";
+
+export function execRoutes(app: FastifyInstance, authenticate: Authenticate, exec: ExecService) {
+  route(
+    app,
+    authenticate,
+    {
+      method: "POST",
+      url: "/v1/sandboxes/{id}/exec",
+      summary:
+        "Run a command. JSON result by default; a live stream with Accept: application/x-ndjson; " +
+        "{commandId} at once with background: true",
+      tags: ["exec"],
+      body: execRequestSchema,
+      responses: {
+        200: { description: "Finished command, or a background command's id", schema: execResultSchema },
+        201: { description: "Background command started", schema: backgroundExecResponseSchema },
+        409: { description: "Sandbox not running" },
+      },
+    },
+    async ({ request, reply, org, params, body }) => {
+      if (body.background) return exec.startBackground(org, params.id!, body);
+      const abort = new AbortController();
+      if (wantsNdjson(request)) {
+        await sendNdjson(request, reply, exec.stream(org, params.id!, body, abort.signal), () => abort.abort());
+        return undefined;
+      }
+      reply.raw.on("close", () => {
+        if (!reply.sent) abort.abort();
+      });
+      return exec.run(org, params.id!, body, abort.signal);
+    },
+  );
+
+  route(
+    app,
+    authenticate,
+    {
+      method: "GET",
+      url: "/v1/sandboxes/{id}/commands",
+      summary: "List background commands",
+      tags: ["exec"],
+      responses: { 200: { description: "Commands", schema: z.object({ commands: z.array(commandSchema) }) } },
+    },
+    async ({ org, params }) => ({ commands: await exec.list(org, params.id!) }),
+  );
+
+  route(
+    app,
+    authenticate,
+    {
+      method: "GET",
+      url: "/v1/sandboxes/{id}/commands/{commandId}",
+      summary: "Status of a background command",
+      tags: ["exec"],
+      responses: { 200: { description: "Command", schema: commandSchema }, 404: { description: "Not found" } },
+    },
+    async ({ org, params }) => exec.get(org, params.id!, params.commandId!),
+  );
+
+  route(
+    app,
+    authenticate,
+    {
+      method: "GET",
+      url: "/v1/sandboxes/{id}/commands/{commandId}/logs",
+      summary: "Output of a background command from its start, streamed until it exits (NDJSON)",
+      tags: ["exec"],
+      responses: { 200: { description: "NDJSON exec events", contentType: "application/x-ndjson" } },
+    },
+    async ({ request, reply, org, params }) => {
+      const abort = new AbortController();
+      await sendNdjson(request, reply, exec.logs(org, params.id!, params.commandId!, abort.signal), () =>
+        abort.abort(),
+      );
+      return undefined;
+    },
+  );
+
+  route(
+    app,
+    authenticate,
+    {
+      method: "POST",
+      url: "/v1/sandboxes/{id}/commands/{commandId}/kill",
+      summary: "Send a signal to a background command's process group",
+      tags: ["exec"],
+      body: killCommandRequestSchema,
+      responses: { 204: { description: "Signalled" } },
+    },
+    async ({ org, params, body, reply }) => {
+      await exec.kill(org, params.id!, params.commandId!, body.signal);
+      reply.code(204);
+      return undefined;
+    },
+  );
+}

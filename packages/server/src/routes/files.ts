@@ -1,0 +1,144 @@
+import { Transform } from "node:stream";
+import {
+  filePathQuerySchema,
+  listFilesResponseSchema,
+  mkdirRequestSchema,
+  removeFileQuerySchema,
+  writeFileQuerySchema,
+  writeFileResponseSchema,
+} from "@sandpit/contract";
+import type { FastifyInstance } from "fastify";
+import { ApiError } from "../errors.js";
+import type { FileService } from "../services/file-service.js";
+import { type Authenticate, route } from "./route.js";
+
+/** Fails the upload stream as soon as more than `limit` bytes arrived (for bodies without a length). */
+function sizeLimit(limit: number) {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      seen += chunk.length;
+      if (seen > limit) done(new ApiError("payload_too_large", `upload is larger than ${limit} bytes`));
+      else done(null, chunk);
+    },
+  });
+}
+
+export function fileRoutes(app: FastifyInstance, authenticate: Authenticate, files: FileService, maxUpload: number) {
+  // Uploads are streamed to the sandbox as they arrive: no body parsing in this scope.
+  app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser("*", (_request, _payload, done) => done(null, undefined));
+    route(
+      scope,
+      authenticate,
+      {
+        method: "PUT",
+        url: "/v1/sandboxes/{id}/files",
+        summary: "Write a file (raw body); parent directories are created",
+        tags: ["files"],
+        query: writeFileQuerySchema,
+        rawBody: { contentType: "application/octet-stream", description: "File content" },
+        responses: {
+          201: { description: "Written", schema: writeFileResponseSchema },
+          413: { description: "Over the upload limit" },
+        },
+      },
+      async ({ request, reply, org, params, query }) => {
+        const declared = request.headers["content-length"];
+        const size = declared === undefined ? undefined : Number(declared);
+        if (size !== undefined && size > maxUpload) {
+          request.raw.resume();
+          throw new ApiError("payload_too_large", `upload of ${size} bytes is over the limit of ${maxUpload} bytes`, {
+            limit: maxUpload,
+          });
+        }
+        const body = size === undefined ? request.raw.pipe(sizeLimit(maxUpload)) : request.raw;
+        let limitError: unknown;
+        body.on("error", (e) => {
+          limitError = e;
+        });
+        const mode = query.mode === undefined ? undefined : Number.parseInt(query.mode, 8);
+        try {
+          const written = await files.write(org, params.id!, query.path, body, size, mode);
+          reply.code(201);
+          return { path: query.path, size: written.size };
+        } catch (e) {
+          throw limitError ?? e;
+        }
+      },
+    );
+  });
+
+  route(
+    app,
+    authenticate,
+    {
+      method: "GET",
+      url: "/v1/sandboxes/{id}/files",
+      summary: "Read a file (raw bytes)",
+      tags: ["files"],
+      query: filePathQuerySchema,
+      responses: {
+        200: { description: "File content", contentType: "application/octet-stream" },
+        404: { description: "No such file" },
+      },
+    },
+    async ({ reply, org, params, query }) => {
+      const file = await files.read(org, params.id!, query.path);
+      reply.header("content-type", "application/octet-stream").header("content-length", file.size);
+      return reply.send(file.body);
+    },
+  );
+
+  route(
+    app,
+    authenticate,
+    {
+      method: "GET",
+      url: "/v1/sandboxes/{id}/files/list",
+      summary: "List a directory",
+      tags: ["files"],
+      query: filePathQuerySchema,
+      responses: { 200: { description: "Entries", schema: listFilesResponseSchema } },
+    },
+    async ({ org, params, query }) => ({ path: query.path, entries: await files.list(org, params.id!, query.path) }),
+  );
+
+  route(
+    app,
+    authenticate,
+    {
+      method: "DELETE",
+      url: "/v1/sandboxes/{id}/files",
+      summary: "Remove a file or (recursive=true) a directory",
+      tags: ["files"],
+      query: removeFileQuerySchema,
+      responses: { 204: { description: "Removed" } },
+    },
+    async ({ org, params, query, reply }) => {
+      await files.remove(org, params.id!, query.path, query.recursive === "true");
+      reply.code(204);
+      return undefined;
+    },
+  );
+
+  route(
+    app,
+    authenticate,
+    {
+      method: "POST",
+      url: "/v1/sandboxes/{id}/files/mkdir",
+      summary: "Create a directory",
+      tags: ["files"],
+      body: mkdirRequestSchema,
+      responses: { 201: { description: "Created" } },
+    },
+    async ({ org, params, body, reply }) => {
+      const mode = body.mode === undefined ? undefined : Number.parseInt(body.mode, 8);
+      await files.mkdir(org, params.id!, body.path, body.parents, mode);
+      reply.code(201);
+      return { path: body.path };
+    },
+  );
+}

@@ -1,0 +1,81 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { z } from "zod";
+import { ApiError, validationError } from "../errors.js";
+import type { OrgRecord } from "../store/store.js";
+
+type HttpMethod = "GET" | "POST" | "PUT" | "DELETE" | "PATCH";
+
+export interface ResponseDoc {
+  description: string;
+  schema?: z.ZodType;
+  /** Non-JSON bodies: application/x-ndjson, application/octet-stream. */
+  contentType?: string;
+}
+
+export interface RouteDefinition<B extends z.ZodType | undefined, Q extends z.ZodType | undefined> {
+  method: HttpMethod;
+  url: string;
+  summary: string;
+  tags: string[];
+  body?: B;
+  query?: Q;
+  /** Raw request body (file uploads): no JSON parsing, the handler reads the stream. */
+  rawBody?: { contentType: string; description: string };
+  responses: Record<number, ResponseDoc>;
+  /** Public routes skip authentication. */
+  public?: boolean;
+}
+
+type Parsed<T> = T extends z.ZodType ? z.output<T> : undefined;
+
+export interface RouteContext<B, Q> {
+  request: FastifyRequest;
+  reply: FastifyReply;
+  body: B;
+  query: Q;
+  params: Record<string, string>;
+  org: OrgRecord;
+}
+
+/** Every route registered through `route`, for the OpenAPI document. */
+export const routeRegistry: RouteDefinition<z.ZodType | undefined, z.ZodType | undefined>[] = [];
+
+export type Authenticate = (request: FastifyRequest) => Promise<OrgRecord>;
+
+function parse<T extends z.ZodType>(schema: T, value: unknown, where: "body" | "query"): z.output<T> {
+  const result = schema.safeParse(value);
+  if (!result.success) throw validationError(result.error, where);
+  return result.data;
+}
+
+/**
+ * Registers a route whose body and query are validated by the contract's schemas, and records it for
+ * the OpenAPI document. Handlers get the caller's organisation; they return the JSON body, or send the
+ * reply themselves (streams) and return `undefined`.
+ */
+export function route<B extends z.ZodType | undefined, Q extends z.ZodType | undefined>(
+  app: FastifyInstance,
+  authenticate: Authenticate,
+  def: RouteDefinition<B, Q>,
+  handler: (ctx: RouteContext<Parsed<B>, Parsed<Q>>) => Promise<unknown>,
+) {
+  if (!routeRegistry.some((r) => r.method === def.method && r.url === def.url)) {
+    routeRegistry.push(def as RouteDefinition<z.ZodType | undefined, z.ZodType | undefined>);
+  }
+  const fastifyUrl = def.url.replace(/\{(\w+)\}/g, ":$1");
+  app.route({
+    method: def.method,
+    url: fastifyUrl,
+    handler: async (request, reply) => {
+      const org = def.public ? (undefined as unknown as OrgRecord) : await authenticate(request);
+      if (def.body && request.body === undefined) {
+        throw new ApiError("validation_failed", "Invalid request: a JSON body is required", {
+          fields: [{ field: "(body)", rule: "required", message: "a JSON body is required" }],
+        });
+      }
+      const body = (def.body ? parse(def.body, request.body, "body") : undefined) as Parsed<B>;
+      const query = (def.query ? parse(def.query, request.query, "query") : undefined) as Parsed<Q>;
+      return handler({ request, reply, body, query, params: request.params as Record<string, string>, org });
+    },
+  });
+}

@@ -1,0 +1,119 @@
+import {
+  createSandboxRequestSchema,
+  listSandboxesQuerySchema,
+  listSandboxesResponseSchema,
+  type SandboxStatus,
+  sandboxSchema,
+  sandboxStatuses,
+  setTimeoutRequestSchema,
+} from "@sandpit/contract";
+import type { FastifyInstance } from "fastify";
+import { ApiError } from "../errors.js";
+import type { SandboxService } from "../services/sandbox-service.js";
+import { toSandbox } from "../services/sandbox-service.js";
+import { type Authenticate, route } from "./route.js";
+
+const errors = { 401: { description: "Missing or invalid API key" } };
+
+/** `metadata.KEY=VALUE` query parameters → a metadata filter. */
+function metadataFilter(query: Record<string, unknown>): Record<string, string> {
+  const filter: Record<string, string> = {};
+  for (const [k, v] of Object.entries(query)) {
+    if (k.startsWith("metadata.") && typeof v === "string") filter[k.slice("metadata.".length)] = v;
+  }
+  return filter;
+}
+
+export function sandboxRoutes(app: FastifyInstance, authenticate: Authenticate, sandboxes: SandboxService) {
+  route(
+    app,
+    authenticate,
+    {
+      method: "POST",
+      url: "/v1/sandboxes",
+      summary: "Create a sandbox; answers once it can run commands",
+      tags: ["sandboxes"],
+      body: createSandboxRequestSchema,
+      responses: { 201: { description: "Created", schema: sandboxSchema }, 400: { description: "Invalid" }, ...errors },
+    },
+    async ({ body, org, reply }) => {
+      const record = await sandboxes.create(org, body);
+      reply.code(201).header("location", `/v1/sandboxes/${record.id}`);
+      return toSandbox(record);
+    },
+  );
+
+  route(
+    app,
+    authenticate,
+    {
+      method: "GET",
+      url: "/v1/sandboxes",
+      summary: "List sandboxes; filter by status and metadata.KEY=VALUE",
+      tags: ["sandboxes"],
+      query: listSandboxesQuerySchema.passthrough(),
+      responses: { 200: { description: "The sandboxes", schema: listSandboxesResponseSchema }, ...errors },
+    },
+    async ({ query, org, request }) => {
+      const statuses = query.status?.split(",") as SandboxStatus[] | undefined;
+      for (const s of statuses ?? []) {
+        if (!sandboxStatuses.includes(s)) {
+          throw new ApiError("validation_failed", `Invalid request: status: unknown status "${s}"`, {
+            fields: [{ field: "status", rule: "enum", message: `must be one of ${sandboxStatuses.join(", ")}` }],
+          });
+        }
+      }
+      const records = await sandboxes.list(org, {
+        ...(statuses ? { statuses } : {}),
+        metadata: metadataFilter(request.query as Record<string, unknown>),
+        includeDestroyed: query.includeDestroyed === "true",
+        limit: query.limit,
+      });
+      return { sandboxes: records.map(toSandbox) };
+    },
+  );
+
+  route(
+    app,
+    authenticate,
+    {
+      method: "GET",
+      url: "/v1/sandboxes/{id}",
+      summary: "Get a sandbox",
+      tags: ["sandboxes"],
+      responses: { 200: { description: "The sandbox", schema: sandboxSchema }, 404: { description: "Not found" } },
+    },
+    async ({ params, org }) => toSandbox(await sandboxes.get(org, params.id!)),
+  );
+
+  route(
+    app,
+    authenticate,
+    {
+      method: "DELETE",
+      url: "/v1/sandboxes/{id}",
+      summary: "Destroy a sandbox (idempotent)",
+      tags: ["sandboxes"],
+      responses: { 204: { description: "Destroyed" }, 404: { description: "Not found" } },
+    },
+    async ({ params, org, reply }) => {
+      await sandboxes.destroy(org, params.id!);
+      reply.code(204);
+      return undefined;
+    },
+  );
+
+  route(
+    app,
+    authenticate,
+    {
+      method: "POST",
+      url: "/v1/sandboxes/{id}/timeout",
+      summary: "Set a new expiry, timeoutMs from now (keepalive)",
+      tags: ["sandboxes"],
+      body: setTimeoutRequestSchema,
+      responses: { 200: { description: "The sandbox", schema: sandboxSchema }, 409: { description: "Not running" } },
+    },
+    async ({ params, org, body }) => toSandbox(await sandboxes.setTimeout(org, params.id!, body.timeoutMs)),
+  );
+}

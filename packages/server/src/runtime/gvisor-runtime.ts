@@ -1,0 +1,216 @@
+import { createHash } from "node:crypto";
+import { chmod, copyFile, mkdir, readFile, readdir, rmdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { AgentClient, type AgentEndpoint } from "../agent/agent-client.js";
+import { addressingFor } from "../network/addressing.js";
+import type { HostNetwork } from "../network/host-network.js";
+import { ociSpec } from "./oci-spec.js";
+import { SandboxRootfs } from "./rootfs.js";
+import type { Runsc } from "./runsc.js";
+import type { RuntimeStatus, SandboxDeathReason, SandboxLaunchSpec, SandboxRuntime } from "./runtime.js";
+
+export const AGENT_PORT = 49982;
+const AGENT_PATH = "/.sandpit/sandpit-agent";
+const CGROUP_PARENT = "sandpit";
+/** pids.max counts host threads of the sandbox (~25 idle), not guest processes. */
+const PIDS_LIMIT = 1024;
+const AGENT_READY_TIMEOUT_MS = 20_000;
+
+export interface GvisorRuntimeOptions {
+  dataDir: string;
+  runsc: Runsc;
+  network: HostNetwork;
+  subnet: string;
+  netPrefix: string;
+  agentBinary: string;
+}
+
+/** One gVisor sandbox (runsc, systrap) per Sandpit sandbox, with its own netns, rootfs and cgroup. */
+export class GvisorRuntime implements SandboxRuntime {
+  private agentLayer: string | undefined;
+  /** runsc-sandbox process of each sandbox, with its start time so that a reused pid is not mistaken. */
+  private readonly sandboxPids = new Map<string, { pid: number; startTime: string }>();
+
+  constructor(private readonly opts: GvisorRuntimeOptions) {}
+
+  /**
+   * Copies the agent binary into a content-addressed read-only layer. Running sandboxes keep the layer
+   * they started with, so a rebuilt agent never changes under them.
+   */
+  async prepare(): Promise<void> {
+    const binary = await readFile(this.opts.agentBinary).catch(() => {
+      throw new Error(`agent binary missing at ${this.opts.agentBinary}: run "npm run build"`);
+    });
+    const digest = createHash("sha256").update(binary).digest("hex").slice(0, 16);
+    const layer = path.join(this.opts.dataDir, "agent-layers", digest);
+    const target = path.join(layer, AGENT_PATH);
+    await mkdir(path.dirname(target), { recursive: true });
+    await copyFile(this.opts.agentBinary, target);
+    await chmod(target, 0o755);
+    this.agentLayer = layer;
+  }
+
+  private sandboxDir(id: string) {
+    return path.join(this.opts.dataDir, "sandboxes", id);
+  }
+
+  agentEndpoint(spec: Pick<SandboxLaunchSpec, "netIndex" | "agentToken">): AgentEndpoint {
+    const a = addressingFor(this.opts.subnet, this.opts.netPrefix, spec.netIndex);
+    return { host: a.sandboxIp, port: AGENT_PORT, token: spec.agentToken };
+  }
+
+  async start(spec: SandboxLaunchSpec): Promise<AgentEndpoint> {
+    if (!this.agentLayer) throw new Error("GvisorRuntime.prepare() was not called");
+    const a = addressingFor(this.opts.subnet, this.opts.netPrefix, spec.netIndex);
+    const dir = this.sandboxDir(spec.id);
+    const rootfs = new SandboxRootfs(dir);
+    try {
+      await this.opts.network.setUp(a);
+      await rootfs.create({
+        lowerDirs: [this.agentLayer, spec.templateRootfs],
+        diskMb: spec.diskMb,
+        files: {
+          "etc/hostname": `${spec.id}\n`,
+          "etc/hosts": `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${spec.id}\n`,
+          // The host end of the veth; until an egress policy opens DNS, queries fail at once (rejected).
+          "etc/resolv.conf": `nameserver ${a.hostIp}\noptions timeout:1 attempts:1\n`,
+        },
+      });
+      const bundle = path.join(dir, "bundle");
+      await mkdir(bundle, { recursive: true });
+      const spec_ = ociSpec({
+        rootfs: rootfs.merged,
+        hostname: spec.id,
+        args: [AGENT_PATH],
+        env: [
+          "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+          `SANDPIT_AGENT_LISTEN=${a.sandboxIp}:${AGENT_PORT}`,
+          `SANDPIT_AGENT_TOKEN=${spec.agentToken}`,
+          `SANDPIT_AGENT_ALLOW=${a.hostIp}`,
+        ],
+        cgroupsPath: `/${CGROUP_PARENT}/${spec.id}`,
+        netnsPath: this.opts.network.netnsPath(a),
+        vcpus: spec.vcpus,
+        memoryBytes: spec.memoryMb * 1024 * 1024,
+        pidsLimit: PIDS_LIMIT,
+      });
+      await writeFile(path.join(bundle, "config.json"), JSON.stringify(spec_));
+      await this.opts.runsc.run(bundle, spec.id, path.join(dir, "runsc.log"));
+      const endpoint: AgentEndpoint = { host: a.sandboxIp, port: AGENT_PORT, token: spec.agentToken };
+      await this.waitForAgent(spec.id, endpoint);
+      return endpoint;
+    } catch (e) {
+      await this.destroy(spec.id, spec.netIndex);
+      throw e;
+    }
+  }
+
+  private async waitForAgent(id: string, endpoint: AgentEndpoint): Promise<void> {
+    const client = new AgentClient(endpoint);
+    const deadline = Date.now() + AGENT_READY_TIMEOUT_MS;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await client.health({ timeoutMs: 1000 });
+          return;
+        } catch (e) {
+          if (Date.now() > deadline) throw new Error(`agent of ${id} did not answer: ${String(e)}`);
+          if (attempt % 50 === 49 && (await this.status(id)).state !== "running") {
+            throw new Error(`sandbox ${id} stopped while starting`);
+          }
+          await sleep(attempt < 20 ? 5 : 20);
+        }
+      }
+    } finally {
+      client.close();
+    }
+  }
+
+  private async processStartTime(pid: number): Promise<string | undefined> {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined);
+    if (!stat) return undefined;
+    // Fields after the parenthesised command name: state is the first, starttime the 20th.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (fields[0] === "Z" || fields[0] === "X") return undefined;
+    return fields[19];
+  }
+
+  async alive(id: string): Promise<boolean> {
+    let known = this.sandboxPids.get(id);
+    if (!known) {
+      const state = await this.opts.runsc.state(id);
+      if (!state || state.status !== "running" || !state.pid) return false;
+      const startTime = await this.processStartTime(state.pid);
+      if (!startTime) return false;
+      known = { pid: state.pid, startTime };
+      this.sandboxPids.set(id, known);
+    }
+    const startTime = await this.processStartTime(known.pid);
+    if (startTime === known.startTime) return true;
+    this.sandboxPids.delete(id);
+    return false;
+  }
+
+  async status(id: string): Promise<RuntimeStatus> {
+    const state = await this.opts.runsc.state(id);
+    if (!state) return { state: "missing" };
+    return { state: state.status === "running" ? "running" : "stopped" };
+  }
+
+  private cgroupFile(controller: string, id: string, file: string) {
+    return `/sys/fs/cgroup/${controller}/${CGROUP_PARENT}/${id}/${file}`;
+  }
+
+  async deathReason(id: string): Promise<SandboxDeathReason> {
+    const oomControl = await readFile(this.cgroupFile("memory", id, "memory.oom_control"), "utf8").catch(() => "");
+    const kills = /oom_kill (\d+)/.exec(oomControl)?.[1];
+    if (kills && Number(kills) > 0) return "oom";
+    const log = await readFile(path.join(this.sandboxDir(id), "runsc.log"), "utf8").catch(() => "");
+    if (/out of memory|OOM/i.test(log.slice(-20_000))) return "oom";
+    return "crashed";
+  }
+
+  async memoryUsage(id: string): Promise<{ usage: number; limit: number } | undefined> {
+    try {
+      const [usage, limit] = await Promise.all([
+        readFile(this.cgroupFile("memory", id, "memory.usage_in_bytes"), "utf8"),
+        readFile(this.cgroupFile("memory", id, "memory.limit_in_bytes"), "utf8"),
+      ]);
+      return { usage: Number(usage.trim()), limit: Number(limit.trim()) };
+    } catch {
+      return undefined;
+    }
+  }
+
+  async destroy(id: string, netIndex: number | null): Promise<void> {
+    this.sandboxPids.delete(id);
+    await this.opts.runsc.deleteForce(id);
+    await new SandboxRootfs(this.sandboxDir(id)).remove();
+    for (const controller of ["memory", "cpu", "cpuacct", "pids", "cpuset", "devices", "freezer", "blkio"]) {
+      await rmdir(`/sys/fs/cgroup/${controller}/${CGROUP_PARENT}/${id}`).catch(() => undefined);
+    }
+    if (netIndex !== null) {
+      await this.opts.network.tearDown(addressingFor(this.opts.subnet, this.opts.netPrefix, netIndex));
+    }
+  }
+
+  async listIds(): Promise<string[]> {
+    const ids = new Set((await this.opts.runsc.list()).map((c) => c.id));
+    const dirs = await readdir(path.join(this.opts.dataDir, "sandboxes")).catch(() => [] as string[]);
+    for (const d of dirs) ids.add(d);
+    return [...ids];
+  }
+
+  listNetSlots(): Promise<number[]> {
+    return this.opts.network.existingSlots();
+  }
+
+  releaseNetSlot(slot: number): Promise<void> {
+    return this.opts.network.tearDown(addressingFor(this.opts.subnet, this.opts.netPrefix, slot));
+  }
+
+  execFallback(id: string, argv: string[], opts?: { cwd?: string; env?: string[]; timeoutMs?: number }) {
+    return this.opts.runsc.exec(id, argv, opts);
+  }
+}

@@ -1,0 +1,64 @@
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { runCommand, tryCommand } from "../lib/run-command.js";
+
+/**
+ * A sandbox's root filesystem: an overlay whose lower layers are read-only (the agent layer over the
+ * template), and whose upper layer lives on a per-sandbox loop-mounted ext4 image of the sandbox's disk
+ * size — so `diskMb` is a hard limit that gives ENOSPC instead of filling the host.
+ */
+export class SandboxRootfs {
+  readonly diskImage: string;
+  readonly diskMount: string;
+  readonly upper: string;
+  readonly work: string;
+  readonly merged: string;
+
+  constructor(readonly dir: string) {
+    this.diskImage = path.join(dir, "disk.img");
+    this.diskMount = path.join(dir, "disk");
+    this.upper = path.join(this.diskMount, "upper");
+    this.work = path.join(this.diskMount, "work");
+    this.merged = path.join(dir, "rootfs");
+  }
+
+  async create(opts: { lowerDirs: string[]; diskMb: number; files: Record<string, string> }): Promise<void> {
+    await mkdir(this.diskMount, { recursive: true });
+    await mkdir(this.merged, { recursive: true });
+    await runCommand(["truncate", "-s", `${opts.diskMb}M`, this.diskImage]);
+    await runCommand([
+      "mkfs.ext4",
+      "-q",
+      "-F",
+      "-m",
+      "0",
+      "-E",
+      "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
+      this.diskImage,
+    ]);
+    await runCommand(["mount", "-o", "loop,noatime", this.diskImage, this.diskMount]);
+    await mkdir(this.upper, { recursive: true });
+    await mkdir(this.work, { recursive: true });
+    for (const [file, content] of Object.entries(opts.files)) {
+      const target = path.join(this.upper, file);
+      await mkdir(path.dirname(target), { recursive: true });
+      await writeFile(target, content);
+    }
+    await runCommand([
+      "mount",
+      "-t",
+      "overlay",
+      "overlay",
+      "-o",
+      `lowerdir=${opts.lowerDirs.join(":")},upperdir=${this.upper},workdir=${this.work}`,
+      this.merged,
+    ]);
+  }
+
+  /** Unmounts and deletes everything; safe to call on a partly created or already removed rootfs. */
+  async remove(): Promise<void> {
+    await tryCommand(["umount", "-l", this.merged]);
+    await tryCommand(["umount", "-l", this.diskMount]);
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}

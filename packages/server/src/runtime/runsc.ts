@@ -1,0 +1,90 @@
+import { runCommand } from "../lib/run-command.js";
+
+export interface RunscState {
+  id: string;
+  status: "created" | "running" | "stopped" | "paused" | string;
+  pid: number;
+}
+
+/**
+ * The runsc command line. Every container shares one `--root` state directory per server instance.
+ * `run` and `restore` go through a private mount namespace where /proc/sys/net is hidden: runsc refuses
+ * `--network=sandbox` when it believes it is in the root network namespace, and its check is fooled by
+ * kernels that show /proc/sys/net/core/rmem_default in every namespace.
+ */
+export class Runsc {
+  constructor(
+    private readonly binary: string,
+    private readonly stateDir: string,
+  ) {}
+
+  private globalFlags(): string[] {
+    return [`--root=${this.stateDir}`, "--platform=systrap", "--network=sandbox", "--overlay2=none"];
+  }
+
+  async run(bundleDir: string, id: string, logFile: string): Promise<void> {
+    const hide = 'mount -t tmpfs -o size=4k,ro none /proc/sys/net && exec "$@"';
+    await runCommand(
+      [
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        hide,
+        "runsc",
+        this.binary,
+        ...this.globalFlags(),
+        `--log=${logFile}`,
+        "run",
+        "-detach",
+        `-bundle=${bundleDir}`,
+        id,
+      ],
+      { timeoutMs: 60_000 },
+    );
+  }
+
+  async state(id: string): Promise<RunscState | undefined> {
+    try {
+      const out = await runCommand([this.binary, `--root=${this.stateDir}`, "state", id], { timeoutMs: 15_000 });
+      return JSON.parse(out) as RunscState;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async list(): Promise<RunscState[]> {
+    const out = await runCommand([this.binary, `--root=${this.stateDir}`, "list", "-format=json"], {
+      timeoutMs: 15_000,
+    });
+    const parsed = JSON.parse(out || "[]") as RunscState[] | null;
+    return parsed ?? [];
+  }
+
+  /** Kills and removes the container; succeeds when it does not exist. */
+  async deleteForce(id: string): Promise<void> {
+    try {
+      await runCommand([this.binary, `--root=${this.stateDir}`, "delete", "-force", id], { timeoutMs: 30_000 });
+    } catch (e) {
+      if (!String(e).includes("does not exist") && !String(e).includes("not found")) throw e;
+    }
+  }
+
+  /** Runs a process in the sandbox through runsc itself: the fallback path when the agent is unreachable. */
+  async exec(id: string, argv: string[], opts: { cwd?: string; env?: string[]; timeoutMs?: number } = {}) {
+    return runCommand(
+      [
+        this.binary,
+        `--root=${this.stateDir}`,
+        "exec",
+        ...(opts.cwd ? [`--cwd=${opts.cwd}`] : []),
+        ...(opts.env ?? []).flatMap((e) => ["--env", e]),
+        id,
+        ...argv,
+      ],
+      { timeoutMs: opts.timeoutMs ?? 60_000 },
+    );
+  }
+}

@@ -1,0 +1,47 @@
+import type { AgentEndpoint } from "../agent/agent-client.js";
+
+export interface SandboxLaunchSpec {
+  id: string;
+  /** Read-only root filesystem of the template. */
+  templateRootfs: string;
+  vcpus: number;
+  memoryMb: number;
+  diskMb: number;
+  /** Network slot (addresses and interface names derive from it). */
+  netIndex: number;
+  agentToken: string;
+}
+
+export type SandboxDeathReason = "oom" | "crashed";
+
+export interface RuntimeStatus {
+  state: "running" | "stopped" | "missing";
+}
+
+/**
+ * What Sandpit needs from an isolation technology. GvisorRuntime is the one driver today; a Kubernetes
+ * driver would implement the same interface.
+ */
+export interface SandboxRuntime {
+  /** Starts the sandbox and returns once its agent answers. Cleans up after itself when it fails. */
+  start(spec: SandboxLaunchSpec): Promise<AgentEndpoint>;
+  /** Where the agent of an already running sandbox is reached (after a server restart). */
+  agentEndpoint(spec: Pick<SandboxLaunchSpec, "netIndex" | "agentToken">): AgentEndpoint;
+  status(id: string): Promise<RuntimeStatus>;
+  /** Cheap liveness check, called every second for every running sandbox. */
+  alive(id: string): Promise<boolean>;
+  /** Why a sandbox that stopped on its own died. Call before destroy (destroy removes the evidence). */
+  deathReason(id: string): Promise<SandboxDeathReason>;
+  /** Removes the sandbox and everything it held on the host. Idempotent. */
+  destroy(id: string, netIndex: number | null): Promise<void>;
+  /** Ids of the sandboxes this runtime has on the host, with or without a record. */
+  listIds(): Promise<string[]>;
+  /** Network slots in use on the host (leftovers included). */
+  listNetSlots(): Promise<number[]>;
+  /** Removes the network of a slot that no sandbox holds any more. */
+  releaseNetSlot(slot: number): Promise<void>;
+  /** Runs a command without the agent (fallback). */
+  execFallback(id: string, argv: string[], opts?: { cwd?: string; env?: string[]; timeoutMs?: number }): Promise<string>;
+  /** Host memory cgroup figures of a running sandbox (bytes). */
+  memoryUsage(id: string): Promise<{ usage: number; limit: number } | undefined>;
+}

@@ -1,0 +1,123 @@
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import pino from "pino";
+import { buildApp } from "./app.js";
+import { type ServerConfig, loadConfig } from "./config.js";
+import { HostNetwork } from "./network/host-network.js";
+import { GvisorRuntime } from "./runtime/gvisor-runtime.js";
+import { Runsc } from "./runtime/runsc.js";
+import { AuthService } from "./services/auth-service.js";
+import { ExecService } from "./services/exec-service.js";
+import { FileService } from "./services/file-service.js";
+import { SandboxService } from "./services/sandbox-service.js";
+import { SqliteStore } from "./store/sqlite-store.js";
+import { TemplateService } from "./templates/template-service.js";
+
+export interface StartServerOptions {
+  listen?: string;
+  dataDir?: string;
+  apiKey?: string;
+  /** Separates several servers on one host: veth/netns names and the nftables table. Default "sp". */
+  netPrefix?: string;
+  sandboxSubnet?: string;
+  templatesDir?: string;
+}
+
+export interface RunningServer {
+  url: string;
+  /** The key generated on first start, if one was. */
+  generatedApiKey: string | undefined;
+  close(): Promise<void>;
+}
+
+const TICK_MS = 1000;
+
+function splitListen(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(":");
+  const port = Number(listen.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port)) throw new Error(`SANDPIT_LISTEN must be host:port, got "${listen}"`);
+  return { host: listen.slice(0, i).replace(/^\[|\]$/g, ""), port };
+}
+
+/**
+ * Wires the services by hand, reconciles the host with the database, and listens. Sandboxes keep
+ * running when the server stops; the next start picks them up.
+ */
+export async function startServer(opts: StartServerOptions = {}): Promise<RunningServer> {
+  const config: ServerConfig = loadConfig({
+    ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
+    ...(opts.listen ? { listen: opts.listen } : {}),
+    ...(opts.apiKey ? { apiKey: opts.apiKey } : {}),
+    ...(opts.sandboxSubnet ? { sandboxSubnet: opts.sandboxSubnet } : {}),
+    ...(opts.templatesDir ? { templatesDir: opts.templatesDir } : {}),
+  });
+  const netPrefix = opts.netPrefix ?? process.env.SANDPIT_NET_PREFIX ?? "sp";
+  if (!/^[a-z]{1,4}$/.test(netPrefix)) throw new Error("SANDPIT_NET_PREFIX must be 1-4 lowercase letters");
+  const logger = pino({ level: config.logLevel, base: { service: "sandpit" } });
+  await mkdir(config.dataDir, { recursive: true });
+
+  const store = new SqliteStore(path.join(config.dataDir, "sandpit.db"));
+  const network = new HostNetwork(netPrefix);
+  await network.installFirewall();
+  const runtime = new GvisorRuntime({
+    dataDir: config.dataDir,
+    runsc: new Runsc(config.runscPath, path.join(config.dataDir, "runsc")),
+    network,
+    subnet: config.sandboxSubnet,
+    netPrefix,
+    agentBinary: config.agentBinary,
+  });
+  await runtime.prepare();
+  const templates = new TemplateService(config.templatesDir, config.debianMirror);
+  const auth = new AuthService(store);
+  const sandboxes = new SandboxService(store, runtime, templates, logger);
+  const exec = new ExecService(sandboxes, store, config.maxOutputBytes);
+  const files = new FileService(sandboxes);
+
+  let generatedApiKey: string | undefined;
+  if (config.apiKey) await auth.registerKey("default", config.apiKey);
+  else if (!(await auth.hasAnyKey())) {
+    generatedApiKey = (await auth.createKey("default", "generated on first start")).key;
+    process.stderr.write(`\nSandpit API key for organisation "default" (shown once):\n\n  ${generatedApiKey}\n\n`);
+  }
+
+  await sandboxes.reconcile();
+  let ticking = false;
+  const timer = setInterval(() => {
+    if (ticking) return;
+    ticking = true;
+    Promise.all([sandboxes.tick(), store.purgeDestroyed(Date.now() - config.destroyedRetentionMs)])
+      .catch((e) => logger.error({ err: e }, "background tick failed"))
+      .finally(() => {
+        ticking = false;
+      });
+  }, TICK_MS);
+
+  const app = buildApp({ auth, sandboxes, exec, files, templates, maxUploadBytes: config.maxUploadBytes }, logger);
+  const { host, port } = splitListen(config.listen);
+  const address = await app.listen({ host, port });
+  logger.info({ address, dataDir: config.dataDir }, "sandpit listening");
+
+  return {
+    url: address,
+    generatedApiKey,
+    async close() {
+      clearInterval(timer);
+      await app.close();
+      sandboxes.close();
+      await store.close();
+    },
+  };
+}
+
+/** Creates an API key for an organisation (creating the organisation) directly in the data directory. */
+export async function createApiKey(opts: { dataDir?: string; org: string }): Promise<{ key: string; org: string }> {
+  const config = loadConfig(opts.dataDir ? { dataDir: opts.dataDir } : {});
+  const store = new SqliteStore(path.join(config.dataDir, "sandpit.db"));
+  try {
+    const { key, org } = await new AuthService(store).createKey(opts.org);
+    return { key, org: org.name };
+  } finally {
+    await store.close();
+  }
+}

@@ -1,0 +1,212 @@
+import type { Command, ExecResult, ExecStreamEvent } from "@sandpit/contract";
+import { execRequestSchema, signalNames } from "@sandpit/contract";
+import type { z } from "zod";
+import { type AgentClient, type AgentExecEvent, type AgentExecRequest, AgentError } from "../agent/agent-client.js";
+import { ApiError, notFound } from "../errors.js";
+import { iso, now } from "../lib/clock.js";
+import { newCommandId } from "../lib/ids.js";
+import type { CommandRecord, OrgRecord, SandboxRecord, Store } from "../store/store.js";
+import type { SandboxService } from "./sandbox-service.js";
+
+export type ExecParams = z.output<typeof execRequestSchema>;
+
+const DEFAULT_ENV: Record<string, string> = {
+  PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+  HOME: "/root",
+  LANG: "C.UTF-8",
+  TERM: "xterm-256color",
+};
+
+const signalNumbers: Record<(typeof signalNames)[number], number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGUSR2: 12,
+  SIGTERM: 15,
+};
+
+function toCommand(c: CommandRecord): Command {
+  return {
+    commandId: c.id,
+    sandboxId: c.sandboxId,
+    command: c.argv,
+    cwd: c.cwd,
+    background: c.background,
+    status: c.status,
+    pid: c.pid,
+    exitCode: c.exitCode,
+    timedOut: c.timedOut,
+    startedAt: iso(c.startedAt)!,
+    finishedAt: iso(c.finishedAt),
+  };
+}
+
+/** Agent events → the API's stream events (bytes become UTF-8 text). */
+export function toStreamEvent(e: AgentExecEvent, commandId: string): ExecStreamEvent {
+  switch (e.type) {
+    case "started":
+      return { type: "start", commandId, pid: e.pid };
+    case "stdout":
+    case "stderr":
+      return { type: e.type, data: e.data.toString("utf8") };
+    case "error":
+      return { type: "error", code: e.code, message: e.message };
+    case "exit":
+      return {
+        type: "exit",
+        exitCode: e.exitCode,
+        durationMs: e.durationMs,
+        timedOut: e.timedOut,
+        truncated: e.truncated,
+      };
+  }
+}
+
+/** Commands in sandboxes, run by the sandbox's agent. */
+export class ExecService {
+  constructor(
+    private readonly sandboxes: SandboxService,
+    private readonly store: Store,
+    private readonly maxOutputBytes: number,
+  ) {}
+
+  private agentRequest(sandbox: SandboxRecord, params: ExecParams, id: string): AgentExecRequest {
+    const args = params.command !== undefined ? ["/bin/sh", "-c", params.command] : params.args!;
+    return {
+      id,
+      args,
+      env: { ...DEFAULT_ENV, HOSTNAME: sandbox.id, ...sandbox.env, ...params.env },
+      cwd: params.cwd ?? sandbox.cwd,
+      ...(params.timeoutMs !== undefined ? { timeoutMs: params.timeoutMs } : {}),
+      ...(params.stdin !== undefined ? { stdin: Buffer.from(params.stdin) } : {}),
+      maxOutputBytes: this.maxOutputBytes,
+    };
+  }
+
+  /**
+   * Runs a command and yields its events as they happen. Aborting the signal (the client went away)
+   * kills the command's process tree.
+   */
+  async *stream(org: OrgRecord, sandboxId: string, params: ExecParams, signal?: AbortSignal) {
+    const { record, agent } = await this.sandboxes.requireRunning(org, sandboxId);
+    const commandId = newCommandId();
+    const events = agent.exec(this.agentRequest(record, params, commandId), signal ? { signal } : {});
+    let delivered = false;
+    try {
+      for await (const event of events) {
+        delivered = true;
+        yield toStreamEvent(event, commandId);
+      }
+    } catch (e) {
+      if (delivered) throw e;
+      await this.sandboxes.explainAgentFailure(sandboxId, e);
+    }
+  }
+
+  /** Runs a command to completion and returns its collected output. */
+  async run(org: OrgRecord, sandboxId: string, params: ExecParams, signal?: AbortSignal): Promise<ExecResult> {
+    const stdout: string[] = [];
+    const stderr: string[] = [];
+    let result: ExecResult | undefined;
+    let commandId = "";
+    for await (const e of this.stream(org, sandboxId, params, signal)) {
+      if (e.type === "start") commandId = e.commandId;
+      else if (e.type === "stdout") stdout.push(e.data);
+      else if (e.type === "stderr") stderr.push(e.data);
+      else if (e.type === "exit") {
+        result = {
+          commandId,
+          exitCode: e.exitCode,
+          stdout: stdout.join(""),
+          stderr: stderr.join(""),
+          durationMs: e.durationMs,
+          timedOut: e.timedOut,
+          truncated: e.truncated,
+        };
+      } else if (e.type === "error") stderr.push(`${e.message}\n`);
+    }
+    if (!result) throw new ApiError("internal", "the command ended without an exit status");
+    return result;
+  }
+
+  async startBackground(org: OrgRecord, sandboxId: string, params: ExecParams) {
+    const { record, agent } = await this.sandboxes.requireRunning(org, sandboxId);
+    const commandId = newCommandId();
+    const request = this.agentRequest(record, params, commandId);
+    const started = await agent.startBackground(request).catch((e) => this.sandboxes.explainAgentFailure(sandboxId, e));
+    await this.store.insertCommand({
+      id: commandId,
+      sandboxId,
+      argv: request.args,
+      cwd: request.cwd,
+      background: true,
+      status: "running",
+      pid: started.pid,
+      exitCode: null,
+      timedOut: false,
+      startedAt: now(),
+      finishedAt: null,
+    });
+    return { commandId, pid: started.pid };
+  }
+
+  private async command(org: OrgRecord, sandboxId: string, commandId: string) {
+    await this.sandboxes.get(org, sandboxId);
+    const command = await this.store.getCommand(sandboxId, commandId);
+    if (!command) throw notFound("command", commandId);
+    return command;
+  }
+
+  /** A background command's record, refreshed from the agent while it runs. */
+  async get(org: OrgRecord, sandboxId: string, commandId: string): Promise<Command> {
+    const command = await this.command(org, sandboxId, commandId);
+    if (command.status !== "running") return toCommand(command);
+    const { agent } = await this.sandboxes.requireRunning(org, sandboxId);
+    return toCommand(await this.refresh(agent, command));
+  }
+
+  private async refresh(agent: AgentClient, command: CommandRecord): Promise<CommandRecord> {
+    const status = await agent.commandStatus(command.id).catch((e) => {
+      if (e instanceof AgentError && e.status === 404) return undefined;
+      throw e;
+    });
+    if (!status) {
+      const patch = { status: "lost" as const, finishedAt: now() };
+      await this.store.updateCommand(command.id, patch);
+      return { ...command, ...patch };
+    }
+    if (status.running) return command;
+    const patch = {
+      status: status.signal !== null && !status.timedOut ? ("killed" as const) : ("exited" as const),
+      exitCode: status.exitCode,
+      timedOut: status.timedOut,
+      finishedAt: now(),
+    };
+    await this.store.updateCommand(command.id, patch);
+    return { ...command, ...patch };
+  }
+
+  async list(org: OrgRecord, sandboxId: string): Promise<Command[]> {
+    await this.sandboxes.get(org, sandboxId);
+    return (await this.store.listCommands(sandboxId)).map(toCommand);
+  }
+
+  /** The command's output from its start, following it until it exits. */
+  async *logs(org: OrgRecord, sandboxId: string, commandId: string, signal?: AbortSignal) {
+    const command = await this.command(org, sandboxId, commandId);
+    const { agent } = await this.sandboxes.requireRunning(org, sandboxId);
+    for await (const event of agent.commandEvents(command.id, { follow: true, ...(signal ? { signal } : {}) })) {
+      yield toStreamEvent(event, command.id);
+    }
+  }
+
+  async kill(org: OrgRecord, sandboxId: string, commandId: string, signal: string | number): Promise<void> {
+    const command = await this.command(org, sandboxId, commandId);
+    const { agent } = await this.sandboxes.requireRunning(org, sandboxId);
+    const number = typeof signal === "number" ? signal : signalNumbers[signal as keyof typeof signalNumbers];
+    if (command.status !== "running") return;
+    await agent.signalCommand(command.id, number);
+  }
+}

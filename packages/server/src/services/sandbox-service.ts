@@ -1,0 +1,267 @@
+import type { CreateSandboxParams, Sandbox, SandboxStatus } from "@sandpit/contract";
+import type { FastifyBaseLogger } from "fastify";
+import { AgentClient, AgentUnreachableError } from "../agent/agent-client.js";
+import { ApiError, notFound } from "../errors.js";
+import { iso, now } from "../lib/clock.js";
+import { newSandboxId, newToken } from "../lib/ids.js";
+import { MAX_SLOTS } from "../network/addressing.js";
+import type { SandboxRuntime } from "../runtime/runtime.js";
+import type { OrgRecord, SandboxFilter, SandboxRecord, Store } from "../store/store.js";
+import type { TemplateService } from "../templates/template-service.js";
+
+/** Statuses in which the sandbox holds host resources (processes, mounts, a network slot). */
+const LIVE: SandboxStatus[] = ["creating", "running", "pausing", "paused", "resuming"];
+
+export function toSandbox(r: SandboxRecord): Sandbox {
+  return {
+    id: r.id,
+    status: r.status,
+    reason: r.reason,
+    template: r.template,
+    resources: { vcpus: r.vcpus, memoryMb: r.memoryMb, diskMb: r.diskMb },
+    envKeys: Object.keys(r.env).sort(),
+    metadata: r.metadata,
+    cwd: r.cwd,
+    createdAt: iso(r.createdAt)!,
+    startedAt: iso(r.startedAt),
+    expiresAt: iso(r.expiresAt),
+    destroyedAt: iso(r.destroyedAt),
+  };
+}
+
+/**
+ * Sandbox lifecycle: create, look up (scoped to the caller's organisation), destroy, expire, notice
+ * deaths, and reconcile the host with the database after a restart.
+ */
+export class SandboxService {
+  private readonly agents = new Map<string, AgentClient>();
+  private readonly destroying = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly runtime: SandboxRuntime,
+    private readonly templates: TemplateService,
+    private readonly log: FastifyBaseLogger,
+  ) {}
+
+  async create(org: OrgRecord, params: CreateSandboxParams): Promise<SandboxRecord> {
+    const templateRootfs = await this.templates.ensureReady(params.template);
+    const createdAt = now();
+    let record = await this.store.insertSandbox(
+      {
+        id: newSandboxId(),
+        orgId: org.id,
+        status: "creating",
+        reason: null,
+        template: params.template,
+        vcpus: params.resources.vcpus,
+        memoryMb: params.resources.memoryMb,
+        diskMb: params.resources.diskMb,
+        env: params.env,
+        metadata: params.metadata,
+        cwd: params.cwd,
+        timeoutMs: params.timeoutMs,
+        agentToken: newToken(),
+        createdAt,
+        startedAt: null,
+        expiresAt: null,
+        destroyedAt: null,
+      },
+      MAX_SLOTS - 1,
+    );
+    const log = this.log.child({ sandboxId: record.id });
+    try {
+      const endpoint = await this.runtime.start({
+        id: record.id,
+        templateRootfs,
+        vcpus: record.vcpus,
+        memoryMb: record.memoryMb,
+        diskMb: record.diskMb,
+        netIndex: record.netIndex!,
+        agentToken: record.agentToken,
+      });
+      const agent = new AgentClient(endpoint);
+      this.agents.set(record.id, agent);
+      await agent.mkdir(record.cwd, { parents: true });
+    } catch (e) {
+      log.error({ err: e }, "sandbox failed to start");
+      await this.runtime.destroy(record.id, record.netIndex).catch(() => undefined);
+      this.forgetAgent(record.id);
+      await this.store.updateSandbox(record.id, { status: "error", reason: "start_failed", netIndex: null });
+      throw new ApiError("internal", `sandbox failed to start: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    const startedAt = now();
+    const updated = await this.store.updateSandbox(
+      record.id,
+      { status: "running", startedAt, expiresAt: startedAt + record.timeoutMs },
+      ["creating"],
+    );
+    if (!updated) {
+      // Destroyed while it was starting: the destroy already cleaned up.
+      record = (await this.store.getSandbox(record.id))!;
+      return record;
+    }
+    log.info({ template: record.template, ms: startedAt - createdAt }, "sandbox created");
+    return updated;
+  }
+
+  /** The caller's sandbox, or 404 — also when it belongs to another organisation. */
+  async get(org: OrgRecord, id: string): Promise<SandboxRecord> {
+    const record = await this.store.getSandbox(id);
+    if (!record || record.orgId !== org.id) throw notFound("sandbox", id);
+    return record;
+  }
+
+  list(org: OrgRecord, filter: SandboxFilter): Promise<SandboxRecord[]> {
+    return this.store.listSandboxes(org.id, filter);
+  }
+
+  async setTimeout(org: OrgRecord, id: string, timeoutMs: number): Promise<SandboxRecord> {
+    const record = await this.get(org, id);
+    assertStatus(record, ["running", "paused"], "change the timeout of");
+    const updated = await this.store.updateSandbox(id, { timeoutMs, expiresAt: now() + timeoutMs }, [
+      "running",
+      "paused",
+    ]);
+    if (!updated) return this.setTimeout(org, id, timeoutMs);
+    return updated;
+  }
+
+  async destroy(org: OrgRecord, id: string): Promise<void> {
+    await this.get(org, id);
+    await this.destroyById(id, null);
+  }
+
+  /** Destroys a sandbox whatever its state; concurrent calls share one teardown. */
+  destroyById(id: string, reason: string | null): Promise<void> {
+    const inFlight = this.destroying.get(id);
+    if (inFlight) return inFlight;
+    const run = (async () => {
+      const record = await this.store.getSandbox(id);
+      if (!record || record.status === "destroyed") return;
+      await this.store.updateSandbox(id, { status: "destroying", ...(reason ? { reason } : {}) });
+      this.forgetAgent(id);
+      await this.runtime.destroy(id, record.netIndex);
+      await this.store.markRunningCommandsLost(id);
+      await this.store.updateSandbox(id, { status: "destroyed", destroyedAt: now(), netIndex: null });
+      this.log.info({ sandboxId: id, reason }, "sandbox destroyed");
+    })().finally(() => this.destroying.delete(id));
+    this.destroying.set(id, run);
+    return run;
+  }
+
+  /**
+   * The agent of a running sandbox of the caller, or a 409 saying which state it is in. A sandbox that
+   * died is noticed here too, so calls never hang on a dead sandbox.
+   */
+  async requireRunning(org: OrgRecord, id: string): Promise<{ record: SandboxRecord; agent: AgentClient }> {
+    const record = await this.get(org, id);
+    assertStatus(record, ["running"], "use");
+    return { record, agent: this.agentFor(record) };
+  }
+
+  private agentFor(record: SandboxRecord): AgentClient {
+    let agent = this.agents.get(record.id);
+    if (!agent) {
+      agent = new AgentClient(
+        this.runtime.agentEndpoint({ netIndex: record.netIndex!, agentToken: record.agentToken }),
+      );
+      this.agents.set(record.id, agent);
+    }
+    return agent;
+  }
+
+  private forgetAgent(id: string) {
+    this.agents.get(id)?.close();
+    this.agents.delete(id);
+  }
+
+  /**
+   * Called when the agent could not be reached: when the sandbox died, records why and answers 409;
+   * otherwise rethrows the original error.
+   */
+  async explainAgentFailure(id: string, error: unknown): Promise<never> {
+    if (error instanceof AgentUnreachableError && !(await this.runtime.alive(id))) {
+      const record = await this.markDead(id);
+      throw sandboxFailed(record);
+    }
+    throw error;
+  }
+
+  /** Records that a running sandbox died, with the reason, and frees what it held on the host. */
+  private async markDead(id: string): Promise<SandboxRecord | undefined> {
+    const reason = await this.runtime.deathReason(id);
+    const record = await this.store.updateSandbox(id, { status: "error", reason }, ["running"]);
+    if (!record) return this.store.getSandbox(id);
+    this.log.warn({ sandboxId: id, reason }, "sandbox died");
+    this.forgetAgent(id);
+    await this.store.markRunningCommandsLost(id);
+    await this.runtime.destroy(id, record.netIndex).catch((e) => this.log.error({ err: e }, "cleanup failed"));
+    return this.store.updateSandbox(id, { netIndex: null });
+  }
+
+  /** Expiry and liveness: runs every second. */
+  async tick(): Promise<void> {
+    const running = await this.store.sandboxesInStatus(["running"]);
+    const t = now();
+    await Promise.all(
+      running.map(async (s) => {
+        if (s.expiresAt !== null && s.expiresAt <= t) {
+          await this.destroyById(s.id, "expired");
+        } else if (!this.destroying.has(s.id) && !(await this.runtime.alive(s.id))) {
+          await this.markDead(s.id);
+        }
+      }),
+    );
+  }
+
+  /**
+   * Brings the host and the database into agreement after a start or a crash: interrupted creates and
+   * destroys are finished, dead sandboxes are marked, and runsc containers or network namespaces that
+   * have no live record are removed.
+   */
+  async reconcile(): Promise<void> {
+    for (const s of await this.store.sandboxesInStatus(["creating"])) {
+      await this.runtime.destroy(s.id, s.netIndex);
+      await this.store.updateSandbox(s.id, { status: "error", reason: "start_failed", netIndex: null });
+    }
+    for (const s of await this.store.sandboxesInStatus(["destroying"])) await this.destroyById(s.id, s.reason);
+    for (const s of await this.store.sandboxesInStatus(["running"])) {
+      if (!(await this.runtime.alive(s.id))) await this.markDead(s.id);
+    }
+    const live = await this.store.sandboxesInStatus(LIVE);
+    const liveIds = new Set(live.map((s) => s.id));
+    for (const id of await this.runtime.listIds()) {
+      if (!liveIds.has(id)) {
+        this.log.warn({ sandboxId: id }, "removing sandbox without a live record");
+        await this.runtime.destroy(id, null);
+      }
+    }
+    const liveSlots = new Set(live.map((s) => s.netIndex));
+    for (const slot of await this.runtime.listNetSlots()) {
+      if (!liveSlots.has(slot)) await this.runtime.releaseNetSlot(slot);
+    }
+  }
+
+  close() {
+    for (const id of [...this.agents.keys()]) this.forgetAgent(id);
+  }
+}
+
+function sandboxFailed(record: SandboxRecord | undefined): ApiError {
+  return new ApiError(
+    "sandbox_failed",
+    `sandbox ${record?.id} is not running: status ${record?.status}${record?.reason ? ` (${record.reason})` : ""}`,
+    { status: record?.status, reason: record?.reason },
+  );
+}
+
+export function assertStatus(record: SandboxRecord, allowed: SandboxStatus[], action: string) {
+  if (allowed.includes(record.status)) return;
+  if (record.status === "error") throw sandboxFailed(record);
+  throw new ApiError(
+    "invalid_state",
+    `cannot ${action} sandbox ${record.id} while it is ${record.status}`,
+    { status: record.status, allowed },
+  );
+}

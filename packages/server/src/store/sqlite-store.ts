@@ -1,0 +1,348 @@
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import type { SandboxStatus } from "@sandpit/contract";
+import Database from "better-sqlite3";
+import { randomBase32 } from "../lib/ids.js";
+import type {
+  CommandRecord,
+  OrgRecord,
+  SandboxFilter,
+  SandboxPatch,
+  SandboxRecord,
+  Store,
+} from "./store.js";
+
+/** Schema versions, applied in order; `PRAGMA user_version` records how many ran. */
+const migrations = [
+  `CREATE TABLE orgs (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL);
+   CREATE TABLE api_keys (key_hash TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id),
+     label TEXT NOT NULL, created_at INTEGER NOT NULL);
+   CREATE TABLE sandboxes (
+     id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), status TEXT NOT NULL, reason TEXT,
+     template TEXT NOT NULL, vcpus INTEGER NOT NULL, memory_mb INTEGER NOT NULL, disk_mb INTEGER NOT NULL,
+     env_json TEXT NOT NULL, metadata_json TEXT NOT NULL, cwd TEXT NOT NULL, timeout_ms INTEGER NOT NULL,
+     net_index INTEGER, agent_token TEXT NOT NULL, created_at INTEGER NOT NULL, started_at INTEGER,
+     expires_at INTEGER, destroyed_at INTEGER);
+   CREATE UNIQUE INDEX sandboxes_net_index ON sandboxes(net_index) WHERE net_index IS NOT NULL;
+   CREATE INDEX sandboxes_org_status ON sandboxes(org_id, status);
+   CREATE TABLE commands (
+     id TEXT PRIMARY KEY, sandbox_id TEXT NOT NULL REFERENCES sandboxes(id) ON DELETE CASCADE,
+     argv_json TEXT NOT NULL, cwd TEXT NOT NULL, background INTEGER NOT NULL, status TEXT NOT NULL,
+     pid INTEGER, exit_code INTEGER, timed_out INTEGER NOT NULL, started_at INTEGER NOT NULL,
+     finished_at INTEGER);
+   CREATE INDEX commands_sandbox ON commands(sandbox_id);`,
+];
+
+interface SandboxRow {
+  id: string;
+  org_id: string;
+  status: SandboxStatus;
+  reason: string | null;
+  template: string;
+  vcpus: number;
+  memory_mb: number;
+  disk_mb: number;
+  env_json: string;
+  metadata_json: string;
+  cwd: string;
+  timeout_ms: number;
+  net_index: number | null;
+  agent_token: string;
+  created_at: number;
+  started_at: number | null;
+  expires_at: number | null;
+  destroyed_at: number | null;
+}
+
+interface CommandRow {
+  id: string;
+  sandbox_id: string;
+  argv_json: string;
+  cwd: string;
+  background: number;
+  status: CommandRecord["status"];
+  pid: number | null;
+  exit_code: number | null;
+  timed_out: number;
+  started_at: number;
+  finished_at: number | null;
+}
+
+const sandboxColumns: Record<keyof SandboxPatch, string> = {
+  status: "status",
+  reason: "reason",
+  template: "template",
+  vcpus: "vcpus",
+  memoryMb: "memory_mb",
+  diskMb: "disk_mb",
+  env: "env_json",
+  metadata: "metadata_json",
+  cwd: "cwd",
+  timeoutMs: "timeout_ms",
+  netIndex: "net_index",
+  agentToken: "agent_token",
+  startedAt: "started_at",
+  expiresAt: "expires_at",
+  destroyedAt: "destroyed_at",
+};
+
+const commandColumns: Record<keyof Omit<CommandRecord, "id" | "sandboxId">, string> = {
+  argv: "argv_json",
+  cwd: "cwd",
+  background: "background",
+  status: "status",
+  pid: "pid",
+  exitCode: "exit_code",
+  timedOut: "timed_out",
+  startedAt: "started_at",
+  finishedAt: "finished_at",
+};
+
+function toColumnValue(value: unknown): unknown {
+  if (typeof value === "boolean") return value ? 1 : 0;
+  if (value !== null && typeof value === "object") return JSON.stringify(value);
+  return value;
+}
+
+function sandboxFromRow(r: SandboxRow): SandboxRecord {
+  return {
+    id: r.id,
+    orgId: r.org_id,
+    status: r.status,
+    reason: r.reason,
+    template: r.template,
+    vcpus: r.vcpus,
+    memoryMb: r.memory_mb,
+    diskMb: r.disk_mb,
+    env: JSON.parse(r.env_json) as Record<string, string>,
+    metadata: JSON.parse(r.metadata_json) as Record<string, string>,
+    cwd: r.cwd,
+    timeoutMs: r.timeout_ms,
+    netIndex: r.net_index,
+    agentToken: r.agent_token,
+    createdAt: r.created_at,
+    startedAt: r.started_at,
+    expiresAt: r.expires_at,
+    destroyedAt: r.destroyed_at,
+  };
+}
+
+function commandFromRow(r: CommandRow): CommandRecord {
+  return {
+    id: r.id,
+    sandboxId: r.sandbox_id,
+    argv: JSON.parse(r.argv_json) as string[],
+    cwd: r.cwd,
+    background: r.background === 1,
+    status: r.status,
+    pid: r.pid,
+    exitCode: r.exit_code,
+    timedOut: r.timed_out === 1,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+  };
+}
+
+/** The embedded default store: one SQLite file in the data directory, WAL mode. */
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+
+  constructor(file: string) {
+    mkdirSync(path.dirname(file), { recursive: true });
+    this.db = new Database(file);
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma("synchronous = NORMAL");
+    this.db.pragma("foreign_keys = ON");
+    this.db.pragma("busy_timeout = 5000");
+    this.migrate();
+  }
+
+  private migrate() {
+    const version = this.db.pragma("user_version", { simple: true }) as number;
+    for (let v = version; v < migrations.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(migrations[v] ?? "");
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  async ensureOrg(name: string): Promise<OrgRecord> {
+    const existing = this.db.prepare("SELECT id, name, created_at FROM orgs WHERE name = ?").get(name) as
+      | { id: string; name: string; created_at: number }
+      | undefined;
+    if (existing) return { id: existing.id, name: existing.name, createdAt: existing.created_at };
+    const org = { id: `org_${randomBase32(20)}`, name, createdAt: Date.now() };
+    this.db
+      .prepare("INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT(name) DO NOTHING")
+      .run(org.id, org.name, org.createdAt);
+    return this.ensureOrg(name);
+  }
+
+  async addApiKey(orgId: string, keyHash: string, label: string): Promise<void> {
+    this.db
+      .prepare("INSERT OR IGNORE INTO api_keys (key_hash, org_id, label, created_at) VALUES (?, ?, ?, ?)")
+      .run(keyHash, orgId, label, Date.now());
+  }
+
+  async orgByApiKeyHash(keyHash: string): Promise<OrgRecord | undefined> {
+    const row = this.db
+      .prepare(
+        "SELECT o.id, o.name, o.created_at FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE k.key_hash = ?",
+      )
+      .get(keyHash) as { id: string; name: string; created_at: number } | undefined;
+    return row && { id: row.id, name: row.name, createdAt: row.created_at };
+  }
+
+  async countApiKeys(): Promise<number> {
+    return (this.db.prepare("SELECT count(*) AS n FROM api_keys").get() as { n: number }).n;
+  }
+
+  async insertSandbox(record: Omit<SandboxRecord, "netIndex">, maxNetIndex: number): Promise<SandboxRecord> {
+    return this.db.transaction(() => {
+      const used = this.db
+        .prepare("SELECT net_index FROM sandboxes WHERE net_index IS NOT NULL ORDER BY net_index")
+        .pluck()
+        .all() as number[];
+      let netIndex = 0;
+      for (const n of used) {
+        if (n !== netIndex) break;
+        netIndex++;
+      }
+      if (netIndex > maxNetIndex) throw new Error("no free network slot");
+      const full: SandboxRecord = { ...record, netIndex };
+      this.db
+        .prepare(
+          `INSERT INTO sandboxes (id, org_id, status, reason, template, vcpus, memory_mb, disk_mb, env_json,
+            metadata_json, cwd, timeout_ms, net_index, agent_token, created_at, started_at, expires_at, destroyed_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          full.id,
+          full.orgId,
+          full.status,
+          full.reason,
+          full.template,
+          full.vcpus,
+          full.memoryMb,
+          full.diskMb,
+          JSON.stringify(full.env),
+          JSON.stringify(full.metadata),
+          full.cwd,
+          full.timeoutMs,
+          full.netIndex,
+          full.agentToken,
+          full.createdAt,
+          full.startedAt,
+          full.expiresAt,
+          full.destroyedAt,
+        );
+      return full;
+    })();
+  }
+
+  async getSandbox(id: string): Promise<SandboxRecord | undefined> {
+    const row = this.db.prepare("SELECT * FROM sandboxes WHERE id = ?").get(id) as SandboxRow | undefined;
+    return row && sandboxFromRow(row);
+  }
+
+  async listSandboxes(orgId: string, filter: SandboxFilter): Promise<SandboxRecord[]> {
+    const where = ["org_id = ?"];
+    const params: unknown[] = [orgId];
+    if (filter.statuses?.length) {
+      where.push(`status IN (${filter.statuses.map(() => "?").join(", ")})`);
+      params.push(...filter.statuses);
+    } else if (!filter.includeDestroyed) {
+      where.push("status <> 'destroyed'");
+    }
+    for (const [key, value] of Object.entries(filter.metadata ?? {})) {
+      where.push("json_extract(metadata_json, ?) = ?");
+      params.push(`$."${key.replaceAll('"', '""')}"`, value);
+    }
+    params.push(filter.limit ?? 1000);
+    const rows = this.db
+      .prepare(`SELECT * FROM sandboxes WHERE ${where.join(" AND ")} ORDER BY created_at DESC, id LIMIT ?`)
+      .all(...params) as SandboxRow[];
+    return rows.map(sandboxFromRow);
+  }
+
+  async sandboxesInStatus(statuses: SandboxStatus[]): Promise<SandboxRecord[]> {
+    const rows = this.db
+      .prepare(`SELECT * FROM sandboxes WHERE status IN (${statuses.map(() => "?").join(", ")})`)
+      .all(...statuses) as SandboxRow[];
+    return rows.map(sandboxFromRow);
+  }
+
+  async updateSandbox(id: string, patch: SandboxPatch, onlyIf?: SandboxStatus[]): Promise<SandboxRecord | undefined> {
+    const entries = Object.entries(patch) as [keyof SandboxPatch, unknown][];
+    const sets = entries.map(([k]) => `${sandboxColumns[k]} = ?`);
+    const params = entries.map(([, v]) => toColumnValue(v));
+    let sql = `UPDATE sandboxes SET ${sets.join(", ")} WHERE id = ?`;
+    params.push(id);
+    if (onlyIf?.length) {
+      sql += ` AND status IN (${onlyIf.map(() => "?").join(", ")})`;
+      params.push(...onlyIf);
+    }
+    const result = entries.length ? this.db.prepare(sql).run(...params) : { changes: 1 };
+    if (result.changes === 0) return undefined;
+    return this.getSandbox(id);
+  }
+
+  async purgeDestroyed(before: number): Promise<number> {
+    return this.db.prepare("DELETE FROM sandboxes WHERE status = 'destroyed' AND destroyed_at < ?").run(before)
+      .changes;
+  }
+
+  async insertCommand(c: CommandRecord): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO commands (id, sandbox_id, argv_json, cwd, background, status, pid, exit_code, timed_out,
+          started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        c.id,
+        c.sandboxId,
+        JSON.stringify(c.argv),
+        c.cwd,
+        c.background ? 1 : 0,
+        c.status,
+        c.pid,
+        c.exitCode,
+        c.timedOut ? 1 : 0,
+        c.startedAt,
+        c.finishedAt,
+      );
+  }
+
+  async updateCommand(id: string, patch: Partial<Omit<CommandRecord, "id" | "sandboxId">>): Promise<void> {
+    const entries = Object.entries(patch) as [keyof typeof commandColumns, unknown][];
+    if (!entries.length) return;
+    this.db
+      .prepare(`UPDATE commands SET ${entries.map(([k]) => `${commandColumns[k]} = ?`).join(", ")} WHERE id = ?`)
+      .run(...entries.map(([, v]) => toColumnValue(v)), id);
+  }
+
+  async getCommand(sandboxId: string, id: string): Promise<CommandRecord | undefined> {
+    const row = this.db.prepare("SELECT * FROM commands WHERE id = ? AND sandbox_id = ?").get(id, sandboxId) as
+      | CommandRow
+      | undefined;
+    return row && commandFromRow(row);
+  }
+
+  async listCommands(sandboxId: string): Promise<CommandRecord[]> {
+    const rows = this.db
+      .prepare("SELECT * FROM commands WHERE sandbox_id = ? ORDER BY started_at, id")
+      .all(sandboxId) as CommandRow[];
+    return rows.map(commandFromRow);
+  }
+
+  async markRunningCommandsLost(sandboxId: string): Promise<void> {
+    this.db
+      .prepare("UPDATE commands SET status = 'lost', finished_at = ? WHERE sandbox_id = ? AND status = 'running'")
+      .run(Date.now(), sandboxId);
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}

@@ -1,0 +1,84 @@
+import type { SandboxStatus } from "@sandpit/contract";
+
+export interface OrgRecord {
+  id: string;
+  name: string;
+  createdAt: number;
+}
+
+export interface SandboxRecord {
+  id: string;
+  orgId: string;
+  status: SandboxStatus;
+  reason: string | null;
+  template: string;
+  vcpus: number;
+  memoryMb: number;
+  diskMb: number;
+  env: Record<string, string>;
+  metadata: Record<string, string>;
+  cwd: string;
+  timeoutMs: number;
+  /** Slot of the sandbox's veth pair; null once its network is released. */
+  netIndex: number | null;
+  agentToken: string;
+  createdAt: number;
+  startedAt: number | null;
+  expiresAt: number | null;
+  destroyedAt: number | null;
+}
+
+export interface CommandRecord {
+  id: string;
+  sandboxId: string;
+  argv: string[];
+  cwd: string;
+  background: boolean;
+  status: "running" | "exited" | "killed" | "lost";
+  pid: number | null;
+  exitCode: number | null;
+  timedOut: boolean;
+  startedAt: number;
+  finishedAt: number | null;
+}
+
+export interface SandboxFilter {
+  statuses?: SandboxStatus[];
+  metadata?: Record<string, string>;
+  includeDestroyed?: boolean;
+  limit?: number;
+}
+
+export type SandboxPatch = Partial<Omit<SandboxRecord, "id" | "orgId" | "createdAt">>;
+
+/**
+ * Durable state. Implementations: SQLite (embedded default). Methods are async so that a networked
+ * database can implement the same interface.
+ */
+export interface Store {
+  ensureOrg(name: string): Promise<OrgRecord>;
+  addApiKey(orgId: string, keyHash: string, label: string): Promise<void>;
+  orgByApiKeyHash(keyHash: string): Promise<OrgRecord | undefined>;
+  countApiKeys(): Promise<number>;
+
+  /** Inserts a sandbox and assigns it the lowest free network slot, atomically. */
+  insertSandbox(record: Omit<SandboxRecord, "netIndex">, maxNetIndex: number): Promise<SandboxRecord>;
+  getSandbox(id: string): Promise<SandboxRecord | undefined>;
+  listSandboxes(orgId: string, filter: SandboxFilter): Promise<SandboxRecord[]>;
+  sandboxesInStatus(statuses: SandboxStatus[]): Promise<SandboxRecord[]>;
+  /**
+   * Applies the patch; when `onlyIf` is given, only while the sandbox is in one of those statuses.
+   * Returns the updated record, or undefined when the condition did not hold.
+   */
+  updateSandbox(id: string, patch: SandboxPatch, onlyIf?: SandboxStatus[]): Promise<SandboxRecord | undefined>;
+  /** Removes destroyed sandboxes (and their commands) destroyed before `before`. */
+  purgeDestroyed(before: number): Promise<number>;
+
+  insertCommand(record: CommandRecord): Promise<void>;
+  updateCommand(id: string, patch: Partial<Omit<CommandRecord, "id" | "sandboxId">>): Promise<void>;
+  getCommand(sandboxId: string, id: string): Promise<CommandRecord | undefined>;
+  listCommands(sandboxId: string): Promise<CommandRecord[]>;
+  markRunningCommandsLost(sandboxId: string): Promise<void>;
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,128 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import path from "node:path";
+import { repoRoot, testTemplatesDir } from "./paths.js";
+import { cleanupInstance } from "./cleanup.js";
+
+export interface TestServer {
+  url: string;
+  apiKey: string;
+  dataDir: string;
+  netPrefix: string;
+  subnet: string;
+  pid: number;
+  /** Destroys every sandbox, stops the server and removes everything it made on the host. */
+  close(): Promise<void>;
+  /** SIGKILLs the server process (sandboxes keep running), as a crash would. */
+  kill9(): Promise<void>;
+  /** Starts the server again on the same data directory and port. */
+  restart(): Promise<void>;
+}
+
+let counter = 0;
+
+/** A unique instance (veth/netns prefix, subnet, port) per server, also across vitest workers. */
+function instanceIdentity() {
+  const worker = Number(process.env.VITEST_POOL_ID ?? process.env.VITEST_WORKER_ID ?? "1") % 20;
+  const n = counter++ % 26;
+  const letter = (i: number) => String.fromCharCode(97 + i);
+  return {
+    netPrefix: `t${letter(worker)}${letter(n)}`,
+    subnet: `10.${200 + worker}.${n * 8}.0`,
+    port: 20_000 + worker * 100 + n,
+  };
+}
+
+async function spawnServer(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(repoRoot, "tests/helpers/serve.ts")], {
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+    cwd: repoRoot,
+  });
+  let log = "";
+  child.stderr!.on("data", (c: Buffer) => {
+    log += c.toString();
+    if (process.env.SANDPIT_TEST_SERVER_LOG) process.stderr.write(c);
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    const onData = (c: Buffer) => {
+      out += c.toString();
+      for (const line of out.split("\n")) {
+        if (line.startsWith('{"ready"')) {
+          child.stdout!.off("data", onData);
+          resolve((JSON.parse(line) as { url: string }).url);
+          return;
+        }
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.on("exit", (code) => reject(new Error(`test server exited with ${code}: ${log.slice(-3000)}`)));
+  });
+  child.stdout!.resume();
+  return { child, url };
+}
+
+export async function startTestServer(): Promise<TestServer> {
+  const id = instanceIdentity();
+  const dataDir = mkdtempSync("/var/tmp/sandpit-test-");
+  const apiKey = `sp_test${randomBytes(16).toString("hex")}`;
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    SANDPIT_DATA_DIR: dataDir,
+    SANDPIT_TEMPLATES_DIR: testTemplatesDir,
+    SANDPIT_API_KEY: apiKey,
+    SANDPIT_LISTEN: `127.0.0.1:${id.port}`,
+    SANDPIT_NET_PREFIX: id.netPrefix,
+    SANDPIT_SANDBOX_SUBNET: id.subnet,
+    SANDPIT_LOG_LEVEL: process.env.SANDPIT_TEST_SERVER_LOG ? "info" : "warn",
+  };
+  let { child, url } = await spawnServer(env);
+  const server: TestServer = {
+    url,
+    apiKey,
+    dataDir,
+    netPrefix: id.netPrefix,
+    subnet: id.subnet,
+    get pid() {
+      return child.pid!;
+    },
+    async close() {
+      if (child.exitCode === null) {
+        await destroyAll(server).catch(() => undefined);
+        const exited = new Promise((r) => child.once("exit", r));
+        child.kill("SIGTERM");
+        await exited;
+      }
+      await cleanupInstance(dataDir, id.netPrefix);
+      await rm(dataDir, { recursive: true, force: true });
+    },
+    async kill9() {
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGKILL");
+      await exited;
+    },
+    async restart() {
+      ({ child, url } = await spawnServer(env));
+      server.url = url;
+    },
+  };
+  return server;
+}
+
+async function destroyAll(server: TestServer) {
+  const res = await fetch(`${server.url}/v1/sandboxes?limit=1000`, {
+    headers: { authorization: `Bearer ${server.apiKey}` },
+  });
+  const { sandboxes } = (await res.json()) as { sandboxes: { id: string }[] };
+  await Promise.all(
+    sandboxes.map((s) =>
+      fetch(`${server.url}/v1/sandboxes/${s.id}`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${server.apiKey}` },
+      }),
+    ),
+  );
+}
