@@ -1,0 +1,154 @@
+/* sandpit-agent entry point: configuration, and the PID 1 supervisor that keeps the server alive. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server.h"
+#include "util.h"
+
+static int load_config(void)
+{
+    const char *listen = getenv("SANDPIT_AGENT_LISTEN");
+    const char *token = getenv("SANDPIT_AGENT_TOKEN");
+    const char *allow = getenv("SANDPIT_AGENT_ALLOW");
+    const char *run_dir = getenv("SANDPIT_AGENT_RUN_DIR");
+
+    if (!listen || !*listen) listen = "0.0.0.0:49982";
+    const char *colon = strrchr(listen, ':');
+    if (!colon || (size_t)(colon - listen) >= sizeof g_cfg.listen_ip) {
+        logmsg("invalid SANDPIT_AGENT_LISTEN '%s' (want ip:port)", listen);
+        return -1;
+    }
+    memcpy(g_cfg.listen_ip, listen, (size_t)(colon - listen));
+    g_cfg.listen_ip[colon - listen] = 0;
+    uint64_t port;
+    struct in_addr tmp;
+    if (parse_u64(colon + 1, &port) != 0 || port == 0 || port > 65535 ||
+        inet_pton(AF_INET, g_cfg.listen_ip, &tmp) != 1) {
+        logmsg("invalid SANDPIT_AGENT_LISTEN '%s' (want ipv4:port)", listen);
+        return -1;
+    }
+    g_cfg.port = (int)port;
+
+    if (token && *token) {
+        g_cfg.token = strdup(token);
+        if (!g_cfg.token) return -1;
+        g_cfg.token_len = strlen(token);
+    }
+
+    if (allow && *allow) {
+        char *copy = strdup(allow);
+        if (!copy) return -1;
+        char *save = NULL;
+        for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+            struct in_addr a;
+            if (inet_pton(AF_INET, t, &a) != 1) {
+                logmsg("invalid address '%s' in SANDPIT_AGENT_ALLOW", t);
+                free(copy);
+                return -1;
+            }
+            if (g_cfg.nallow == AGENT_MAX_ALLOW) {
+                logmsg("SANDPIT_AGENT_ALLOW: too many addresses");
+                free(copy);
+                return -1;
+            }
+            g_cfg.allow[g_cfg.nallow++] = a.s_addr;
+        }
+        free(copy);
+        if (g_cfg.nallow == 0) {
+            logmsg("SANDPIT_AGENT_ALLOW is empty");
+            return -1;
+        }
+    }
+
+    if (!run_dir || !*run_dir) run_dir = "/run/sandpit-agent";
+    if (run_dir[0] != '/' || strlen(run_dir) >= sizeof g_cfg.run_dir - AGENT_ID_MAX - 16) {
+        logmsg("invalid SANDPIT_AGENT_RUN_DIR '%s'", run_dir);
+        return -1;
+    }
+    snprintf(g_cfg.run_dir, sizeof g_cfg.run_dir, "%s", run_dir);
+    return 0;
+}
+
+static void on_term(int sig)
+{
+    (void)sig;
+    _exit(0); /* PID 1 exiting stops the sandbox */
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* PID 1: fork the server, reap everything, restart the server 50 ms after it exits. */
+static void supervise(void) __attribute__((noreturn));
+static void supervise(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    /* bound once here, so that connections queue up in the backlog while the server restarts */
+    int lfd = server_listen();
+    if (lfd < 0) logmsg("listen %s:%d: %s (the server will retry)", g_cfg.listen_ip, g_cfg.port, strerror(errno));
+    g_cfg.supervised = 1;
+    for (;;) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            sa.sa_handler = SIG_DFL;
+            sigaction(SIGTERM, &sa, NULL);
+            sigaction(SIGINT, &sa, NULL);
+            server_main(lfd);
+        }
+        if (pid < 0) {
+            logmsg("fork: %s", strerror(errno));
+            sleep_ms(1000);
+            continue;
+        }
+        for (;;) {
+            int st;
+            pid_t w = waitpid(-1, &st, 0);
+            if (w == pid) {
+                if (WIFSIGNALED(st)) logmsg("server %d killed by signal %d, restarting", (int)pid, WTERMSIG(st));
+                else logmsg("server %d exited with %d, restarting", (int)pid, WEXITSTATUS(st));
+                break;
+            }
+            if (w < 0 && errno == ECHILD) break;
+        }
+        sleep_ms(50);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        printf("sandpit-agent %s\n", AGENT_VERSION);
+        return 0;
+    }
+    /* fds 0-2 must exist so that pipes never land on them */
+    for (;;) {
+        int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (fd < 0) break;
+        if (fd > 2) {
+            close(fd);
+            break;
+        }
+        fcntl(fd, F_SETFD, 0);
+    }
+    if (load_config() != 0) return 2;
+    clearenv(); /* nothing of the agent's environment reaches commands */
+    if (getpid() == 1) supervise();
+    server_main(-1);
+}
