@@ -65,6 +65,8 @@ static uint64_t g_spawn_gen;
 static uint64_t g_seq;
 static struct command *g_cmds;
 
+static int log_path(char *out, size_t n, const char *id);
+
 /* ---------- command objects ---------- */
 
 static struct command *cmd_new(const char *id, int background)
@@ -1084,7 +1086,7 @@ static int open_log(const char *id)
 {
     if (mkdir_p(g_cfg.run_dir, 0700, 0700, NULL) != 0) return -1;
     char path[PATH_MAX];
-    if ((size_t)snprintf(path, sizeof path, "%s/%s.frames", g_cfg.run_dir, id) >= sizeof path) {
+    if (log_path(path, sizeof path, id) != 0) {
         errno = ENAMETOOLONG;
         return -1;
     }
@@ -1310,11 +1312,59 @@ void handle_commands_list(struct http_conn *c)
 
 static void not_found(struct http_conn *c) { http_send_error(c, 404, "not_found", "unknown command"); }
 
+static int log_path(char *out, size_t n, const char *id)
+{
+    return (size_t)snprintf(out, n, "%s/%s.frames", g_cfg.run_dir, id) < n ? 0 : -1;
+}
+
+/* Status of a command no longer in the table (evicted, or run by a previous server process), from the
+ * started and exit frames of its log. 0 when the log has an exit frame. */
+static int status_from_log(const char *id, struct jbuf *b)
+{
+    char path[PATH_MAX];
+    if (log_path(path, sizeof path, id) != 0) return -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    long long pid = 0;
+    char payload[512];
+    int found = 0;
+    off_t off = 0;
+    for (;;) {
+        unsigned char h[5];
+        if (pread(fd, h, 5, off) != 5) break;
+        size_t len = (size_t)h[1] << 24 | (size_t)h[2] << 16 | (size_t)h[3] << 8 | h[4];
+        if ((h[0] == FRAME_STARTED || h[0] == FRAME_EXIT) && len < sizeof payload) {
+            if (pread(fd, payload, len, off + 5) != (ssize_t)len) break;
+            payload[len] = 0;
+            if (h[0] == FRAME_STARTED) {
+                const char *q = strstr(payload, "\"pid\":");
+                if (q) pid = atoll(q + 6);
+            } else if (payload[0] == '{' && len > 2) {
+                jb_puts(b, "{\"id\":");
+                jb_str(b, id);
+                jb_puts(b, ",\"pid\":");
+                jb_int(b, pid);
+                jb_puts(b, ",\"running\":false,");
+                jb_raw(b, payload + 1, len - 1); /* the exit frame's fields are the status fields */
+                found = 1;
+                break;
+            }
+        }
+        off += 5 + (off_t)len;
+    }
+    close(fd);
+    return found ? 0 : -1;
+}
+
 void handle_command_status(struct http_conn *c, const char *id)
 {
     struct command *cmd = cmd_find(id);
     if (!cmd) {
-        not_found(c);
+        struct jbuf b;
+        jb_init(&b);
+        if (status_from_log(id, &b) == 0) send_jbuf(c, 200, &b);
+        else not_found(c);
+        jb_free(&b);
         return;
     }
     struct jbuf b;
@@ -1419,7 +1469,7 @@ void handle_command_frames(struct http_conn *c, const char *id)
         return;
     }
     char path[PATH_MAX];
-    if ((size_t)snprintf(path, sizeof path, "%s/%s.frames", g_cfg.run_dir, id) >= sizeof path) {
+    if (log_path(path, sizeof path, id) != 0) {
         if (cmd) cmd_unref(cmd);
         http_send_errno(c, ENAMETOOLONG, NULL);
         return;
