@@ -118,6 +118,18 @@ export class Sandbox {
     return sandboxes.map((info) => new Sandbox(info, client));
   }
 
+  /**
+   * Destroys a sandbox by id without fetching it first. Killing a sandbox twice succeeds.
+   *
+   * @example
+   * ```ts
+   * await Sandbox.kill("sbx_abcdefghijklmnopqrst");
+   * ```
+   */
+  static async kill(id: string, opts?: ConnectionOptions): Promise<void> {
+    await new ApiClient(resolveConfig(opts)).empty(`/sandboxes/${encodeURIComponent(id)}`, { method: "DELETE" });
+  }
+
   /** The sandbox's id (`sbx_` and 20 base32 characters). */
   get id(): string {
     return this.#info.id;
@@ -210,7 +222,7 @@ export class Sandbox {
   }
 
   /**
-   * Destroys the sandbox. Killing a sandbox that is already gone succeeds.
+   * Destroys the sandbox. Killing a sandbox twice succeeds.
    *
    * @example
    * ```ts
