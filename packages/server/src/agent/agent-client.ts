@@ -122,7 +122,8 @@ function errnoCode(e: unknown): string | undefined {
 // ---- response validation ----
 
 function asObject(v: unknown, what: string): Record<string, unknown> {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new AgentError(502, "internal", `agent sent a malformed ${what}`);
+  if (typeof v !== "object" || v === null || Array.isArray(v))
+    throw new AgentError(502, "internal", `agent sent a malformed ${what}`);
   return v as Record<string, unknown>;
 }
 
@@ -194,9 +195,17 @@ export class AgentClient {
 
   // ---- health ----
 
-  async health(opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<{ ok: boolean; version: string; pid: number }> {
+  async health(
+    opts: { signal?: AbortSignal; timeoutMs?: number } = {},
+  ): Promise<{ ok: boolean; version: string; pid: number }> {
     const o = asObject(
-      await this.json({ method: "GET", path: "/health", signal: opts.signal, timeoutMs: opts.timeoutMs, idempotent: true }),
+      await this.json({
+        method: "GET",
+        path: "/health",
+        signal: opts.signal,
+        timeoutMs: opts.timeoutMs,
+        idempotent: true,
+      }),
       "health answer",
     );
     return {
@@ -333,7 +342,12 @@ export class AgentClient {
   }
 
   async remove(path: string, opts: { recursive?: boolean } = {}): Promise<void> {
-    await this.empty({ method: "DELETE", path: "/files", query: { path, recursive: opts.recursive === true }, idempotent: true });
+    await this.empty({
+      method: "DELETE",
+      path: "/files",
+      query: { path, recursive: opts.recursive === true },
+      idempotent: true,
+    });
   }
 
   async mkdir(path: string, opts: { parents?: boolean; mode?: number } = {}): Promise<void> {
@@ -426,7 +440,8 @@ export class AgentClient {
         if (signal?.aborted) return fail(abortError(signal));
         const code = errnoCode(e);
         const msg = `agent ${this.where()} unreachable: ${code ?? e.message}`;
-        if (req.reusedSocket && (code === "ECONNRESET" || code === "EPIPE")) fail(new StaleSocketError(msg, { cause: e }));
+        if (req.reusedSocket && (code === "ECONNRESET" || code === "EPIPE"))
+          fail(new StaleSocketError(msg, { cause: e }));
         else fail(new AgentUnreachableError(msg, { cause: e }));
       });
       req.on("response", (res: http.IncomingMessage) => {

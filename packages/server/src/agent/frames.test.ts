@@ -50,7 +50,7 @@ describe("FrameDecoder", () => {
 
   it("decodes frames split into single bytes", () => {
     const { bytes, frames } = sampleStream();
-    const chunks = Array.from(bytes.subarray(0, 2000), (b) => Buffer.from([b]));
+    const chunks: Buffer[] = Array.from(bytes.subarray(0, 2000), (b) => Buffer.from([b]));
     chunks.push(bytes.subarray(2000));
     expect(summary(decodeAll(chunks).frames)).toEqual(summary(frames));
   });
@@ -120,9 +120,18 @@ describe("FrameDecoder", () => {
 
 describe("decodeEvent", () => {
   it("maps every frame type", () => {
-    expect(decodeEvent({ type: FRAME_STARTED, payload: Buffer.from('{"pid":7}') })).toEqual({ type: "started", pid: 7 });
-    expect(decodeEvent({ type: FRAME_STDOUT, payload: Buffer.from("o") })).toEqual({ type: "stdout", data: Buffer.from("o") });
-    expect(decodeEvent({ type: FRAME_STDERR, payload: Buffer.from("e") })).toEqual({ type: "stderr", data: Buffer.from("e") });
+    expect(decodeEvent({ type: FRAME_STARTED, payload: Buffer.from('{"pid":7}') })).toEqual({
+      type: "started",
+      pid: 7,
+    });
+    expect(decodeEvent({ type: FRAME_STDOUT, payload: Buffer.from("o") })).toEqual({
+      type: "stdout",
+      data: Buffer.from("o"),
+    });
+    expect(decodeEvent({ type: FRAME_STDERR, payload: Buffer.from("e") })).toEqual({
+      type: "stderr",
+      data: Buffer.from("e"),
+    });
     expect(
       decodeEvent({ type: FRAME_ERROR, payload: Buffer.from('{"code":"not_found","message":"exec x: No such file"}') }),
     ).toEqual({ type: "error", code: "not_found", message: "exec x: No such file" });
