@@ -7,7 +7,7 @@ import { humanMb, relativeTime, table, toJson } from "../format.js";
 export const lsCommand: CliCommand = {
   name: "ls",
   usage: "[--status STATUS[,STATUS...]] [--metadata K=V]... [--all] [--json]",
-  summary: "List sandboxes (running and starting ones unless --all)",
+  summary: "List sandboxes; destroyed ones too with --all",
   options: {
     status: { type: "string", short: "s" },
     metadata: { type: "string", short: "m", multiple: true },
