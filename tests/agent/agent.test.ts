@@ -376,6 +376,22 @@ describe("exec", () => {
     }
   });
 
+  it("runs many commands concurrently with the right exit statuses", async () => {
+    const runs = await Promise.all(
+      Array.from({ length: 60 }, (_, i) =>
+        i % 3 === 0 ? run([`missing-binary-${i}`]) : sh(`echo ${i}; exit ${i % 256}`),
+      ),
+    );
+    runs.forEach((r, i) => {
+      if (i % 3 === 0) {
+        expect(r.exit.exitCode).toBe(127);
+      } else {
+        expect(r.stdout.toString()).toBe(`${i}\n`);
+        expect(r.exit.exitCode).toBe(i % 256);
+      }
+    });
+  });
+
   it("runs many short commands quickly over keep-alive", async () => {
     const t0 = performance.now();
     for (let i = 0; i < 50; i++) expect((await run(["true"])).exit.exitCode).toBe(0);

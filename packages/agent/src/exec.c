@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -204,6 +205,29 @@ static void stdin_close(struct command *cmd)
 
 /* ---------- reaper ---------- */
 
+/* Exits reaped before the spawning thread recorded the pid (the child can exec, fail and exit before
+ * clone() returns in its parent). The spawner looks here right after recording the pid; reap_seq keeps
+ * an old entry of a reused pid from matching. */
+#define EARLY_MAX 64
+struct early_exit {
+    pid_t pid;
+    int status;
+    int64_t t;
+    uint64_t seq;
+};
+static struct early_exit g_early[EARLY_MAX];
+static unsigned g_early_next;
+static uint64_t g_reap_seq;
+
+static void mark_exited_locked(struct command *c, int st, int64_t t)
+{
+    c->running = 0;
+    c->status = st;
+    c->end_ms = t;
+    ssize_t w = write(c->exit_wr, "x", 1);
+    (void)w;
+}
+
 static void *reaper_main(void *arg)
 {
     (void)arg;
@@ -223,15 +247,18 @@ static void *reaper_main(void *arg)
         }
         int64_t t = now_ms();
         pthread_mutex_lock(&g_mu);
-        for (struct command *c = g_cmds; c; c = c->next) {
-            if (c->running && c->pid == pid) {
-                c->running = 0;
-                c->status = st;
-                c->end_ms = t;
-                ssize_t w = write(c->exit_wr, "x", 1);
-                (void)w;
-                break;
-            }
+        g_reap_seq++;
+        struct command *c;
+        for (c = g_cmds; c; c = c->next)
+            if (c->running && c->pid == pid) break;
+        if (c) {
+            mark_exited_locked(c, st, t);
+        } else {
+            struct early_exit *e = &g_early[g_early_next++ % EARLY_MAX];
+            e->pid = pid;
+            e->status = st;
+            e->t = t;
+            e->seq = g_reap_seq;
         }
         pthread_mutex_unlock(&g_mu);
     }
@@ -372,13 +399,26 @@ struct spawn_spec {
     gid_t gid;
 };
 
-static void child_fail(int ep, int stage, int err) __attribute__((noreturn));
-static void child_fail(int ep, int stage, int err)
+/* What the child needs. It runs in the parent's memory (CLONE_VM) while the parent thread is suspended
+ * (CLONE_VFORK), so it reports a failure by writing `err` directly. */
+struct child_args {
+    const struct spawn_spec *sp;
+    int in_rd, out_wr, err_wr;
+    volatile struct child_err err;
+};
+
+#define CHILD_STACK (64 * 1024)
+
+/* The child shares the parent's memory and TLS: it must not take libc locks or allocate, so it uses raw
+ * system calls where libc keeps state. */
+static void child_fail(struct child_args *a, int stage, int err) __attribute__((noreturn));
+static void child_fail(struct child_args *a, int stage, int err)
 {
-    struct child_err ce = { stage, err };
-    ssize_t w = write(ep, &ce, sizeof ce);
-    (void)w;
-    _exit(stage == STAGE_EXEC && err == ENOENT ? 127 : 126);
+    a->err.err = err;
+    a->err.stage = stage;
+    syscall(SYS_exit_group, stage == STAGE_EXEC && err == ENOENT ? 127 : 126);
+    for (;;) {
+    }
 }
 
 static int try_exec(const char *file, char **argv, char **envp)
@@ -432,39 +472,44 @@ static int exec_lookup(char **argv, char **envp, const char *path)
     return seen_eacces ? EACCES : ENOENT;
 }
 
-static void child_main(const struct spawn_spec *sp, int in_rd, int out_wr, int err_wr, int ep)
-    __attribute__((noreturn));
-static void child_main(const struct spawn_spec *sp, int in_rd, int out_wr, int err_wr, int ep)
+struct k_sigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    uint64_t mask;
+};
+
+static int child_main(void *arg)
 {
-    /* default dispositions, empty mask (raw syscalls: libc may refuse its internal signals) */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = SIG_DFL;
+    struct child_args *a = arg;
+    const struct spawn_spec *sp = a->sp;
+    /* default dispositions, then an empty mask (the parent blocked everything around clone) */
+    struct k_sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.handler = SIG_DFL;
     for (int s = 1; s < 65; s++) {
         if (s == SIGKILL || s == SIGSTOP) continue;
-        sigaction(s, &sa, NULL);
+        syscall(SYS_rt_sigaction, s, &dfl, NULL, sizeof(uint64_t));
     }
     uint64_t none = 0;
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof none);
-    setpgid(0, 0);
-    if (dup2(in_rd, 0) < 0 || dup2(out_wr, 1) < 0 || dup2(err_wr, 2) < 0) child_fail(ep, STAGE_SETUP, errno);
-    if (sp->cwd && chdir(sp->cwd) != 0) child_fail(ep, STAGE_CWD, errno);
-    /* raw syscalls: the child of a multi-threaded parent must not use libc's set*id synchronisation */
+    syscall(SYS_setpgid, 0, 0);
+    if (syscall(SYS_dup3, a->in_rd, 0, 0) < 0 || syscall(SYS_dup3, a->out_wr, 1, 0) < 0 ||
+        syscall(SYS_dup3, a->err_wr, 2, 0) < 0)
+        child_fail(a, STAGE_SETUP, errno);
+    if (sp->cwd && syscall(SYS_chdir, sp->cwd) != 0) child_fail(a, STAGE_CWD, errno);
     if (sp->set_gid) {
         gid_t g = sp->gid;
-        if (syscall(SYS_setgroups, 1, &g) != 0 && errno != EPERM) child_fail(ep, STAGE_GID, errno);
-        if (syscall(SYS_setresgid, g, g, g) != 0) child_fail(ep, STAGE_GID, errno);
+        if (syscall(SYS_setgroups, 1, &g) != 0 && errno != EPERM) child_fail(a, STAGE_GID, errno);
+        if (syscall(SYS_setresgid, g, g, g) != 0) child_fail(a, STAGE_GID, errno);
     }
     if (sp->set_uid) {
         uid_t u = sp->uid;
-        if (!sp->set_gid) {
-            /* drop root's supplementary groups when switching user */
-            syscall(SYS_setgroups, 0, NULL);
-        }
-        if (syscall(SYS_setresuid, u, u, u) != 0) child_fail(ep, STAGE_UID, errno);
+        if (!sp->set_gid) syscall(SYS_setgroups, 0, NULL); /* drop root's supplementary groups */
+        if (syscall(SYS_setresuid, u, u, u) != 0) child_fail(a, STAGE_UID, errno);
     }
     int e = exec_lookup(sp->argv, sp->envp, sp->path);
-    child_fail(ep, STAGE_EXEC, e);
+    child_fail(a, STAGE_EXEC, e);
 }
 
 static void close_pair(int p[2])
@@ -474,18 +519,19 @@ static void close_pair(int p[2])
     p[0] = p[1] = -1;
 }
 
-/* Forks and execs. cmd must be registered. 0 ok (ce tells whether exec failed), -1 errno. */
+/* Spawns the command (clone with CLONE_VM|CLONE_VFORK: under gVisor this costs half of a fork). cmd must
+ * be registered. 0 ok (ce tells whether the child failed before exec), -1 errno. */
 static int spawn_command(struct command *cmd, const struct spawn_spec *sp, int *out_rd, int *err_rd,
                          struct child_err *ce)
 {
-    int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 }, ep[2] = { -1, -1 };
-    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 ||
-        pipe2(ep, O_CLOEXEC) != 0) {
-        int e = errno;
+    int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
+    char *stack = malloc(CHILD_STACK);
+    if (!stack || pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+        int e = stack ? errno : ENOMEM;
+        free(stack);
         close_pair(in);
         close_pair(out);
         close_pair(err);
-        close_pair(ep);
         errno = e;
         return -1;
     }
@@ -496,42 +542,51 @@ static int spawn_command(struct command *cmd, const struct spawn_spec *sp, int *
     cmd->stdin_fd = in[1];
     pthread_mutex_unlock(&cmd->stdin_mu);
 
-    /* The table lock is held across fork so that the reaper cannot see the pid before it is recorded. */
+    struct child_args a = { .sp = sp, .in_rd = in[0], .out_wr = out[1], .err_wr = err[1] };
+    a.err.stage = STAGE_OK;
+    a.err.err = 0;
     pthread_mutex_lock(&g_mu);
-    pid_t pid = fork();
-    if (pid == 0) child_main(sp, in[0], out[1], err[1], ep[1]);
+    uint64_t seq0 = g_reap_seq;
+    pthread_mutex_unlock(&g_mu);
+    int64_t t0 = now_ms();
+
+    /* No signal handler may run in the child while it shares our memory. */
+    uint64_t all = ~(uint64_t)0, old = 0;
+    syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, &old, sizeof all);
+    uintptr_t top = ((uintptr_t)stack + CHILD_STACK) & ~(uintptr_t)15;
+    pid_t pid = clone(child_main, (void *)top, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+    int clone_errno = errno;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, sizeof old);
+    free(stack); /* the child has exec'd or exited: it no longer uses the stack */
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
     if (pid < 0) {
-        int e = errno;
-        pthread_mutex_unlock(&g_mu);
         stdin_close(cmd);
-        in[1] = -1;
-        close_pair(in);
-        close_pair(out);
-        close_pair(err);
-        close_pair(ep);
-        errno = e;
+        close(out[0]);
+        close(err[0]);
+        errno = clone_errno;
         return -1;
     }
+
+    pthread_mutex_lock(&g_mu);
     cmd->pid = pid;
     cmd->running = 1;
-    cmd->start_ms = now_ms();
+    cmd->start_ms = t0;
+    for (int i = 0; i < EARLY_MAX; i++) {
+        struct early_exit *e = &g_early[i];
+        if (e->pid == pid && e->seq > seq0) {
+            mark_exited_locked(cmd, e->status, e->t);
+            e->pid = 0;
+            break;
+        }
+    }
     g_spawn_gen++;
     pthread_cond_signal(&g_spawn_cond);
     pthread_mutex_unlock(&g_mu);
 
-    close(in[0]);
-    close(out[1]);
-    close(err[1]);
-    close(ep[1]);
-    /* EOF: exec succeeded (the pipe is close-on-exec); otherwise the child reports why it failed */
-    ce->stage = STAGE_OK;
-    ce->err = 0;
-    struct child_err got;
-    ssize_t r;
-    do r = read(ep[0], &got, sizeof got);
-    while (r < 0 && errno == EINTR);
-    if (r == (ssize_t)sizeof got) *ce = got;
-    close(ep[0]);
+    ce->stage = a.err.stage;
+    ce->err = a.err.err;
     *out_rd = out[0];
     *err_rd = err[0];
     return 0;
@@ -852,9 +907,9 @@ static int pump_run(struct pump *p)
         if (i_err >= 0 && fds[i_err].revents) read_output(p, &p->err_fd, FRAME_STDERR, buf);
         if (i_sock >= 0 && fds[i_sock].revents) {
             short re = fds[i_sock].revents;
-            if (re & (POLLERR | POLLNVAL)) {
-                client_gone(p);
-            } else if (p->body_eof && (re & (POLLIN | POLLHUP))) {
+            if (re & (POLLERR | POLLNVAL | POLLHUP)) {
+                client_gone(p); /* POLLHUP: nothing can be sent any more */
+            } else if (p->body_eof && (re & POLLIN)) {
                 char ch;
                 ssize_t k = recv(p->conn->fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
                 if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR)) client_gone(p);
@@ -1543,9 +1598,9 @@ void handle_command_frames(struct http_conn *c, const char *id)
             while (read(wake[0], tmp, sizeof tmp) > 0) {
             }
         }
-        if (pf[1].revents & (POLLERR | POLLNVAL)) {
+        if (pf[1].revents & (POLLERR | POLLNVAL | POLLHUP)) {
             ok = 0;
-        } else if (pf[1].revents & (POLLIN | POLLHUP)) {
+        } else if (pf[1].revents & POLLIN) {
             char ch;
             ssize_t k = recv(c->fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
             if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR)) ok = 0;

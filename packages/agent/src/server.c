@@ -106,7 +106,7 @@ static void dispatch(struct http_conn *c)
     }
     const char *p = c->path;
     if (strcmp(p, "/health") == 0) {
-        if (method_is(c, "GET") || method_is(c, "HEAD")) handle_health(c);
+        if (method_is(c, "GET")) handle_health(c);
         else method_not_allowed(c);
     } else if (strcmp(p, "/exec") == 0) {
         if (method_is(c, "POST")) handle_exec(c);
