@@ -96,7 +96,7 @@ export class GvisorRuntime implements SandboxRuntime {
         pidsLimit: PIDS_LIMIT,
       });
       await writeFile(path.join(bundle, "config.json"), JSON.stringify(spec_));
-      await this.opts.runsc.run(bundle, spec.id, path.join(dir, "runsc.log"));
+      await this.opts.runsc.run(bundle, spec.id, path.join(dir, "runsc.log"), path.join(dir, "runsc.out"));
       const endpoint: AgentEndpoint = { host: a.sandboxIp, port: AGENT_PORT, token: spec.agentToken };
       await this.waitForAgent(spec.id, endpoint);
       return endpoint;

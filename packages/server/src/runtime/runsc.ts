@@ -1,4 +1,6 @@
-import { runCommand } from "../lib/run-command.js";
+import { spawn } from "node:child_process";
+import { closeSync, openSync, readFileSync } from "node:fs";
+import { CommandFailedError, runCommand } from "../lib/run-command.js";
 
 export interface RunscState {
   id: string;
@@ -22,28 +24,44 @@ export class Runsc {
     return [`--root=${this.stateDir}`, "--platform=systrap", "--network=sandbox", "--overlay2=none"];
   }
 
-  async run(bundleDir: string, id: string, logFile: string): Promise<void> {
+  /**
+   * `runsc run -detach`. The sandbox and gofer processes outlive this call and inherit its stdio, so
+   * stdio goes to a file (`outputFile`) rather than pipes that would never close.
+   */
+  async run(bundleDir: string, id: string, logFile: string, outputFile: string): Promise<void> {
     const hide = 'mount -t tmpfs -o size=4k,ro none /proc/sys/net && exec "$@"';
-    await runCommand(
-      [
-        "unshare",
-        "-m",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        hide,
-        "runsc",
-        this.binary,
-        ...this.globalFlags(),
-        `--log=${logFile}`,
-        "run",
-        "-detach",
-        `-bundle=${bundleDir}`,
-        id,
-      ],
-      { timeoutMs: 60_000 },
-    );
+    const argv = [
+      "unshare",
+      "-m",
+      "--propagation",
+      "private",
+      "sh",
+      "-c",
+      hide,
+      "runsc",
+      this.binary,
+      ...this.globalFlags(),
+      `--log=${logFile}`,
+      "run",
+      "-detach",
+      `-bundle=${bundleDir}`,
+      id,
+    ];
+    const out = openSync(outputFile, "a");
+    try {
+      const code = await new Promise<number | null>((resolve, reject) => {
+        const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", out, out] });
+        const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+        child.on("error", reject);
+        child.on("exit", (c) => {
+          clearTimeout(timer);
+          resolve(c);
+        });
+      });
+      if (code !== 0) throw new CommandFailedError(argv, code, readFileSync(outputFile, "utf8"));
+    } finally {
+      closeSync(out);
+    }
   }
 
   async state(id: string): Promise<RunscState | undefined> {

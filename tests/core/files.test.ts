@@ -1,0 +1,99 @@
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type ErrorBody, type SandboxBody, apiClient } from "../helpers/api.js";
+import { type TestServer, startTestServer } from "../helpers/server.js";
+
+let server: TestServer;
+let api: ReturnType<typeof apiClient>;
+let sandbox: SandboxBody;
+const id = () => sandbox.id;
+const q = (p: string) => encodeURIComponent(p);
+
+/** A file on the host that the attacks below try to read or overwrite. */
+const hostSecret = "/var/tmp/sandpit-host-secret.txt";
+
+beforeAll(async () => {
+  writeFileSync(hostSecret, "host-only secret\n");
+  server = await startTestServer();
+  api = apiClient(server);
+  sandbox = await api.createSandbox();
+});
+
+afterAll(async () => {
+  await server?.close();
+  rmSync(hostSecret, { force: true });
+});
+
+describe("files", () => {
+  it("writes (creating parents) and reads back binary content", async () => {
+    const data = randomBytes(3 * 1024 * 1024);
+    const put = await api.put<{ path: string; size: number }>(`/v1/sandboxes/${id()}/files?path=${q("/data/deep/x.bin")}`, data);
+    expect(put.status).toBe(201);
+    expect(put.body.size).toBe(data.length);
+    const get = await api.get<Buffer>(`/v1/sandboxes/${id()}/files?path=${q("/data/deep/x.bin")}`);
+    expect(get.status).toBe(200);
+    expect(Buffer.compare(get.body, data)).toBe(0);
+    const sum = await api.exec(id(), { command: "sha256sum /data/deep/x.bin | cut -d' ' -f1" });
+    const { createHash } = await import("node:crypto");
+    expect(sum.stdout.trim()).toBe(createHash("sha256").update(data).digest("hex"));
+  });
+
+  it("sets the mode, lists, makes directories and deletes", async () => {
+    await api.put(`/v1/sandboxes/${id()}/files?path=${q("/work/run.sh")}&mode=755`, "#!/bin/sh\necho ran\n");
+    expect((await api.exec(id(), { command: "/work/run.sh" })).stdout).toBe("ran\n");
+    expect((await api.post(`/v1/sandboxes/${id()}/files/mkdir`, { path: "/work/sub/dir" })).status).toBe(201);
+    const list = await api.get<{ entries: { name: string; type: string; size: number; mode: string; mtime: string }[] }>(
+      `/v1/sandboxes/${id()}/files/list?path=${q("/work")}`,
+    );
+    expect(list.body.entries.map((e) => [e.name, e.type])).toEqual([
+      ["run.sh", "file"],
+      ["sub", "dir"],
+    ]);
+    const script = list.body.entries[0]!;
+    expect(script.mode).toBe("0755");
+    expect(script.size).toBe(20);
+    expect(Date.parse(script.mtime)).toBeGreaterThan(Date.now() - 600_000);
+
+    const nonEmpty = await api.del<ErrorBody>(`/v1/sandboxes/${id()}/files?path=${q("/work")}`);
+    expect(nonEmpty.status).toBe(409);
+    expect((await api.del(`/v1/sandboxes/${id()}/files?path=${q("/work")}&recursive=true`)).status).toBe(204);
+    const gone = await api.get<ErrorBody>(`/v1/sandboxes/${id()}/files?path=${q("/work/run.sh")}`);
+    expect(gone.status).toBe(404);
+    expect(gone.body.error.code).toBe("file_not_found");
+  });
+
+  it("validates paths and refuses uploads over the size limit", async () => {
+    const relative = await api.get<ErrorBody>(`/v1/sandboxes/${id()}/files?path=etc/passwd`);
+    expect(relative.status).toBe(400);
+    expect(relative.body.error.details!.fields![0]!.field).toBe("path");
+    const big = Buffer.alloc(100 * 1024 * 1024 + 1);
+    const res = await api.put<ErrorBody>(`/v1/sandboxes/${id()}/files?path=/big`, big);
+    expect(res.status).toBe(413);
+    expect(res.body.error.code).toBe("payload_too_large");
+  });
+
+  it("cannot escape to the host through .. or symlinks made inside the sandbox", async () => {
+    // Traversal resolves inside the sandbox's own root.
+    const traversal = await api.get<Buffer | ErrorBody>(
+      `/v1/sandboxes/${id()}/files?path=${q(`/../../../../..${hostSecret}`)}`,
+    );
+    expect(traversal.status).toBe(404);
+    // Symlinks created inside point into the sandbox's root, never the host's.
+    await api.exec(id(), {
+      command: `ln -s ${hostSecret} /tmp/link && ln -s / /tmp/rootlink && ln -s /var/tmp /tmp/dirlink`,
+    });
+    expect((await api.get(`/v1/sandboxes/${id()}/files?path=${q("/tmp/link")}`)).status).toBe(404);
+    expect((await api.get(`/v1/sandboxes/${id()}/files?path=${q(`/tmp/rootlink${hostSecret}`)}`)).status).toBe(404);
+    // Writing through a symlink lands inside the sandbox; the host file is untouched.
+    const w = await api.put(`/v1/sandboxes/${id()}/files?path=${q("/tmp/dirlink/sandpit-host-secret.txt")}`, "owned");
+    expect(w.status).toBe(201);
+    expect(readFileSync(hostSecret, "utf8")).toBe("host-only secret\n");
+    const inside = await api.exec(id(), { command: `cat ${hostSecret}` });
+    expect(inside.stdout).toBe("owned");
+    // The host's own files are not there at all.
+    expect(existsSync("/etc/hostname")).toBe(true);
+    const hostname = await api.get<Buffer>(`/v1/sandboxes/${id()}/files?path=/etc/hostname`);
+    expect(hostname.body.toString().trim()).toBe(sandbox.id);
+  });
+});
