@@ -52,7 +52,7 @@ describe("files", () => {
     ]);
     const script = list.body.entries[0]!;
     expect(script.mode).toBe("0755");
-    expect(script.size).toBe(20);
+    expect(script.size).toBe(19);
     expect(Date.parse(script.mtime)).toBeGreaterThan(Date.now() - 600_000);
 
     const nonEmpty = await api.del<ErrorBody>(`/v1/sandboxes/${id()}/files?path=${q("/work")}`);

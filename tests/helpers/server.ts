@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { createWriteStream, mkdirSync, mkdtempSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import path from "node:path";
 import { repoRoot, testTemplatesDir } from "./paths.js";
@@ -35,15 +35,22 @@ function instanceIdentity() {
   };
 }
 
+/** Server logs of the test run, one file per server instance, kept for post-mortems. */
+export const testLogDir = "/var/tmp/sandpit-test-logs";
+
 async function spawnServer(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(process.execPath, ["--import", "tsx", path.join(repoRoot, "tests/helpers/serve.ts")], {
     env,
     stdio: ["ignore", "pipe", "pipe"],
     cwd: repoRoot,
   });
+  mkdirSync(testLogDir, { recursive: true });
+  const logFile = createWriteStream(path.join(testLogDir, `${env.SANDPIT_NET_PREFIX}.log`), { flags: "a" });
+  child.stdout!.pipe(logFile);
   let log = "";
   child.stderr!.on("data", (c: Buffer) => {
     log += c.toString();
+    logFile.write(c);
     if (process.env.SANDPIT_TEST_SERVER_LOG) process.stderr.write(c);
   });
   const url = await new Promise<string>((resolve, reject) => {
@@ -77,7 +84,7 @@ export async function startTestServer(): Promise<TestServer> {
     SANDPIT_LISTEN: `127.0.0.1:${id.port}`,
     SANDPIT_NET_PREFIX: id.netPrefix,
     SANDPIT_SANDBOX_SUBNET: id.subnet,
-    SANDPIT_LOG_LEVEL: process.env.SANDPIT_TEST_SERVER_LOG ? "info" : "warn",
+    SANDPIT_LOG_LEVEL: "info",
   };
   let { child, url } = await spawnServer(env);
   const server: TestServer = {

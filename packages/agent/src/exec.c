@@ -40,6 +40,9 @@ struct command {
     int in_table;
     uint64_t seq;
     char id[AGENT_ID_MAX + 1];
+    /* "SANDPIT_COMMAND_ID=<id>", put in the command's environment: processes that left the tree
+     * (double fork, setsid) still carry it, so kill_tree finds them too. */
+    char marker[AGENT_ID_MAX + 32];
     int background;
 
     /* under g_mu */
@@ -281,9 +284,36 @@ int exec_init(void)
 
 struct pinfo {
     pid_t pid, ppid, pgrp;
+    int marked; /* its environment carries the command's marker */
 };
 
-static size_t scan_procs(struct pinfo **out)
+/* Whether /proc/<pid>/environ holds the entry `marker` exactly. */
+static int environ_has(const char *pid, const char *marker)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%.20s/environ", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    enum { ENVIRON_MAX = 65536 };
+    char *buf = malloc(ENVIRON_MAX);
+    if (!buf) {
+        close(fd);
+        return 0;
+    }
+    ssize_t r = read(fd, buf, ENVIRON_MAX - 1);
+    close(fd);
+    int found = 0;
+    size_t mlen = strlen(marker);
+    for (ssize_t i = 0; r > 0 && i < r && !found;) {
+        size_t len = strnlen(buf + i, (size_t)(r - i));
+        found = len == mlen && memcmp(buf + i, marker, mlen) == 0;
+        i += (ssize_t)len + 1;
+    }
+    free(buf);
+    return found;
+}
+
+static size_t scan_procs(struct pinfo **out, const char *marker)
 {
     *out = NULL;
     DIR *d = opendir("/proc");
@@ -317,6 +347,7 @@ static size_t scan_procs(struct pinfo **out)
         v[n].pid = (pid_t)atoi(e->d_name);
         v[n].ppid = ppid;
         v[n].pgrp = pgrp;
+        v[n].marked = marker ? environ_has(e->d_name, marker) : 0;
         n++;
     }
     closedir(d);
@@ -331,7 +362,7 @@ static int pid_in(const pid_t *set, size_t n, pid_t p)
     return 0;
 }
 
-void kill_tree(pid_t root)
+void kill_tree(pid_t root, const char *marker)
 {
     if (root <= 1) return;
     pid_t self = getpid();
@@ -343,14 +374,14 @@ void kill_tree(pid_t root)
         set[n++] = root;
         for (int pass = 0; pass < 32; pass++) {
             struct pinfo *v;
-            size_t nv = scan_procs(&v);
+            size_t nv = scan_procs(&v, marker);
             int grew = 0, changed;
             do {
                 changed = 0;
                 for (size_t i = 0; i < nv; i++) {
                     pid_t p = v[i].pid;
                     if (p <= 1 || p == self || pid_in(set, n, p)) continue;
-                    if (v[i].pgrp != root && !pid_in(set, n, v[i].ppid)) continue;
+                    if (v[i].pgrp != root && !v[i].marked && !pid_in(set, n, v[i].ppid)) continue;
                     if (n == cap) {
                         pid_t *ns = realloc(set, cap * 2 * sizeof *set);
                         if (!ns) continue;
@@ -376,7 +407,7 @@ void exec_kill_all(void)
 {
     pthread_mutex_lock(&g_mu);
     for (struct command *c = g_cmds; c; c = c->next)
-        if (c->running && c->pid > 0) kill_tree(c->pid);
+        if (c->running && c->pid > 0) kill_tree(c->pid, c->marker);
     pthread_mutex_unlock(&g_mu);
 }
 
@@ -665,7 +696,7 @@ static void pump_kill(struct pump *p)
     pthread_mutex_lock(&g_mu);
     pid = p->cmd->running ? p->cmd->pid : 0;
     pthread_mutex_unlock(&g_mu);
-    kill_tree(pid > 0 ? pid : p->cmd->pid);
+    kill_tree(pid > 0 ? pid : p->cmd->pid, p->cmd->marker);
 }
 
 static void pump_timeout(struct pump *p)
@@ -986,6 +1017,7 @@ struct exec_req {
     char **argv_mem;
     char **envp;
     const char *id, *cwd, *path;
+    size_t nenv;
     uint64_t timeout_ms, max_output;
     int background, stdin_open, set_uid, set_gid;
     uid_t uid;
@@ -1059,7 +1091,7 @@ static int parse_exec_fields(struct http_conn *c, struct exec_req *r)
         else if (starts(f, "env=", &v)) nenv++;
     }
     r->argv_mem = calloc(nargs + 2, sizeof *r->argv_mem);
-    r->envp = calloc(nenv + 1, sizeof *r->envp);
+    r->envp = calloc(nenv + 2, sizeof *r->envp); /* + the command marker */
     if (!r->argv_mem || !r->envp) {
         http_send_error(c, 500, "internal", "out of memory");
         return -1;
@@ -1078,7 +1110,9 @@ static int parse_exec_fields(struct http_conn *c, struct exec_req *r)
                 http_send_error(c, 400, "bad_request", "env entries must be K=V");
                 return -1;
             }
+            if (strncmp(v, "SANDPIT_COMMAND_ID=", 19) == 0) continue; /* the agent sets it */
             r->envp[ei++] = (char *)v;
+            r->nenv = ei;
             if (strncmp(v, "PATH=", 5) == 0) r->path = v + 5;
         } else if (starts(f, "cwd=", &v)) {
             if (!valid_abs_path(v)) {
@@ -1208,6 +1242,9 @@ void handle_exec(struct http_conn *c)
         }
     }
 
+    snprintf(cmd->marker, sizeof cmd->marker, "SANDPIT_COMMAND_ID=%s", cmd->id);
+    r.envp[r.nenv] = cmd->marker;
+
     struct spawn_spec sp = {
         .argv = r.argv_mem + 1,
         .envp = r.envp,
@@ -1227,7 +1264,7 @@ void handle_exec(struct http_conn *c)
 
     struct pump *p = calloc(1, sizeof *p);
     if (!p) {
-        kill_tree(cmd->pid);
+        kill_tree(cmd->pid, cmd->marker);
         close(out_fd);
         close(err_fd);
         http_send_error(c, 500, "internal", "out of memory");
@@ -1259,7 +1296,7 @@ void handle_exec(struct http_conn *c)
         int rc = pthread_create(&t, &attr, bg_main, p);
         pthread_attr_destroy(&attr);
         if (rc != 0) {
-            kill_tree(pid);
+            kill_tree(pid, cmd->marker);
             close(out_fd);
             close(err_fd);
             free(p);
@@ -1452,7 +1489,7 @@ void handle_command_signal(struct http_conn *c, const char *id)
     pthread_mutex_unlock(&g_mu);
     if (pid > 0) {
         if (sig == SIGKILL) {
-            kill_tree(pid);
+            kill_tree(pid, cmd->marker);
         } else if (kill(-pid, (int)sig) != 0 && errno == ESRCH) {
             kill(pid, (int)sig); /* it left its process group */
         }

@@ -26,7 +26,9 @@ void handle_command_stdin(struct http_conn *c, const char *id);
 
 /* SIGKILL to the process group `root` and to every descendant of `root` found in /proc (stopping them
  * first so that none can fork away while the tree is collected). */
-void kill_tree(pid_t root);
+/* Stops and SIGKILLs root, its process group, its descendants, and (marker != NULL) every process whose
+ * environment carries the entry `marker`. */
+void kill_tree(pid_t root, const char *marker);
 /* Kills the trees of all running commands (used on SIGTERM when not supervised). */
 void exec_kill_all(void);
 

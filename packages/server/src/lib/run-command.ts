@@ -58,6 +58,8 @@ export function runCommand(argv: readonly string[], opts: RunOptions = {}): Prom
       if (code === 0) resolve(Buffer.concat(out).toString("utf8"));
       else reject(new CommandFailedError(argv, code, Buffer.concat(err).toString("utf8")));
     });
+    // A program that exits without reading its input must not crash the server with EPIPE.
+    child.stdin.on("error", () => undefined);
     child.stdin.end(opts.input ?? "");
   });
 }

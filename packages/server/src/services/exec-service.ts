@@ -93,14 +93,10 @@ export class ExecService {
     const { record, agent } = await this.sandboxes.requireRunning(org, sandboxId);
     const commandId = newCommandId();
     const events = agent.exec(this.agentRequest(record, params, commandId), signal ? { signal } : {});
-    let delivered = false;
     try {
-      for await (const event of events) {
-        delivered = true;
-        yield toStreamEvent(event, commandId);
-      }
+      for await (const event of events) yield toStreamEvent(event, commandId);
     } catch (e) {
-      if (delivered) throw e;
+      // A sandbox that died under a running command answers sandbox_failed, not a transport error.
       await this.sandboxes.explainAgentFailure(sandboxId, e);
     }
   }

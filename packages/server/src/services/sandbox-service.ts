@@ -36,6 +36,7 @@ export function toSandbox(r: SandboxRecord): Sandbox {
 export class SandboxService {
   private readonly agents = new Map<string, AgentClient>();
   private readonly destroying = new Map<string, Promise<void>>();
+  private readonly dying = new Map<string, Promise<SandboxRecord | undefined>>();
 
   constructor(
     private readonly store: Store,
@@ -188,16 +189,26 @@ export class SandboxService {
     throw error;
   }
 
-  /** Records that a running sandbox died, with the reason, and frees what it held on the host. */
-  private async markDead(id: string): Promise<SandboxRecord | undefined> {
-    const reason = await this.runtime.deathReason(id);
-    const record = await this.store.updateSandbox(id, { status: "error", reason }, ["running"]);
-    if (!record) return this.store.getSandbox(id);
-    this.log.warn({ sandboxId: id, reason }, "sandbox died");
-    this.forgetAgent(id);
-    await this.store.markRunningCommandsLost(id);
-    await this.runtime.destroy(id, record.netIndex).catch((e) => this.log.error({ err: e }, "cleanup failed"));
-    return this.store.updateSandbox(id, { netIndex: null });
+  /**
+   * Records that a running sandbox died, with the reason, once it freed what it held on the host — so
+   * a client that sees `error` never finds its leftovers. Concurrent callers share one run.
+   */
+  private markDead(id: string): Promise<SandboxRecord | undefined> {
+    const inFlight = this.dying.get(id);
+    if (inFlight) return inFlight;
+    const run = (async () => {
+      const current = await this.store.getSandbox(id);
+      if (current?.status !== "running") return current;
+      const reason = await this.runtime.deathReason(id);
+      this.log.warn({ sandboxId: id, reason }, "sandbox died");
+      this.forgetAgent(id);
+      await this.runtime.destroy(id, current.netIndex).catch((e) => this.log.error({ err: e }, "cleanup failed"));
+      await this.store.markRunningCommandsLost(id);
+      const record = await this.store.updateSandbox(id, { status: "error", reason, netIndex: null }, ["running"]);
+      return record ?? this.store.getSandbox(id);
+    })().finally(() => this.dying.delete(id));
+    this.dying.set(id, run);
+    return run;
   }
 
   /** Expiry and liveness: runs every second. */
@@ -208,7 +219,7 @@ export class SandboxService {
       running.map(async (s) => {
         if (s.expiresAt !== null && s.expiresAt <= t) {
           await this.destroyById(s.id, "expired");
-        } else if (!this.destroying.has(s.id) && !(await this.runtime.alive(s.id))) {
+        } else if (!this.destroying.has(s.id) && !this.dying.has(s.id) && !(await this.runtime.alive(s.id))) {
           await this.markDead(s.id);
         }
       }),
