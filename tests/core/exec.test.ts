@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ErrorBody, type SandboxBody, apiClient, waitFor } from "../helpers/api.js";
-import { type TestServer, startTestServer } from "../helpers/server.js";
+import { apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
+import { startTestServer, type TestServer } from "../helpers/server.js";
 
 let server: TestServer;
 let api: ReturnType<typeof apiClient>;
@@ -122,10 +122,15 @@ describe("exec", () => {
     const running = await api.get<{ status: string }>(`/v1/sandboxes/${sandbox.id}/commands/${commandId}`);
     expect(running.body.status).toBe("running");
     const logs = await readLines(await ndjson(`/v1/sandboxes/${sandbox.id}/commands/${commandId}/logs`, undefined));
-    const out = logs.filter((l) => l.type === "stdout").map((l) => l.data).join("");
+    const out = logs
+      .filter((l) => l.type === "stdout")
+      .map((l) => l.data)
+      .join("");
     expect(out).toBe("tick 1\ntick 2\ntick 3\n");
     expect(logs.at(-1)).toMatchObject({ type: "exit", exitCode: 4 });
-    const done = await api.get<{ status: string; exitCode: number }>(`/v1/sandboxes/${sandbox.id}/commands/${commandId}`);
+    const done = await api.get<{ status: string; exitCode: number }>(
+      `/v1/sandboxes/${sandbox.id}/commands/${commandId}`,
+    );
     expect(done.body).toMatchObject({ status: "exited", exitCode: 4 });
     // Logs stay readable after the command ended.
     const again = await readLines(await ndjson(`/v1/sandboxes/${sandbox.id}/commands/${commandId}/logs`, undefined));
@@ -168,9 +173,13 @@ describe("exec", () => {
     const reader = res.body!.getReader();
     await reader.read();
     controller.abort();
-    await waitFor(async () => {
-      const ps = await api.exec(sandbox.id, { command: "ps -eo args | grep -c '^sleep 444' || true" });
-      return ps.stdout.trim() === "0" ? true : undefined;
-    }, 10_000, "the command to be killed");
+    await waitFor(
+      async () => {
+        const ps = await api.exec(sandbox.id, { command: "ps -eo args | grep -c '^sleep 444' || true" });
+        return ps.stdout.trim() === "0" ? true : undefined;
+      },
+      10_000,
+      "the command to be killed",
+    );
   });
 });

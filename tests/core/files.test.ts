@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ErrorBody, type SandboxBody, apiClient } from "../helpers/api.js";
-import { type TestServer, startTestServer } from "../helpers/server.js";
+import { apiClient, type ErrorBody, type SandboxBody } from "../helpers/api.js";
+import { startTestServer, type TestServer } from "../helpers/server.js";
 
 let server: TestServer;
 let api: ReturnType<typeof apiClient>;
@@ -28,7 +28,10 @@ afterAll(async () => {
 describe("files", () => {
   it("writes (creating parents) and reads back binary content", async () => {
     const data = randomBytes(3 * 1024 * 1024);
-    const put = await api.put<{ path: string; size: number }>(`/v1/sandboxes/${id()}/files?path=${q("/data/deep/x.bin")}`, data);
+    const put = await api.put<{ path: string; size: number }>(
+      `/v1/sandboxes/${id()}/files?path=${q("/data/deep/x.bin")}`,
+      data,
+    );
     expect(put.status).toBe(201);
     expect(put.body.size).toBe(data.length);
     const get = await api.get<Buffer>(`/v1/sandboxes/${id()}/files?path=${q("/data/deep/x.bin")}`);
@@ -43,9 +46,9 @@ describe("files", () => {
     await api.put(`/v1/sandboxes/${id()}/files?path=${q("/work/run.sh")}&mode=755`, "#!/bin/sh\necho ran\n");
     expect((await api.exec(id(), { command: "/work/run.sh" })).stdout).toBe("ran\n");
     expect((await api.post(`/v1/sandboxes/${id()}/files/mkdir`, { path: "/work/sub/dir" })).status).toBe(201);
-    const list = await api.get<{ entries: { name: string; type: string; size: number; mode: string; mtime: string }[] }>(
-      `/v1/sandboxes/${id()}/files/list?path=${q("/work")}`,
-    );
+    const list = await api.get<{
+      entries: { name: string; type: string; size: number; mode: string; mtime: string }[];
+    }>(`/v1/sandboxes/${id()}/files/list?path=${q("/work")}`);
     expect(list.body.entries.map((e) => [e.name, e.type])).toEqual([
       ["run.sh", "file"],
       ["sub", "dir"],

@@ -1,8 +1,8 @@
 import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ErrorBody, type SandboxBody, apiClient, waitFor } from "../helpers/api.js";
-import { type TestServer, startTestServer } from "../helpers/server.js";
+import { apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
+import { startTestServer, type TestServer } from "../helpers/server.js";
 
 let server: TestServer;
 let api: ReturnType<typeof apiClient>;
@@ -18,10 +18,7 @@ afterAll(async () => {
 
 const runsc = (...args: string[]) =>
   execFileSync("runsc", [`--root=${path.join(server.dataDir, "runsc")}`, ...args], { encoding: "utf8" });
-const containerIds = () =>
-  runsc("list", "-quiet")
-    .split("\n")
-    .filter(Boolean);
+const containerIds = () => runsc("list", "-quiet").split("\n").filter(Boolean);
 
 async function statusOf(id: string) {
   return (await api.get<SandboxBody>(`/v1/sandboxes/${id}`)).body;
@@ -76,10 +73,14 @@ describe("a sandbox that misbehaves does not hurt others", () => {
     const victim = await api.createSandbox();
     const { pid } = JSON.parse(runsc("state", victim.id)) as { pid: number };
     process.kill(pid, "SIGKILL");
-    const failed = await waitFor(async () => {
-      const s = await statusOf(victim.id);
-      return s.status === "error" ? s : undefined;
-    }, 15_000, "the sandbox to be marked as crashed");
+    const failed = await waitFor(
+      async () => {
+        const s = await statusOf(victim.id);
+        return s.status === "error" ? s : undefined;
+      },
+      15_000,
+      "the sandbox to be marked as crashed",
+    );
     expect(failed.reason).toBe("crashed");
     const res = await api.post<ErrorBody>(`/v1/sandboxes/${victim.id}/exec`, { command: "true" });
     expect(res.status).toBe(409);
@@ -101,7 +102,10 @@ describe("the server can crash", () => {
 
     await server.kill9();
     // While the server is down: the short-lived sandbox expires, and one record disappears.
-    execFileSync("sqlite3", [path.join(server.dataDir, "sandpit.db"), `DELETE FROM sandboxes WHERE id = '${orphan.id}'`]);
+    execFileSync("sqlite3", [
+      path.join(server.dataDir, "sandpit.db"),
+      `DELETE FROM sandboxes WHERE id = '${orphan.id}'`,
+    ]);
     expect(containerIds()).toEqual(expect.arrayContaining([keeper.id, shortLived.id, orphan.id]));
     await new Promise((r) => setTimeout(r, 3500));
     await server.restart();
@@ -116,10 +120,14 @@ describe("the server can crash", () => {
     const cmd = await api.get<{ status: string }>(`/v1/sandboxes/${keeper.id}/commands/${bg.body.commandId}`);
     expect(cmd.body.status).toBe("running");
 
-    const expired = await waitFor(async () => {
-      const s = await statusOf(shortLived.id);
-      return s.status === "destroyed" ? s : undefined;
-    }, 10_000, "the expired sandbox to be destroyed");
+    const expired = await waitFor(
+      async () => {
+        const s = await statusOf(shortLived.id);
+        return s.status === "destroyed" ? s : undefined;
+      },
+      10_000,
+      "the expired sandbox to be destroyed",
+    );
     expect(expired.reason).toBe("expired");
     expect(containerIds()).not.toContain(orphan.id);
     expect(containerIds()).not.toContain(shortLived.id);

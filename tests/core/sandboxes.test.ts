@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ErrorBody, type SandboxBody, apiClient } from "../helpers/api.js";
-import { type TestServer, startTestServer } from "../helpers/server.js";
+import { apiClient, type ErrorBody, type SandboxBody } from "../helpers/api.js";
 import { serverEntry } from "../helpers/paths.js";
+import { startTestServer, type TestServer } from "../helpers/server.js";
 
 let server: TestServer;
 let api: ReturnType<typeof apiClient>;
@@ -43,7 +43,9 @@ describe("sandbox lifecycle over the native API", () => {
   it("runs the sandbox under gVisor with the host's processes and files invisible", async () => {
     const dmesg = await api.exec(sandbox.id, { command: "dmesg | head -1; uname -r" });
     expect(dmesg.stdout).toContain("gVisor");
-    const ps = await api.exec(sandbox.id, { command: "ls /proc | grep -E '^[0-9]+$' | wc -l; cat /proc/1/cmdline | tr '\\0' ' '" });
+    const ps = await api.exec(sandbox.id, {
+      command: "ls /proc | grep -E '^[0-9]+$' | wc -l; cat /proc/1/cmdline | tr '\\0' ' '",
+    });
     const [count, init] = ps.stdout.trim().split("\n");
     expect(Number(count)).toBeLessThan(10);
     expect(init).toContain("sandpit-agent");
@@ -175,7 +177,9 @@ describe("conventions", () => {
     expect(Object.keys(res.body.paths)).toEqual(
       expect.arrayContaining(["/v1/sandboxes", "/v1/sandboxes/{id}/exec", "/v1/sandboxes/{id}/files", "/v1/templates"]),
     );
-    const create = res.body.paths["/v1/sandboxes"]!.post as { requestBody: { content: Record<string, { schema: { properties: Record<string, unknown> } }> } };
+    const create = res.body.paths["/v1/sandboxes"]!.post as {
+      requestBody: { content: Record<string, { schema: { properties: Record<string, unknown> } }> };
+    };
     expect(Object.keys(create.requestBody.content["application/json"]!.schema.properties)).toEqual(
       expect.arrayContaining(["template", "resources", "timeoutMs", "env", "metadata", "cwd"]),
     );
@@ -186,7 +190,9 @@ describe("conventions", () => {
     const base = res.body.templates.find((t) => t.name === "base")!;
     expect(base.status).toBe("ready");
     expect(base.sizeBytes).toBeGreaterThan(50_000_000);
-    const versions = await api.exec(sandbox.id, { command: "python3 --version; node --version; git --version; curl --version | head -1" });
+    const versions = await api.exec(sandbox.id, {
+      command: "python3 --version; node --version; git --version; curl --version | head -1",
+    });
     expect(versions.stdout).toMatch(/Python 3\.13/);
     expect(versions.stdout).toMatch(/^v\d+/m);
   });

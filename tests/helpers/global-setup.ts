@@ -5,7 +5,10 @@ import { serverEntry, testTemplatesDir } from "./paths.js";
 export default async function setup() {
   if (!existsSync(serverEntry)) throw new Error(`${serverEntry} is missing: run "npm run build" first`);
   const { TemplateService } = (await import(serverEntry)) as typeof import("../../packages/server/src/index.js");
-  const templates = new TemplateService(testTemplatesDir, process.env.SANDPIT_DEBIAN_MIRROR ?? "http://deb.debian.org/debian");
+  const templates = new TemplateService(
+    testTemplatesDir,
+    process.env.SANDPIT_DEBIAN_MIRROR ?? "http://deb.debian.org/debian",
+  );
   if ((await templates.get("base")).status !== "ready") {
     const build = templates.startBuild("base");
     build.on("event", (e: { type: string; phase?: string; percent?: number | null }) => {

@@ -3,8 +3,8 @@ import { randomBytes } from "node:crypto";
 import { createWriteStream, mkdirSync, mkdtempSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import path from "node:path";
-import { repoRoot, testTemplatesDir } from "./paths.js";
 import { cleanupInstance } from "./cleanup.js";
+import { repoRoot, testTemplatesDir } from "./paths.js";
 
 export interface TestServer {
   url: string;

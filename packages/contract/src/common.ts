@@ -2,7 +2,9 @@ import { z } from "zod";
 
 /** Sandbox ids have one fixed length so that no id is a prefix of another (runsc matches by prefix). */
 export const SANDBOX_ID_PATTERN = /^sbx_[a-z2-7]{20}$/;
-export const sandboxIdSchema = z.string().regex(SANDBOX_ID_PATTERN, "must be a sandbox id (sbx_ + 20 base32 characters)");
+export const sandboxIdSchema = z
+  .string()
+  .regex(SANDBOX_ID_PATTERN, "must be a sandbox id (sbx_ + 20 base32 characters)");
 
 export const timestampSchema = z.string().describe("RFC 3339 timestamp");
 
@@ -10,7 +12,10 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const envSchema = z
   .record(
     z.string().regex(ENV_NAME, "must be a valid environment variable name"),
-    z.string().max(32_768).refine((v) => !v.includes("\0"), "must not contain NUL"),
+    z
+      .string()
+      .max(32_768)
+      .refine((v) => !v.includes("\0"), "must not contain NUL"),
   )
   .refine((env) => Object.keys(env).length <= 256, "at most 256 variables");
 

@@ -9,7 +9,10 @@ export const execRequestSchema = z
     cwd: absolutePathSchema.optional(),
     env: envSchema.optional(),
     timeoutMs: z.number().int().min(1).max(limits.execTimeoutMs.max).optional(),
-    stdin: z.string().max(16 * 1024 * 1024).optional(),
+    stdin: z
+      .string()
+      .max(16 * 1024 * 1024)
+      .optional(),
     background: z.boolean().default(false),
   })
   .superRefine((req, ctx) => {

@@ -42,7 +42,12 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   });
   app.addHook("onResponse", async (request, reply) => {
     request.log.info(
-      { method: request.method, url: request.url.split("?")[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      {
+        method: request.method,
+        url: request.url.split("?")[0],
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime),
+      },
       "request",
     );
   });
@@ -54,7 +59,11 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
       apiError = new ApiError("bad_request", "Content-Type must be application/json");
     } else if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
       apiError = new ApiError("payload_too_large", "Request body too large");
-    } else if (error.code === "FST_ERR_CTP_EMPTY_JSON_BODY" || error instanceof SyntaxError || error.statusCode === 400) {
+    } else if (
+      error.code === "FST_ERR_CTP_EMPTY_JSON_BODY" ||
+      error instanceof SyntaxError ||
+      error.statusCode === 400
+    ) {
       apiError = new ApiError("bad_request", `Malformed request body: ${error.message}`);
     } else {
       request.log.error({ err: error }, "unhandled error");
@@ -62,12 +71,18 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
     }
     for (const [k, v] of Object.entries(apiError.headers ?? {})) reply.header(k, v);
     reply.code(apiError.status).send({
-      error: { code: apiError.code, message: apiError.message, ...(apiError.details ? { details: apiError.details } : {}) },
+      error: {
+        code: apiError.code,
+        message: apiError.message,
+        ...(apiError.details ? { details: apiError.details } : {}),
+      },
     });
   });
 
   app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send({ error: { code: "not_found", message: `No route for ${request.method} ${request.url.split("?")[0]}` } });
+    reply
+      .code(404)
+      .send({ error: { code: "not_found", message: `No route for ${request.method} ${request.url.split("?")[0]}` } });
   });
 
   const authenticate: Authenticate = (request) => {

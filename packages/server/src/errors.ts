@@ -1,4 +1,4 @@
-import { type ErrorCode, type FieldIssue, errorStatus } from "@sandpit/contract";
+import { type ErrorCode, errorStatus, type FieldIssue } from "@sandpit/contract";
 import type { ZodError } from "zod";
 
 /** An error the API answers with: a code from the registry, a message for humans, optional details. */

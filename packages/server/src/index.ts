@@ -1,5 +1,5 @@
 export { buildApp } from "./app.js";
 export { loadConfig, type ServerConfig } from "./config.js";
-export { createApiKey, startServer, type RunningServer, type StartServerOptions } from "./server.js";
 export { openApiDocument } from "./routes/openapi.js";
+export { createApiKey, type RunningServer, type StartServerOptions, startServer } from "./server.js";
 export { TemplateService } from "./templates/template-service.js";

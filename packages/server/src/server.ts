@@ -2,7 +2,7 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import pino from "pino";
 import { buildApp } from "./app.js";
-import { type ServerConfig, loadConfig } from "./config.js";
+import { loadConfig, type ServerConfig } from "./config.js";
 import { HostNetwork } from "./network/host-network.js";
 import { GvisorRuntime } from "./runtime/gvisor-runtime.js";
 import { Runsc } from "./runtime/runsc.js";

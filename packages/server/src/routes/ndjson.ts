@@ -55,5 +55,4 @@ export async function sendNdjson(
   }
 }
 
-export const wantsNdjson = (request: FastifyRequest) =>
-  (request.headers.accept ?? "").includes("application/x-ndjson");
+export const wantsNdjson = (request: FastifyRequest) => (request.headers.accept ?? "").includes("application/x-ndjson");

@@ -37,7 +37,12 @@ export function openApiDocument() {
     if (def.query) {
       const schema = jsonSchema(def.query, "input") as { properties?: Record<string, unknown>; required?: string[] };
       for (const [name, prop] of Object.entries(schema.properties ?? {})) {
-        parameters.push({ name, in: "query", required: schema.required?.includes(name) ?? false, schema: prop as { type: string } });
+        parameters.push({
+          name,
+          in: "query",
+          required: schema.required?.includes(name) ?? false,
+          schema: prop as { type: string },
+        });
       }
     }
     paths[def.url] ??= {};
@@ -46,9 +51,17 @@ export function openApiDocument() {
       tags: def.tags,
       ...(parameters.length ? { parameters } : {}),
       ...(def.body
-        ? { requestBody: { required: true, content: { "application/json": { schema: jsonSchema(def.body, "input") } } } }
+        ? {
+            requestBody: { required: true, content: { "application/json": { schema: jsonSchema(def.body, "input") } } },
+          }
         : def.rawBody
-          ? { requestBody: { required: true, content: { [def.rawBody.contentType]: {} }, description: def.rawBody.description } }
+          ? {
+              requestBody: {
+                required: true,
+                content: { [def.rawBody.contentType]: {} },
+                description: def.rawBody.description,
+              },
+            }
           : {}),
       ...(def.public ? { security: [] } : {}),
       responses,

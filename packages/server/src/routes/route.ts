@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { z } from "zod";
+import type { z } from "zod";
 import { ApiError, validationError } from "../errors.js";
 import type { OrgRecord } from "../store/store.js";
 

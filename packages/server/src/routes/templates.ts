@@ -80,9 +80,13 @@ export function templateRoutes(app: FastifyInstance, authenticate: Authenticate,
       const force = (request.query as Record<string, string>).force === "true";
       if (current.status === "ready" && !force) {
         if (wantsNdjson(request)) {
-          await sendNdjson(request, reply, (async function* () {
-            yield { type: "done", template: current } satisfies TemplateBuildEvent;
-          })());
+          await sendNdjson(
+            request,
+            reply,
+            (async function* () {
+              yield { type: "done", template: current } satisfies TemplateBuildEvent;
+            })(),
+          );
           return undefined;
         }
         reply.code(202);

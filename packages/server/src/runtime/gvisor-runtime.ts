@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { chmod, copyFile, mkdir, readFile, readdir, rmdir, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AgentClient, type AgentEndpoint } from "../agent/agent-client.js";
@@ -140,7 +140,7 @@ export class GvisorRuntime implements SandboxRuntime {
     let known = this.sandboxPids.get(id);
     if (!known) {
       const state = await this.opts.runsc.state(id);
-      if (!state || state.status !== "running" || !state.pid) return false;
+      if (state?.status !== "running" || !state.pid) return false;
       const startTime = await this.processStartTime(state.pid);
       if (!startTime) return false;
       known = { pid: state.pid, startTime };

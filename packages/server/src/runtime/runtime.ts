@@ -41,7 +41,11 @@ export interface SandboxRuntime {
   /** Removes the network of a slot that no sandbox holds any more. */
   releaseNetSlot(slot: number): Promise<void>;
   /** Runs a command without the agent (fallback). */
-  execFallback(id: string, argv: string[], opts?: { cwd?: string; env?: string[]; timeoutMs?: number }): Promise<string>;
+  execFallback(
+    id: string,
+    argv: string[],
+    opts?: { cwd?: string; env?: string[]; timeoutMs?: number },
+  ): Promise<string>;
   /** Host memory cgroup figures of a running sandbox (bytes). */
   memoryUsage(id: string): Promise<{ usage: number; limit: number } | undefined>;
 }

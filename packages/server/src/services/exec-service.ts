@@ -1,7 +1,6 @@
-import type { Command, ExecResult, ExecStreamEvent } from "@sandpit/contract";
-import { execRequestSchema, signalNames } from "@sandpit/contract";
+import type { Command, ExecResult, ExecStreamEvent, execRequestSchema, signalNames } from "@sandpit/contract";
 import type { z } from "zod";
-import { type AgentClient, type AgentExecEvent, type AgentExecRequest, AgentError } from "../agent/agent-client.js";
+import { type AgentClient, AgentError, type AgentExecEvent, type AgentExecRequest } from "../agent/agent-client.js";
 import { ApiError, notFound } from "../errors.js";
 import { iso, now } from "../lib/clock.js";
 import { newCommandId } from "../lib/ids.js";

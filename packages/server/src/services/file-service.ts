@@ -1,6 +1,6 @@
 import type { Readable } from "node:stream";
 import type { FileEntry } from "@sandpit/contract";
-import { type AgentFileEntry, AgentError } from "../agent/agent-client.js";
+import { AgentError, type AgentFileEntry } from "../agent/agent-client.js";
 import { ApiError } from "../errors.js";
 import type { OrgRecord } from "../store/store.js";
 import type { SandboxService } from "./sandbox-service.js";
@@ -64,7 +64,14 @@ export class FileService {
     return this.call(sandboxId, path, () => agent.readFile(path));
   }
 
-  async write(org: OrgRecord, sandboxId: string, path: string, body: Readable, size: number | undefined, mode?: number) {
+  async write(
+    org: OrgRecord,
+    sandboxId: string,
+    path: string,
+    body: Readable,
+    size: number | undefined,
+    mode?: number,
+  ) {
     const agent = await this.agent(org, sandboxId);
     return this.call(sandboxId, path, () =>
       agent.writeFile(path, body, {

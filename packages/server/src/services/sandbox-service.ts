@@ -270,9 +270,8 @@ function sandboxFailed(record: SandboxRecord | undefined): ApiError {
 export function assertStatus(record: SandboxRecord, allowed: SandboxStatus[], action: string) {
   if (allowed.includes(record.status)) return;
   if (record.status === "error") throw sandboxFailed(record);
-  throw new ApiError(
-    "invalid_state",
-    `cannot ${action} sandbox ${record.id} while it is ${record.status}`,
-    { status: record.status, allowed },
-  );
+  throw new ApiError("invalid_state", `cannot ${action} sandbox ${record.id} while it is ${record.status}`, {
+    status: record.status,
+    allowed,
+  });
 }

@@ -3,14 +3,7 @@ import path from "node:path";
 import type { SandboxStatus } from "@sandpit/contract";
 import Database from "better-sqlite3";
 import { randomBase32 } from "../lib/ids.js";
-import type {
-  CommandRecord,
-  OrgRecord,
-  SandboxFilter,
-  SandboxPatch,
-  SandboxRecord,
-  Store,
-} from "./store.js";
+import type { CommandRecord, OrgRecord, SandboxFilter, SandboxPatch, SandboxRecord, Store } from "./store.js";
 
 /** Schema versions, applied in order; `PRAGMA user_version` records how many ran. */
 const migrations = [
@@ -187,9 +180,7 @@ export class SqliteStore implements Store {
 
   async orgByApiKeyHash(keyHash: string): Promise<OrgRecord | undefined> {
     const row = this.db
-      .prepare(
-        "SELECT o.id, o.name, o.created_at FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE k.key_hash = ?",
-      )
+      .prepare("SELECT o.id, o.name, o.created_at FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE k.key_hash = ?")
       .get(keyHash) as { id: string; name: string; created_at: number } | undefined;
     return row && { id: row.id, name: row.name, createdAt: row.created_at };
   }
@@ -289,8 +280,7 @@ export class SqliteStore implements Store {
   }
 
   async purgeDestroyed(before: number): Promise<number> {
-    return this.db.prepare("DELETE FROM sandboxes WHERE status = 'destroyed' AND destroyed_at < ?").run(before)
-      .changes;
+    return this.db.prepare("DELETE FROM sandboxes WHERE status = 'destroyed' AND destroyed_at < ?").run(before).changes;
   }
 
   async insertCommand(c: CommandRecord): Promise<void> {

@@ -7,7 +7,7 @@ import { ApiError, notFound } from "../errors.js";
 import { iso } from "../lib/clock.js";
 import { randomBase32 } from "../lib/ids.js";
 import { runCommand } from "../lib/run-command.js";
-import { type BuildProgress, type DebianTemplateDefinition, buildDebianRootfs } from "./debian-builder.js";
+import { type BuildProgress, buildDebianRootfs, type DebianTemplateDefinition } from "./debian-builder.js";
 
 /** The templates Sandpit knows how to build. */
 export const builtinTemplates: DebianTemplateDefinition[] = [
