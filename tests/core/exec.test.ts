@@ -182,4 +182,32 @@ describe("exec", () => {
       "the command to be killed",
     );
   });
+
+  it("restarts the agent when a user kills it, and keeps the agent closed to the sandbox itself", async () => {
+    const before = await api.exec(sandbox.id, {
+      command: "ps -eo pid,args | awk '$2 ~ /sandpit-agent/ && $1 != 1 {print $1}'",
+    });
+    const serverPid = before.stdout.trim();
+    expect(serverPid).toMatch(/^\d+$/);
+    await api.post(`/v1/sandboxes/${sandbox.id}/exec`, {
+      command: `sleep 0.2; kill -9 ${serverPid}`,
+      background: true,
+    });
+    await new Promise((r) => setTimeout(r, 1000));
+    const after = await api.exec(sandbox.id, {
+      command: "ps -eo pid,args | awk '$2 ~ /sandpit-agent/ && $1 != 1 {print $1}'",
+    });
+    expect(after.stdout.trim()).toMatch(/^\d+$/);
+    expect(after.stdout.trim()).not.toBe(serverPid);
+    expect((await api.exec(sandbox.id, { command: "echo ok" })).stdout).toBe("ok\n");
+    // Code in the sandbox cannot drive the agent: it only accepts the host end of the veth.
+    const probe = await api.exec(sandbox.id, {
+      command:
+        'ip=$(ip -4 -o addr show | awk \'$2 != "lo" {sub(/\\/.*/, "", $4); print $4}\'); ' +
+        "curl -s -m 3 -o /dev/null -w '%{http_code}' http://$ip:49982/health; echo \" rc=$?\"; " +
+        "curl -s -m 3 -o /dev/null -w '%{http_code}' http://127.0.0.1:49982/health; echo \" rc=$?\"",
+    });
+    expect(probe.stdout).not.toMatch(/^200/m);
+    expect(probe.stdout).not.toContain("200 rc=0");
+  });
 });

@@ -7,7 +7,7 @@ import { addressingFor } from "../network/addressing.js";
 import type { HostNetwork } from "../network/host-network.js";
 import { ociSpec } from "./oci-spec.js";
 import { SandboxRootfs } from "./rootfs.js";
-import type { Runsc } from "./runsc.js";
+import type { FallbackExecOptions, Runsc } from "./runsc.js";
 import type { RuntimeStatus, SandboxDeathReason, SandboxLaunchSpec, SandboxRuntime } from "./runtime.js";
 
 export const AGENT_PORT = 49982;
@@ -210,7 +210,7 @@ export class GvisorRuntime implements SandboxRuntime {
     return this.opts.network.tearDown(addressingFor(this.opts.subnet, this.opts.netPrefix, slot));
   }
 
-  execFallback(id: string, argv: string[], opts?: { cwd?: string; env?: string[]; timeoutMs?: number }) {
+  execFallback(id: string, argv: string[], opts?: FallbackExecOptions) {
     return this.opts.runsc.exec(id, argv, opts);
   }
 }

@@ -90,19 +90,61 @@ export class Runsc {
     }
   }
 
-  /** Runs a process in the sandbox through runsc itself: the fallback path when the agent is unreachable. */
-  async exec(id: string, argv: string[], opts: { cwd?: string; env?: string[]; timeoutMs?: number } = {}) {
-    return runCommand(
-      [
-        this.binary,
-        `--root=${this.stateDir}`,
-        "exec",
-        ...(opts.cwd ? [`--cwd=${opts.cwd}`] : []),
-        ...(opts.env ?? []).flatMap((e) => ["--env", e]),
-        id,
-        ...argv,
-      ],
-      { timeoutMs: opts.timeoutMs ?? 60_000 },
-    );
+  /**
+   * Runs a process in the sandbox through runsc itself: the fallback when the agent does not answer.
+   * Slower (a new runsc process per call) but independent of anything inside the sandbox.
+   */
+  exec(id: string, argv: string[], opts: FallbackExecOptions = {}): Promise<FallbackExecResult> {
+    const args = [
+      `--root=${this.stateDir}`,
+      "exec",
+      ...(opts.cwd ? [`--cwd=${opts.cwd}`] : []),
+      ...(opts.env ?? []).flatMap((e) => ["--env", e]),
+      id,
+      ...argv,
+    ];
+    return new Promise((resolve, reject) => {
+      const started = Date.now();
+      const child = spawn(this.binary, args, { stdio: ["pipe", "pipe", "pipe"] });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      child.stdout.on("data", (c: Buffer) => out.push(c));
+      child.stderr.on("data", (c: Buffer) => err.push(c));
+      let timedOut = false;
+      const timer = opts.timeoutMs
+        ? setTimeout(() => {
+            timedOut = true;
+            child.kill("SIGKILL");
+          }, opts.timeoutMs)
+        : undefined;
+      child.on("error", reject);
+      child.on("close", (code, signal) => {
+        if (timer) clearTimeout(timer);
+        resolve({
+          exitCode: code ?? 128 + (signal === "SIGKILL" ? 9 : 15),
+          stdout: Buffer.concat(out).toString("utf8"),
+          stderr: Buffer.concat(err).toString("utf8"),
+          timedOut,
+          durationMs: Date.now() - started,
+        });
+      });
+      child.stdin.on("error", () => undefined);
+      child.stdin.end(opts.stdin ?? "");
+    });
   }
+}
+
+export interface FallbackExecOptions {
+  cwd?: string;
+  env?: string[];
+  timeoutMs?: number;
+  stdin?: string;
+}
+
+export interface FallbackExecResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  durationMs: number;
 }

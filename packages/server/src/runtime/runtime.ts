@@ -1,4 +1,5 @@
 import type { AgentEndpoint } from "../agent/agent-client.js";
+import type { FallbackExecOptions, FallbackExecResult } from "./runsc.js";
 
 export interface SandboxLaunchSpec {
   id: string;
@@ -40,12 +41,8 @@ export interface SandboxRuntime {
   listNetSlots(): Promise<number[]>;
   /** Removes the network of a slot that no sandbox holds any more. */
   releaseNetSlot(slot: number): Promise<void>;
-  /** Runs a command without the agent (fallback). */
-  execFallback(
-    id: string,
-    argv: string[],
-    opts?: { cwd?: string; env?: string[]; timeoutMs?: number },
-  ): Promise<string>;
+  /** Runs a command without the agent (fallback when the agent does not answer). */
+  execFallback(id: string, argv: string[], opts?: FallbackExecOptions): Promise<FallbackExecResult>;
   /** Host memory cgroup figures of a running sandbox (bytes). */
   memoryUsage(id: string): Promise<{ usage: number; limit: number } | undefined>;
 }

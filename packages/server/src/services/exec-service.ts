@@ -1,6 +1,12 @@
 import type { Command, ExecResult, ExecStreamEvent, execRequestSchema, signalNames } from "@sandpit/contract";
 import type { z } from "zod";
-import { type AgentClient, AgentError, type AgentExecEvent, type AgentExecRequest } from "../agent/agent-client.js";
+import {
+  type AgentClient,
+  AgentError,
+  type AgentExecEvent,
+  type AgentExecRequest,
+  AgentUnreachableError,
+} from "../agent/agent-client.js";
 import { ApiError, notFound } from "../errors.js";
 import { iso, now } from "../lib/clock.js";
 import { newCommandId } from "../lib/ids.js";
@@ -100,30 +106,50 @@ export class ExecService {
     }
   }
 
-  /** Runs a command to completion and returns its collected output. */
+  /**
+   * Runs a command to completion and returns its collected output. When the agent does not answer and
+   * the command never started, it runs through the runtime (`runsc exec`) instead.
+   */
   async run(org: OrgRecord, sandboxId: string, params: ExecParams, signal?: AbortSignal): Promise<ExecResult> {
     const stdout: string[] = [];
     const stderr: string[] = [];
     let result: ExecResult | undefined;
     let commandId = "";
-    for await (const e of this.stream(org, sandboxId, params, signal)) {
-      if (e.type === "start") commandId = e.commandId;
-      else if (e.type === "stdout") stdout.push(e.data);
-      else if (e.type === "stderr") stderr.push(e.data);
-      else if (e.type === "exit") {
-        result = {
-          commandId,
-          exitCode: e.exitCode,
-          stdout: stdout.join(""),
-          stderr: stderr.join(""),
-          durationMs: e.durationMs,
-          timedOut: e.timedOut,
-          truncated: e.truncated,
-        };
-      } else if (e.type === "error") stderr.push(`${e.message}\n`);
+    try {
+      for await (const e of this.stream(org, sandboxId, params, signal)) {
+        if (e.type === "start") commandId = e.commandId;
+        else if (e.type === "stdout") stdout.push(e.data);
+        else if (e.type === "stderr") stderr.push(e.data);
+        else if (e.type === "exit") {
+          result = {
+            commandId,
+            exitCode: e.exitCode,
+            stdout: stdout.join(""),
+            stderr: stderr.join(""),
+            durationMs: e.durationMs,
+            timedOut: e.timedOut,
+            truncated: e.truncated,
+          };
+        } else if (e.type === "error") stderr.push(`${e.message}\n`);
+      }
+    } catch (e) {
+      if (!(e instanceof AgentUnreachableError) || commandId) throw e;
+      return this.runWithoutAgent(org, sandboxId, params);
     }
     if (!result) throw new ApiError("internal", "the command ended without an exit status");
     return result;
+  }
+
+  private async runWithoutAgent(org: OrgRecord, sandboxId: string, params: ExecParams): Promise<ExecResult> {
+    const sandbox = await this.sandboxes.get(org, sandboxId);
+    const request = this.agentRequest(sandbox, params, newCommandId());
+    const r = await this.sandboxes.execWithoutAgent(org, sandboxId, request.args, {
+      cwd: request.cwd,
+      env: request.env,
+      ...(params.timeoutMs !== undefined ? { timeoutMs: params.timeoutMs } : {}),
+      ...(params.stdin !== undefined ? { stdin: params.stdin } : {}),
+    });
+    return { commandId: request.id, ...r, truncated: false };
   }
 
   async startBackground(org: OrgRecord, sandboxId: string, params: ExecParams) {

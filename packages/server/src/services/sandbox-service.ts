@@ -161,6 +161,27 @@ export class SandboxService {
     return { record, agent: this.agentFor(record) };
   }
 
+  /**
+   * Runs a command through the runtime instead of the agent, for when the sandbox is alive but its
+   * agent does not answer.
+   */
+  async execWithoutAgent(
+    org: OrgRecord,
+    id: string,
+    argv: string[],
+    opts: { cwd: string; env: Record<string, string>; timeoutMs?: number; stdin?: string },
+  ) {
+    const record = await this.get(org, id);
+    assertStatus(record, ["running"], "use");
+    this.log.warn({ sandboxId: id }, "agent unreachable: running the command with runsc exec");
+    return this.runtime.execFallback(id, argv, {
+      cwd: opts.cwd,
+      env: Object.entries(opts.env).map(([k, v]) => `${k}=${v}`),
+      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+      ...(opts.stdin !== undefined ? { stdin: opts.stdin } : {}),
+    });
+  }
+
   private agentFor(record: SandboxRecord): AgentClient {
     let agent = this.agents.get(record.id);
     if (!agent) {

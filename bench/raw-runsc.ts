@@ -1,0 +1,54 @@
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+/**
+ * Bare runsc on the same template and machine: the baseline every Sandpit figure is compared with.
+ * Read-only root, no network, `sleep` as the init process — the least work runsc can do.
+ */
+export class RawRunsc {
+  private constructor(
+    private readonly dir: string,
+    private readonly rootfs: string,
+  ) {}
+
+  static async create(rootfs: string): Promise<RawRunsc> {
+    return new RawRunsc(await mkdtemp("/var/tmp/sandpit-bench-raw-"), rootfs);
+  }
+
+  private runsc(...args: string[]) {
+    return run("runsc", [`--root=${path.join(this.dir, "state")}`, "--platform=systrap", "--network=none", ...args]);
+  }
+
+  async start(id: string): Promise<void> {
+    const bundle = path.join(this.dir, id);
+    await mkdir(bundle, { recursive: true });
+    const spec = {
+      ociVersion: "1.0.2",
+      process: { args: ["/bin/sleep", "infinity"], env: ["PATH=/usr/bin:/bin"], cwd: "/", user: { uid: 0, gid: 0 } },
+      root: { path: this.rootfs, readonly: true },
+      hostname: id,
+      mounts: [{ destination: "/proc", type: "proc", source: "proc" }],
+      linux: { namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }] },
+    };
+    await writeFile(path.join(bundle, "config.json"), JSON.stringify(spec));
+    await this.runsc("run", "-detach", `-bundle=${bundle}`, id);
+  }
+
+  async exec(id: string, ...argv: string[]): Promise<string> {
+    return (await this.runsc("exec", id, ...argv)).stdout;
+  }
+
+  async destroy(id: string): Promise<void> {
+    await this.runsc("delete", "-force", id).catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    const out = await this.runsc("list", "-quiet").catch(() => ({ stdout: "" }));
+    for (const id of out.stdout.split("\n").filter(Boolean)) await this.destroy(id);
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,231 @@
+// Sandpit benchmarks, each figure beside bare runsc measured in the same run on the same template.
+// Usage: npm run bench  (prints a table, writes bench/results/<timestamp>.json)
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { Sandbox } from "sandpit";
+import { repoRoot, testTemplatesDir } from "../tests/helpers/paths.js";
+import { startTestServer } from "../tests/helpers/server.js";
+import { RawRunsc } from "./raw-runsc.js";
+import { hostMemoryUsed, type Summary, summarize, timeIt } from "./stats.js";
+
+const N_CREATE = Number(process.env.BENCH_CREATES ?? 8);
+const N_EXEC = Number(process.env.BENCH_EXECS ?? 100);
+const N_IDLE = Number(process.env.BENCH_IDLE ?? 50);
+const UPLOAD_MB = 100;
+
+interface Row {
+  metric: string;
+  sandpit: string;
+  raw: string;
+  ratio: string;
+  goal: string;
+}
+const rows: Row[] = [];
+const results: Record<string, unknown> = {};
+const ms = (n: number) => `${n.toFixed(1)} ms`;
+const fmt = (s: Summary) => `p50 ${ms(s.p50)} / p95 ${ms(s.p95)}`;
+
+function log(line: string) {
+  process.stderr.write(`[bench] ${line}\n`);
+}
+
+async function templateRootfs(): Promise<string> {
+  const meta = JSON.parse(await readFile(path.join(testTemplatesDir, "base", "template.json"), "utf8")) as {
+    rootfs: string;
+  };
+  return meta.rootfs;
+}
+
+async function main() {
+  execFileSync("npm", ["run", "build"], { cwd: repoRoot, stdio: "ignore" });
+  const server = await startTestServer();
+  const conn = { apiUrl: server.url, apiKey: server.apiKey };
+  const raw = await RawRunsc.create(await templateRootfs());
+  const rawId = (i: number) => `benchraw${String(i).padStart(12, "0")}`;
+  try {
+    // --- create → first exec done
+    log("create → first exec");
+    const rawCreate: number[] = [];
+    for (let i = 0; i < N_CREATE; i++) {
+      rawCreate.push(
+        await timeIt(async () => {
+          await raw.start(rawId(i));
+          await raw.exec(rawId(i), "/bin/true");
+        }),
+      );
+      await raw.destroy(rawId(i));
+    }
+    const spCreate: number[] = [];
+    for (let i = 0; i < N_CREATE; i++) {
+      let sandbox: Sandbox | undefined;
+      spCreate.push(
+        await timeIt(async () => {
+          sandbox = await Sandbox.create({}, conn);
+          await sandbox.commands.run("true");
+        }),
+      );
+      await sandbox?.kill();
+    }
+    const createRaw = summarize(rawCreate);
+    const createSp = summarize(spCreate);
+    rows.push({
+      metric: "create → first exec done",
+      sandpit: fmt(createSp),
+      raw: fmt(createRaw),
+      ratio: `${(createSp.p50 / createRaw.p50).toFixed(2)}×`,
+      goal: "≤ 1.25× raw",
+    });
+    results.create = { sandpit: createSp, raw: createRaw };
+
+    // --- exec `true` round trip, and the spawn floor inside the sandbox
+    log("exec round trip");
+    const sandbox = await Sandbox.create({}, conn);
+    for (let i = 0; i < 5; i++) await sandbox.commands.run("true");
+    const spExec: number[] = [];
+    for (let i = 0; i < N_EXEC; i++) spExec.push(await timeIt(() => sandbox.commands.run(["/bin/true"])));
+    const floorScript =
+      "import os,time\nts=[]\nfor i in range(60):\n t=time.perf_counter(); pid=os.posix_spawn('/bin/true',['/bin/true'],{}); os.waitpid(pid,0); ts.append((time.perf_counter()-t)*1000)\nts.sort(); print(ts[len(ts)//2], ts[int(len(ts)*0.95)])";
+    const floorOut = await sandbox.commands.run(["python3", "-c", floorScript]);
+    const [floorP50, floorP95] = ("stdout" in floorOut ? floorOut.stdout : "").trim().split(" ").map(Number);
+    await raw.start(rawId(100));
+    const rawExec: number[] = [];
+    for (let i = 0; i < 30; i++) rawExec.push(await timeIt(() => raw.exec(rawId(100), "/bin/true")));
+    await raw.destroy(rawId(100));
+    const execSp = summarize(spExec);
+    const execRaw = summarize(rawExec);
+    rows.push({
+      metric: "exec `true` round trip",
+      sandpit: fmt(execSp),
+      raw: `runsc exec ${fmt(execRaw)}; in-sandbox spawn p50 ${ms(floorP50!)}`,
+      ratio: `${(execSp.p50 / floorP50!).toFixed(2)}× floor, ${(execRaw.p50 / execSp.p50).toFixed(1)}× faster than runsc exec`,
+      goal: "p50 ≤ 1.3× floor",
+    });
+    results.exec = { sandpit: execSp, runscExec: execRaw, spawnFloor: { p50: floorP50, p95: floorP95 } };
+
+    // --- upload and download of 100 MB
+    log("upload/download");
+    const data = randomBytes(UPLOAD_MB * 1024 * 1024);
+    const up = await timeIt(() => sandbox.files.write("/root/upload.bin", data));
+    const down = await timeIt(async () => {
+      const bytes = (await sandbox.files.read("/root/upload.bin", { format: "bytes" })) as Uint8Array;
+      if (bytes.length !== data.length) throw new Error("download size mismatch");
+    });
+    const hostFile = "/var/tmp/sandpit-bench-upload.bin";
+    await writeFile(hostFile, data);
+    const sandboxRoot = path.join(server.dataDir, "sandboxes", sandbox.id, "rootfs", "root");
+    const rawUp = await timeIt(async () => {
+      execFileSync("cp", [hostFile, path.join(sandboxRoot, "raw.bin")]);
+    });
+    const rawDown = await timeIt(async () => {
+      execFileSync("cp", [path.join(sandboxRoot, "raw.bin"), `${hostFile}.back`]);
+    });
+    await rm(hostFile, { force: true });
+    await rm(`${hostFile}.back`, { force: true });
+    const mbps = (t: number) => UPLOAD_MB / (t / 1000);
+    rows.push({
+      metric: `upload ${UPLOAD_MB} MB`,
+      sandpit: `${mbps(up).toFixed(0)} MB/s`,
+      raw: `${mbps(rawUp).toFixed(0)} MB/s (cp into the sandbox root)`,
+      ratio: `${(mbps(up) / mbps(rawUp)).toFixed(2)}×`,
+      goal: "≥ 0.5× raw",
+    });
+    rows.push({
+      metric: `download ${UPLOAD_MB} MB`,
+      sandpit: `${mbps(down).toFixed(0)} MB/s`,
+      raw: `${mbps(rawDown).toFixed(0)} MB/s (cp out of the sandbox root)`,
+      ratio: `${(mbps(down) / mbps(rawDown)).toFixed(2)}×`,
+      goal: "≥ 0.5× raw",
+    });
+    results.files = {
+      uploadMBps: mbps(up),
+      downloadMBps: mbps(down),
+      rawUploadMBps: mbps(rawUp),
+      rawDownloadMBps: mbps(rawDown),
+    };
+    await sandbox.kill();
+
+    // --- 20 concurrent creates
+    log("20 concurrent creates");
+    let created: PromiseSettledResult<Sandbox>[] = [];
+    const concurrent = await timeIt(async () => {
+      created = await Promise.allSettled(Array.from({ length: 20 }, () => Sandbox.create({}, conn)));
+    });
+    const failures = created.filter((c) => c.status === "rejected");
+    for (const f of failures) log(`create failed: ${String((f as PromiseRejectedResult).reason)}`);
+    await Promise.all(created.map((c) => (c.status === "fulfilled" ? c.value.kill() : undefined)));
+    rows.push({
+      metric: "20 concurrent creates",
+      sandpit: `${(concurrent / 1000).toFixed(1)} s total, ${failures.length} failures`,
+      raw: "—",
+      ratio: "—",
+      goal: "0 failures",
+    });
+    results.concurrentCreates = { totalMs: concurrent, failures: failures.length };
+
+    // --- idle memory per sandbox
+    log(`${N_IDLE} idle sandboxes`);
+    const settle = () => new Promise((r) => setTimeout(r, 5000));
+    await settle();
+    const spBefore = await hostMemoryUsed();
+    const idle: Sandbox[] = [];
+    for (let i = 0; i < N_IDLE; i += 10) {
+      idle.push(
+        ...(await Promise.all(Array.from({ length: Math.min(10, N_IDLE - i) }, () => Sandbox.create({}, conn)))),
+      );
+    }
+    await settle();
+    const spPer = ((await hostMemoryUsed()) - spBefore) / N_IDLE;
+    await Promise.all(idle.map((s) => s.kill()));
+    await settle();
+    const rawBefore = await hostMemoryUsed();
+    for (let i = 0; i < N_IDLE; i++) await raw.start(rawId(200 + i));
+    await settle();
+    const rawPer = ((await hostMemoryUsed()) - rawBefore) / N_IDLE;
+    for (let i = 0; i < N_IDLE; i++) await raw.destroy(rawId(200 + i));
+    const mb = (b: number) => `${(b / 1024 / 1024).toFixed(1)} MB`;
+    rows.push({
+      metric: `host memory per idle sandbox (${N_IDLE})`,
+      sandpit: mb(spPer),
+      raw: mb(rawPer),
+      ratio: `${(spPer / rawPer).toFixed(2)}×`,
+      goal: "≤ 20 MB",
+    });
+    results.idleMemory = { sandpitBytes: spPer, rawBytes: rawPer, count: N_IDLE };
+  } finally {
+    await raw.close();
+    await server.close();
+  }
+
+  const header: Row = {
+    metric: "metric",
+    sandpit: "sandpit",
+    raw: "raw runsc (same run)",
+    ratio: "ratio",
+    goal: "goal",
+  };
+  const widths = (Object.keys(header) as (keyof Row)[]).map((k) =>
+    Math.max(...[header, ...rows].map((r) => r[k].length)),
+  );
+  const line = (r: Row) =>
+    `| ${(Object.keys(header) as (keyof Row)[]).map((k, i) => r[k].padEnd(widths[i]!)).join(" | ")} |`;
+  console.log(line(header));
+  console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
+  for (const r of rows) console.log(line(r));
+
+  const dir = path.join(repoRoot, "bench", "results");
+  await mkdir(dir, { recursive: true });
+  const file = path.join(dir, `${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+  const machine = {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    memoryBytes: os.totalmem(),
+    kernel: os.release(),
+  };
+  await writeFile(file, JSON.stringify({ date: new Date().toISOString(), machine, rows, results }, null, 2));
+  console.log(`\nwritten to ${path.relative(repoRoot, file)}`);
+}
+
+await main();
