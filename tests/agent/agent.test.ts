@@ -245,10 +245,13 @@ describe("exec", () => {
     expect(none.stdout.length).toBe(0);
   });
 
-  it("uses exactly the given env, cwd, uid and gid", async () => {
-    const r = await run(["env"], { env: { ...ENV, FOO: "bar baz", EMPTY: "" } });
+  it("uses exactly the given env (plus the command's marker), cwd, uid and gid", async () => {
+    const r = await run(["env"], {
+      id: "env-check",
+      env: { ...ENV, FOO: "bar baz", EMPTY: "", SANDPIT_COMMAND_ID: "forged" },
+    });
     expect(r.stdout.toString().trim().split("\n").sort()).toEqual(
-      ["EMPTY=", "FOO=bar baz", `LC_ALL=C`, `PATH=${ENV.PATH}`].sort(),
+      ["EMPTY=", "FOO=bar baz", `LC_ALL=C`, `PATH=${ENV.PATH}`, "SANDPIT_COMMAND_ID=env-check"].sort(),
     );
     const pwd = await run(["pwd"], { cwd: tmp });
     expect(pwd.stdout.toString()).toBe(`${tmp}\n`);

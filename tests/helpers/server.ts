@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createWriteStream, mkdirSync, mkdtempSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import path from "node:path";
 import { cleanupInstance } from "./cleanup.js";
@@ -17,22 +17,44 @@ export interface TestServer {
   close(): Promise<void>;
   /** SIGKILLs the server process (sandboxes keep running), as a crash would. */
   kill9(): Promise<void>;
-  /** Starts the server again on the same data directory and port. */
+  /** Starts the server again on the same data directory (on a new port: read `url` afterwards). */
   restart(): Promise<void>;
 }
 
-let counter = 0;
+const SLOT_DIR = "/var/tmp/sandpit-test-slots";
+const SLOTS = 26 * 26;
 
-/** A unique instance (veth/netns prefix, subnet, port) per server, also across vitest workers. */
-function instanceIdentity() {
-  const worker = Number(process.env.VITEST_POOL_ID ?? process.env.VITEST_WORKER_ID ?? "1") % 20;
-  const n = counter++ % 26;
-  const letter = (i: number) => String.fromCharCode(97 + i);
-  return {
-    netPrefix: `t${letter(worker)}${letter(n)}`,
-    subnet: `10.${200 + worker}.${n * 8}.0`,
-    port: 20_000 + worker * 100 + n,
-  };
+/**
+ * Claims a unique instance identity (veth/netns prefix and subnet) for a test server, also across test
+ * files running in parallel: a slot is a file created exclusively, holding the claimer's pid; slots of
+ * processes that are gone are taken over.
+ */
+function claimIdentity(): { netPrefix: string; subnet: string; release(): void } {
+  mkdirSync(SLOT_DIR, { recursive: true });
+  const start = Math.floor(Math.random() * SLOTS);
+  for (let i = 0; i < SLOTS; i++) {
+    const n = (start + i) % SLOTS;
+    const file = path.join(SLOT_DIR, String(n));
+    try {
+      writeFileSync(file, String(process.pid), { flag: "wx" });
+    } catch {
+      const holder = Number(readFileSync(file, "utf8") || "0");
+      if (holder && existsSync(`/proc/${holder}`)) continue;
+      rmSync(file, { force: true });
+      try {
+        writeFileSync(file, String(process.pid), { flag: "wx" });
+      } catch {
+        continue;
+      }
+    }
+    const letter = (k: number) => String.fromCharCode(97 + k);
+    return {
+      netPrefix: `t${letter(Math.floor(n / 26))}${letter(n % 26)}`,
+      subnet: `10.${200 + Math.floor(n / 32)}.${(n % 32) * 8}.0`,
+      release: () => rmSync(file, { force: true }),
+    };
+  }
+  throw new Error("no free test server slot");
 }
 
 /** Server logs of the test run, one file per server instance, kept for post-mortems. */
@@ -73,7 +95,7 @@ async function spawnServer(env: NodeJS.ProcessEnv): Promise<{ child: ChildProces
 }
 
 export async function startTestServer(): Promise<TestServer> {
-  const id = instanceIdentity();
+  const id = claimIdentity();
   const dataDir = mkdtempSync("/var/tmp/sandpit-test-");
   const apiKey = `sp_test${randomBytes(16).toString("hex")}`;
   const env: NodeJS.ProcessEnv = {
@@ -81,7 +103,7 @@ export async function startTestServer(): Promise<TestServer> {
     SANDPIT_DATA_DIR: dataDir,
     SANDPIT_TEMPLATES_DIR: testTemplatesDir,
     SANDPIT_API_KEY: apiKey,
-    SANDPIT_LISTEN: `127.0.0.1:${id.port}`,
+    SANDPIT_LISTEN: "127.0.0.1:0",
     SANDPIT_NET_PREFIX: id.netPrefix,
     SANDPIT_SANDBOX_SUBNET: id.subnet,
     SANDPIT_LOG_LEVEL: "info",
@@ -105,12 +127,14 @@ export async function startTestServer(): Promise<TestServer> {
       }
       await cleanupInstance(dataDir, id.netPrefix);
       await rm(dataDir, { recursive: true, force: true });
+      id.release();
     },
     async kill9() {
       const exited = new Promise((r) => child.once("exit", r));
       child.kill("SIGKILL");
       await exited;
     },
+    /** Starts the server again on the same data directory (on a new port: read `url` afterwards). */
     async restart() {
       ({ child, url } = await spawnServer(env));
       server.url = url;

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from "fastify";
 import { ApiError } from "./errors.js";
 import { newRequestId } from "./lib/ids.js";
 import { execRoutes } from "./routes/exec.js";
@@ -29,7 +29,8 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   const app = Fastify({
     loggerInstance: logger,
     bodyLimit: 32 * 1024 * 1024,
-    disableRequestLogging: true,
+    // One line per request, written by the onResponse hook below.
+    logController: new LogController({ disableRequestLogging: true }),
     genReqId: (req) => {
       const given = req.headers["x-request-id"];
       return typeof given === "string" && REQUEST_ID.test(given) ? given : newRequestId();
