@@ -49,7 +49,7 @@ export function execRoutes(app: FastifyInstance, authenticate: Authenticate, exe
     {
       method: "GET",
       url: "/v1/sandboxes/{id}/commands",
-      summary: "List background commands",
+      summary: "List the commands run in the sandbox (foreground and background)",
       tags: ["exec"],
       responses: { 200: { description: "Commands", schema: z.object({ commands: z.array(commandSchema) }) } },
     },
@@ -62,7 +62,7 @@ export function execRoutes(app: FastifyInstance, authenticate: Authenticate, exe
     {
       method: "GET",
       url: "/v1/sandboxes/{id}/commands/{commandId}",
-      summary: "Status of a background command",
+      summary: "Status of a command",
       tags: ["exec"],
       responses: { 200: { description: "Command", schema: commandSchema }, 404: { description: "Not found" } },
     },

@@ -69,6 +69,16 @@ export function toStreamEvent(e: AgentExecEvent, commandId: string): ExecStreamE
   }
 }
 
+/** How a command's end is recorded: killed by a signal (not our timeout) or exited. */
+function exitPatch(exit: { exitCode: number; signal: number | null; timedOut: boolean }) {
+  return {
+    status: exit.signal !== null && !exit.timedOut ? ("killed" as const) : ("exited" as const),
+    exitCode: exit.exitCode,
+    timedOut: exit.timedOut,
+    finishedAt: now(),
+  };
+}
+
 /** Commands in sandboxes, run by the sandbox's agent. */
 export class ExecService {
   constructor(
@@ -97,13 +107,51 @@ export class ExecService {
   async *stream(org: OrgRecord, sandboxId: string, params: ExecParams, signal?: AbortSignal) {
     const { record, agent } = await this.sandboxes.requireRunning(org, sandboxId);
     const commandId = newCommandId();
-    const events = agent.exec(this.agentRequest(record, params, commandId), signal ? { signal } : {});
+    const request = this.agentRequest(record, params, commandId);
+    const events = agent.exec(request, signal ? { signal } : {});
+    // Foreground commands are recorded too, so that they can be looked up like background ones.
+    let recorded = false;
+    let finished = false;
     try {
-      for await (const event of events) yield toStreamEvent(event, commandId);
+      for await (const event of events) {
+        if (event.type === "started") {
+          await this.store.insertCommand(this.newRecord(sandboxId, commandId, request, false, event.pid));
+          recorded = true;
+        } else if (event.type === "exit") {
+          finished = true;
+          await this.store.updateCommand(commandId, exitPatch(event));
+        }
+        yield toStreamEvent(event, commandId);
+      }
     } catch (e) {
       // A sandbox that died under a running command answers sandbox_failed, not a transport error.
       await this.sandboxes.explainAgentFailure(sandboxId, e);
+    } finally {
+      // The client went away (the agent kills the command then) or the stream broke.
+      if (recorded && !finished) await this.store.updateCommand(commandId, { status: "killed", finishedAt: now() });
     }
+  }
+
+  private newRecord(
+    sandboxId: string,
+    id: string,
+    request: AgentExecRequest,
+    background: boolean,
+    pid: number,
+  ): CommandRecord {
+    return {
+      id,
+      sandboxId,
+      argv: request.args,
+      cwd: request.cwd,
+      background,
+      status: "running",
+      pid,
+      exitCode: null,
+      timedOut: false,
+      startedAt: now(),
+      finishedAt: null,
+    };
   }
 
   /**
@@ -157,19 +205,7 @@ export class ExecService {
     const commandId = newCommandId();
     const request = this.agentRequest(record, params, commandId);
     const started = await agent.startBackground(request).catch((e) => this.sandboxes.explainAgentFailure(sandboxId, e));
-    await this.store.insertCommand({
-      id: commandId,
-      sandboxId,
-      argv: request.args,
-      cwd: request.cwd,
-      background: true,
-      status: "running",
-      pid: started.pid,
-      exitCode: null,
-      timedOut: false,
-      startedAt: now(),
-      finishedAt: null,
-    });
+    await this.store.insertCommand(this.newRecord(sandboxId, commandId, request, true, started.pid));
     return { commandId, pid: started.pid };
   }
 
@@ -198,13 +234,8 @@ export class ExecService {
       await this.store.updateCommand(command.id, patch);
       return { ...command, ...patch };
     }
-    if (status.running) return command;
-    const patch = {
-      status: status.signal !== null && !status.timedOut ? ("killed" as const) : ("exited" as const),
-      exitCode: status.exitCode,
-      timedOut: status.timedOut,
-      finishedAt: now(),
-    };
+    if (status.running || status.exitCode === null) return command;
+    const patch = exitPatch({ exitCode: status.exitCode, signal: status.signal, timedOut: status.timedOut });
     await this.store.updateCommand(command.id, patch);
     return { ...command, ...patch };
   }
