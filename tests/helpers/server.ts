@@ -108,7 +108,16 @@ export async function startTestServer(): Promise<TestServer> {
     SANDPIT_SANDBOX_SUBNET: id.subnet,
     SANDPIT_LOG_LEVEL: "info",
   };
-  let { child, url } = await spawnServer(env);
+  let started: Awaited<ReturnType<typeof spawnServer>>;
+  try {
+    started = await spawnServer(env);
+  } catch (e) {
+    await cleanupInstance(dataDir, id.netPrefix);
+    await rm(dataDir, { recursive: true, force: true });
+    id.release();
+    throw e;
+  }
+  let { child, url } = started;
   const server: TestServer = {
     url,
     apiKey,
