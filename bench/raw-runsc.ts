@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -35,7 +35,13 @@ export class RawRunsc {
       linux: { namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }] },
     };
     await writeFile(path.join(bundle, "config.json"), JSON.stringify(spec));
-    await this.runsc("run", "-detach", `-bundle=${bundle}`, id);
+    // The detached sandbox inherits stdio: pipes would never close, so runsc writes nowhere.
+    const args = [`--root=${path.join(this.dir, "state")}`, "--platform=systrap", "--network=none"];
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn("runsc", [...args, "run", "-detach", `-bundle=${bundle}`, id], { stdio: "ignore" });
+      child.on("error", reject);
+      child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`runsc run exited with ${code}`))));
+    });
   }
 
   async exec(id: string, ...argv: string[]): Promise<string> {

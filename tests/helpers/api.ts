@@ -59,6 +59,10 @@ export interface SandboxBody {
   envKeys: string[];
   metadata: Record<string, string>;
   cwd: string;
+  networkPolicy: Record<string, unknown>;
+  ports: number[];
+  publicPorts: boolean;
+  trafficToken: string;
   createdAt: string;
   startedAt: string | null;
   expiresAt: string | null;

@@ -5,6 +5,10 @@ const { startServer } = (await import(serverEntry)) as typeof import("../../pack
 const server = await startServer();
 process.stdout.write(`${JSON.stringify({ ready: true, url: server.url })}\n`);
 const stop = () => {
+  setTimeout(() => {
+    process.stderr.write("serve: close did not finish in 10 s\n");
+    process.exit(1);
+  }, 10_000).unref();
   server.close().finally(() => process.exit(0));
 };
 process.on("SIGTERM", stop);

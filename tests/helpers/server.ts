@@ -94,7 +94,7 @@ async function spawnServer(env: NodeJS.ProcessEnv): Promise<{ child: ChildProces
   return { child, url };
 }
 
-export async function startTestServer(): Promise<TestServer> {
+export async function startTestServer(extraEnv: Record<string, string> = {}): Promise<TestServer> {
   const id = claimIdentity();
   const dataDir = mkdtempSync("/var/tmp/sandpit-test-");
   const apiKey = `sp_test${randomBytes(16).toString("hex")}`;
@@ -107,6 +107,7 @@ export async function startTestServer(): Promise<TestServer> {
     SANDPIT_NET_PREFIX: id.netPrefix,
     SANDPIT_SANDBOX_SUBNET: id.subnet,
     SANDPIT_LOG_LEVEL: "info",
+    ...extraEnv,
   };
   let started: Awaited<ReturnType<typeof spawnServer>>;
   try {

@@ -20,6 +20,7 @@ export const errorStatus = {
   payload_too_large: 413,
   idempotency_mismatch: 422,
   rate_limited: 429,
+  upstream_unavailable: 502,
   internal: 500,
   not_implemented: 501,
   runtime_unavailable: 503,

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { absolutePathSchema, envSchema, metadataSchema, sandboxIdSchema, timestampSchema } from "./common.js";
+import { networkPolicySchema, portSchema } from "./network.js";
 
 export const sandboxStatuses = [
   "creating",
@@ -49,6 +50,15 @@ export const createSandboxRequestSchema = z.strictObject({
   env: envSchema.default({}),
   metadata: metadataSchema.default({}),
   cwd: absolutePathSchema.default("/workspace"),
+  networkPolicy: networkPolicySchema.optional().describe("Egress policy; default allow-all"),
+  internetAccess: z.boolean().optional().describe("false is a shorthand for networkPolicy {mode: deny-all}"),
+  ports: z
+    .array(portSchema)
+    .max(64)
+    .refine((p) => new Set(p).size === p.length, "must not repeat a port")
+    .default([])
+    .describe("Ports to expose through Sandpit's proxy"),
+  publicPorts: z.boolean().default(false).describe("Exposed ports need no traffic token"),
 });
 export type CreateSandboxRequest = z.input<typeof createSandboxRequestSchema>;
 export type CreateSandboxParams = z.output<typeof createSandboxRequestSchema>;
@@ -62,6 +72,10 @@ export const sandboxSchema = z.object({
   envKeys: z.array(z.string()).describe("Names of the sandbox's environment variables; values are never returned"),
   metadata: z.record(z.string(), z.string()),
   cwd: z.string(),
+  networkPolicy: networkPolicySchema,
+  ports: z.array(z.number().int()),
+  publicPorts: z.boolean(),
+  trafficToken: z.string().describe("Send as X-Sandpit-Traffic-Token (or ?sandpit_token=) to reach exposed ports"),
   createdAt: timestampSchema,
   startedAt: timestampSchema.nullable(),
   expiresAt: timestampSchema.nullable(),

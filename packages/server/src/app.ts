@@ -4,12 +4,14 @@ import { newRequestId } from "./lib/ids.js";
 import { execRoutes } from "./routes/exec.js";
 import { fileRoutes } from "./routes/files.js";
 import { openApiRoutes } from "./routes/openapi.js";
+import { portRoutes } from "./routes/ports.js";
 import type { Authenticate } from "./routes/route.js";
 import { sandboxRoutes } from "./routes/sandboxes.js";
 import { templateRoutes } from "./routes/templates.js";
 import type { AuthService } from "./services/auth-service.js";
 import type { ExecService } from "./services/exec-service.js";
 import type { FileService } from "./services/file-service.js";
+import type { PortService } from "./services/port-service.js";
 import type { SandboxService } from "./services/sandbox-service.js";
 import type { TemplateService } from "./templates/template-service.js";
 
@@ -19,6 +21,7 @@ export interface AppServices {
   exec: ExecService;
   files: FileService;
   templates: TemplateService;
+  ports: PortService;
   maxUploadBytes: number;
 }
 
@@ -29,6 +32,8 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   const app = Fastify({
     loggerInstance: logger,
     bodyLimit: 32 * 1024 * 1024,
+    // Streams (logs, port traffic, WebSockets) can stay open for hours: closing does not wait for them.
+    forceCloseConnections: true,
     // One line per request, written by the onResponse hook below.
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: (req) => {
@@ -97,5 +102,6 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   execRoutes(app, authenticate, services.exec);
   fileRoutes(app, authenticate, services.files, services.maxUploadBytes);
   templateRoutes(app, authenticate, services.templates);
+  portRoutes(app, authenticate, services.sandboxes, services.ports);
   return app;
 }

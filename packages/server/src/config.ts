@@ -21,6 +21,14 @@ export interface ServerConfig {
   maxOutputBytes: number;
   /** How long destroyed sandboxes stay visible, ms. */
   destroyedRetentionMs: number;
+  /** Resolver the DNS proxy asks (`host[:port]`); default: the host's first nameserver. */
+  dnsUpstream: string | undefined;
+  /** Let sandboxes reach the private ranges the host's own networks are in (blocked by default). */
+  allowPrivateNetworks: boolean;
+  /** Base domain of host-based port URLs: `{port}-{id}.{domain}`. */
+  domain: string | undefined;
+  /** How many ports one sandbox may expose. */
+  maxPorts: number;
   /** Debian mirror used to build templates. */
   debianMirror: string;
   logLevel: string;
@@ -51,6 +59,10 @@ export function loadConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
     maxOutputBytes: envInt("SANDPIT_MAX_OUTPUT_BYTES", 16 * 1024 * 1024),
     destroyedRetentionMs: envInt("SANDPIT_DESTROYED_RETENTION_MS", 24 * 3600 * 1000),
     debianMirror: env.SANDPIT_DEBIAN_MIRROR ?? "http://deb.debian.org/debian",
+    dnsUpstream: env.SANDPIT_DNS_UPSTREAM || undefined,
+    allowPrivateNetworks: env.SANDPIT_ALLOW_PRIVATE_NETWORKS === "true",
+    domain: env.SANDPIT_DOMAIN || undefined,
+    maxPorts: envInt("SANDPIT_MAX_PORTS", 8),
     logLevel: env.SANDPIT_LOG_LEVEL ?? "info",
     ...overrides,
   };

@@ -3,12 +3,15 @@ import path from "node:path";
 import pino from "pino";
 import { buildApp } from "./app.js";
 import { loadConfig, type ServerConfig } from "./config.js";
+import { blockedDestinations } from "./network/blocked-destinations.js";
+import { DnsProxy, hostUpstream } from "./network/dns-proxy.js";
 import { HostNetwork } from "./network/host-network.js";
 import { GvisorRuntime } from "./runtime/gvisor-runtime.js";
 import { Runsc } from "./runtime/runsc.js";
 import { AuthService } from "./services/auth-service.js";
 import { ExecService } from "./services/exec-service.js";
 import { FileService } from "./services/file-service.js";
+import { PortService } from "./services/port-service.js";
 import { SandboxService } from "./services/sandbox-service.js";
 import { SqliteStore } from "./store/sqlite-store.js";
 import { TemplateService } from "./templates/template-service.js";
@@ -32,11 +35,12 @@ export interface RunningServer {
 
 const TICK_MS = 1000;
 
-function splitListen(listen: string): { host: string; port: number } {
-  const i = listen.lastIndexOf(":");
-  const port = Number(listen.slice(i + 1));
-  if (i < 0 || !Number.isInteger(port)) throw new Error(`SANDPIT_LISTEN must be host:port, got "${listen}"`);
-  return { host: listen.slice(0, i).replace(/^\[|\]$/g, ""), port };
+function parseHostPort(value: string, defaultPort?: number): { host: string; port: number } {
+  const i = value.lastIndexOf(":");
+  if (i < 0 && defaultPort !== undefined) return { host: value, port: defaultPort };
+  const port = Number(value.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port)) throw new Error(`expected host:port, got "${value}"`);
+  return { host: value.slice(0, i).replace(/^\[|\]$/g, ""), port };
 }
 
 /**
@@ -58,11 +62,23 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
 
   const store = new SqliteStore(path.join(config.dataDir, "sandpit.db"));
   const network = new HostNetwork(netPrefix);
-  await network.installFirewall();
+  const upstream = config.dnsUpstream ? parseHostPort(config.dnsUpstream, 53) : hostUpstream();
+  const dns = new DnsProxy(upstream, (a, ips) => network.admitResolved(a, ips), logger);
+  const dnsPort = await dns.start();
+  await network.installFirewall({
+    subnet: config.sandboxSubnet,
+    dnsPort,
+    blockedCidrs: await blockedDestinations({
+      sandboxSubnet: config.sandboxSubnet,
+      netPrefix,
+      allowPrivateNetworks: config.allowPrivateNetworks,
+    }),
+  });
   const runtime = new GvisorRuntime({
     dataDir: config.dataDir,
     runsc: new Runsc(config.runscPath, path.join(config.dataDir, "runsc")),
     network,
+    dns,
     subnet: config.sandboxSubnet,
     netPrefix,
     agentBinary: config.agentBinary,
@@ -70,9 +86,10 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   await runtime.prepare();
   const templates = new TemplateService(config.templatesDir, config.debianMirror);
   const auth = new AuthService(store);
-  const sandboxes = new SandboxService(store, runtime, templates, logger);
+  const sandboxes = new SandboxService(store, runtime, templates, logger, { maxPorts: config.maxPorts });
   const exec = new ExecService(sandboxes, store, config.maxOutputBytes);
   const files = new FileService(sandboxes);
+  const ports = new PortService(sandboxes, config.domain);
 
   let generatedApiKey: string | undefined;
   if (config.apiKey) await auth.registerKey("default", config.apiKey);
@@ -93,8 +110,11 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
       });
   }, TICK_MS);
 
-  const app = buildApp({ auth, sandboxes, exec, files, templates, maxUploadBytes: config.maxUploadBytes }, logger);
-  const { host, port } = splitListen(config.listen);
+  const app = buildApp(
+    { auth, sandboxes, exec, files, templates, ports, maxUploadBytes: config.maxUploadBytes },
+    logger,
+  );
+  const { host, port } = parseHostPort(config.listen);
   const address = await app.listen({ host, port });
   logger.info({ address, dataDir: config.dataDir }, "sandpit listening");
 
@@ -105,6 +125,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
       clearInterval(timer);
       await app.close();
       sandboxes.close();
+      dns.close();
       await store.close();
     },
   };

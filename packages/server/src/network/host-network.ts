@@ -1,6 +1,8 @@
 import { existsSync } from "node:fs";
+import type { NetworkPolicy } from "@sandpit/contract";
 import { runCommand, tryCommand } from "../lib/run-command.js";
 import type { SandboxAddressing } from "./addressing.js";
+import { egressRules, removeEgressRules } from "./egress-rules.js";
 
 /**
  * Network namespaces and veth pairs of sandboxes, and the host firewall that keeps sandboxes away from
@@ -14,31 +16,79 @@ export class HostNetwork {
   }
 
   /**
-   * Creates (or replaces) the instance's firewall table. Traffic a sandbox starts towards the host is
-   * refused; replies to connections the host opened (the agent channel) pass. Forwarding out of a sandbox
-   * is dropped: egress policy opens it per sandbox.
+   * Creates (or replaces) the instance's firewall table:
+   * - a sandbox may not open connections to the host, except DNS to the DNS proxy (redirected from
+   *   port 53 of its gateway) when its policy allows DNS (`dns_clients`);
+   * - forwarded traffic from a sandbox is dropped when it goes to an always-blocked address (link-local
+   *   and metadata, the sandbox subnet, the host's private networks, multicast), otherwise it jumps to
+   *   the sandbox's own egress chain (map `egress`), and anything without a chain is dropped;
+   * - allowed traffic leaves through NAT.
    */
-  async installFirewall(): Promise<void> {
+  async installFirewall(opts: { subnet: string; dnsPort: number; blockedCidrs: string[] }): Promise<void> {
     const sandboxes = `"${this.prefix}h*"`;
+    const t = `inet ${this.table}`;
     const rules = `
-table inet ${this.table}
-delete table inet ${this.table}
-table inet ${this.table} {
+table ${t}
+delete table ${t}
+table ${t} {
+  set blocked4 {
+    type ipv4_addr; flags interval; auto-merge;
+    elements = { ${opts.blockedCidrs.join(", ")} }
+  }
+  set dns_clients { type ifname; }
+  map egress { type ifname : verdict; }
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    iifname ${sandboxes} udp dport 53 redirect to :${opts.dnsPort}
+  }
   chain input {
     type filter hook input priority -10; policy accept;
     iifname ${sandboxes} ct state established,related accept
+    iifname ${sandboxes} udp dport ${opts.dnsPort} iifname @dns_clients accept
     iifname ${sandboxes} meta l4proto tcp reject with tcp reset
     iifname ${sandboxes} reject with icmpx type admin-prohibited
   }
   chain forward {
     type filter hook forward priority -10; policy accept;
+    iifname ${sandboxes} ip daddr @blocked4 reject with icmpx type admin-prohibited
+    iifname ${sandboxes} meta nfproto ipv6 drop
+    iifname ${sandboxes} iifname vmap @egress
     iifname ${sandboxes} drop
     oifname ${sandboxes} ct state established,related accept
     oifname ${sandboxes} drop
   }
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr ${opts.subnet}/16 oifname != ${sandboxes} masquerade
+  }
 }
 `;
     await runCommand(["nft", "-f", "-"], { input: rules });
+    // NAT needs forwarding; the forward chain above decides what a sandbox may reach.
+    await runCommand(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+  }
+
+  /** Applies (atomically) or removes a sandbox's egress policy. */
+  async applyEgress(a: SandboxAddressing, policy: NetworkPolicy): Promise<void> {
+    await runCommand(["nft", "-f", "-"], { input: egressRules(this.table, a, policy) });
+  }
+
+  async removeEgress(a: SandboxAddressing): Promise<void> {
+    await tryCommand(["nft", "-f", "-"], { input: removeEgressRules(this.table, a) });
+  }
+
+  /** Lets a sandbox reach addresses its DNS proxy resolved for it, for the records' TTL. */
+  async admitResolved(a: SandboxAddressing, ips: { ip: string; ttlSeconds: number }[]): Promise<void> {
+    if (!ips.length) return;
+    const set = `inet ${this.table} sb${a.slot}_dns`;
+    // add + delete + add: refreshes the timeout of an address that is already admitted.
+    const script = ips
+      .map((e) => {
+        const ttl = Math.max(5, Math.min(e.ttlSeconds, 86_400));
+        return `add element ${set} { ${e.ip} }\ndelete element ${set} { ${e.ip} }\nadd element ${set} { ${e.ip} timeout ${ttl}s }`;
+      })
+      .join("\n");
+    await runCommand(["nft", "-f", "-"], { input: `${script}\n` });
   }
 
   async removeFirewall(): Promise<void> {
@@ -75,6 +125,7 @@ table inet ${this.table} {
   }
 
   async tearDown(a: SandboxAddressing): Promise<void> {
+    await this.removeEgress(a);
     if (existsSync(`/run/netns/${a.netns}`)) await tryCommand(["ip", "netns", "delete", a.netns]);
     await tryCommand(["ip", "link", "delete", a.hostIface]);
   }

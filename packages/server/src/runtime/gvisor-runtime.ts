@@ -2,8 +2,10 @@ import { createHash } from "node:crypto";
 import { chmod, copyFile, mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { NetworkPolicy } from "@sandpit/contract";
 import { AgentClient, type AgentEndpoint } from "../agent/agent-client.js";
 import { addressingFor } from "../network/addressing.js";
+import type { DnsProxy } from "../network/dns-proxy.js";
 import type { HostNetwork } from "../network/host-network.js";
 import { ociSpec } from "./oci-spec.js";
 import { SandboxRootfs } from "./rootfs.js";
@@ -21,6 +23,7 @@ export interface GvisorRuntimeOptions {
   dataDir: string;
   runsc: Runsc;
   network: HostNetwork;
+  dns: DnsProxy;
   subnet: string;
   netPrefix: string;
   agentBinary: string;
@@ -53,6 +56,16 @@ export class GvisorRuntime implements SandboxRuntime {
 
   private sandboxDir(id: string) {
     return path.join(this.opts.dataDir, "sandboxes", id);
+  }
+
+  async applyNetworkPolicy(spec: Pick<SandboxLaunchSpec, "netIndex">, policy: NetworkPolicy): Promise<void> {
+    const a = addressingFor(this.opts.subnet, this.opts.netPrefix, spec.netIndex);
+    await this.opts.network.applyEgress(a, policy);
+    this.opts.dns.setClient(a, policy);
+  }
+
+  portAddress(spec: Pick<SandboxLaunchSpec, "netIndex">, port: number) {
+    return { host: addressingFor(this.opts.subnet, this.opts.netPrefix, spec.netIndex).sandboxIp, port };
   }
 
   agentEndpoint(spec: Pick<SandboxLaunchSpec, "netIndex" | "agentToken">): AgentEndpoint {
@@ -191,7 +204,9 @@ export class GvisorRuntime implements SandboxRuntime {
       await rmdir(`/sys/fs/cgroup/${controller}/${CGROUP_PARENT}/${id}`).catch(() => undefined);
     }
     if (netIndex !== null) {
-      await this.opts.network.tearDown(addressingFor(this.opts.subnet, this.opts.netPrefix, netIndex));
+      const a = addressingFor(this.opts.subnet, this.opts.netPrefix, netIndex);
+      this.opts.dns.removeClient(a.sandboxIp);
+      await this.opts.network.tearDown(a);
     }
   }
 

@@ -1,3 +1,4 @@
+import type { NetworkPolicy } from "@sandpit/contract";
 import type { AgentEndpoint } from "../agent/agent-client.js";
 import type { FallbackExecOptions, FallbackExecResult } from "./runsc.js";
 
@@ -26,6 +27,10 @@ export interface RuntimeStatus {
 export interface SandboxRuntime {
   /** Starts the sandbox and returns once its agent answers. Cleans up after itself when it fails. */
   start(spec: SandboxLaunchSpec): Promise<AgentEndpoint>;
+  /** Applies an egress policy to a running sandbox, atomically and without restarting it. */
+  applyNetworkPolicy(spec: Pick<SandboxLaunchSpec, "netIndex">, policy: NetworkPolicy): Promise<void>;
+  /** Where a sandbox's port is reached from the host (for the port proxy). */
+  portAddress(spec: Pick<SandboxLaunchSpec, "netIndex">, port: number): { host: string; port: number };
   /** Where the agent of an already running sandbox is reached (after a server restart). */
   agentEndpoint(spec: Pick<SandboxLaunchSpec, "netIndex" | "agentToken">): AgentEndpoint;
   status(id: string): Promise<RuntimeStatus>;

@@ -1,4 +1,4 @@
-import type { CreateSandboxParams, Sandbox, SandboxStatus } from "@sandpit/contract";
+import type { CreateSandboxParams, NetworkPolicy, Sandbox, SandboxStatus } from "@sandpit/contract";
 import type { FastifyBaseLogger } from "fastify";
 import { AgentClient, AgentUnreachableError } from "../agent/agent-client.js";
 import { ApiError, notFound } from "../errors.js";
@@ -22,6 +22,10 @@ export function toSandbox(r: SandboxRecord): Sandbox {
     envKeys: Object.keys(r.env).sort(),
     metadata: r.metadata,
     cwd: r.cwd,
+    networkPolicy: r.networkPolicy,
+    ports: r.ports,
+    publicPorts: r.publicPorts,
+    trafficToken: r.trafficToken,
     createdAt: iso(r.createdAt)!,
     startedAt: iso(r.startedAt),
     expiresAt: iso(r.expiresAt),
@@ -43,9 +47,16 @@ export class SandboxService {
     private readonly runtime: SandboxRuntime,
     private readonly templates: TemplateService,
     private readonly log: FastifyBaseLogger,
+    private readonly limits: { maxPorts: number },
   ) {}
 
   async create(org: OrgRecord, params: CreateSandboxParams): Promise<SandboxRecord> {
+    const networkPolicy = resolvePolicy(params);
+    if (params.ports.length > this.limits.maxPorts) {
+      throw new ApiError("validation_failed", `Invalid request: ports: at most ${this.limits.maxPorts} ports`, {
+        fields: [{ field: "ports", rule: "too_big", message: `at most ${this.limits.maxPorts} ports` }],
+      });
+    }
     const templateRootfs = await this.templates.ensureReady(params.template);
     const createdAt = now();
     let record = await this.store.insertSandbox(
@@ -62,6 +73,10 @@ export class SandboxService {
         metadata: params.metadata,
         cwd: params.cwd,
         timeoutMs: params.timeoutMs,
+        networkPolicy,
+        ports: params.ports,
+        publicPorts: params.publicPorts,
+        trafficToken: newToken(),
         agentToken: newToken(),
         createdAt,
         startedAt: null,
@@ -81,6 +96,7 @@ export class SandboxService {
         netIndex: record.netIndex!,
         agentToken: record.agentToken,
       });
+      await this.runtime.applyNetworkPolicy({ netIndex: record.netIndex! }, networkPolicy);
       const agent = new AgentClient(endpoint);
       this.agents.set(record.id, agent);
       await agent.mkdir(record.cwd, { parents: true });
@@ -126,6 +142,24 @@ export class SandboxService {
     ]);
     if (!updated) return this.setTimeout(org, id, timeoutMs);
     return updated;
+  }
+
+  /** Replaces the egress policy of a running sandbox; it applies at once, atomically. */
+  async setNetworkPolicy(org: OrgRecord, id: string, policy: NetworkPolicy): Promise<SandboxRecord> {
+    const record = await this.get(org, id);
+    assertStatus(record, ["running"], "change the network policy of");
+    await this.runtime.applyNetworkPolicy({ netIndex: record.netIndex! }, policy);
+    return (await this.store.updateSandbox(id, { networkPolicy: policy }))!;
+  }
+
+  /** The address of an exposed port of a running sandbox (404 when the port is not exposed). */
+  async portTarget(id: string, port: number) {
+    const record = await this.store.getSandbox(id);
+    if (!record || !record.ports.includes(port)) return undefined;
+    return {
+      record,
+      address: record.netIndex === null ? undefined : this.runtime.portAddress({ netIndex: record.netIndex }, port),
+    };
   }
 
   async destroy(org: OrgRecord, id: string): Promise<void> {
@@ -260,6 +294,8 @@ export class SandboxService {
     for (const s of await this.store.sandboxesInStatus(["destroying"])) await this.destroyById(s.id, s.reason);
     for (const s of await this.store.sandboxesInStatus(["running"])) {
       if (!(await this.runtime.alive(s.id))) await this.markDead(s.id);
+      // The firewall table was rebuilt at start: every live sandbox gets its policy back.
+      else await this.runtime.applyNetworkPolicy({ netIndex: s.netIndex! }, s.networkPolicy);
     }
     const live = await this.store.sandboxesInStatus(LIVE);
     const liveIds = new Set(live.map((s) => s.id));
@@ -278,6 +314,19 @@ export class SandboxService {
   close() {
     for (const id of [...this.agents.keys()]) this.forgetAgent(id);
   }
+}
+
+/** `internetAccess: false` is deny-all; it cannot be combined with a different policy. */
+function resolvePolicy(params: CreateSandboxParams): NetworkPolicy {
+  if (params.internetAccess === false) {
+    if (params.networkPolicy && params.networkPolicy.mode !== "deny-all") {
+      throw new ApiError("validation_failed", "Invalid request: internetAccess: false contradicts networkPolicy", {
+        fields: [{ field: "internetAccess", rule: "conflict", message: "contradicts networkPolicy.mode" }],
+      });
+    }
+    return { mode: "deny-all" };
+  }
+  return params.networkPolicy ?? { mode: "allow-all" };
 }
 
 function sandboxFailed(record: SandboxRecord | undefined): ApiError {

@@ -1,6 +1,6 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import type { SandboxStatus } from "@sandpit/contract";
+import type { NetworkPolicy, SandboxStatus } from "@sandpit/contract";
 import Database from "better-sqlite3";
 import { randomBase32 } from "../lib/ids.js";
 import type { CommandRecord, OrgRecord, SandboxFilter, SandboxPatch, SandboxRecord, Store } from "./store.js";
@@ -24,6 +24,10 @@ const migrations = [
      pid INTEGER, exit_code INTEGER, timed_out INTEGER NOT NULL, started_at INTEGER NOT NULL,
      finished_at INTEGER);
    CREATE INDEX commands_sandbox ON commands(sandbox_id);`,
+  `ALTER TABLE sandboxes ADD COLUMN network_policy_json TEXT NOT NULL DEFAULT '{"mode":"allow-all"}';
+   ALTER TABLE sandboxes ADD COLUMN ports_json TEXT NOT NULL DEFAULT '[]';
+   ALTER TABLE sandboxes ADD COLUMN public_ports INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE sandboxes ADD COLUMN traffic_token TEXT NOT NULL DEFAULT '';`,
 ];
 
 interface SandboxRow {
@@ -39,6 +43,10 @@ interface SandboxRow {
   metadata_json: string;
   cwd: string;
   timeout_ms: number;
+  network_policy_json: string;
+  ports_json: string;
+  public_ports: number;
+  traffic_token: string;
   net_index: number | null;
   agent_token: string;
   created_at: number;
@@ -72,6 +80,10 @@ const sandboxColumns: Record<keyof SandboxPatch, string> = {
   metadata: "metadata_json",
   cwd: "cwd",
   timeoutMs: "timeout_ms",
+  networkPolicy: "network_policy_json",
+  ports: "ports_json",
+  publicPorts: "public_ports",
+  trafficToken: "traffic_token",
   netIndex: "net_index",
   agentToken: "agent_token",
   startedAt: "started_at",
@@ -111,6 +123,10 @@ function sandboxFromRow(r: SandboxRow): SandboxRecord {
     metadata: JSON.parse(r.metadata_json) as Record<string, string>,
     cwd: r.cwd,
     timeoutMs: r.timeout_ms,
+    networkPolicy: JSON.parse(r.network_policy_json) as NetworkPolicy,
+    ports: JSON.parse(r.ports_json) as number[],
+    publicPorts: r.public_ports === 1,
+    trafficToken: r.traffic_token,
     netIndex: r.net_index,
     agentToken: r.agent_token,
     createdAt: r.created_at,
@@ -205,8 +221,9 @@ export class SqliteStore implements Store {
       this.db
         .prepare(
           `INSERT INTO sandboxes (id, org_id, status, reason, template, vcpus, memory_mb, disk_mb, env_json,
-            metadata_json, cwd, timeout_ms, net_index, agent_token, created_at, started_at, expires_at, destroyed_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+            metadata_json, cwd, timeout_ms, net_index, agent_token, created_at, started_at, expires_at, destroyed_at,
+            network_policy_json, ports_json, public_ports, traffic_token)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(
           full.id,
@@ -227,6 +244,10 @@ export class SqliteStore implements Store {
           full.startedAt,
           full.expiresAt,
           full.destroyedAt,
+          JSON.stringify(full.networkPolicy),
+          JSON.stringify(full.ports),
+          full.publicPorts ? 1 : 0,
+          full.trafficToken,
         );
       return full;
     })();

@@ -1,4 +1,4 @@
-import type { SandboxStatus } from "@sandpit/contract";
+import type { NetworkPolicy, SandboxStatus } from "@sandpit/contract";
 
 export interface OrgRecord {
   id: string;
@@ -19,6 +19,10 @@ export interface SandboxRecord {
   metadata: Record<string, string>;
   cwd: string;
   timeoutMs: number;
+  networkPolicy: NetworkPolicy;
+  ports: number[];
+  publicPorts: boolean;
+  trafficToken: string;
   /** Slot of the sandbox's veth pair; null once its network is released. */
   netIndex: number | null;
   agentToken: string;

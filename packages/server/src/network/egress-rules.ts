@@ -1,0 +1,89 @@
+import type { NetworkPolicy } from "@sandpit/contract";
+import type { SandboxAddressing } from "./addressing.js";
+
+/** Denied traffic is refused, not silently dropped: programs in the sandbox fail at once. */
+const REFUSE = "reject with icmpx type admin-prohibited";
+
+/**
+ * nftables statements for one sandbox's egress policy, applied as one transaction. Pure: the text is
+ * unit-tested; `nft -f` applies it.
+ *
+ * Per sandbox (slot N) the instance table holds a chain `sbN` that the forward hook jumps to (map
+ * `egress`, keyed by the host veth), and sets `sbN_allow` (CIDRs), `sbN_deny` (CIDRs) and `sbN_dns`
+ * (addresses the DNS proxy admitted, each with the TTL of its record). Deny wins: it is checked first.
+ */
+export function egressRules(table: string, a: SandboxAddressing, policy: NetworkPolicy): string {
+  const t = `inet ${table}`;
+  const chain = `sb${a.slot}`;
+  const lines = [
+    ...declare(t, a),
+    `flush chain ${t} ${chain}`,
+    `flush set ${t} ${chain}_allow`,
+    `flush set ${t} ${chain}_deny`,
+    `flush set ${t} ${chain}_dns`,
+  ];
+  const dnsAllowed = policy.mode !== "deny-all";
+  if (policy.mode === "custom") {
+    if (policy.deny.cidrs.length) lines.push(`add element ${t} ${chain}_deny { ${policy.deny.cidrs.join(", ")} }`);
+    if (policy.allow.cidrs.length) lines.push(`add element ${t} ${chain}_allow { ${policy.allow.cidrs.join(", ")} }`);
+    lines.push(`add rule ${t} ${chain} ip daddr @${chain}_deny ${REFUSE}`);
+    const ports = policy.allow.ports.length
+      ? ` meta l4proto { tcp, udp } th dport { ${policy.allow.ports.join(", ")} }`
+      : "";
+    lines.push(`add rule ${t} ${chain} ip daddr @${chain}_allow${ports} accept`);
+    lines.push(`add rule ${t} ${chain} ip daddr @${chain}_dns${ports} accept`);
+    lines.push(`add rule ${t} ${chain} ${REFUSE}`);
+  } else {
+    lines.push(`add rule ${t} ${chain} ${policy.mode === "allow-all" ? "accept" : REFUSE}`);
+  }
+  // Adding then deleting an element makes the delete safe when it is absent.
+  lines.push(`add element ${t} egress { "${a.hostIface}" : jump ${chain} }`);
+  lines.push(`add element ${t} dns_clients { "${a.hostIface}" }`);
+  if (!dnsAllowed) lines.push(`delete element ${t} dns_clients { "${a.hostIface}" }`);
+  return `${lines.join("\n")}\n`;
+}
+
+/** Removes everything `egressRules` created for a sandbox; safe when some of it is absent. */
+export function removeEgressRules(table: string, a: SandboxAddressing): string {
+  const t = `inet ${table}`;
+  const chain = `sb${a.slot}`;
+  return `${[
+    ...declare(t, a),
+    `add element ${t} egress { "${a.hostIface}" : jump ${chain} }`,
+    `delete element ${t} egress { "${a.hostIface}" }`,
+    `add element ${t} dns_clients { "${a.hostIface}" }`,
+    `delete element ${t} dns_clients { "${a.hostIface}" }`,
+    `flush chain ${t} ${chain}`,
+    `delete chain ${t} ${chain}`,
+    `delete set ${t} ${chain}_allow`,
+    `delete set ${t} ${chain}_deny`,
+    `delete set ${t} ${chain}_dns`,
+  ].join("\n")}\n`;
+}
+
+function declare(t: string, a: SandboxAddressing): string[] {
+  const chain = `sb${a.slot}`;
+  return [
+    `add chain ${t} ${chain}`,
+    `add set ${t} ${chain}_allow { type ipv4_addr; flags interval; }`,
+    `add set ${t} ${chain}_deny { type ipv4_addr; flags interval; }`,
+    `add set ${t} ${chain}_dns { type ipv4_addr; flags timeout; }`,
+  ];
+}
+
+/** Whether a name matches a pattern: exact, or `*.example.com` for any subdomain of example.com. */
+export function domainMatches(name: string, pattern: string): boolean {
+  const n = name.toLowerCase().replace(/\.$/, "");
+  if (pattern.startsWith("*.")) return n.endsWith(pattern.slice(1));
+  return n === pattern;
+}
+
+export type DnsDecision = "forward" | "refuse";
+
+/** What the DNS proxy does with a query from a sandbox with this policy. Deny wins over allow. */
+export function dnsDecision(policy: NetworkPolicy, name: string): DnsDecision {
+  if (policy.mode === "allow-all") return "forward";
+  if (policy.mode === "deny-all") return "refuse";
+  if (policy.deny.domains.some((p) => domainMatches(name, p))) return "refuse";
+  return policy.allow.domains.some((p) => domainMatches(name, p)) ? "forward" : "refuse";
+}

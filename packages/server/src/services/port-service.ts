@@ -1,0 +1,68 @@
+import { timingSafeEqual } from "node:crypto";
+import { ApiError } from "../errors.js";
+import type { SandboxService } from "./sandbox-service.js";
+
+export const TRAFFIC_TOKEN_HEADER = "x-sandpit-traffic-token";
+export const TRAFFIC_TOKEN_QUERY = "sandpit_token";
+const HOST_PATTERN = /^(\d{1,5})-(sbx_[a-z2-7]{20})\./;
+
+export interface PortTarget {
+  sandboxId: string;
+  host: string;
+  port: number;
+}
+
+function sameToken(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/**
+ * Who may reach a sandbox's exposed port, and where it is. Port traffic is authorised by the sandbox's
+ * traffic token (header or query), not by an API key, so that browsers and webhooks can use the URL;
+ * sandboxes created with `publicPorts: true` need none.
+ */
+export class PortService {
+  constructor(
+    private readonly sandboxes: SandboxService,
+    readonly domain: string | undefined,
+  ) {}
+
+  /** `{port}-{id}.{domain}` → the port and sandbox, when the Host header names one. */
+  parseHost(host: string | undefined): { sandboxId: string; port: number } | undefined {
+    if (!this.domain || !host) return undefined;
+    const name = host.replace(/:\d+$/, "").toLowerCase();
+    if (!name.endsWith(`.${this.domain}`)) return undefined;
+    const m = HOST_PATTERN.exec(name);
+    if (!m || name !== `${m[1]}-${m[2]}.${this.domain}`) return undefined;
+    return { sandboxId: m[2]!, port: Number(m[1]) };
+  }
+
+  /** Checks the token and returns where to send the traffic; errors are API errors (401/403/404/409). */
+  async resolve(sandboxId: string, port: number, token: string | undefined): Promise<PortTarget> {
+    const found = await this.sandboxes.portTarget(sandboxId, port);
+    if (!found) throw new ApiError("not_found", `port ${port} of sandbox ${sandboxId} is not exposed`);
+    const { record, address } = found;
+    if (!record.publicPorts) {
+      if (!token) {
+        throw new ApiError("unauthorized", `this port needs the sandbox's traffic token (${TRAFFIC_TOKEN_HEADER})`);
+      }
+      if (!sameToken(token, record.trafficToken)) throw new ApiError("forbidden", "wrong traffic token");
+    }
+    if (record.status !== "running" || !address) {
+      throw new ApiError("invalid_state", `sandbox ${sandboxId} is ${record.status}`, { status: record.status });
+    }
+    return { sandboxId, ...address };
+  }
+
+  urls(baseUrl: string, sandboxId: string, ports: number[]) {
+    const scheme = baseUrl.startsWith("https:") ? "https" : "http";
+    const portSuffix = /:(\d+)$/.exec(new URL(baseUrl).host)?.[0] ?? "";
+    return ports.map((port) => ({
+      port,
+      url: `${baseUrl}/v1/sandboxes/${sandboxId}/ports/${port}/`,
+      hostUrl: this.domain ? `${scheme}://${port}-${sandboxId}.${this.domain}${portSuffix}/` : null,
+    }));
+  }
+}

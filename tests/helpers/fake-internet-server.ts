@@ -1,0 +1,53 @@
+// Runs inside the fake-internet network namespace: HTTP servers, a UDP echo and a DNS server on the
+// namespace's own addresses. Configuration comes as one JSON argument.
+import dgram from "node:dgram";
+import http from "node:http";
+import dnsPacket from "dns-packet";
+
+interface Config {
+  http: { host: string; port: number }[];
+  udpEcho: { host: string; port: number };
+  dns: { host: string; records: Record<string, string> };
+}
+
+const config = JSON.parse(process.argv[2] ?? "{}") as Config;
+let pending = config.http.length + 2;
+const ready = () => {
+  if (--pending === 0) process.stdout.write("ready\n");
+};
+
+for (const { host, port } of config.http) {
+  http
+    .createServer((req, res) => {
+      const body = JSON.stringify({
+        server: `${host}:${port}`,
+        from: req.socket.remoteAddress,
+        path: req.url,
+        headers: req.headers,
+      });
+      res.writeHead(200, { "content-type": "application/json" }).end(body);
+    })
+    .listen(port, host, ready);
+}
+
+const echo = dgram.createSocket("udp4");
+echo.on("message", (msg, rinfo) => echo.send(msg, rinfo.port, rinfo.address));
+echo.bind(config.udpEcho.port, config.udpEcho.host, ready);
+
+const dns = dgram.createSocket("udp4");
+dns.on("message", (msg, rinfo) => {
+  const query = dnsPacket.decode(msg);
+  const q = query.questions?.[0];
+  const ip = q && q.type === "A" ? config.dns.records[q.name.toLowerCase()] : undefined;
+  const known = q ? q.name.toLowerCase() in config.dns.records : false;
+  const answer = dnsPacket.encode({
+    id: query.id ?? 0,
+    type: "response",
+    flags: dnsPacket.RECURSION_AVAILABLE,
+    rcode: known ? "NOERROR" : "NXDOMAIN",
+    questions: query.questions ?? [],
+    answers: ip && q ? [{ type: "A", name: q.name, ttl: 60, class: "IN", data: ip }] : [],
+  } as dnsPacket.Packet);
+  dns.send(answer, rinfo.port, rinfo.address);
+});
+dns.bind(53, config.dns.host, ready);
