@@ -124,8 +124,8 @@ describe("egress policies, enforced on the host", () => {
       await api.exec(b.id, { command: 'ip -4 -o addr show | awk \'$2 != "lo" {sub(/\\/.*/, "", $4); print $4}\'' })
     ).stdout.trim();
     expect(gateway).toMatch(/^10\./);
-    // b's own server answers inside b.
-    expect(await httpCode(b.id, "http://127.0.0.1:8000/")).toBe("200");
+    // b's own server answers inside b (so that the refusals below are the firewall's doing).
+    await waitFor(async () => ((await httpCode(b.id, "http://127.0.0.1:8000/")) === "200" ? true : undefined));
     const apiPort = new URL(server.url).port;
     expect(await httpCode(a.id, `http://${gateway}:${apiPort}/v1/health`)).toBe("000");
     expect(await httpCode(a.id, `http://${gateway}:22/`)).toBe("000");
