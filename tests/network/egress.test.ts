@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { apiClient, type ErrorBody, type SandboxBody } from "../helpers/api.js";
+import { apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
 import { type FakeInternet, startFakeInternet } from "../helpers/fake-internet.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 
