@@ -1,7 +1,14 @@
 import { existsSync } from "node:fs";
+import { readdir, readFile, rm } from "node:fs/promises";
+import path from "node:path";
+import { cleanupInstance } from "./cleanup.js";
 import { serverEntry, testTemplatesDir } from "./paths.js";
+import { TEST_DATA_PREFIX } from "./server.js";
 
-/** Builds the `base` template once for the whole run, with its progress on stderr. */
+/**
+ * Builds the `base` template once for the whole run, with its progress on stderr. The teardown removes
+ * whatever a test server that was never closed left on the host (a crashed or timed-out test file).
+ */
 export default async function setup() {
   if (!existsSync(serverEntry)) throw new Error(`${serverEntry} is missing: run "npm run build" first`);
   const { TemplateService } = (await import(serverEntry)) as typeof import("../../packages/server/src/index.js");
@@ -16,4 +23,19 @@ export default async function setup() {
     });
     await build.done;
   }
+  return async function teardown() {
+    for (const name of await readdir("/var/tmp").catch(() => [] as string[])) {
+      const dataDir = path.join("/var/tmp", name);
+      if (!dataDir.startsWith(TEST_DATA_PREFIX)) continue;
+      const instance = await readFile(path.join(dataDir, "instance.json"), "utf8").catch(() => undefined);
+      if (!instance) continue;
+      const { netPrefix } = JSON.parse(instance) as { netPrefix: string };
+      process.stderr.write(`[teardown] cleaning up after ${dataDir} (${netPrefix})\n`);
+      const pid = Number(await readFile(path.join(dataDir, "server.pid"), "utf8").catch(() => "0"));
+      const cmdline = pid > 0 ? await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "") : "";
+      if (cmdline.includes("tests/helpers/serve.ts")) process.kill(pid, "SIGKILL");
+      await cleanupInstance(dataDir, netPrefix);
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  };
 }

@@ -22,6 +22,7 @@ export interface TestServer {
 }
 
 const SLOT_DIR = "/var/tmp/sandpit-test-slots";
+export const TEST_DATA_PREFIX = "/var/tmp/sandpit-test-";
 const SLOTS = 26 * 26;
 
 /**
@@ -96,7 +97,9 @@ async function spawnServer(env: NodeJS.ProcessEnv): Promise<{ child: ChildProces
 
 export async function startTestServer(extraEnv: Record<string, string> = {}): Promise<TestServer> {
   const id = claimIdentity();
-  const dataDir = mkdtempSync("/var/tmp/sandpit-test-");
+  const dataDir = mkdtempSync(`${TEST_DATA_PREFIX}`);
+  // Lets the global teardown clean up after a test process that died before its own cleanup.
+  writeFileSync(path.join(dataDir, "instance.json"), JSON.stringify({ netPrefix: id.netPrefix }));
   const apiKey = `sp_test${randomBytes(16).toString("hex")}`;
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -119,6 +122,8 @@ export async function startTestServer(extraEnv: Record<string, string> = {}): Pr
     throw e;
   }
   let { child, url } = started;
+  const recordPid = () => writeFileSync(path.join(dataDir, "server.pid"), String(child.pid));
+  recordPid();
   const server: TestServer = {
     url,
     apiKey,
@@ -148,6 +153,7 @@ export async function startTestServer(extraEnv: Record<string, string> = {}): Pr
     async restart() {
       ({ child, url } = await spawnServer(env));
       server.url = url;
+      recordPid();
     },
   };
   return server;

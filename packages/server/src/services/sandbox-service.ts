@@ -155,7 +155,7 @@ export class SandboxService {
   /** The address of an exposed port of a running sandbox (404 when the port is not exposed). */
   async portTarget(id: string, port: number) {
     const record = await this.store.getSandbox(id);
-    if (!record || !record.ports.includes(port)) return undefined;
+    if (!record?.ports.includes(port)) return undefined;
     return {
       record,
       address: record.netIndex === null ? undefined : this.runtime.portAddress({ netIndex: record.netIndex }, port),
