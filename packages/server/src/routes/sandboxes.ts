@@ -116,4 +116,35 @@ export function sandboxRoutes(app: FastifyInstance, authenticate: Authenticate, 
     },
     async ({ params, org, body }) => toSandbox(await sandboxes.setTimeout(org, params.id!, body.timeoutMs)),
   );
+
+  route(
+    app,
+    authenticate,
+    {
+      method: "POST",
+      url: "/v1/sandboxes/{id}/pause",
+      summary: "Checkpoint memory and processes and stop the sandbox (status paused)",
+      tags: ["lifecycle"],
+      responses: { 200: { description: "The paused sandbox", schema: sandboxSchema }, 409: { description: "State" } },
+    },
+    async ({ params, org }) => toSandbox(await sandboxes.pause(org, params.id!)),
+  );
+
+  for (const url of ["/v1/sandboxes/{id}/resume", "/v1/sandboxes/{id}/wake"]) {
+    route(
+      app,
+      authenticate,
+      {
+        method: "POST",
+        url,
+        summary: "Resume a paused sandbox with its processes and memory as they were",
+        tags: ["lifecycle"],
+        responses: {
+          200: { description: "The running sandbox", schema: sandboxSchema },
+          409: { description: "State" },
+        },
+      },
+      async ({ params, org }) => toSandbox(await sandboxes.resume(org, params.id!)),
+    );
+  }
 }

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
-import { chmod, copyFile, mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { NetworkPolicy } from "@sandpit/contract";
@@ -56,6 +57,44 @@ export class GvisorRuntime implements SandboxRuntime {
 
   private sandboxDir(id: string) {
     return path.join(this.opts.dataDir, "sandboxes", id);
+  }
+
+  private checkpointDir(id: string) {
+    return path.join(this.sandboxDir(id), "checkpoint");
+  }
+
+  async pause(id: string): Promise<void> {
+    const image = this.checkpointDir(id);
+    const partial = `${image}.partial`;
+    await rm(partial, { recursive: true, force: true });
+    await mkdir(partial, { recursive: true });
+    await this.opts.runsc.checkpoint(id, partial);
+    // The image becomes the one to resume from only once it is complete.
+    await rm(image, { recursive: true, force: true });
+    await rename(partial, image);
+    this.sandboxPids.delete(id);
+    await this.opts.runsc.deleteForce(id);
+  }
+
+  async resume(spec: Pick<SandboxLaunchSpec, "id" | "netIndex" | "agentToken">): Promise<AgentEndpoint> {
+    const a = addressingFor(this.opts.subnet, this.opts.netPrefix, spec.netIndex);
+    const dir = this.sandboxDir(spec.id);
+    await this.opts.runsc.deleteForce(spec.id);
+    await this.opts.network.configureSandboxEnd(a);
+    await this.opts.runsc.restore(
+      path.join(dir, "bundle"),
+      spec.id,
+      this.checkpointDir(spec.id),
+      path.join(dir, "runsc.log"),
+      path.join(dir, "runsc.out"),
+    );
+    const endpoint: AgentEndpoint = { host: a.sandboxIp, port: AGENT_PORT, token: spec.agentToken };
+    await this.waitForAgent(spec.id, endpoint);
+    return endpoint;
+  }
+
+  async hasCheckpoint(id: string): Promise<boolean> {
+    return existsSync(path.join(this.checkpointDir(id), "checkpoint.img"));
   }
 
   async applyNetworkPolicy(spec: Pick<SandboxLaunchSpec, "netIndex">, policy: NetworkPolicy): Promise<void> {

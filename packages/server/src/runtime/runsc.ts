@@ -21,7 +21,14 @@ export class Runsc {
   ) {}
 
   private globalFlags(): string[] {
-    return [`--root=${this.stateDir}`, "--platform=systrap", "--network=sandbox", "--overlay2=none"];
+    // net-disconnect-ok: open TCP connections are cut at checkpoint instead of failing it.
+    return [
+      `--root=${this.stateDir}`,
+      "--platform=systrap",
+      "--network=sandbox",
+      "--overlay2=none",
+      "--net-disconnect-ok",
+    ];
   }
 
   /**
@@ -29,6 +36,35 @@ export class Runsc {
    * stdio goes to a file (`outputFile`) rather than pipes that would never close.
    */
   async run(bundleDir: string, id: string, logFile: string, outputFile: string): Promise<void> {
+    await this.startDetached(["run", "-detach", `-bundle=${bundleDir}`, id], logFile, outputFile);
+  }
+
+  /** `runsc restore -detach`: the sandbox continues from a checkpoint image, processes and memory. */
+  async restore(bundleDir: string, id: string, imageDir: string, logFile: string, outputFile: string) {
+    await this.startDetached(
+      ["restore", `--image-path=${imageDir}`, "-detach", `-bundle=${bundleDir}`, id],
+      logFile,
+      outputFile,
+    );
+  }
+
+  /** Saves the sandbox's memory and processes to `imageDir`; the container stops unless `leaveRunning`. */
+  async checkpoint(id: string, imageDir: string, opts: { leaveRunning?: boolean } = {}): Promise<void> {
+    await runCommand(
+      [
+        this.binary,
+        `--root=${this.stateDir}`,
+        "checkpoint",
+        `--image-path=${imageDir}`,
+        "--exclude-committed-zero-pages",
+        ...(opts.leaveRunning ? ["--leave-running"] : []),
+        id,
+      ],
+      { timeoutMs: 300_000 },
+    );
+  }
+
+  private async startDetached(command: string[], logFile: string, outputFile: string): Promise<void> {
     const hide = 'mount -t tmpfs -o size=4k,ro none /proc/sys/net && exec "$@"';
     const argv = [
       "unshare",
@@ -42,10 +78,7 @@ export class Runsc {
       this.binary,
       ...this.globalFlags(),
       `--log=${logFile}`,
-      "run",
-      "-detach",
-      `-bundle=${bundleDir}`,
-      id,
+      ...command,
     ];
     const out = openSync(outputFile, "a");
     try {

@@ -27,6 +27,14 @@ export interface RuntimeStatus {
 export interface SandboxRuntime {
   /** Starts the sandbox and returns once its agent answers. Cleans up after itself when it fails. */
   start(spec: SandboxLaunchSpec): Promise<AgentEndpoint>;
+  /**
+   * Saves the sandbox's memory and processes and stops it; its filesystem and network stay in place.
+   * Resume continues it exactly where it was.
+   */
+  pause(id: string): Promise<void>;
+  resume(spec: Pick<SandboxLaunchSpec, "id" | "netIndex" | "agentToken">): Promise<AgentEndpoint>;
+  /** Whether a paused sandbox has a complete checkpoint to resume from. */
+  hasCheckpoint(id: string): Promise<boolean>;
   /** Applies an egress policy to a running sandbox, atomically and without restarting it. */
   applyNetworkPolicy(spec: Pick<SandboxLaunchSpec, "netIndex">, policy: NetworkPolicy): Promise<void>;
   /** Where a sandbox's port is reached from the host (for the port proxy). */

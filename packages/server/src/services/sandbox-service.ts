@@ -144,6 +144,54 @@ export class SandboxService {
     return updated;
   }
 
+  /**
+   * Checkpoints a running sandbox's memory and processes and stops it (`paused`). It keeps its
+   * filesystem, network identity and ports; while paused it does not expire.
+   */
+  async pause(org: OrgRecord, id: string): Promise<SandboxRecord> {
+    const record = await this.get(org, id);
+    if (record.status === "paused") return record;
+    assertStatus(record, ["running"], "pause");
+    if (!(await this.store.updateSandbox(id, { status: "pausing" }, ["running"]))) return this.pause(org, id);
+    this.forgetAgent(id);
+    try {
+      await this.runtime.pause(id);
+    } catch (e) {
+      this.log.error({ err: e, sandboxId: id }, "pause failed");
+      if (await this.runtime.alive(id)) {
+        await this.store.updateSandbox(id, { status: "running" }, ["pausing"]);
+        throw new ApiError("internal", `sandbox ${id} could not be paused: ${e instanceof Error ? e.message : e}`);
+      }
+      await this.store.updateSandbox(id, { status: "running" }, ["pausing"]);
+      throw sandboxFailed(await this.markDead(id));
+    }
+    this.log.info({ sandboxId: id }, "sandbox paused");
+    return (await this.store.updateSandbox(id, { status: "paused", expiresAt: null }, ["pausing"]))!;
+  }
+
+  /** Brings a paused sandbox back with its processes and memory as they were (idempotent when running). */
+  async resume(org: OrgRecord, id: string): Promise<SandboxRecord> {
+    const record = await this.get(org, id);
+    if (record.status === "running") return record;
+    assertStatus(record, ["paused"], "resume");
+    if (!(await this.store.updateSandbox(id, { status: "resuming" }, ["paused"]))) return this.resume(org, id);
+    try {
+      const endpoint = await this.runtime.resume({ id, netIndex: record.netIndex!, agentToken: record.agentToken });
+      await this.runtime.applyNetworkPolicy({ netIndex: record.netIndex! }, record.networkPolicy);
+      this.agents.set(id, new AgentClient(endpoint));
+    } catch (e) {
+      this.log.error({ err: e, sandboxId: id }, "resume failed");
+      await this.runtime.pause(id).catch(() => undefined);
+      await this.store.updateSandbox(id, { status: "paused" }, ["resuming"]);
+      throw new ApiError("internal", `sandbox ${id} could not be resumed: ${e instanceof Error ? e.message : e}`);
+    }
+    this.log.info({ sandboxId: id }, "sandbox resumed");
+    const updated = await this.store.updateSandbox(id, { status: "running", expiresAt: now() + record.timeoutMs }, [
+      "resuming",
+    ]);
+    return updated ?? (await this.store.getSandbox(id))!;
+  }
+
   /** Replaces the egress policy of a running sandbox; it applies at once, atomically. */
   async setNetworkPolicy(org: OrgRecord, id: string, policy: NetworkPolicy): Promise<SandboxRecord> {
     const record = await this.get(org, id);
@@ -292,6 +340,15 @@ export class SandboxService {
       await this.store.updateSandbox(s.id, { status: "error", reason: "start_failed", netIndex: null });
     }
     for (const s of await this.store.sandboxesInStatus(["destroying"])) await this.destroyById(s.id, s.reason);
+    // An interrupted pause or resume: the runtime says which side of it the sandbox is on.
+    for (const s of await this.store.sandboxesInStatus(["pausing", "resuming"])) {
+      const alive = await this.runtime.alive(s.id);
+      const status = alive ? "running" : (await this.runtime.hasCheckpoint(s.id)) ? "paused" : "running";
+      await this.store.updateSandbox(s.id, {
+        status,
+        expiresAt: status === "running" ? now() + s.timeoutMs : null,
+      });
+    }
     for (const s of await this.store.sandboxesInStatus(["running"])) {
       if (!(await this.runtime.alive(s.id))) await this.markDead(s.id);
       // The firewall table was rebuilt at start: every live sandbox gets its policy back.

@@ -1,0 +1,104 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
+import { startTestServer, type TestServer } from "../helpers/server.js";
+
+let server: TestServer;
+let api: ReturnType<typeof apiClient>;
+
+beforeAll(async () => {
+  server = await startTestServer();
+  api = apiClient(server);
+});
+
+afterAll(async () => {
+  await server?.close();
+});
+
+/**
+ * A process whose state lives only in memory: a random token chosen at start and a counter, written
+ * every 100 ms to /tmp (a tmpfs: memory too). After a resume the same token with a larger counter
+ * proves the same process continued.
+ */
+const keeper = `
+import os, time, secrets
+token = secrets.token_hex(8)
+n = 0
+while True:
+    n += 1
+    with open("/tmp/state.tmp", "w") as f:
+        f.write(f"{os.getpid()} {token} {n}")
+    os.replace("/tmp/state.tmp", "/tmp/state")
+    time.sleep(0.1)
+`;
+
+async function state(id: string): Promise<{ pid: string; token: string; n: number }> {
+  const r = await api.exec(id, { command: "cat /tmp/state" });
+  const [pid, token, n] = r.stdout.trim().split(" ");
+  return { pid: pid!, token: token!, n: Number(n) };
+}
+
+describe("pause and resume", () => {
+  it("keeps a process's memory across two pauses and a server restart, and keeps servers listening", async () => {
+    const s = await api.createSandbox({ timeoutMs: 600_000 });
+    await api.put(`/v1/sandboxes/${s.id}/files?path=/workspace/keeper.py`, keeper);
+    await api.post(`/v1/sandboxes/${s.id}/exec`, { command: "python3 /workspace/keeper.py", background: true });
+    await api.post(`/v1/sandboxes/${s.id}/exec`, {
+      command: "python3 -m http.server 8000 --bind 127.0.0.1",
+      background: true,
+    });
+    const first = await waitFor(
+      async () => {
+        const r = await api.exec(s.id, {
+          command: "cat /tmp/state 2>/dev/null; curl -s -o /dev/null -w ' %{http_code}' http://127.0.0.1:8000/",
+        });
+        return r.stdout.endsWith(" 200") && r.stdout.split(" ").length === 4 ? true : undefined;
+      },
+      20_000,
+      "the processes to start",
+    );
+    expect(first).toBe(true);
+    const before = await state(s.id);
+
+    for (let round = 0; round < 2; round++) {
+      const paused = await api.post<SandboxBody>(`/v1/sandboxes/${s.id}/pause`);
+      expect(paused.status).toBe(200);
+      expect(paused.body.status).toBe("paused");
+      expect(paused.body.expiresAt).toBeNull();
+      const refused = await api.post<ErrorBody>(`/v1/sandboxes/${s.id}/exec`, { command: "true" });
+      expect(refused.status).toBe(409);
+      expect(refused.body.error.code).toBe("invalid_state");
+      expect(refused.body.error.message).toContain("paused");
+      if (round === 0) {
+        // The server goes down while the sandbox is paused; the paused sandbox is still there after.
+        await server.kill9();
+        await server.restart();
+        expect((await api.get<SandboxBody>(`/v1/sandboxes/${s.id}`)).body.status).toBe("paused");
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      const resumed = await api.post<SandboxBody>(`/v1/sandboxes/${s.id}/resume`);
+      expect(resumed.status).toBe(200);
+      expect(resumed.body.status).toBe("running");
+      expect(resumed.body.expiresAt).not.toBeNull();
+      const after = await state(s.id);
+      expect(after.pid).toBe(before.pid);
+      expect(after.token).toBe(before.token);
+      await waitFor(async () => ((await state(s.id)).n > after.n ? true : undefined), 5000, "the counter to move");
+      const served = await api.exec(s.id, { command: "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/" });
+      expect(served.stdout).toBe("200");
+    }
+    // Resume of a running sandbox is a no-op; `wake` is an alias.
+    expect((await api.post<SandboxBody>(`/v1/sandboxes/${s.id}/wake`)).body.status).toBe("running");
+    await api.del(`/v1/sandboxes/${s.id}`);
+  });
+
+  it("destroys a paused sandbox and refuses to pause one that is not running", async () => {
+    const s = await api.createSandbox();
+    expect((await api.post(`/v1/sandboxes/${s.id}/pause`)).status).toBe(200);
+    expect((await api.del(`/v1/sandboxes/${s.id}`)).status).toBe(204);
+    const destroyed = await api.get<SandboxBody>(`/v1/sandboxes/${s.id}`);
+    expect(destroyed.body.status).toBe("destroyed");
+    const res = await api.post<ErrorBody>(`/v1/sandboxes/${s.id}/pause`);
+    expect(res.status).toBe(409);
+    expect(res.body.error.message).toContain("destroyed");
+  });
+});
