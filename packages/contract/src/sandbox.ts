@@ -52,6 +52,19 @@ export const createSandboxRequestSchema = z.strictObject({
   cwd: absolutePathSchema.default("/workspace"),
   networkPolicy: networkPolicySchema.optional().describe("Egress policy; default allow-all"),
   internetAccess: z.boolean().optional().describe("false is a shorthand for networkPolicy {mode: deny-all}"),
+  timeoutAction: z.enum(["destroy", "pause"]).default("destroy").describe("What expiry does"),
+  lifecycle: z
+    .enum(["ephemeral", "persistent"])
+    .default("ephemeral")
+    .describe("persistent: no expiry; pauses after idleTimeoutMs without API activity"),
+  idleTimeoutMs: z
+    .number()
+    .int()
+    .min(limits.timeoutMs.min)
+    .max(limits.timeoutMs.max)
+    .optional()
+    .describe("persistent only; default 10 minutes"),
+  autoResume: z.boolean().default(false).describe("exec, file calls and port traffic resume a paused sandbox"),
   ports: z
     .array(portSchema)
     .max(64)
@@ -73,6 +86,10 @@ export const sandboxSchema = z.object({
   metadata: z.record(z.string(), z.string()),
   cwd: z.string(),
   networkPolicy: networkPolicySchema,
+  timeoutAction: z.enum(["destroy", "pause"]),
+  lifecycle: z.enum(["ephemeral", "persistent"]),
+  idleTimeoutMs: z.number().int().nullable(),
+  autoResume: z.boolean(),
   ports: z.array(z.number().int()),
   publicPorts: z.boolean(),
   trafficToken: z.string().describe("Send as X-Sandpit-Traffic-Token (or ?sandpit_token=) to reach exposed ports"),

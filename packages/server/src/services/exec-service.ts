@@ -114,6 +114,8 @@ export class ExecService {
     let finished = false;
     try {
       for await (const event of events) {
+        // A command that is producing output keeps its sandbox from counting as idle.
+        this.sandboxes.touch(sandboxId);
         if (event.type === "started") {
           await this.store.insertCommand(this.newRecord(sandboxId, commandId, request, false, event.pid));
           recorded = true;

@@ -41,19 +41,15 @@ export class PortService {
 
   /** Checks the token and returns where to send the traffic; errors are API errors (401/403/404/409). */
   async resolve(sandboxId: string, port: number, token: string | undefined): Promise<PortTarget> {
-    const found = await this.sandboxes.portTarget(sandboxId, port);
-    if (!found) throw new ApiError("not_found", `port ${port} of sandbox ${sandboxId} is not exposed`);
-    const { record, address } = found;
+    const record = await this.sandboxes.withExposedPort(sandboxId, port);
+    if (!record) throw new ApiError("not_found", `port ${port} of sandbox ${sandboxId} is not exposed`);
     if (!record.publicPorts) {
       if (!token) {
         throw new ApiError("unauthorized", `this port needs the sandbox's traffic token (${TRAFFIC_TOKEN_HEADER})`);
       }
       if (!sameToken(token, record.trafficToken)) throw new ApiError("forbidden", "wrong traffic token");
     }
-    if (record.status !== "running" || !address) {
-      throw new ApiError("invalid_state", `sandbox ${sandboxId} is ${record.status}`, { status: record.status });
-    }
-    return { sandboxId, ...address };
+    return { sandboxId, ...(await this.sandboxes.portAddress(record, port)) };
   }
 
   urls(baseUrl: string, sandboxId: string, ports: number[]) {

@@ -11,6 +11,14 @@ import type { TemplateService } from "../templates/template-service.js";
 
 /** Statuses in which the sandbox holds host resources (processes, mounts, a network slot). */
 const LIVE: SandboxStatus[] = ["creating", "running", "pausing", "paused", "resuming"];
+const DEFAULT_IDLE_TIMEOUT_MS = 10 * 60 * 1000;
+/** How long a call waits for an automatic resume before it answers 503 with Retry-After. */
+const AUTO_RESUME_WAIT_MS = 10_000;
+
+/** When a running sandbox expires: ephemeral ones after their timeout, persistent ones never. */
+function expiryFrom(record: Pick<SandboxRecord, "lifecycle" | "timeoutMs">, from: number): number | null {
+  return record.lifecycle === "persistent" ? null : from + record.timeoutMs;
+}
 
 export function toSandbox(r: SandboxRecord): Sandbox {
   return {
@@ -23,6 +31,10 @@ export function toSandbox(r: SandboxRecord): Sandbox {
     metadata: r.metadata,
     cwd: r.cwd,
     networkPolicy: r.networkPolicy,
+    timeoutAction: r.timeoutAction,
+    lifecycle: r.lifecycle,
+    idleTimeoutMs: r.idleTimeoutMs,
+    autoResume: r.autoResume,
     ports: r.ports,
     publicPorts: r.publicPorts,
     trafficToken: r.trafficToken,
@@ -41,6 +53,9 @@ export class SandboxService {
   private readonly agents = new Map<string, AgentClient>();
   private readonly destroying = new Map<string, Promise<void>>();
   private readonly dying = new Map<string, Promise<SandboxRecord | undefined>>();
+  private readonly resuming = new Map<string, Promise<SandboxRecord>>();
+  /** Last API activity (exec, files, port traffic) per running sandbox, for idle timeouts. */
+  private readonly lastActivity = new Map<string, number>();
 
   constructor(
     private readonly store: Store,
@@ -55,6 +70,11 @@ export class SandboxService {
     if (params.ports.length > this.limits.maxPorts) {
       throw new ApiError("validation_failed", `Invalid request: ports: at most ${this.limits.maxPorts} ports`, {
         fields: [{ field: "ports", rule: "too_big", message: `at most ${this.limits.maxPorts} ports` }],
+      });
+    }
+    if (params.idleTimeoutMs !== undefined && params.lifecycle !== "persistent") {
+      throw new ApiError("validation_failed", "Invalid request: idleTimeoutMs: only for lifecycle persistent", {
+        fields: [{ field: "idleTimeoutMs", rule: "conflict", message: "only for lifecycle: persistent" }],
       });
     }
     const templateRootfs = await this.templates.ensureReady(params.template);
@@ -74,6 +94,10 @@ export class SandboxService {
         cwd: params.cwd,
         timeoutMs: params.timeoutMs,
         networkPolicy,
+        timeoutAction: params.timeoutAction,
+        lifecycle: params.lifecycle,
+        idleTimeoutMs: params.lifecycle === "persistent" ? (params.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS) : null,
+        autoResume: params.autoResume,
         ports: params.ports,
         publicPorts: params.publicPorts,
         trafficToken: newToken(),
@@ -110,7 +134,7 @@ export class SandboxService {
     const startedAt = now();
     const updated = await this.store.updateSandbox(
       record.id,
-      { status: "running", startedAt, expiresAt: startedAt + record.timeoutMs },
+      { status: "running", startedAt, expiresAt: expiryFrom(record, startedAt) },
       ["creating"],
     );
     if (!updated) {
@@ -136,10 +160,8 @@ export class SandboxService {
   async setTimeout(org: OrgRecord, id: string, timeoutMs: number): Promise<SandboxRecord> {
     const record = await this.get(org, id);
     assertStatus(record, ["running", "paused"], "change the timeout of");
-    const updated = await this.store.updateSandbox(id, { timeoutMs, expiresAt: now() + timeoutMs }, [
-      "running",
-      "paused",
-    ]);
+    const expiresAt = record.status === "paused" ? null : expiryFrom({ ...record, timeoutMs }, now());
+    const updated = await this.store.updateSandbox(id, { timeoutMs, expiresAt }, ["running", "paused"]);
     if (!updated) return this.setTimeout(org, id, timeoutMs);
     return updated;
   }
@@ -152,20 +174,29 @@ export class SandboxService {
     const record = await this.get(org, id);
     if (record.status === "paused") return record;
     assertStatus(record, ["running"], "pause");
-    if (!(await this.store.updateSandbox(id, { status: "pausing" }, ["running"]))) return this.pause(org, id);
+    return this.pauseById(id, "requested");
+  }
+
+  private async pauseById(id: string, why: string): Promise<SandboxRecord> {
+    const claimed = await this.store.updateSandbox(id, { status: "pausing" }, ["running"]);
+    if (!claimed) {
+      const current = (await this.store.getSandbox(id))!;
+      assertStatus(current, ["paused"], "pause");
+      return current;
+    }
     this.forgetAgent(id);
     try {
       await this.runtime.pause(id);
     } catch (e) {
       this.log.error({ err: e, sandboxId: id }, "pause failed");
+      await this.store.updateSandbox(id, { status: "running" }, ["pausing"]);
       if (await this.runtime.alive(id)) {
-        await this.store.updateSandbox(id, { status: "running" }, ["pausing"]);
         throw new ApiError("internal", `sandbox ${id} could not be paused: ${e instanceof Error ? e.message : e}`);
       }
-      await this.store.updateSandbox(id, { status: "running" }, ["pausing"]);
       throw sandboxFailed(await this.markDead(id));
     }
-    this.log.info({ sandboxId: id }, "sandbox paused");
+    this.lastActivity.delete(id);
+    this.log.info({ sandboxId: id, why }, "sandbox paused");
     return (await this.store.updateSandbox(id, { status: "paused", expiresAt: null }, ["pausing"]))!;
   }
 
@@ -173,8 +204,26 @@ export class SandboxService {
   async resume(org: OrgRecord, id: string): Promise<SandboxRecord> {
     const record = await this.get(org, id);
     if (record.status === "running") return record;
-    assertStatus(record, ["paused"], "resume");
-    if (!(await this.store.updateSandbox(id, { status: "resuming" }, ["paused"]))) return this.resume(org, id);
+    if (record.status !== "resuming") assertStatus(record, ["paused"], "resume");
+    return this.resumeById(id);
+  }
+
+  /** One resume per sandbox at a time: concurrent callers (and auto-resumes) share it. */
+  private resumeById(id: string): Promise<SandboxRecord> {
+    const inFlight = this.resuming.get(id);
+    if (inFlight) return inFlight;
+    const run = this.doResume(id).finally(() => this.resuming.delete(id));
+    this.resuming.set(id, run);
+    return run;
+  }
+
+  private async doResume(id: string): Promise<SandboxRecord> {
+    const record = await this.store.updateSandbox(id, { status: "resuming" }, ["paused"]);
+    if (!record) {
+      const current = (await this.store.getSandbox(id))!;
+      assertStatus(current, ["running"], "resume");
+      return current;
+    }
     try {
       const endpoint = await this.runtime.resume({ id, netIndex: record.netIndex!, agentToken: record.agentToken });
       await this.runtime.applyNetworkPolicy({ netIndex: record.netIndex! }, record.networkPolicy);
@@ -186,10 +235,37 @@ export class SandboxService {
       throw new ApiError("internal", `sandbox ${id} could not be resumed: ${e instanceof Error ? e.message : e}`);
     }
     this.log.info({ sandboxId: id }, "sandbox resumed");
-    const updated = await this.store.updateSandbox(id, { status: "running", expiresAt: now() + record.timeoutMs }, [
+    this.lastActivity.set(id, now());
+    const updated = await this.store.updateSandbox(id, { status: "running", expiresAt: expiryFrom(record, now()) }, [
       "resuming",
     ]);
     return updated ?? (await this.store.getSandbox(id))!;
+  }
+
+  /**
+   * A sandbox that calls may use: running, or — with autoResume — paused and resumed on the way. A
+   * resume that takes longer than a bound answers 503 with Retry-After (it goes on in the background).
+   */
+  private async usable(record: SandboxRecord): Promise<SandboxRecord> {
+    if (!record.autoResume || (record.status !== "paused" && record.status !== "resuming")) {
+      assertStatus(record, ["running"], "use");
+      return record;
+    }
+    const resumed = this.resumeById(record.id);
+    resumed.catch(() => undefined);
+    const timeout = new Promise<undefined>((r) => setTimeout(() => r(undefined), AUTO_RESUME_WAIT_MS).unref());
+    const result = await Promise.race([resumed, timeout]);
+    if (!result) {
+      throw new ApiError("runtime_unavailable", `sandbox ${record.id} is resuming; retry shortly`, undefined, {
+        "retry-after": "2",
+      });
+    }
+    return result;
+  }
+
+  /** Notes API activity on a sandbox: persistent sandboxes pause after idleTimeoutMs without any. */
+  touch(id: string) {
+    this.lastActivity.set(id, now());
   }
 
   /** Replaces the egress policy of a running sandbox; it applies at once, atomically. */
@@ -200,14 +276,17 @@ export class SandboxService {
     return (await this.store.updateSandbox(id, { networkPolicy: policy }))!;
   }
 
-  /** The address of an exposed port of a running sandbox (404 when the port is not exposed). */
-  async portTarget(id: string, port: number) {
+  /** The sandbox behind an exposed port, if that port is exposed (no organisation: port traffic). */
+  async withExposedPort(id: string, port: number): Promise<SandboxRecord | undefined> {
     const record = await this.store.getSandbox(id);
-    if (!record?.ports.includes(port)) return undefined;
-    return {
-      record,
-      address: record.netIndex === null ? undefined : this.runtime.portAddress({ netIndex: record.netIndex }, port),
-    };
+    return record?.ports.includes(port) ? record : undefined;
+  }
+
+  /** Where an authorised request to an exposed port goes; resumes the sandbox first with autoResume. */
+  async portAddress(record: SandboxRecord, port: number) {
+    const running = await this.usable(record);
+    this.touch(running.id);
+    return this.runtime.portAddress({ netIndex: running.netIndex! }, port);
   }
 
   async destroy(org: OrgRecord, id: string): Promise<void> {
@@ -238,8 +317,8 @@ export class SandboxService {
    * died is noticed here too, so calls never hang on a dead sandbox.
    */
   async requireRunning(org: OrgRecord, id: string): Promise<{ record: SandboxRecord; agent: AgentClient }> {
-    const record = await this.get(org, id);
-    assertStatus(record, ["running"], "use");
+    const record = await this.usable(await this.get(org, id));
+    this.touch(id);
     return { record, agent: this.agentFor(record) };
   }
 
@@ -320,8 +399,12 @@ export class SandboxService {
     const t = now();
     await Promise.all(
       running.map(async (s) => {
+        const idleSince = this.lastActivity.get(s.id) ?? s.startedAt ?? t;
         if (s.expiresAt !== null && s.expiresAt <= t) {
-          await this.destroyById(s.id, "expired");
+          if (s.timeoutAction === "pause") await this.pauseById(s.id, "timeout").catch(() => undefined);
+          else await this.destroyById(s.id, "expired");
+        } else if (s.idleTimeoutMs !== null && idleSince + s.idleTimeoutMs <= t) {
+          await this.pauseById(s.id, "idle").catch(() => undefined);
         } else if (!this.destroying.has(s.id) && !this.dying.has(s.id) && !(await this.runtime.alive(s.id))) {
           await this.markDead(s.id);
         }
@@ -346,7 +429,7 @@ export class SandboxService {
       const status = alive ? "running" : (await this.runtime.hasCheckpoint(s.id)) ? "paused" : "running";
       await this.store.updateSandbox(s.id, {
         status,
-        expiresAt: status === "running" ? now() + s.timeoutMs : null,
+        expiresAt: status === "running" ? expiryFrom(s, now()) : null,
       });
     }
     for (const s of await this.store.sandboxesInStatus(["running"])) {

@@ -28,6 +28,10 @@ const migrations = [
    ALTER TABLE sandboxes ADD COLUMN ports_json TEXT NOT NULL DEFAULT '[]';
    ALTER TABLE sandboxes ADD COLUMN public_ports INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE sandboxes ADD COLUMN traffic_token TEXT NOT NULL DEFAULT '';`,
+  `ALTER TABLE sandboxes ADD COLUMN timeout_action TEXT NOT NULL DEFAULT 'destroy';
+   ALTER TABLE sandboxes ADD COLUMN lifecycle TEXT NOT NULL DEFAULT 'ephemeral';
+   ALTER TABLE sandboxes ADD COLUMN idle_timeout_ms INTEGER;
+   ALTER TABLE sandboxes ADD COLUMN auto_resume INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 interface SandboxRow {
@@ -44,6 +48,10 @@ interface SandboxRow {
   cwd: string;
   timeout_ms: number;
   network_policy_json: string;
+  timeout_action: "destroy" | "pause";
+  lifecycle: "ephemeral" | "persistent";
+  idle_timeout_ms: number | null;
+  auto_resume: number;
   ports_json: string;
   public_ports: number;
   traffic_token: string;
@@ -81,6 +89,10 @@ const sandboxColumns: Record<keyof SandboxPatch, string> = {
   cwd: "cwd",
   timeoutMs: "timeout_ms",
   networkPolicy: "network_policy_json",
+  timeoutAction: "timeout_action",
+  lifecycle: "lifecycle",
+  idleTimeoutMs: "idle_timeout_ms",
+  autoResume: "auto_resume",
   ports: "ports_json",
   publicPorts: "public_ports",
   trafficToken: "traffic_token",
@@ -124,6 +136,10 @@ function sandboxFromRow(r: SandboxRow): SandboxRecord {
     cwd: r.cwd,
     timeoutMs: r.timeout_ms,
     networkPolicy: JSON.parse(r.network_policy_json) as NetworkPolicy,
+    timeoutAction: r.timeout_action,
+    lifecycle: r.lifecycle,
+    idleTimeoutMs: r.idle_timeout_ms,
+    autoResume: r.auto_resume === 1,
     ports: JSON.parse(r.ports_json) as number[],
     publicPorts: r.public_ports === 1,
     trafficToken: r.traffic_token,
@@ -222,8 +238,9 @@ export class SqliteStore implements Store {
         .prepare(
           `INSERT INTO sandboxes (id, org_id, status, reason, template, vcpus, memory_mb, disk_mb, env_json,
             metadata_json, cwd, timeout_ms, net_index, agent_token, created_at, started_at, expires_at, destroyed_at,
-            network_policy_json, ports_json, public_ports, traffic_token)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+            network_policy_json, ports_json, public_ports, traffic_token, timeout_action, lifecycle,
+            idle_timeout_ms, auto_resume)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(
           full.id,
@@ -248,6 +265,10 @@ export class SqliteStore implements Store {
           JSON.stringify(full.ports),
           full.publicPorts ? 1 : 0,
           full.trafficToken,
+          full.timeoutAction,
+          full.lifecycle,
+          full.idleTimeoutMs,
+          full.autoResume ? 1 : 0,
         );
       return full;
     })();

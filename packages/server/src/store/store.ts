@@ -20,6 +20,10 @@ export interface SandboxRecord {
   cwd: string;
   timeoutMs: number;
   networkPolicy: NetworkPolicy;
+  timeoutAction: "destroy" | "pause";
+  lifecycle: "ephemeral" | "persistent";
+  idleTimeoutMs: number | null;
+  autoResume: boolean;
   ports: number[];
   publicPorts: boolean;
   trafficToken: string;
