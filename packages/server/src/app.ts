@@ -5,12 +5,13 @@ import { execRoutes } from "./routes/exec.js";
 import { fileRoutes } from "./routes/files.js";
 import { openApiRoutes } from "./routes/openapi.js";
 import { portRoutes } from "./routes/ports.js";
-import type { Authenticate } from "./routes/route.js";
+import { type Authenticate, recordIdempotentResponse } from "./routes/route.js";
 import { sandboxRoutes } from "./routes/sandboxes.js";
 import { templateRoutes } from "./routes/templates.js";
 import type { AuthService } from "./services/auth-service.js";
 import type { ExecService } from "./services/exec-service.js";
 import type { FileService } from "./services/file-service.js";
+import type { IdempotencyService } from "./services/idempotency-service.js";
 import type { PortService } from "./services/port-service.js";
 import type { SandboxService } from "./services/sandbox-service.js";
 import type { TemplateService } from "./templates/template-service.js";
@@ -22,6 +23,7 @@ export interface AppServices {
   files: FileService;
   templates: TemplateService;
   ports: PortService;
+  idempotency: IdempotencyService;
   maxUploadBytes: number;
 }
 
@@ -45,6 +47,11 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
 
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);
+  });
+  app.decorate("idempotency", services.idempotency);
+  app.addHook("onSend", async (request, reply, payload) => {
+    await recordIdempotentResponse(request, reply.statusCode, payload);
+    return payload;
   });
   app.addHook("onResponse", async (request, reply) => {
     request.log.info(

@@ -11,6 +11,7 @@ import { Runsc } from "./runtime/runsc.js";
 import { AuthService } from "./services/auth-service.js";
 import { ExecService } from "./services/exec-service.js";
 import { FileService } from "./services/file-service.js";
+import { IdempotencyService } from "./services/idempotency-service.js";
 import { PortService } from "./services/port-service.js";
 import { SandboxService } from "./services/sandbox-service.js";
 import { SqliteStore } from "./store/sqlite-store.js";
@@ -90,6 +91,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   const exec = new ExecService(sandboxes, store, config.maxOutputBytes);
   const files = new FileService(sandboxes);
   const ports = new PortService(sandboxes, config.domain);
+  const idempotency = new IdempotencyService(store);
 
   let generatedApiKey: string | undefined;
   if (config.apiKey) await auth.registerKey("default", config.apiKey);
@@ -103,7 +105,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   const timer = setInterval(() => {
     if (ticking) return;
     ticking = true;
-    Promise.all([sandboxes.tick(), store.purgeDestroyed(Date.now() - config.destroyedRetentionMs)])
+    Promise.all([sandboxes.tick(), store.purgeDestroyed(Date.now() - config.destroyedRetentionMs), idempotency.purge()])
       .catch((e) => logger.error({ err: e }, "background tick failed"))
       .finally(() => {
         ticking = false;
@@ -111,7 +113,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   }, TICK_MS);
 
   const app = buildApp(
-    { auth, sandboxes, exec, files, templates, ports, maxUploadBytes: config.maxUploadBytes },
+    { auth, sandboxes, exec, files, templates, ports, idempotency, maxUploadBytes: config.maxUploadBytes },
     logger,
   );
   const { host, port } = parseHostPort(config.listen);

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { z } from "zod";
 import { ApiError, validationError } from "../errors.js";
+import { IdempotencyService } from "../services/idempotency-service.js";
 import type { OrgRecord } from "../store/store.js";
 
 type HttpMethod = "GET" | "POST" | "PUT" | "DELETE" | "PATCH";
@@ -35,6 +36,24 @@ export interface RouteContext<B, Q> {
   query: Q;
   params: Record<string, string>;
   org: OrgRecord;
+}
+
+declare module "fastify" {
+  interface FastifyInstance {
+    idempotency?: IdempotencyService;
+  }
+}
+
+/** Requests that claimed an idempotency key: their response is stored when it is sent. */
+const pendingKeys = new WeakMap<FastifyRequest, { orgId: string; key: string; service: IdempotencyService }>();
+
+/** Stores the response of a request that claimed an idempotency key (call from an onSend hook). */
+export async function recordIdempotentResponse(request: FastifyRequest, status: number, payload: unknown) {
+  const pending = pendingKeys.get(request);
+  if (!pending) return;
+  pendingKeys.delete(request);
+  const body = typeof payload === "string" ? payload : Buffer.isBuffer(payload) ? payload.toString() : "";
+  await pending.service.finish(pending.orgId, pending.key, status, body);
 }
 
 /** Every route registered through `route`, for the OpenAPI document. */
@@ -75,6 +94,18 @@ export function route<B extends z.ZodType | undefined, Q extends z.ZodType | und
       }
       const body = (def.body ? parse(def.body, request.body, "body") : undefined) as Parsed<B>;
       const query = (def.query ? parse(def.query, request.query, "query") : undefined) as Parsed<Q>;
+      const idempotencyKey = request.headers["idempotency-key"];
+      const streamed = (request.headers.accept ?? "").includes("application/x-ndjson");
+      const idempotency = request.server.idempotency;
+      if (def.method === "POST" && !def.public && typeof idempotencyKey === "string" && idempotency && !streamed) {
+        const hash = IdempotencyService.hash(def.method, request.url, request.body);
+        const outcome = await idempotency.begin(org.id, idempotencyKey, hash);
+        if (outcome.kind === "replay") {
+          reply.code(outcome.status).header("idempotent-replayed", "true").type("application/json");
+          return reply.send(outcome.body);
+        }
+        pendingKeys.set(request, { orgId: org.id, key: idempotencyKey, service: idempotency });
+      }
       return handler({ request, reply, body, query, params: request.params as Record<string, string>, org });
     },
   });

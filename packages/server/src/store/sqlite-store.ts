@@ -3,7 +3,15 @@ import path from "node:path";
 import type { NetworkPolicy, SandboxStatus } from "@sandpit/contract";
 import Database from "better-sqlite3";
 import { randomBase32 } from "../lib/ids.js";
-import type { CommandRecord, OrgRecord, SandboxFilter, SandboxPatch, SandboxRecord, Store } from "./store.js";
+import type {
+  CommandRecord,
+  IdempotencyRecord,
+  OrgRecord,
+  SandboxFilter,
+  SandboxPatch,
+  SandboxRecord,
+  Store,
+} from "./store.js";
 
 /** Schema versions, applied in order; `PRAGMA user_version` records how many ran. */
 const migrations = [
@@ -32,6 +40,10 @@ const migrations = [
    ALTER TABLE sandboxes ADD COLUMN lifecycle TEXT NOT NULL DEFAULT 'ephemeral';
    ALTER TABLE sandboxes ADD COLUMN idle_timeout_ms INTEGER;
    ALTER TABLE sandboxes ADD COLUMN auto_resume INTEGER NOT NULL DEFAULT 0;`,
+  `CREATE TABLE idempotency_keys (
+     org_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, owner TEXT,
+     response_status INTEGER, response_body TEXT, created_at INTEGER NOT NULL,
+     PRIMARY KEY (org_id, key));`,
 ];
 
 interface SandboxRow {
@@ -372,6 +384,71 @@ export class SqliteStore implements Store {
     this.db
       .prepare("UPDATE commands SET status = 'lost', finished_at = ? WHERE sandbox_id = ? AND status = 'running'")
       .run(Date.now(), sandboxId);
+  }
+
+  async claimIdempotencyKey(
+    r: Omit<IdempotencyRecord, "responseStatus" | "responseBody">,
+  ): Promise<{ claimed: true } | { claimed: false; existing: IdempotencyRecord }> {
+    const inserted = this.db
+      .prepare(
+        `INSERT OR IGNORE INTO idempotency_keys (org_id, key, request_hash, owner, created_at)
+         VALUES (?, ?, ?, ?, ?)`,
+      )
+      .run(r.orgId, r.key, r.requestHash, r.owner, r.createdAt);
+    if (inserted.changes === 1) return { claimed: true };
+    return { claimed: false, existing: (await this.getIdempotencyKey(r.orgId, r.key))! };
+  }
+
+  async takeOverIdempotencyKey(orgId: string, key: string, from: string | null, owner: string): Promise<boolean> {
+    return (
+      this.db
+        .prepare(
+          `UPDATE idempotency_keys SET owner = ? WHERE org_id = ? AND key = ? AND owner IS ?
+           AND response_status IS NULL`,
+        )
+        .run(owner, orgId, key, from).changes === 1
+    );
+  }
+
+  async completeIdempotencyKey(orgId: string, key: string, status: number, body: string): Promise<void> {
+    this.db
+      .prepare(
+        "UPDATE idempotency_keys SET response_status = ?, response_body = ?, owner = NULL WHERE org_id = ? AND key = ?",
+      )
+      .run(status, body, orgId, key);
+  }
+
+  async releaseIdempotencyKey(orgId: string, key: string): Promise<void> {
+    this.db.prepare("DELETE FROM idempotency_keys WHERE org_id = ? AND key = ?").run(orgId, key);
+  }
+
+  async getIdempotencyKey(orgId: string, key: string): Promise<IdempotencyRecord | undefined> {
+    const row = this.db.prepare("SELECT * FROM idempotency_keys WHERE org_id = ? AND key = ?").get(orgId, key) as
+      | {
+          org_id: string;
+          key: string;
+          request_hash: string;
+          owner: string | null;
+          response_status: number | null;
+          response_body: string | null;
+          created_at: number;
+        }
+      | undefined;
+    return (
+      row && {
+        orgId: row.org_id,
+        key: row.key,
+        requestHash: row.request_hash,
+        owner: row.owner,
+        responseStatus: row.response_status,
+        responseBody: row.response_body,
+        createdAt: row.created_at,
+      }
+    );
+  }
+
+  async purgeIdempotencyKeys(before: number): Promise<void> {
+    this.db.prepare("DELETE FROM idempotency_keys WHERE created_at < ?").run(before);
   }
 
   async close(): Promise<void> {

@@ -50,6 +50,17 @@ export interface CommandRecord {
   finishedAt: number | null;
 }
 
+export interface IdempotencyRecord {
+  orgId: string;
+  key: string;
+  requestHash: string;
+  /** Server process that is answering it; null once the response is stored. */
+  owner: string | null;
+  responseStatus: number | null;
+  responseBody: string | null;
+  createdAt: number;
+}
+
 export interface SandboxFilter {
   statuses?: SandboxStatus[];
   metadata?: Record<string, string>;
@@ -87,6 +98,20 @@ export interface Store {
   getCommand(sandboxId: string, id: string): Promise<CommandRecord | undefined>;
   listCommands(sandboxId: string): Promise<CommandRecord[]>;
   markRunningCommandsLost(sandboxId: string): Promise<void>;
+
+  /**
+   * Claims an idempotency key for `owner`, atomically. Returns the existing record when the key is
+   * already there (the caller decides: replay, wait, mismatch, or take over from a dead owner).
+   */
+  claimIdempotencyKey(
+    record: Omit<IdempotencyRecord, "responseStatus" | "responseBody">,
+  ): Promise<{ claimed: true } | { claimed: false; existing: IdempotencyRecord }>;
+  /** Moves an unanswered key from a dead owner to `owner`; false when someone else got there first. */
+  takeOverIdempotencyKey(orgId: string, key: string, from: string | null, owner: string): Promise<boolean>;
+  completeIdempotencyKey(orgId: string, key: string, status: number, body: string): Promise<void>;
+  releaseIdempotencyKey(orgId: string, key: string): Promise<void>;
+  getIdempotencyKey(orgId: string, key: string): Promise<IdempotencyRecord | undefined>;
+  purgeIdempotencyKeys(before: number): Promise<void>;
 
   close(): Promise<void>;
 }
