@@ -1,6 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from "fastify";
 import { ApiError } from "./errors.js";
 import { newRequestId } from "./lib/ids.js";
+import { adminRoutes } from "./routes/admin.js";
 import { execRoutes } from "./routes/exec.js";
 import { fileRoutes } from "./routes/files.js";
 import { openApiRoutes } from "./routes/openapi.js";
@@ -13,6 +14,7 @@ import type { ExecService } from "./services/exec-service.js";
 import type { FileService } from "./services/file-service.js";
 import type { IdempotencyService } from "./services/idempotency-service.js";
 import type { PortService } from "./services/port-service.js";
+import type { QuotaService } from "./services/quota-service.js";
 import type { SandboxService } from "./services/sandbox-service.js";
 import type { TemplateService } from "./templates/template-service.js";
 
@@ -24,6 +26,8 @@ export interface AppServices {
   templates: TemplateService;
   ports: PortService;
   idempotency: IdempotencyService;
+  quotas: QuotaService;
+  adminKey: string | undefined;
   maxUploadBytes: number;
 }
 
@@ -110,5 +114,6 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   fileRoutes(app, authenticate, services.files, services.maxUploadBytes);
   templateRoutes(app, authenticate, services.templates);
   portRoutes(app, authenticate, services.sandboxes, services.ports);
+  adminRoutes(app, authenticate, services.quotas, services.adminKey);
   return app;
 }

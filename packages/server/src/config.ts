@@ -27,6 +27,10 @@ export interface ServerConfig {
   allowPrivateNetworks: boolean;
   /** Base domain of host-based port URLs: `{port}-{id}.{domain}`. */
   domain: string | undefined;
+  /** Quotas of organisations that have none of their own (null: unlimited). */
+  defaultQuota: { maxSandboxes: number | null; maxVcpus: number | null; maxMemoryMb: number | null };
+  /** Bearer key of the admin API (`/v1/admin/...`); the admin API is off without it. */
+  adminKey: string | undefined;
   /** How many ports one sandbox may expose. */
   maxPorts: number;
   /** Debian mirror used to build templates. */
@@ -42,6 +46,10 @@ function envInt(name: string, fallback: number): number {
   const n = Number(raw);
   if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got "${raw}"`);
   return n;
+}
+
+function envOptionalInt(name: string): number | null {
+  return process.env[name] ? envInt(name, 0) : null;
 }
 
 export function loadConfig(overrides: Partial<ServerConfig> = {}): ServerConfig {
@@ -63,6 +71,12 @@ export function loadConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
     allowPrivateNetworks: env.SANDPIT_ALLOW_PRIVATE_NETWORKS === "true",
     domain: env.SANDPIT_DOMAIN || undefined,
     maxPorts: envInt("SANDPIT_MAX_PORTS", 8),
+    defaultQuota: {
+      maxSandboxes: envOptionalInt("SANDPIT_DEFAULT_MAX_SANDBOXES"),
+      maxVcpus: envOptionalInt("SANDPIT_DEFAULT_MAX_VCPUS"),
+      maxMemoryMb: envOptionalInt("SANDPIT_DEFAULT_MAX_MEMORY_MB"),
+    },
+    adminKey: env.SANDPIT_ADMIN_KEY || undefined,
     logLevel: env.SANDPIT_LOG_LEVEL ?? "info",
     ...overrides,
   };

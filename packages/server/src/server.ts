@@ -13,6 +13,7 @@ import { ExecService } from "./services/exec-service.js";
 import { FileService } from "./services/file-service.js";
 import { IdempotencyService } from "./services/idempotency-service.js";
 import { PortService } from "./services/port-service.js";
+import { QuotaService } from "./services/quota-service.js";
 import { SandboxService } from "./services/sandbox-service.js";
 import { SqliteStore } from "./store/sqlite-store.js";
 import { TemplateService } from "./templates/template-service.js";
@@ -87,11 +88,15 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   await runtime.prepare();
   const templates = new TemplateService(config.templatesDir, config.debianMirror);
   const auth = new AuthService(store);
-  const sandboxes = new SandboxService(store, runtime, templates, logger, { maxPorts: config.maxPorts });
+  const sandboxes = new SandboxService(store, runtime, templates, logger, {
+    maxPorts: config.maxPorts,
+    defaultQuota: config.defaultQuota,
+  });
   const exec = new ExecService(sandboxes, store, config.maxOutputBytes);
   const files = new FileService(sandboxes);
   const ports = new PortService(sandboxes, config.domain);
   const idempotency = new IdempotencyService(store);
+  const quotas = new QuotaService(store, sandboxes);
 
   let generatedApiKey: string | undefined;
   if (config.apiKey) await auth.registerKey("default", config.apiKey);
@@ -113,7 +118,18 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   }, TICK_MS);
 
   const app = buildApp(
-    { auth, sandboxes, exec, files, templates, ports, idempotency, maxUploadBytes: config.maxUploadBytes },
+    {
+      auth,
+      sandboxes,
+      exec,
+      files,
+      templates,
+      ports,
+      idempotency,
+      quotas,
+      adminKey: config.adminKey,
+      maxUploadBytes: config.maxUploadBytes,
+    },
     logger,
   );
   const { host, port } = parseHostPort(config.listen);

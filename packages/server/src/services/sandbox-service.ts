@@ -6,7 +6,14 @@ import { iso, now } from "../lib/clock.js";
 import { newSandboxId, newToken } from "../lib/ids.js";
 import { MAX_SLOTS } from "../network/addressing.js";
 import type { SandboxRuntime } from "../runtime/runtime.js";
-import type { OrgRecord, SandboxFilter, SandboxRecord, Store } from "../store/store.js";
+import {
+  type OrgQuota,
+  type OrgRecord,
+  QuotaExceededError,
+  type SandboxFilter,
+  type SandboxRecord,
+  type Store,
+} from "../store/store.js";
 import type { TemplateService } from "../templates/template-service.js";
 
 /** Statuses in which the sandbox holds host resources (processes, mounts, a network slot). */
@@ -62,8 +69,19 @@ export class SandboxService {
     private readonly runtime: SandboxRuntime,
     private readonly templates: TemplateService,
     private readonly log: FastifyBaseLogger,
-    private readonly limits: { maxPorts: number },
+    private readonly limits: { maxPorts: number; defaultQuota: OrgQuota },
   ) {}
+
+  /** The organisation's quota, falling back field by field to the server's defaults. */
+  async effectiveQuota(orgId: string): Promise<OrgQuota> {
+    const own = await this.store.getOrgQuota(orgId);
+    const d = this.limits.defaultQuota;
+    return {
+      maxSandboxes: own.maxSandboxes ?? d.maxSandboxes,
+      maxVcpus: own.maxVcpus ?? d.maxVcpus,
+      maxMemoryMb: own.maxMemoryMb ?? d.maxMemoryMb,
+    };
+  }
 
   async create(org: OrgRecord, params: CreateSandboxParams): Promise<SandboxRecord> {
     const networkPolicy = resolvePolicy(params);
@@ -79,36 +97,47 @@ export class SandboxService {
     }
     const templateRootfs = await this.templates.ensureReady(params.template);
     const createdAt = now();
-    let record = await this.store.insertSandbox(
-      {
-        id: newSandboxId(),
-        orgId: org.id,
-        status: "creating",
-        reason: null,
-        template: params.template,
-        vcpus: params.resources.vcpus,
-        memoryMb: params.resources.memoryMb,
-        diskMb: params.resources.diskMb,
-        env: params.env,
-        metadata: params.metadata,
-        cwd: params.cwd,
-        timeoutMs: params.timeoutMs,
-        networkPolicy,
-        timeoutAction: params.timeoutAction,
-        lifecycle: params.lifecycle,
-        idleTimeoutMs: params.lifecycle === "persistent" ? (params.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS) : null,
-        autoResume: params.autoResume,
-        ports: params.ports,
-        publicPorts: params.publicPorts,
-        trafficToken: newToken(),
-        agentToken: newToken(),
-        createdAt,
-        startedAt: null,
-        expiresAt: null,
-        destroyedAt: null,
-      },
-      MAX_SLOTS - 1,
-    );
+    let record = await this.store
+      .insertSandbox(
+        {
+          id: newSandboxId(),
+          orgId: org.id,
+          status: "creating",
+          reason: null,
+          template: params.template,
+          vcpus: params.resources.vcpus,
+          memoryMb: params.resources.memoryMb,
+          diskMb: params.resources.diskMb,
+          env: params.env,
+          metadata: params.metadata,
+          cwd: params.cwd,
+          timeoutMs: params.timeoutMs,
+          networkPolicy,
+          timeoutAction: params.timeoutAction,
+          lifecycle: params.lifecycle,
+          idleTimeoutMs: params.lifecycle === "persistent" ? (params.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS) : null,
+          autoResume: params.autoResume,
+          ports: params.ports,
+          publicPorts: params.publicPorts,
+          trafficToken: newToken(),
+          agentToken: newToken(),
+          createdAt,
+          startedAt: null,
+          expiresAt: null,
+          destroyedAt: null,
+        },
+        MAX_SLOTS - 1,
+        await this.effectiveQuota(org.id),
+      )
+      .catch((e) => {
+        if (!(e instanceof QuotaExceededError)) throw e;
+        const names = { maxSandboxes: "sandboxes", maxVcpus: "vcpus", maxMemoryMb: "memory (MB)" } as const;
+        throw new ApiError(
+          "quota_exceeded",
+          `quota exceeded: at most ${e.max} ${names[e.limit]} for this organisation, ${e.current} in use`,
+          { limit: e.limit, max: e.max, current: e.current },
+        );
+      });
     const log = this.log.child({ sandboxId: record.id });
     try {
       const endpoint = await this.runtime.start({

@@ -6,12 +6,14 @@ import { randomBase32 } from "../lib/ids.js";
 import type {
   CommandRecord,
   IdempotencyRecord,
+  OrgQuota,
   OrgRecord,
   SandboxFilter,
   SandboxPatch,
   SandboxRecord,
   Store,
 } from "./store.js";
+import { QuotaExceededError } from "./store.js";
 
 /** Schema versions, applied in order; `PRAGMA user_version` records how many ran. */
 const migrations = [
@@ -44,6 +46,8 @@ const migrations = [
      org_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, owner TEXT,
      response_status INTEGER, response_body TEXT, created_at INTEGER NOT NULL,
      PRIMARY KEY (org_id, key));`,
+  `CREATE TABLE org_quotas (org_id TEXT PRIMARY KEY REFERENCES orgs(id), max_sandboxes INTEGER,
+     max_vcpus INTEGER, max_memory_mb INTEGER);`,
 ];
 
 interface SandboxRow {
@@ -233,8 +237,26 @@ export class SqliteStore implements Store {
     return (this.db.prepare("SELECT count(*) AS n FROM api_keys").get() as { n: number }).n;
   }
 
-  async insertSandbox(record: Omit<SandboxRecord, "netIndex">, maxNetIndex: number): Promise<SandboxRecord> {
+  async insertSandbox(
+    record: Omit<SandboxRecord, "netIndex">,
+    maxNetIndex: number,
+    quota: OrgQuota,
+  ): Promise<SandboxRecord> {
     return this.db.transaction(() => {
+      const usage = this.db
+        .prepare(
+          `SELECT count(*) AS sandboxes, coalesce(sum(vcpus), 0) AS vcpus, coalesce(sum(memory_mb), 0) AS memory
+           FROM sandboxes WHERE org_id = ? AND status IN ('creating', 'running', 'pausing', 'paused', 'resuming')`,
+        )
+        .get(record.orgId) as { sandboxes: number; vcpus: number; memory: number };
+      const checks: [keyof OrgQuota, number | null, number, number][] = [
+        ["maxSandboxes", quota.maxSandboxes, usage.sandboxes, 1],
+        ["maxVcpus", quota.maxVcpus, usage.vcpus, record.vcpus],
+        ["maxMemoryMb", quota.maxMemoryMb, usage.memory, record.memoryMb],
+      ];
+      for (const [limit, max, used, wanted] of checks) {
+        if (max !== null && used + wanted > max) throw new QuotaExceededError(limit, max, used);
+      }
       const used = this.db
         .prepare("SELECT net_index FROM sandboxes WHERE net_index IS NOT NULL ORDER BY net_index")
         .pluck()
@@ -284,6 +306,29 @@ export class SqliteStore implements Store {
         );
       return full;
     })();
+  }
+
+  async getOrgQuota(orgId: string): Promise<OrgQuota> {
+    const row = this.db
+      .prepare("SELECT max_sandboxes, max_vcpus, max_memory_mb FROM org_quotas WHERE org_id = ?")
+      .get(orgId) as
+      | { max_sandboxes: number | null; max_vcpus: number | null; max_memory_mb: number | null }
+      | undefined;
+    return {
+      maxSandboxes: row?.max_sandboxes ?? null,
+      maxVcpus: row?.max_vcpus ?? null,
+      maxMemoryMb: row?.max_memory_mb ?? null,
+    };
+  }
+
+  async setOrgQuota(orgId: string, quota: OrgQuota): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO org_quotas (org_id, max_sandboxes, max_vcpus, max_memory_mb) VALUES (?, ?, ?, ?)
+         ON CONFLICT(org_id) DO UPDATE SET max_sandboxes = excluded.max_sandboxes, max_vcpus = excluded.max_vcpus,
+         max_memory_mb = excluded.max_memory_mb`,
+      )
+      .run(orgId, quota.maxSandboxes, quota.maxVcpus, quota.maxMemoryMb);
   }
 
   async getSandbox(id: string): Promise<SandboxRecord | undefined> {

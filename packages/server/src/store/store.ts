@@ -61,6 +61,24 @@ export interface IdempotencyRecord {
   createdAt: number;
 }
 
+/** Per-organisation limits; null means no limit. */
+export interface OrgQuota {
+  maxSandboxes: number | null;
+  maxVcpus: number | null;
+  maxMemoryMb: number | null;
+}
+
+/** Thrown by insertSandbox when the organisation would go over a quota. */
+export class QuotaExceededError extends Error {
+  constructor(
+    readonly limit: keyof OrgQuota,
+    readonly max: number,
+    readonly current: number,
+  ) {
+    super(`quota exceeded: ${limit} is ${max}, ${current} in use`);
+  }
+}
+
 export interface SandboxFilter {
   statuses?: SandboxStatus[];
   metadata?: Record<string, string>;
@@ -80,8 +98,14 @@ export interface Store {
   orgByApiKeyHash(keyHash: string): Promise<OrgRecord | undefined>;
   countApiKeys(): Promise<number>;
 
-  /** Inserts a sandbox and assigns it the lowest free network slot, atomically. */
-  insertSandbox(record: Omit<SandboxRecord, "netIndex">, maxNetIndex: number): Promise<SandboxRecord>;
+  /**
+   * Inserts a sandbox and assigns it the lowest free network slot, atomically with the quota check:
+   * concurrent creates never take an organisation over its quota (QuotaExceededError).
+   */
+  insertSandbox(record: Omit<SandboxRecord, "netIndex">, maxNetIndex: number, quota: OrgQuota): Promise<SandboxRecord>;
+  /** The organisation's own quota (null fields: the server default applies). */
+  getOrgQuota(orgId: string): Promise<OrgQuota>;
+  setOrgQuota(orgId: string, quota: OrgQuota): Promise<void>;
   getSandbox(id: string): Promise<SandboxRecord | undefined>;
   listSandboxes(orgId: string, filter: SandboxFilter): Promise<SandboxRecord[]>;
   sandboxesInStatus(statuses: SandboxStatus[]): Promise<SandboxRecord[]>;
