@@ -43,7 +43,10 @@ static int load_config(void)
         g_cfg.token_len = strlen(token);
     }
 
-    if (allow && *allow) {
+    if (allow && strcmp(allow, "remote") == 0) {
+        /* Survives a restore into another network identity (snapshots, forks): no address to match. */
+        g_cfg.allow_remote = 1;
+    } else if (allow && *allow) {
         char *copy = strdup(allow);
         if (!copy) return -1;
         char *save = NULL;

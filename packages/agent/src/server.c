@@ -156,8 +156,16 @@ static void *conn_main(void *arg)
     return NULL;
 }
 
-static int peer_allowed(const struct sockaddr_in *peer)
+static int peer_allowed(int fd, const struct sockaddr_in *peer)
 {
+    if (g_cfg.allow_remote) {
+        struct sockaddr_in local;
+        socklen_t ll = sizeof local;
+        if (getsockname(fd, (struct sockaddr *)&local, &ll) != 0 || local.sin_family != AF_INET) return 0;
+        uint32_t p = ntohl(peer->sin_addr.s_addr);
+        if ((p >> 24) == 127) return 0;                                 /* loopback: the sandbox itself */
+        return peer->sin_addr.s_addr != local.sin_addr.s_addr;          /* its own address: itself too */
+    }
     if (g_cfg.nallow == 0) return 1;
     for (int i = 0; i < g_cfg.nallow; i++)
         if (g_cfg.allow[i] == peer->sin_addr.s_addr) return 1;
@@ -226,7 +234,7 @@ void server_main(int lfd)
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) sleep_ms(20);
             continue;
         }
-        if (pl < sizeof peer || peer.sin_family != AF_INET || !peer_allowed(&peer)) {
+        if (pl < sizeof peer || peer.sin_family != AF_INET || !peer_allowed(fd, &peer)) {
             close(fd);
             continue;
         }

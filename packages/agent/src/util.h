@@ -17,6 +17,7 @@ struct agent_config {
     size_t token_len;
     uint32_t allow[AGENT_MAX_ALLOW]; /* network byte order */
     int nallow;           /* 0: any peer */
+    int allow_remote;     /* "remote": any peer but the sandbox itself (loopback, its own address) */
     char run_dir[1024];
     int supervised;       /* server is the child of our own PID 1 */
 };

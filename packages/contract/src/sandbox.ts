@@ -65,6 +65,11 @@ export const createSandboxRequestSchema = z.strictObject({
     .optional()
     .describe("persistent only; default 10 minutes"),
   autoResume: z.boolean().default(false).describe("exec, file calls and port traffic resume a paused sandbox"),
+  snapshotId: z
+    .string()
+    .regex(/^snp_[a-z2-7]{20}$/, "must be a snapshot id")
+    .optional()
+    .describe("Start from a snapshot: its processes, memory, files, resources, env and policy"),
   ports: z
     .array(portSchema)
     .max(64)

@@ -8,6 +8,7 @@ import { openApiRoutes } from "./routes/openapi.js";
 import { portRoutes } from "./routes/ports.js";
 import { type Authenticate, recordIdempotentResponse } from "./routes/route.js";
 import { sandboxRoutes } from "./routes/sandboxes.js";
+import { snapshotRoutes } from "./routes/snapshots.js";
 import { templateRoutes } from "./routes/templates.js";
 import type { AuthService } from "./services/auth-service.js";
 import type { ExecService } from "./services/exec-service.js";
@@ -16,6 +17,7 @@ import type { IdempotencyService } from "./services/idempotency-service.js";
 import type { PortService } from "./services/port-service.js";
 import type { QuotaService } from "./services/quota-service.js";
 import type { SandboxService } from "./services/sandbox-service.js";
+import type { SnapshotService } from "./services/snapshot-service.js";
 import type { TemplateService } from "./templates/template-service.js";
 
 export interface AppServices {
@@ -27,6 +29,7 @@ export interface AppServices {
   ports: PortService;
   idempotency: IdempotencyService;
   quotas: QuotaService;
+  snapshots: SnapshotService;
   adminKey: string | undefined;
   maxUploadBytes: number;
 }
@@ -115,5 +118,6 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   templateRoutes(app, authenticate, services.templates);
   portRoutes(app, authenticate, services.sandboxes, services.ports);
   adminRoutes(app, authenticate, services.quotas, services.adminKey);
+  snapshotRoutes(app, authenticate, services.snapshots);
   return app;
 }

@@ -15,6 +15,7 @@ import { IdempotencyService } from "./services/idempotency-service.js";
 import { PortService } from "./services/port-service.js";
 import { QuotaService } from "./services/quota-service.js";
 import { SandboxService } from "./services/sandbox-service.js";
+import { SnapshotService } from "./services/snapshot-service.js";
 import { SqliteStore } from "./store/sqlite-store.js";
 import { TemplateService } from "./templates/template-service.js";
 
@@ -88,10 +89,13 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   await runtime.prepare();
   const templates = new TemplateService(config.templatesDir, config.debianMirror);
   const auth = new AuthService(store);
+  const snapshotDir = (id: string) => path.join(config.dataDir, "snapshots", id);
   const sandboxes = new SandboxService(store, runtime, templates, logger, {
     maxPorts: config.maxPorts,
     defaultQuota: config.defaultQuota,
+    snapshotDir,
   });
+  const snapshots = new SnapshotService(store, sandboxes, runtime, snapshotDir, logger);
   const exec = new ExecService(sandboxes, store, config.maxOutputBytes);
   const files = new FileService(sandboxes);
   const ports = new PortService(sandboxes, config.domain);
@@ -127,6 +131,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
       ports,
       idempotency,
       quotas,
+      snapshots,
       adminKey: config.adminKey,
       maxUploadBytes: config.maxUploadBytes,
     },

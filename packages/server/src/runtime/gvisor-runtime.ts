@@ -5,6 +5,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { NetworkPolicy } from "@sandpit/contract";
 import { AgentClient, type AgentEndpoint } from "../agent/agent-client.js";
+import { runCommand } from "../lib/run-command.js";
 import { addressingFor } from "../network/addressing.js";
 import type { DnsProxy } from "../network/dns-proxy.js";
 import type { HostNetwork } from "../network/host-network.js";
@@ -115,31 +116,81 @@ export class GvisorRuntime implements SandboxRuntime {
   async start(spec: SandboxLaunchSpec): Promise<AgentEndpoint> {
     if (!this.agentLayer) throw new Error("GvisorRuntime.prepare() was not called");
     const a = addressingFor(this.opts.subnet, this.opts.netPrefix, spec.netIndex);
+    return this.launch(
+      spec,
+      {
+        lowerDirs: [this.agentLayer, spec.templateRootfs],
+        disk: { sizeMb: spec.diskMb },
+        files: {
+          "etc/hostname": `${spec.id}\n`,
+          "etc/hosts": `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${spec.id}\n`,
+          // Every UDP query to port 53 goes to Sandpit's DNS proxy, whatever address it is sent to.
+          "etc/resolv.conf": `nameserver ${a.hostIp}\noptions timeout:1 attempts:1\n`,
+        },
+      },
+      (bundle, dir) => this.opts.runsc.run(bundle, spec.id, path.join(dir, "runsc.log"), path.join(dir, "runsc.out")),
+    );
+  }
+
+  /**
+   * A new sandbox that continues a snapshot: a copy of its disk over the same read-only layers, and its
+   * memory and processes restored — under the new sandbox's own network identity and cgroup.
+   */
+  async startFromSnapshot(spec: Omit<SandboxLaunchSpec, "templateRootfs">, snapshotDir: string) {
+    const lowerDirs = JSON.parse(await readFile(path.join(snapshotDir, "layers.json"), "utf8")) as string[];
+    return this.launch(
+      spec,
+      { lowerDirs, disk: { copyOf: path.join(snapshotDir, "disk.img") }, files: {} },
+      (bundle, dir) =>
+        this.opts.runsc.restore(
+          bundle,
+          spec.id,
+          path.join(snapshotDir, "checkpoint"),
+          path.join(dir, "runsc.log"),
+          path.join(dir, "runsc.out"),
+        ),
+    );
+  }
+
+  /**
+   * Copies a paused sandbox (checkpoint image, disk, layer list) into `snapshotDir`; returns its size.
+   * The sandbox must be paused: its disk is then quiet and consistent.
+   */
+  async copySnapshot(id: string, snapshotDir: string): Promise<number> {
+    const rootfs = new SandboxRootfs(this.sandboxDir(id));
+    await rootfs.sync();
+    await mkdir(snapshotDir, { recursive: true });
+    await runCommand(["cp", "-a", "--sparse=always", this.checkpointDir(id), path.join(snapshotDir, "checkpoint")]);
+    await runCommand(["cp", "--sparse=always", rootfs.diskImage, path.join(snapshotDir, "disk.img")]);
+    await writeFile(path.join(snapshotDir, "layers.json"), JSON.stringify(await rootfs.lowerDirs()));
+    return Number((await runCommand(["du", "-sb", snapshotDir])).split("\t")[0]);
+  }
+
+  /** Network, rootfs and bundle of a sandbox, then `boot` (run or restore) and wait for its agent. */
+  private async launch(
+    spec: Omit<SandboxLaunchSpec, "templateRootfs">,
+    rootfsSpec: Parameters<SandboxRootfs["create"]>[0],
+    boot: (bundle: string, dir: string) => Promise<void>,
+  ): Promise<AgentEndpoint> {
+    const a = addressingFor(this.opts.subnet, this.opts.netPrefix, spec.netIndex);
     const dir = this.sandboxDir(spec.id);
     const rootfs = new SandboxRootfs(dir);
     try {
       await this.opts.network.setUp(a);
-      await rootfs.create({
-        lowerDirs: [this.agentLayer, spec.templateRootfs],
-        diskMb: spec.diskMb,
-        files: {
-          "etc/hostname": `${spec.id}\n`,
-          "etc/hosts": `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${spec.id}\n`,
-          // The host end of the veth; until an egress policy opens DNS, queries fail at once (rejected).
-          "etc/resolv.conf": `nameserver ${a.hostIp}\noptions timeout:1 attempts:1\n`,
-        },
-      });
+      await rootfs.create(rootfsSpec);
       const bundle = path.join(dir, "bundle");
       await mkdir(bundle, { recursive: true });
-      const spec_ = ociSpec({
+      const config = ociSpec({
         rootfs: rootfs.merged,
         hostname: spec.id,
         args: [AGENT_PATH],
         env: [
           "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-          `SANDPIT_AGENT_LISTEN=${a.sandboxIp}:${AGENT_PORT}`,
+          // Any address and any peer but the sandbox itself: a restored copy keeps working under a new
+          // network identity. The firewall lets only the host reach the port.
+          `SANDPIT_AGENT_LISTEN=0.0.0.0:${AGENT_PORT}`,
           `SANDPIT_AGENT_TOKEN=${spec.agentToken}`,
-          `SANDPIT_AGENT_ALLOW=${a.hostIp}`,
+          "SANDPIT_AGENT_ALLOW=remote",
         ],
         cgroupsPath: `/${CGROUP_PARENT}/${spec.id}`,
         netnsPath: this.opts.network.netnsPath(a),
@@ -147,8 +198,8 @@ export class GvisorRuntime implements SandboxRuntime {
         memoryBytes: spec.memoryMb * 1024 * 1024,
         pidsLimit: PIDS_LIMIT,
       });
-      await writeFile(path.join(bundle, "config.json"), JSON.stringify(spec_));
-      await this.opts.runsc.run(bundle, spec.id, path.join(dir, "runsc.log"), path.join(dir, "runsc.out"));
+      await writeFile(path.join(bundle, "config.json"), JSON.stringify(config));
+      await boot(bundle, dir);
       const endpoint: AgentEndpoint = { host: a.sandboxIp, port: AGENT_PORT, token: spec.agentToken };
       await this.waitForAgent(spec.id, endpoint);
       return endpoint;

@@ -1,4 +1,4 @@
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { runCommand, tryCommand } from "../lib/run-command.js";
 
@@ -22,23 +22,33 @@ export class SandboxRootfs {
     this.merged = path.join(dir, "rootfs");
   }
 
-  async create(opts: { lowerDirs: string[]; diskMb: number; files: Record<string, string> }): Promise<void> {
+  /** `disk`: a new empty disk of that size, or a copy of another sandbox's disk image (snapshots). */
+  async create(opts: {
+    lowerDirs: string[];
+    disk: { sizeMb: number } | { copyOf: string };
+    files: Record<string, string>;
+  }): Promise<void> {
     await mkdir(this.diskMount, { recursive: true });
     await mkdir(this.merged, { recursive: true });
-    await runCommand(["truncate", "-s", `${opts.diskMb}M`, this.diskImage]);
-    await runCommand([
-      "mkfs.ext4",
-      "-q",
-      "-F",
-      "-m",
-      "0",
-      "-E",
-      "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
-      this.diskImage,
-    ]);
+    if ("copyOf" in opts.disk) {
+      await runCommand(["cp", "--sparse=always", opts.disk.copyOf, this.diskImage]);
+    } else {
+      await runCommand(["truncate", "-s", `${opts.disk.sizeMb}M`, this.diskImage]);
+      await runCommand([
+        "mkfs.ext4",
+        "-q",
+        "-F",
+        "-m",
+        "0",
+        "-E",
+        "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
+        this.diskImage,
+      ]);
+    }
     await runCommand(["mount", "-o", "loop,noatime", this.diskImage, this.diskMount]);
     await mkdir(this.upper, { recursive: true });
     await mkdir(this.work, { recursive: true });
+    await writeFile(path.join(this.dir, "layers.json"), JSON.stringify(opts.lowerDirs));
     for (const [file, content] of Object.entries(opts.files)) {
       const target = path.join(this.upper, file);
       await mkdir(path.dirname(target), { recursive: true });
@@ -53,6 +63,15 @@ export class SandboxRootfs {
       `lowerdir=${opts.lowerDirs.join(":")},upperdir=${this.upper},workdir=${this.work}`,
       this.merged,
     ]);
+  }
+
+  /** Flushes the disk so that a copy of its image is consistent (the sandbox must be stopped). */
+  async sync(): Promise<void> {
+    await runCommand(["sync", "-f", this.diskMount]);
+  }
+
+  async lowerDirs(): Promise<string[]> {
+    return JSON.parse(await readFile(path.join(this.dir, "layers.json"), "utf8")) as string[];
   }
 
   /** Unmounts and deletes everything; safe to call on a partly created or already removed rootfs. */

@@ -33,6 +33,10 @@ export interface SandboxRuntime {
    */
   pause(id: string): Promise<void>;
   resume(spec: Pick<SandboxLaunchSpec, "id" | "netIndex" | "agentToken">): Promise<AgentEndpoint>;
+  /** Copies a paused sandbox into a snapshot directory; returns the snapshot's size in bytes. */
+  copySnapshot(id: string, snapshotDir: string): Promise<number>;
+  /** Starts a new sandbox that continues a snapshot (processes, memory, files). */
+  startFromSnapshot(spec: Omit<SandboxLaunchSpec, "templateRootfs">, snapshotDir: string): Promise<AgentEndpoint>;
   /** Whether a paused sandbox has a complete checkpoint to resume from. */
   hasCheckpoint(id: string): Promise<boolean>;
   /** Applies an egress policy to a running sandbox, atomically and without restarting it. */

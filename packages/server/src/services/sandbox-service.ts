@@ -69,8 +69,33 @@ export class SandboxService {
     private readonly runtime: SandboxRuntime,
     private readonly templates: TemplateService,
     private readonly log: FastifyBaseLogger,
-    private readonly limits: { maxPorts: number; defaultQuota: OrgQuota },
+    private readonly limits: { maxPorts: number; defaultQuota: OrgQuota; snapshotDir: (id: string) => string },
   ) {}
+
+  private async readySnapshot(org: OrgRecord, id: string) {
+    const snapshot = await this.store.getSnapshot(id);
+    if (!snapshot || snapshot.orgId !== org.id) throw new ApiError("not_found", `snapshot ${id} not found`);
+    if (snapshot.status !== "ready") {
+      throw new ApiError("invalid_state", `snapshot ${id} is ${snapshot.status}`, { status: snapshot.status });
+    }
+    return snapshot;
+  }
+
+  /**
+   * Runs `copy` on a quiet copy of the sandbox: a running sandbox is paused for it and resumed after
+   * (its processes continue; open TCP connections are cut), a paused one is copied as it is.
+   */
+  async withPausedSandbox<T>(org: OrgRecord, id: string, copy: (record: SandboxRecord) => Promise<T>): Promise<T> {
+    const record = await this.get(org, id);
+    assertStatus(record, ["running", "paused"], "snapshot");
+    const wasRunning = record.status === "running";
+    if (wasRunning) await this.pauseById(id, "snapshot");
+    try {
+      return await copy(record);
+    } finally {
+      if (wasRunning) await this.resumeById(id);
+    }
+  }
 
   /** The organisation's quota, falling back field by field to the server's defaults. */
   async effectiveQuota(orgId: string): Promise<OrgQuota> {
@@ -95,7 +120,9 @@ export class SandboxService {
         fields: [{ field: "idleTimeoutMs", rule: "conflict", message: "only for lifecycle: persistent" }],
       });
     }
-    const templateRootfs = await this.templates.ensureReady(params.template);
+    // From a snapshot: sizing, template, environment, filesystem and egress policy come from it.
+    const snapshot = params.snapshotId ? await this.readySnapshot(org, params.snapshotId) : undefined;
+    const templateRootfs = snapshot ? undefined : await this.templates.ensureReady(params.template);
     const createdAt = now();
     let record = await this.store
       .insertSandbox(
@@ -104,15 +131,18 @@ export class SandboxService {
           orgId: org.id,
           status: "creating",
           reason: null,
-          template: params.template,
-          vcpus: params.resources.vcpus,
-          memoryMb: params.resources.memoryMb,
-          diskMb: params.resources.diskMb,
-          env: params.env,
+          template: snapshot?.template ?? params.template,
+          vcpus: snapshot?.vcpus ?? params.resources.vcpus,
+          memoryMb: snapshot?.memoryMb ?? params.resources.memoryMb,
+          diskMb: snapshot?.diskMb ?? params.resources.diskMb,
+          env: snapshot ? { ...snapshot.env, ...params.env } : params.env,
           metadata: params.metadata,
-          cwd: params.cwd,
+          cwd: snapshot?.cwd ?? params.cwd,
           timeoutMs: params.timeoutMs,
-          networkPolicy,
+          networkPolicy:
+            snapshot && !params.networkPolicy && params.internetAccess === undefined
+              ? snapshot.networkPolicy
+              : networkPolicy,
           timeoutAction: params.timeoutAction,
           lifecycle: params.lifecycle,
           idleTimeoutMs: params.lifecycle === "persistent" ? (params.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS) : null,
@@ -120,7 +150,7 @@ export class SandboxService {
           ports: params.ports,
           publicPorts: params.publicPorts,
           trafficToken: newToken(),
-          agentToken: newToken(),
+          agentToken: snapshot?.agentToken ?? newToken(),
           createdAt,
           startedAt: null,
           expiresAt: null,
@@ -140,16 +170,18 @@ export class SandboxService {
       });
     const log = this.log.child({ sandboxId: record.id });
     try {
-      const endpoint = await this.runtime.start({
+      const launch = {
         id: record.id,
-        templateRootfs,
         vcpus: record.vcpus,
         memoryMb: record.memoryMb,
         diskMb: record.diskMb,
         netIndex: record.netIndex!,
         agentToken: record.agentToken,
-      });
-      await this.runtime.applyNetworkPolicy({ netIndex: record.netIndex! }, networkPolicy);
+      };
+      const endpoint = snapshot
+        ? await this.runtime.startFromSnapshot(launch, this.limits.snapshotDir(snapshot.id))
+        : await this.runtime.start({ ...launch, templateRootfs: templateRootfs! });
+      await this.runtime.applyNetworkPolicy({ netIndex: record.netIndex! }, record.networkPolicy);
       const agent = new AgentClient(endpoint);
       this.agents.set(record.id, agent);
       await agent.mkdir(record.cwd, { parents: true });

@@ -11,6 +11,7 @@ import type {
   SandboxFilter,
   SandboxPatch,
   SandboxRecord,
+  SnapshotRecord,
   Store,
 } from "./store.js";
 import { QuotaExceededError } from "./store.js";
@@ -46,6 +47,9 @@ const migrations = [
      org_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, owner TEXT,
      response_status INTEGER, response_body TEXT, created_at INTEGER NOT NULL,
      PRIMARY KEY (org_id, key));`,
+  `CREATE TABLE snapshots (id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), json TEXT NOT NULL,
+     created_at INTEGER NOT NULL);
+   CREATE INDEX snapshots_org ON snapshots(org_id);`,
   `CREATE TABLE org_quotas (org_id TEXT PRIMARY KEY REFERENCES orgs(id), max_sandboxes INTEGER,
      max_vcpus INTEGER, max_memory_mb INTEGER);`,
 ];
@@ -494,6 +498,34 @@ export class SqliteStore implements Store {
 
   async purgeIdempotencyKeys(before: number): Promise<void> {
     this.db.prepare("DELETE FROM idempotency_keys WHERE created_at < ?").run(before);
+  }
+
+  async insertSnapshot(record: SnapshotRecord): Promise<void> {
+    this.db
+      .prepare("INSERT INTO snapshots (id, org_id, json, created_at) VALUES (?, ?, ?, ?)")
+      .run(record.id, record.orgId, JSON.stringify(record), record.createdAt);
+  }
+
+  async updateSnapshot(id: string, patch: Partial<Pick<SnapshotRecord, "status" | "sizeBytes">>): Promise<void> {
+    const current = await this.getSnapshot(id);
+    if (!current) return;
+    this.db.prepare("UPDATE snapshots SET json = ? WHERE id = ?").run(JSON.stringify({ ...current, ...patch }), id);
+  }
+
+  async getSnapshot(id: string): Promise<SnapshotRecord | undefined> {
+    const row = this.db.prepare("SELECT json FROM snapshots WHERE id = ?").get(id) as { json: string } | undefined;
+    return row && (JSON.parse(row.json) as SnapshotRecord);
+  }
+
+  async listSnapshots(orgId: string): Promise<SnapshotRecord[]> {
+    const rows = this.db
+      .prepare("SELECT json FROM snapshots WHERE org_id = ? ORDER BY created_at DESC, id")
+      .all(orgId) as { json: string }[];
+    return rows.map((r) => JSON.parse(r.json) as SnapshotRecord);
+  }
+
+  async deleteSnapshot(id: string): Promise<void> {
+    this.db.prepare("DELETE FROM snapshots WHERE id = ?").run(id);
   }
 
   async close(): Promise<void> {

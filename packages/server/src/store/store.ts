@@ -61,6 +61,25 @@ export interface IdempotencyRecord {
   createdAt: number;
 }
 
+export interface SnapshotRecord {
+  id: string;
+  orgId: string;
+  name: string | null;
+  sourceSandboxId: string;
+  status: "creating" | "ready" | "failed";
+  template: string;
+  vcpus: number;
+  memoryMb: number;
+  diskMb: number;
+  env: Record<string, string>;
+  cwd: string;
+  networkPolicy: NetworkPolicy;
+  /** The agent inside the snapshot was started with this token; its children keep it. */
+  agentToken: string;
+  sizeBytes: number | null;
+  createdAt: number;
+}
+
 /** Per-organisation limits; null means no limit. */
 export interface OrgQuota {
   maxSandboxes: number | null;
@@ -136,6 +155,12 @@ export interface Store {
   releaseIdempotencyKey(orgId: string, key: string): Promise<void>;
   getIdempotencyKey(orgId: string, key: string): Promise<IdempotencyRecord | undefined>;
   purgeIdempotencyKeys(before: number): Promise<void>;
+
+  insertSnapshot(record: SnapshotRecord): Promise<void>;
+  updateSnapshot(id: string, patch: Partial<Pick<SnapshotRecord, "status" | "sizeBytes">>): Promise<void>;
+  getSnapshot(id: string): Promise<SnapshotRecord | undefined>;
+  listSnapshots(orgId: string): Promise<SnapshotRecord[]>;
+  deleteSnapshot(id: string): Promise<void>;
 
   close(): Promise<void>;
 }

@@ -1,0 +1,108 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
+import { startTestServer, type TestServer } from "../helpers/server.js";
+
+let server: TestServer;
+let api: ReturnType<typeof apiClient>;
+
+beforeAll(async () => {
+  server = await startTestServer();
+  api = apiClient(server);
+});
+
+afterAll(async () => {
+  await server?.close();
+});
+
+const keeper = `
+import os, time, secrets
+token = secrets.token_hex(8)
+n = 0
+while True:
+    n += 1
+    with open("/tmp/state.tmp", "w") as f:
+        f.write(f"{token} {n}")
+    os.replace("/tmp/state.tmp", "/tmp/state")
+    time.sleep(0.1)
+`;
+
+async function state(id: string) {
+  const [token, n] = (await api.exec(id, { command: "cat /tmp/state" })).stdout.trim().split(" ");
+  return { token: token!, n: Number(n) };
+}
+
+describe("snapshots and fork", () => {
+  it("snapshots a running sandbox with memory and forks it into independent children", async () => {
+    const source = await api.createSandbox({ env: { ROLE: "source" }, metadata: { family: "snap" } });
+    await api.put(`/v1/sandboxes/${source.id}/files?path=/workspace/data.txt`, "from the source");
+    await api.put(`/v1/sandboxes/${source.id}/files?path=/workspace/keeper.py`, keeper);
+    await api.post(`/v1/sandboxes/${source.id}/exec`, { command: "python3 /workspace/keeper.py", background: true });
+    await waitFor(async () => {
+      const r = await api.exec(source.id, { command: "cat /tmp/state 2>/dev/null || true" });
+      return r.stdout.includes(" ") ? true : undefined;
+    });
+    const before = await state(source.id);
+
+    const snap = await api.post<{ id: string; status: string; sizeBytes: number; sourceSandboxId: string }>(
+      `/v1/sandboxes/${source.id}/snapshots`,
+      { name: "warm" },
+    );
+    expect(snap.status).toBe(201);
+    expect(snap.body).toMatchObject({ status: "ready", sourceSandboxId: source.id });
+    expect(snap.body.sizeBytes).toBeGreaterThan(0);
+    // The source keeps running, with the same process.
+    expect((await api.get<SandboxBody>(`/v1/sandboxes/${source.id}`)).body.status).toBe("running");
+    expect((await state(source.id)).token).toBe(before.token);
+
+    const children = await Promise.all(
+      [1, 2, 3].map(() => api.createSandbox({ snapshotId: snap.body.id, metadata: { family: "child" } })),
+    );
+    expect(new Set(children.map((c) => c.id)).size).toBe(3);
+    expect(new Set(children.map((c) => c.trafficToken)).size).toBe(3);
+    for (const [i, child] of children.entries()) {
+      expect(child.envKeys).toEqual(["ROLE"]);
+      const s = await state(child.id);
+      expect(s.token).toBe(before.token);
+      await waitFor(async () => ((await state(child.id)).n > s.n ? true : undefined), 5000, "the child's process");
+      expect((await api.exec(child.id, { command: "cat /workspace/data.txt; echo; echo $ROLE" })).stdout).toBe(
+        "from the source\nsource\n",
+      );
+      await api.put(`/v1/sandboxes/${child.id}/files?path=/workspace/mine.txt`, `child ${i}`);
+    }
+    // Children are independent of each other and of the source.
+    for (const [i, child] of children.entries()) {
+      expect((await api.exec(child.id, { command: "cat /workspace/mine.txt" })).stdout).toBe(`child ${i}`);
+    }
+    expect((await api.exec(source.id, { command: "test -e /workspace/mine.txt && echo yes || echo no" })).stdout).toBe(
+      "no\n",
+    );
+
+    const listed = await api.get<{ snapshots: { id: string }[] }>("/v1/snapshots");
+    expect(listed.body.snapshots.map((s) => s.id)).toContain(snap.body.id);
+    expect((await api.del(`/v1/snapshots/${snap.body.id}`)).status).toBe(204);
+    const gone = await api.post<ErrorBody>("/v1/sandboxes", { snapshotId: snap.body.id });
+    expect(gone.status).toBe(404);
+    // Children live on without their snapshot.
+    expect((await api.exec(children[0]!.id, { command: "echo ok" })).stdout).toBe("ok\n");
+  });
+
+  it("forks a live sandbox into N running children in one call", async () => {
+    const source = await api.createSandbox();
+    await api.put(`/v1/sandboxes/${source.id}/files?path=/workspace/keeper.py`, keeper);
+    await api.post(`/v1/sandboxes/${source.id}/exec`, { command: "python3 /workspace/keeper.py", background: true });
+    await waitFor(async () => {
+      const r = await api.exec(source.id, { command: "cat /tmp/state 2>/dev/null || true" });
+      return r.stdout.includes(" ") ? true : undefined;
+    });
+    const token = (await state(source.id)).token;
+    const forked = await api.post<{ sandboxes: SandboxBody[] }>(`/v1/sandboxes/${source.id}/fork`, { count: 2 });
+    expect(forked.status).toBe(201);
+    expect(forked.body.sandboxes).toHaveLength(2);
+    for (const child of forked.body.sandboxes) {
+      expect(child.status).toBe("running");
+      expect(child.metadata.forkOf).toBe(source.id);
+      expect((await state(child.id)).token).toBe(token);
+    }
+    expect((await api.get<{ snapshots: unknown[] }>("/v1/snapshots")).body.snapshots).toHaveLength(0);
+  });
+});
