@@ -65,6 +65,13 @@ export const createSandboxRequestSchema = z.strictObject({
     .optional()
     .describe("persistent only; default 10 minutes"),
   autoResume: z.boolean().default(false).describe("exec, file calls and port traffic resume a paused sandbox"),
+  warmPool: z
+    .strictObject({
+      mode: z.enum(["prefer", "require", "bypass"]),
+      poolId: z.string().min(1).max(64).optional(),
+    })
+    .optional()
+    .describe("Take a ready sandbox from a warm pool (default: prefer a pool matching template and resources)"),
   snapshotId: z
     .string()
     .regex(/^snp_[a-z2-7]{20}$/, "must be a snapshot id")
@@ -98,6 +105,10 @@ export const sandboxSchema = z.object({
   ports: z.array(z.number().int()),
   publicPorts: z.boolean(),
   trafficToken: z.string().describe("Send as X-Sandpit-Traffic-Token (or ?sandpit_token=) to reach exposed ports"),
+  warmPoolCheckout: z
+    .object({ hit: z.boolean(), poolId: z.string().nullable() })
+    .optional()
+    .describe("In the create response: whether a warm pool served it"),
   createdAt: timestampSchema,
   startedAt: timestampSchema.nullable(),
   expiresAt: timestampSchema.nullable(),

@@ -18,6 +18,7 @@ import type { PortService } from "./services/port-service.js";
 import type { QuotaService } from "./services/quota-service.js";
 import type { SandboxService } from "./services/sandbox-service.js";
 import type { SnapshotService } from "./services/snapshot-service.js";
+import type { WarmPoolService } from "./services/warm-pool-service.js";
 import type { TemplateService } from "./templates/template-service.js";
 
 export interface AppServices {
@@ -30,6 +31,7 @@ export interface AppServices {
   idempotency: IdempotencyService;
   quotas: QuotaService;
   snapshots: SnapshotService;
+  warmPools: WarmPoolService;
   adminKey: string | undefined;
   maxUploadBytes: number;
 }
@@ -112,12 +114,12 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   };
 
   openApiRoutes(app, authenticate);
-  sandboxRoutes(app, authenticate, services.sandboxes);
+  sandboxRoutes(app, authenticate, services.sandboxes, services.warmPools);
   execRoutes(app, authenticate, services.exec);
   fileRoutes(app, authenticate, services.files, services.maxUploadBytes);
   templateRoutes(app, authenticate, services.templates);
   portRoutes(app, authenticate, services.sandboxes, services.ports);
-  adminRoutes(app, authenticate, services.quotas, services.adminKey);
+  adminRoutes(app, authenticate, services.quotas, services.warmPools, services.adminKey);
   snapshotRoutes(app, authenticate, services.snapshots);
   return app;
 }

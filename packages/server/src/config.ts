@@ -31,6 +31,8 @@ export interface ServerConfig {
   defaultQuota: { maxSandboxes: number | null; maxVcpus: number | null; maxMemoryMb: number | null };
   /** Bearer key of the admin API (`/v1/admin/...`); the admin API is off without it. */
   adminKey: string | undefined;
+  /** Warm pools to keep filled: JSON `[{"id","template","size","vcpus","memoryMb","diskMb"}]`. */
+  warmPools: { id: string; template: string; size: number; vcpus: number; memoryMb: number; diskMb: number }[];
   /** How many ports one sandbox may expose. */
   maxPorts: number;
   /** Debian mirror used to build templates. */
@@ -46,6 +48,24 @@ function envInt(name: string, fallback: number): number {
   const n = Number(raw);
   if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got "${raw}"`);
   return n;
+}
+
+function parseWarmPools(raw: string | undefined): ServerConfig["warmPools"] {
+  if (!raw) return [];
+  const parsed = JSON.parse(raw) as Partial<ServerConfig["warmPools"][number]>[];
+  return parsed.map((p, i) => {
+    if (!p.id || !p.template || typeof p.size !== "number") {
+      throw new Error(`SANDPIT_WARM_POOLS[${i}] needs id, template and size`);
+    }
+    return {
+      id: p.id,
+      template: p.template,
+      size: p.size,
+      vcpus: p.vcpus ?? 1,
+      memoryMb: p.memoryMb ?? 1024,
+      diskMb: p.diskMb ?? 4096,
+    };
+  });
 }
 
 function envOptionalInt(name: string): number | null {
@@ -77,6 +97,7 @@ export function loadConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
       maxMemoryMb: envOptionalInt("SANDPIT_DEFAULT_MAX_MEMORY_MB"),
     },
     adminKey: env.SANDPIT_ADMIN_KEY || undefined,
+    warmPools: parseWarmPools(env.SANDPIT_WARM_POOLS),
     logLevel: env.SANDPIT_LOG_LEVEL ?? "info",
     ...overrides,
   };

@@ -16,6 +16,7 @@ import { PortService } from "./services/port-service.js";
 import { QuotaService } from "./services/quota-service.js";
 import { SandboxService } from "./services/sandbox-service.js";
 import { SnapshotService } from "./services/snapshot-service.js";
+import { WarmPoolService } from "./services/warm-pool-service.js";
 import { SqliteStore } from "./store/sqlite-store.js";
 import { TemplateService } from "./templates/template-service.js";
 
@@ -96,6 +97,8 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
     snapshotDir,
   });
   const snapshots = new SnapshotService(store, sandboxes, runtime, snapshotDir, logger);
+  const warmPools = new WarmPoolService(store, sandboxes, logger);
+  await warmPools.init(config.warmPools);
   const exec = new ExecService(sandboxes, store, config.maxOutputBytes);
   const files = new FileService(sandboxes);
   const ports = new PortService(sandboxes, config.domain);
@@ -115,6 +118,10 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
     if (ticking) return;
     ticking = true;
     Promise.all([sandboxes.tick(), store.purgeDestroyed(Date.now() - config.destroyedRetentionMs), idempotency.purge()])
+      .then(() => {
+        // Refilling starts sandboxes: it runs beside the tick, never twice at once.
+        void warmPools.refill();
+      })
       .catch((e) => logger.error({ err: e }, "background tick failed"))
       .finally(() => {
         ticking = false;
@@ -132,6 +139,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
       idempotency,
       quotas,
       snapshots,
+      warmPools,
       adminKey: config.adminKey,
       maxUploadBytes: config.maxUploadBytes,
     },

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
 import { ApiError } from "../errors.js";
 import type { QuotaService } from "../services/quota-service.js";
+import type { WarmPoolService } from "../services/warm-pool-service.js";
 import { type Authenticate, route } from "./route.js";
 
 const limit = z.number().int().min(0).nullable();
@@ -13,7 +14,25 @@ export const orgQuotaSchema = z.strictObject({
 });
 
 /** The admin API: operators set per-organisation quotas with SANDPIT_ADMIN_KEY. */
-export function adminRoutes(app: FastifyInstance, authenticate: Authenticate, quotas: QuotaService, adminKey?: string) {
+const warmPoolSchema = z.strictObject({
+  template: z.string().min(1),
+  size: z.number().int().min(0).max(64),
+  resources: z
+    .strictObject({
+      vcpus: z.number().int().min(1).max(8).default(1),
+      memoryMb: z.number().int().min(256).max(16_384).default(1024),
+      diskMb: z.number().int().min(512).max(65_536).default(4096),
+    })
+    .prefault({}),
+});
+
+export function adminRoutes(
+  app: FastifyInstance,
+  authenticate: Authenticate,
+  quotas: QuotaService,
+  warmPools: WarmPoolService,
+  adminKey?: string,
+) {
   const requireAdmin = (request: FastifyRequest) => {
     if (!adminKey) throw new ApiError("forbidden", "the admin API is off: set SANDPIT_ADMIN_KEY");
     const given = Buffer.from((request.headers.authorization ?? "").replace(/^Bearer /, ""));
@@ -23,6 +42,60 @@ export function adminRoutes(app: FastifyInstance, authenticate: Authenticate, qu
     }
   };
   const effective = z.object({ org: z.string(), own: orgQuotaSchema, effective: orgQuotaSchema });
+
+  route(
+    app,
+    authenticate,
+    {
+      method: "GET",
+      url: "/v1/admin/warm-pools",
+      summary: "Warm pools (admin key)",
+      tags: ["admin"],
+      public: true,
+      responses: { 200: { description: "Pools" } },
+    },
+    async ({ request }) => {
+      requireAdmin(request);
+      return { pools: await warmPools.list() };
+    },
+  );
+
+  route(
+    app,
+    authenticate,
+    {
+      method: "PUT",
+      url: "/v1/admin/warm-pools/{id}",
+      summary: "Create or resize a warm pool (admin key); it fills in the background",
+      tags: ["admin"],
+      public: true,
+      body: warmPoolSchema,
+      responses: { 200: { description: "The pool" } },
+    },
+    async ({ request, params, body }) => {
+      requireAdmin(request);
+      return warmPools.put({ id: params.id!, template: body.template, size: body.size, ...body.resources });
+    },
+  );
+
+  route(
+    app,
+    authenticate,
+    {
+      method: "DELETE",
+      url: "/v1/admin/warm-pools/{id}",
+      summary: "Remove a warm pool and its ready sandboxes (admin key)",
+      tags: ["admin"],
+      public: true,
+      responses: { 204: { description: "Removed" } },
+    },
+    async ({ request, params, reply }) => {
+      requireAdmin(request);
+      await warmPools.delete(params.id!);
+      reply.code(204);
+      return undefined;
+    },
+  );
 
   route(
     app,

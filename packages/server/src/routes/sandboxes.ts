@@ -11,6 +11,7 @@ import type { FastifyInstance } from "fastify";
 import { ApiError } from "../errors.js";
 import type { SandboxService } from "../services/sandbox-service.js";
 import { toSandbox } from "../services/sandbox-service.js";
+import type { WarmPoolService } from "../services/warm-pool-service.js";
 import { type Authenticate, route } from "./route.js";
 
 const errors = { 401: { description: "Missing or invalid API key" } };
@@ -24,7 +25,12 @@ function metadataFilter(query: Record<string, unknown>): Record<string, string> 
   return filter;
 }
 
-export function sandboxRoutes(app: FastifyInstance, authenticate: Authenticate, sandboxes: SandboxService) {
+export function sandboxRoutes(
+  app: FastifyInstance,
+  authenticate: Authenticate,
+  sandboxes: SandboxService,
+  warmPools: WarmPoolService,
+) {
   route(
     app,
     authenticate,
@@ -37,9 +43,9 @@ export function sandboxRoutes(app: FastifyInstance, authenticate: Authenticate, 
       responses: { 201: { description: "Created", schema: sandboxSchema }, 400: { description: "Invalid" }, ...errors },
     },
     async ({ body, org, reply }) => {
-      const record = await sandboxes.create(org, body);
+      const { record, checkout } = await warmPools.createSandbox(org, body);
       reply.code(201).header("location", `/v1/sandboxes/${record.id}`);
-      return toSandbox(record);
+      return { ...toSandbox(record), ...(checkout ? { warmPoolCheckout: checkout } : {}) };
     },
   );
 

@@ -329,6 +329,17 @@ export class SandboxService {
     this.lastActivity.set(id, now());
   }
 
+  /** Makes a sandbox taken from a warm pool fit its new request: policy applied, working directory made. */
+  async adopt(record: SandboxRecord, before: Pick<SandboxRecord, "networkPolicy" | "cwd">): Promise<SandboxRecord> {
+    // Only what differs from the pooled sandbox costs time: a checkout should take milliseconds.
+    if (JSON.stringify(record.networkPolicy) !== JSON.stringify(before.networkPolicy)) {
+      await this.runtime.applyNetworkPolicy({ netIndex: record.netIndex! }, record.networkPolicy);
+    }
+    if (record.cwd !== before.cwd) await this.agentFor(record).mkdir(record.cwd, { parents: true });
+    this.touch(record.id);
+    return record;
+  }
+
   /** Replaces the egress policy of a running sandbox; it applies at once, atomically. */
   async setNetworkPolicy(org: OrgRecord, id: string, policy: NetworkPolicy): Promise<SandboxRecord> {
     const record = await this.get(org, id);
@@ -518,7 +529,7 @@ export class SandboxService {
 }
 
 /** `internetAccess: false` is deny-all; it cannot be combined with a different policy. */
-function resolvePolicy(params: CreateSandboxParams): NetworkPolicy {
+export function resolvePolicy(params: CreateSandboxParams): NetworkPolicy {
   if (params.internetAccess === false) {
     if (params.networkPolicy && params.networkPolicy.mode !== "deny-all") {
       throw new ApiError("validation_failed", "Invalid request: internetAccess: false contradicts networkPolicy", {

@@ -13,6 +13,7 @@ import type {
   SandboxRecord,
   SnapshotRecord,
   Store,
+  WarmPoolRecord,
 } from "./store.js";
 import { QuotaExceededError } from "./store.js";
 
@@ -50,6 +51,7 @@ const migrations = [
   `CREATE TABLE snapshots (id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), json TEXT NOT NULL,
      created_at INTEGER NOT NULL);
    CREATE INDEX snapshots_org ON snapshots(org_id);`,
+  `CREATE TABLE warm_pools (id TEXT PRIMARY KEY, json TEXT NOT NULL);`,
   `CREATE TABLE org_quotas (org_id TEXT PRIMARY KEY REFERENCES orgs(id), max_sandboxes INTEGER,
      max_vcpus INTEGER, max_memory_mb INTEGER);`,
 ];
@@ -247,20 +249,7 @@ export class SqliteStore implements Store {
     quota: OrgQuota,
   ): Promise<SandboxRecord> {
     return this.db.transaction(() => {
-      const usage = this.db
-        .prepare(
-          `SELECT count(*) AS sandboxes, coalesce(sum(vcpus), 0) AS vcpus, coalesce(sum(memory_mb), 0) AS memory
-           FROM sandboxes WHERE org_id = ? AND status IN ('creating', 'running', 'pausing', 'paused', 'resuming')`,
-        )
-        .get(record.orgId) as { sandboxes: number; vcpus: number; memory: number };
-      const checks: [keyof OrgQuota, number | null, number, number][] = [
-        ["maxSandboxes", quota.maxSandboxes, usage.sandboxes, 1],
-        ["maxVcpus", quota.maxVcpus, usage.vcpus, record.vcpus],
-        ["maxMemoryMb", quota.maxMemoryMb, usage.memory, record.memoryMb],
-      ];
-      for (const [limit, max, used, wanted] of checks) {
-        if (max !== null && used + wanted > max) throw new QuotaExceededError(limit, max, used);
-      }
+      this.checkQuota(record.orgId, quota, record.vcpus, record.memoryMb);
       const used = this.db
         .prepare("SELECT net_index FROM sandboxes WHERE net_index IS NOT NULL ORDER BY net_index")
         .pluck()
@@ -310,6 +299,24 @@ export class SqliteStore implements Store {
         );
       return full;
     })();
+  }
+
+  /** Throws QuotaExceededError when one more sandbox of this size would go over; call inside a transaction. */
+  private checkQuota(orgId: string, quota: OrgQuota, vcpus: number, memoryMb: number) {
+    const usage = this.db
+      .prepare(
+        `SELECT count(*) AS sandboxes, coalesce(sum(vcpus), 0) AS vcpus, coalesce(sum(memory_mb), 0) AS memory
+         FROM sandboxes WHERE org_id = ? AND status IN ('creating', 'running', 'pausing', 'paused', 'resuming')`,
+      )
+      .get(orgId) as { sandboxes: number; vcpus: number; memory: number };
+    const checks: [keyof OrgQuota, number | null, number, number][] = [
+      ["maxSandboxes", quota.maxSandboxes, usage.sandboxes, 1],
+      ["maxVcpus", quota.maxVcpus, usage.vcpus, vcpus],
+      ["maxMemoryMb", quota.maxMemoryMb, usage.memory, memoryMb],
+    ];
+    for (const [limit, max, used, wanted] of checks) {
+      if (max !== null && used + wanted > max) throw new QuotaExceededError(limit, max, used);
+    }
   }
 
   async getOrgQuota(orgId: string): Promise<OrgQuota> {
@@ -498,6 +505,46 @@ export class SqliteStore implements Store {
 
   async purgeIdempotencyKeys(before: number): Promise<void> {
     this.db.prepare("DELETE FROM idempotency_keys WHERE created_at < ?").run(before);
+  }
+
+  async checkoutPooled(
+    poolOrgId: string,
+    poolId: string,
+    orgId: string,
+    patch: SandboxPatch,
+    quota: OrgQuota,
+  ): Promise<SandboxRecord | undefined> {
+    return this.db.transaction(() => {
+      const row = this.db
+        .prepare(
+          `SELECT * FROM sandboxes WHERE org_id = ? AND status = 'running'
+           AND json_extract(metadata_json, '$."sandpit.pool"') = ? ORDER BY created_at LIMIT 1`,
+        )
+        .get(poolOrgId, poolId) as SandboxRow | undefined;
+      if (!row) return undefined;
+      this.checkQuota(orgId, quota, row.vcpus, row.memory_mb);
+      const entries = Object.entries({ ...patch, orgId }) as [keyof SandboxPatch | "orgId", unknown][];
+      const columns = { ...sandboxColumns, orgId: "org_id" };
+      this.db
+        .prepare(`UPDATE sandboxes SET ${entries.map(([k]) => `${columns[k]} = ?`).join(", ")} WHERE id = ?`)
+        .run(...entries.map(([, v]) => toColumnValue(v)), row.id);
+      return sandboxFromRow(this.db.prepare("SELECT * FROM sandboxes WHERE id = ?").get(row.id) as SandboxRow);
+    })();
+  }
+
+  async listWarmPools(): Promise<WarmPoolRecord[]> {
+    const rows = this.db.prepare("SELECT json FROM warm_pools ORDER BY id").all() as { json: string }[];
+    return rows.map((r) => JSON.parse(r.json) as WarmPoolRecord);
+  }
+
+  async putWarmPool(pool: WarmPoolRecord): Promise<void> {
+    this.db
+      .prepare("INSERT INTO warm_pools (id, json) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET json = excluded.json")
+      .run(pool.id, JSON.stringify(pool));
+  }
+
+  async deleteWarmPool(id: string): Promise<void> {
+    this.db.prepare("DELETE FROM warm_pools WHERE id = ?").run(id);
   }
 
   async insertSnapshot(record: SnapshotRecord): Promise<void> {

@@ -80,6 +80,15 @@ export interface SnapshotRecord {
   createdAt: number;
 }
 
+export interface WarmPoolRecord {
+  id: string;
+  template: string;
+  size: number;
+  vcpus: number;
+  memoryMb: number;
+  diskMb: number;
+}
+
 /** Per-organisation limits; null means no limit. */
 export interface OrgQuota {
   maxSandboxes: number | null;
@@ -155,6 +164,21 @@ export interface Store {
   releaseIdempotencyKey(orgId: string, key: string): Promise<void>;
   getIdempotencyKey(orgId: string, key: string): Promise<IdempotencyRecord | undefined>;
   purgeIdempotencyKeys(before: number): Promise<void>;
+
+  /**
+   * Moves one ready sandbox of a pool (held by `poolOrgId`, tagged with the pool id) to an organisation
+   * and applies `patch`, atomically with the quota check. Undefined when the pool is empty.
+   */
+  checkoutPooled(
+    poolOrgId: string,
+    poolId: string,
+    orgId: string,
+    patch: SandboxPatch,
+    quota: OrgQuota,
+  ): Promise<SandboxRecord | undefined>;
+  listWarmPools(): Promise<WarmPoolRecord[]>;
+  putWarmPool(pool: WarmPoolRecord): Promise<void>;
+  deleteWarmPool(id: string): Promise<void>;
 
   insertSnapshot(record: SnapshotRecord): Promise<void>;
   updateSnapshot(id: string, patch: Partial<Pick<SnapshotRecord, "status" | "sizeBytes">>): Promise<void>;

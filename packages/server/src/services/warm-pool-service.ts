@@ -1,0 +1,167 @@
+import type { CreateSandboxParams } from "@sandpit/contract";
+import type { FastifyBaseLogger } from "fastify";
+import { ApiError } from "../errors.js";
+import { now } from "../lib/clock.js";
+import { newToken } from "../lib/ids.js";
+import type { OrgRecord, SandboxRecord, Store, WarmPoolRecord } from "../store/store.js";
+import { resolvePolicy, type SandboxService } from "./sandbox-service.js";
+
+/** The organisation that holds pooled sandboxes until they are checked out. */
+export const POOL_ORG = "_warm-pools";
+/** Metadata key naming the pool of a pooled sandbox. */
+export const POOL_TAG = "sandpit.pool";
+const POOL_CWD = "/workspace";
+
+export interface WarmPoolCheckout {
+  hit: boolean;
+  poolId: string | null;
+}
+
+/**
+ * Warm pools: ready sandboxes per template and size, taken by creates that match and refilled in the
+ * background. A checkout moves the sandbox to the caller's organisation and applies the request's env,
+ * metadata, timeout, policy and ports before it is returned.
+ */
+export class WarmPoolService {
+  private poolOrg: OrgRecord | undefined;
+  private refilling = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly sandboxes: SandboxService,
+    private readonly log: FastifyBaseLogger,
+  ) {}
+
+  /** Registers the pools from the configuration (they are kept in the database with admin-made ones). */
+  async init(configured: WarmPoolRecord[]): Promise<void> {
+    this.poolOrg = await this.store.ensureOrg(POOL_ORG);
+    for (const pool of configured) await this.store.putWarmPool(pool);
+  }
+
+  /** The pools with how many ready sandboxes each holds now. */
+  async list(): Promise<(WarmPoolRecord & { ready: number })[]> {
+    const pools = await this.store.listWarmPools();
+    return Promise.all(
+      pools.map(async (p) => ({
+        ...p,
+        ready: (await this.pooled(p.id)).filter((s) => s.status === "running").length,
+      })),
+    );
+  }
+
+  async put(pool: WarmPoolRecord): Promise<WarmPoolRecord> {
+    await this.store.putWarmPool(pool);
+    return pool;
+  }
+
+  async delete(id: string): Promise<void> {
+    await this.store.deleteWarmPool(id);
+    for (const s of await this.pooled(id)) await this.sandboxes.destroyById(s.id, "pool removed");
+  }
+
+  private async pooled(poolId: string): Promise<SandboxRecord[]> {
+    return this.store.listSandboxes(this.poolOrg!.id, {
+      statuses: ["creating", "running"],
+      metadata: { [POOL_TAG]: poolId },
+    });
+  }
+
+  /** Creates a sandbox, from a warm pool when one matches (or is named), cold otherwise. */
+  async createSandbox(
+    org: OrgRecord,
+    params: CreateSandboxParams,
+  ): Promise<{ record: SandboxRecord; checkout?: WarmPoolCheckout }> {
+    const mode = params.warmPool?.mode ?? "prefer";
+    if (mode === "bypass" || params.snapshotId) {
+      return { record: await this.sandboxes.create(org, params) };
+    }
+    const pools = await this.store.listWarmPools();
+    const pool = params.warmPool?.poolId
+      ? pools.find((p) => p.id === params.warmPool?.poolId)
+      : pools.find(
+          (p) =>
+            p.template === params.template &&
+            p.vcpus === params.resources.vcpus &&
+            p.memoryMb === params.resources.memoryMb &&
+            p.diskMb === params.resources.diskMb,
+        );
+    if (params.warmPool?.poolId && !pool)
+      throw new ApiError("not_found", `warm pool ${params.warmPool.poolId} not found`);
+    if (!pool) {
+      if (mode === "require") throw new ApiError("conflict", "no warm pool matches this template and resources");
+      return { record: await this.sandboxes.create(org, params) };
+    }
+    const taken = await this.checkout(org, pool, params);
+    if (taken) return { record: taken, checkout: { hit: true, poolId: pool.id } };
+    if (mode === "require") throw new ApiError("conflict", `warm pool ${pool.id} has no ready sandbox; retry shortly`);
+    const cold = await this.sandboxes.create(org, {
+      ...params,
+      template: pool.template,
+      resources: { vcpus: pool.vcpus, memoryMb: pool.memoryMb, diskMb: pool.diskMb },
+    });
+    return { record: cold, checkout: { hit: false, poolId: pool.id } };
+  }
+
+  private async checkout(org: OrgRecord, pool: WarmPoolRecord, params: CreateSandboxParams) {
+    const networkPolicy = resolvePolicy(params);
+    const t = now();
+    const record = await this.store.checkoutPooled(
+      this.poolOrg!.id,
+      pool.id,
+      org.id,
+      {
+        metadata: params.metadata,
+        env: params.env,
+        cwd: params.cwd,
+        timeoutMs: params.timeoutMs,
+        networkPolicy,
+        timeoutAction: params.timeoutAction,
+        lifecycle: params.lifecycle,
+        idleTimeoutMs: params.lifecycle === "persistent" ? (params.idleTimeoutMs ?? 10 * 60 * 1000) : null,
+        autoResume: params.autoResume,
+        ports: params.ports,
+        publicPorts: params.publicPorts,
+        trafficToken: newToken(),
+        startedAt: t,
+        expiresAt: params.lifecycle === "persistent" ? null : t + params.timeoutMs,
+      },
+      await this.sandboxes.effectiveQuota(org.id),
+    );
+    if (!record) return undefined;
+    this.log.info({ sandboxId: record.id, poolId: pool.id }, "warm pool checkout");
+    return this.sandboxes.adopt(record, { networkPolicy: { mode: "allow-all" }, cwd: POOL_CWD });
+  }
+
+  /** Brings every pool to its size: starts missing sandboxes one at a time, removes extra ones. */
+  async refill(): Promise<void> {
+    if (this.refilling || !this.poolOrg) return;
+    this.refilling = true;
+    try {
+      for (const pool of await this.store.listWarmPools()) {
+        const current = await this.pooled(pool.id);
+        for (const extra of current.slice(pool.size)) await this.sandboxes.destroyById(extra.id, "pool shrunk");
+        if (current.length < pool.size) {
+          const record = await this.sandboxes.create(this.poolOrg, {
+            template: pool.template,
+            resources: { vcpus: pool.vcpus, memoryMb: pool.memoryMb, diskMb: pool.diskMb },
+            timeoutMs: 24 * 3600 * 1000,
+            env: {},
+            metadata: { [POOL_TAG]: pool.id },
+            cwd: POOL_CWD,
+            ports: [],
+            publicPorts: false,
+            timeoutAction: "destroy",
+            lifecycle: "ephemeral",
+            autoResume: false,
+          });
+          // A pooled sandbox waits without expiring; its timeout starts at checkout.
+          await this.store.updateSandbox(record.id, { expiresAt: null }, ["running"]);
+        }
+      }
+    } catch (e) {
+      this.log.error({ err: e }, "warm pool refill failed");
+    } finally {
+      this.refilling = false;
+    }
+  }
+}
