@@ -44,6 +44,24 @@ export class RawRunsc {
     });
   }
 
+  /** checkpoint (the container stops) then restore from the image: raw pause and resume. */
+  async checkpoint(id: string): Promise<void> {
+    await this.runsc("checkpoint", `--image-path=${path.join(this.dir, `${id}.img`)}`, id);
+    await this.runsc("delete", id).catch(() => undefined);
+  }
+
+  async restore(id: string): Promise<void> {
+    const args = [`--root=${path.join(this.dir, "state")}`, "--platform=systrap", "--network=none"];
+    const image = `--image-path=${path.join(this.dir, `${id}.img`)}`;
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn("runsc", [...args, "restore", image, "-detach", `-bundle=${path.join(this.dir, id)}`, id], {
+        stdio: "ignore",
+      });
+      child.on("error", reject);
+      child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`runsc restore exited with ${code}`))));
+    });
+  }
+
   async exec(id: string, ...argv: string[]): Promise<string> {
     return (await this.runsc("exec", id, ...argv)).stdout;
   }

@@ -41,7 +41,13 @@ async function templateRootfs(): Promise<string> {
 
 async function main() {
   execFileSync("npm", ["run", "build"], { cwd: repoRoot, stdio: "ignore" });
-  const server = await startTestServer();
+  const ADMIN_KEY = "bench-admin-key";
+  const server = await startTestServer({
+    SANDPIT_ADMIN_KEY: ADMIN_KEY,
+    SANDPIT_WARM_POOLS: JSON.stringify([
+      { id: "bench", template: "base", size: 2, vcpus: 1, memoryMb: 512, diskMb: 2048 },
+    ]),
+  });
   const conn = { apiUrl: server.url, apiKey: server.apiKey };
   const raw = await RawRunsc.create(await templateRootfs());
   const rawId = (i: number) => `benchraw${String(i).padStart(12, "0")}`;
@@ -146,6 +152,95 @@ async function main() {
       rawDownloadMBps: mbps(rawDown),
     };
     await sandbox.kill();
+
+    // --- pause and resume: idle, and holding 500 MB
+    log("pause/resume");
+    const pauseResume = async (sb: Sandbox, rounds: number) => {
+      const pauses: number[] = [];
+      const resumes: number[] = [];
+      for (let i = 0; i < rounds; i++) {
+        pauses.push(await timeIt(() => sb.pause()));
+        resumes.push(await timeIt(() => sb.resume()));
+      }
+      return { pause: summarize(pauses), resume: summarize(resumes) };
+    };
+    const idleSb = await Sandbox.create({}, conn);
+    const idlePR = await pauseResume(idleSb, 5);
+    await idleSb.kill();
+    const bigSb = await Sandbox.create({ resources: { memoryMb: 1024 } }, conn);
+    await bigSb.commands.run(
+      'python3 -c \'import os,time\nb=os.urandom(500*1024*1024)\nopen("/tmp/ready","w").close()\nwhile True: time.sleep(60)\'',
+      { background: true },
+    );
+    for (let i = 0; i < 100; i++) {
+      const r = await bigSb.commands.run("test -e /tmp/ready && echo y || echo n");
+      if ("stdout" in r && r.stdout.trim() === "y") break;
+      await new Promise((res) => setTimeout(res, 300));
+    }
+    const bigPR = await pauseResume(bigSb, 2);
+    await bigSb.kill();
+    await raw.start(rawId(300));
+    const rawPauses: number[] = [];
+    const rawResumes: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      rawPauses.push(await timeIt(() => raw.checkpoint(rawId(300))));
+      rawResumes.push(await timeIt(() => raw.restore(rawId(300))));
+    }
+    await raw.destroy(rawId(300));
+    const rawPR = { pause: summarize(rawPauses), resume: summarize(rawResumes) };
+    rows.push({
+      metric: "pause / resume, idle",
+      sandpit: `${ms(idlePR.pause.p50)} / ${ms(idlePR.resume.p50)} (p50)`,
+      raw: `checkpoint ${ms(rawPR.pause.p50)} / restore ${ms(rawPR.resume.p50)}`,
+      ratio: `${(idlePR.resume.p50 / rawPR.resume.p50).toFixed(2)}× (resume)`,
+      goal: "resume p50 ≤ 300 ms",
+    });
+    rows.push({
+      metric: "pause / resume, 500 MB in memory",
+      sandpit: `${ms(bigPR.pause.p50)} / ${ms(bigPR.resume.p50)} (p50)`,
+      raw: "—",
+      ratio: "—",
+      goal: "—",
+    });
+    results.pauseResume = { idle: idlePR, holding500MB: bigPR, raw: rawPR };
+
+    // --- warm-pool create
+    log("warm-pool create");
+    const warm: number[] = [];
+    const warmHits: boolean[] = [];
+    for (let i = 0; i < 6; i++) {
+      await new Promise((res) => setTimeout(res, 2500));
+      let id = "";
+      warm.push(
+        await timeIt(async () => {
+          const res = await fetch(`${server.url}/v1/sandboxes`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${server.apiKey}`, "content-type": "application/json" },
+            body: JSON.stringify({ resources: { vcpus: 1, memoryMb: 512, diskMb: 2048 }, env: { N: String(i) } }),
+          });
+          const body = (await res.json()) as { id: string; warmPoolCheckout?: { hit: boolean } };
+          id = body.id;
+          warmHits.push(body.warmPoolCheckout?.hit === true);
+        }),
+      );
+      await fetch(`${server.url}/v1/sandboxes/${id}`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${server.apiKey}` },
+      });
+    }
+    const warmS = summarize(warm);
+    rows.push({
+      metric: "warm-pool create",
+      sandpit: `${fmt(warmS)} (${warmHits.filter(Boolean).length}/${warmHits.length} hits)`,
+      raw: `cold create p50 ${ms(createSp.p50)}`,
+      ratio: `${(warmS.p50 / createSp.p50).toFixed(2)}× cold`,
+      goal: "p50 ≤ 20 ms",
+    });
+    results.warmPool = { create: warmS, hits: warmHits };
+    await fetch(`${server.url}/v1/admin/warm-pools/bench`, {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${ADMIN_KEY}` },
+    });
 
     // --- 20 concurrent creates
     log("20 concurrent creates");

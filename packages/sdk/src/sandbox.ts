@@ -222,6 +222,24 @@ export class Sandbox {
   }
 
   /**
+   * Pauses the sandbox: its memory and processes are saved and it stops using CPU and memory.
+   *
+   * @example
+   * ```ts
+   * await sandbox.pause();
+   * await sandbox.resume(); // processes continue where they were
+   * ```
+   */
+  async pause(): Promise<void> {
+    this.#info = await this.#client.json(sandboxSchema, `${this.#path()}/pause`, { method: "POST" });
+  }
+
+  /** Resumes a paused sandbox with its processes and memory as they were. */
+  async resume(): Promise<void> {
+    this.#info = await this.#client.json(sandboxSchema, `${this.#path()}/resume`, { method: "POST" });
+  }
+
+  /**
    * Destroys the sandbox. Killing a sandbox twice succeeds.
    *
    * @example
