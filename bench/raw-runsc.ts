@@ -47,7 +47,7 @@ export class RawRunsc {
   /** checkpoint (the container stops) then restore from the image: raw pause and resume. */
   async checkpoint(id: string): Promise<void> {
     await this.runsc("checkpoint", `--image-path=${path.join(this.dir, `${id}.img`)}`, id);
-    await this.runsc("delete", id).catch(() => undefined);
+    await this.runsc("delete", "-force", id);
   }
 
   async restore(id: string): Promise<void> {
@@ -55,7 +55,7 @@ export class RawRunsc {
     const image = `--image-path=${path.join(this.dir, `${id}.img`)}`;
     await new Promise<void>((resolve, reject) => {
       const child = spawn("runsc", [...args, "restore", image, "-detach", `-bundle=${path.join(this.dir, id)}`, id], {
-        stdio: "ignore",
+        stdio: ["ignore", "ignore", process.env.BENCH_DEBUG ? "inherit" : "ignore"],
       });
       child.on("error", reject);
       child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`runsc restore exited with ${code}`))));
