@@ -46,7 +46,9 @@ export class RawRunsc {
 
   /** checkpoint (the container stops) then restore from the image: raw pause and resume. */
   async checkpoint(id: string): Promise<void> {
-    await this.runsc("checkpoint", `--image-path=${path.join(this.dir, `${id}.img`)}`, id);
+    const image = path.join(this.dir, `${id}.img`);
+    await rm(image, { recursive: true, force: true });
+    await this.runsc("checkpoint", `--image-path=${image}`, id);
     await this.runsc("delete", "-force", id);
   }
 

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
+import { keeperState, startKeeper } from "../helpers/memory-keeper.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 
 let server: TestServer;
@@ -14,34 +15,12 @@ afterAll(async () => {
   await server?.close();
 });
 
-/**
- * A process whose state lives only in memory: a random token chosen at start and a counter, written
- * every 100 ms to /tmp (a tmpfs: memory too). After a resume the same token with a larger counter
- * proves the same process continued.
- */
-const keeper = `
-import os, time, secrets
-token = secrets.token_hex(8)
-n = 0
-while True:
-    n += 1
-    with open("/tmp/state.tmp", "w") as f:
-        f.write(f"{os.getpid()} {token} {n}")
-    os.replace("/tmp/state.tmp", "/tmp/state")
-    time.sleep(0.1)
-`;
-
-async function state(id: string): Promise<{ pid: string; token: string; n: number }> {
-  const r = await api.exec(id, { command: "cat /tmp/state" });
-  const [pid, token, n] = r.stdout.trim().split(" ");
-  return { pid: pid!, token: token!, n: Number(n) };
-}
+const state = (id: string) => keeperState(api, id);
 
 describe("pause and resume", () => {
   it("keeps a process's memory across two pauses and a server restart, and keeps servers listening", async () => {
     const s = await api.createSandbox({ timeoutMs: 600_000 });
-    await api.put(`/v1/sandboxes/${s.id}/files?path=/workspace/keeper.py`, keeper);
-    await api.post(`/v1/sandboxes/${s.id}/exec`, { command: "python3 /workspace/keeper.py", background: true });
+    await startKeeper(api, s.id);
     await api.post(`/v1/sandboxes/${s.id}/exec`, {
       command: "python3 -m http.server 8000 --bind 127.0.0.1",
       background: true,

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
+import { keeperState, startKeeper } from "../helpers/memory-keeper.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 
 let server: TestServer;
@@ -14,34 +15,13 @@ afterAll(async () => {
   await server?.close();
 });
 
-const keeper = `
-import os, time, secrets
-token = secrets.token_hex(8)
-n = 0
-while True:
-    n += 1
-    with open("/tmp/state.tmp", "w") as f:
-        f.write(f"{token} {n}")
-    os.replace("/tmp/state.tmp", "/tmp/state")
-    time.sleep(0.1)
-`;
-
-async function state(id: string) {
-  const [token, n] = (await api.exec(id, { command: "cat /tmp/state" })).stdout.trim().split(" ");
-  return { token: token!, n: Number(n) };
-}
+const state = (id: string) => keeperState(api, id);
 
 describe("snapshots and fork", () => {
   it("snapshots a running sandbox with memory and forks it into independent children", async () => {
     const source = await api.createSandbox({ env: { ROLE: "source" }, metadata: { family: "snap" } });
     await api.put(`/v1/sandboxes/${source.id}/files?path=/workspace/data.txt`, "from the source");
-    await api.put(`/v1/sandboxes/${source.id}/files?path=/workspace/keeper.py`, keeper);
-    await api.post(`/v1/sandboxes/${source.id}/exec`, { command: "python3 /workspace/keeper.py", background: true });
-    await waitFor(async () => {
-      const r = await api.exec(source.id, { command: "cat /tmp/state 2>/dev/null || true" });
-      return r.stdout.includes(" ") ? true : undefined;
-    });
-    const before = await state(source.id);
+    const before = await startKeeper(api, source.id);
 
     const snap = await api.post<{ id: string; status: string; sizeBytes: number; sourceSandboxId: string }>(
       `/v1/sandboxes/${source.id}/snapshots`,
@@ -88,13 +68,7 @@ describe("snapshots and fork", () => {
 
   it("forks a live sandbox into N running children in one call", async () => {
     const source = await api.createSandbox();
-    await api.put(`/v1/sandboxes/${source.id}/files?path=/workspace/keeper.py`, keeper);
-    await api.post(`/v1/sandboxes/${source.id}/exec`, { command: "python3 /workspace/keeper.py", background: true });
-    await waitFor(async () => {
-      const r = await api.exec(source.id, { command: "cat /tmp/state 2>/dev/null || true" });
-      return r.stdout.includes(" ") ? true : undefined;
-    });
-    const token = (await state(source.id)).token;
+    const { token } = await startKeeper(api, source.id);
     const forked = await api.post<{ sandboxes: SandboxBody[] }>(`/v1/sandboxes/${source.id}/fork`, { count: 2 });
     expect(forked.status).toBe(201);
     expect(forked.body.sandboxes).toHaveLength(2);
