@@ -100,3 +100,27 @@ describe("files", () => {
     expect(hostname.body.toString().trim()).toBe(sandbox.id);
   });
 });
+
+describe("disk limit", () => {
+  it("gives ENOSPC at diskMb and the sandbox keeps answering", async () => {
+    const small = await api.createSandbox({ resources: { diskMb: 512 } });
+    const fill = await api.exec(small.id, {
+      command: "dd if=/dev/zero of=/workspace/fill bs=1M count=700 2>&1; echo exit=$?",
+      timeoutMs: 120_000,
+    });
+    expect(fill.stdout).toMatch(/No space left on device/);
+    expect(fill.stdout).toMatch(/exit=1/);
+    const size = await api.exec(small.id, { command: "du -m /workspace/fill | cut -f1" });
+    expect(Number(size.stdout)).toBeLessThanOrEqual(512);
+    expect((await api.exec(small.id, { command: "echo still here" })).stdout).toBe("still here\n");
+    const put = await api.put<ErrorBody>(
+      `/v1/sandboxes/${small.id}/files?path=/workspace/more.bin`,
+      Buffer.alloc(1024 * 1024),
+    );
+    expect(put.status).toBe(507);
+    expect(put.body.error.code).toBe("insufficient_storage");
+    await api.exec(small.id, { command: "rm /workspace/fill" });
+    expect((await api.put(`/v1/sandboxes/${small.id}/files?path=/workspace/more.bin`, "fits again")).status).toBe(201);
+    expect((await api.get<SandboxBody>(`/v1/sandboxes/${small.id}`)).body.status).toBe("running");
+  });
+});
