@@ -36,6 +36,11 @@ export class GvisorRuntime implements SandboxRuntime {
   private agentLayer: string | undefined;
   /** runsc-sandbox process of each sandbox, with its start time so that a reused pid is not mistaken. */
   private readonly sandboxPids = new Map<string, { pid: number; startTime: string }>();
+  /**
+   * `runsc delete` after a checkpoint takes 1-2 s here although the sandbox is already gone: pause does
+   * not wait for it; whatever needs the container id again (resume, destroy) waits first.
+   */
+  private readonly pendingDeletes = new Map<string, Promise<void>>();
 
   constructor(private readonly opts: GvisorRuntimeOptions) {}
 
@@ -74,12 +79,17 @@ export class GvisorRuntime implements SandboxRuntime {
     await rm(image, { recursive: true, force: true });
     await rename(partial, image);
     this.sandboxPids.delete(id);
-    await this.opts.runsc.deleteForce(id);
+    const deletion = this.opts.runsc
+      .deleteForce(id)
+      .catch(() => undefined)
+      .finally(() => this.pendingDeletes.delete(id));
+    this.pendingDeletes.set(id, deletion);
   }
 
   async resume(spec: Pick<SandboxLaunchSpec, "id" | "netIndex" | "agentToken">): Promise<AgentEndpoint> {
     const a = addressingFor(this.opts.subnet, this.opts.netPrefix, spec.netIndex);
     const dir = this.sandboxDir(spec.id);
+    await this.pendingDeletes.get(spec.id);
     await this.opts.runsc.deleteForce(spec.id);
     await this.opts.network.configureSandboxEnd(a);
     await this.opts.runsc.restore(
@@ -288,6 +298,7 @@ export class GvisorRuntime implements SandboxRuntime {
 
   async destroy(id: string, netIndex: number | null): Promise<void> {
     this.sandboxPids.delete(id);
+    await this.pendingDeletes.get(id);
     await this.opts.runsc.deleteForce(id);
     await new SandboxRootfs(this.sandboxDir(id)).remove();
     for (const controller of ["memory", "cpu", "cpuacct", "pids", "cpuset", "devices", "freezer", "blkio"]) {
