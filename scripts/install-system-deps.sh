@@ -34,10 +34,14 @@ packages=(nftables iproute2 mmdebstrap e2fsprogs util-linux musl-tools make gcc 
   ca-certificates curl git tar gzip procps sqlite3)
 missing=()
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ $status == "install ok installed" ]] || missing+=("$p")
 done
+# Output is captured before it is matched: a pipe into `grep -q` or `head` can end runsc with SIGPIPE,
+# which `pipefail` turns into a failure.
+runsc_version=$(runsc --version 2>/dev/null || true)
 runsc_ok=""
-if command -v runsc >/dev/null 2>&1 && runsc --version 2>/dev/null | grep -Eq '20(2[4-9]|[3-9][0-9])[0-9]{4}'; then
+if [[ $runsc_version =~ 20(2[4-9]|[3-9][0-9])[0-9]{4} ]]; then
   runsc_ok=1
 fi
 
@@ -55,4 +59,5 @@ if (( ${#missing[@]} )) || [[ -z $runsc_ok ]]; then
   fi
 fi
 
-runsc --version | head -1
+runsc_version=$(runsc --version)
+echo "${runsc_version%%$'\n'*}"
