@@ -186,8 +186,8 @@ export class GvisorRuntime implements SandboxRuntime {
     const dir = this.sandboxDir(spec.id);
     const rootfs = new SandboxRootfs(dir);
     try {
-      await this.opts.network.setUp(a);
-      await rootfs.create(rootfsSpec);
+      // Independent of each other: the network and the disk are made at the same time.
+      await Promise.all([this.opts.network.setUp(a), rootfs.create(rootfsSpec)]);
       const bundle = path.join(dir, "bundle");
       await mkdir(bundle, { recursive: true });
       const config = ociSpec({
