@@ -19,11 +19,16 @@ import type { TemplateService } from "../templates/template-service.js";
 /** Statuses in which the sandbox holds host resources (processes, mounts, a network slot). */
 const LIVE: SandboxStatus[] = ["creating", "running", "pausing", "paused", "resuming"];
 const DEFAULT_IDLE_TIMEOUT_MS = 10 * 60 * 1000;
+
+/** Persistent sandboxes pause after this long without activity; ephemeral ones have no idle timeout. */
+export function idleTimeoutFor(params: Pick<CreateSandboxParams, "lifecycle" | "idleTimeoutMs">): number | null {
+  return params.lifecycle === "persistent" ? (params.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS) : null;
+}
 /** How long a call waits for an automatic resume before it answers 503 with Retry-After. */
 const AUTO_RESUME_WAIT_MS = 10_000;
 
 /** When a running sandbox expires: ephemeral ones after their timeout, persistent ones never. */
-function expiryFrom(record: Pick<SandboxRecord, "lifecycle" | "timeoutMs">, from: number): number | null {
+export function expiryFrom(record: Pick<SandboxRecord, "lifecycle" | "timeoutMs">, from: number): number | null {
   return record.lifecycle === "persistent" ? null : from + record.timeoutMs;
 }
 
@@ -145,7 +150,7 @@ export class SandboxService {
               : networkPolicy,
           timeoutAction: params.timeoutAction,
           lifecycle: params.lifecycle,
-          idleTimeoutMs: params.lifecycle === "persistent" ? (params.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS) : null,
+          idleTimeoutMs: idleTimeoutFor(params),
           autoResume: params.autoResume,
           ports: params.ports,
           publicPorts: params.publicPorts,

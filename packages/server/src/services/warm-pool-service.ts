@@ -4,7 +4,7 @@ import { ApiError } from "../errors.js";
 import { now } from "../lib/clock.js";
 import { newToken } from "../lib/ids.js";
 import type { OrgRecord, SandboxRecord, Store, WarmPoolRecord } from "../store/store.js";
-import { resolvePolicy, type SandboxService } from "./sandbox-service.js";
+import { expiryFrom, idleTimeoutFor, resolvePolicy, type SandboxService } from "./sandbox-service.js";
 
 /** The organisation that holds pooled sandboxes until they are checked out. */
 export const POOL_ORG = "_warm-pools";
@@ -117,13 +117,13 @@ export class WarmPoolService {
         networkPolicy,
         timeoutAction: params.timeoutAction,
         lifecycle: params.lifecycle,
-        idleTimeoutMs: params.lifecycle === "persistent" ? (params.idleTimeoutMs ?? 10 * 60 * 1000) : null,
+        idleTimeoutMs: idleTimeoutFor(params),
         autoResume: params.autoResume,
         ports: params.ports,
         publicPorts: params.publicPorts,
         trafficToken: newToken(),
         startedAt: t,
-        expiresAt: params.lifecycle === "persistent" ? null : t + params.timeoutMs,
+        expiresAt: expiryFrom(params, t),
       },
       await this.sandboxes.effectiveQuota(org.id),
     );

@@ -143,6 +143,16 @@ function toColumnValue(value: unknown): unknown {
   return value;
 }
 
+/** `col = ?, ...` and its values for a patch, through a field → column map. */
+function setClause<K extends string>(patch: Partial<Record<K, unknown>>, columns: Record<K, string>) {
+  const entries = Object.entries(patch) as [K, unknown][];
+  return {
+    sql: entries.map(([k]) => `${columns[k]} = ?`).join(", "),
+    values: entries.map(([, v]) => toColumnValue(v)),
+    empty: entries.length === 0,
+  };
+}
+
 function sandboxFromRow(r: SandboxRow): SandboxRecord {
   return {
     id: r.id,
@@ -375,16 +385,14 @@ export class SqliteStore implements Store {
   }
 
   async updateSandbox(id: string, patch: SandboxPatch, onlyIf?: SandboxStatus[]): Promise<SandboxRecord | undefined> {
-    const entries = Object.entries(patch) as [keyof SandboxPatch, unknown][];
-    const sets = entries.map(([k]) => `${sandboxColumns[k]} = ?`);
-    const params = entries.map(([, v]) => toColumnValue(v));
-    let sql = `UPDATE sandboxes SET ${sets.join(", ")} WHERE id = ?`;
-    params.push(id);
+    const set = setClause(patch, sandboxColumns);
+    const params = [...set.values, id];
+    let sql = `UPDATE sandboxes SET ${set.sql} WHERE id = ?`;
     if (onlyIf?.length) {
       sql += ` AND status IN (${onlyIf.map(() => "?").join(", ")})`;
       params.push(...onlyIf);
     }
-    const result = entries.length ? this.db.prepare(sql).run(...params) : { changes: 1 };
+    const result = set.empty ? { changes: 1 } : this.db.prepare(sql).run(...params);
     if (result.changes === 0) return undefined;
     return this.getSandbox(id);
   }
@@ -415,11 +423,9 @@ export class SqliteStore implements Store {
   }
 
   async updateCommand(id: string, patch: Partial<Omit<CommandRecord, "id" | "sandboxId">>): Promise<void> {
-    const entries = Object.entries(patch) as [keyof typeof commandColumns, unknown][];
-    if (!entries.length) return;
-    this.db
-      .prepare(`UPDATE commands SET ${entries.map(([k]) => `${commandColumns[k]} = ?`).join(", ")} WHERE id = ?`)
-      .run(...entries.map(([, v]) => toColumnValue(v)), id);
+    const set = setClause(patch, commandColumns);
+    if (set.empty) return;
+    this.db.prepare(`UPDATE commands SET ${set.sql} WHERE id = ?`).run(...set.values, id);
   }
 
   async getCommand(sandboxId: string, id: string): Promise<CommandRecord | undefined> {
@@ -523,11 +529,8 @@ export class SqliteStore implements Store {
         .get(poolOrgId, poolId) as SandboxRow | undefined;
       if (!row) return undefined;
       this.checkQuota(orgId, quota, row.vcpus, row.memory_mb);
-      const entries = Object.entries({ ...patch, orgId }) as [keyof SandboxPatch | "orgId", unknown][];
-      const columns = { ...sandboxColumns, orgId: "org_id" };
-      this.db
-        .prepare(`UPDATE sandboxes SET ${entries.map(([k]) => `${columns[k]} = ?`).join(", ")} WHERE id = ?`)
-        .run(...entries.map(([, v]) => toColumnValue(v)), row.id);
+      const set = setClause({ ...patch, orgId }, { ...sandboxColumns, orgId: "org_id" });
+      this.db.prepare(`UPDATE sandboxes SET ${set.sql} WHERE id = ?`).run(...set.values, row.id);
       return sandboxFromRow(this.db.prepare("SELECT * FROM sandboxes WHERE id = ?").get(row.id) as SandboxRow);
     })();
   }
