@@ -1,19 +1,16 @@
 import { execFileSync } from "node:child_process";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
-import { startTestServer, type TestServer } from "../helpers/server.js";
+import { describe, expect, it } from "vitest";
+import { type apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
+import type { TestServer } from "../helpers/server.js";
+import { useTestServer } from "../helpers/use-test-server.js";
 
 let server: TestServer;
 let api: ReturnType<typeof apiClient>;
 
-beforeAll(async () => {
-  server = await startTestServer();
-  api = apiClient(server);
-});
-
-afterAll(async () => {
-  await server?.close();
+useTestServer((s, a) => {
+  server = s;
+  api = a;
 });
 
 const runsc = (...args: string[]) =>

@@ -1,18 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
+import { describe, expect, it } from "vitest";
+import { type apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
 import { keeperState, startKeeper } from "../helpers/memory-keeper.js";
-import { startTestServer, type TestServer } from "../helpers/server.js";
+import type { TestServer } from "../helpers/server.js";
+import { useTestServer } from "../helpers/use-test-server.js";
 
 let server: TestServer;
 let api: ReturnType<typeof apiClient>;
 
-beforeAll(async () => {
-  server = await startTestServer();
-  api = apiClient(server);
-});
-
-afterAll(async () => {
-  await server?.close();
+useTestServer((s, a) => {
+  server = s;
+  api = a;
 });
 
 const state = (id: string) => keeperState(api, id);

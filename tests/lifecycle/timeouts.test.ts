@@ -1,17 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
-import { startTestServer, type TestServer } from "../helpers/server.js";
+import { describe, expect, it } from "vitest";
+import { type apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
+import type { TestServer } from "../helpers/server.js";
+import { useTestServer } from "../helpers/use-test-server.js";
 
-let server: TestServer;
+let _server: TestServer;
 let api: ReturnType<typeof apiClient>;
 
-beforeAll(async () => {
-  server = await startTestServer();
-  api = apiClient(server);
-});
-
-afterAll(async () => {
-  await server?.close();
+useTestServer((s, a) => {
+  _server = s;
+  api = a;
 });
 
 const statusOf = async (id: string) => (await api.get<SandboxBody & { lifecycle: string }>(`/v1/sandboxes/${id}`)).body;
