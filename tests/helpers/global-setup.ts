@@ -16,7 +16,7 @@ export default async function setup() {
     testTemplatesDir,
     process.env.SANDPIT_DEBIAN_MIRROR ?? "http://deb.debian.org/debian",
   );
-  if ((await templates.get("base")).status !== "ready") {
+  if ((await templates.get(null, "base")).status !== "ready") {
     const build = templates.startBuild("base");
     build.on("event", (e: { type: string; phase?: string; percent?: number | null }) => {
       if (e.type === "progress") process.stderr.write(`[template base] ${e.phase} ${e.percent ?? ""}%\n`);

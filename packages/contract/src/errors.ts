@@ -19,6 +19,7 @@ export const errorStatus = {
   quota_exceeded: 409,
   payload_too_large: 413,
   idempotency_mismatch: 422,
+  source_failed: 422,
   rate_limited: 429,
   upstream_unavailable: 502,
   internal: 500,

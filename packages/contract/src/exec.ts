@@ -14,6 +14,11 @@ export const execRequestSchema = z
       .max(16 * 1024 * 1024)
       .optional(),
     background: z.boolean().default(false),
+    user: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_.-]{0,31}$|^[0-9]{1,10}$/, "must be a user name or a numeric uid")
+      .optional()
+      .describe("Run as this user of the sandbox (default: the sandbox's user, else root)"),
   })
   .superRefine((req, ctx) => {
     if ((req.command === undefined) === (req.args === undefined)) {

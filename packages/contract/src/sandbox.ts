@@ -43,13 +43,73 @@ export const templateNameSchema = z
   .string()
   .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, "must be lowercase letters, digits, '.', '_' or '-' (max 63)");
 
+/** Named runtimes (Vercel's `runtime`), each a built-in template of the same name. */
+export const runtimePresets = ["python3.13", "node22", "node24"] as const;
+
+export const imageRefSchema = z.strictObject({
+  uri: z
+    .string()
+    .min(1)
+    .max(1024)
+    .regex(/^[^\s]+$/, "must be an image reference like registry.example/team/app:tag")
+    .describe("Image reference: [registry/]repository[:tag][@digest]"),
+  auth: z
+    .strictObject({ username: z.string().min(1).max(1024), password: z.string().min(1).max(16_384) })
+    .optional()
+    .describe("Registry credentials; used for this pull only, never stored"),
+});
+export type ImageRef = z.infer<typeof imageRefSchema>;
+
+const httpUrlSchema = z
+  .string()
+  .max(4096)
+  .refine((u) => /^https?:\/\/[^\s]+$/.test(u), "must be an http(s) URL");
+
+/** What lands in the sandbox's working directory before create returns. */
+export const sourceSchema = z.discriminatedUnion("type", [
+  z.strictObject({
+    type: z.literal("git"),
+    url: httpUrlSchema,
+    ref: z
+      .string()
+      .min(1)
+      .max(256)
+      .regex(/^[^\s-][^\s]*$/, "must be a branch, tag or commit")
+      .optional(),
+    depth: z.number().int().min(1).max(1_000_000).optional(),
+    username: z.string().max(1024).optional(),
+    password: z.string().max(16_384).optional().describe("Token or password; used for this clone only"),
+  }),
+  z.strictObject({ type: z.literal("tarball"), url: httpUrlSchema }),
+  z.strictObject({
+    type: z.literal("snapshot"),
+    snapshotId: z.string().regex(/^snp_[a-z2-7]{20}$/, "must be a snapshot id"),
+  }),
+]);
+export type SandboxSource = z.infer<typeof sourceSchema>;
+
 export const createSandboxRequestSchema = z.strictObject({
   template: templateNameSchema.default("base"),
+  runtime: z.enum(runtimePresets).optional().describe("Shorthand for template: the runtime preset of that name"),
+  image: imageRefSchema.optional().describe("Start from a container image instead of a template"),
+  source: sourceSchema
+    .optional()
+    .describe("Content for the working directory: a git repository, a tarball or a snapshot"),
+  entrypoint: z
+    .array(z.string().max(131_072))
+    .max(4096)
+    .optional()
+    .describe("Main process, started in the background at create; default the image's Entrypoint + Cmd; [] for none"),
+  user: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_.-]{0,31}$|^[0-9]{1,10}$/, "must be a user name or a numeric uid")
+    .optional()
+    .describe("Default user of commands; default the image's User, else root"),
   resources: resourcesSchema.prefault({}),
   timeoutMs: z.number().int().min(limits.timeoutMs.min).max(limits.timeoutMs.max).default(limits.timeoutMs.default),
   env: envSchema.default({}),
   metadata: metadataSchema.default({}),
-  cwd: absolutePathSchema.default("/workspace"),
+  cwd: absolutePathSchema.optional().describe("Working directory; default the image's WorkingDir, else /workspace"),
   networkPolicy: networkPolicySchema.optional().describe("Egress policy; default allow-all"),
   internetAccess: z.boolean().optional().describe("false is a shorthand for networkPolicy {mode: deny-all}"),
   timeoutAction: z.enum(["destroy", "pause"]).default("destroy").describe("What expiry does"),
@@ -92,7 +152,9 @@ export const sandboxSchema = z.object({
   id: sandboxIdSchema,
   status: sandboxStatusSchema,
   reason: z.string().nullable().describe("Why the sandbox is in `error` (oom, crashed, ...) or was destroyed"),
-  template: z.string(),
+  template: z.string().describe("Template name, or `image:<uri>` for a sandbox made from an image"),
+  user: z.string().nullable().describe("Default user of commands (null: root)"),
+  mainCommandId: z.string().nullable().describe("The command started from the entrypoint at create"),
   resources: z.object({ vcpus: z.number().int(), memoryMb: z.number().int(), diskMb: z.number().int() }),
   envKeys: z.array(z.string()).describe("Names of the sandbox's environment variables; values are never returned"),
   metadata: z.record(z.string(), z.string()),

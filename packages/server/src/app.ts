@@ -18,6 +18,7 @@ import type { PortService } from "./services/port-service.js";
 import type { QuotaService } from "./services/quota-service.js";
 import type { SandboxService } from "./services/sandbox-service.js";
 import type { SnapshotService } from "./services/snapshot-service.js";
+import type { TemplateBuildService } from "./services/template-build-service.js";
 import type { WarmPoolService } from "./services/warm-pool-service.js";
 import type { TemplateService } from "./templates/template-service.js";
 
@@ -27,6 +28,7 @@ export interface AppServices {
   exec: ExecService;
   files: FileService;
   templates: TemplateService;
+  templateBuilds: TemplateBuildService;
   ports: PortService;
   idempotency: IdempotencyService;
   quotas: QuotaService;
@@ -117,7 +119,7 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   sandboxRoutes(app, authenticate, services.sandboxes, services.warmPools);
   execRoutes(app, authenticate, services.exec);
   fileRoutes(app, authenticate, services.files, services.maxUploadBytes);
-  templateRoutes(app, authenticate, services.templates);
+  templateRoutes(app, authenticate, services.templates, services.templateBuilds);
   portRoutes(app, authenticate, services.sandboxes, services.ports);
   adminRoutes(app, authenticate, services.quotas, services.warmPools, services.adminKey);
   snapshotRoutes(app, authenticate, services.snapshots);

@@ -25,6 +25,8 @@ export interface ServerConfig {
   dnsUpstream: string | undefined;
   /** Let sandboxes reach the private ranges the host's own networks are in (blocked by default). */
   allowPrivateNetworks: boolean;
+  /** Non-public hosts (`host` or `host:port`) the server may fetch sources and images from. */
+  outboundAllowedHosts: string[];
   /** Base domain of host-based port URLs: `{port}-{id}.{domain}`. */
   domain: string | undefined;
   /** Quotas of organisations that have none of their own (null: unlimited). */
@@ -89,6 +91,10 @@ export function loadConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
     debianMirror: env.SANDPIT_DEBIAN_MIRROR ?? "http://deb.debian.org/debian",
     dnsUpstream: env.SANDPIT_DNS_UPSTREAM || undefined,
     allowPrivateNetworks: env.SANDPIT_ALLOW_PRIVATE_NETWORKS === "true",
+    outboundAllowedHosts: (env.SANDPIT_OUTBOUND_ALLOWED_HOSTS ?? "")
+      .split(",")
+      .map((h) => h.trim().toLowerCase())
+      .filter(Boolean),
     domain: env.SANDPIT_DOMAIN || undefined,
     maxPorts: envInt("SANDPIT_MAX_PORTS", 8),
     defaultQuota: {

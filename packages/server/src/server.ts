@@ -3,6 +3,7 @@ import path from "node:path";
 import pino from "pino";
 import { buildApp } from "./app.js";
 import { loadConfig, type ServerConfig } from "./config.js";
+import { OutboundGuard } from "./lib/outbound-guard.js";
 import { blockedDestinations } from "./network/blocked-destinations.js";
 import { DnsProxy, hostUpstream } from "./network/dns-proxy.js";
 import { HostNetwork } from "./network/host-network.js";
@@ -14,9 +15,12 @@ import { FileService } from "./services/file-service.js";
 import { IdempotencyService } from "./services/idempotency-service.js";
 import { PortService } from "./services/port-service.js";
 import { QuotaService } from "./services/quota-service.js";
+import { SandboxOrigins } from "./services/sandbox-origin.js";
 import { SandboxService } from "./services/sandbox-service.js";
 import { SnapshotService } from "./services/snapshot-service.js";
+import { TemplateBuildService } from "./services/template-build-service.js";
 import { WarmPoolService } from "./services/warm-pool-service.js";
+import { SourceFetcher } from "./sources/source-fetcher.js";
 import { SqliteStore } from "./store/sqlite-store.js";
 import { TemplateService } from "./templates/template-service.js";
 
@@ -91,7 +95,9 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   const templates = new TemplateService(config.templatesDir, config.debianMirror);
   const auth = new AuthService(store);
   const snapshotDir = (id: string) => path.join(config.dataDir, "snapshots", id);
-  const sandboxes = new SandboxService(store, runtime, templates, logger, {
+  const outbound = new OutboundGuard(config.outboundAllowedHosts);
+  const origins = new SandboxOrigins(templates, new SourceFetcher(outbound, path.join(config.dataDir, "tmp")));
+  const sandboxes = new SandboxService(store, runtime, origins, logger, {
     maxPorts: config.maxPorts,
     defaultQuota: config.defaultQuota,
     snapshotDir,
@@ -100,6 +106,8 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   const warmPools = new WarmPoolService(store, sandboxes, logger);
   await warmPools.init(config.warmPools);
   const exec = new ExecService(sandboxes, store, config.maxOutputBytes);
+  sandboxes.setMainProcessStarter((record, agent, argv) => exec.startMainProcess(record, agent, argv));
+  const templateBuilds = new TemplateBuildService(templates, sandboxes, origins, exec, runtime, logger);
   const files = new FileService(sandboxes);
   const ports = new PortService(sandboxes, config.domain);
   const idempotency = new IdempotencyService(store);
@@ -135,6 +143,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
       exec,
       files,
       templates,
+      templateBuilds,
       ports,
       idempotency,
       quotas,

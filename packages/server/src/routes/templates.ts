@@ -1,14 +1,18 @@
 import type { TemplateBuildEvent } from "@sandpit/contract";
-import { listTemplatesResponseSchema, templateSchema } from "@sandpit/contract";
-import type { FastifyInstance } from "fastify";
-import type { TemplateService } from "../templates/template-service.js";
+import {
+  createTemplateRequestSchema,
+  listTemplatesResponseSchema,
+  type Template,
+  templateSchema,
+} from "@sandpit/contract";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { TemplateBuildService } from "../services/template-build-service.js";
+import type { TemplateBuild, TemplateService } from "../templates/template-service.js";
 import { sendNdjson, wantsNdjson } from "./ndjson.js";
 import { type Authenticate, route } from "./route.js";
 
 /** The events of a build: what happened so far, then new ones until it is done. */
-async function* buildEvents(
-  build: NonNullable<ReturnType<TemplateService["currentBuild"]>>,
-): AsyncGenerator<TemplateBuildEvent> {
+async function* buildEvents(build: TemplateBuild): AsyncGenerator<TemplateBuildEvent> {
   const queue: TemplateBuildEvent[] = [...build.events];
   let wake: (() => void) | undefined;
   const onEvent = (e: TemplateBuildEvent) => {
@@ -33,7 +37,67 @@ async function* buildEvents(
   }
 }
 
-export function templateRoutes(app: FastifyInstance, authenticate: Authenticate, templates: TemplateService) {
+/** A build's events as NDJSON when the client asks for them, else 202 with the template. */
+async function answerBuild(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  build: TemplateBuild,
+  template: () => Promise<Template>,
+) {
+  if (wantsNdjson(request)) {
+    await sendNdjson(request, reply, buildEvents(build));
+    return undefined;
+  }
+  reply.code(202);
+  return template();
+}
+
+export function templateRoutes(
+  app: FastifyInstance,
+  authenticate: Authenticate,
+  templates: TemplateService,
+  builds: TemplateBuildService,
+) {
+  route(
+    app,
+    authenticate,
+    {
+      method: "POST",
+      url: "/v1/templates",
+      summary:
+        "Build an organisation's own template from a Dockerfile (FROM a template or image; RUN, COPY, ENV, " +
+        "WORKDIR, USER, ENTRYPOINT, CMD). With Accept: application/x-ndjson, streams progress and build " +
+        "logs until done; otherwise answers 202 at once",
+      tags: ["templates"],
+      body: createTemplateRequestSchema,
+      responses: {
+        200: { description: "Build events", contentType: "application/x-ndjson" },
+        202: { description: "Build started", schema: templateSchema },
+      },
+    },
+    async ({ org, request, reply, body }) => {
+      const build = await builds.submit(org, body);
+      return answerBuild(request, reply, build, () => templates.get(org.id, body.name));
+    },
+  );
+
+  route(
+    app,
+    authenticate,
+    {
+      method: "DELETE",
+      url: "/v1/templates/{name}",
+      summary: "Delete an organisation's own template (sandboxes running on it keep working)",
+      tags: ["templates"],
+      responses: { 204: { description: "Deleted" } },
+    },
+    async ({ org, params, reply }) => {
+      await templates.deleteCustom(org.id, params.name!);
+      reply.code(204);
+      return undefined;
+    },
+  );
+
   route(
     app,
     authenticate,
@@ -44,7 +108,7 @@ export function templateRoutes(app: FastifyInstance, authenticate: Authenticate,
       tags: ["templates"],
       responses: { 200: { description: "Templates", schema: listTemplatesResponseSchema } },
     },
-    async () => ({ templates: await templates.list() }),
+    async ({ org }) => ({ templates: await templates.list(org.id) }),
   );
 
   route(
@@ -57,7 +121,7 @@ export function templateRoutes(app: FastifyInstance, authenticate: Authenticate,
       tags: ["templates"],
       responses: { 200: { description: "Template", schema: templateSchema } },
     },
-    async ({ params }) => templates.get(params.name!),
+    async ({ org, params }) => templates.get(org.id, params.name!),
   );
 
   route(
@@ -75,8 +139,8 @@ export function templateRoutes(app: FastifyInstance, authenticate: Authenticate,
         202: { description: "Build started", schema: templateSchema },
       },
     },
-    async ({ request, reply, params }) => {
-      const current = await templates.get(params.name!);
+    async ({ org, request, reply, params }) => {
+      const current = await templates.get(org.id, params.name!);
       const force = (request.query as Record<string, string>).force === "true";
       if (current.status === "ready" && !force) {
         if (wantsNdjson(request)) {
@@ -92,13 +156,12 @@ export function templateRoutes(app: FastifyInstance, authenticate: Authenticate,
         reply.code(202);
         return current;
       }
-      const build = templates.startBuild(params.name!, force);
-      if (wantsNdjson(request)) {
-        await sendNdjson(request, reply, buildEvents(build));
-        return undefined;
-      }
-      reply.code(202);
-      return templates.get(params.name!);
+      const build =
+        templates.currentBuild(org.id, params.name!) ??
+        (templates.isBuiltin(params.name!)
+          ? templates.startBuild(params.name!, force)
+          : templates.startCustomBuild(org.id, params.name!));
+      return answerBuild(request, reply, build, () => templates.get(org.id, params.name!));
     },
   );
 }

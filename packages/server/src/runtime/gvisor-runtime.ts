@@ -129,7 +129,8 @@ export class GvisorRuntime implements SandboxRuntime {
     return this.launch(
       spec,
       {
-        lowerDirs: [this.agentLayer, spec.templateRootfs],
+        lowerDirs: [this.agentLayer, ...spec.layers],
+        seeds: spec.seeds ?? [],
         disk: { sizeMb: spec.diskMb },
         files: {
           "etc/hostname": `${spec.id}\n`,
@@ -146,11 +147,11 @@ export class GvisorRuntime implements SandboxRuntime {
    * A new sandbox that continues a snapshot: a copy of its disk over the same read-only layers, and its
    * memory and processes restored — under the new sandbox's own network identity and cgroup.
    */
-  async startFromSnapshot(spec: Omit<SandboxLaunchSpec, "templateRootfs">, snapshotDir: string) {
+  async startFromSnapshot(spec: Omit<SandboxLaunchSpec, "layers" | "seeds">, snapshotDir: string) {
     const lowerDirs = JSON.parse(await readFile(path.join(snapshotDir, "layers.json"), "utf8")) as string[];
     return this.launch(
       spec,
-      { lowerDirs, disk: { copyOf: path.join(snapshotDir, "disk.img") }, files: {} },
+      { lowerDirs, disk: { copyOf: path.join(snapshotDir, "disk.img") }, files: {}, seeds: [] },
       (bundle, dir) =>
         this.opts.runsc.restore(
           bundle,
@@ -176,9 +177,20 @@ export class GvisorRuntime implements SandboxRuntime {
     return Number((await runCommand(["du", "-sb", snapshotDir])).split("\t")[0]);
   }
 
+  async captureLayer(id: string, target: string): Promise<void> {
+    const rootfs = new SandboxRootfs(this.sandboxDir(id));
+    await rootfs.sync();
+    await mkdir(target, { recursive: true });
+    // -a keeps owners, modes, xattrs (overlay's opaque-directory marks) and whiteout device nodes.
+    await runCommand(["cp", "-a", `${rootfs.upper}/.`, target]);
+    for (const runtimeFile of ["etc/hostname", "etc/hosts", "etc/resolv.conf", "run/sandpit-agent"]) {
+      await rm(path.join(target, runtimeFile), { recursive: true, force: true });
+    }
+  }
+
   /** Network, rootfs and bundle of a sandbox, then `boot` (run or restore) and wait for its agent. */
   private async launch(
-    spec: Omit<SandboxLaunchSpec, "templateRootfs">,
+    spec: Omit<SandboxLaunchSpec, "layers" | "seeds">,
     rootfsSpec: Parameters<SandboxRootfs["create"]>[0],
     boot: (bundle: string, dir: string) => Promise<void>,
   ): Promise<AgentEndpoint> {

@@ -1,6 +1,14 @@
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { runCommand, tryCommand } from "../lib/run-command.js";
+import type { RootfsSeed } from "./runtime.js";
+
+/** `inside` (an absolute path in the sandbox) under `root` on the host; throws when it would leave root. */
+export function hostPathUnder(root: string, inside: string): string {
+  const target = path.resolve(root, `.${path.posix.resolve("/", inside)}`);
+  if (target !== root && !target.startsWith(`${root}/`)) throw new Error(`path ${inside} leaves the root`);
+  return target;
+}
 
 /**
  * A sandbox's root filesystem: an overlay whose lower layers are read-only (the agent layer over the
@@ -27,6 +35,7 @@ export class SandboxRootfs {
     lowerDirs: string[];
     disk: { sizeMb: number } | { copyOf: string };
     files: Record<string, string>;
+    seeds: RootfsSeed[];
   }): Promise<void> {
     await mkdir(this.diskMount, { recursive: true });
     await mkdir(this.merged, { recursive: true });
@@ -54,6 +63,7 @@ export class SandboxRootfs {
       await mkdir(path.dirname(target), { recursive: true });
       await writeFile(target, content);
     }
+    for (const seed of opts.seeds) await this.copySeed(seed);
     await runCommand([
       "mount",
       "-t",
@@ -63,6 +73,30 @@ export class SandboxRootfs {
       `lowerdir=${opts.lowerDirs.join(":")},upperdir=${this.upper},workdir=${this.work}`,
       this.merged,
     ]);
+  }
+
+  /**
+   * Copies a host directory into the upper layer, under the sandbox's disk limit. The copy is made as
+   * plain files (no device nodes or xattrs from the source) and owned by the sandbox's user.
+   */
+  private async copySeed(seed: RootfsSeed): Promise<void> {
+    const target = hostPathUnder(this.upper, seed.to);
+    await mkdir(target, { recursive: true });
+    try {
+      await runCommand([
+        "cp",
+        "-R",
+        "--no-preserve=ownership",
+        "--preserve=mode,timestamps,links",
+        "--",
+        `${seed.from}/.`,
+        target,
+      ]);
+    } catch (e) {
+      if (/No space left on device/.test(String(e))) throw new SeedTooLargeError(seed.to);
+      throw e;
+    }
+    await runCommand(["chown", "-R", "-h", `${seed.uid}:${seed.gid}`, "--", target]);
   }
 
   /** Flushes the disk so that a copy of its image is consistent (the sandbox must be stopped). */
@@ -79,5 +113,12 @@ export class SandboxRootfs {
     await tryCommand(["umount", "-l", this.merged]);
     await tryCommand(["umount", "-l", this.diskMount]);
     await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** A source's content does not fit the sandbox's disk. */
+export class SeedTooLargeError extends Error {
+  constructor(readonly to: string) {
+    super(`the content for ${to} does not fit the sandbox's disk`);
   }
 }

@@ -4,14 +4,26 @@ import type { FallbackExecOptions, FallbackExecResult } from "./runsc.js";
 
 export interface SandboxLaunchSpec {
   id: string;
-  /** Read-only root filesystem of the template. */
-  templateRootfs: string;
+  /** Read-only layers of the root filesystem (a template's or an image's), top layer first. */
+  layers: string[];
+  /** Host directories copied into the sandbox's filesystem before it starts (a source's content). */
+  seeds?: RootfsSeed[];
   vcpus: number;
   memoryMb: number;
   diskMb: number;
   /** Network slot (addresses and interface names derive from it). */
   netIndex: number;
   agentToken: string;
+}
+
+export interface RootfsSeed {
+  /** Host directory whose content is copied. */
+  from: string;
+  /** Absolute path inside the sandbox. */
+  to: string;
+  /** Owner of the copied files inside the sandbox. */
+  uid: number;
+  gid: number;
 }
 
 export type SandboxDeathReason = "oom" | "crashed";
@@ -36,7 +48,12 @@ export interface SandboxRuntime {
   /** Copies a paused sandbox into a snapshot directory; returns the snapshot's size in bytes. */
   copySnapshot(id: string, snapshotDir: string): Promise<number>;
   /** Starts a new sandbox that continues a snapshot (processes, memory, files). */
-  startFromSnapshot(spec: Omit<SandboxLaunchSpec, "templateRootfs">, snapshotDir: string): Promise<AgentEndpoint>;
+  startFromSnapshot(spec: Omit<SandboxLaunchSpec, "layers" | "seeds">, snapshotDir: string): Promise<AgentEndpoint>;
+  /**
+   * Copies what a running sandbox wrote to its filesystem (its upper layer, whiteouts included) into
+   * `target`, as a read-only layer for templates. Run `sync` inside the sandbox first.
+   */
+  captureLayer(id: string, target: string): Promise<void>;
   /** Whether a paused sandbox has a complete checkpoint to resume from. */
   hasCheckpoint(id: string): Promise<boolean>;
   /** Applies an egress policy to a running sandbox, atomically and without restarting it. */

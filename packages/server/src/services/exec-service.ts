@@ -79,6 +79,24 @@ function exitPatch(exit: { exitCode: number; signal: number | null; timedOut: bo
   };
 }
 
+interface SandboxAccount {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+/** The passwd entry for a user name or numeric uid (a uid without an entry runs with gid = uid). */
+export function findAccount(passwd: string, user: string): SandboxAccount | undefined {
+  for (const line of passwd.split("\n")) {
+    const [name, , uid, gid, , home] = line.split(":");
+    if (name === undefined || uid === undefined || gid === undefined) continue;
+    if (name === user || uid === user) return { name, uid: Number(uid), gid: Number(gid), home: home || "/" };
+  }
+  if (/^[0-9]+$/.test(user)) return { name: user, uid: Number(user), gid: Number(user), home: "/" };
+  return undefined;
+}
+
 /** Commands in sandboxes, run by the sandbox's agent. */
 export class ExecService {
   constructor(
@@ -87,17 +105,59 @@ export class ExecService {
     private readonly maxOutputBytes: number,
   ) {}
 
-  private agentRequest(sandbox: SandboxRecord, params: ExecParams, id: string): AgentExecRequest {
+  private readonly accounts = new Map<string, SandboxAccount>();
+
+  private async agentRequest(
+    sandbox: SandboxRecord,
+    agent: AgentClient | undefined,
+    params: ExecParams,
+    id: string,
+  ): Promise<AgentExecRequest> {
     const args = params.command !== undefined ? ["/bin/sh", "-c", params.command] : params.args!;
+    const user = params.user ?? sandbox.user;
+    const account =
+      user !== null && user !== undefined && agent ? await this.account(sandbox.id, agent, user) : undefined;
     return {
       id,
       args,
-      env: { ...DEFAULT_ENV, HOSTNAME: sandbox.id, ...sandbox.env, ...params.env },
+      env: {
+        ...DEFAULT_ENV,
+        HOSTNAME: sandbox.id,
+        ...(account ? { HOME: account.home, USER: account.name } : {}),
+        ...sandbox.env,
+        ...params.env,
+      },
       cwd: params.cwd ?? sandbox.cwd,
+      ...(account ? { uid: account.uid, gid: account.gid } : {}),
       ...(params.timeoutMs !== undefined ? { timeoutMs: params.timeoutMs } : {}),
       ...(params.stdin !== undefined ? { stdin: Buffer.from(params.stdin) } : {}),
       maxOutputBytes: this.maxOutputBytes,
     };
+  }
+
+  /** A user name or uid looked up in the sandbox's /etc/passwd (cached per sandbox). */
+  private async account(sandboxId: string, agent: AgentClient, user: string): Promise<SandboxAccount> {
+    const key = `${sandboxId}/${user}`;
+    const cached = this.accounts.get(key);
+    if (cached) return cached;
+    let passwd = "";
+    try {
+      const file = await agent.readFile("/etc/passwd");
+      const chunks: Buffer[] = [];
+      for await (const c of file.body) chunks.push(c as Buffer);
+      passwd = Buffer.concat(chunks).toString("utf8");
+    } catch (e) {
+      if (!(e instanceof AgentError && e.status === 404)) throw e;
+    }
+    const account = findAccount(passwd, user);
+    if (!account) {
+      throw new ApiError("validation_failed", `Invalid request: user: ${user} is not a user of this sandbox`, {
+        fields: [{ field: "user", rule: "unknown_user", message: `${user} is not in the sandbox's /etc/passwd` }],
+      });
+    }
+    if (this.accounts.size > 10_000) this.accounts.clear();
+    this.accounts.set(key, account);
+    return account;
   }
 
   /**
@@ -107,7 +167,7 @@ export class ExecService {
   async *stream(org: OrgRecord, sandboxId: string, params: ExecParams, signal?: AbortSignal) {
     const { record, agent } = await this.sandboxes.requireRunning(org, sandboxId);
     const commandId = newCommandId();
-    const request = this.agentRequest(record, params, commandId);
+    const request = await this.agentRequest(record, agent, params, commandId);
     const events = agent.exec(request, signal ? { signal } : {});
     // Foreground commands are recorded too, so that they can be looked up like background ones.
     let recorded = false;
@@ -192,7 +252,7 @@ export class ExecService {
 
   private async runWithoutAgent(org: OrgRecord, sandboxId: string, params: ExecParams): Promise<ExecResult> {
     const sandbox = await this.sandboxes.get(org, sandboxId);
-    const request = this.agentRequest(sandbox, params, newCommandId());
+    const request = await this.agentRequest(sandbox, undefined, params, newCommandId());
     const r = await this.sandboxes.execWithoutAgent(org, sandboxId, request.args, {
       cwd: request.cwd,
       env: request.env,
@@ -204,11 +264,21 @@ export class ExecService {
 
   async startBackground(org: OrgRecord, sandboxId: string, params: ExecParams) {
     const { record, agent } = await this.sandboxes.requireRunning(org, sandboxId);
+    return this.startBackgroundIn(record, agent, params);
+  }
+
+  private async startBackgroundIn(record: SandboxRecord, agent: AgentClient, params: ExecParams) {
     const commandId = newCommandId();
-    const request = this.agentRequest(record, params, commandId);
-    const started = await agent.startBackground(request).catch((e) => this.sandboxes.explainAgentFailure(sandboxId, e));
-    await this.store.insertCommand(this.newRecord(sandboxId, commandId, request, true, started.pid));
+    const request = await this.agentRequest(record, agent, params, commandId);
+    const started = await agent.startBackground(request).catch((e) => this.sandboxes.explainAgentFailure(record.id, e));
+    await this.store.insertCommand(this.newRecord(record.id, commandId, request, true, started.pid));
     return { commandId, pid: started.pid };
+  }
+
+  /** Starts a new sandbox's main process (its image's or request's entrypoint) as a background command. */
+  async startMainProcess(record: SandboxRecord, agent: AgentClient, argv: string[]): Promise<string> {
+    const { commandId } = await this.startBackgroundIn(record, agent, { args: argv, background: true });
+    return commandId;
   }
 
   private async command(org: OrgRecord, sandboxId: string, commandId: string) {

@@ -5,6 +5,7 @@ import { ApiError, notFound } from "../errors.js";
 import { iso, now } from "../lib/clock.js";
 import { newSandboxId, newToken } from "../lib/ids.js";
 import { MAX_SLOTS } from "../network/addressing.js";
+import { SeedTooLargeError } from "../runtime/rootfs.js";
 import type { SandboxRuntime } from "../runtime/runtime.js";
 import {
   type OrgQuota,
@@ -12,9 +13,13 @@ import {
   QuotaExceededError,
   type SandboxFilter,
   type SandboxRecord,
+  type SnapshotRecord,
   type Store,
 } from "../store/store.js";
-import type { TemplateService } from "../templates/template-service.js";
+import type { SandboxOrigin, SandboxOrigins } from "./sandbox-origin.js";
+
+/** Starts a new sandbox's main process and returns its command id (the exec service does it). */
+export type MainProcessStarter = (record: SandboxRecord, agent: AgentClient, argv: string[]) => Promise<string>;
 
 /** Statuses in which the sandbox holds host resources (processes, mounts, a network slot). */
 const LIVE: SandboxStatus[] = ["creating", "running", "pausing", "paused", "resuming"];
@@ -38,6 +43,8 @@ export function toSandbox(r: SandboxRecord): Sandbox {
     status: r.status,
     reason: r.reason,
     template: r.template,
+    user: r.user,
+    mainCommandId: r.mainCommandId,
     resources: { vcpus: r.vcpus, memoryMb: r.memoryMb, diskMb: r.diskMb },
     envKeys: Object.keys(r.env).sort(),
     metadata: r.metadata,
@@ -72,10 +79,17 @@ export class SandboxService {
   constructor(
     private readonly store: Store,
     private readonly runtime: SandboxRuntime,
-    private readonly templates: TemplateService,
+    private readonly origins: SandboxOrigins,
     private readonly log: FastifyBaseLogger,
     private readonly limits: { maxPorts: number; defaultQuota: OrgQuota; snapshotDir: (id: string) => string },
   ) {}
+
+  private startMainProcess: MainProcessStarter | undefined;
+
+  /** The exec service starts main processes; it needs this service, so it is wired in after. */
+  setMainProcessStarter(starter: MainProcessStarter) {
+    this.startMainProcess = starter;
+  }
 
   private async readySnapshot(org: OrgRecord, id: string) {
     const snapshot = await this.store.getSnapshot(id);
@@ -126,8 +140,23 @@ export class SandboxService {
       });
     }
     // From a snapshot: sizing, template, environment, filesystem and egress policy come from it.
-    const snapshot = params.snapshotId ? await this.readySnapshot(org, params.snapshotId) : undefined;
-    const templateRootfs = snapshot ? undefined : await this.templates.ensureReady(params.template);
+    const snapshotId = this.origins.snapshotIdOf(params);
+    const snapshot = snapshotId ? await this.readySnapshot(org, snapshotId) : undefined;
+    const origin = snapshot ? undefined : await this.origins.resolve(org, params, params.resources.diskMb);
+    try {
+      return await this.createFrom(org, params, networkPolicy, snapshot, origin);
+    } finally {
+      await origin?.release();
+    }
+  }
+
+  private async createFrom(
+    org: OrgRecord,
+    params: CreateSandboxParams,
+    networkPolicy: NetworkPolicy,
+    snapshot: SnapshotRecord | undefined,
+    origin: SandboxOrigin | undefined,
+  ): Promise<SandboxRecord> {
     const createdAt = now();
     let record = await this.store
       .insertSandbox(
@@ -136,13 +165,15 @@ export class SandboxService {
           orgId: org.id,
           status: "creating",
           reason: null,
-          template: snapshot?.template ?? params.template,
+          template: snapshot?.template ?? origin!.template,
           vcpus: snapshot?.vcpus ?? params.resources.vcpus,
           memoryMb: snapshot?.memoryMb ?? params.resources.memoryMb,
           diskMb: snapshot?.diskMb ?? params.resources.diskMb,
-          env: snapshot ? { ...snapshot.env, ...params.env } : params.env,
+          env: snapshot ? { ...snapshot.env, ...params.env } : origin!.env,
           metadata: params.metadata,
-          cwd: snapshot?.cwd ?? params.cwd,
+          cwd: snapshot?.cwd ?? origin!.cwd,
+          user: snapshot ? (params.user ?? null) : origin!.user,
+          mainCommandId: null,
           timeoutMs: params.timeoutMs,
           networkPolicy:
             snapshot && !params.networkPolicy && params.internetAccess === undefined
@@ -185,16 +216,27 @@ export class SandboxService {
       };
       const endpoint = snapshot
         ? await this.runtime.startFromSnapshot(launch, this.limits.snapshotDir(snapshot.id))
-        : await this.runtime.start({ ...launch, templateRootfs: templateRootfs! });
+        : await this.runtime.start({ ...launch, layers: origin!.rootfs.layers, seeds: origin!.seeds });
       await this.runtime.applyNetworkPolicy({ netIndex: record.netIndex! }, record.networkPolicy);
       const agent = new AgentClient(endpoint);
       this.agents.set(record.id, agent);
       await agent.mkdir(record.cwd, { parents: true });
+      if (origin?.entrypoint.length) {
+        if (!this.startMainProcess) throw new Error("no main process starter is wired");
+        const mainCommandId = await this.startMainProcess(record, agent, origin.entrypoint);
+        record = (await this.store.updateSandbox(record.id, { mainCommandId })) ?? record;
+      }
     } catch (e) {
       log.error({ err: e }, "sandbox failed to start");
       await this.runtime.destroy(record.id, record.netIndex).catch(() => undefined);
       this.forgetAgent(record.id);
       await this.store.updateSandbox(record.id, { status: "error", reason: "start_failed", netIndex: null });
+      if (e instanceof SeedTooLargeError) {
+        throw new ApiError("source_failed", `${params.source?.type ?? "source"} source: ${e.message}`, {
+          field: "source",
+        });
+      }
+      if (e instanceof ApiError) throw e;
       throw new ApiError("internal", `sandbox failed to start: ${e instanceof Error ? e.message : String(e)}`);
     }
     const startedAt = now();

@@ -72,7 +72,17 @@ export class WarmPoolService {
     params: CreateSandboxParams,
   ): Promise<{ record: SandboxRecord; checkout?: WarmPoolCheckout }> {
     const mode = params.warmPool?.mode ?? "prefer";
-    if (mode === "bypass" || params.snapshotId) {
+    // Pooled sandboxes are plain template sandboxes: anything that shapes the filesystem or the main
+    // process at create (an image, a source, a snapshot, an entrypoint, a user) needs a cold start.
+    const shaped =
+      params.snapshotId || params.image || params.source || params.runtime || params.entrypoint || params.user;
+    if (shaped && mode === "require") {
+      throw new ApiError(
+        "conflict",
+        "warm pools hold template sandboxes: image, source, snapshot, runtime, entrypoint and user need a cold create",
+      );
+    }
+    if (mode === "bypass" || shaped) {
       return { record: await this.sandboxes.create(org, params) };
     }
     const pools = await this.store.listWarmPools();
@@ -112,7 +122,7 @@ export class WarmPoolService {
       {
         metadata: params.metadata,
         env: params.env,
-        cwd: params.cwd,
+        cwd: params.cwd ?? POOL_CWD,
         timeoutMs: params.timeoutMs,
         networkPolicy,
         timeoutAction: params.timeoutAction,

@@ -54,6 +54,8 @@ const migrations = [
   `CREATE TABLE warm_pools (id TEXT PRIMARY KEY, json TEXT NOT NULL);`,
   `CREATE TABLE org_quotas (org_id TEXT PRIMARY KEY REFERENCES orgs(id), max_sandboxes INTEGER,
      max_vcpus INTEGER, max_memory_mb INTEGER);`,
+  `ALTER TABLE sandboxes ADD COLUMN user_name TEXT;
+   ALTER TABLE sandboxes ADD COLUMN main_command_id TEXT;`,
 ];
 
 interface SandboxRow {
@@ -79,6 +81,8 @@ interface SandboxRow {
   traffic_token: string;
   net_index: number | null;
   agent_token: string;
+  user_name: string | null;
+  main_command_id: string | null;
   created_at: number;
   started_at: number | null;
   expires_at: number | null;
@@ -120,6 +124,8 @@ const sandboxColumns: Record<keyof SandboxPatch, string> = {
   trafficToken: "traffic_token",
   netIndex: "net_index",
   agentToken: "agent_token",
+  user: "user_name",
+  mainCommandId: "main_command_id",
   startedAt: "started_at",
   expiresAt: "expires_at",
   destroyedAt: "destroyed_at",
@@ -148,6 +154,7 @@ function setClause<K extends string>(patch: Partial<Record<K, unknown>>, columns
   const entries = Object.entries(patch) as [K, unknown][];
   return {
     sql: entries.map(([k]) => `${columns[k]} = ?`).join(", "),
+    columns: entries.map(([k]) => columns[k]),
     values: entries.map(([, v]) => toColumnValue(v)),
     empty: entries.length === 0,
   };
@@ -177,6 +184,8 @@ function sandboxFromRow(r: SandboxRow): SandboxRecord {
     trafficToken: r.traffic_token,
     netIndex: r.net_index,
     agentToken: r.agent_token,
+    user: r.user_name,
+    mainCommandId: r.main_command_id,
     createdAt: r.created_at,
     startedAt: r.started_at,
     expiresAt: r.expires_at,
@@ -271,42 +280,13 @@ export class SqliteStore implements Store {
       }
       if (netIndex > maxNetIndex) throw new Error("no free network slot");
       const full: SandboxRecord = { ...record, netIndex };
+      // Every field goes through the same field → column map as updates, so a new field is one map entry.
+      const { id, orgId, createdAt, ...fields } = full;
+      const columns = setClause(fields, sandboxColumns);
+      const names = ["id", "org_id", "created_at", ...columns.columns];
       this.db
-        .prepare(
-          `INSERT INTO sandboxes (id, org_id, status, reason, template, vcpus, memory_mb, disk_mb, env_json,
-            metadata_json, cwd, timeout_ms, net_index, agent_token, created_at, started_at, expires_at, destroyed_at,
-            network_policy_json, ports_json, public_ports, traffic_token, timeout_action, lifecycle,
-            idle_timeout_ms, auto_resume)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(
-          full.id,
-          full.orgId,
-          full.status,
-          full.reason,
-          full.template,
-          full.vcpus,
-          full.memoryMb,
-          full.diskMb,
-          JSON.stringify(full.env),
-          JSON.stringify(full.metadata),
-          full.cwd,
-          full.timeoutMs,
-          full.netIndex,
-          full.agentToken,
-          full.createdAt,
-          full.startedAt,
-          full.expiresAt,
-          full.destroyedAt,
-          JSON.stringify(full.networkPolicy),
-          JSON.stringify(full.ports),
-          full.publicPorts ? 1 : 0,
-          full.trafficToken,
-          full.timeoutAction,
-          full.lifecycle,
-          full.idleTimeoutMs,
-          full.autoResume ? 1 : 0,
-        );
+        .prepare(`INSERT INTO sandboxes (${names.join(", ")}) VALUES (${names.map(() => "?").join(", ")})`)
+        .run(id, orgId, createdAt, ...columns.values);
       return full;
     })();
   }

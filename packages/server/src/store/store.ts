@@ -30,6 +30,10 @@ export interface SandboxRecord {
   /** Slot of the sandbox's veth pair; null once its network is released. */
   netIndex: number | null;
   agentToken: string;
+  /** Default user of commands (name or uid); null runs them as root. */
+  user: string | null;
+  /** The background command started from the image's or request's entrypoint at create. */
+  mainCommandId: string | null;
   createdAt: number;
   startedAt: number | null;
   expiresAt: number | null;

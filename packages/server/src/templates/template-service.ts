@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Template, TemplateBuildEvent } from "@sandpit/contract";
 import { ApiError, notFound } from "../errors.js";
@@ -8,46 +8,98 @@ import { iso } from "../lib/clock.js";
 import { randomBase32 } from "../lib/ids.js";
 import { runCommand } from "../lib/run-command.js";
 import { type BuildProgress, buildDebianRootfs, type DebianTemplateDefinition } from "./debian-builder.js";
+import { buildNodeLayer } from "./node-layer.js";
 
-/** The templates Sandpit knows how to build. */
-export const builtinTemplates: DebianTemplateDefinition[] = [
+/** How a sandbox made from a template or image starts, as an image's config says (all optional). */
+export interface RootfsConfig {
+  env: Record<string, string>;
+  workingDir: string | null;
+  user: string | null;
+  entrypoint: string[] | null;
+  cmd: string[] | null;
+}
+
+/** The read-only layers of a sandbox's root filesystem (top layer first) and how it starts. */
+export interface ResolvedRootfs {
+  layers: string[];
+  config: RootfsConfig;
+}
+
+export const emptyRootfsConfig: RootfsConfig = { env: {}, workingDir: null, user: null, entrypoint: null, cmd: null };
+
+type LayerBuilder = (
+  target: string,
+  onProgress: (p: BuildProgress) => void,
+  onLog: (line: string) => void,
+) => Promise<void>;
+
+/** A template Sandpit ships: a Debian root filesystem, or a layer over another template. */
+type BuiltinTemplate =
+  | { name: string; description: string; debian: DebianTemplateDefinition }
+  | { name: string; description: string; parent: string; buildLayer?: LayerBuilder };
+
+export const builtinTemplates: BuiltinTemplate[] = [
   {
     name: "base",
     description: "Debian 13 minbase with bash, coreutils, python3, nodejs, git, curl and common tools",
-    suite: "trixie",
-    packages: [
-      "bash",
-      "coreutils",
-      "python3",
-      "python-is-python3",
-      "nodejs",
-      "git",
-      "curl",
-      "ca-certificates",
-      "procps",
-      "tar",
-      "gzip",
-      "xz-utils",
-      "less",
-      "iproute2",
-    ],
+    debian: {
+      name: "base",
+      description: "",
+      suite: "trixie",
+      packages: [
+        "bash",
+        "coreutils",
+        "python3",
+        "python-is-python3",
+        "nodejs",
+        "git",
+        "curl",
+        "ca-certificates",
+        "procps",
+        "tar",
+        "gzip",
+        "xz-utils",
+        "less",
+        "iproute2",
+      ],
+    },
+  },
+  // Debian 13's python3 is 3.13: the preset is the base template under the runtime's name.
+  { name: "python3.13", description: "Python 3.13 (Debian 13's python3) on the base template", parent: "base" },
+  {
+    name: "node22",
+    description: "Node.js 22 and npm in /usr/local on the base template",
+    parent: "base",
+    buildLayer: (target, onProgress, onLog) => buildNodeLayer(22, target, onProgress, onLog),
+  },
+  {
+    name: "node24",
+    description: "Node.js 24 and npm in /usr/local on the base template",
+    parent: "base",
+    buildLayer: (target, onProgress, onLog) => buildNodeLayer(24, target, onProgress, onLog),
   },
 ];
 
 interface TemplateMeta {
   name: string;
-  /** Each build lands in its own directory: running sandboxes keep the lower layer they started on. */
-  rootfs: string;
+  description: string;
+  /** Every build lands in its own directory: running sandboxes keep the layers they started on. */
+  layers: string[];
+  config: RootfsConfig;
   builtAt: number;
   sizeBytes: number;
+  /** Set on an organisation's own templates. */
+  custom?: { orgId: string; from: string };
+  /** Written by versions that had a single rootfs directory per template. */
+  rootfs?: string;
 }
 
 /** A build in progress: its events so far (for late subscribers) and a stream of new ones. */
-class TemplateBuild extends EventEmitter {
+export class TemplateBuild extends EventEmitter {
   readonly events: TemplateBuildEvent[] = [];
   progress: BuildProgress = { phase: "queued", percent: 0, message: "queued" };
-  done: Promise<string>;
-  constructor(run: (build: TemplateBuild) => Promise<string>) {
+  done: Promise<ResolvedRootfs>;
+  constructor(run: (build: TemplateBuild) => Promise<ResolvedRootfs>) {
     super();
     this.done = run(this);
     this.done.catch(() => undefined);
@@ -58,127 +110,281 @@ class TemplateBuild extends EventEmitter {
     if (this.events.length > 2000) this.events.splice(0, this.events.length - 2000);
     this.emit("event", event);
   }
+  progressTo(p: BuildProgress) {
+    this.emitEvent({ type: "progress", ...p });
+  }
+  log(line: string) {
+    this.emitEvent({ type: "log", line });
+  }
 }
 
+/** What a custom template build produces: its own layer (a directory to move in place) over a parent. */
+export interface CustomBuildResult {
+  layerDir: string;
+  parentLayers: string[];
+  config: RootfsConfig;
+}
+
+/** Builds an organisation's template from its definition into `workDir`. */
+export type CustomTemplateBuilder = (
+  orgId: string,
+  name: string,
+  workDir: string,
+  build: TemplateBuild,
+) => Promise<CustomBuildResult & { from: string; description: string }>;
+
+const ORGS_DIR = "orgs";
+
 /**
- * Builds and caches templates under the templates directory: `<dir>/<name>/rootfs` (read-only lower
- * layer of every sandbox of that template) and `<dir>/<name>/template.json`. One build per template at a
+ * Builds and caches templates under the templates directory: `<dir>/<name>/` for the built-in ones and
+ * `<dir>/orgs/<org>/<name>/` for an organisation's own, each with `template.json` (its layers, top
+ * first, and start config) and one `layer-<time>` directory per build. One build per template at a
  * time, also across server processes sharing the directory (a lock file).
  */
 export class TemplateService {
   private readonly builds = new Map<string, TemplateBuild>();
   private readonly failures = new Map<string, string>();
+  private customBuilder: CustomTemplateBuilder | undefined;
 
   constructor(
     private readonly dir: string,
     private readonly mirror: string,
   ) {}
 
-  private definition(name: string): DebianTemplateDefinition {
-    const def = builtinTemplates.find((t) => t.name === name);
-    if (!def) throw notFound("template", name);
-    return def;
+  /** The custom template builder needs sandboxes, which need templates: it is wired in after both exist. */
+  setCustomBuilder(builder: CustomTemplateBuilder) {
+    this.customBuilder = builder;
   }
 
-  private async meta(name: string): Promise<TemplateMeta | undefined> {
+  private builtin(name: string): BuiltinTemplate | undefined {
+    return builtinTemplates.find((t) => t.name === name);
+  }
+
+  isBuiltin(name: string): boolean {
+    return this.builtin(name) !== undefined;
+  }
+
+  /** Where a template lives; `orgId` is the caller's organisation (built-in names win). */
+  templateDir(orgId: string | null, name: string): string {
+    if (this.builtin(name) || orgId === null) return path.join(this.dir, name);
+    return path.join(this.dir, ORGS_DIR, orgId, name);
+  }
+
+  private buildKey(orgId: string | null, name: string): string {
+    return this.builtin(name) || orgId === null ? name : `${orgId}/${name}`;
+  }
+
+  private async meta(dir: string): Promise<TemplateMeta | undefined> {
     try {
-      return JSON.parse(await readFile(path.join(this.dir, name, "template.json"), "utf8")) as TemplateMeta;
+      const meta = JSON.parse(await readFile(path.join(dir, "template.json"), "utf8")) as TemplateMeta;
+      if (!meta.layers && meta.rootfs) return { ...meta, layers: [meta.rootfs], config: emptyRootfsConfig };
+      return meta;
     } catch {
       return undefined;
     }
   }
 
-  async get(name: string): Promise<Template> {
-    const def = this.definition(name);
-    const meta = await this.meta(name);
-    const build = this.builds.get(name);
-    const status = meta ? "ready" : build ? "building" : this.failures.has(name) ? "failed" : "missing";
+  async get(orgId: string | null, name: string): Promise<Template> {
+    const def = this.builtin(name);
+    const dir = this.templateDir(orgId, name);
+    const meta = await this.meta(dir);
+    const key = this.buildKey(orgId, name);
+    const build = this.builds.get(key);
+    if (!def && !meta && !build && !this.failures.has(key)) throw notFound("template", name);
+    const status = build ? "building" : meta ? "ready" : this.failures.has(key) ? "failed" : "missing";
     return {
       name,
-      description: def.description,
+      kind: def ? "builtin" : "custom",
+      description: def?.description ?? meta?.description ?? "",
+      from: def && "parent" in def ? def.parent : (meta?.custom?.from ?? null),
       status,
       progress: status === "building" && build ? build.progress : null,
-      error: status === "failed" ? (this.failures.get(name) ?? null) : null,
+      error: status === "failed" ? (this.failures.get(key) ?? null) : null,
       sizeBytes: meta?.sizeBytes ?? null,
       builtAt: iso(meta?.builtAt),
     };
   }
 
-  async list(): Promise<Template[]> {
-    return Promise.all(builtinTemplates.map((t) => this.get(t.name)));
+  /** The built-in templates and the organisation's own. */
+  async list(orgId: string): Promise<Template[]> {
+    const own = await readdir(path.join(this.dir, ORGS_DIR, orgId)).catch(() => [] as string[]);
+    const names = [...builtinTemplates.map((t) => t.name), ...own.filter((n) => !n.startsWith("."))];
+    const inFlight = [...this.builds.keys()]
+      .filter((k) => k.startsWith(`${orgId}/`))
+      .map((k) => k.slice(orgId.length + 1));
+    const all = [...new Set([...names, ...inFlight])];
+    const templates = await Promise.all(all.map((n) => this.get(orgId, n).catch(() => undefined)));
+    return templates.filter((t): t is Template => t !== undefined);
   }
 
-  /** Returns the rootfs of a ready template, building it first when needed. */
-  async ensureReady(name: string): Promise<string> {
-    this.definition(name);
-    const meta = await this.meta(name);
-    if (meta) return meta.rootfs;
+  /** The layers and config of a ready template, building a built-in one first when needed. */
+  async resolve(orgId: string | null, name: string): Promise<ResolvedRootfs> {
+    const meta = await this.meta(this.templateDir(orgId, name));
+    if (meta && !this.builds.has(this.buildKey(orgId, name))) return { layers: meta.layers, config: meta.config };
+    const running = this.builds.get(this.buildKey(orgId, name));
+    if (running) return running.done;
+    if (!this.builtin(name)) {
+      if (this.failures.has(this.buildKey(orgId, name))) {
+        throw new ApiError("conflict", `template ${name} failed to build; rebuild it first`);
+      }
+      throw notFound("template", name);
+    }
     return this.startBuild(name).done;
   }
 
-  /** Starts (or joins) a build; `force` rebuilds a ready template. */
+  /** Starts (or joins) the build of a built-in template; `force` rebuilds a ready one. */
   startBuild(name: string, force = false): TemplateBuild {
-    const def = this.definition(name);
-    const existing = this.builds.get(name);
-    if (existing) return existing;
-    const build = new TemplateBuild(async (b) => {
-      try {
-        const rootfs = await this.withLock(name, async () => {
-          const meta = await this.meta(name);
-          if (!force && meta) return meta.rootfs;
-          return this.buildNow(def, b);
-        });
-        this.failures.delete(name);
-        b.emitEvent({ type: "done", template: await this.get(name) });
-        return rootfs;
-      } catch (e) {
-        const message = e instanceof Error ? e.message : String(e);
-        this.failures.set(name, message);
-        b.emitEvent({ type: "error", message });
-        throw new ApiError("internal", `template ${name} failed to build: ${message}`);
-      } finally {
-        this.builds.delete(name);
-      }
-    });
-    this.builds.set(name, build);
-    return build;
+    const def = this.builtin(name);
+    if (!def) throw notFound("template", name);
+    return this.track(null, name, async (b) =>
+      this.withLock(this.templateDir(null, name), async () => {
+        const meta = await this.meta(this.templateDir(null, name));
+        if (!force && meta) return { layers: meta.layers, config: meta.config };
+        return this.buildBuiltin(def, b);
+      }),
+    );
+  }
+
+  /** Builds an organisation's own template with the custom builder (a rebuild replaces it). */
+  startCustomBuild(orgId: string, name: string): TemplateBuild {
+    if (this.builtin(name)) {
+      throw new ApiError("conflict", `template ${name} is a built-in template; choose another name`);
+    }
+    const builder = this.customBuilder;
+    if (!builder) throw new Error("no custom template builder is wired");
+    const key = this.buildKey(orgId, name);
+    if (this.builds.has(key)) throw new ApiError("conflict", `template ${name} is already being built`);
+    const dir = this.templateDir(orgId, name);
+    return this.track(orgId, name, async (b) =>
+      this.withLock(dir, async () => {
+        const work = path.join(dir, `.build-${randomBase32(8)}`);
+        await mkdir(work, { recursive: true });
+        try {
+          const result = await builder(orgId, name, work, b);
+          return await this.commit(
+            dir,
+            name,
+            result.description,
+            result.layerDir,
+            result.parentLayers,
+            result.config,
+            b,
+            {
+              orgId,
+              from: result.from,
+            },
+          );
+        } finally {
+          await rm(work, { recursive: true, force: true });
+        }
+      }),
+    );
+  }
+
+  /** Deletes an organisation's template; sandboxes running on it keep their layers until they end. */
+  async deleteCustom(orgId: string, name: string): Promise<void> {
+    if (this.builtin(name)) throw new ApiError("forbidden", `template ${name} is built in and cannot be deleted`);
+    const dir = this.templateDir(orgId, name);
+    if (!(await this.meta(dir)) && !this.failures.has(this.buildKey(orgId, name))) throw notFound("template", name);
+    if (this.builds.has(this.buildKey(orgId, name))) throw new ApiError("conflict", `template ${name} is being built`);
+    this.failures.delete(this.buildKey(orgId, name));
+    // Only the record goes: its layers stay where they are, for sandboxes and snapshots that run on them.
+    await rm(path.join(dir, "template.json"), { force: true });
   }
 
   /** The running build of a template, if any. */
-  currentBuild(name: string): TemplateBuild | undefined {
-    return this.builds.get(name);
+  currentBuild(orgId: string | null, name: string): TemplateBuild | undefined {
+    return this.builds.get(this.buildKey(orgId, name));
   }
 
-  private async buildNow(def: DebianTemplateDefinition, b: TemplateBuild): Promise<string> {
-    const tmp = path.join(this.dir, def.name, `.build-${randomBase32(8)}`);
-    await mkdir(tmp, { recursive: true });
+  private track(orgId: string | null, name: string, run: (b: TemplateBuild) => Promise<ResolvedRootfs>) {
+    const key = this.buildKey(orgId, name);
+    const existing = this.builds.get(key);
+    if (existing) return existing;
+    const build = new TemplateBuild(async (b) => {
+      try {
+        const resolved = await run(b);
+        this.failures.delete(key);
+        this.builds.delete(key);
+        b.emitEvent({ type: "done", template: await this.get(orgId, name) });
+        return resolved;
+      } catch (e) {
+        const message = e instanceof Error ? e.message : String(e);
+        this.failures.set(key, message);
+        this.builds.delete(key);
+        b.emitEvent({ type: "error", message });
+        if (e instanceof ApiError) throw e;
+        throw new ApiError("internal", `template ${name} failed to build: ${message}`);
+      }
+    });
+    this.builds.set(key, build);
+    return build;
+  }
+
+  private async buildBuiltin(def: BuiltinTemplate, b: TemplateBuild): Promise<ResolvedRootfs> {
+    const dir = this.templateDir(null, def.name);
+    const work = path.join(dir, `.build-${randomBase32(8)}`);
+    await mkdir(work, { recursive: true });
     try {
-      await buildDebianRootfs(
-        def,
-        path.join(tmp, "rootfs"),
-        this.mirror,
-        (p) => b.emitEvent({ type: "progress", ...p }),
-        (line) => b.emitEvent({ type: "log", line }),
+      if ("debian" in def) {
+        const target = path.join(work, "layer");
+        await buildDebianRootfs(
+          def.debian,
+          target,
+          this.mirror,
+          (p) => b.progressTo(p),
+          (line) => b.log(line),
+        );
+        return await this.commit(dir, def.name, def.description, target, [], emptyRootfsConfig, b);
+      }
+      b.progressTo({ phase: "parent", percent: 0, message: `template ${def.parent}` });
+      const parent = await this.resolve(null, def.parent);
+      if (!def.buildLayer) return this.commit(dir, def.name, def.description, null, parent.layers, parent.config, b);
+      const target = path.join(work, "layer");
+      await mkdir(target, { recursive: true });
+      await def.buildLayer(
+        target,
+        (p) => b.progressTo(p),
+        (line) => b.log(line),
       );
-      const sizeBytes = Number((await runCommand(["du", "-sb", path.join(tmp, "rootfs")])).split("\t")[0]);
-      const builtAt = Date.now();
-      const final = path.join(this.dir, def.name, `rootfs-${builtAt}`);
-      await rename(path.join(tmp, "rootfs"), final);
-      const meta: TemplateMeta = { name: def.name, rootfs: final, builtAt, sizeBytes };
-      const metaFile = path.join(this.dir, def.name, "template.json");
-      await writeFile(`${metaFile}.tmp`, JSON.stringify(meta));
-      await rename(`${metaFile}.tmp`, metaFile);
-      b.emitEvent({ type: "progress", phase: "done", percent: 100, message: "template ready" });
-      return final;
+      return await this.commit(dir, def.name, def.description, target, parent.layers, parent.config, b);
     } finally {
-      await rm(tmp, { recursive: true, force: true });
+      await rm(work, { recursive: true, force: true });
     }
   }
 
+  /** Moves a finished layer in place and records the template (atomically: a rename of its meta file). */
+  private async commit(
+    dir: string,
+    name: string,
+    description: string,
+    layerDir: string | null,
+    parentLayers: string[],
+    config: RootfsConfig,
+    b: TemplateBuild,
+    custom?: TemplateMeta["custom"],
+  ): Promise<ResolvedRootfs> {
+    const builtAt = Date.now();
+    let layers = parentLayers;
+    let sizeBytes = 0;
+    if (layerDir) {
+      sizeBytes = Number((await runCommand(["du", "-sb", layerDir])).split("\t")[0]);
+      const final = path.join(dir, `layer-${builtAt}`);
+      await rename(layerDir, final);
+      layers = [final, ...parentLayers];
+    }
+    const meta: TemplateMeta = { name, description, layers, config, builtAt, sizeBytes, ...(custom ? { custom } : {}) };
+    const metaFile = path.join(dir, "template.json");
+    await writeFile(`${metaFile}.tmp`, JSON.stringify(meta));
+    await rename(`${metaFile}.tmp`, metaFile);
+    b.progressTo({ phase: "done", percent: 100, message: "template ready" });
+    return { layers, config };
+  }
+
   /** A lock file per template so that servers sharing the directory build it once. */
-  private async withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    await mkdir(path.join(this.dir, name), { recursive: true });
-    const lock = path.join(this.dir, name, ".build.lock");
+  private async withLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+    await mkdir(dir, { recursive: true });
+    const lock = path.join(dir, ".build.lock");
     for (;;) {
       try {
         await writeFile(lock, String(process.pid), { flag: "wx" });
