@@ -55,6 +55,8 @@ export interface SandboxBody {
   status: string;
   reason: string | null;
   template: string;
+  user: string | null;
+  mainCommandId: string | null;
   resources: { vcpus: number; memoryMb: number; diskMb: number };
   envKeys: string[];
   metadata: Record<string, string>;

@@ -6,7 +6,7 @@ import { serverEntry, testTemplatesDir } from "./paths.js";
 import { TEST_DATA_PREFIX } from "./server.js";
 
 /**
- * Builds the `base` template once for the whole run, with its progress on stderr. The teardown removes
+ * Builds the built-in templates once for the whole run, with its progress on stderr. The teardown removes
  * whatever a test server that was never closed left on the host (a crashed or timed-out test file).
  */
 export default async function setup() {
@@ -16,10 +16,12 @@ export default async function setup() {
     testTemplatesDir,
     process.env.SANDPIT_DEBIAN_MIRROR ?? "http://deb.debian.org/debian",
   );
-  if ((await templates.get(null, "base")).status !== "ready") {
-    const build = templates.startBuild("base");
+  // base first (mmdebstrap), then the runtime presets over it (npm downloads of Node).
+  for (const name of ["base", "python3.13", "node22", "node24"]) {
+    if ((await templates.get(null, name)).status === "ready") continue;
+    const build = templates.startBuild(name);
     build.on("event", (e: { type: string; phase?: string; percent?: number | null }) => {
-      if (e.type === "progress") process.stderr.write(`[template base] ${e.phase} ${e.percent ?? ""}%\n`);
+      if (e.type === "progress") process.stderr.write(`[template ${name}] ${e.phase} ${e.percent ?? ""}%\n`);
     });
     await build.done;
   }

@@ -7,7 +7,7 @@ describe("parseDockerfile", () => {
       [
         "# a comment",
         "FROM base",
-        "ENV A=1 B=\"two words\"",
+        'ENV A=1 B="two words"',
         "ENV LEGACY some value",
         "RUN apt-get update && \\",
         "    apt-get install -y jq",
@@ -38,7 +38,7 @@ describe("parseDockerfile", () => {
     expect(() => parseDockerfile("RUN true")).toThrow(/line 1: the first instruction must be FROM/);
     expect(() => parseDockerfile("FROM base\nHEALTHCHEK x\n")).toThrow(/line 2: HEALTHCHEK is not supported/);
     expect(() => parseDockerfile("FROM a\nFROM b")).toThrow(/line 2: multi-stage/);
-    expect(() => parseDockerfile("FROM base\nRUN [\"unterminated\"")).toThrow(DockerfileError);
+    expect(() => parseDockerfile('FROM base\nRUN ["unterminated"')).toThrow(DockerfileError);
     expect(() => parseDockerfile("FROM base\nADD https://x/y.tgz /")).toThrow(/URL is not supported/);
     expect(() => parseDockerfile("# only a comment")).toThrow(/needs a FROM/);
   });
