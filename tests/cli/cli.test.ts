@@ -191,4 +191,32 @@ describe("sandpit CLI", () => {
     expect(wrongKey.code).toBe(1);
     expect(wrongKey.stderr).toMatch(/^sandpit: .+ \(unauthorized\)\n$/);
   });
+
+  it("templates build --file builds a Dockerfile with its context, showing build logs, and create uses it", async () => {
+    const context = path.join(workDir, "template-context");
+    await mkdir(context, { recursive: true });
+    await writeFile(path.join(context, "hello.txt"), "from the context\n");
+    await writeFile(
+      path.join(workDir, "Dockerfile"),
+      "FROM base\nCOPY hello.txt /opt/hello.txt\nRUN echo cli-build-step && cat /opt/hello.txt\nENV FROM_CLI=yes\n",
+    );
+    const build = await ok([
+      "templates",
+      "build",
+      "cli-made",
+      "--file",
+      path.join(workDir, "Dockerfile"),
+      "--context",
+      context,
+    ]);
+    expect(build.stdout).toMatch(/^cli-made ready/);
+    expect(build.stderr).toContain("cli-build-step");
+    const sbx = JSON.parse((await ok(["create", "--template", "cli-made", "--json"])).stdout) as { id: string };
+    created.push(sbx.id);
+    const run = await ok(["exec", sbx.id, "--", "sh", "-c", "cat /opt/hello.txt; echo $FROM_CLI"]);
+    expect(run.stdout).toBe("from the context\nyes\n");
+    const ls = JSON.parse((await ok(["templates", "ls", "--json"])).stdout) as { name: string; kind: string }[];
+    expect(ls.find((t) => t.name === "cli-made")?.kind).toBe("custom");
+    await ok(["templates", "rm", "cli-made"]);
+  });
 });

@@ -9,7 +9,7 @@ import { keysCreateCommand } from "./commands/keys.js";
 import { lsCommand } from "./commands/ls.js";
 import { rmCommand } from "./commands/rm.js";
 import { serveCommand } from "./commands/serve.js";
-import { templatesBuildCommand, templatesLsCommand } from "./commands/templates.js";
+import { templatesBuildCommand, templatesLsCommand, templatesRmCommand } from "./commands/templates.js";
 import { timeoutCommand } from "./commands/timeout.js";
 import { describeError } from "./format.js";
 
@@ -24,6 +24,7 @@ export const commands: CliCommand[] = [
   timeoutCommand,
   templatesLsCommand,
   templatesBuildCommand,
+  templatesRmCommand,
   keysCreateCommand,
   serveCommand,
 ];

@@ -68,4 +68,10 @@ export {
   type SandboxInfo,
   type SandboxStatus,
 } from "./sandbox.js";
-export { type BuildCallbacks, type Template, type TemplateBuildEvent, Templates } from "./templates.js";
+export {
+  type BuildCallbacks,
+  type Template,
+  type TemplateBuildEvent,
+  type TemplateDefinition,
+  Templates,
+} from "./templates.js";

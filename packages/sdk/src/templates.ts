@@ -1,4 +1,5 @@
 import {
+  type CreateTemplateRequest,
   listTemplatesResponseSchema,
   type Template,
   type TemplateBuildEvent,
@@ -11,6 +12,26 @@ import { SandpitError } from "./errors.js";
 import { parseNdjsonEvents } from "./ndjson.js";
 
 export type { Template, TemplateBuildEvent };
+
+/** A template of your own: a Dockerfile (subset) and the files its COPY steps read. */
+export interface TemplateDefinition extends Omit<CreateTemplateRequest, "context"> {
+  /** The build context as a tar or tar.gz archive. */
+  context?: Uint8Array;
+}
+
+/** Runs a build's events to their end, through the callbacks; the template when it is done. */
+async function untilDone(
+  name: string,
+  events: AsyncGenerator<TemplateBuildEvent, void, undefined>,
+  callbacks: BuildCallbacks,
+): Promise<Template> {
+  for await (const event of events) {
+    callbacks.onEvent?.(event);
+    if (event.type === "done") return event.template;
+    if (event.type === "error") throw new SandpitError(event.message, { code: "build_failed" });
+  }
+  throw new SandpitError(`the build stream of ${name} ended without a result`, { code: "build_failed" });
+}
 
 /** Callbacks for {@link Templates.build}. */
 export interface BuildCallbacks {
@@ -87,12 +108,54 @@ export class Templates {
    * ```
    */
   static async build(name: string, callbacks: BuildCallbacks = {}, opts?: ConnectionOptions): Promise<Template> {
-    for await (const event of Templates.buildEvents(name, opts)) {
-      callbacks.onEvent?.(event);
-      if (event.type === "done") return event.template;
-      if (event.type === "error") throw new SandpitError(event.message, { code: "build_failed" });
-    }
-    throw new SandpitError(`the build stream of ${name} ended without a result`, { code: "build_failed" });
+    return untilDone(name, Templates.buildEvents(name, opts), callbacks);
+  }
+
+  /**
+   * Builds a template of your own from a Dockerfile and streams the build's events; each RUN runs in
+   * a sandbox and its output arrives as `log` events.
+   *
+   * @example
+   * ```ts
+   * for await (const e of Templates.createEvents({ name: "app", dockerfile: "FROM node24\nRUN npm i -g tsx" })) {
+   *   if (e.type === "log") console.log(e.line);
+   * }
+   * ```
+   */
+  static async *createEvents(
+    definition: TemplateDefinition,
+    opts?: ConnectionOptions,
+  ): AsyncGenerator<TemplateBuildEvent, void, undefined> {
+    const { context, ...rest } = definition;
+    const response = await client(opts).stream("/templates", {
+      method: "POST",
+      headers: { accept: "application/x-ndjson" },
+      json: { ...rest, ...(context ? { context: Buffer.from(context).toString("base64") } : {}) },
+    });
+    yield* parseNdjsonEvents(templateBuildEventSchema, response.body, response.requestId);
+  }
+
+  /**
+   * Builds a template of your own and resolves with it once it is ready; throws a {@link SandpitError}
+   * with code `build_failed` (the message names the Dockerfile line) when a step fails.
+   *
+   * @example
+   * ```ts
+   * await Templates.create({ name: "app", dockerfile: "FROM python3.13\nRUN pip install requests" });
+   * const sandbox = await Sandbox.create({ template: "app" });
+   * ```
+   */
+  static async create(
+    definition: TemplateDefinition,
+    callbacks: BuildCallbacks = {},
+    opts?: ConnectionOptions,
+  ): Promise<Template> {
+    return untilDone(definition.name, Templates.createEvents(definition, opts), callbacks);
+  }
+
+  /** Deletes a template of your own (sandboxes running on it keep working). */
+  static async delete(name: string, opts?: ConnectionOptions): Promise<void> {
+    await client(opts).empty(`/templates/${encodeURIComponent(name)}`, { method: "DELETE" });
   }
 }
 

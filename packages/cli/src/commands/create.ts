@@ -26,6 +26,10 @@ export const createCommand: CliCommand = {
     env: { type: "string", short: "e", multiple: true },
     metadata: { type: "string", short: "m", multiple: true },
     cwd: { type: "string" },
+    runtime: { type: "string" },
+    image: { type: "string" },
+    git: { type: "string" },
+    tarball: { type: "string" },
     ...jsonOption,
   },
   async run({ values, positionals }, ctx) {
@@ -45,9 +49,22 @@ export const createCommand: CliCommand = {
       env: parseKeyValues("--env", listOption(values, "env")),
       metadata: parseKeyValues("--metadata", listOption(values, "metadata")),
       cwd: stringOption(values, "cwd"),
+      runtime: stringOption(values, "runtime") as CreateSandboxRequest["runtime"],
+      source: sourceFrom(stringOption(values, "git"), stringOption(values, "tarball")),
     };
+    const image = stringOption(values, "image");
+    if (image !== undefined) params.image = { uri: image };
     const sandbox = await Sandbox.create(params, ctx.connection);
     ctx.stdout.write(flagOption(values, "json") ? toJson(sandbox) : `${sandbox.id}\n`);
     return 0;
   },
 };
+
+/** `--git URL[#REF]` or `--tarball URL` as a create request's source. */
+function sourceFrom(git: string | undefined, tarball: string | undefined): CreateSandboxRequest["source"] {
+  if (git !== undefined && tarball !== undefined) throw new UsageError("create: give --git or --tarball, not both");
+  if (tarball !== undefined) return { type: "tarball", url: tarball };
+  if (git === undefined) return undefined;
+  const [url = "", ref] = git.split("#");
+  return { type: "git", url, ...(ref ? { ref } : {}) };
+}
