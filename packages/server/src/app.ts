@@ -1,5 +1,5 @@
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from "fastify";
-import { ApiError } from "./errors.js";
+import { type ApiError, toApiError } from "./errors.js";
 import { newRequestId } from "./lib/ids.js";
 import { adminRoutes } from "./routes/admin.js";
 import { execRoutes } from "./routes/exec.js";
@@ -77,22 +77,7 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   });
 
   app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
-    let apiError: ApiError;
-    if (error instanceof ApiError) apiError = error;
-    else if (error.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") {
-      apiError = new ApiError("bad_request", "Content-Type must be application/json");
-    } else if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
-      apiError = new ApiError("payload_too_large", "Request body too large");
-    } else if (
-      error.code === "FST_ERR_CTP_EMPTY_JSON_BODY" ||
-      error instanceof SyntaxError ||
-      error.statusCode === 400
-    ) {
-      apiError = new ApiError("bad_request", `Malformed request body: ${error.message}`);
-    } else {
-      request.log.error({ err: error }, "unhandled error");
-      apiError = new ApiError("internal", "Internal server error");
-    }
+    const apiError = toApiError(error, request);
     for (const [k, v] of Object.entries(apiError.headers ?? {})) reply.header(k, v);
     reply.code(apiError.status).send({
       error: {

@@ -1,4 +1,5 @@
 import { type ErrorCode, errorStatus, type FieldIssue } from "@sandpit/contract";
+import type { FastifyError, FastifyRequest } from "fastify";
 import type { ZodError } from "zod";
 
 /** An error the API answers with: a code from the registry, a message for humans, optional details. */
@@ -27,4 +28,18 @@ export function validationError(error: ZodError, where: "body" | "query" | "para
   });
   const summary = fields.map((f) => `${f.field}: ${f.message}`).join("; ");
   return new ApiError("validation_failed", `Invalid request: ${summary}`, { fields });
+}
+
+/** Any error a handler throws, as the API error it answers with (unexpected ones are logged). */
+export function toApiError(error: FastifyError | ApiError | Error, request: FastifyRequest): ApiError {
+  if (error instanceof ApiError) return error;
+  const e = error as FastifyError;
+  if (e.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE")
+    return new ApiError("bad_request", "Content-Type must be application/json");
+  if (e.code === "FST_ERR_CTP_BODY_TOO_LARGE") return new ApiError("payload_too_large", "Request body too large");
+  if (e.code === "FST_ERR_CTP_EMPTY_JSON_BODY" || error instanceof SyntaxError || e.statusCode === 400) {
+    return new ApiError("bad_request", `Malformed request body: ${error.message}`);
+  }
+  request.log.error({ err: error }, "unhandled error");
+  return new ApiError("internal", "Internal server error");
 }

