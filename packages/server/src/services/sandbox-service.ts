@@ -172,7 +172,7 @@ export class SandboxService {
           env: snapshot ? { ...snapshot.env, ...params.env } : origin!.env,
           metadata: params.metadata,
           cwd: snapshot?.cwd ?? origin!.cwd,
-          user: snapshot ? (params.user ?? null) : origin!.user,
+          user: snapshot ? (params.user ?? snapshot.user ?? null) : origin!.user,
           mainCommandId: null,
           timeoutMs: params.timeoutMs,
           networkPolicy:

@@ -64,6 +64,7 @@ export class SnapshotService {
       diskMb: source.diskMb,
       env: source.env,
       cwd: source.cwd,
+      user: source.user,
       networkPolicy: source.networkPolicy,
       agentToken: source.agentToken,
       sizeBytes: null,

@@ -77,6 +77,8 @@ export interface SnapshotRecord {
   diskMb: number;
   env: Record<string, string>;
   cwd: string;
+  /** Default user of commands in the source (absent in snapshots taken before users existed). */
+  user?: string | null;
   networkPolicy: NetworkPolicy;
   /** The agent inside the snapshot was started with this token; its children keep it. */
   agentToken: string;
