@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -61,6 +62,8 @@ struct command {
     int stdin_fd; /* under stdin_mu; -1 when closed */
 
     int log_fd; /* background only; written by the pump thread only */
+
+    int pty_fd; /* a terminal's master side, for resizing; -1 without a terminal */
 };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -89,6 +92,7 @@ static struct command *cmd_new(const char *id, int background)
     cmd->background = background;
     cmd->stdin_fd = -1;
     cmd->log_fd = -1;
+    cmd->pty_fd = -1;
     pthread_mutex_init(&cmd->stdin_mu, NULL);
     return cmd;
 }
@@ -99,6 +103,7 @@ static void cmd_destroy(struct command *cmd)
     close(cmd->exit_wr);
     if (cmd->stdin_fd >= 0) close(cmd->stdin_fd);
     if (cmd->log_fd >= 0) close(cmd->log_fd);
+    if (cmd->pty_fd >= 0) close(cmd->pty_fd);
     pthread_mutex_destroy(&cmd->stdin_mu);
     free(cmd);
 }
@@ -428,6 +433,8 @@ struct spawn_spec {
     int set_uid, set_gid;
     uid_t uid;
     gid_t gid;
+    int pty; /* run on a new terminal (the command's controlling tty) of cols x rows */
+    unsigned short cols, rows;
 };
 
 /* What the child needs. It runs in the parent's memory (CLONE_VM) while the parent thread is suspended
@@ -524,10 +531,14 @@ static int child_main(void *arg)
     }
     uint64_t none = 0;
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof none);
-    syscall(SYS_setpgid, 0, 0);
+    /* A terminal's command leads its own session with the terminal as controlling tty (job control,
+     * Ctrl-C as SIGINT); either way it leads a process group that kill_tree can signal. */
+    if (sp->pty) syscall(SYS_setsid);
+    else syscall(SYS_setpgid, 0, 0);
     if (syscall(SYS_dup3, a->in_rd, 0, 0) < 0 || syscall(SYS_dup3, a->out_wr, 1, 0) < 0 ||
         syscall(SYS_dup3, a->err_wr, 2, 0) < 0)
         child_fail(a, STAGE_SETUP, errno);
+    if (sp->pty && syscall(SYS_ioctl, 0, TIOCSCTTY, 0) != 0) child_fail(a, STAGE_SETUP, errno);
     if (sp->cwd && syscall(SYS_chdir, sp->cwd) != 0) child_fail(a, STAGE_CWD, errno);
     if (sp->set_gid) {
         gid_t g = sp->gid;
@@ -550,12 +561,79 @@ static void close_pair(int p[2])
     p[0] = p[1] = -1;
 }
 
+static int spawn_command(struct command *cmd, const struct spawn_spec *sp, int *out_rd, int *err_rd,
+                         struct child_err *ce);
+static pid_t clone_child(struct child_args *a, char *stack, int64_t *t0, uint64_t *seq0);
+static void record_spawn(struct command *cmd, pid_t pid, int64_t t0, uint64_t seq0);
+
+/* Spawns the command on a new pseudo-terminal: its stdin, stdout and stderr are the terminal, whose
+ * master side becomes the command's stdin (input, Ctrl-C) and its only output stream. */
+static int spawn_on_terminal(struct command *cmd, const struct spawn_spec *sp, int *out_rd, int *err_rd,
+                             struct child_err *ce)
+{
+    int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) return -1;
+    char name[64];
+    int slave = -1, in_dup = -1, resize_dup = -1;
+    char *stack = NULL;
+    struct winsize ws = { .ws_row = sp->rows ? sp->rows : 24, .ws_col = sp->cols ? sp->cols : 80 };
+    if (unlockpt(master) != 0 || ptsname_r(master, name, sizeof name) != 0) goto fail;
+    slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (slave < 0 || ioctl(master, TIOCSWINSZ, &ws) != 0) goto fail;
+    in_dup = fcntl(master, F_DUPFD_CLOEXEC, 3);
+    resize_dup = fcntl(master, F_DUPFD_CLOEXEC, 3);
+    stack = malloc(CHILD_STACK);
+    if (in_dup < 0 || resize_dup < 0 || !stack) {
+        if (!stack) errno = ENOMEM;
+        goto fail;
+    }
+    set_nonblock(master, 1);
+    set_nonblock(in_dup, 1);
+    pthread_mutex_lock(&cmd->stdin_mu);
+    cmd->stdin_fd = in_dup;
+    pthread_mutex_unlock(&cmd->stdin_mu);
+    cmd->pty_fd = resize_dup;
+
+    struct child_args a = { .sp = sp, .in_rd = slave, .out_wr = slave, .err_wr = slave };
+    a.err.stage = STAGE_OK;
+    a.err.err = 0;
+    int64_t t0;
+    uint64_t seq0;
+    pid_t pid = clone_child(&a, stack, &t0, &seq0);
+    int clone_errno = errno;
+    free(stack);
+    close(slave);
+    if (pid < 0) {
+        stdin_close(cmd);
+        close(master);
+        errno = clone_errno;
+        return -1;
+    }
+    record_spawn(cmd, pid, t0, seq0);
+    ce->stage = a.err.stage;
+    ce->err = a.err.err;
+    *out_rd = master;
+    *err_rd = -1;
+    return 0;
+fail: {
+    int e = errno;
+    free(stack);
+    if (slave >= 0) close(slave);
+    if (in_dup >= 0) close(in_dup);
+    if (resize_dup >= 0 && cmd->pty_fd != resize_dup) close(resize_dup);
+    close(master);
+    errno = e;
+    return -1;
+}
+}
+
 /* Spawns the command (clone with CLONE_VM|CLONE_VFORK: under gVisor this costs half of a fork). cmd must
  * be registered. 0 ok (ce tells whether the child failed before exec), -1 errno. */
 static int spawn_command(struct command *cmd, const struct spawn_spec *sp, int *out_rd, int *err_rd,
                          struct child_err *ce)
 {
     int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
+    if (sp->pty) return spawn_on_terminal(cmd, sp, out_rd, err_rd, ce);
     char *stack = malloc(CHILD_STACK);
     if (!stack || pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
         int e = stack ? errno : ENOMEM;
@@ -576,18 +654,10 @@ static int spawn_command(struct command *cmd, const struct spawn_spec *sp, int *
     struct child_args a = { .sp = sp, .in_rd = in[0], .out_wr = out[1], .err_wr = err[1] };
     a.err.stage = STAGE_OK;
     a.err.err = 0;
-    pthread_mutex_lock(&g_mu);
-    uint64_t seq0 = g_reap_seq;
-    pthread_mutex_unlock(&g_mu);
-    int64_t t0 = now_ms();
-
-    /* No signal handler may run in the child while it shares our memory. */
-    uint64_t all = ~(uint64_t)0, old = 0;
-    syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, &old, sizeof all);
-    uintptr_t top = ((uintptr_t)stack + CHILD_STACK) & ~(uintptr_t)15;
-    pid_t pid = clone(child_main, (void *)top, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+    int64_t t0;
+    uint64_t seq0;
+    pid_t pid = clone_child(&a, stack, &t0, &seq0);
     int clone_errno = errno;
-    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, sizeof old);
     free(stack); /* the child has exec'd or exited: it no longer uses the stack */
     close(in[0]);
     close(out[1]);
@@ -600,6 +670,36 @@ static int spawn_command(struct command *cmd, const struct spawn_spec *sp, int *
         return -1;
     }
 
+    record_spawn(cmd, pid, t0, seq0);
+
+    ce->stage = a.err.stage;
+    ce->err = a.err.err;
+    *out_rd = out[0];
+    *err_rd = err[0];
+    return 0;
+}
+
+/* clone(CLONE_VM|CLONE_VFORK) with every signal blocked around it; returns the pid or -1 (errno). */
+static pid_t clone_child(struct child_args *a, char *stack, int64_t *t0, uint64_t *seq0)
+{
+    pthread_mutex_lock(&g_mu);
+    *seq0 = g_reap_seq;
+    pthread_mutex_unlock(&g_mu);
+    *t0 = now_ms();
+    /* No signal handler may run in the child while it shares our memory. */
+    uint64_t all = ~(uint64_t)0, old = 0;
+    syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, &old, sizeof all);
+    uintptr_t top = ((uintptr_t)stack + CHILD_STACK) & ~(uintptr_t)15;
+    pid_t pid = clone(child_main, (void *)top, CLONE_VM | CLONE_VFORK | SIGCHLD, a);
+    int e = errno;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, sizeof old);
+    errno = e;
+    return pid;
+}
+
+/* Records a spawned child; an exit the reaper saw before we knew the pid is applied now. */
+static void record_spawn(struct command *cmd, pid_t pid, int64_t t0, uint64_t seq0)
+{
     pthread_mutex_lock(&g_mu);
     cmd->pid = pid;
     cmd->running = 1;
@@ -615,12 +715,6 @@ static int spawn_command(struct command *cmd, const struct spawn_spec *sp, int *
     g_spawn_gen++;
     pthread_cond_signal(&g_spawn_cond);
     pthread_mutex_unlock(&g_mu);
-
-    ce->stage = a.err.stage;
-    ce->err = a.err.err;
-    *out_rd = out[0];
-    *err_rd = err[0];
-    return 0;
 }
 
 /* ---------- output pump ---------- */
@@ -1019,7 +1113,8 @@ struct exec_req {
     const char *id, *cwd, *path;
     size_t nenv;
     uint64_t timeout_ms, max_output;
-    int background, stdin_open, set_uid, set_gid;
+    int background, stdin_open, set_uid, set_gid, pty;
+    unsigned short cols, rows;
     uid_t uid;
     gid_t gid;
 };
@@ -1144,6 +1239,14 @@ static int parse_exec_fields(struct http_conn *c, struct exec_req *r)
             r->background = strcmp(v, "1") == 0 || strcmp(v, "true") == 0;
         } else if (starts(f, "stdin_open=", &v)) {
             r->stdin_open = strcmp(v, "1") == 0 || strcmp(v, "true") == 0;
+        } else if (starts(f, "pty=", &v)) {
+            r->pty = strcmp(v, "1") == 0 || strcmp(v, "true") == 0;
+        } else if (starts(f, "cols=", &v)) {
+            if (parse_u64(v, &n) != 0 || n == 0 || n > 10000) goto bad_number;
+            r->cols = (unsigned short)n;
+        } else if (starts(f, "rows=", &v)) {
+            if (parse_u64(v, &n) != 0 || n == 0 || n > 10000) goto bad_number;
+            r->rows = (unsigned short)n;
         }
         /* unknown fields are ignored (forward compatibility) */
     }
@@ -1254,6 +1357,9 @@ void handle_exec(struct http_conn *c)
         .set_gid = r.set_gid,
         .uid = r.uid,
         .gid = r.gid,
+        .pty = r.pty,
+        .cols = r.cols,
+        .rows = r.rows,
     };
     int out_fd, err_fd;
     struct child_err ce;
@@ -1266,7 +1372,7 @@ void handle_exec(struct http_conn *c)
     if (!p) {
         kill_tree(cmd->pid, cmd->marker);
         close(out_fd);
-        close(err_fd);
+        if (err_fd >= 0) close(err_fd);
         http_send_error(c, 500, "internal", "out of memory");
         goto fail_unregister;
     }
@@ -1298,7 +1404,7 @@ void handle_exec(struct http_conn *c)
         if (rc != 0) {
             kill_tree(pid, cmd->marker);
             close(out_fd);
-            close(err_fd);
+            if (err_fd >= 0) close(err_fd);
             free(p);
             cmd_unref(cmd);
             http_send_errno(c, rc, "thread");
@@ -1539,6 +1645,38 @@ void handle_command_stdin(struct http_conn *c, const char *id)
     cmd_unref(cmd);
     if (failed) return;
     if (closed) http_send_error(c, 409, "stdin_closed", "the command's stdin is closed");
+    else http_send_empty(c, 204);
+}
+
+/* POST /commands/{id}/resize?cols=&rows= : the terminal of a command started with pty=1 */
+void handle_command_resize(struct http_conn *c, const char *id)
+{
+    uint64_t cols = 0, rows = 0;
+    char *sc = http_query_get(c, "cols"), *sr = http_query_get(c, "rows");
+    int bad = !sc || !sr || parse_u64(sc, &cols) != 0 || parse_u64(sr, &rows) != 0 || cols == 0 || rows == 0 ||
+              cols > 10000 || rows > 10000;
+    free(sc);
+    free(sr);
+    if (http_body_discard(c, 1 << 20) != 0) c->keepalive = 0;
+    if (bad) {
+        http_send_error(c, 400, "bad_request", "cols and rows must be 1-10000");
+        return;
+    }
+    struct command *cmd = cmd_find(id);
+    if (!cmd) {
+        not_found(c);
+        return;
+    }
+    if (cmd->pty_fd < 0) {
+        cmd_unref(cmd);
+        http_send_error(c, 409, "no_terminal", "the command has no terminal");
+        return;
+    }
+    struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
+    int rc = ioctl(cmd->pty_fd, TIOCSWINSZ, &ws);
+    int e = errno;
+    cmd_unref(cmd);
+    if (rc != 0) http_send_errno(c, e, "resize");
     else http_send_empty(c, 204);
 }
 

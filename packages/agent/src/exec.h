@@ -23,6 +23,7 @@ void handle_command_status(struct http_conn *c, const char *id);
 void handle_command_frames(struct http_conn *c, const char *id);
 void handle_command_signal(struct http_conn *c, const char *id);
 void handle_command_stdin(struct http_conn *c, const char *id);
+void handle_command_resize(struct http_conn *c, const char *id);
 
 /* SIGKILL to the process group `root` and to every descendant of `root` found in /proc (stopping them
  * first so that none can fork away while the tree is collected). */

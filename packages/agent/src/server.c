@@ -92,6 +92,9 @@ static void route_command(struct http_conn *c, const char *rest)
     } else if (strcmp(sub, "stdin") == 0) {
         if (method_is(c, "POST")) handle_command_stdin(c, id);
         else method_not_allowed(c);
+    } else if (strcmp(sub, "resize") == 0) {
+        if (method_is(c, "POST")) handle_command_resize(c, id);
+        else method_not_allowed(c);
     } else {
         http_send_error(c, 404, "not_found", "no such endpoint");
     }

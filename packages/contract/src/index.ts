@@ -6,3 +6,4 @@ export * from "./network.js";
 export * from "./sandbox.js";
 export * from "./snapshots.js";
 export * from "./templates.js";
+export * from "./terminals.js";

@@ -10,6 +10,7 @@ import { type Authenticate, recordIdempotentResponse } from "./routes/route.js";
 import { sandboxRoutes } from "./routes/sandboxes.js";
 import { snapshotRoutes } from "./routes/snapshots.js";
 import { templateRoutes } from "./routes/templates.js";
+import { terminalRoutes } from "./routes/terminals.js";
 import type { AuthService } from "./services/auth-service.js";
 import type { ExecService } from "./services/exec-service.js";
 import type { FileService } from "./services/file-service.js";
@@ -19,6 +20,7 @@ import type { QuotaService } from "./services/quota-service.js";
 import type { SandboxService } from "./services/sandbox-service.js";
 import type { SnapshotService } from "./services/snapshot-service.js";
 import type { TemplateBuildService } from "./services/template-build-service.js";
+import type { TerminalService } from "./services/terminal-service.js";
 import type { WarmPoolService } from "./services/warm-pool-service.js";
 import type { TemplateService } from "./templates/template-service.js";
 
@@ -29,6 +31,7 @@ export interface AppServices {
   files: FileService;
   templates: TemplateService;
   templateBuilds: TemplateBuildService;
+  terminals: TerminalService;
   ports: PortService;
   idempotency: IdempotencyService;
   quotas: QuotaService;
@@ -108,5 +111,6 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   portRoutes(app, authenticate, services.sandboxes, services.ports);
   adminRoutes(app, authenticate, services.quotas, services.warmPools, services.adminKey);
   snapshotRoutes(app, authenticate, services.snapshots);
+  terminalRoutes(app, authenticate, services.auth, services.terminals);
   return app;
 }

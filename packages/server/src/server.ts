@@ -19,6 +19,7 @@ import { SandboxOrigins } from "./services/sandbox-origin.js";
 import { SandboxService } from "./services/sandbox-service.js";
 import { SnapshotService } from "./services/snapshot-service.js";
 import { TemplateBuildService } from "./services/template-build-service.js";
+import { TerminalService } from "./services/terminal-service.js";
 import { WarmPoolService } from "./services/warm-pool-service.js";
 import { SourceFetcher } from "./sources/source-fetcher.js";
 import { SqliteStore } from "./store/sqlite-store.js";
@@ -107,6 +108,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   await warmPools.init(config.warmPools);
   const exec = new ExecService(sandboxes, store, config.maxOutputBytes);
   sandboxes.setMainProcessStarter((record, agent, argv) => exec.startMainProcess(record, agent, argv));
+  const terminals = new TerminalService(sandboxes, exec, logger);
   const templateBuilds = new TemplateBuildService(templates, sandboxes, origins, exec, runtime, logger);
   const files = new FileService(sandboxes);
   const ports = new PortService(sandboxes, config.domain);
@@ -125,7 +127,12 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   const timer = setInterval(() => {
     if (ticking) return;
     ticking = true;
-    Promise.all([sandboxes.tick(), store.purgeDestroyed(Date.now() - config.destroyedRetentionMs), idempotency.purge()])
+    Promise.all([
+      sandboxes.tick(),
+      terminals.sweep(),
+      store.purgeDestroyed(Date.now() - config.destroyedRetentionMs),
+      idempotency.purge(),
+    ])
       .then(() => {
         // Refilling starts sandboxes: it runs beside the tick, never twice at once.
         void warmPools.refill();
@@ -144,6 +151,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
       files,
       templates,
       templateBuilds,
+      terminals,
       ports,
       idempotency,
       quotas,

@@ -10,11 +10,15 @@ import {
   type AgentExecRequest,
   decodeEvent,
   encodeExecRequest,
+  FRAME_HEADER_BYTES,
   FrameDecoder,
   FrameError,
 } from "./frames.js";
 
 export type { AgentExecEvent, AgentExecRequest, AgentExit } from "./frames.js";
+
+/** An event with the log offset just after its frame. */
+export type PositionedEvent = AgentExecEvent & { offset: number };
 
 export interface AgentEndpoint {
   host: string;
@@ -262,10 +266,11 @@ export class AgentClient {
    * A background command's events from its log, starting at byte `offset` (a frame boundary, e.g.
    * a previous FrameDecoder.offset). With `follow`, the stream stays open until the exit frame.
    */
+  /** A background command's events from a log offset; each carries the offset just after it (to resume from). */
   commandEvents(
     id: string,
     opts: { offset?: number; follow?: boolean; signal?: AbortSignal } = {},
-  ): AsyncIterable<AgentExecEvent> {
+  ): AsyncIterable<PositionedEvent> {
     return this.frames(
       () => ({
         method: "GET",
@@ -276,6 +281,7 @@ export class AgentClient {
       }),
       opts.signal,
       false,
+      opts.offset ?? 0,
     );
   }
 
@@ -290,6 +296,11 @@ export class AgentClient {
       body: data,
       contentType: "application/octet-stream",
     });
+  }
+
+  /** Resizes the terminal of a command started with `pty`. */
+  async resizeTerminal(id: string, cols: number, rows: number): Promise<void> {
+    await this.empty({ method: "POST", path: `/commands/${encodeURIComponent(id)}/resize`, query: { cols, rows } });
   }
 
   async closeStdin(id: string): Promise<void> {
@@ -532,11 +543,13 @@ export class AgentClient {
     options: () => RequestOptions,
     signal: AbortSignal | undefined,
     requireExit: boolean,
-  ): AsyncGenerator<AgentExecEvent> {
+    startOffset = 0,
+  ): AsyncGenerator<PositionedEvent> {
     const o = options();
     const res = await this.request(o);
     if (res.statusCode !== 200) throw await this.httpError(res);
     const decoder = new FrameDecoder();
+    let position = startOffset;
     let sawExit = false;
     const onAbort = () => res.destroy(signal ? abortError(signal) : undefined);
     signal?.addEventListener("abort", onAbort, { once: true });
@@ -547,7 +560,8 @@ export class AgentClient {
           for (const frame of decoder.push(chunk as Buffer)) {
             const event = decodeEvent(frame);
             if (event.type === "exit") sawExit = true;
-            yield event;
+            position += FRAME_HEADER_BYTES + frame.payload.length;
+            yield Object.assign(event, { offset: position });
           }
         }
       } catch (e) {

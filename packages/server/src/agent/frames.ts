@@ -15,6 +15,8 @@ export interface AgentExecRequest {
   uid?: number;
   gid?: number;
   maxOutputBytes?: number;
+  /** Run on a new terminal of this size: stdin, stdout and stderr are the terminal (output is stdout). */
+  pty?: { cols: number; rows: number };
 }
 
 export interface AgentExit {
@@ -229,6 +231,11 @@ export function encodeExecRequest(req: AgentExecRequest, opts: { background?: bo
   if (req.maxOutputBytes !== undefined) put("max_output", checkUint("maxOutputBytes", req.maxOutputBytes));
   if (opts.background) put("background", "1");
   if (req.stdinOpen) put("stdin_open", "1");
+  if (req.pty) {
+    put("pty", "1");
+    put("cols", checkUint("cols", req.pty.cols));
+    put("rows", checkUint("rows", req.pty.rows));
+  }
   parts.push(Buffer.from([0]));
   if (req.stdin && req.stdin.byteLength > 0) {
     parts.push(Buffer.from(req.stdin.buffer, req.stdin.byteOffset, req.stdin.byteLength));

@@ -13,6 +13,7 @@ import {
 import type { SandboxService } from "../services/sandbox-service.js";
 import { toSandbox } from "../services/sandbox-service.js";
 import { type Authenticate, route } from "./route.js";
+import { onUpgrade, rejectUpgrade } from "./upgrades.js";
 
 const PATH_PATTERN = /^\/v1\/sandboxes\/(sbx_[a-z2-7]{20})\/ports\/(\d{1,5})(\/[^?]*)?(\?.*)?$/;
 const HOP_BY_HOP = new Set([
@@ -185,22 +186,15 @@ export function portRoutes(
     proxyHttp(request.raw, reply.raw, target, proxied.upstreamPath);
   });
 
-  app.server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    const proxied = parseProxied(ports, req);
-    if (!proxied) {
-      socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n");
-      return;
-    }
-    ports.resolve(proxied.sandboxId, proxied.port, proxied.token).then(
-      (target) => proxyUpgrade(req, socket, head, target, proxied.upstreamPath),
-      (e: unknown) => {
-        const error = e instanceof ApiError ? e : new ApiError("internal", "internal error");
-        const body = JSON.stringify({ error: { code: error.code, message: error.message } });
-        socket.end(
-          `HTTP/1.1 ${error.status} ${http.STATUS_CODES[error.status]}\r\nContent-Type: application/json\r\n` +
-            `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-        );
-      },
-    );
-  });
+  onUpgrade(
+    app,
+    (req) => parseProxied(ports, req) !== undefined,
+    (req, socket, head) => {
+      const proxied = parseProxied(ports, req)!;
+      ports.resolve(proxied.sandboxId, proxied.port, proxied.token).then(
+        (target) => proxyUpgrade(req, socket, head, target, proxied.upstreamPath),
+        (e: unknown) => rejectUpgrade(socket, e),
+      );
+    },
+  );
 }

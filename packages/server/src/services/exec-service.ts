@@ -267,12 +267,34 @@ export class ExecService {
     return this.startBackgroundIn(record, agent, params);
   }
 
-  private async startBackgroundIn(record: SandboxRecord, agent: AgentClient, params: ExecParams) {
+  private async startBackgroundIn(
+    record: SandboxRecord,
+    agent: AgentClient,
+    params: ExecParams,
+    extra: Pick<AgentExecRequest, "pty" | "stdinOpen"> = {},
+  ) {
     const commandId = newCommandId();
-    const request = await this.agentRequest(record, agent, params, commandId);
+    const request = { ...(await this.agentRequest(record, agent, params, commandId)), ...extra };
     const started = await agent.startBackground(request).catch((e) => this.sandboxes.explainAgentFailure(record.id, e));
     await this.store.insertCommand(this.newRecord(record.id, commandId, request, true, started.pid));
     return { commandId, pid: started.pid };
+  }
+
+  /** Starts a program on a new terminal (a background command whose stdin stays open). */
+  async startOnTerminal(
+    org: OrgRecord,
+    sandboxId: string,
+    params: Pick<ExecParams, "args" | "cwd" | "env" | "user">,
+    size: { cols: number; rows: number },
+  ) {
+    const { record, agent } = await this.sandboxes.requireRunning(org, sandboxId);
+    const started = await this.startBackgroundIn(
+      record,
+      agent,
+      { ...params, background: true },
+      { pty: size, stdinOpen: true },
+    );
+    return { ...started, agent };
   }
 
   /** Starts a new sandbox's main process (its image's or request's entrypoint) as a background command. */
