@@ -11,7 +11,7 @@ import {
   SandboxNotFoundError,
   ValidationError,
 } from "sandpit";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startTestServer } from "../helpers/server.js";
 
 type TestServer = Awaited<ReturnType<typeof startTestServer>>;
@@ -170,6 +170,24 @@ describe("files", () => {
     await expect(sandbox.files.read("/tmp/tree/sub/data.txt")).rejects.toBeInstanceOf(FileNotFoundError);
     await sandbox.files.remove("/tmp/tree", { recursive: true });
     expect((await sandbox.files.list("/tmp")).map((e) => e.name)).not.toContain("tree");
+  });
+});
+
+describe("terminals", () => {
+  it("runs a program on a terminal: input, output, resize and the exit code", async () => {
+    let output = "";
+    const term = await sandbox.terminals.create({
+      cols: 90,
+      rows: 20,
+      onData: (d) => (output += Buffer.from(d).toString()),
+    });
+    term.write("stty size\r");
+    await vi.waitFor(() => expect(output).toMatch(/20 90/), { timeout: 10_000 });
+    term.resize(100, 25);
+    await new Promise((r) => setTimeout(r, 300));
+    term.write("stty size; exit 7\r");
+    expect(await term.wait()).toBe(7);
+    expect(output).toMatch(/25 100/);
   });
 });
 

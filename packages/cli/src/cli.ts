@@ -9,6 +9,7 @@ import { keysCreateCommand } from "./commands/keys.js";
 import { lsCommand } from "./commands/ls.js";
 import { rmCommand } from "./commands/rm.js";
 import { serveCommand } from "./commands/serve.js";
+import { shellCommand } from "./commands/shell.js";
 import { templatesBuildCommand, templatesLsCommand, templatesRmCommand } from "./commands/templates.js";
 import { timeoutCommand } from "./commands/timeout.js";
 import { describeError } from "./format.js";
@@ -22,6 +23,7 @@ export const commands: CliCommand[] = [
   cpCommand,
   rmCommand,
   timeoutCommand,
+  shellCommand,
   templatesLsCommand,
   templatesBuildCommand,
   templatesRmCommand,

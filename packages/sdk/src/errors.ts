@@ -1,7 +1,14 @@
 import { type ErrorCode, errorStatus, type FieldIssue } from "@sandpit/contract";
 
 /** Codes the SDK raises itself, for failures that never got an error body from the server. */
-export type ClientErrorCode = "network_error" | "request_timeout" | "invalid_response" | "build_failed" | "http_error";
+export type ClientErrorCode =
+  | "network_error"
+  | "request_timeout"
+  | "invalid_response"
+  | "build_failed"
+  | "http_error"
+  | "terminal_closed"
+  | "terminal_refused";
 
 /** Everything an error's `code` can be: a code of the API's registry or one of the SDK's own. */
 export type SandpitErrorCode = ErrorCode | ClientErrorCode;

@@ -75,3 +75,4 @@ export {
   type TemplateDefinition,
   Templates,
 } from "./templates.js";
+export { Terminal, type TerminalInfo, type TerminalOptions, Terminals } from "./terminals.js";

@@ -9,6 +9,7 @@ import { ApiClient } from "./api-client.js";
 import { Commands } from "./commands.js";
 import { type ConnectionOptions, resolveConfig } from "./config.js";
 import { Files } from "./files.js";
+import { Terminals } from "./terminals.js";
 
 export type { CreateSandboxRequest, SandboxInfo, SandboxStatus };
 
@@ -46,6 +47,8 @@ export class Sandbox {
   readonly commands: Commands;
   /** Reads and writes files in this sandbox. */
   readonly files: Files;
+  /** Interactive programs on terminals in this sandbox. */
+  readonly terminals: Terminals;
   #info: SandboxInfo;
   readonly #client: ApiClient;
 
@@ -55,6 +58,7 @@ export class Sandbox {
     this.#client = client;
     this.commands = new Commands(info.id, client);
     this.files = new Files(info.id, client);
+    this.terminals = new Terminals(info.id, client);
   }
 
   /**
