@@ -112,6 +112,42 @@ describe("exec", () => {
     expect(r.exitCode).toBe(0);
   });
 
+  it("feeds stdin to a background command while it runs, then closes it", async () => {
+    const started = await api.post<{ commandId: string }>(`/v1/sandboxes/${sandbox.id}/exec`, {
+      command: "while read line; do echo got:$line; done; echo eof",
+      background: true,
+      stdinOpen: true,
+      stdin: "first\n",
+    });
+    expect(started.status).toBe(200);
+    const path = `/v1/sandboxes/${sandbox.id}/commands/${started.body.commandId}`;
+    expect((await api.post(`${path}/stdin`, { data: "second\n" })).status).toBe(204);
+    expect(
+      (await api.post(`${path}/stdin`, { dataBase64: Buffer.from("third\n").toString("base64"), close: true })).status,
+    ).toBe(204);
+    const logs = await readLines(await ndjson(`${path}/logs`, undefined));
+    const out = logs
+      .filter((l) => l.type === "stdout")
+      .map((l) => l.data)
+      .join("");
+    expect(out).toBe("got:first\ngot:second\ngot:third\neof\n");
+    expect(logs.at(-1)).toMatchObject({ type: "exit", exitCode: 0 });
+    // Ended: no more input; a command without stdinOpen has none to begin with.
+    expect((await api.post<ErrorBody>(`${path}/stdin`, { data: "late" })).status).toBe(409);
+    const closed = await api.post<{ commandId: string }>(`/v1/sandboxes/${sandbox.id}/exec`, {
+      command: "sleep 5",
+      background: true,
+    });
+    const refused = await api.post<ErrorBody>(`/v1/sandboxes/${sandbox.id}/commands/${closed.body.commandId}/stdin`, {
+      data: "x",
+    });
+    expect(refused.status).toBe(409);
+    expect(refused.body.error.message).toMatch(/stdinOpen/);
+    const invalid = await api.post<ErrorBody>(`/v1/sandboxes/${sandbox.id}/exec`, { command: "cat", stdinOpen: true });
+    expect(invalid.status).toBe(400);
+    expect(invalid.body.error.details?.fields?.[0]?.field).toBe("stdinOpen");
+  });
+
   it("runs background commands: status, logs from the start, kill", async () => {
     const started = await api.post<{ commandId: string; pid: number }>(`/v1/sandboxes/${sandbox.id}/exec`, {
       command: "for i in 1 2 3; do echo tick $i; sleep 0.3; done; exit 4",

@@ -14,6 +14,10 @@ export const execRequestSchema = z
       .max(16 * 1024 * 1024)
       .optional(),
     background: z.boolean().default(false),
+    stdinOpen: z
+      .boolean()
+      .default(false)
+      .describe("Background only: keep stdin open after `stdin` for POST …/commands/{id}/stdin"),
     user: z
       .string()
       .regex(/^[a-z_][a-z0-9_.-]{0,31}$|^[0-9]{1,10}$/, "must be a user name or a numeric uid")
@@ -21,6 +25,9 @@ export const execRequestSchema = z
       .describe("Run as this user of the sandbox (default: the sandbox's user, else root)"),
   })
   .superRefine((req, ctx) => {
+    if (req.stdinOpen && !req.background) {
+      ctx.addIssue({ code: "custom", path: ["stdinOpen"], message: "only for background commands" });
+    }
     if ((req.command === undefined) === (req.args === undefined)) {
       ctx.addIssue({
         code: "custom",
@@ -79,3 +86,20 @@ export const signalNames = ["SIGTERM", "SIGKILL", "SIGINT", "SIGHUP", "SIGQUIT",
 export const killCommandRequestSchema = z.strictObject({
   signal: z.union([z.enum(signalNames), z.number().int().min(1).max(64)]).default("SIGKILL"),
 });
+
+/** `POST /v1/sandboxes/{id}/commands/{commandId}/stdin`: more input for a command started with stdinOpen. */
+export const commandStdinRequestSchema = z
+  .strictObject({
+    data: z
+      .string()
+      .max(16 * 1024 * 1024)
+      .optional()
+      .describe("Text, sent as UTF-8"),
+    dataBase64: z
+      .string()
+      .max(22 * 1024 * 1024)
+      .regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64")
+      .optional(),
+    close: z.boolean().default(false).describe("Close stdin after this input (the command sees end of file)"),
+  })
+  .refine((b) => !(b.data !== undefined && b.dataBase64 !== undefined), "at most one of data and dataBase64");

@@ -58,6 +58,8 @@ export interface RunOptions extends OutputCallbacks {
   stdin?: string;
   /** Return a {@link CommandHandle} as soon as the command started instead of waiting for it to exit. */
   background?: boolean;
+  /** Background only: keep stdin open after `stdin`, for {@link CommandHandle.sendStdin}. */
+  stdinOpen?: boolean;
 }
 
 const commandListSchema = z.object({ commands: z.array(commandSchema) });
@@ -105,6 +107,7 @@ export class Commands {
       timeoutMs: opts.timeoutMs,
       stdin: opts.stdin,
       background: opts.background === true,
+      ...(opts.stdinOpen ? { stdinOpen: true } : {}),
     };
     const path = `/sandboxes/${encodeURIComponent(this.#sandboxId)}/exec`;
     if (opts.background === true) {
@@ -232,6 +235,26 @@ export class CommandHandle {
    */
   wait(): Promise<CommandResult> {
     return this.#follow();
+  }
+
+  /**
+   * Sends more input to a command started with `stdinOpen: true`.
+   *
+   * @example
+   * ```ts
+   * const py = await sandbox.commands.run("python3 -i", { background: true, stdinOpen: true });
+   * await py.sendStdin("print(6 * 7)\n");
+   * await py.closeStdin();
+   * ```
+   */
+  async sendStdin(data: string | Uint8Array): Promise<void> {
+    const json = typeof data === "string" ? { data } : { dataBase64: Buffer.from(data).toString("base64") };
+    await this.#client.empty(`${this.#path()}/stdin`, { method: "POST", json });
+  }
+
+  /** Closes the command's stdin: it reads end of file. */
+  async closeStdin(): Promise<void> {
+    await this.#client.empty(`${this.#path()}/stdin`, { method: "POST", json: { close: true } });
   }
 
   /**

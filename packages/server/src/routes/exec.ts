@@ -1,6 +1,7 @@
 import {
   backgroundExecResponseSchema,
   commandSchema,
+  commandStdinRequestSchema,
   execRequestSchema,
   execResultSchema,
   killCommandRequestSchema,
@@ -101,6 +102,30 @@ export function execRoutes(app: FastifyInstance, authenticate: Authenticate, exe
     },
     async ({ org, params, body, reply }) => {
       await exec.kill(org, params.id!, params.commandId!, body.signal);
+      reply.code(204);
+      return undefined;
+    },
+  );
+
+  route(
+    app,
+    authenticate,
+    {
+      method: "POST",
+      url: "/v1/sandboxes/{id}/commands/{commandId}/stdin",
+      summary: "Send input to a background command started with stdinOpen; close: true ends its input",
+      tags: ["exec"],
+      body: commandStdinRequestSchema,
+      responses: { 204: { description: "Sent" } },
+    },
+    async ({ org, params, body, reply }) => {
+      const data =
+        body.data !== undefined
+          ? Buffer.from(body.data)
+          : body.dataBase64 !== undefined
+            ? Buffer.from(body.dataBase64, "base64")
+            : Buffer.alloc(0);
+      await exec.writeStdin(org, params.id!, params.commandId!, data, body.close);
       reply.code(204);
       return undefined;
     },

@@ -13,7 +13,11 @@ import { newCommandId } from "../lib/ids.js";
 import type { CommandRecord, OrgRecord, SandboxRecord, Store } from "../store/store.js";
 import type { SandboxService } from "./sandbox-service.js";
 
-export type ExecParams = z.output<typeof execRequestSchema>;
+/** An exec request as validated; flags with defaults may be left out by callers inside the server. */
+export type ExecParams = Omit<z.output<typeof execRequestSchema>, "background" | "stdinOpen"> & {
+  background?: boolean;
+  stdinOpen?: boolean;
+};
 
 const DEFAULT_ENV: Record<string, string> = {
   PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -131,6 +135,7 @@ export class ExecService {
       ...(account ? { uid: account.uid, gid: account.gid } : {}),
       ...(params.timeoutMs !== undefined ? { timeoutMs: params.timeoutMs } : {}),
       ...(params.stdin !== undefined ? { stdin: Buffer.from(params.stdin) } : {}),
+      ...(params.stdinOpen ? { stdinOpen: true } : {}),
       maxOutputBytes: this.maxOutputBytes,
     };
   }
@@ -345,6 +350,22 @@ export class ExecService {
     const { agent } = await this.sandboxes.requireRunning(org, sandboxId);
     for await (const event of agent.commandEvents(command.id, { follow: true, ...(signal ? { signal } : {}) })) {
       yield toStreamEvent(event, command.id);
+    }
+  }
+
+  /** More input for a background command started with `stdinOpen`; `close` ends its input. */
+  async writeStdin(org: OrgRecord, sandboxId: string, commandId: string, data: Uint8Array, close: boolean) {
+    const command = await this.command(org, sandboxId, commandId);
+    if (command.status !== "running") throw new ApiError("conflict", `command ${commandId} is not running`);
+    const { agent } = await this.sandboxes.requireRunning(org, sandboxId);
+    try {
+      if (data.byteLength > 0) await agent.writeStdin(command.id, data);
+      if (close) await agent.closeStdin(command.id);
+    } catch (e) {
+      if (e instanceof AgentError && e.status === 409) {
+        throw new ApiError("conflict", `command ${commandId} has no open stdin (start it with stdinOpen: true)`);
+      }
+      throw e;
     }
   }
 
