@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { apiClient, type ErrorBody, type SandboxBody } from "../helpers/api.js";
+import { apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 
 let server: TestServer;
@@ -98,6 +98,66 @@ describe("files", () => {
     expect(existsSync("/etc/hostname")).toBe(true);
     const hostname = await api.get<Buffer>(`/v1/sandboxes/${id()}/files?path=/etc/hostname`);
     expect(hostname.body.toString().trim()).toBe(sandbox.id);
+  });
+});
+
+describe("file watch", () => {
+  it("streams create, modify, rename and delete events, recursively when asked", async () => {
+    await api.exec(id(), { command: "mkdir -p /watched/sub" });
+    const abort = new AbortController();
+    const res = await fetch(`${server.url}/v1/sandboxes/${id()}/files/watch?path=/watched&recursive=true`, {
+      headers: { authorization: `Bearer ${server.apiKey}` },
+      signal: abort.signal,
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("application/x-ndjson");
+    const events: { type: string; path: string; from?: string; isDir?: boolean }[] = [];
+    const reading = (async () => {
+      const reader = res.body!.getReader();
+      let pending = "";
+      try {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) return;
+          pending += Buffer.from(value).toString();
+          const lines = pending.split("\n");
+          pending = lines.pop() ?? "";
+          for (const line of lines) if (line) events.push(JSON.parse(line));
+        }
+      } catch {
+        // aborted at the end of the test
+      }
+    })();
+    const seen = (type: string, path: string) =>
+      waitFor(
+        async () => (events.some((e) => e.type === type && e.path === path) ? true : undefined),
+        10_000,
+        `${type} ${path}`,
+      );
+    await seen("ready", "/watched");
+
+    await api.exec(id(), { command: "echo one > /watched/a.txt" });
+    await seen("create", "/watched/a.txt");
+    await seen("modify", "/watched/a.txt");
+    await api.exec(id(), { command: "mv /watched/a.txt /watched/b.txt" });
+    await seen("rename", "/watched/b.txt");
+    expect(events.find((e) => e.type === "rename")?.from).toBe("/watched/a.txt");
+    await api.exec(id(), {
+      command: "echo deep > /watched/sub/c.txt && mkdir /watched/new && touch /watched/new/d.txt",
+    });
+    await seen("create", "/watched/sub/c.txt");
+    // A directory made after the watch started is watched too.
+    await seen("create", "/watched/new/d.txt");
+    expect(events.find((e) => e.path === "/watched/new")?.isDir).toBe(true);
+    await api.exec(id(), { command: "rm /watched/b.txt" });
+    await seen("delete", "/watched/b.txt");
+    abort.abort();
+    await reading;
+
+    const notDir = await api.get<ErrorBody>(`/v1/sandboxes/${id()}/files/watch?path=/etc/hostname`);
+    expect(notDir.status).toBe(400);
+    const missing = await api.get<ErrorBody>(`/v1/sandboxes/${id()}/files/watch?path=/nope`);
+    expect(missing.status).toBe(404);
   });
 });
 

@@ -173,6 +173,20 @@ describe("files", () => {
   });
 });
 
+describe("file watch", () => {
+  it("calls back for changes made after it resolved, until stopped", async () => {
+    await sandbox.commands.run("mkdir -p /sdk-watch");
+    const events: { type: string; path: string }[] = [];
+    const watch = await sandbox.files.watch("/sdk-watch", (e) => events.push(e));
+    await sandbox.files.write("/sdk-watch/new.txt", "x");
+    await vi.waitFor(() => expect(events).toContainEqual(expect.objectContaining({ path: "/sdk-watch/new.txt" })), {
+      timeout: 10_000,
+    });
+    watch.stop();
+    await watch.done;
+  });
+});
+
 describe("terminals", () => {
   it("runs a program on a terminal: input, output, resize and the exit code", async () => {
     let output = "";

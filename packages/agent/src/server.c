@@ -17,6 +17,7 @@
 
 #include "exec.h"
 #include "files.h"
+#include "watch.h"
 #include "http.h"
 #include "util.h"
 
@@ -132,6 +133,9 @@ static void dispatch(struct http_conn *c)
         else method_not_allowed(c);
     } else if (strcmp(p, "/files/mkdir") == 0) {
         if (method_is(c, "POST")) handle_file_mkdir(c);
+        else method_not_allowed(c);
+    } else if (strcmp(p, "/files/watch") == 0) {
+        if (method_is(c, "GET")) handle_file_watch(c);
         else method_not_allowed(c);
     } else if (strcmp(p, "/files/move") == 0) {
         if (method_is(c, "POST")) handle_file_move(c);

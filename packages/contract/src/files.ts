@@ -34,3 +34,17 @@ export const fileEntrySchema = z.object({
 export type FileEntry = z.infer<typeof fileEntrySchema>;
 export const listFilesResponseSchema = z.object({ path: z.string(), entries: z.array(fileEntrySchema) });
 export const writeFileResponseSchema = z.object({ path: z.string(), size: z.number().int() });
+
+export const watchFilesQuerySchema = z.object({
+  path: absolutePathSchema.describe("A directory"),
+  recursive: z.enum(["true", "false"]).default("false").describe("Also every directory below it"),
+});
+
+/** One NDJSON line of `GET /v1/sandboxes/{id}/files/watch`; `ready` comes first, once watching. */
+export const fileWatchEventSchema = z.object({
+  type: z.enum(["ready", "create", "modify", "delete", "rename", "chmod", "overflow"]),
+  path: z.string(),
+  from: z.string().optional().describe("rename: the old path"),
+  isDir: z.boolean().optional(),
+});
+export type FileWatchEvent = z.infer<typeof fileWatchEventSchema>;

@@ -1,6 +1,13 @@
 import type { Readable } from "node:stream";
-import { type FileEntry, listFilesResponseSchema, writeFileResponseSchema } from "@sandpit/contract";
+import {
+  type FileEntry,
+  type FileWatchEvent,
+  fileWatchEventSchema,
+  listFilesResponseSchema,
+  writeFileResponseSchema,
+} from "@sandpit/contract";
 import type { ApiClient } from "./api-client.js";
+import { parseNdjsonEvents } from "./ndjson.js";
 
 export type { FileEntry };
 
@@ -90,6 +97,42 @@ export class Files {
   async list(path: string): Promise<FileEntry[]> {
     const { entries } = await this.#client.json(listFilesResponseSchema, this.#path("/list"), { query: { path } });
     return entries;
+  }
+
+  /**
+   * Watches a directory: `onEvent` gets every change (create, modify, delete, rename, chmod) under it
+   * until `stop()`. Resolves once the watch is in place, so that no change made after it is missed.
+   *
+   * @example
+   * ```ts
+   * const watch = await sandbox.files.watch("/workspace", (e) => console.log(e.type, e.path), { recursive: true });
+   * await sandbox.commands.run("touch /workspace/x");
+   * watch.stop();
+   * ```
+   */
+  async watch(
+    path: string,
+    onEvent: (event: FileWatchEvent) => void,
+    opts: { recursive?: boolean } = {},
+  ): Promise<{ stop: () => void; done: Promise<void> }> {
+    const abort = new AbortController();
+    const response = await this.#client.stream(this.#path("/watch"), {
+      query: { path, recursive: opts.recursive === true },
+      headers: { accept: "application/x-ndjson" },
+      signal: abort.signal,
+    });
+    const events = parseNdjsonEvents(fileWatchEventSchema, response.body, response.requestId);
+    const first = await events.next();
+    if (!first.done && first.value.type !== "ready") onEvent(first.value);
+    const done = (async () => {
+      try {
+        for await (const event of events) onEvent(event);
+      } catch (e) {
+        if (!abort.signal.aborted) throw e;
+      }
+    })();
+    done.catch(() => undefined);
+    return { stop: () => abort.abort(), done };
   }
 
   /**

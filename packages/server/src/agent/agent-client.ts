@@ -17,6 +17,14 @@ import {
 
 export type { AgentExecEvent, AgentExecRequest, AgentExit } from "./frames.js";
 
+/** A change seen by the agent's file watch (`ready` first, `overflow` when events were lost). */
+export interface AgentWatchEvent {
+  type: "ready" | "create" | "modify" | "delete" | "rename" | "chmod" | "overflow";
+  path: string;
+  from?: string;
+  isDir?: boolean;
+}
+
 /** An event with the log offset just after its frame. */
 export type PositionedEvent = AgentExecEvent & { offset: number };
 
@@ -371,6 +379,39 @@ export class AgentClient {
 
   async move(from: string, to: string): Promise<void> {
     await this.empty({ method: "POST", path: "/files/move", query: { from, to } });
+  }
+
+  /**
+   * Changes under a directory as they happen (inotify inside the sandbox): the first event is `ready`
+   * once the watches are in place. Ends when the signal aborts or the agent closes the stream.
+   */
+  async *watch(
+    path: string,
+    opts: { recursive?: boolean; signal?: AbortSignal } = {},
+  ): AsyncGenerator<AgentWatchEvent> {
+    const res = await this.request({
+      method: "GET",
+      path: "/files/watch",
+      query: { path, recursive: opts.recursive === true },
+      signal: opts.signal,
+    });
+    if (res.statusCode !== 200) throw await this.httpError(res);
+    const onAbort = () => res.destroy();
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    let pending = "";
+    try {
+      for await (const chunk of res) {
+        pending += (chunk as Buffer).toString("utf8");
+        const lines = pending.split("\n");
+        pending = lines.pop() ?? "";
+        for (const line of lines) if (line) yield JSON.parse(line) as AgentWatchEvent;
+      }
+    } catch (e) {
+      if (!opts.signal?.aborted) throw new AgentUnreachableError(`agent ${this.where()}: watch cut off`, { cause: e });
+    } finally {
+      opts.signal?.removeEventListener("abort", onAbort);
+      res.destroy();
+    }
   }
 
   // ---- transport ----

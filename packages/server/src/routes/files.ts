@@ -4,12 +4,14 @@ import {
   listFilesResponseSchema,
   mkdirRequestSchema,
   removeFileQuerySchema,
+  watchFilesQuerySchema,
   writeFileQuerySchema,
   writeFileResponseSchema,
 } from "@sandpit/contract";
 import type { FastifyInstance } from "fastify";
 import { ApiError } from "../errors.js";
 import type { FileService } from "../services/file-service.js";
+import { sendNdjson } from "./ndjson.js";
 import { type Authenticate, route } from "./route.js";
 
 /** Fails the upload stream as soon as more than `limit` bytes arrived (for bodies without a length). */
@@ -103,6 +105,31 @@ export function fileRoutes(app: FastifyInstance, authenticate: Authenticate, fil
       responses: { 200: { description: "Entries", schema: listFilesResponseSchema } },
     },
     async ({ org, params, query }) => ({ path: query.path, entries: await files.list(org, params.id!, query.path) }),
+  );
+
+  route(
+    app,
+    authenticate,
+    {
+      method: "GET",
+      url: "/v1/sandboxes/{id}/files/watch",
+      summary:
+        "Stream changes under a directory as NDJSON (ready, then create, modify, delete, rename, chmod) " +
+        "until the client disconnects",
+      tags: ["files"],
+      query: watchFilesQuerySchema,
+      responses: { 200: { description: "Events", contentType: "application/x-ndjson" } },
+    },
+    async ({ org, params, query, request, reply }) => {
+      const abort = new AbortController();
+      await sendNdjson(
+        request,
+        reply,
+        files.watch(org, params.id!, query.path, query.recursive === "true", abort.signal),
+        () => abort.abort(),
+      );
+      return undefined;
+    },
   );
 
   route(

@@ -1,5 +1,5 @@
 import type { Readable } from "node:stream";
-import type { FileEntry } from "@sandpit/contract";
+import type { FileEntry, FileWatchEvent } from "@sandpit/contract";
 import { AgentError, type AgentFileEntry } from "../agent/agent-client.js";
 import { ApiError } from "../errors.js";
 import type { OrgRecord } from "../store/store.js";
@@ -85,6 +85,26 @@ export class FileService {
   async list(org: OrgRecord, sandboxId: string, path: string): Promise<FileEntry[]> {
     const agent = await this.agent(org, sandboxId);
     return (await this.call(sandboxId, path, () => agent.list(path))).map(toEntry);
+  }
+
+  /** Changes under a directory as they happen; the first event (`ready`) means the watch is in place. */
+  async *watch(
+    org: OrgRecord,
+    sandboxId: string,
+    path: string,
+    recursive: boolean,
+    signal: AbortSignal,
+  ): AsyncGenerator<FileWatchEvent> {
+    const agent = await this.agent(org, sandboxId);
+    const events = agent.watch(path, { recursive, signal });
+    // The first event arrives once the agent accepted the path: its errors are ordinary API errors.
+    const first = await this.call(sandboxId, path, () => events.next());
+    if (first.done) return;
+    yield first.value;
+    for await (const event of events) {
+      this.sandboxes.touch(sandboxId);
+      yield event;
+    }
   }
 
   async stat(org: OrgRecord, sandboxId: string, path: string): Promise<FileEntry> {
