@@ -55,6 +55,24 @@ static int mode_param(struct http_conn *c, mode_t *out)
     return 1;
 }
 
+/* Optional owner (uid=, gid=) for created files and directories: 1 present, 0 absent, -1 invalid (400 sent). */
+static int owner_param(struct http_conn *c, uid_t *uid, gid_t *gid)
+{
+    char *su = http_query_get(c, "uid"), *sg = http_query_get(c, "gid");
+    if (!su && !sg) return 0;
+    uint64_t u = 0, g = 0;
+    int bad = !su || !sg || parse_u64(su, &u) != 0 || parse_u64(sg, &g) != 0 || u > 0xfffffffeu || g > 0xfffffffeu;
+    free(su);
+    free(sg);
+    if (bad) {
+        http_send_error(c, 400, "bad_request", "uid and gid must be given together as numbers");
+        return -1;
+    }
+    *uid = (uid_t)u;
+    *gid = (gid_t)g;
+    return 1;
+}
+
 static const char *base_name(const char *p)
 {
     const char *s = strrchr(p, '/');
@@ -233,6 +251,10 @@ void handle_file_put(struct http_conn *c)
     mode_t mode = 0644;
     int have_mode = mode_param(c, &mode);
     if (have_mode < 0) goto out;
+    uid_t owner_uid = 0;
+    gid_t owner_gid = 0;
+    int have_owner = owner_param(c, &owner_uid, &owner_gid);
+    if (have_owner < 0) goto out;
     if (strcmp(path, "/") == 0) {
         http_send_errno(c, EISDIR, path);
         goto out;
@@ -300,7 +322,9 @@ void handle_file_put(struct http_conn *c)
         if (!werr && write_all_fd(fd, buf, (size_t)r) != 0) werr = errno; /* keep reading the body */
     }
     if (!werr && fchmod(fd, mode) != 0) werr = errno;
-    if (!werr && exists && geteuid() == 0) {
+    if (!werr && have_owner) {
+        if (fchown(fd, owner_uid, owner_gid) != 0) werr = errno;
+    } else if (!werr && exists && geteuid() == 0) {
         if (fchown(fd, st.st_uid, st.st_gid) != 0) { /* best effort */
         }
     }
@@ -509,7 +533,10 @@ void handle_file_mkdir(struct http_conn *c)
     if (!path) return;
     mode_t mode = 0755;
     int have_mode = mode_param(c, &mode);
-    if (have_mode >= 0) {
+    uid_t owner_uid = 0;
+    gid_t owner_gid = 0;
+    int have_owner = have_mode >= 0 ? owner_param(c, &owner_uid, &owner_gid) : -1;
+    if (have_mode >= 0 && have_owner >= 0) {
         int created = 0, rc;
         if (http_query_flag(c, "parents")) {
             rc = mkdir_p(path, 0755, mode, &created);
@@ -521,6 +548,8 @@ void handle_file_mkdir(struct http_conn *c)
             http_send_errno(c, errno, path);
         } else {
             if (created && have_mode && chmod(path, mode) != 0) { /* umask applied; best effort */
+            }
+            if (created && have_owner && lchown(path, owner_uid, owner_gid) != 0) { /* best effort */
             }
             if (created) http_send_json(c, 201, "{\"created\":true}", 16);
             else http_send_json(c, 200, "{\"created\":false}", 17);

@@ -144,6 +144,7 @@ export const createSandboxRequestSchema = z.strictObject({
     .default([])
     .describe("Ports to expose through Sandpit's proxy"),
   publicPorts: z.boolean().default(false).describe("Exposed ports need no traffic token"),
+  allPorts: z.boolean().default(false).describe("Every port of the sandbox is exposed, not only `ports`"),
 });
 export type CreateSandboxRequest = z.input<typeof createSandboxRequestSchema>;
 export type CreateSandboxParams = z.output<typeof createSandboxRequestSchema>;
@@ -165,6 +166,7 @@ export const sandboxSchema = z.object({
   idleTimeoutMs: z.number().int().nullable(),
   autoResume: z.boolean(),
   ports: z.array(z.number().int()),
+  allPorts: z.boolean(),
   publicPorts: z.boolean(),
   trafficToken: z.string().describe("Send as X-Sandpit-Traffic-Token (or ?sandpit_token=) to reach exposed ports"),
   warmPoolCheckout: z

@@ -1,4 +1,5 @@
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from "fastify";
+import { e2bDialect } from "./dialects/e2b/index.js";
 import { type ApiError, toApiError } from "./errors.js";
 import { newRequestId } from "./lib/ids.js";
 import { adminRoutes } from "./routes/admin.js";
@@ -108,6 +109,8 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   execRoutes(app, authenticate, services.exec);
   fileRoutes(app, authenticate, services.files, services.maxUploadBytes);
   templateRoutes(app, authenticate, services.templates, services.templateBuilds);
+  // Before the port proxy: its envd host names (49983-<id>.<domain>) are the dialect's.
+  e2bDialect(app, services);
   portRoutes(app, authenticate, services.sandboxes, services.ports);
   adminRoutes(app, authenticate, services.quotas, services.warmPools, services.adminKey);
   snapshotRoutes(app, authenticate, services.snapshots);

@@ -3,6 +3,7 @@ import path from "node:path";
 import pino from "pino";
 import { buildApp } from "./app.js";
 import { loadConfig, type ServerConfig } from "./config.js";
+import type { ApiKeyFormat } from "./lib/ids.js";
 import { OutboundGuard } from "./lib/outbound-guard.js";
 import { blockedDestinations } from "./network/blocked-destinations.js";
 import { DnsProxy, hostUpstream } from "./network/dns-proxy.js";
@@ -180,11 +181,16 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
 }
 
 /** Creates an API key for an organisation (creating the organisation) directly in the data directory. */
-export async function createApiKey(opts: { dataDir?: string; org: string }): Promise<{ key: string; org: string }> {
+export async function createApiKey(opts: {
+  dataDir?: string;
+  org: string;
+  /** `e2b`: a key in E2B's shape (`e2b_<hex>`), for E2B clients. */
+  format?: ApiKeyFormat;
+}): Promise<{ key: string; org: string }> {
   const config = loadConfig(opts.dataDir ? { dataDir: opts.dataDir } : {});
   const store = new SqliteStore(path.join(config.dataDir, "sandpit.db"));
   try {
-    const { key, org } = await new AuthService(store).createKey(opts.org);
+    const { key, org } = await new AuthService(store).createKey(opts.org, "created", opts.format);
     return { key, org: org.name };
   } finally {
     await store.close();

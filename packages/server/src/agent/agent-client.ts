@@ -333,13 +333,19 @@ export class AgentClient {
   async writeFile(
     path: string,
     body: Uint8Array | Readable,
-    opts: { mode?: number; mkdirs?: boolean; size?: number } = {},
+    opts: { mode?: number; mkdirs?: boolean; size?: number; owner?: { uid: number; gid: number } } = {},
   ): Promise<{ size: number }> {
     const o = asObject(
       await this.json({
         method: "PUT",
         path: "/files",
-        query: { path, mode: opts.mode?.toString(8), mkdirs: opts.mkdirs === true },
+        query: {
+          path,
+          mode: opts.mode?.toString(8),
+          mkdirs: opts.mkdirs === true,
+          uid: opts.owner?.uid,
+          gid: opts.owner?.gid,
+        },
         body,
         ...(opts.size !== undefined ? { contentLength: opts.size } : {}),
         contentType: "application/octet-stream",
@@ -369,12 +375,26 @@ export class AgentClient {
     });
   }
 
-  async mkdir(path: string, opts: { parents?: boolean; mode?: number } = {}): Promise<void> {
-    await this.empty({
-      method: "POST",
-      path: "/files/mkdir",
-      query: { path, parents: opts.parents === true, mode: opts.mode?.toString(8) },
-    });
+  /** Creates a directory; resolves whether it was created (false: it existed). */
+  async mkdir(
+    path: string,
+    opts: { parents?: boolean; mode?: number; owner?: { uid: number; gid: number } } = {},
+  ): Promise<boolean> {
+    const o = asObject(
+      await this.json({
+        method: "POST",
+        path: "/files/mkdir",
+        query: {
+          path,
+          parents: opts.parents === true,
+          mode: opts.mode?.toString(8),
+          uid: opts.owner?.uid,
+          gid: opts.owner?.gid,
+        },
+      }),
+      "mkdir answer",
+    );
+    return get(o, "created", "mkdir answer", isBoolean);
   }
 
   async move(from: string, to: string): Promise<void> {

@@ -15,5 +15,8 @@ export const newSandboxId = () => `sbx_${randomBase32(20)}`;
 export const newCommandId = () => `cmd_${randomBase32(20)}`;
 export const newRequestId = () => `req_${randomBase32(20)}`;
 /** API keys: `sp_` + 40 base32 characters (200 bits). Only their SHA-256 is stored. */
-export const newApiKey = () => `sp_${randomBase32(40)}`;
+/** Key formats: Sandpit's own, or E2B's `e2b_` + 40 hex digits for clients that expect that shape. */
+export type ApiKeyFormat = "sandpit" | "e2b";
+export const newApiKey = (format: ApiKeyFormat = "sandpit") =>
+  format === "e2b" ? `e2b_${randomBytes(20).toString("hex")}` : `sp_${randomBase32(40)}`;
 export const newToken = () => randomBase32(32);

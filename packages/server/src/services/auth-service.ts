@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { ApiError } from "../errors.js";
-import { newApiKey } from "../lib/ids.js";
+import { type ApiKeyFormat, newApiKey } from "../lib/ids.js";
 import type { OrgRecord, Store } from "../store/store.js";
 
 const hashKey = (key: string) => createHash("sha256").update(key).digest("hex");
@@ -11,9 +11,13 @@ export class AuthService {
 
   constructor(private readonly store: Store) {}
 
-  async createKey(orgName: string, label = "created"): Promise<{ key: string; org: OrgRecord }> {
+  async createKey(
+    orgName: string,
+    label = "created",
+    format: ApiKeyFormat = "sandpit",
+  ): Promise<{ key: string; org: OrgRecord }> {
     const org = await this.store.ensureOrg(orgName);
-    const key = newApiKey();
+    const key = newApiKey(format);
     await this.store.addApiKey(org.id, hashKey(key), label);
     return { key, org };
   }

@@ -55,6 +55,7 @@ export function toSandbox(r: SandboxRecord): Sandbox {
     idleTimeoutMs: r.idleTimeoutMs,
     autoResume: r.autoResume,
     ports: r.ports,
+    allPorts: r.allPorts,
     publicPorts: r.publicPorts,
     trafficToken: r.trafficToken,
     createdAt: iso(r.createdAt)!,
@@ -184,6 +185,7 @@ export class SandboxService {
           idleTimeoutMs: idleTimeoutFor(params),
           autoResume: params.autoResume,
           ports: params.ports,
+          allPorts: params.allPorts,
           publicPorts: params.publicPorts,
           trafficToken: newToken(),
           agentToken: snapshot?.agentToken ?? newToken(),
@@ -259,6 +261,14 @@ export class SandboxService {
     const record = await this.store.getSandbox(id);
     if (!record || record.orgId !== org.id) throw notFound("sandbox", id);
     return record;
+  }
+
+  /**
+   * A sandbox by id alone, for callers that authenticated against the sandbox itself (an envd access
+   * token) rather than an organisation's key. Check the caller's right to it before using it.
+   */
+  getUnscoped(id: string): Promise<SandboxRecord | undefined> {
+    return this.store.getSandbox(id);
   }
 
   list(org: OrgRecord, filter: SandboxFilter): Promise<SandboxRecord[]> {
@@ -398,7 +408,7 @@ export class SandboxService {
   /** The sandbox behind an exposed port, if that port is exposed (no organisation: port traffic). */
   async withExposedPort(id: string, port: number): Promise<SandboxRecord | undefined> {
     const record = await this.store.getSandbox(id);
-    return record?.ports.includes(port) ? record : undefined;
+    return record && (record.allPorts || record.ports.includes(port)) ? record : undefined;
   }
 
   /** Where an authorised request to an exposed port goes; resumes the sandbox first with autoResume. */

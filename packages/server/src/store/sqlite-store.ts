@@ -56,6 +56,7 @@ const migrations = [
      max_vcpus INTEGER, max_memory_mb INTEGER);`,
   `ALTER TABLE sandboxes ADD COLUMN user_name TEXT;
    ALTER TABLE sandboxes ADD COLUMN main_command_id TEXT;`,
+  `ALTER TABLE sandboxes ADD COLUMN all_ports INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 interface SandboxRow {
@@ -82,6 +83,7 @@ interface SandboxRow {
   net_index: number | null;
   agent_token: string;
   user_name: string | null;
+  all_ports: number;
   main_command_id: string | null;
   created_at: number;
   started_at: number | null;
@@ -125,6 +127,7 @@ const sandboxColumns: Record<keyof SandboxPatch, string> = {
   netIndex: "net_index",
   agentToken: "agent_token",
   user: "user_name",
+  allPorts: "all_ports",
   mainCommandId: "main_command_id",
   startedAt: "started_at",
   expiresAt: "expires_at",
@@ -185,6 +188,7 @@ function sandboxFromRow(r: SandboxRow): SandboxRecord {
     netIndex: r.net_index,
     agentToken: r.agent_token,
     user: r.user_name,
+    allPorts: r.all_ports === 1,
     mainCommandId: r.main_command_id,
     createdAt: r.created_at,
     startedAt: r.started_at,

@@ -25,6 +25,8 @@ export interface SandboxRecord {
   idleTimeoutMs: number | null;
   autoResume: boolean;
   ports: number[];
+  /** Every port is reachable through the proxy, not only `ports`. */
+  allPorts: boolean;
   publicPorts: boolean;
   trafficToken: string;
   /** Slot of the sandbox's veth pair; null once its network is released. */

@@ -42,6 +42,8 @@ export async function buildDebianRootfs(
       `--include=${def.packages.join(",")}`,
       '--customize-hook=mkdir -p "$1/workspace" && chmod 755 "$1/workspace"',
       '--customize-hook=rm -f "$1/etc/resolv.conf" "$1/etc/hostname"',
+      // An unprivileged account (uid 1000) beside root, as E2B's and most images' `user`.
+      '--customize-hook=chroot "$1" useradd --create-home --uid 1000 --user-group --shell /bin/bash user',
       def.suite,
       target,
       mirror,

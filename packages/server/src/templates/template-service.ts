@@ -88,6 +88,8 @@ interface TemplateMeta {
   config: RootfsConfig;
   builtAt: number;
   sizeBytes: number;
+  /** What it was built from (built-in templates): a changed definition is rebuilt on next use. */
+  definition?: string;
   /** Set on an organisation's own templates. */
   custom?: { orgId: string; from: string };
   /** Written by versions that had a single rootfs directory per template. */
@@ -135,6 +137,9 @@ export type CustomTemplateBuilder = (
 
 const ORGS_DIR = "orgs";
 
+/** Bumped when the way built-in templates are built changes (hooks, layout), so that caches rebuild. */
+const BUILDER_VERSION = 2;
+
 /**
  * Builds and caches templates under the templates directory: `<dir>/<name>/` for the built-in ones and
  * `<dir>/orgs/<org>/<name>/` for an organisation's own, each with `template.json` (its layers, top
@@ -158,6 +163,25 @@ export class TemplateService {
 
   private builtin(name: string): BuiltinTemplate | undefined {
     return builtinTemplates.find((t) => t.name === name);
+  }
+
+  /**
+   * A built-in template's definition as a string that changes when its build would: its packages, its
+   * parent's build, the builder's version.
+   */
+  private async definitionOf(def: BuiltinTemplate): Promise<string> {
+    if ("debian" in def) return `v${BUILDER_VERSION}:debian:${def.debian.suite}:${def.debian.packages.join(",")}`;
+    const parent = await this.meta(this.templateDir(null, def.parent));
+    return `v${BUILDER_VERSION}:layer:${def.name}:over:${def.parent}@${parent?.builtAt ?? "unbuilt"}`;
+  }
+
+  /** A template's meta when it is ready to use: built, and (built-in) from its current definition. */
+  private async currentMeta(orgId: string | null, name: string): Promise<TemplateMeta | undefined> {
+    const meta = await this.meta(this.templateDir(orgId, name));
+    const def = this.builtin(name);
+    if (!meta || !def) return meta;
+    if (!("debian" in def) && !(await this.currentMeta(null, def.parent))) return undefined;
+    return meta.definition === (await this.definitionOf(def)) ? meta : undefined;
   }
 
   isBuiltin(name: string): boolean {
@@ -186,8 +210,7 @@ export class TemplateService {
 
   async get(orgId: string | null, name: string): Promise<Template> {
     const def = this.builtin(name);
-    const dir = this.templateDir(orgId, name);
-    const meta = await this.meta(dir);
+    const meta = await this.currentMeta(orgId, name);
     const key = this.buildKey(orgId, name);
     const build = this.builds.get(key);
     if (!def && !meta && !build && !this.failures.has(key)) throw notFound("template", name);
@@ -219,7 +242,7 @@ export class TemplateService {
 
   /** The layers and config of a ready template, building a built-in one first when needed. */
   async resolve(orgId: string | null, name: string): Promise<ResolvedRootfs> {
-    const meta = await this.meta(this.templateDir(orgId, name));
+    const meta = await this.currentMeta(orgId, name);
     if (meta && !this.builds.has(this.buildKey(orgId, name))) return { layers: meta.layers, config: meta.config };
     const running = this.builds.get(this.buildKey(orgId, name));
     if (running) return running.done;
@@ -238,7 +261,7 @@ export class TemplateService {
     if (!def) throw notFound("template", name);
     return this.track(null, name, async (b) =>
       this.withLock(this.templateDir(null, name), async () => {
-        const meta = await this.meta(this.templateDir(null, name));
+        const meta = await this.currentMeta(null, name);
         if (!force && meta) return { layers: meta.layers, config: meta.config };
         return this.buildBuiltin(def, b);
       }),
@@ -269,10 +292,7 @@ export class TemplateService {
             result.parentLayers,
             result.config,
             b,
-            {
-              orgId,
-              from: result.from,
-            },
+            { custom: { orgId, from: result.from } },
           );
         } finally {
           await rm(work, { recursive: true, force: true });
@@ -335,11 +355,16 @@ export class TemplateService {
           (p) => b.progressTo(p),
           (line) => b.log(line),
         );
-        return await this.commit(dir, def.name, def.description, target, [], emptyRootfsConfig, b);
+        return await this.commit(dir, def.name, def.description, target, [], emptyRootfsConfig, b, {
+          definition: await this.definitionOf(def),
+        });
       }
       b.progressTo({ phase: "parent", percent: 0, message: `template ${def.parent}` });
       const parent = await this.resolve(null, def.parent);
-      if (!def.buildLayer) return this.commit(dir, def.name, def.description, null, parent.layers, parent.config, b);
+      const definition = { definition: await this.definitionOf(def) };
+      if (!def.buildLayer) {
+        return this.commit(dir, def.name, def.description, null, parent.layers, parent.config, b, definition);
+      }
       const target = path.join(work, "layer");
       await mkdir(target, { recursive: true });
       await def.buildLayer(
@@ -347,7 +372,7 @@ export class TemplateService {
         (p) => b.progressTo(p),
         (line) => b.log(line),
       );
-      return await this.commit(dir, def.name, def.description, target, parent.layers, parent.config, b);
+      return await this.commit(dir, def.name, def.description, target, parent.layers, parent.config, b, definition);
     } finally {
       await rm(work, { recursive: true, force: true });
     }
@@ -362,7 +387,7 @@ export class TemplateService {
     parentLayers: string[],
     config: RootfsConfig,
     b: TemplateBuild,
-    custom?: TemplateMeta["custom"],
+    extra: Pick<TemplateMeta, "definition" | "custom"> = {},
   ): Promise<ResolvedRootfs> {
     const builtAt = Date.now();
     let layers = parentLayers;
@@ -373,7 +398,7 @@ export class TemplateService {
       await rename(layerDir, final);
       layers = [final, ...parentLayers];
     }
-    const meta: TemplateMeta = { name, description, layers, config, builtAt, sizeBytes, ...(custom ? { custom } : {}) };
+    const meta: TemplateMeta = { name, description, layers, config, builtAt, sizeBytes, ...extra };
     const metaFile = path.join(dir, "template.json");
     await writeFile(`${metaFile}.tmp`, JSON.stringify(meta));
     await rename(`${metaFile}.tmp`, metaFile);

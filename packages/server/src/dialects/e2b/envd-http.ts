@@ -1,0 +1,170 @@
+import type http from "node:http";
+import { pipeline } from "node:stream/promises";
+import zlib from "node:zlib";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import Busboy from "busboy";
+import type { FastifyInstance } from "fastify";
+import { AgentError } from "../../agent/agent-client.js";
+import { ApiError } from "../../errors.js";
+import type { ExecService } from "../../services/exec-service.js";
+import type { PortService } from "../../services/port-service.js";
+import type { SandboxService } from "../../services/sandbox-service.js";
+import { EnvdRpc } from "./envd-rpc.js";
+import { basicUser, type EnvdSession, EnvdSessions } from "./envd-session.js";
+import { ENVD_PORT } from "./mapping.js";
+
+/** Where E2B clients reach envd when `E2B_SANDBOX_URL` points at Sandpit: `<sandpit>/e2b/envd`. */
+export const ENVD_PATH_PREFIX = "/e2b/envd";
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** envd's REST errors: `{code, message}` with the HTTP status as the code. */
+function sendError(res: http.ServerResponse, e: unknown) {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  let status = 500;
+  let message = e instanceof Error ? e.message : String(e);
+  if (e instanceof ApiError) status = e.status;
+  else if (e instanceof AgentError) {
+    const byCode: Record<string, number> = {
+      not_found: 404,
+      is_directory: 400,
+      not_directory: 400,
+      bad_request: 400,
+      permission_denied: 401,
+      no_space: 507,
+      too_large: 413,
+    };
+    status = byCode[e.code] ?? 500;
+    if (e.code === "no_space") message = `not enough disk space: ${e.message}`;
+  }
+  sendJson(res, status, { code: status, message });
+}
+
+/**
+ * E2B's in-sandbox daemon ("envd") for every Sandpit sandbox: `/health`, `/files` (download; upload as
+ * multipart or octet-stream, gzip either way) and the Connect services, reached with the
+ * `E2b-Sandbox-Id` header under `/e2b/envd`, or by the host name `49983-<id>.<SANDPIT_DOMAIN>`.
+ */
+export function registerEnvd(
+  app: FastifyInstance,
+  deps: { sandboxes: SandboxService; exec: ExecService; ports: PortService },
+) {
+  const sessions = new EnvdSessions(deps.sandboxes);
+  const rpc = new EnvdRpc(sessions, deps.exec);
+  const connect = connectNodeAdapter({ routes: (router) => rpc.register(router) });
+
+  const open = (req: http.IncomingMessage, sandboxId: string | undefined, url: URL): Promise<EnvdSession> =>
+    sessions.open(
+      sandboxId,
+      (req.headers["x-access-token"] as string | undefined) ?? url.searchParams.get("access_token") ?? undefined,
+      url.searchParams.get("username") ?? basicUser(req.headers.authorization),
+    );
+
+  async function files(req: http.IncomingMessage, res: http.ServerResponse, sandboxId: string | undefined, url: URL) {
+    const session = await open(req, sandboxId, url);
+    const owner = { uid: session.account.uid, gid: session.account.gid };
+    const queryPath = url.searchParams.get("path") ?? "";
+    if (req.method === "GET") {
+      if (!queryPath) throw new ApiError("bad_request", "path is required");
+      const file = await session.agent.readFile(session.resolve(queryPath));
+      const gzip = /\bgzip\b/.test(String(req.headers["accept-encoding"] ?? ""));
+      res.writeHead(200, {
+        "content-type": "application/octet-stream",
+        ...(gzip ? { "content-encoding": "gzip" } : { "content-length": file.size }),
+      });
+      if (gzip) await pipeline(file.body, zlib.createGzip(), res);
+      else await pipeline(file.body, res);
+      return;
+    }
+    if (req.method !== "POST") throw new ApiError("method_not_allowed", `${req.method} /files`);
+    const written: { name: string; type: "file"; path: string }[] = [];
+    const record = (target: string) =>
+      written.push({ name: target.split("/").pop() ?? target, type: "file", path: target });
+    const gunzip = String(req.headers["content-encoding"] ?? "").includes("gzip");
+    const type = String(req.headers["content-type"] ?? "");
+    if (type.startsWith("multipart/form-data")) {
+      const uploads: Promise<void>[] = [];
+      await new Promise<void>((resolve, reject) => {
+        // preservePath: the SDK names each part with its full destination path.
+        const busboy = Busboy({ headers: req.headers, preservePath: true });
+        busboy.on("file", (_field, stream, info) => {
+          const target = session.resolve(info.filename && info.filename !== "blob" ? info.filename : queryPath);
+          if (!target || target === "/") {
+            stream.resume();
+            reject(new ApiError("bad_request", "every file needs a path"));
+            return;
+          }
+          uploads.push(
+            session.agent.writeFile(target, stream, { mkdirs: true, owner }).then(() => void record(target)),
+          );
+        });
+        busboy.on("error", reject);
+        busboy.on("close", resolve);
+        (gunzip ? req.pipe(zlib.createGunzip()) : req).pipe(busboy);
+      });
+      await Promise.all(uploads);
+    } else {
+      if (!queryPath) throw new ApiError("bad_request", "path is required for an octet-stream upload");
+      const target = session.resolve(queryPath);
+      await session.agent.writeFile(target, gunzip ? req.pipe(zlib.createGunzip()) : req, { mkdirs: true, owner });
+      record(target);
+    }
+    if (written.length === 0) throw new ApiError("bad_request", "no file in the request");
+    sendJson(res, 200, written);
+  }
+
+  /** Handles one envd request for a sandbox; `path` is the part after the prefix. */
+  async function handle(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    sandboxId: string | undefined,
+    path: string,
+  ) {
+    const url = new URL(path, "http://envd");
+    try {
+      if (url.pathname === "/health") {
+        res.writeHead(204).end();
+        return;
+      }
+      if (url.pathname === "/files") {
+        await files(req, res, sandboxId, url);
+        return;
+      }
+      // Connect RPC: the adapter reads the sandbox id and token from the headers.
+      if (sandboxId && !req.headers["e2b-sandbox-id"]) req.headers["e2b-sandbox-id"] = sandboxId;
+      req.url = path;
+      connect(req, res);
+    } catch (e) {
+      sendError(res, e);
+    }
+  }
+
+  // Before routing (and before the port proxy): envd requests are streamed, any method, unparsed body.
+  app.addHook("onRequest", async (request, reply) => {
+    const raw = request.raw;
+    const url = raw.url ?? "/";
+    if (url === ENVD_PATH_PREFIX || url.startsWith(`${ENVD_PATH_PREFIX}/`) || url.startsWith(`${ENVD_PATH_PREFIX}?`)) {
+      reply.hijack();
+      const header = raw.headers["e2b-sandbox-id"];
+      await handle(
+        raw,
+        reply.raw,
+        typeof header === "string" ? header : undefined,
+        url.slice(ENVD_PATH_PREFIX.length) || "/",
+      );
+      return;
+    }
+    const byHost = deps.ports.parseHost(raw.headers.host);
+    if (byHost?.port === ENVD_PORT) {
+      reply.hijack();
+      await handle(raw, reply.raw, byHost.sandboxId, url);
+    }
+  });
+}

@@ -1,0 +1,110 @@
+import { timingSafeEqual } from "node:crypto";
+import path from "node:path";
+import type { AgentClient, AgentFileEntry } from "../../agent/agent-client.js";
+import { ApiError } from "../../errors.js";
+import { findAccount } from "../../services/exec-service.js";
+import type { SandboxService } from "../../services/sandbox-service.js";
+import type { OrgRecord, SandboxRecord } from "../../store/store.js";
+import { envdAccessToken } from "./mapping.js";
+
+/** The user E2B's envd runs as when a request names none (E2B templates' unprivileged account). */
+export const DEFAULT_ENVD_USER = "user";
+
+export interface EnvdAccount {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+/** What an envd request acts on: the sandbox, its agent, the caller's user. */
+export interface EnvdSession {
+  org: OrgRecord;
+  record: SandboxRecord;
+  agent: AgentClient;
+  account: EnvdAccount;
+  /** A path as envd takes it: relative paths are relative to the user's home. */
+  resolve(p: string): string;
+  /** Owner names of an entry, from the sandbox's /etc/passwd and /etc/group. */
+  ownerOf(entry: Pick<AgentFileEntry, "uid" | "gid">): Promise<{ owner: string; group: string }>;
+}
+
+const ROOT: EnvdAccount = { name: "root", uid: 0, gid: 0, home: "/root" };
+
+/** The request's user, from `Authorization: Basic base64(user:)` as the SDK sends it. */
+export function basicUser(authorization: string | null | undefined): string | undefined {
+  if (!authorization?.startsWith("Basic ")) return undefined;
+  const decoded = Buffer.from(authorization.slice(6).trim(), "base64").toString("utf8");
+  const user = decoded.split(":")[0];
+  return user || undefined;
+}
+
+function tokensEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+async function readText(agent: AgentClient, file: string): Promise<string> {
+  try {
+    const { body } = await agent.readFile(file);
+    const chunks: Buffer[] = [];
+    for await (const c of body) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString("utf8");
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * Resolves envd requests to sandboxes: the sandbox id (header or host name), its envd access token
+ * (`X-Access-Token`, required — every Sandpit sandbox has one) and the user.
+ */
+export class EnvdSessions {
+  constructor(private readonly sandboxes: SandboxService) {}
+
+  async open(sandboxId: string | undefined, token: string | undefined, user: string | undefined): Promise<EnvdSession> {
+    if (!sandboxId) throw new ApiError("bad_request", "missing E2b-Sandbox-Id");
+    const record = await this.sandboxes.getUnscoped(sandboxId);
+    if (!record || !token || !tokensEqual(token, envdAccessToken(record))) {
+      // A wrong token and an unknown sandbox answer alike.
+      throw new ApiError("unauthorized", "invalid or missing access token for this sandbox");
+    }
+    // Services scope by organisation; the token proved which one this is.
+    const org: OrgRecord = { id: record.orgId, name: "", createdAt: 0 };
+    const { agent } = await this.sandboxes.requireRunning(org, sandboxId);
+    const passwd = await readText(agent, "/etc/passwd");
+    const account = this.account(passwd, user);
+    let groups: string | undefined;
+    return {
+      org,
+      record,
+      agent,
+      account,
+      resolve: (p) => (p.startsWith("/") ? path.posix.normalize(p) : path.posix.join(account.home, p)),
+      ownerOf: async ({ uid, gid }) => {
+        groups ??= await readText(agent, "/etc/group");
+        const owner =
+          passwd
+            .split("\n")
+            .find((l) => l.split(":")[2] === String(uid))
+            ?.split(":")[0] ?? String(uid);
+        const group =
+          groups
+            .split("\n")
+            .find((l) => l.split(":")[2] === String(gid))
+            ?.split(":")[0] ?? String(gid);
+        return { owner, group };
+      },
+    };
+  }
+
+  private account(passwd: string, user: string | undefined): EnvdAccount {
+    const wanted = user ?? DEFAULT_ENVD_USER;
+    const found = findAccount(passwd, wanted);
+    if (found) return found;
+    // A sandbox without E2B's default account runs requests without a user as root.
+    if (user === undefined || wanted === "root") return ROOT;
+    throw new ApiError("unauthorized", `user ${wanted} does not exist in the sandbox`);
+  }
+}

@@ -1,0 +1,172 @@
+import { createHash } from "node:crypto";
+import type { CreateSandboxRequest, NetworkPolicyInput } from "@sandpit/contract";
+import { z } from "zod";
+import type { SandboxRecord } from "../../store/store.js";
+
+/** The envd version Sandpit's envd speaks: the SDK gates features (octet-stream uploads, …) on it. */
+export const ENVD_VERSION = "0.5.7";
+/** The port E2B's SDK addresses its in-sandbox daemon on. */
+export const ENVD_PORT = 49983;
+
+const networkSchema = z
+  .object({
+    allowPublicTraffic: z.boolean().optional(),
+    allowOut: z.array(z.string()).optional(),
+    denyOut: z.array(z.string()).optional(),
+    rules: z.record(z.string(), z.unknown()).optional(),
+  })
+  .passthrough();
+
+/** `POST /sandboxes` and `/v2/sandboxes` bodies (fields Sandpit does not act on are accepted and ignored). */
+export const newSandboxSchema = z
+  .object({
+    templateID: z.string().min(1),
+    timeout: z.number().int().min(0).optional(),
+    autoPause: z.boolean().optional(),
+    autoPauseMemory: z.boolean().optional(),
+    autoResume: z.object({ enabled: z.boolean() }).optional(),
+    secure: z.boolean().optional(),
+    allow_internet_access: z.boolean().optional(),
+    network: networkSchema.optional(),
+    metadata: z.record(z.string(), z.string()).optional(),
+    envVars: z.record(z.string(), z.string()).optional(),
+    mcp: z.unknown().optional(),
+    volumeMounts: z.array(z.object({ name: z.string(), path: z.string() })).optional(),
+  })
+  .passthrough();
+export type NewSandbox = z.infer<typeof newSandboxSchema>;
+
+const IPV4 = /^\d{1,3}(\.\d{1,3}){3}(\/\d{1,2})?$/;
+const cidrOf = (entry: string) => (entry.includes("/") ? entry : `${entry}/32`);
+
+/**
+ * E2B's egress settings as a Sandpit policy. E2B lets allowed entries win over denied ones; Sandpit
+ * checks denies first, so an allow-list with `denyOut: ["0.0.0.0/0"]` becomes a custom policy that
+ * allows only the list (Sandpit's custom mode denies everything else), and a deny-list alone becomes
+ * "everything but these".
+ */
+export function networkPolicyFrom(
+  body: Pick<NewSandbox, "network" | "allow_internet_access">,
+): NetworkPolicyInput | undefined {
+  const allow = body.network?.allowOut ?? [];
+  const deny = (body.network?.denyOut ?? []).map(cidrOf);
+  if (body.allow_internet_access === false && allow.length === 0) return { mode: "deny-all" };
+  if (allow.length === 0 && deny.length === 0) return undefined;
+  const allowCidrs = allow.filter((a) => IPV4.test(a)).map(cidrOf);
+  const allowDomains = allow.filter((a) => !IPV4.test(a));
+  const denyAll = body.allow_internet_access === false || deny.includes("0.0.0.0/0");
+  if (allow.length > 0) {
+    return {
+      mode: "custom",
+      allow: { cidrs: allowCidrs, domains: allowDomains },
+      deny: { cidrs: denyAll ? [] : deny.filter((d) => !allowCidrs.includes(d)) },
+    };
+  }
+  if (denyAll) return { mode: "deny-all" };
+  return { mode: "custom", allow: { cidrs: ["0.0.0.0/0"] }, deny: { cidrs: deny } };
+}
+
+/** An E2B create request as Sandpit's; the template must be one of Sandpit's (or the org's own). */
+export function createRequestFrom(body: NewSandbox): CreateSandboxRequest {
+  const policy = networkPolicyFrom(body);
+  return {
+    template: body.templateID,
+    // E2B's API default is 15 s; its SDK always sends the user's timeout (default 300 s).
+    timeoutMs: Math.max(1, body.timeout ?? 15) * 1000,
+    env: body.envVars ?? {},
+    metadata: body.metadata ?? {},
+    timeoutAction: body.autoPause ? "pause" : "destroy",
+    autoResume: body.autoResume?.enabled === true,
+    ...(policy ? { networkPolicy: policy } : {}),
+    // E2B exposes every port of a sandbox; traffic needs a token only when public traffic is off.
+    allPorts: true,
+    publicPorts: body.network?.allowPublicTraffic !== false,
+    warmPool: { mode: "bypass" },
+  };
+}
+
+/**
+ * The envd access token of a sandbox: derived from its agent token (which never leaves the server), so
+ * it needs no storage and differs per sandbox.
+ */
+export function envdAccessToken(record: Pick<SandboxRecord, "id" | "agentToken">): string {
+  return createHash("sha256").update(`e2b-envd:${record.id}:${record.agentToken}`).digest("base64url");
+}
+
+type E2bState = "running" | "paused";
+
+/** Sandpit's statuses as E2B's two states; a sandbox on its way somewhere shows where it is going. */
+export function stateOf(record: Pick<SandboxRecord, "status">): E2bState {
+  return record.status === "paused" || record.status === "pausing" ? "paused" : "running";
+}
+
+const iso = (ms: number | null) => new Date(ms ?? Date.now()).toISOString();
+
+/** `Sandbox` (the create/connect answer). */
+export function sandboxOf(record: SandboxRecord, domain: string | null) {
+  return {
+    templateID: record.template,
+    sandboxID: record.id,
+    alias: record.template,
+    clientID: "sandpit",
+    envdVersion: ENVD_VERSION,
+    envdAccessToken: envdAccessToken(record),
+    trafficAccessToken: record.publicPorts ? null : record.trafficToken,
+    domain,
+  };
+}
+
+/** `ListedSandbox`. */
+export function listedSandboxOf(record: SandboxRecord) {
+  return {
+    templateID: record.template,
+    alias: record.template,
+    sandboxID: record.id,
+    clientID: "sandpit",
+    startedAt: iso(record.startedAt ?? record.createdAt),
+    endAt: iso(record.expiresAt ?? record.destroyedAt ?? Date.now() + record.timeoutMs),
+    cpuCount: record.vcpus,
+    memoryMB: record.memoryMb,
+    diskSizeMB: record.diskMb,
+    metadata: record.metadata,
+    state: stateOf(record),
+    envdVersion: ENVD_VERSION,
+    volumeMounts: [] as { name: string; path: string }[],
+  };
+}
+
+/** `SandboxDetail`. */
+export function sandboxDetailOf(record: SandboxRecord, domain: string | null) {
+  const policy = record.networkPolicy;
+  return {
+    ...listedSandboxOf(record),
+    envdAccessToken: envdAccessToken(record),
+    allowInternetAccess: policy.mode === "deny-all" ? false : policy.mode === "allow-all" ? true : null,
+    domain,
+    network: {
+      allowPublicTraffic: record.publicPorts,
+      ...(policy.mode === "custom"
+        ? { allowOut: [...policy.allow.cidrs, ...policy.allow.domains], denyOut: policy.deny.cidrs }
+        : {}),
+    },
+    lifecycle: { onTimeout: record.timeoutAction === "pause" ? "pause" : "kill", autoResume: record.autoResume },
+  };
+}
+
+/**
+ * The `metadata` query of `GET /v2/sandboxes`: `key=value&key2=value2`, each key and value
+ * URL-encoded (and the whole parameter encoded once more by the query string).
+ */
+export function parseMetadataQuery(query: string | undefined): Record<string, string> {
+  if (!query) return {};
+  const out: Record<string, string> = {};
+  for (const [k, v] of new URLSearchParams(query)) out[decodeURIComponent(k)] = decodeURIComponent(v);
+  return out;
+}
+
+/** `state=running,paused` (also repeated parameters) as E2B states; both when absent. */
+export function parseStates(state: string | string[] | undefined): E2bState[] {
+  const raw = (Array.isArray(state) ? state : state ? [state] : []).flatMap((s) => s.split(","));
+  const states = raw.filter((s): s is E2bState => s === "running" || s === "paused");
+  return states.length ? states : ["running", "paused"];
+}
