@@ -31,7 +31,7 @@ PIN
 fi
 
 packages=(nftables iproute2 mmdebstrap e2fsprogs util-linux musl-tools make gcc libc6-dev
-  ca-certificates curl git tar gzip procps sqlite3 tmux)
+  ca-certificates curl git tar gzip procps sqlite3 tmux conntrack)
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

@@ -2,16 +2,18 @@
 // namespace's own addresses. Configuration comes as one JSON argument.
 import dgram from "node:dgram";
 import http from "node:http";
+import https from "node:https";
 import dnsPacket from "dns-packet";
 
 interface Config {
   http: { host: string; port: number }[];
+  https?: { host: string; port: number; cert: string; key: string }[];
   udpEcho: { host: string; port: number };
   dns: { host: string; records: Record<string, string> };
 }
 
 const config = JSON.parse(process.argv[2] ?? "{}") as Config;
-let pending = config.http.length + 2;
+let pending = config.http.length + (config.https?.length ?? 0) + 2;
 const ready = () => {
   if (--pending === 0) process.stdout.write("ready\n");
 };
@@ -25,6 +27,22 @@ for (const { host, port } of config.http) {
         path: req.url,
         headers: req.headers,
       });
+      res.writeHead(200, { "content-type": "application/json" }).end(body);
+    })
+    .listen(port, host, ready);
+}
+
+// HTTPS echo servers; GET /__requests answers how many other requests each has seen.
+for (const { host, port, cert, key } of config.https ?? []) {
+  let seen = 0;
+  https
+    .createServer({ cert, key }, (req, res) => {
+      if (req.url === "/__requests") {
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ seen }));
+        return;
+      }
+      seen++;
+      const body = JSON.stringify({ server: `${host}:${port}`, path: req.url, headers: req.headers });
       res.writeHead(200, { "content-type": "application/json" }).end(body);
     })
     .listen(port, host, ready);

@@ -16,7 +16,15 @@ const sh = (...args: string[]) => execFileSync(args[0]!, args.slice(1), { stdio:
  * routes 198.18.N.0/24 (a benchmarking range) and 169.254.169.254 into it, so no test packet can leave
  * the machine even if a firewall rule were missing.
  */
-export async function startFakeInternet(n: number): Promise<FakeInternet> {
+export async function startFakeInternet(
+  n: number,
+  extra: {
+    /** HTTPS echo servers on further addresses of the namespace (198.18.N.x). */
+    https?: { host: string; port: number; cert: string; key: string }[];
+    /** More DNS names. */
+    records?: Record<string, string>;
+  } = {},
+): Promise<FakeInternet> {
   const ns = `spfake${n}`;
   const hostIf = `spfh${n}`;
   const nsIf = `spfn${n}`;
@@ -44,7 +52,8 @@ export async function startFakeInternet(n: number): Promise<FakeInternet> {
   sh("ip", "addr", "add", `${ip.gateway}/24`, "dev", hostIf);
   sh("ip", "link", "set", hostIf, "up");
   sh("ip", "route", "replace", `${ip.metadata}/32`, "dev", hostIf);
-  for (const a of [ip.web, ip.allowed, ip.denied, ip.wild, ip.dns]) {
+  const extraHosts = [...new Set((extra.https ?? []).map((h) => h.host))];
+  for (const a of [ip.web, ip.allowed, ip.denied, ip.wild, ip.dns, ...extraHosts]) {
     sh("ip", "-n", ns, "addr", "add", `${a}/24`, "dev", nsIf);
   }
   sh("ip", "-n", ns, "addr", "add", `${ip.metadata}/32`, "dev", nsIf);
@@ -69,8 +78,10 @@ export async function startFakeInternet(n: number): Promise<FakeInternet> {
         "denied.test": ip.denied,
         "api.wild.test": ip.wild,
         "web.test": ip.web,
+        ...extra.records,
       },
     },
+    https: extra.https ?? [],
   };
   const child: ChildProcess = spawn(
     "ip",

@@ -1,4 +1,5 @@
 export * from "./common.js";
+export * from "./egress.js";
 export * from "./errors.js";
 export * from "./exec.js";
 export * from "./files.js";

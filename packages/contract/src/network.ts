@@ -12,11 +12,42 @@ export const domainPatternSchema = z
   .pipe(z.string().regex(DOMAIN_PATTERN, "must be a domain name or a wildcard such as *.example.com"));
 export const portSchema = z.number().int().min(1).max(65_535);
 
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
+
+/**
+ * Requests from the sandbox to `domain` (HTTP, and HTTPS through Sandpit's egress broker) get headers
+ * injected and stripped on the way out; the sandbox never sees the injected values. In responses the
+ * values read `[redacted]`.
+ */
+export const egressTransformSchema = z.strictObject({
+  domain: domainPatternSchema,
+  injectHeaders: z
+    .record(
+      z.string().regex(HEADER_NAME, "must be an HTTP header name"),
+      z
+        .string()
+        .max(8192)
+        .refine((v) => !/[\r\n\0]/.test(v), "must not contain line breaks"),
+    )
+    .refine((h) => Object.keys(h).length <= 32, "at most 32 headers")
+    .default({}),
+  stripHeaders: z.array(z.string().regex(HEADER_NAME, "must be an HTTP header name")).max(32).default([]),
+});
+export type EgressTransform = z.output<typeof egressTransformSchema>;
+export const REDACTED = "[redacted]";
+
+const transformsSchema = z
+  .array(egressTransformSchema)
+  .max(64)
+  .optional()
+  .describe("Header injection/stripping for requests to these domains (credential brokering)");
+
 export const networkPolicySchema = z.discriminatedUnion("mode", [
-  z.strictObject({ mode: z.literal("allow-all") }),
-  z.strictObject({ mode: z.literal("deny-all") }),
+  z.strictObject({ mode: z.literal("allow-all"), transforms: transformsSchema }),
+  z.strictObject({ mode: z.literal("deny-all"), transforms: transformsSchema }),
   z.strictObject({
     mode: z.literal("custom"),
+    transforms: transformsSchema,
     allow: z
       .strictObject({
         domains: z.array(domainPatternSchema).max(256).default([]),
@@ -45,3 +76,15 @@ export const listPortsResponseSchema = z.object({
   public: z.boolean(),
   trafficTokenHeader: z.string(),
 });
+
+/** A policy as the API shows it: injected header values replaced by `[redacted]`. */
+export function redactPolicy(policy: NetworkPolicy): NetworkPolicy {
+  if (!policy.transforms?.length) return policy;
+  return {
+    ...policy,
+    transforms: policy.transforms.map((t) => ({
+      ...t,
+      injectHeaders: Object.fromEntries(Object.keys(t.injectHeaders).map((k) => [k, REDACTED])),
+    })),
+  };
+}

@@ -2,7 +2,9 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import { e2bDialect } from "./dialects/e2b/index.js";
 import { type ApiError, toApiError } from "./errors.js";
 import { newRequestId } from "./lib/ids.js";
+import type { EgressAudit } from "./network/egress-audit.js";
 import { adminRoutes } from "./routes/admin.js";
+import { egressRoutes } from "./routes/egress.js";
 import { execRoutes } from "./routes/exec.js";
 import { fileRoutes } from "./routes/files.js";
 import { openApiRoutes } from "./routes/openapi.js";
@@ -33,6 +35,7 @@ export interface AppServices {
   templates: TemplateService;
   templateBuilds: TemplateBuildService;
   terminals: TerminalService;
+  egressAudit: EgressAudit;
   ports: PortService;
   idempotency: IdempotencyService;
   quotas: QuotaService;
@@ -115,5 +118,6 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   adminRoutes(app, authenticate, services.quotas, services.warmPools, services.adminKey);
   snapshotRoutes(app, authenticate, services.snapshots);
   terminalRoutes(app, authenticate, services.auth, services.terminals);
+  egressRoutes(app, authenticate, services.egressAudit, services.sandboxes);
   return app;
 }

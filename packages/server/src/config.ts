@@ -25,6 +25,10 @@ export interface ServerConfig {
   dnsUpstream: string | undefined;
   /** Let sandboxes reach the private ranges the host's own networks are in (blocked by default). */
   allowPrivateNetworks: boolean;
+  /** How long egress audit entries are kept. */
+  egressLogRetentionMs: number;
+  /** PEM file of extra CAs the egress broker trusts for upstream servers (besides the system's). */
+  upstreamCaFile: string | undefined;
   /** Non-public hosts (`host` or `host:port`) the server may fetch sources and images from. */
   outboundAllowedHosts: string[];
   /** Base domain of host-based port URLs: `{port}-{id}.{domain}`. */
@@ -91,6 +95,8 @@ export function loadConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
     debianMirror: env.SANDPIT_DEBIAN_MIRROR ?? "http://deb.debian.org/debian",
     dnsUpstream: env.SANDPIT_DNS_UPSTREAM || undefined,
     allowPrivateNetworks: env.SANDPIT_ALLOW_PRIVATE_NETWORKS === "true",
+    upstreamCaFile: env.SANDPIT_UPSTREAM_CA_FILE || undefined,
+    egressLogRetentionMs: envInt("SANDPIT_EGRESS_LOG_RETENTION_MS", 7 * 24 * 3600 * 1000),
     outboundAllowedHosts: (env.SANDPIT_OUTBOUND_ALLOWED_HOSTS ?? "")
       .split(",")
       .map((h) => h.trim().toLowerCase())

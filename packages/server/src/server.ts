@@ -1,12 +1,15 @@
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import pino from "pino";
 import { buildApp } from "./app.js";
 import { loadConfig, type ServerConfig } from "./config.js";
 import type { ApiKeyFormat } from "./lib/ids.js";
 import { OutboundGuard } from "./lib/outbound-guard.js";
-import { blockedDestinations } from "./network/blocked-destinations.js";
+import { blockedDestinations, cidrContains } from "./network/blocked-destinations.js";
 import { DnsProxy, hostUpstream } from "./network/dns-proxy.js";
+import { EgressAudit } from "./network/egress-audit.js";
+import { EgressBroker } from "./network/egress-broker.js";
+import { EgressCa } from "./network/egress-ca.js";
 import { HostNetwork } from "./network/host-network.js";
 import { GvisorRuntime } from "./runtime/gvisor-runtime.js";
 import { Runsc } from "./runtime/runsc.js";
@@ -73,22 +76,43 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   const store = new SqliteStore(path.join(config.dataDir, "sandpit.db"));
   const network = new HostNetwork(netPrefix);
   const upstream = config.dnsUpstream ? parseHostPort(config.dnsUpstream, 53) : hostUpstream();
-  const dns = new DnsProxy(upstream, (a, ips) => network.admitResolved(a, ips), logger);
+  const dns = new DnsProxy(
+    upstream,
+    (a, ips) => network.admitResolved(a, ips),
+    logger,
+    (ip, name, ips, refused) => egressAudit.recordLookup(ip, name, ips, refused),
+  );
   const dnsPort = await dns.start();
-  await network.installFirewall({
-    subnet: config.sandboxSubnet,
-    dnsPort,
-    blockedCidrs: await blockedDestinations({
-      sandboxSubnet: config.sandboxSubnet,
-      netPrefix,
-      allowPrivateNetworks: config.allowPrivateNetworks,
-    }),
+  const blockedCidrs = await blockedDestinations({
+    sandboxSubnet: config.sandboxSubnet,
+    netPrefix,
+    allowPrivateNetworks: config.allowPrivateNetworks,
   });
+  const egressAudit = new EgressAudit(store, {
+    table: network.table,
+    subnet: config.sandboxSubnet,
+    retentionMs: config.egressLogRetentionMs,
+    log: logger,
+  });
+  await egressAudit.start();
+  const egressCa = new EgressCa(path.join(config.dataDir, "egress-ca"));
+  const broker = new EgressBroker({
+    ca: egressCa,
+    resolve: (name) => dns.resolve(name),
+    isBlocked: (ip) => blockedCidrs.some((cidr) => cidrContains(cidr, ip)),
+    upstreamCa: config.upstreamCaFile ? await readFile(config.upstreamCaFile, "utf8") : undefined,
+    onRequest: (r) => egressAudit.recordBrokered(r),
+    log: logger,
+  });
+  const brokerPort = await broker.start();
+  await network.installFirewall({ subnet: config.sandboxSubnet, dnsPort, brokerPort, blockedCidrs });
   const runtime = new GvisorRuntime({
     dataDir: config.dataDir,
     runsc: new Runsc(config.runscPath, path.join(config.dataDir, "runsc")),
     network,
     dns,
+    broker,
+    audit: egressAudit,
     subnet: config.sandboxSubnet,
     netPrefix,
     agentBinary: config.agentBinary,
@@ -99,6 +123,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   const snapshotDir = (id: string) => path.join(config.dataDir, "snapshots", id);
   const outbound = new OutboundGuard(config.outboundAllowedHosts);
   const origins = new SandboxOrigins(templates, new SourceFetcher(outbound, path.join(config.dataDir, "tmp")));
+  origins.setEgressCa(egressCa);
   const sandboxes = new SandboxService(store, runtime, origins, logger, {
     maxPorts: config.maxPorts,
     defaultQuota: config.defaultQuota,
@@ -125,12 +150,15 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
 
   await sandboxes.reconcile();
   let ticking = false;
+  let ticks = 0;
   const timer = setInterval(() => {
     if (ticking) return;
     ticking = true;
+    ticks++;
     Promise.all([
       sandboxes.tick(),
       terminals.sweep(),
+      ticks % 60 === 0 ? egressAudit.purge() : undefined,
       store.purgeDestroyed(Date.now() - config.destroyedRetentionMs),
       idempotency.purge(),
     ])
@@ -153,6 +181,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
       templates,
       templateBuilds,
       terminals,
+      egressAudit,
       ports,
       idempotency,
       quotas,
@@ -175,6 +204,8 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
       await app.close();
       sandboxes.close();
       dns.close();
+      broker.close();
+      egressAudit.close();
       await store.close();
     },
   };

@@ -25,6 +25,12 @@ function inRange(ip: string, [base, bits]: [string, number]): boolean {
   return (toInt(ip) & mask) === (toInt(base) & mask);
 }
 
+/** Whether an IPv4 address is inside a CIDR (`a.b.c.d/n` or a single address). */
+export function cidrContains(cidr: string, ip: string): boolean {
+  const [base = "", bits = "32"] = cidr.split("/");
+  return inRange(ip, [base, Number(bits)]);
+}
+
 /**
  * The always-blocked list: fixed ranges, the sandbox subnet, and — unless `allowPrivateNetworks` — every
  * private range that one of the host's own networks is in (so a sandbox cannot probe the host's LAN).

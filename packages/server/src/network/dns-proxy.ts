@@ -4,6 +4,7 @@ import type { NetworkPolicy } from "@sandpit/contract";
 import dnsPacket from "dns-packet";
 import type { FastifyBaseLogger } from "fastify";
 import type { SandboxAddressing } from "./addressing.js";
+import { transformFor } from "./egress-broker.js";
 import { dnsDecision } from "./egress-rules.js";
 
 export interface DnsUpstream {
@@ -39,6 +40,8 @@ export class DnsProxy {
     private readonly upstream: DnsUpstream,
     private readonly admit: (a: SandboxAddressing, ips: { ip: string; ttlSeconds: number }[]) => Promise<void>,
     private readonly log: FastifyBaseLogger,
+    /** Told every name a sandbox looked up: what it resolved to, or that the policy refused it. */
+    private readonly onLookup?: (sandboxIp: string, name: string, ips: string[], refused: boolean) => void,
   ) {}
 
   /** Listens on a free UDP port and returns it. */
@@ -75,21 +78,59 @@ export class DnsProxy {
     }
     const question = query.questions?.[0];
     if (!question) return this.reply(rinfo, query, "FORMERR");
-    if (dnsDecision(client.policy, question.name) === "refuse") return this.reply(rinfo, query, "NXDOMAIN");
+    if (dnsDecision(client.policy, question.name) === "refuse") {
+      this.onLookup?.(rinfo.address, question.name, [], true);
+      return this.reply(rinfo, query, "NXDOMAIN");
+    }
+    // A domain with transforms resolves to the sandbox's gateway, where the egress broker listens.
+    if (transformFor(client.policy.transforms ?? [], question.name.toLowerCase().replace(/\.$/, ""))) {
+      return this.steer(rinfo, query, question, client.addressing.hostIp);
+    }
     let answer: Buffer;
     try {
       answer = await this.askUpstream(msg);
     } catch {
       return this.reply(rinfo, query, "SERVFAIL");
     }
-    if (client.policy.mode === "custom") {
-      const decoded = dnsPacket.decode(answer);
-      const ips = (decoded.answers ?? [])
-        .filter((a): a is dnsPacket.StringAnswer => a.type === "A")
-        .map((a) => ({ ip: a.data, ttlSeconds: a.ttl ?? 60 }));
-      await this.admit(client.addressing, ips);
-    }
+    const decoded = dnsPacket.decode(answer);
+    const ips = (decoded.answers ?? [])
+      .filter((a): a is dnsPacket.StringAnswer => a.type === "A")
+      .map((a) => ({ ip: a.data, ttlSeconds: a.ttl ?? 60 }));
+    if (client.policy.mode === "custom") await this.admit(client.addressing, ips);
+    this.onLookup?.(
+      rinfo.address,
+      question.name,
+      ips.map((e) => e.ip),
+      false,
+    );
     this.socket?.send(answer, rinfo.port, rinfo.address);
+  }
+
+  private steer(rinfo: dgram.RemoteInfo, query: dnsPacket.Packet, question: dnsPacket.Question, gateway: string) {
+    const answers =
+      question.type === "A"
+        ? [{ type: "A" as const, name: question.name, ttl: 30, class: "IN" as const, data: gateway }]
+        : [];
+    const response = dnsPacket.encode({
+      id: query.id ?? 0,
+      type: "response",
+      flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE,
+      questions: query.questions ?? [],
+      answers,
+    } as dnsPacket.Packet);
+    this.socket?.send(response, rinfo.port, rinfo.address);
+  }
+
+  /** The IPv4 addresses of a name, from the same upstream the sandboxes' queries go to. */
+  async resolve(name: string): Promise<string[]> {
+    const query = dnsPacket.encode({
+      id: Math.floor(Math.random() * 65_535),
+      type: "query",
+      flags: dnsPacket.RECURSION_DESIRED,
+      questions: [{ type: "A", name, class: "IN" }],
+    } as dnsPacket.Packet);
+    const answer = dnsPacket.decode(await this.askUpstream(query));
+    return (answer.answers ?? []).filter((a): a is dnsPacket.StringAnswer => a.type === "A").map((a) => a.data);
   }
 
   private reply(rinfo: dgram.RemoteInfo, query: dnsPacket.Packet, rcode: "NXDOMAIN" | "SERVFAIL" | "FORMERR") {

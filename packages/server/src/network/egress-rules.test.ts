@@ -44,7 +44,13 @@ describe("nftables rules", () => {
     const allow = lines.findIndex((l) =>
       l.includes("@sb3_allow meta l4proto { tcp, udp } th dport { 443, 80 } accept"),
     );
+    // The first packet of an allowed connection is logged under the rule that allowed it.
+    expect(lines[allow - 1]).toContain(
+      'ct state new limit rate 50/second burst 100 packets log prefix "sandpit_sp:allow.cidr "',
+    );
     expect(deny).toBeGreaterThan(-1);
+    expect(lines[deny]).toContain('log prefix "sandpit_sp:deny.cidr "');
+    expect(lines.some((l) => l.endsWith('log prefix "sandpit_sp:policy.default-deny " level info'))).toBe(true);
     expect(allow).toBeGreaterThan(deny);
     expect(lines).toContain('add element inet sandpit_sp egress { "sph3" : jump sb3 }');
     expect(lines).not.toContain('delete element inet sandpit_sp dns_clients { "sph3" }');
@@ -54,6 +60,8 @@ describe("nftables rules", () => {
     const rules = egressRules("t", a, { mode: "deny-all" });
     expect(rules).toContain('delete element inet t dns_clients { "sph3" }');
     expect(rules).toContain("add rule inet t sb3 reject");
+    // Denied attempts are logged with the rule's name, before the reject.
+    expect(rules.indexOf('log prefix "t:mode.deny-all "')).toBeLessThan(rules.indexOf("add rule inet t sb3 reject"));
     const removal = removeEgressRules("t", a);
     expect(removal).toContain("delete chain inet t sb3");
     expect(removal).toContain('delete element inet t egress { "sph3" }');

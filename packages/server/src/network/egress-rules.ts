@@ -5,6 +5,20 @@ import type { SandboxAddressing } from "./addressing.js";
 const REFUSE = "reject with icmpx type admin-prohibited";
 
 /**
+ * Denied attempts are logged (to the kernel log, rate-limited so a flood cannot fill it) with the name
+ * of the rule that refused them; the egress audit reads them back. The log rule has no verdict: when
+ * the limit is exceeded the packet is still refused by the rule after it, just not logged.
+ */
+export function logDenied(table: string, rule: string): string {
+  return `limit rate 50/second burst 100 packets log prefix "${table}:${rule} " level info`;
+}
+
+/** Allowed connections are logged once, on their first packet, under the rule that let them through. */
+export function logAllowed(table: string, rule: string): string {
+  return `ct state new ${logDenied(table, rule)}`;
+}
+
+/**
  * nftables statements for one sandbox's egress policy, applied as one transaction. Pure: the text is
  * unit-tested; `nft -f` applies it.
  *
@@ -26,15 +40,23 @@ export function egressRules(table: string, a: SandboxAddressing, policy: Network
   if (policy.mode === "custom") {
     if (policy.deny.cidrs.length) lines.push(`add element ${t} ${chain}_deny { ${policy.deny.cidrs.join(", ")} }`);
     if (policy.allow.cidrs.length) lines.push(`add element ${t} ${chain}_allow { ${policy.allow.cidrs.join(", ")} }`);
+    lines.push(`add rule ${t} ${chain} ip daddr @${chain}_deny ${logDenied(table, "deny.cidr")}`);
     lines.push(`add rule ${t} ${chain} ip daddr @${chain}_deny ${REFUSE}`);
     const ports = policy.allow.ports.length
       ? ` meta l4proto { tcp, udp } th dport { ${policy.allow.ports.join(", ")} }`
       : "";
+    lines.push(`add rule ${t} ${chain} ip daddr @${chain}_allow${ports} ${logAllowed(table, "allow.cidr")}`);
     lines.push(`add rule ${t} ${chain} ip daddr @${chain}_allow${ports} accept`);
+    lines.push(`add rule ${t} ${chain} ip daddr @${chain}_dns${ports} ${logAllowed(table, "allow.domain")}`);
     lines.push(`add rule ${t} ${chain} ip daddr @${chain}_dns${ports} accept`);
+    lines.push(`add rule ${t} ${chain} ${logDenied(table, "policy.default-deny")}`);
     lines.push(`add rule ${t} ${chain} ${REFUSE}`);
+  } else if (policy.mode === "allow-all") {
+    lines.push(`add rule ${t} ${chain} ${logAllowed(table, "mode.allow-all")}`);
+    lines.push(`add rule ${t} ${chain} accept`);
   } else {
-    lines.push(`add rule ${t} ${chain} ${policy.mode === "allow-all" ? "accept" : REFUSE}`);
+    lines.push(`add rule ${t} ${chain} ${logDenied(table, "mode.deny-all")}`);
+    lines.push(`add rule ${t} ${chain} ${REFUSE}`);
   }
   // Adding then deleting an element makes the delete safe when it is absent.
   lines.push(`add element ${t} egress { "${a.hostIface}" : jump ${chain} }`);

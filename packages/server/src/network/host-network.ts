@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import type { NetworkPolicy } from "@sandpit/contract";
 import { runCommand, tryCommand } from "../lib/run-command.js";
 import type { SandboxAddressing } from "./addressing.js";
-import { egressRules, removeEgressRules } from "./egress-rules.js";
+import { egressRules, logDenied, removeEgressRules } from "./egress-rules.js";
 
 /**
  * Network namespaces and veth pairs of sandboxes, and the host firewall that keeps sandboxes away from
@@ -24,7 +24,12 @@ export class HostNetwork {
    *   the sandbox's own egress chain (map `egress`), and anything without a chain is dropped;
    * - allowed traffic leaves through NAT.
    */
-  async installFirewall(opts: { subnet: string; dnsPort: number; blockedCidrs: string[] }): Promise<void> {
+  async installFirewall(opts: {
+    subnet: string;
+    dnsPort: number;
+    brokerPort: number;
+    blockedCidrs: string[];
+  }): Promise<void> {
     const sandboxes = `"${this.prefix}h*"`;
     const t = `inet ${this.table}`;
     const rules = `
@@ -40,16 +45,20 @@ table ${t} {
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
     iifname ${sandboxes} udp dport 53 redirect to :${opts.dnsPort}
+    iifname ${sandboxes} tcp dport { 80, 443 } fib daddr type local redirect to :${opts.brokerPort}
   }
   chain input {
     type filter hook input priority -10; policy accept;
     iifname ${sandboxes} ct state established,related accept
     iifname ${sandboxes} udp dport ${opts.dnsPort} iifname @dns_clients accept
+    iifname ${sandboxes} tcp dport ${opts.brokerPort} accept
+    iifname ${sandboxes} ${logDenied(this.table, "host")}
     iifname ${sandboxes} meta l4proto tcp reject with tcp reset
     iifname ${sandboxes} reject with icmpx type admin-prohibited
   }
   chain forward {
     type filter hook forward priority -10; policy accept;
+    iifname ${sandboxes} ip daddr @blocked4 ${logDenied(this.table, "always-blocked")}
     iifname ${sandboxes} ip daddr @blocked4 reject with icmpx type admin-prohibited
     iifname ${sandboxes} meta nfproto ipv6 drop
     iifname ${sandboxes} iifname vmap @egress

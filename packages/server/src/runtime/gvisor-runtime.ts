@@ -8,11 +8,13 @@ import { AgentClient, type AgentEndpoint } from "../agent/agent-client.js";
 import { runCommand } from "../lib/run-command.js";
 import { addressingFor } from "../network/addressing.js";
 import type { DnsProxy } from "../network/dns-proxy.js";
+import type { EgressAudit } from "../network/egress-audit.js";
+import type { EgressBroker } from "../network/egress-broker.js";
 import type { HostNetwork } from "../network/host-network.js";
 import { ociSpec } from "./oci-spec.js";
 import { SandboxRootfs } from "./rootfs.js";
 import type { FallbackExecOptions, Runsc } from "./runsc.js";
-import type { RuntimeStatus, SandboxDeathReason, SandboxLaunchSpec, SandboxRuntime } from "./runtime.js";
+import type { EgressTarget, RuntimeStatus, SandboxDeathReason, SandboxLaunchSpec, SandboxRuntime } from "./runtime.js";
 
 export const AGENT_PORT = 49982;
 const AGENT_PATH = "/.sandpit/sandpit-agent";
@@ -26,6 +28,10 @@ export interface GvisorRuntimeOptions {
   runsc: Runsc;
   network: HostNetwork;
   dns: DnsProxy;
+  /** Brokers HTTP(S) of transform domains (credential injection); absent: transforms are not applied. */
+  broker?: EgressBroker;
+  /** Records every egress attempt of the sandboxes it is told about. */
+  audit?: EgressAudit;
   subnet: string;
   netPrefix: string;
   agentBinary: string;
@@ -108,10 +114,17 @@ export class GvisorRuntime implements SandboxRuntime {
     return existsSync(path.join(this.checkpointDir(id), "checkpoint.img"));
   }
 
-  async applyNetworkPolicy(spec: Pick<SandboxLaunchSpec, "netIndex">, policy: NetworkPolicy): Promise<void> {
-    const a = addressingFor(this.opts.subnet, this.opts.netPrefix, spec.netIndex);
+  async applyNetworkPolicy(target: EgressTarget, policy: NetworkPolicy): Promise<void> {
+    const a = addressingFor(this.opts.subnet, this.opts.netPrefix, target.netIndex);
     await this.opts.network.applyEgress(a, policy);
     this.opts.dns.setClient(a, policy);
+    this.opts.broker?.setClient(a.sandboxIp, { orgId: target.orgId, sandboxId: target.sandboxId, policy });
+    this.opts.audit?.setClient(a.sandboxIp, {
+      orgId: target.orgId,
+      sandboxId: target.sandboxId,
+      policy,
+      gateway: a.hostIp,
+    });
   }
 
   portAddress(spec: Pick<SandboxLaunchSpec, "netIndex">, port: number) {
@@ -133,6 +146,7 @@ export class GvisorRuntime implements SandboxRuntime {
         seeds: spec.seeds ?? [],
         disk: { sizeMb: spec.diskMb },
         files: {
+          ...spec.files,
           "etc/hostname": `${spec.id}\n`,
           "etc/hosts": `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${spec.id}\n`,
           // Every UDP query to port 53 goes to Sandpit's DNS proxy, whatever address it is sent to.
@@ -147,7 +161,7 @@ export class GvisorRuntime implements SandboxRuntime {
    * A new sandbox that continues a snapshot: a copy of its disk over the same read-only layers, and its
    * memory and processes restored — under the new sandbox's own network identity and cgroup.
    */
-  async startFromSnapshot(spec: Omit<SandboxLaunchSpec, "layers" | "seeds">, snapshotDir: string) {
+  async startFromSnapshot(spec: Omit<SandboxLaunchSpec, "layers" | "seeds" | "files">, snapshotDir: string) {
     const lowerDirs = JSON.parse(await readFile(path.join(snapshotDir, "layers.json"), "utf8")) as string[];
     return this.launch(
       spec,
@@ -190,7 +204,7 @@ export class GvisorRuntime implements SandboxRuntime {
 
   /** Network, rootfs and bundle of a sandbox, then `boot` (run or restore) and wait for its agent. */
   private async launch(
-    spec: Omit<SandboxLaunchSpec, "layers" | "seeds">,
+    spec: Omit<SandboxLaunchSpec, "layers" | "seeds" | "files">,
     rootfsSpec: Parameters<SandboxRootfs["create"]>[0],
     boot: (bundle: string, dir: string) => Promise<void>,
   ): Promise<AgentEndpoint> {
@@ -319,6 +333,8 @@ export class GvisorRuntime implements SandboxRuntime {
     if (netIndex !== null) {
       const a = addressingFor(this.opts.subnet, this.opts.netPrefix, netIndex);
       this.opts.dns.removeClient(a.sandboxIp);
+      this.opts.broker?.setClient(a.sandboxIp, undefined);
+      this.opts.audit?.setClient(a.sandboxIp, undefined);
       await this.opts.network.tearDown(a);
     }
   }

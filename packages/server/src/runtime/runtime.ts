@@ -8,6 +8,8 @@ export interface SandboxLaunchSpec {
   layers: string[];
   /** Host directories copied into the sandbox's filesystem before it starts (a source's content). */
   seeds?: RootfsSeed[];
+  /** Files (path inside the sandbox, without the leading slash → content) written before it starts. */
+  files?: Record<string, string>;
   vcpus: number;
   memoryMb: number;
   diskMb: number;
@@ -24,6 +26,13 @@ export interface RootfsSeed {
   /** Owner of the copied files inside the sandbox. */
   uid: number;
   gid: number;
+}
+
+/** Whose traffic a policy governs: the network slot, and the sandbox and organisation it belongs to. */
+export interface EgressTarget {
+  netIndex: number;
+  sandboxId: string;
+  orgId: string;
 }
 
 export type SandboxDeathReason = "oom" | "crashed";
@@ -48,7 +57,10 @@ export interface SandboxRuntime {
   /** Copies a paused sandbox into a snapshot directory; returns the snapshot's size in bytes. */
   copySnapshot(id: string, snapshotDir: string): Promise<number>;
   /** Starts a new sandbox that continues a snapshot (processes, memory, files). */
-  startFromSnapshot(spec: Omit<SandboxLaunchSpec, "layers" | "seeds">, snapshotDir: string): Promise<AgentEndpoint>;
+  startFromSnapshot(
+    spec: Omit<SandboxLaunchSpec, "layers" | "seeds" | "files">,
+    snapshotDir: string,
+  ): Promise<AgentEndpoint>;
   /**
    * Copies what a running sandbox wrote to its filesystem (its upper layer, whiteouts included) into
    * `target`, as a read-only layer for templates. Run `sync` inside the sandbox first.
@@ -57,7 +69,7 @@ export interface SandboxRuntime {
   /** Whether a paused sandbox has a complete checkpoint to resume from. */
   hasCheckpoint(id: string): Promise<boolean>;
   /** Applies an egress policy to a running sandbox, atomically and without restarting it. */
-  applyNetworkPolicy(spec: Pick<SandboxLaunchSpec, "netIndex">, policy: NetworkPolicy): Promise<void>;
+  applyNetworkPolicy(target: EgressTarget, policy: NetworkPolicy): Promise<void>;
   /** Where a sandbox's port is reached from the host (for the port proxy). */
   portAddress(spec: Pick<SandboxLaunchSpec, "netIndex">, port: number): { host: string; port: number };
   /** Where the agent of an already running sandbox is reached (after a server restart). */

@@ -1,7 +1,8 @@
-import { readFile } from "node:fs/promises";
+import { lstat, readFile } from "node:fs/promises";
 import path from "node:path";
 import type { CreateSandboxParams, ImageRef } from "@sandpit/contract";
 import { ApiError } from "../errors.js";
+import type { EgressCa } from "../network/egress-ca.js";
 import type { RootfsSeed } from "../runtime/runtime.js";
 import { SourceFetchError, type SourceFetcher } from "../sources/source-fetcher.js";
 import type { OrgRecord } from "../store/store.js";
@@ -21,6 +22,8 @@ export interface SandboxOrigin {
   cwd: string;
   env: Record<string, string>;
   user: string | null;
+  /** Files written into the sandbox before it starts (the egress CA in its trust stores). */
+  files: Record<string, string>;
   /** The main process to start after create; empty for none. */
   entrypoint: string[];
   seeds: RootfsSeed[];
@@ -29,6 +32,22 @@ export interface SandboxOrigin {
 }
 
 const DEFAULT_CWD = "/workspace";
+const CA_FILE = "/usr/local/share/ca-certificates/sandpit-egress.crt";
+const SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
+
+/**
+ * A file from the topmost layer that has it, read only when it is a regular file there: a symlink in a
+ * layer is never followed on the host.
+ */
+async function readLayerFile(layers: string[], file: string): Promise<string | undefined> {
+  for (const layer of layers) {
+    const full = path.join(layer, file);
+    const info = await lstat(full).catch(() => undefined);
+    if (!info) continue;
+    return info.isFile() ? readFile(full, "utf8") : undefined;
+  }
+  return undefined;
+}
 
 function conflict(field: string, message: string): ApiError {
   return new ApiError("validation_failed", `Invalid request: ${field}: ${message}`, {
@@ -47,6 +66,35 @@ export class SandboxOrigins {
     private readonly templates: TemplateService,
     private readonly sources: SourceFetcher,
   ) {}
+
+  /** The egress broker's CA, installed into every sandbox so that brokered HTTPS verifies. */
+  setEgressCa(ca: EgressCa) {
+    this.egressCa = ca;
+  }
+
+  private egressCa: EgressCa | undefined;
+
+  /** The organisation's egress CA in the system bundle and beside it, as the sandbox's files. */
+  private async trustFiles(orgId: string, layers: string[]): Promise<Record<string, string>> {
+    if (!this.egressCa) return {};
+    const ca = await this.egressCa.certificatePem(orgId);
+    const files: Record<string, string> = { [CA_FILE.slice(1)]: ca };
+    const bundle = await readLayerFile(layers, SYSTEM_BUNDLE);
+    if (bundle !== undefined) files[SYSTEM_BUNDLE.slice(1)] = `${bundle.trimEnd()}\n${ca}`;
+    return files;
+  }
+
+  /** Variables that point common HTTP clients at a bundle that includes the egress CA. */
+  private async trustEnv(layers: string[]): Promise<Record<string, string>> {
+    if (!this.egressCa) return {};
+    const hasBundle = (await readLayerFile(layers, SYSTEM_BUNDLE)) !== undefined;
+    return {
+      NODE_EXTRA_CA_CERTS: CA_FILE,
+      ...(hasBundle
+        ? { SSL_CERT_FILE: SYSTEM_BUNDLE, REQUESTS_CA_BUNDLE: SYSTEM_BUNDLE, CURL_CA_BUNDLE: SYSTEM_BUNDLE }
+        : {}),
+    };
+  }
 
   setImageResolver(images: ImageResolver) {
     this.images = images;
@@ -82,7 +130,8 @@ export class SandboxOrigins {
       template,
       rootfs,
       cwd,
-      env: { ...rootfs.config.env, ...params.env },
+      env: { ...rootfs.config.env, ...(await this.trustEnv(rootfs.layers)), ...params.env },
+      files: await this.trustFiles(org.id, rootfs.layers),
       user,
       entrypoint,
       seeds: [],

@@ -1,4 +1,11 @@
-import type { CreateSandboxParams, NetworkPolicy, Sandbox, SandboxStatus } from "@sandpit/contract";
+import {
+  type CreateSandboxParams,
+  type NetworkPolicy,
+  REDACTED,
+  redactPolicy,
+  type Sandbox,
+  type SandboxStatus,
+} from "@sandpit/contract";
 import type { FastifyBaseLogger } from "fastify";
 import { AgentClient, AgentUnreachableError } from "../agent/agent-client.js";
 import { ApiError, notFound } from "../errors.js";
@@ -37,6 +44,29 @@ export function expiryFrom(record: Pick<SandboxRecord, "lifecycle" | "timeoutMs"
   return record.lifecycle === "persistent" ? null : from + record.timeoutMs;
 }
 
+/**
+ * A policy sent back as it was shown (injected values `[redacted]`) keeps the stored secret of the same
+ * domain and header; anything else is the new value.
+ */
+function keepRedactedSecrets(submitted: NetworkPolicy, current: NetworkPolicy): NetworkPolicy {
+  if (!submitted.transforms?.length) return submitted;
+  return {
+    ...submitted,
+    transforms: submitted.transforms.map((t) => {
+      const before = current.transforms?.find((c) => c.domain === t.domain);
+      const injectHeaders = Object.fromEntries(
+        Object.entries(t.injectHeaders).map(([k, v]) => [k, v === REDACTED ? (before?.injectHeaders[k] ?? "") : v]),
+      );
+      return { ...t, injectHeaders };
+    }),
+  };
+}
+
+/** The runtime's view of whose egress a policy governs. */
+function egressTarget(r: SandboxRecord) {
+  return { netIndex: r.netIndex!, sandboxId: r.id, orgId: r.orgId };
+}
+
 export function toSandbox(r: SandboxRecord): Sandbox {
   return {
     id: r.id,
@@ -49,7 +79,7 @@ export function toSandbox(r: SandboxRecord): Sandbox {
     envKeys: Object.keys(r.env).sort(),
     metadata: r.metadata,
     cwd: r.cwd,
-    networkPolicy: r.networkPolicy,
+    networkPolicy: redactPolicy(r.networkPolicy),
     timeoutAction: r.timeoutAction,
     lifecycle: r.lifecycle,
     idleTimeoutMs: r.idleTimeoutMs,
@@ -218,8 +248,13 @@ export class SandboxService {
       };
       const endpoint = snapshot
         ? await this.runtime.startFromSnapshot(launch, this.limits.snapshotDir(snapshot.id))
-        : await this.runtime.start({ ...launch, layers: origin!.rootfs.layers, seeds: origin!.seeds });
-      await this.runtime.applyNetworkPolicy({ netIndex: record.netIndex! }, record.networkPolicy);
+        : await this.runtime.start({
+            ...launch,
+            layers: origin!.rootfs.layers,
+            seeds: origin!.seeds,
+            files: origin!.files,
+          });
+      await this.runtime.applyNetworkPolicy(egressTarget(record), record.networkPolicy);
       const agent = new AgentClient(endpoint);
       this.agents.set(record.id, agent);
       await agent.mkdir(record.cwd, { parents: true });
@@ -344,7 +379,7 @@ export class SandboxService {
     }
     try {
       const endpoint = await this.runtime.resume({ id, netIndex: record.netIndex!, agentToken: record.agentToken });
-      await this.runtime.applyNetworkPolicy({ netIndex: record.netIndex! }, record.networkPolicy);
+      await this.runtime.applyNetworkPolicy(egressTarget(record), record.networkPolicy);
       this.agents.set(id, new AgentClient(endpoint));
     } catch (e) {
       this.log.error({ err: e, sandboxId: id }, "resume failed");
@@ -390,7 +425,7 @@ export class SandboxService {
   async adopt(record: SandboxRecord, before: Pick<SandboxRecord, "networkPolicy" | "cwd">): Promise<SandboxRecord> {
     // Only what differs from the pooled sandbox costs time: a checkout should take milliseconds.
     if (JSON.stringify(record.networkPolicy) !== JSON.stringify(before.networkPolicy)) {
-      await this.runtime.applyNetworkPolicy({ netIndex: record.netIndex! }, record.networkPolicy);
+      await this.runtime.applyNetworkPolicy(egressTarget(record), record.networkPolicy);
     }
     if (record.cwd !== before.cwd) await this.agentFor(record).mkdir(record.cwd, { parents: true });
     this.touch(record.id);
@@ -398,10 +433,11 @@ export class SandboxService {
   }
 
   /** Replaces the egress policy of a running sandbox; it applies at once, atomically. */
-  async setNetworkPolicy(org: OrgRecord, id: string, policy: NetworkPolicy): Promise<SandboxRecord> {
+  async setNetworkPolicy(org: OrgRecord, id: string, submitted: NetworkPolicy): Promise<SandboxRecord> {
     const record = await this.get(org, id);
     assertStatus(record, ["running"], "change the network policy of");
-    await this.runtime.applyNetworkPolicy({ netIndex: record.netIndex! }, policy);
+    const policy = keepRedactedSecrets(submitted, record.networkPolicy);
+    await this.runtime.applyNetworkPolicy(egressTarget(record), policy);
     return (await this.store.updateSandbox(id, { networkPolicy: policy }))!;
   }
 
@@ -564,7 +600,7 @@ export class SandboxService {
     for (const s of await this.store.sandboxesInStatus(["running"])) {
       if (!(await this.runtime.alive(s.id))) await this.markDead(s.id);
       // The firewall table was rebuilt at start: every live sandbox gets its policy back.
-      else await this.runtime.applyNetworkPolicy({ netIndex: s.netIndex! }, s.networkPolicy);
+      else await this.runtime.applyNetworkPolicy(egressTarget(s), s.networkPolicy);
     }
     const live = await this.store.sandboxesInStatus(LIVE);
     const liveIds = new Set(live.map((s) => s.id));

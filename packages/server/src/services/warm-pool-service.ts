@@ -75,11 +75,19 @@ export class WarmPoolService {
     // Pooled sandboxes are plain template sandboxes: anything that shapes the filesystem or the main
     // process at create (an image, a source, a snapshot, an entrypoint, a user) needs a cold start.
     const shaped =
-      params.snapshotId || params.image || params.source || params.runtime || params.entrypoint || params.user;
+      params.snapshotId ||
+      params.image ||
+      params.source ||
+      params.runtime ||
+      params.entrypoint ||
+      params.user ||
+      // Brokered HTTPS needs the caller's organisation CA in the sandbox; pooled ones trust the pool's.
+      (params.networkPolicy?.transforms?.length ?? 0) > 0;
     if (shaped && mode === "require") {
       throw new ApiError(
         "conflict",
-        "warm pools hold template sandboxes: image, source, snapshot, runtime, entrypoint and user need a cold create",
+        "warm pools hold plain template sandboxes: image, source, snapshot, runtime, entrypoint, user and " +
+          "transforms need a cold create",
       );
     }
     if (mode === "bypass" || shaped) {

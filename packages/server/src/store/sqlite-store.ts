@@ -5,6 +5,8 @@ import Database from "better-sqlite3";
 import { randomBase32 } from "../lib/ids.js";
 import type {
   CommandRecord,
+  EgressLogFilter,
+  EgressLogRecord,
   IdempotencyRecord,
   OrgQuota,
   OrgRecord,
@@ -57,6 +59,14 @@ const migrations = [
   `ALTER TABLE sandboxes ADD COLUMN user_name TEXT;
    ALTER TABLE sandboxes ADD COLUMN main_command_id TEXT;`,
   `ALTER TABLE sandboxes ADD COLUMN all_ports INTEGER NOT NULL DEFAULT 0;`,
+  `CREATE TABLE egress_log (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT, org_id TEXT NOT NULL, sandbox_id TEXT NOT NULL, at INTEGER NOT NULL,
+     protocol TEXT NOT NULL, ip TEXT, port INTEGER, domain TEXT, decision TEXT NOT NULL, rule TEXT NOT NULL,
+     bytes_out INTEGER, bytes_in INTEGER, detail TEXT);
+   CREATE INDEX egress_log_sandbox ON egress_log (sandbox_id, seq);
+   CREATE INDEX egress_log_org ON egress_log (org_id, seq);
+   CREATE INDEX egress_log_at ON egress_log (at);
+   CREATE INDEX egress_log_flow ON egress_log (sandbox_id, detail);`,
 ];
 
 interface SandboxRow {
@@ -379,6 +389,94 @@ export class SqliteStore implements Store {
     const result = set.empty ? { changes: 1 } : this.db.prepare(sql).run(...params);
     if (result.changes === 0) return undefined;
     return this.getSandbox(id);
+  }
+
+  async insertEgressLog(entries: Omit<EgressLogRecord, "seq">[]): Promise<void> {
+    if (entries.length === 0) return;
+    const insert = this.db.prepare(
+      `INSERT INTO egress_log (org_id, sandbox_id, at, protocol, ip, port, domain, decision, rule, bytes_out, bytes_in,
+        detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.db.transaction(() => {
+      for (const e of entries) {
+        insert.run(
+          e.orgId,
+          e.sandboxId,
+          e.at,
+          e.protocol,
+          e.ip,
+          e.port,
+          e.domain,
+          e.decision,
+          e.rule,
+          e.bytesOut,
+          e.bytesIn,
+          e.detail,
+        );
+      }
+    })();
+  }
+
+  async listEgressLog(orgId: string, filter: EgressLogFilter): Promise<EgressLogRecord[]> {
+    const where = ["org_id = ?", "seq > ?"];
+    const values: unknown[] = [orgId, filter.afterSeq ?? 0];
+    if (filter.sandboxId) {
+      where.push("sandbox_id = ?");
+      values.push(filter.sandboxId);
+    }
+    if (filter.since !== undefined) {
+      where.push("at >= ?");
+      values.push(filter.since);
+    }
+    if (filter.decision) {
+      where.push("decision = ?");
+      values.push(filter.decision);
+    }
+    const rows = this.db
+      .prepare(`SELECT * FROM egress_log WHERE ${where.join(" AND ")} ORDER BY seq LIMIT ?`)
+      .all(...values, filter.limit ?? 1000) as {
+      seq: number;
+      org_id: string;
+      sandbox_id: string;
+      at: number;
+      protocol: EgressLogRecord["protocol"];
+      ip: string | null;
+      port: number | null;
+      domain: string | null;
+      decision: "allowed" | "denied";
+      rule: string;
+      bytes_out: number | null;
+      bytes_in: number | null;
+      detail: string | null;
+    }[];
+    return rows.map((r) => ({
+      seq: r.seq,
+      orgId: r.org_id,
+      sandboxId: r.sandbox_id,
+      at: r.at,
+      protocol: r.protocol,
+      ip: r.ip,
+      port: r.port,
+      domain: r.domain,
+      decision: r.decision,
+      rule: r.rule,
+      bytesOut: r.bytes_out,
+      bytesIn: r.bytes_in,
+      detail: r.detail,
+    }));
+  }
+
+  async updateEgressBytes(updates: { sandboxId: string; detail: string; bytesOut: number; bytesIn: number }[]) {
+    const update = this.db.prepare(
+      "UPDATE egress_log SET bytes_out = ?, bytes_in = ? WHERE sandbox_id = ? AND detail = ? AND decision = 'allowed'",
+    );
+    this.db.transaction(() => {
+      for (const u of updates) update.run(u.bytesOut, u.bytesIn, u.sandboxId, u.detail);
+    })();
+  }
+
+  async purgeEgressLog(before: number): Promise<void> {
+    this.db.prepare("DELETE FROM egress_log WHERE at < ?").run(before);
   }
 
   async purgeDestroyed(before: number): Promise<number> {

@@ -88,6 +88,32 @@ export interface SnapshotRecord {
   createdAt: number;
 }
 
+/** One outbound connection attempt (or brokered request, or DNS decision) of a sandbox. */
+export interface EgressLogRecord {
+  seq: number;
+  orgId: string;
+  sandboxId: string;
+  at: number;
+  protocol: "tcp" | "udp" | "icmp" | "http" | "https" | "dns";
+  ip: string | null;
+  port: number | null;
+  domain: string | null;
+  decision: "allowed" | "denied";
+  rule: string;
+  bytesOut: number | null;
+  bytesIn: number | null;
+  detail: string | null;
+}
+
+export interface EgressLogFilter {
+  sandboxId?: string;
+  since?: number;
+  decision?: "allowed" | "denied";
+  /** Only entries after this sequence number (for following). */
+  afterSeq?: number;
+  limit?: number;
+}
+
 export interface WarmPoolRecord {
   id: string;
   template: string;
@@ -193,6 +219,12 @@ export interface Store {
   getSnapshot(id: string): Promise<SnapshotRecord | undefined>;
   listSnapshots(orgId: string): Promise<SnapshotRecord[]>;
   deleteSnapshot(id: string): Promise<void>;
+
+  insertEgressLog(entries: Omit<EgressLogRecord, "seq">[]): Promise<void>;
+  listEgressLog(orgId: string, filter: EgressLogFilter): Promise<EgressLogRecord[]>;
+  purgeEgressLog(before: number): Promise<void>;
+  /** Sets the byte counts of the entries of these flows (matched by sandbox and `detail`). */
+  updateEgressBytes(updates: { sandboxId: string; detail: string; bytesOut: number; bytesIn: number }[]): Promise<void>;
 
   close(): Promise<void>;
 }
