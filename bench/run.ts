@@ -32,11 +32,14 @@ function log(line: string) {
   process.stderr.write(`[bench] ${line}\n`);
 }
 
+/** The base template's root filesystem (its only layer), for bare runsc. */
 async function templateRootfs(): Promise<string> {
   const meta = JSON.parse(await readFile(path.join(testTemplatesDir, "base", "template.json"), "utf8")) as {
-    rootfs: string;
+    layers: string[];
   };
-  return meta.rootfs;
+  const [rootfs] = meta.layers;
+  if (!rootfs || meta.layers.length !== 1) throw new Error("the base template should be one layer");
+  return rootfs;
 }
 
 async function main() {

@@ -1,13 +1,14 @@
 // Credential brokering through the egress broker, and the egress audit log, against a fake internet with
 // HTTPS servers under a test CA the server is told to trust for upstreams.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import https from "node:https";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { apiClient, type SandboxBody, waitFor } from "../helpers/api.js";
 import { type FakeInternet, startFakeInternet } from "../helpers/fake-internet.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
+import { makeUpstreamCerts } from "../helpers/upstream-certs.js";
 
 const N = 43;
 const SECRET = "sk-live-SECRET-4f9d2c7e";
@@ -18,83 +19,6 @@ let net: FakeInternet;
 let server: TestServer;
 let api: ReturnType<typeof apiClient>;
 let testCa: string;
-
-/** A CA and server certificates made with openssl for the fake upstreams. */
-function makeCerts() {
-  const ssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
-  ssl(
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.crt",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=Test Upstream CA",
-  );
-  ssl(
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    "rogue.key",
-    "-out",
-    "rogue.crt",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=Rogue CA",
-  );
-  const leaf = (name: string, ca: string) => {
-    ssl(
-      "req",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      `${name}.key`,
-      "-out",
-      `${name}.csr`,
-      "-subj",
-      `/CN=${name}`,
-    );
-    writeFileSync(path.join(dir, `${name}.ext`), `subjectAltName=DNS:${name}\n`);
-    ssl(
-      "x509",
-      "-req",
-      "-in",
-      `${name}.csr`,
-      "-CA",
-      `${ca}.crt`,
-      "-CAkey",
-      `${ca}.key`,
-      "-CAcreateserial",
-      "-out",
-      `${name}.crt`,
-      "-days",
-      "2",
-      "-extfile",
-      `${name}.ext`,
-    );
-    return {
-      cert: readFileSync(path.join(dir, `${name}.crt`), "utf8"),
-      key: readFileSync(path.join(dir, `${name}.key`), "utf8"),
-    };
-  };
-  return {
-    brokered: leaf("api.upstream.test", "ca"),
-    plain: leaf("plain.upstream.test", "ca"),
-    // Signed by a CA nobody trusts: the broker must refuse to talk to it.
-    forged: leaf("forged.upstream.test", "rogue"),
-  };
-}
 
 /** How many requests an upstream has seen (asked from the host, which trusts the test CA). */
 function seen(host: string, name: string): Promise<number> {
@@ -123,7 +47,7 @@ function seen(host: string, name: string): Promise<number> {
 
 beforeAll(async () => {
   dir = mkdtempSync("/var/tmp/sandpit-broker-test-");
-  const certs = makeCerts();
+  const certs = makeUpstreamCerts(dir);
   testCa = readFileSync(path.join(dir, "ca.crt"), "utf8");
   net = await startFakeInternet(N, {
     https: [

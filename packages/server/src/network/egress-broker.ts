@@ -40,6 +40,8 @@ export interface EgressBrokerOptions {
   log: FastifyBaseLogger;
 }
 
+const RESOLVE_CACHE_MS = 30_000;
+
 /** Hop-by-hop headers are the connection's, not the request's: never forwarded. */
 const HOP_BY_HOP = new Set([
   "connection",
@@ -82,6 +84,7 @@ export class EgressBroker {
   private readonly clients = new Map<string, BrokerClient>();
   private readonly http: http.Server;
   private readonly upstreamAgent: https.Agent;
+  private readonly resolved = new Map<string, { ips: string[]; until: number }>();
 
   constructor(private readonly opts: EgressBrokerOptions) {
     this.http = http.createServer((req, res) => {
@@ -93,7 +96,7 @@ export class EgressBroker {
     });
     this.http.on("clientError", (_e, socket) => socket.destroy());
     const ca = opts.upstreamCa ? [...tls.rootCertificates, opts.upstreamCa] : undefined;
-    this.upstreamAgent = new https.Agent({ keepAlive: true, maxSockets: 256, ...(ca ? { ca } : {}) });
+    this.upstreamAgent = new https.Agent({ keepAlive: true, maxSockets: 256, noDelay: true, ...(ca ? { ca } : {}) });
   }
 
   setClient(sandboxIp: string, client: BrokerClient | undefined) {
@@ -118,6 +121,8 @@ export class EgressBroker {
   }
 
   private accept(socket: net.Socket) {
+    // Small writes (TLS records, response heads) must not wait for Nagle's delayed ACK round.
+    socket.setNoDelay(true);
     const sandboxIp = (socket.remoteAddress ?? "").replace(/^::ffff:/, "");
     const client = this.clients.get(sandboxIp);
     if (!client) {
@@ -181,7 +186,7 @@ export class EgressBroker {
       res.writeHead(403, { "content-type": "text/plain" }).end(`sandpit egress broker: ${name} is not allowed\n`);
       return;
     }
-    const ips = await this.opts.resolve(name);
+    const ips = await this.resolveCached(name);
     const ip = ips.find((a) => !this.opts.isBlocked(a));
     if (!ip) {
       this.record(client, name, ips[0] ?? null, port, "denied", "always-blocked", 502);
@@ -226,6 +231,16 @@ export class EgressBroker {
       });
       req.pipe(upstream);
     });
+  }
+
+  /** Upstream addresses, kept for a short while: a lookup per request would cost a DNS round trip each. */
+  private async resolveCached(name: string): Promise<string[]> {
+    const cached = this.resolved.get(name);
+    if (cached && cached.until > Date.now()) return cached.ips;
+    const ips = await this.opts.resolve(name);
+    if (this.resolved.size > 10_000) this.resolved.clear();
+    this.resolved.set(name, { ips, until: Date.now() + RESOLVE_CACHE_MS });
+    return ips;
   }
 
   private record(
