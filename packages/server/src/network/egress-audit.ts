@@ -44,9 +44,7 @@ export function parseNftLog(
 }
 
 /** A `conntrack -L` line: protocol, the original direction's tuple, and byte counters both ways. */
-export function parseConntrack(
-  line: string,
-):
+export function parseConntrack(line: string):
   | {
       proto: string;
       src: string;
