@@ -56,6 +56,30 @@ export async function recordIdempotentResponse(request: FastifyRequest, status: 
   await pending.service.finish(pending.orgId, pending.key, status, body);
 }
 
+/**
+ * Claims an `Idempotency-Key` for this request: a retry of a finished request is answered with the
+ * stored response (returns true: the reply is sent); otherwise the response this request sends is
+ * stored for later retries. Dialects that take idempotency keys call it after validating the body.
+ */
+export async function claimIdempotencyKey(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  orgId: string,
+  key: string,
+): Promise<boolean> {
+  const idempotency = request.server.idempotency;
+  if (!idempotency) return false;
+  const hash = IdempotencyService.hash(request.method, request.url, request.body);
+  const outcome = await idempotency.begin(orgId, key, hash);
+  if (outcome.kind === "replay") {
+    reply.code(outcome.status).header("idempotent-replayed", "true").type("application/json");
+    reply.send(outcome.body);
+    return true;
+  }
+  pendingKeys.set(request, { orgId, key, service: idempotency });
+  return false;
+}
+
 /** Every route registered through `route`, for the OpenAPI document. */
 export const routeRegistry: RouteDefinition<z.ZodType | undefined, z.ZodType | undefined>[] = [];
 
@@ -96,15 +120,8 @@ export function route<B extends z.ZodType | undefined, Q extends z.ZodType | und
       const query = (def.query ? parse(def.query, request.query, "query") : undefined) as Parsed<Q>;
       const idempotencyKey = request.headers["idempotency-key"];
       const streamed = (request.headers.accept ?? "").includes("application/x-ndjson");
-      const idempotency = request.server.idempotency;
-      if (def.method === "POST" && !def.public && typeof idempotencyKey === "string" && idempotency && !streamed) {
-        const hash = IdempotencyService.hash(def.method, request.url, request.body);
-        const outcome = await idempotency.begin(org.id, idempotencyKey, hash);
-        if (outcome.kind === "replay") {
-          reply.code(outcome.status).header("idempotent-replayed", "true").type("application/json");
-          return reply.send(outcome.body);
-        }
-        pendingKeys.set(request, { orgId: org.id, key: idempotencyKey, service: idempotency });
+      if (def.method === "POST" && !def.public && typeof idempotencyKey === "string" && !streamed) {
+        if (await claimIdempotencyKey(request, reply, org.id, idempotencyKey)) return reply;
       }
       return handler({ request, reply, body, query, params: request.params as Record<string, string>, org });
     },

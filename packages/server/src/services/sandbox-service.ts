@@ -104,6 +104,7 @@ export class SandboxService {
   private readonly destroying = new Map<string, Promise<void>>();
   private readonly dying = new Map<string, Promise<SandboxRecord | undefined>>();
   private readonly resuming = new Map<string, Promise<SandboxRecord>>();
+  private readonly pausing = new Map<string, Promise<SandboxRecord>>();
   /** Last API activity (exec, files, port traffic) per running sandbox, for idle timeouts. */
   private readonly lastActivity = new Map<string, number>();
 
@@ -330,7 +331,16 @@ export class SandboxService {
     return this.pauseById(id, "requested");
   }
 
-  private async pauseById(id: string, why: string): Promise<SandboxRecord> {
+  /** One pause per sandbox at a time: an auto-resume that arrives meanwhile waits for it. */
+  private pauseById(id: string, why: string): Promise<SandboxRecord> {
+    const inFlight = this.pausing.get(id);
+    if (inFlight) return inFlight;
+    const run = this.doPause(id, why).finally(() => this.pausing.delete(id));
+    this.pausing.set(id, run);
+    return run;
+  }
+
+  private async doPause(id: string, why: string): Promise<SandboxRecord> {
     const claimed = await this.store.updateSandbox(id, { status: "pausing" }, ["running"]);
     if (!claimed) {
       const current = (await this.store.getSandbox(id))!;
@@ -399,7 +409,12 @@ export class SandboxService {
    * A sandbox that calls may use: running, or — with autoResume — paused and resumed on the way. A
    * resume that takes longer than a bound answers 503 with Retry-After (it goes on in the background).
    */
-  private async usable(record: SandboxRecord): Promise<SandboxRecord> {
+  private async usable(given: SandboxRecord): Promise<SandboxRecord> {
+    let record = given;
+    if (record.autoResume && record.status === "pausing") {
+      await this.pausing.get(record.id)?.catch(() => undefined);
+      record = (await this.store.getSandbox(record.id)) ?? record;
+    }
     if (!record.autoResume || (record.status !== "paused" && record.status !== "resuming")) {
       assertStatus(record, ["running"], "use");
       return record;
