@@ -72,7 +72,7 @@ function sendError(res: http.ServerResponse, e: unknown) {
 }
 
 /** Streams one HTTP exchange to the sandbox's port and back (bodies are never buffered). */
-function proxyHttp(req: http.IncomingMessage, res: http.ServerResponse, target: PortTarget, path: string) {
+export function proxyHttp(req: http.IncomingMessage, res: http.ServerResponse, target: PortTarget, path: string) {
   const upstream = http.request(
     {
       host: target.host,

@@ -1,0 +1,185 @@
+import { describe, expect, it } from "vitest";
+import { ApiError } from "../../errors.js";
+import type { SandboxRecord } from "../../store/store.js";
+import {
+  createRequestFrom,
+  decodeMetadata,
+  encodeMetadata,
+  errorReplyOf,
+  memoryMbFor,
+  normalizeCwd,
+  sandboxOf,
+  statusOf,
+} from "./mapping.js";
+import { createSandboxSchema } from "./schemas.js";
+
+const record: SandboxRecord = {
+  id: "sbx_aaaaaaaaaaaaaaaaaaaa",
+  orgId: "org",
+  status: "running",
+  reason: null,
+  template: "base",
+  vcpus: 1,
+  memoryMb: 256,
+  diskMb: 4096,
+  env: {},
+  metadata: { team: "x", n: "3", "nullspace.json_keys": '["n"]' },
+  cwd: "/workspace",
+  timeoutMs: 300_000,
+  networkPolicy: { mode: "allow-all" },
+  timeoutAction: "pause",
+  lifecycle: "ephemeral",
+  idleTimeoutMs: null,
+  autoResume: true,
+  ports: [],
+  allPorts: true,
+  publicPorts: false,
+  trafficToken: "tok",
+  netIndex: 1,
+  agentToken: "agent",
+  user: null,
+  mainCommandId: null,
+  createdAt: Date.UTC(2024, 0, 1),
+  startedAt: Date.UTC(2024, 0, 1, 0, 0, 1),
+  expiresAt: Date.UTC(2024, 0, 1, 0, 5, 1),
+  destroyedAt: null,
+};
+
+describe("Nullspace mapping", () => {
+  it("normalizes cwd and refuses paths outside the root or under /workspace/.nullspace", () => {
+    expect(normalizeCwd("/workspace//app/./src/../")).toEqual({ path: "/workspace/app" });
+    expect(normalizeCwd("/")).toEqual({ path: "/" });
+    expect(normalizeCwd("workspace")).toEqual({ error: "must be an absolute path" });
+    expect(normalizeCwd("/../etc")).toEqual({ error: "must stay within the sandbox root" });
+    expect("error" in normalizeCwd("/workspace/.nullspace")).toBe(true);
+    expect("error" in normalizeCwd("/workspace/x/../.nullspace/run")).toBe(true);
+    expect(normalizeCwd("/workspace/.nullspace-not")).toEqual({ path: "/workspace/.nullspace-not" });
+  });
+
+  it("applies the documented defaults and cross-field rules", () => {
+    const body = createSandboxSchema.parse({});
+    expect(body).toMatchObject({ template: "base", vcpus: 1, memory_mb: 256, timeout_ms: 300_000 });
+    expect(body.auto_resume).toBe(false);
+    expect(body.internet_access).toBe(true);
+    expect(createSandboxSchema.parse({ cwd: null }).cwd).toBeUndefined();
+    const issues = (input: unknown) =>
+      createSandboxSchema.safeParse(input).error?.issues.map((i) => i.path.join(".")) ?? [];
+    expect(issues({ auto_resume: true })).toEqual(["auto_resume"]);
+    expect(issues({ auto_resume: true, timeout_action: "hibernate" })).toEqual([]);
+    expect(issues({ auto_resume: true, lifecycle: { on_timeout: "pause" } })).toEqual([]);
+    expect(issues({ timeout_action: "destroy", lifecycle: { on_timeout: "pause" } })).toEqual(["lifecycle.on_timeout"]);
+    expect(issues({ snapshot_id: "snp_x", disk_mb: 1024 })).toEqual(["disk_mb"]);
+    expect(issues({ disk_mb: 511 })).toEqual(["disk_mb"]);
+    expect(issues({ disk_mb: 131_073 })).toEqual(["disk_mb"]);
+    expect(issues({ vcpus: 0, memory_mb: 0 })).toEqual(["vcpus", "memory_mb"]);
+    expect(issues({ warm_pool: { mode: "require" } })).toEqual(["warm_pool.id"]);
+    expect(issues({ warm_pool: { mode: "bypass" } })).toEqual([]);
+    expect(issues({ volumes: Array.from({ length: 9 }, () => ({})) })).toEqual(["volumes"]);
+    expect(issues({ cwd: "/workspace/.nullspace/x" })).toEqual(["cwd"]);
+    expect(issues({ metadata: { "nullspace.json_keys": "[]" } })).toEqual(["metadata.nullspace.json_keys"]);
+  });
+
+  it("maps a create request onto Sandpit's", () => {
+    const native = createRequestFrom(
+      createSandboxSchema.parse({
+        template: "python3.13",
+        memory_mb: 300,
+        timeout_action: "hibernate",
+        auto_resume: true,
+        envs: { A: "1" },
+        internet_access: false,
+        network: { allow_public_traffic: false },
+        warm_pool: { mode: "prefer", id: "small" },
+        cwd: "/srv/app/",
+      }),
+    );
+    expect(native).toMatchObject({
+      template: "python3.13",
+      resources: { vcpus: 1, memoryMb: 512 },
+      timeoutAction: "pause",
+      autoResume: true,
+      env: { A: "1" },
+      internetAccess: false,
+      allPorts: true,
+      publicPorts: false,
+      warmPool: { mode: "prefer", poolId: "small" },
+      cwd: "/srv/app",
+    });
+    expect(createRequestFrom(createSandboxSchema.parse({ template: "ubuntu:24.04" }))).toMatchObject({
+      image: { uri: "ubuntu:24.04" },
+    });
+    const fromSnapshot = createRequestFrom(createSandboxSchema.parse({ snapshot_id: "snp_x" }));
+    expect(fromSnapshot.snapshotId).toBe("snp_x");
+    expect(fromSnapshot.template).toBeUndefined();
+    expect(memoryMbFor(1)).toBe(256);
+    expect(memoryMbFor(1024)).toBe(1024);
+  });
+
+  it("keeps any JSON metadata as it was sent", () => {
+    const metadata = { team: "x", n: 3, nested: { a: [1, true, null] }, s: "7" };
+    const stored = encodeMetadata(metadata);
+    expect(stored.team).toBe("x");
+    expect(stored.s).toBe("7");
+    expect(decodeMetadata(stored)).toEqual(metadata);
+    expect(encodeMetadata({ a: "b" })).toEqual({ a: "b" });
+  });
+
+  it("shows a sandbox in Nullspace's shape", () => {
+    expect(sandboxOf(record, { withTrafficToken: true, checkout: { hit: true, poolId: "p" } })).toEqual({
+      id: record.id,
+      status: "running",
+      config: { vcpus: 1, memory_mb: 256, disk_mb: 4096 },
+      template: "base",
+      created_at: "2024-01-01T00:00:00.000Z",
+      metadata: { team: "x", n: 3 },
+      started_at: "2024-01-01T00:00:01.000Z",
+      timeout_ms: 300_000,
+      timeout_at: "2024-01-01T00:05:01.000Z",
+      expires_at: "2024-01-01T00:05:01.000Z",
+      timeout_action: "hibernate",
+      cwd: "/workspace",
+      traffic_access_token: "tok",
+      warm_pool_checkout: { hit: true, id: "p" },
+    });
+    const paused = sandboxOf({ ...record, status: "paused", expiresAt: null });
+    expect(paused.status).toBe("paused");
+    expect(paused.timeout_at).toBeUndefined();
+    expect(paused.traffic_access_token).toBeUndefined();
+    expect(sandboxOf({ ...record, template: "image:ubuntu:24.04" }).template).toBe("ubuntu:24.04");
+    expect(["pausing", "resuming", "destroying", "creating", "error"].map((s) => statusOf(s as "creating"))).toEqual([
+      "paused",
+      "running",
+      "destroyed",
+      "creating",
+      "error",
+    ]);
+  });
+
+  it("answers errors in Nullspace's shape", () => {
+    const missing = errorReplyOf(
+      new ApiError("validation_failed", "x", {
+        fields: [{ field: "Idempotency-Key", rule: "required", message: "header is required" }],
+      }),
+      "req1",
+    );
+    expect(missing.status).toBe(400);
+    expect(missing.body.error).toMatchObject({ code: "idempotency_key_required", status: 400, request_id: "req1" });
+    const conflict = errorReplyOf(new ApiError("idempotency_mismatch", "different request"), "req2");
+    expect(conflict.status).toBe(409);
+    expect(conflict.body.error.code).toBe("idempotency_key_conflict");
+    const invalid = errorReplyOf(
+      new ApiError("validation_failed", "x", {
+        fields: [{ field: "resources.memoryMb", rule: "too_big", message: "Too big" }],
+      }),
+      "req3",
+    );
+    expect(invalid.body.error).toEqual({
+      code: "invalid_request",
+      message: "Invalid request: memory_mb: Too big",
+      status: 400,
+      request_id: "req3",
+      fields: [{ field: "memory_mb", message: "Too big" }],
+    });
+    expect(errorReplyOf(new ApiError("not_implemented", "no desktop"), "r").body.error.code).toBe("not_supported");
+  });
+});

@@ -1,0 +1,221 @@
+import type { CreateSandboxRequest, FieldIssue, SandboxStatus } from "@sandpit/contract";
+import type { ApiError } from "../../errors.js";
+import type { WarmPoolCheckout } from "../../services/warm-pool-service.js";
+import type { SandboxRecord } from "../../store/store.js";
+import type { NullspaceCreateSandbox, NullspaceErrorBody, NullspaceSandbox, NullspaceStatus } from "./schemas.js";
+
+/** The header Nullspace clients send the traffic access token in. */
+export const TRAFFIC_ACCESS_TOKEN_HEADER = "x-nullspace-traffic-access-token";
+/** Runtime paths Nullspace keeps for itself: a sandbox's working directory may not be under them. */
+const RESERVED_CWD = "/workspace/.nullspace";
+const MAX_CWD_LENGTH = 4096;
+/** Sandpit sizes memory in steps of this many MiB. */
+const MEMORY_STEP_MB = 256;
+/** Metadata key listing the keys whose values are JSON-encoded (Sandpit stores metadata as strings). */
+export const JSON_METADATA_KEY = "nullspace.json_keys";
+
+type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+
+/**
+ * A `cwd` as Nullspace accepts it: absolute, normalized (`.`, `..`, repeated and trailing slashes
+ * resolved), never above the sandbox root and never under the reserved `/workspace/.nullspace`.
+ */
+export function normalizeCwd(raw: string): { path: string } | { error: string } {
+  if (!raw.startsWith("/")) return { error: "must be an absolute path" };
+  if (raw.includes("\0")) return { error: "must not contain NUL" };
+  const segments: string[] = [];
+  for (const segment of raw.split("/")) {
+    if (segment === "" || segment === ".") continue;
+    if (segment === "..") {
+      if (segments.length === 0) return { error: "must stay within the sandbox root" };
+      segments.pop();
+    } else segments.push(segment);
+  }
+  const path = `/${segments.join("/")}`;
+  if (path.length > MAX_CWD_LENGTH) return { error: `must be at most ${MAX_CWD_LENGTH} characters` };
+  if (path === RESERVED_CWD || path.startsWith(`${RESERVED_CWD}/`)) {
+    return { error: `must not be under the reserved ${RESERVED_CWD}` };
+  }
+  return { path };
+}
+
+/** Nullspace's `memory_mb` (any positive size) rounded up to the next size Sandpit runs. */
+export function memoryMbFor(requested: number): number {
+  return Math.max(MEMORY_STEP_MB, Math.ceil(requested / MEMORY_STEP_MB) * MEMORY_STEP_MB);
+}
+
+/** `template` is a template name, or a Docker image when it names a registry, repository path, tag or digest. */
+export function isImageReference(template: string): boolean {
+  return /[/:@]/.test(template);
+}
+
+/**
+ * Nullspace metadata (any JSON values) as Sandpit metadata (strings): strings stay as they are, other
+ * values are stored as JSON text and their keys listed under `nullspace.json_keys`.
+ */
+export function encodeMetadata(metadata: Record<string, Json>): Record<string, string> {
+  const encoded: Record<string, string> = {};
+  const jsonKeys: string[] = [];
+  for (const [key, value] of Object.entries(metadata)) {
+    if (typeof value === "string") encoded[key] = value;
+    else {
+      encoded[key] = JSON.stringify(value);
+      jsonKeys.push(key);
+    }
+  }
+  if (jsonKeys.length) encoded[JSON_METADATA_KEY] = JSON.stringify(jsonKeys);
+  return encoded;
+}
+
+/** The metadata as the client sent it. */
+export function decodeMetadata(stored: Record<string, string>): Record<string, Json> {
+  let jsonKeys: string[] = [];
+  try {
+    const listed: unknown = JSON.parse(stored[JSON_METADATA_KEY] ?? "[]");
+    if (Array.isArray(listed)) jsonKeys = listed.filter((k): k is string => typeof k === "string");
+  } catch {
+    jsonKeys = [];
+  }
+  const decoded: Record<string, Json> = {};
+  for (const [key, value] of Object.entries(stored)) {
+    if (key === JSON_METADATA_KEY) continue;
+    if (!jsonKeys.includes(key)) {
+      decoded[key] = value;
+      continue;
+    }
+    try {
+      decoded[key] = JSON.parse(value) as Json;
+    } catch {
+      decoded[key] = value;
+    }
+  }
+  return decoded;
+}
+
+/** A Nullspace create request as Sandpit's native create request (validated by the contract after). */
+export function createRequestFrom(body: NullspaceCreateSandbox): CreateSandboxRequest {
+  const hibernate = body.timeout_action === "hibernate" || body.lifecycle?.on_timeout === "pause";
+  const fromSnapshot = body.snapshot_id !== undefined;
+  const image = !fromSnapshot && isImageReference(body.template);
+  return {
+    ...(fromSnapshot ? { snapshotId: body.snapshot_id } : {}),
+    ...(image ? { image: { uri: body.template } } : {}),
+    ...(!fromSnapshot && !image ? { template: body.template } : {}),
+    resources: {
+      vcpus: body.vcpus,
+      memoryMb: memoryMbFor(body.memory_mb),
+      ...(body.disk_mb !== undefined ? { diskMb: body.disk_mb } : {}),
+    },
+    timeoutMs: body.timeout_ms,
+    timeoutAction: hibernate ? "pause" : "destroy",
+    autoResume: body.auto_resume,
+    env: body.envs,
+    metadata: encodeMetadata(body.metadata as Record<string, Json>),
+    ...(body.cwd !== undefined ? { cwd: body.cwd } : {}),
+    ...(body.internet_access ? {} : { internetAccess: false }),
+    ...(body.warm_pool
+      ? { warmPool: { mode: body.warm_pool.mode, ...(body.warm_pool.id ? { poolId: body.warm_pool.id } : {}) } }
+      : {}),
+    // Nullspace's proxy reaches any port of the sandbox; the token guards it unless traffic is public.
+    allPorts: true,
+    publicPorts: body.network?.allow_public_traffic ?? true,
+  };
+}
+
+/** Sandpit's statuses folded into Nullspace's five: transitions show where they are heading. */
+export function statusOf(status: SandboxStatus): NullspaceStatus {
+  switch (status) {
+    case "pausing":
+    case "paused":
+      return "paused";
+    case "resuming":
+      return "running";
+    case "destroying":
+      return "destroyed";
+    default:
+      return status;
+  }
+}
+
+/** A Sandpit sandbox as Nullspace's sandbox; the traffic access token only in the create response. */
+export function sandboxOf(
+  record: SandboxRecord,
+  extras: { checkout?: WarmPoolCheckout | undefined; withTrafficToken?: boolean } = {},
+): NullspaceSandbox {
+  const iso = (ms: number | null) => (ms === null ? undefined : new Date(ms).toISOString());
+  const startedAt = iso(record.startedAt);
+  const status = statusOf(record.status);
+  // A hibernating sandbox does not expire: its timeout starts again when it resumes.
+  const timeoutAt = status === "paused" ? undefined : iso(record.expiresAt);
+  const checkout = extras.checkout;
+  return {
+    id: record.id,
+    status,
+    config: { vcpus: record.vcpus, memory_mb: record.memoryMb, disk_mb: record.diskMb },
+    template: record.template.startsWith("image:") ? record.template.slice("image:".length) : record.template,
+    created_at: new Date(record.createdAt).toISOString(),
+    metadata: decodeMetadata(record.metadata),
+    ...(startedAt ? { started_at: startedAt } : {}),
+    timeout_ms: record.timeoutMs,
+    ...(timeoutAt ? { timeout_at: timeoutAt, expires_at: timeoutAt } : {}),
+    timeout_action: record.timeoutAction === "pause" ? "hibernate" : "destroy",
+    cwd: record.cwd,
+    ...(extras.withTrafficToken ? { traffic_access_token: record.trafficToken } : {}),
+    ...(checkout?.poolId ? { warm_pool_checkout: { hit: checkout.hit, id: checkout.poolId } } : {}),
+  };
+}
+
+/** Sandpit's field names (native request paths) as the Nullspace fields they came from. */
+export function nullspaceField(field: string): string {
+  const exact: Record<string, string> = {
+    "resources.vcpus": "vcpus",
+    "resources.memoryMb": "memory_mb",
+    "resources.diskMb": "disk_mb",
+    timeoutMs: "timeout_ms",
+    timeoutAction: "timeout_action",
+    autoResume: "auto_resume",
+    internetAccess: "internet_access",
+    snapshotId: "snapshot_id",
+    "image.uri": "template",
+    image: "template",
+    "warmPool.poolId": "warm_pool.id",
+    "warmPool.mode": "warm_pool.mode",
+  };
+  if (exact[field]) return exact[field];
+  if (field.startsWith("env.") || field === "env") return `envs${field.slice(3)}`;
+  return field;
+}
+
+const CODES: Partial<Record<ApiError["code"], string>> = {
+  validation_failed: "invalid_request",
+  bad_request: "invalid_request",
+  sandbox_not_found: "not_found",
+  template_not_found: "not_found",
+  command_not_found: "not_found",
+  file_not_found: "not_found",
+  invalid_state: "conflict",
+  idempotency_mismatch: "idempotency_key_conflict",
+  source_failed: "invalid_request",
+  not_implemented: "not_supported",
+  internal: "internal_error",
+  runtime_unavailable: "unavailable",
+};
+
+/**
+ * A Sandpit error in Nullspace's shape. The same Idempotency-Key with a different request is a 409
+ * conflict; a missing key is `idempotency_key_required`; validation errors name Nullspace's fields.
+ */
+export function errorReplyOf(error: ApiError, requestId: string): { status: number; body: NullspaceErrorBody } {
+  const issues = (error.details?.fields as FieldIssue[] | undefined) ?? [];
+  const fields = issues.map((f) => ({ field: nullspaceField(f.field), message: f.message }));
+  const keyMissing = issues.some((f) => f.field === "Idempotency-Key" && f.rule === "required");
+  const status = error.code === "idempotency_mismatch" ? 409 : error.status;
+  const code = keyMissing ? "idempotency_key_required" : (CODES[error.code] ?? error.code);
+  const message = fields.length
+    ? `Invalid request: ${fields.map((f) => `${f.field}: ${f.message}`).join("; ")}`
+    : error.message;
+  return {
+    status,
+    body: { error: { code, message, status, request_id: requestId, ...(fields.length ? { fields } : {}) } },
+  };
+}

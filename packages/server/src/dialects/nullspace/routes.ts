@@ -1,0 +1,102 @@
+import { createSandboxRequestSchema } from "@sandpit/contract";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { AppServices } from "../../app.js";
+import { ApiError } from "../../errors.js";
+import { proxyHttp } from "../../routes/ports.js";
+import { claimIdempotencyKey } from "../../routes/route.js";
+import { bearerToken, type DialectContext, registerDialect, singleHeader } from "../dialect.js";
+import { createRequestFrom, errorReplyOf, sandboxOf, TRAFFIC_ACCESS_TOKEN_HEADER } from "./mapping.js";
+import { createSandboxSchema, type NullspaceCreateSandbox } from "./schemas.js";
+
+export const NULLSPACE_PREFIX = "/nullspace";
+const PROXY_PATH = /^\/nullspace\/v1\/sandboxes\/[^/]+\/proxy\/\d{1,5}(\/[^?]*)?(\?.*)?$/;
+const ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
+
+/** Create-time features of Nullspace that Sandpit does not have: a clear 501 instead of a silent no-op. */
+function refuseUnsupported(body: NullspaceCreateSandbox) {
+  if (body.desktop) {
+    throw new ApiError("not_implemented", "desktop sandboxes are not supported yet", { field: "desktop" });
+  }
+  if (body.volumes?.length) {
+    throw new ApiError("not_implemented", "shared volume mounts are not supported yet", { field: "volumes" });
+  }
+}
+
+/**
+ * Nullspace under `/nullspace` (base URL `http://<sandpit>/nullspace`): `POST /v1/sandboxes` with its
+ * required Idempotency-Key, `GET`/`DELETE /v1/sandboxes/{id}`, and the port proxy
+ * `/v1/sandboxes/{id}/proxy/{port}/…` guarded by `x-nullspace-traffic-access-token`. Keys are Sandpit
+ * keys sent as `Authorization: Bearer`.
+ */
+export function nullspaceDialect(app: FastifyInstance, services: AppServices) {
+  registerDialect(
+    app,
+    services,
+    {
+      name: "nullspace",
+      prefix: NULLSPACE_PREFIX,
+      apiKey: bearerToken,
+      errorReply: (error, request) => errorReplyOf(error, request.id),
+    },
+    routes,
+  );
+}
+
+function routes({ app, services, authenticate, parse }: DialectContext) {
+  const { sandboxes, warmPools, ports } = services;
+
+  app.post("/v1/sandboxes", async (request, reply) => {
+    const org = await authenticate(request);
+    const key = singleHeader(request, "idempotency-key");
+    if (key === undefined) {
+      throw new ApiError("validation_failed", "Invalid request: the Idempotency-Key header is required", {
+        fields: [{ field: "Idempotency-Key", rule: "required", message: "header is required" }],
+      });
+    }
+    const body = parse(createSandboxSchema, request.body ?? {});
+    refuseUnsupported(body);
+    const params = parse(createSandboxRequestSchema, createRequestFrom(body));
+    if (await claimIdempotencyKey(request, reply, org.id, key)) return reply;
+    const { record, checkout } = await warmPools.createSandbox(org, params);
+    reply.code(201).header("location", `${NULLSPACE_PREFIX}/v1/sandboxes/${record.id}`);
+    return sandboxOf(record, { checkout, withTrafficToken: true });
+  });
+
+  app.get<{ Params: { id: string } }>("/v1/sandboxes/:id", async (request) => {
+    const org = await authenticate(request);
+    return sandboxOf(await sandboxes.get(org, request.params.id));
+  });
+
+  app.delete<{ Params: { id: string } }>("/v1/sandboxes/:id", async (request, reply) => {
+    const org = await authenticate(request);
+    await sandboxes.destroy(org, request.params.id);
+    reply.code(204);
+  });
+
+  // Port traffic is taken over before body parsing, so that any body streams through untouched.
+  const proxy = async (request: FastifyRequest<{ Params: { id: string; port: string } }>, reply: FastifyReply) => {
+    const match = PROXY_PATH.exec(request.raw.url ?? "");
+    if (!match) throw new ApiError("not_found", `No route for ${request.method} ${request.url.split("?")[0]}`);
+    const token = singleHeader(request, TRAFFIC_ACCESS_TOKEN_HEADER);
+    const target = await ports.resolve(request.params.id, Number(request.params.port), token).catch((e: unknown) => {
+      if (e instanceof ApiError && e.code === "unauthorized") {
+        throw new ApiError(
+          "unauthorized",
+          `this sandbox's ports need its traffic access token (${TRAFFIC_ACCESS_TOKEN_HEADER})`,
+        );
+      }
+      throw e;
+    });
+    delete request.raw.headers[TRAFFIC_ACCESS_TOKEN_HEADER];
+    reply.hijack();
+    proxyHttp(request.raw, reply.raw, target, `${match[1] ?? "/"}${match[2] ?? ""}`);
+  };
+  for (const url of ["/v1/sandboxes/:id/proxy/:port", "/v1/sandboxes/:id/proxy/:port/*"]) {
+    app.route<{ Params: { id: string; port: string } }>({
+      method: [...ALL_METHODS],
+      url,
+      onRequest: proxy,
+      handler: async () => undefined,
+    });
+  }
+}
