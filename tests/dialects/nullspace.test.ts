@@ -363,9 +363,12 @@ describe("Nullspace dialect", () => {
     expect(child.body.config).toEqual({ vcpus: 2, memory_mb: 512, disk_mb: source.config.disk_mb });
     const replay = await create({ snapshot_id: snap.body.id, metadata: { from: "snap" } }, key);
     expect(replay.body.id).toBe(child.body.id);
-    const second = await create({ snapshot_id: snap.body.id, metadata: { from: "snap" } });
+    const second = await create({ snapshot_id: snap.body.id, metadata: { from: "snap" }, cwd: "/srv/child" });
     expect(second.status).toBe(201);
     expect(second.body.id).not.toBe(child.body.id);
+    expect(child.body.cwd).toBe("/workspace");
+    expect(second.body.cwd).toBe("/srv/child");
+    expect((await api.exec(second.body.id, { command: "pwd" })).stdout).toBe("/srv/child\n");
     expect(await nativeCount("metadata.from=snap")).toBe(2);
     for (const id of [child.body.id, second.body.id]) {
       const r = await api.exec(id, { command: 'cat /workspace/state.txt; echo "$FROM"' });

@@ -203,7 +203,8 @@ export class SandboxService {
           diskMb: snapshot?.diskMb ?? params.resources.diskMb,
           env: snapshot ? { ...snapshot.env, ...params.env } : origin!.env,
           metadata: params.metadata,
-          cwd: snapshot?.cwd ?? origin!.cwd,
+          // A child of a snapshot keeps its working directory unless the request names another.
+          cwd: snapshot ? (params.cwd ?? snapshot.cwd) : origin!.cwd,
           user: snapshot ? (params.user ?? snapshot.user ?? null) : origin!.user,
           mainCommandId: null,
           timeoutMs: params.timeoutMs,
