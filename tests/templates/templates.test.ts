@@ -112,7 +112,7 @@ describe("custom templates", () => {
     ].join("\n");
     const context = contextArchive({
       "app/server.js":
-        "require('fs').writeFileSync('/tmp/main-started', `${process.env.GREETING} ${process.getuid()}`);\nsetInterval(() => {}, 1000);\n",
+        "require('fs').writeFileSync('/tmp/main-started', process.env.GREETING + ' ' + process.getuid());\nsetInterval(() => {}, 1000);\n",
       "app/config/settings.json": '{"port": 3000}\n',
       "notes.txt": "copied notes\n",
     });
