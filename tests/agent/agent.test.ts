@@ -28,7 +28,7 @@ import {
   type AgentExit,
   AgentUnreachableError,
 } from "../../packages/server/src/agent/agent-client.js";
-import { encodeFrame, FRAME_STARTED } from "../../packages/server/src/agent/frames.js";
+import { encodeFrame, FRAME_STARTED, FRAME_STDOUT } from "../../packages/server/src/agent/frames.js";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
 const binary = path.join(repo, "packages/agent/build/sandpit-agent");
@@ -454,7 +454,9 @@ describe("background commands", () => {
     // from an offset: skip the started frame
     const skip = encodeFrame(FRAME_STARTED, JSON.stringify({ pid: started.pid })).length;
     const fromOffset = await collect(client.commandEvents(id, { offset: skip }));
-    expect(fromOffset.events[0]).toEqual({ type: "stdout", data: Buffer.from("one\n") });
+    const firstOut = encodeFrame(FRAME_STDOUT, "one\n").length;
+    // each event carries the log offset just after its frame, to resume from
+    expect(fromOffset.events[0]).toEqual({ type: "stdout", data: Buffer.from("one\n"), offset: skip + firstOut });
     expect(fromOffset.stdout.toString()).toBe("one\ngot hello\n");
     // non-follow read of a finished command and follow of a finished command both end
     expect((await collect(client.commandEvents(id))).exit.exitCode).toBe(143);

@@ -28,7 +28,14 @@ describe("sandbox lifecycle over the native API", () => {
     expect(sandbox.status).toBe("running");
     expect(sandbox.template).toBe("base");
     expect(sandbox.resources).toEqual({ vcpus: 1, memoryMb: 512, diskMb: 4096 });
-    expect(sandbox.envKeys).toEqual(["GREETING"]);
+    // the request's variables plus those pointing HTTP clients at the trust bundle with the egress CA
+    expect(sandbox.envKeys).toEqual([
+      "CURL_CA_BUNDLE",
+      "GREETING",
+      "NODE_EXTRA_CA_CERTS",
+      "REQUESTS_CA_BUNDLE",
+      "SSL_CERT_FILE",
+    ]);
     expect(JSON.stringify(sandbox)).not.toContain("hello");
     expect(sandbox.cwd).toBe("/workspace");
     expect(Date.parse(sandbox.expiresAt!) - Date.parse(sandbox.startedAt!)).toBe(600_000);

@@ -37,7 +37,8 @@ describe("snapshots and fork", () => {
     expect(new Set(children.map((c) => c.id)).size).toBe(3);
     expect(new Set(children.map((c) => c.trafficToken)).size).toBe(3);
     for (const [i, child] of children.entries()) {
-      expect(child.envKeys).toEqual(["ROLE"]);
+      expect(child.envKeys).toEqual(source.envKeys);
+      expect(child.envKeys).toContain("ROLE");
       const s = await state(child.id);
       expect(s.token).toBe(before.token);
       await waitFor(async () => ((await state(child.id)).n > s.n ? true : undefined), 5000, "the child's process");
