@@ -159,7 +159,15 @@ export class SandboxService {
     };
   }
 
-  async create(org: OrgRecord, params: CreateSandboxParams): Promise<SandboxRecord> {
+  /**
+   * Creates and starts a sandbox. `maxSandboxes` tightens the organisation's sandbox quota for this
+   * create (a dialect's own per-organisation limit); it is checked atomically with the quota.
+   */
+  async create(
+    org: OrgRecord,
+    params: CreateSandboxParams,
+    options: { maxSandboxes?: number } = {},
+  ): Promise<SandboxRecord> {
     const networkPolicy = resolvePolicy(params);
     if (params.ports.length > this.limits.maxPorts) {
       throw new ApiError("validation_failed", `Invalid request: ports: at most ${this.limits.maxPorts} ports`, {
@@ -176,7 +184,11 @@ export class SandboxService {
     const snapshot = snapshotId ? await this.readySnapshot(org, snapshotId) : undefined;
     const origin = snapshot ? undefined : await this.origins.resolve(org, params, params.resources.diskMb);
     try {
-      return await this.createFrom(org, params, networkPolicy, snapshot, origin);
+      const quota = await this.effectiveQuota(org.id);
+      if (options.maxSandboxes !== undefined) {
+        quota.maxSandboxes = Math.min(quota.maxSandboxes ?? options.maxSandboxes, options.maxSandboxes);
+      }
+      return await this.createFrom(org, params, networkPolicy, snapshot, origin, quota);
     } finally {
       await origin?.release();
     }
@@ -188,6 +200,7 @@ export class SandboxService {
     networkPolicy: NetworkPolicy,
     snapshot: SnapshotRecord | undefined,
     origin: SandboxOrigin | undefined,
+    quota: OrgQuota,
   ): Promise<SandboxRecord> {
     const createdAt = now();
     let record = await this.store
@@ -227,7 +240,7 @@ export class SandboxService {
           destroyedAt: null,
         },
         MAX_SLOTS - 1,
-        await this.effectiveQuota(org.id),
+        quota,
       )
       .catch((e) => {
         if (!(e instanceof QuotaExceededError)) throw e;
