@@ -7,6 +7,7 @@ import { execCommand } from "./commands/exec.js";
 import { infoCommand } from "./commands/info.js";
 import { keysCreateCommand } from "./commands/keys.js";
 import { lsCommand } from "./commands/ls.js";
+import { metricsCommand } from "./commands/metrics.js";
 import { rmCommand } from "./commands/rm.js";
 import { serveCommand } from "./commands/serve.js";
 import { shellCommand } from "./commands/shell.js";
@@ -19,6 +20,7 @@ export const commands: CliCommand[] = [
   createCommand,
   lsCommand,
   infoCommand,
+  metricsCommand,
   execCommand,
   cpCommand,
   rmCommand,

@@ -63,9 +63,11 @@ export { type FileEntry, Files, type ReadFormat, type WriteData, type WriteInfo 
 export { parseNdjson, parseNdjsonEvents } from "./ndjson.js";
 export {
   type CreateSandboxRequest,
+  type MetricsSample,
   Sandbox,
   type SandboxFilter,
   type SandboxInfo,
+  type SandboxMetrics,
   type SandboxStatus,
 } from "./sandbox.js";
 export {

@@ -1,8 +1,11 @@
 import {
   type CreateSandboxRequest,
   listSandboxesResponseSchema,
+  type MetricsSample,
   type Sandbox as SandboxInfo,
+  type SandboxMetrics,
   type SandboxStatus,
+  sandboxMetricsSchema,
   sandboxSchema,
 } from "@sandpit/contract";
 import { ApiClient } from "./api-client.js";
@@ -11,7 +14,7 @@ import { type ConnectionOptions, resolveConfig } from "./config.js";
 import { Files } from "./files.js";
 import { Terminals } from "./terminals.js";
 
-export type { CreateSandboxRequest, SandboxInfo, SandboxStatus };
+export type { CreateSandboxRequest, MetricsSample, SandboxInfo, SandboxMetrics, SandboxStatus };
 
 /** Which sandboxes {@link Sandbox.list} returns. */
 export interface SandboxFilter {
@@ -241,6 +244,24 @@ export class Sandbox {
   /** Resumes a paused sandbox with its processes and memory as they were. */
   async resume(): Promise<void> {
     this.#info = await this.#client.json(sandboxSchema, `${this.#path()}/resume`, { method: "POST" });
+  }
+
+  /**
+   * The sandbox's resource use over the last 10 minutes, one sample per interval while it runs (oldest
+   * first): CPU as a percent of its vCPUs, memory, disk and network bytes, and its process count. A new
+   * sandbox has its first sample one interval after it started.
+   *
+   * @param opts - `since`: only samples taken after this time.
+   * @example
+   * ```ts
+   * const { samples } = await sandbox.metrics();
+   * const latest = samples.at(-1);
+   * if (latest) console.log(`${latest.cpuPercent}% CPU, ${latest.memoryBytes} bytes of memory`);
+   * ```
+   */
+  async metrics(opts: { since?: Date | string } = {}): Promise<SandboxMetrics> {
+    const since = opts.since instanceof Date ? opts.since.toISOString() : opts.since;
+    return this.#client.json(sandboxMetricsSchema, `${this.#path()}/metrics`, { query: { since } });
   }
 
   /**

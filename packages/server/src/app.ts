@@ -8,6 +8,7 @@ import { adminRoutes } from "./routes/admin.js";
 import { egressRoutes } from "./routes/egress.js";
 import { execRoutes } from "./routes/exec.js";
 import { fileRoutes } from "./routes/files.js";
+import { metricsRoutes } from "./routes/metrics.js";
 import { openApiRoutes } from "./routes/openapi.js";
 import { portRoutes } from "./routes/ports.js";
 import { type Authenticate, recordIdempotentResponse } from "./routes/route.js";
@@ -19,9 +20,11 @@ import type { AuthService } from "./services/auth-service.js";
 import type { ExecService } from "./services/exec-service.js";
 import type { FileService } from "./services/file-service.js";
 import type { IdempotencyService } from "./services/idempotency-service.js";
+import type { MetricsSampler } from "./services/metrics-sampler.js";
 import type { PortService } from "./services/port-service.js";
 import type { QuotaService } from "./services/quota-service.js";
 import type { SandboxService } from "./services/sandbox-service.js";
+import type { ServerMetrics } from "./services/server-metrics.js";
 import type { SnapshotService } from "./services/snapshot-service.js";
 import type { TemplateBuildService } from "./services/template-build-service.js";
 import type { TerminalService } from "./services/terminal-service.js";
@@ -42,6 +45,12 @@ export interface AppServices {
   quotas: QuotaService;
   snapshots: SnapshotService;
   warmPools: WarmPoolService;
+  /** Per-sandbox resource samples. */
+  metricsSampler: MetricsSampler;
+  /** The server's Prometheus metrics. */
+  serverMetrics: ServerMetrics;
+  /** Serve `/metrics` without the admin key. */
+  metricsPublic: boolean;
   adminKey: string | undefined;
   maxUploadBytes: number;
 }
@@ -86,6 +95,7 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
 
   app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
     const apiError = toApiError(error, request);
+    services.serverMetrics.countError(apiError.code);
     for (const [k, v] of Object.entries(apiError.headers ?? {})) reply.header(k, v);
     reply.code(apiError.status).send({
       error: {
@@ -97,6 +107,7 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   });
 
   app.setNotFoundHandler((request, reply) => {
+    services.serverMetrics.countError("not_found");
     reply
       .code(404)
       .send({ error: { code: "not_found", message: `No route for ${request.method} ${request.url.split("?")[0]}` } });
@@ -121,5 +132,9 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   snapshotRoutes(app, authenticate, services.snapshots);
   terminalRoutes(app, authenticate, services.auth, services.terminals);
   egressRoutes(app, authenticate, services.egressAudit, services.sandboxes);
+  metricsRoutes(app, authenticate, services.sandboxes, services.metricsSampler, services.serverMetrics, {
+    metricsPublic: services.metricsPublic,
+    adminKey: services.adminKey,
+  });
   return app;
 }

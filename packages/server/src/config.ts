@@ -41,6 +41,10 @@ export interface ServerConfig {
   warmPools: { id: string; template: string; size: number; vcpus: number; memoryMb: number; diskMb: number }[];
   /** How many ports one sandbox may expose. */
   maxPorts: number;
+  /** Time between two resource samples of each running sandbox (GET /v1/sandboxes/{id}/metrics), ms. */
+  metricsIntervalMs: number;
+  /** Serve Prometheus' `/metrics` without the admin key. */
+  metricsPublic: boolean;
   /** Debian mirror used to build templates. */
   debianMirror: string;
   logLevel: string;
@@ -110,6 +114,8 @@ export function loadConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
     },
     adminKey: env.SANDPIT_ADMIN_KEY || undefined,
     warmPools: parseWarmPools(env.SANDPIT_WARM_POOLS),
+    metricsIntervalMs: envInt("SANDPIT_METRICS_INTERVAL_MS", 5000),
+    metricsPublic: env.SANDPIT_METRICS_PUBLIC === "true",
     logLevel: env.SANDPIT_LOG_LEVEL ?? "info",
     ...overrides,
   };

@@ -17,10 +17,12 @@ import { AuthService } from "./services/auth-service.js";
 import { ExecService } from "./services/exec-service.js";
 import { FileService } from "./services/file-service.js";
 import { IdempotencyService } from "./services/idempotency-service.js";
+import { MetricsSampler } from "./services/metrics-sampler.js";
 import { PortService } from "./services/port-service.js";
 import { QuotaService } from "./services/quota-service.js";
 import { SandboxOrigins } from "./services/sandbox-origin.js";
 import { SandboxService } from "./services/sandbox-service.js";
+import { ServerMetrics } from "./services/server-metrics.js";
 import { SnapshotService } from "./services/snapshot-service.js";
 import { TemplateBuildService } from "./services/template-build-service.js";
 import { TerminalService } from "./services/terminal-service.js";
@@ -130,9 +132,10 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
     snapshotDir,
   });
   const snapshots = new SnapshotService(store, sandboxes, runtime, snapshotDir, logger);
-  const warmPools = new WarmPoolService(store, sandboxes, logger);
+  const serverMetrics: ServerMetrics = new ServerMetrics(store, () => warmPools.list());
+  const warmPools = new WarmPoolService(store, sandboxes, logger, serverMetrics);
   await warmPools.init(config.warmPools);
-  const exec = new ExecService(sandboxes, store, config.maxOutputBytes);
+  const exec = new ExecService(sandboxes, store, config.maxOutputBytes, serverMetrics);
   sandboxes.setMainProcessStarter((record, agent, argv) => exec.startMainProcess(record, agent, argv));
   const terminals = new TerminalService(sandboxes, exec, logger);
   const templateBuilds = new TemplateBuildService(templates, sandboxes, origins, exec, runtime, logger);
@@ -151,6 +154,8 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   await sandboxes.reconcile();
   let ticking = false;
   let ticks = 0;
+  const metricsSampler = new MetricsSampler(store, runtime, logger, config.metricsIntervalMs);
+  metricsSampler.start();
   const timer = setInterval(() => {
     if (ticking) return;
     ticking = true;
@@ -187,6 +192,9 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
       quotas,
       snapshots,
       warmPools,
+      metricsSampler,
+      serverMetrics,
+      metricsPublic: config.metricsPublic,
       adminKey: config.adminKey,
       maxUploadBytes: config.maxUploadBytes,
     },
@@ -201,6 +209,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
     generatedApiKey,
     async close() {
       clearInterval(timer);
+      metricsSampler.stop();
       await app.close();
       sandboxes.close();
       dns.close();

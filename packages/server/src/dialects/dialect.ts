@@ -55,6 +55,7 @@ export function registerDialect(
   app.register(
     async (scope) => {
       const send = (reply: FastifyReply, request: FastifyRequest, error: ApiError) => {
+        services.serverMetrics.countError(error.code, spec.name);
         for (const [k, v] of Object.entries(error.headers ?? {})) reply.header(k, v);
         const { status, body } = spec.errorReply(error, request);
         return reply.code(status).send(body);

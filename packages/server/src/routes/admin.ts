@@ -13,6 +13,19 @@ export const orgQuotaSchema = z.strictObject({
   maxMemoryMb: limit.describe("Sum of memoryMb of the organisation's sandboxes"),
 });
 
+/**
+ * Lets the request through when it carries the admin key as a Bearer token (compared in constant
+ * time); 403 when the server has no admin key, 401 for any other key. `what` names the guarded thing.
+ */
+export function requireAdminKey(request: FastifyRequest, adminKey: string | undefined, what: string): void {
+  if (!adminKey) throw new ApiError("forbidden", `${what} is off: set SANDPIT_ADMIN_KEY`);
+  const given = Buffer.from((request.headers.authorization ?? "").replace(/^Bearer /, ""));
+  const expected = Buffer.from(adminKey);
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    throw new ApiError("unauthorized", `${what} needs the admin key`);
+  }
+}
+
 /** The admin API: operators set per-organisation quotas with SANDPIT_ADMIN_KEY. */
 const warmPoolSchema = z.strictObject({
   template: z.string().min(1),
@@ -33,14 +46,7 @@ export function adminRoutes(
   warmPools: WarmPoolService,
   adminKey?: string,
 ) {
-  const requireAdmin = (request: FastifyRequest) => {
-    if (!adminKey) throw new ApiError("forbidden", "the admin API is off: set SANDPIT_ADMIN_KEY");
-    const given = Buffer.from((request.headers.authorization ?? "").replace(/^Bearer /, ""));
-    const expected = Buffer.from(adminKey);
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-      throw new ApiError("unauthorized", "the admin API needs the admin key");
-    }
-  };
+  const requireAdmin = (request: FastifyRequest) => requireAdminKey(request, adminKey, "the admin API");
   const effective = z.object({ org: z.string(), own: orgQuotaSchema, effective: orgQuotaSchema });
 
   route(

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, rmdir, statfs, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { NetworkPolicy } from "@sandpit/contract";
@@ -14,7 +14,14 @@ import type { HostNetwork } from "../network/host-network.js";
 import { ociSpec } from "./oci-spec.js";
 import { SandboxRootfs } from "./rootfs.js";
 import type { FallbackExecOptions, Runsc } from "./runsc.js";
-import type { EgressTarget, RuntimeStatus, SandboxDeathReason, SandboxLaunchSpec, SandboxRuntime } from "./runtime.js";
+import type {
+  EgressTarget,
+  RuntimeStatus,
+  SandboxDeathReason,
+  SandboxLaunchSpec,
+  SandboxRuntime,
+  SandboxStats,
+} from "./runtime.js";
 
 export const AGENT_PORT = 49982;
 const AGENT_PATH = "/.sandpit/sandpit-agent";
@@ -310,14 +317,37 @@ export class GvisorRuntime implements SandboxRuntime {
     return "crashed";
   }
 
-  async memoryUsage(id: string): Promise<{ usage: number; limit: number } | undefined> {
+  /**
+   * cgroup v1 counters (cpuacct.usage, memory usage without inactive page cache as `docker stats` and
+   * the kubelet count it), statfs of the mounted disk image, and the host end of the veth — whose
+   * transmitted bytes are what the sandbox received.
+   */
+  async stats(sandbox: Pick<SandboxLaunchSpec, "id" | "netIndex">): Promise<SandboxStats | undefined> {
+    const { id } = sandbox;
+    const iface = addressingFor(this.opts.subnet, this.opts.netPrefix, sandbox.netIndex).hostIface;
+    const counter = async (file: string) => Number((await readFile(file, "utf8")).trim());
     try {
-      const [usage, limit] = await Promise.all([
-        readFile(this.cgroupFile("memory", id, "memory.usage_in_bytes"), "utf8"),
-        readFile(this.cgroupFile("memory", id, "memory.limit_in_bytes"), "utf8"),
+      const [cpuUsageNs, memoryUsage, memoryStat, memoryLimitBytes, disk, hostTx, hostRx] = await Promise.all([
+        counter(this.cgroupFile("cpuacct", id, "cpuacct.usage")),
+        counter(this.cgroupFile("memory", id, "memory.usage_in_bytes")),
+        readFile(this.cgroupFile("memory", id, "memory.stat"), "utf8"),
+        counter(this.cgroupFile("memory", id, "memory.limit_in_bytes")),
+        statfs(new SandboxRootfs(this.sandboxDir(id)).diskMount),
+        counter(`/sys/class/net/${iface}/statistics/tx_bytes`),
+        counter(`/sys/class/net/${iface}/statistics/rx_bytes`),
       ]);
-      return { usage: Number(usage.trim()), limit: Number(limit.trim()) };
+      const inactiveFile = Number(/^total_inactive_file (\d+)$/m.exec(memoryStat)?.[1] ?? 0);
+      return {
+        cpuUsageNs,
+        memoryBytes: Math.max(0, memoryUsage - inactiveFile),
+        memoryLimitBytes,
+        diskBytes: (disk.blocks - disk.bfree) * disk.bsize,
+        diskLimitBytes: disk.blocks * disk.bsize,
+        networkRxBytes: hostTx,
+        networkTxBytes: hostRx,
+      };
     } catch {
+      // A sandbox that is not (or no longer) running has no cgroup, mounted disk or veth.
       return undefined;
     }
   }

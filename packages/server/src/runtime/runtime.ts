@@ -89,6 +89,24 @@ export interface SandboxRuntime {
   releaseNetSlot(slot: number): Promise<void>;
   /** Runs a command without the agent (fallback when the agent does not answer). */
   execFallback(id: string, argv: string[], opts?: FallbackExecOptions): Promise<FallbackExecResult>;
-  /** Host memory cgroup figures of a running sandbox (bytes). */
-  memoryUsage(id: string): Promise<{ usage: number; limit: number } | undefined>;
+  /**
+   * Raw resource counters of a running sandbox, read on the host; undefined when it is not running.
+   * Cumulative counters (CPU time, network bytes) restart when the sandbox is resumed or restored.
+   */
+  stats(sandbox: Pick<SandboxLaunchSpec, "id" | "netIndex">): Promise<SandboxStats | undefined>;
+}
+
+/** What a sandbox uses, as the host sees it. Rates (CPU percent) are for the caller to derive. */
+export interface SandboxStats {
+  /** CPU time used by all of the sandbox's host threads (gVisor sentry and gofer included), ns. */
+  cpuUsageNs: number;
+  /** Memory in use: the sandbox's working set (page cache that could be dropped left out), bytes. */
+  memoryBytes: number;
+  memoryLimitBytes: number;
+  /** Space used on the sandbox's writable disk and its size, bytes. */
+  diskBytes: number;
+  diskLimitBytes: number;
+  /** Bytes the sandbox received and sent over its network interface. */
+  networkRxBytes: number;
+  networkTxBytes: number;
 }

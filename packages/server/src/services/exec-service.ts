@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 import type { Command, ExecResult, ExecStreamEvent, execRequestSchema, signalNames } from "@sandpit/contract";
 import type { z } from "zod";
 import {
@@ -12,6 +13,7 @@ import { iso, now } from "../lib/clock.js";
 import { newCommandId } from "../lib/ids.js";
 import type { CommandRecord, OrgRecord, SandboxRecord, Store } from "../store/store.js";
 import type { SandboxService } from "./sandbox-service.js";
+import type { ServerMetrics } from "./server-metrics.js";
 
 /** An exec request as validated; flags with defaults may be left out by callers inside the server. */
 export type ExecParams = Omit<z.output<typeof execRequestSchema>, "background" | "stdinOpen"> & {
@@ -107,6 +109,7 @@ export class ExecService {
     private readonly sandboxes: SandboxService,
     private readonly store: Store,
     private readonly maxOutputBytes: number,
+    private readonly metrics?: ServerMetrics,
   ) {}
 
   private readonly accounts = new Map<string, SandboxAccount>();
@@ -170,6 +173,7 @@ export class ExecService {
    * kills the command's process tree.
    */
   async *stream(org: OrgRecord, sandboxId: string, params: ExecParams, signal?: AbortSignal) {
+    const started = performance.now();
     const { record, agent } = await this.sandboxes.requireRunning(org, sandboxId);
     const commandId = newCommandId();
     const request = await this.agentRequest(record, agent, params, commandId);
@@ -186,6 +190,7 @@ export class ExecService {
           recorded = true;
         } else if (event.type === "exit") {
           finished = true;
+          this.metrics?.observeExec((performance.now() - started) / 1000);
           await this.store.updateCommand(commandId, exitPatch(event));
         }
         yield toStreamEvent(event, commandId);

@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 import type { CreateSandboxParams } from "@sandpit/contract";
 import type { FastifyBaseLogger } from "fastify";
 import { ApiError } from "../errors.js";
@@ -5,6 +6,7 @@ import { now } from "../lib/clock.js";
 import { newToken } from "../lib/ids.js";
 import type { OrgRecord, SandboxRecord, Store, WarmPoolRecord } from "../store/store.js";
 import { expiryFrom, idleTimeoutFor, resolvePolicy, type SandboxService } from "./sandbox-service.js";
+import type { ServerMetrics } from "./server-metrics.js";
 
 /** The organisation that holds pooled sandboxes until they are checked out. */
 export const POOL_ORG = "_warm-pools";
@@ -30,6 +32,7 @@ export class WarmPoolService {
     private readonly store: Store,
     private readonly sandboxes: SandboxService,
     private readonly log: FastifyBaseLogger,
+    private readonly metrics?: ServerMetrics,
   ) {}
 
   /** Registers the pools from the configuration (they are kept in the database with admin-made ones). */
@@ -68,6 +71,16 @@ export class WarmPoolService {
 
   /** Creates a sandbox, from a warm pool when one matches (or is named), cold otherwise. */
   async createSandbox(
+    org: OrgRecord,
+    params: CreateSandboxParams,
+  ): Promise<{ record: SandboxRecord; checkout?: WarmPoolCheckout }> {
+    const started = performance.now();
+    const created = await this.placeSandbox(org, params);
+    this.metrics?.observeCreate((performance.now() - started) / 1000, created.checkout?.hit ? "warm_pool" : "cold");
+    return created;
+  }
+
+  private async placeSandbox(
     org: OrgRecord,
     params: CreateSandboxParams,
   ): Promise<{ record: SandboxRecord; checkout?: WarmPoolCheckout }> {

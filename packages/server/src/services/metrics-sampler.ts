@@ -1,0 +1,147 @@
+import { performance } from "node:perf_hooks";
+import type { MetricsSample, SandboxMetrics } from "@sandpit/contract";
+import type { FastifyBaseLogger } from "fastify";
+import { AgentClient } from "../agent/agent-client.js";
+import type { SandboxRuntime, SandboxStats } from "../runtime/runtime.js";
+import type { SandboxRecord, Store } from "../store/store.js";
+
+/** How far back a sandbox's samples go. */
+export const METRICS_HISTORY_MS = 10 * 60 * 1000;
+/** Paused sandboxes keep their history; the counters restart when they resume. */
+const KEEP_HISTORY: SandboxRecord["status"][] = ["pausing", "paused", "resuming"];
+
+interface TrackedSandbox {
+  samples: (MetricsSample & { atMs: number })[];
+  /** The previous reading, for rates; none right after the sandbox started or resumed. */
+  previous: { stats: SandboxStats; monotonicMs: number } | undefined;
+  /** The sampler's own connection to the agent: sampling must not count as API activity. */
+  agent: AgentClient | undefined;
+}
+
+/**
+ * Samples the resource use of every running sandbox at a fixed interval and keeps the last
+ * 10 minutes per sandbox. CPU comes from the host cgroup as a rate between two samples; memory, disk and
+ * network from the runtime's counters; the process count from the sandbox's agent (`/proc` inside it).
+ * Paused and destroyed sandboxes are not sampled: a paused one keeps its history, a destroyed one
+ * loses it.
+ */
+export class MetricsSampler {
+  private readonly tracked = new Map<string, TrackedSandbox>();
+  private timer: NodeJS.Timeout | undefined;
+  private sampling = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly runtime: SandboxRuntime,
+    private readonly log: FastifyBaseLogger,
+    readonly intervalMs: number,
+  ) {}
+
+  start(): void {
+    this.timer ??= setInterval(() => void this.sampleAll(), this.intervalMs);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    for (const t of this.tracked.values()) t.agent?.close();
+    this.tracked.clear();
+  }
+
+  /** A sandbox's samples, oldest first, optionally only those taken after `sinceMs`. */
+  metricsOf(sandboxId: string, sinceMs?: number): SandboxMetrics {
+    const samples = this.tracked.get(sandboxId)?.samples ?? [];
+    return {
+      sandboxId,
+      intervalMs: this.intervalMs,
+      samples: samples.filter((s) => sinceMs === undefined || s.atMs > sinceMs).map(({ atMs: _, ...s }) => s),
+    };
+  }
+
+  /** One round over every running sandbox; a round still in progress makes the next one skip. */
+  async sampleAll(): Promise<void> {
+    if (this.sampling) return;
+    this.sampling = true;
+    try {
+      const running = await this.store.sandboxesInStatus(["running"]);
+      const runningIds = new Set(running.map((r) => r.id));
+      const pausedIds = new Set((await this.store.sandboxesInStatus(KEEP_HISTORY)).map((r) => r.id));
+      for (const [id, t] of this.tracked) {
+        if (runningIds.has(id)) continue;
+        t.previous = undefined;
+        t.agent?.close();
+        t.agent = undefined;
+        if (!pausedIds.has(id)) this.tracked.delete(id);
+      }
+      await Promise.all(running.map((r) => this.sample(r)));
+    } catch (e) {
+      this.log.error({ err: e }, "metrics sampling failed");
+    } finally {
+      this.sampling = false;
+    }
+  }
+
+  private async sample(record: SandboxRecord): Promise<void> {
+    if (record.netIndex === null) return;
+    let t = this.tracked.get(record.id);
+    if (!t) {
+      t = { samples: [], previous: undefined, agent: undefined };
+      this.tracked.set(record.id, t);
+    }
+    const monotonicMs = performance.now();
+    const at = Date.now();
+    const [stats, processes] = await Promise.all([
+      this.runtime.stats({ id: record.id, netIndex: record.netIndex }),
+      this.countProcesses(t, record),
+    ]);
+    if (!stats) {
+      t.previous = undefined;
+      return;
+    }
+    const previous = t.previous;
+    t.previous = { stats, monotonicMs };
+    // The first reading (or one after the counters restarted) is only the baseline of the next rate.
+    if (!previous || stats.cpuUsageNs < previous.stats.cpuUsageNs) return;
+    const elapsedNs = (monotonicMs - previous.monotonicMs) * 1e6;
+    const busy = (stats.cpuUsageNs - previous.stats.cpuUsageNs) / (elapsedNs * record.vcpus);
+    t.samples.push({
+      atMs: at,
+      at: new Date(at).toISOString(),
+      cpuPercent: Math.round(Math.min(100, Math.max(0, busy * 100)) * 10) / 10,
+      memoryBytes: stats.memoryBytes,
+      memoryLimitBytes: stats.memoryLimitBytes,
+      diskBytes: stats.diskBytes,
+      diskLimitBytes: stats.diskLimitBytes,
+      networkRxBytes: stats.networkRxBytes,
+      networkTxBytes: stats.networkTxBytes,
+      processes,
+    });
+    const oldest = at - METRICS_HISTORY_MS;
+    while ((t.samples[0]?.atMs ?? at) < oldest) t.samples.shift();
+  }
+
+  /**
+   * Processes inside the sandbox: the numeric entries of its /proc, listed by its agent. (The host's
+   * pids cgroup counts gVisor's threads, not the sandbox's processes.) Null when the agent does not
+   * answer within one interval.
+   */
+  private async countProcesses(t: TrackedSandbox, record: SandboxRecord): Promise<number | null> {
+    t.agent ??= new AgentClient(
+      this.runtime.agentEndpoint({ netIndex: record.netIndex!, agentToken: record.agentToken }),
+      { connectTimeoutMs: this.intervalMs },
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<null>((resolve) => {
+      timer = setTimeout(() => resolve(null), this.intervalMs);
+    });
+    const listing = t.agent
+      .list("/proc")
+      .then((entries) => entries.filter((e) => e.type === "dir" && /^\d+$/.test(e.name)).length)
+      .catch(() => null);
+    try {
+      return await Promise.race([listing, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
