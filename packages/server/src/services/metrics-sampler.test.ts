@@ -1,0 +1,127 @@
+// The sampler's arithmetic and bookkeeping over a fake store and runtime (the host side is tested in
+// tests/observe/metrics.test.ts against real sandboxes).
+import { setTimeout as sleep } from "node:timers/promises";
+import pino from "pino";
+import { describe, expect, it } from "vitest";
+import type { SandboxRuntime, SandboxStats } from "../runtime/runtime.js";
+import type { SandboxRecord, Store } from "../store/store.js";
+import { MetricsSampler } from "./metrics-sampler.js";
+
+const MiB = 1024 * 1024;
+
+function fixture(vcpus: number) {
+  const record = { id: "sbx_a", status: "running", vcpus, netIndex: 1, agentToken: "t" } as SandboxRecord;
+  let stats: SandboxStats | undefined = {
+    cpuUsageNs: 0,
+    memoryBytes: 100 * MiB,
+    memoryLimitBytes: 1024 * MiB,
+    diskBytes: 5 * MiB,
+    diskLimitBytes: 1000 * MiB,
+    networkRxBytes: 10,
+    networkTxBytes: 20,
+  };
+  const store = {
+    sandboxesInStatus: async (statuses: string[]) => (statuses.includes(record.status) ? [record] : []),
+  } as unknown as Store;
+  const runtime = {
+    stats: async () => stats,
+    // Nothing listens there: the process count is null, as when the agent does not answer.
+    agentEndpoint: () => ({ host: "127.0.0.1", port: 1, token: "t" }),
+  } as unknown as SandboxRuntime;
+  const sampler = new MetricsSampler(store, runtime, pino({ level: "silent" }), 50);
+  return {
+    record,
+    sampler,
+    setStats: (patch: Partial<SandboxStats> | undefined) => {
+      stats = patch === undefined ? undefined : { ...stats!, ...patch };
+    },
+    samples: () => sampler.metricsOf("sbx_a").samples,
+  };
+}
+
+/** Runs a round, lets `ms` pass, and runs the next one with the CPU having used `cpuMs` meanwhile. */
+async function twoRounds(f: ReturnType<typeof fixture>, ms: number, cpuMs: number, startNs = 0) {
+  f.setStats({ cpuUsageNs: startNs });
+  await f.sampler.sampleAll();
+  const started = performance.now();
+  await sleep(ms);
+  f.setStats({ cpuUsageNs: startNs + cpuMs * 1e6 });
+  await f.sampler.sampleAll();
+  return performance.now() - started;
+}
+
+describe("MetricsSampler", () => {
+  it("takes a baseline first, then a CPU rate as a percent of the sandbox's vCPUs", async () => {
+    const f = fixture(2);
+    await f.sampler.sampleAll();
+    expect(f.samples()).toEqual([]);
+    f.setStats({ cpuUsageNs: 0 });
+    const elapsed = await twoRounds(f, 200, 200);
+    const [sample] = f.samples().slice(-1);
+    // 200 ms of CPU in ~200 ms on 2 vCPUs: about half.
+    expect(sample!.cpuPercent).toBeLessThanOrEqual(50);
+    expect(sample!.cpuPercent).toBeGreaterThanOrEqual(Math.floor((100 * 200) / (elapsed * 2)) - 5);
+    expect(sample).toMatchObject({
+      memoryBytes: 100 * MiB,
+      memoryLimitBytes: 1024 * MiB,
+      diskBytes: 5 * MiB,
+      diskLimitBytes: 1000 * MiB,
+      networkRxBytes: 10,
+      networkTxBytes: 20,
+      processes: null,
+    });
+    expect(Date.parse(sample!.at)).toBeGreaterThan(Date.now() - 5000);
+  });
+
+  it("caps the rate at 100 and starts over when the counters restart", async () => {
+    const f = fixture(1);
+    await twoRounds(f, 50, 500);
+    expect(f.samples().at(-1)!.cpuPercent).toBe(100);
+    const before = f.samples().length;
+    // A resumed sandbox's counter starts from zero again: that round is a new baseline, not a sample.
+    f.setStats({ cpuUsageNs: 1e6 });
+    await f.sampler.sampleAll();
+    expect(f.samples().length).toBe(before);
+    f.setStats({ cpuUsageNs: 1e6 });
+    await f.sampler.sampleAll();
+    expect(f.samples().length).toBe(before + 1);
+    expect(f.samples().at(-1)!.cpuPercent).toBe(0);
+  });
+
+  it("keeps a paused sandbox's history without sampling it, and forgets a destroyed one", async () => {
+    const f = fixture(1);
+    await twoRounds(f, 20, 1);
+    const kept = f.samples();
+    expect(kept.length).toBe(1);
+    f.record.status = "paused";
+    await f.sampler.sampleAll();
+    await f.sampler.sampleAll();
+    expect(f.samples()).toEqual(kept);
+    f.record.status = "running";
+    await f.sampler.sampleAll();
+    // Back from the pause, the first round is a baseline again.
+    expect(f.samples()).toEqual(kept);
+    await f.sampler.sampleAll();
+    expect(f.samples().length).toBe(2);
+    f.record.status = "destroyed";
+    await f.sampler.sampleAll();
+    expect(f.samples()).toEqual([]);
+  });
+
+  it("skips a round whose counters cannot be read, and filters by time", async () => {
+    const f = fixture(1);
+    await twoRounds(f, 20, 1);
+    f.setStats(undefined);
+    await f.sampler.sampleAll();
+    expect(f.samples().length).toBe(1);
+    f.setStats({ cpuUsageNs: 0 });
+    await f.sampler.sampleAll();
+    await sleep(5);
+    await f.sampler.sampleAll();
+    const all = f.samples();
+    expect(all.length).toBe(2);
+    const since = Date.parse(all[0]!.at);
+    expect(f.sampler.metricsOf("sbx_a", since).samples).toEqual(all.slice(1));
+    expect(f.sampler.metricsOf("sbx_other")).toEqual({ sandboxId: "sbx_other", intervalMs: 50, samples: [] });
+  });
+});
