@@ -31,7 +31,9 @@ export default async function setup() {
       if (!dataDir.startsWith(TEST_DATA_PREFIX)) continue;
       const instance = await readFile(path.join(dataDir, "instance.json"), "utf8").catch(() => undefined);
       if (!instance) continue;
-      const { netPrefix } = JSON.parse(instance) as { netPrefix: string };
+      const { netPrefix, owner } = JSON.parse(instance) as { netPrefix: string; owner?: number };
+      // A test process of another run going on in parallel still uses it: not ours to clean.
+      if (owner && owner !== process.pid && existsSync(`/proc/${owner}`)) continue;
       process.stderr.write(`[teardown] cleaning up after ${dataDir} (${netPrefix})\n`);
       const pid = Number(await readFile(path.join(dataDir, "server.pid"), "utf8").catch(() => "0"));
       const cmdline = pid > 0 ? await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "") : "";

@@ -99,7 +99,8 @@ export async function startTestServer(extraEnv: Record<string, string> = {}): Pr
   const id = claimIdentity();
   const dataDir = mkdtempSync(`${TEST_DATA_PREFIX}`);
   // Lets the global teardown clean up after a test process that died before its own cleanup.
-  writeFileSync(path.join(dataDir, "instance.json"), JSON.stringify({ netPrefix: id.netPrefix }));
+  // `owner`: the test process using it; the teardown of another test run leaves it alone while it lives.
+  writeFileSync(path.join(dataDir, "instance.json"), JSON.stringify({ netPrefix: id.netPrefix, owner: process.pid }));
   const apiKey = `sp_test${randomBytes(16).toString("hex")}`;
   const env: NodeJS.ProcessEnv = {
     ...process.env,
