@@ -4,7 +4,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { Sandbox } from "sandpit";
+import { type MetricsSample, Sandbox, type SandboxMetrics } from "sandpit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { apiClient, type ErrorBody, waitFor } from "../helpers/api.js";
 import { serverEntry } from "../helpers/paths.js";
@@ -14,23 +14,6 @@ const INTERVAL_MS = 1000;
 const MiB = 1024 * 1024;
 const ADMIN_KEY = `adm_${randomBytes(16).toString("hex")}`;
 const cliEntry = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../packages/cli/dist/main.js");
-
-interface Sample {
-  at: string;
-  cpuPercent: number;
-  memoryBytes: number;
-  memoryLimitBytes: number;
-  diskBytes: number;
-  diskLimitBytes: number;
-  networkRxBytes: number;
-  networkTxBytes: number;
-  processes: number | null;
-}
-interface MetricsBody {
-  sandboxId: string;
-  intervalMs: number;
-  samples: Sample[];
-}
 
 let server: TestServer;
 let api: ReturnType<typeof apiClient>;
@@ -50,8 +33,8 @@ afterAll(async () => {
   await server?.close();
 });
 
-async function metrics(id: string, since?: string): Promise<MetricsBody> {
-  const res = await api.get<MetricsBody>(
+async function metrics(id: string, since?: string): Promise<SandboxMetrics> {
+  const res = await api.get<SandboxMetrics>(
     `/v1/sandboxes/${id}/metrics${since ? `?since=${encodeURIComponent(since)}` : ""}`,
   );
   expect(res.status).toBe(200);
@@ -59,7 +42,7 @@ async function metrics(id: string, since?: string): Promise<MetricsBody> {
 }
 
 /** The first sample taken after `since` that satisfies `test`. */
-function sampleWhere(id: string, since: string, test: (s: Sample) => boolean, what: string, timeoutMs = 30_000) {
+function sampleWhere(id: string, since: string, test: (s: MetricsSample) => boolean, what: string, timeoutMs = 30_000) {
   return waitFor(async () => (await metrics(id, since)).samples.find(test), timeoutMs, what);
 }
 
