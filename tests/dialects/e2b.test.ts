@@ -170,6 +170,33 @@ describe("e2b SDK", () => {
     expect(await Sandbox.list({ query: { metadata: { kind: "pausable" } } }).nextItems()).toEqual([]);
   });
 
+  it("snapshots a sandbox, starts sandboxes from the snapshot, forks, lists and deletes snapshots", async () => {
+    const sandbox = await newSandbox();
+    await sandbox.files.write("/workspace/state.txt", "before the snapshot");
+    const snapshot = await sandbox.createSnapshot({ name: "e2b-snap" });
+    expect(snapshot.snapshotId).toMatch(/^snp_/);
+    await sandbox.files.write("/workspace/state.txt", "after the snapshot");
+
+    const child = await Sandbox.create(snapshot.snapshotId, { timeoutMs: 120_000 });
+    created.push(child);
+    expect(await child.files.read("/workspace/state.txt")).toBe("before the snapshot");
+    const listed = await Sandbox.listSnapshots().nextItems();
+    expect(listed.map((s) => s.snapshotId)).toContain(snapshot.snapshotId);
+
+    const forks = await sandbox.fork({ count: 2 });
+    expect(forks).toHaveLength(2);
+    for (const fork of forks) {
+      if (fork instanceof Error) throw fork;
+      created.push(fork);
+      expect(fork.sandboxId).not.toBe(sandbox.sandboxId);
+      expect(await fork.files.read("/workspace/state.txt")).toBe("after the snapshot");
+    }
+
+    expect(await Sandbox.deleteSnapshot(snapshot.snapshotId)).toBe(true);
+    expect(await Sandbox.deleteSnapshot(snapshot.snapshotId)).toBe(false);
+    await expect(Sandbox.create(snapshot.snapshotId)).rejects.toThrow();
+  });
+
   it("serves sandbox ports at getHost(port) and envd at its own host name, with the access token", async () => {
     const sandbox = await newSandbox();
     await sandbox.commands.run("mkdir -p /tmp/site && echo served > /tmp/site/index.html");

@@ -88,17 +88,40 @@ export class SnapshotService {
     await rm(this.snapshotDir(id), { recursive: true, force: true });
   }
 
-  /** `count` new running sandboxes that continue the given sandbox as it is now. */
+  /**
+   * `count` new running sandboxes that continue the given sandbox as it is now, all or none: when one
+   * fails to start, the others are destroyed and its error is thrown.
+   */
   async fork(org: OrgRecord, sandboxId: string, count: number, base: CreateSandboxParams): Promise<SandboxRecord[]> {
+    const results = await this.forkEach(org, sandboxId, count, base);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (!failed) return results.map((r) => (r as PromiseFulfilledResult<SandboxRecord>).value);
+    for (const r of results) {
+      if (r.status === "fulfilled") await this.sandboxes.destroy(org, r.value.id).catch(() => undefined);
+    }
+    throw failed.reason;
+  }
+
+  /**
+   * Forks one snapshot into `count` sandboxes that start independently: one outcome per child. The
+   * children keep the source's timeout unless `timeoutMs` is given.
+   */
+  async forkEach(
+    org: OrgRecord,
+    sandboxId: string,
+    count: number,
+    base: CreateSandboxParams,
+    timeoutMs?: number,
+  ): Promise<PromiseSettledResult<SandboxRecord>[]> {
     const snapshot = await this.create(org, sandboxId, `fork of ${sandboxId}`);
     try {
       const source = await this.sandboxes.get(org, sandboxId);
-      return await Promise.all(
+      return await Promise.allSettled(
         Array.from({ length: count }, () =>
           this.sandboxes.create(org, {
             ...base,
             snapshotId: snapshot.id,
-            timeoutMs: source.timeoutMs,
+            timeoutMs: timeoutMs ?? source.timeoutMs,
             metadata: { ...source.metadata, forkOf: sandboxId },
           }),
         ),

@@ -2,7 +2,7 @@ import { createSandboxRequestSchema, type NetworkPolicy, networkPolicySchema } f
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
 import type { AppServices } from "../../app.js";
-import { ApiError } from "../../errors.js";
+import { ApiError, toApiError } from "../../errors.js";
 import type { OrgRecord, SandboxRecord } from "../../store/store.js";
 import { type DialectContext, registerDialect, singleHeader } from "../dialect.js";
 import {
@@ -21,6 +21,9 @@ const timeoutBodySchema = z.object({ timeout: z.number().int().min(0) }).passthr
 const connectBodySchema = z.object({ timeout: z.number().int().min(0).optional() }).passthrough();
 const refreshBodySchema = z.object({ duration: z.number().int().min(0).max(3600).optional() }).passthrough();
 const snapshotBodySchema = z.object({ name: z.string().max(128).optional() }).passthrough();
+const forkBodySchema = z
+  .object({ count: z.number().int().min(1).max(20).default(1), timeout: z.number().int().min(0).optional() })
+  .passthrough();
 const listQuerySchema = z.object({
   metadata: z.string().optional(),
   state: z.union([z.string(), z.array(z.string())]).optional(),
@@ -202,6 +205,31 @@ function routes({ app, services, authenticate, parse }: DialectContext, domain: 
     const snapshot = await snapshots.create(org, request.params.id, name ?? null);
     reply.code(201);
     return { snapshotID: snapshot.id, names: [snapshot.name ?? snapshot.id] };
+  });
+
+  /** Forks succeed or fail one by one: each entry carries the sandbox or the error that stopped it. */
+  app.post<{ Params: { id: string } }>("/sandboxes/:id/fork", async (request, reply) => {
+    const org = await authenticate(request);
+    const { count, timeout } = parse(forkBodySchema, request.body ?? {});
+    await live(org, request.params.id);
+    const base = createSandboxRequestSchema.parse({});
+    const results = await snapshots.forkEach(org, request.params.id, count, base, timeoutMs(timeout ?? 15));
+    reply.code(201);
+    return results.map((r) => {
+      if (r.status === "fulfilled") return { sandbox: sandboxOf(r.value, domain) };
+      const error = toApiError(r.reason as Error, request);
+      return { error: { code: error.status, message: error.message } };
+    });
+  });
+
+  /** E2B deletes snapshots through its templates path; other templates are not E2B's to delete here. */
+  app.delete<{ Params: { id: string } }>("/templates/:id", async (request, reply) => {
+    const org = await authenticate(request);
+    if (!SNAPSHOT_ID.test(request.params.id)) {
+      throw new ApiError("not_found", `snapshot ${request.params.id} not found`);
+    }
+    await snapshots.delete(org, request.params.id);
+    reply.code(204);
   });
 
   app.get("/snapshots", async (request) => {
