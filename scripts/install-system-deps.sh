@@ -31,7 +31,12 @@ PIN
 fi
 
 packages=(nftables iproute2 mmdebstrap e2fsprogs util-linux musl-tools make gcc libc6-dev
-  ca-certificates curl git tar gzip procps sqlite3 tmux conntrack)
+  ca-certificates curl git tar gzip procps sqlite3 tmux conntrack
+  attr zstd
+  docker-registry apache2-utils busybox-static)
+# attr (setfattr) marks opaque directories of unpacked image layers; zstd unpacks zstd layers.
+# docker-registry, apache2-utils (htpasswd) and busybox-static are for the image tests: they run their
+# own registries on loopback and build a tiny image from busybox.
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
@@ -57,6 +62,11 @@ if (( ${#missing[@]} )) || [[ -z $runsc_ok ]]; then
       apt-get install -y -qq --no-install-recommends -t trixie runsc
     fi
   fi
+fi
+
+# The package's own registry service is not wanted (tests start theirs on loopback ports).
+if command -v systemctl >/dev/null 2>&1; then
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 
 runsc_version=$(runsc --version)

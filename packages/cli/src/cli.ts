@@ -4,6 +4,7 @@ import { type CliCommand, type Context, globalOptions } from "./command.js";
 import { cpCommand } from "./commands/cp.js";
 import { createCommand } from "./commands/create.js";
 import { execCommand } from "./commands/exec.js";
+import { imagesLsCommand, imagesPullCommand } from "./commands/images.js";
 import { infoCommand } from "./commands/info.js";
 import { keysCreateCommand } from "./commands/keys.js";
 import { lsCommand } from "./commands/ls.js";
@@ -29,11 +30,13 @@ export const commands: CliCommand[] = [
   templatesLsCommand,
   templatesBuildCommand,
   templatesRmCommand,
+  imagesLsCommand,
+  imagesPullCommand,
   keysCreateCommand,
   serveCommand,
 ];
 
-const GROUPS = new Set(["templates", "keys"]);
+const GROUPS = new Set(["templates", "images", "keys"]);
 
 /** The streams a run writes to; the process's own by default. */
 export type Io = Pick<Context, "stdout" | "stderr" | "stdin">;

@@ -3,6 +3,7 @@ export * from "./egress.js";
 export * from "./errors.js";
 export * from "./exec.js";
 export * from "./files.js";
+export * from "./images.js";
 export * from "./metrics.js";
 export * from "./network.js";
 export * from "./sandbox.js";

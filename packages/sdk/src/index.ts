@@ -60,6 +60,7 @@ export {
   ValidationError,
 } from "./errors.js";
 export { type FileEntry, Files, type ReadFormat, type WriteData, type WriteInfo } from "./files.js";
+export { type Image, type ImagePullEvent, Images, type PullCallbacks, type PullImageRequest } from "./images.js";
 export { parseNdjson, parseNdjsonEvents } from "./ndjson.js";
 export {
   type CreateSandboxRequest,

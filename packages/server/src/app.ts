@@ -1,6 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from "fastify";
 import { e2bDialect } from "./dialects/e2b/index.js";
 import { nullspaceDialect } from "./dialects/nullspace/routes.js";
+import { openSandboxDialect } from "./dialects/opensandbox/index.js";
 import { type ApiError, toApiError } from "./errors.js";
 import { newRequestId } from "./lib/ids.js";
 import type { EgressAudit } from "./network/egress-audit.js";
@@ -128,6 +129,7 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   e2bDialect(app, services);
   portRoutes(app, authenticate, services.sandboxes, services.ports);
   nullspaceDialect(app, services);
+  openSandboxDialect(app, services);
   adminRoutes(app, authenticate, services.quotas, services.warmPools, services.adminKey);
   snapshotRoutes(app, authenticate, services.snapshots);
   terminalRoutes(app, authenticate, services.auth, services.terminals);

@@ -31,7 +31,11 @@ export interface ServerConfig {
   upstreamCaFile: string | undefined;
   /** Non-public hosts (`host` or `host:port`) the server may fetch sources and images from. */
   outboundAllowedHosts: string[];
-  /** Base domain of host-based port URLs: `{port}-{id}.{domain}`. */
+  /** Registries (`host` or `host:port`) reached over plain HTTP; loopback registries always are. */
+  insecureRegistries: string[];
+  /** Mirrors tried before a registry: registry → base URLs, from `docker.io=http://10.0.0.5:5000,...`. */
+  registryMirrors: Record<string, string[]>;
+
   domain: string | undefined;
   /** Quotas of organisations that have none of their own (null: unlimited). */
   defaultQuota: { maxSandboxes: number | null; maxVcpus: number | null; maxMemoryMb: number | null };
@@ -78,7 +82,30 @@ function parseWarmPools(raw: string | undefined): ServerConfig["warmPools"] {
   });
 }
 
-function envOptionalInt(name: string): number | null {
+/** `registry=url` pairs, comma-separated; several mirrors of one registry are tried in order. */
+function parseRegistryMirrors(raw: string | undefined): Record<string, string[]> {
+  const mirrors: Record<string, string[]> = {};
+  const pairs = (raw ?? "")
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean);
+  for (const pair of pairs) {
+    const eq = pair.indexOf("=");
+    const named = pair.slice(0, eq).trim().toLowerCase();
+    const url = pair
+      .slice(eq + 1)
+      .trim()
+      .replace(/\/+$/, "");
+    if (eq <= 0 || !/^https?:\/\/[^/]+(\/.*)?$/.test(url)) {
+      throw new Error(`SANDPIT_REGISTRY_MIRRORS: expected registry=http(s)://host[:port], got "${pair}"`);
+    }
+    const registry = named === "index.docker.io" ? "docker.io" : named;
+    mirrors[registry] = [...(mirrors[registry] ?? []), url];
+  }
+  return mirrors;
+}
+
+name: string): number | null {
   return process.env[name] ? envInt(name, 0) : null;
 }
 
@@ -105,7 +132,12 @@ export function loadConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
       .split(",")
       .map((h) => h.trim().toLowerCase())
       .filter(Boolean),
-    domain: env.SANDPIT_DOMAIN || undefined,
+    insecureRegistries: (env.SANDPIT_INSECURE_REGISTRIES ?? "")
+      .split(",")
+      .map((h) => h.trim().toLowerCase())
+      .filter(Boolean),
+    registryMirrors: parseRegistryMirrors(env.SANDPIT_REGISTRY_MIRRORS),
+
     maxPorts: envInt("SANDPIT_MAX_PORTS", 8),
     defaultQuota: {
       maxSandboxes: envOptionalInt("SANDPIT_DEFAULT_MAX_SANDBOXES"),

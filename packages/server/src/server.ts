@@ -3,6 +3,8 @@ import path from "node:path";
 import pino from "pino";
 import { buildApp } from "./app.js";
 import { loadConfig, type ServerConfig } from "./config.js";
+import { ImageService } from "./images/image-service.js";
+import { RegistryClient } from "./images/registry-client.js";
 import type { ApiKeyFormat } from "./lib/ids.js";
 import { OutboundGuard } from "./lib/outbound-guard.js";
 import { blockedDestinations, cidrContains } from "./network/blocked-destinations.js";
@@ -126,6 +128,17 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   const outbound = new OutboundGuard(config.outboundAllowedHosts);
   const origins = new SandboxOrigins(templates, new SourceFetcher(outbound, path.join(config.dataDir, "tmp")));
   origins.setEgressCa(egressCa);
+  const images = new ImageService(
+    path.join(config.dataDir, "images"),
+    new RegistryClient({
+      guard: outbound,
+      insecureRegistries: config.insecureRegistries,
+      mirrors: config.registryMirrors,
+    }),
+    logger,
+  );
+  await images.init();
+  origins.setImageResolver(images);
   const sandboxes = new SandboxService(store, runtime, origins, logger, {
     maxPorts: config.maxPorts,
     defaultQuota: config.defaultQuota,
@@ -185,6 +198,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
       files,
       templates,
       templateBuilds,
+      images,
       terminals,
       egressAudit,
       ports,

@@ -6,7 +6,7 @@ import type { OrgRecord } from "../store/store.js";
 import type { SandboxService } from "./sandbox-service.js";
 
 /** Agent file errors → API errors. Paths are resolved inside the sandbox by its own kernel. */
-function mapAgentError(e: unknown, path: string): never {
+export function mapAgentError(e: unknown, path: string): never {
   if (!(e instanceof AgentError)) throw e;
   switch (e.code) {
     case "not_found":

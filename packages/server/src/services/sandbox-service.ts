@@ -355,7 +355,7 @@ export class SandboxService {
   }
 
   private async doPause(id: string, why: string): Promise<SandboxRecord> {
-    const claimed = await this.store.updateSandbox(id, { status: "pausing" }, ["running"]);
+    const claimed = await this.store.updateSandbox(id, { status: "pausing" }, ["running"], why);
     if (!claimed) {
       const current = (await this.store.getSandbox(id))!;
       assertStatus(current, ["paused"], "pause");
@@ -374,7 +374,7 @@ export class SandboxService {
     }
     this.lastActivity.delete(id);
     this.log.info({ sandboxId: id, why }, "sandbox paused");
-    return (await this.store.updateSandbox(id, { status: "paused", expiresAt: null }, ["pausing"]))!;
+    return (await this.store.updateSandbox(id, { status: "paused", expiresAt: null }, ["pausing"], why))!;
   }
 
   /** Brings a paused sandbox back with its processes and memory as they were (idempotent when running). */
@@ -495,11 +495,13 @@ export class SandboxService {
     const run = (async () => {
       const record = await this.store.getSandbox(id);
       if (!record || record.status === "destroyed") return;
-      await this.store.updateSandbox(id, { status: "destroying", ...(reason ? { reason } : {}) });
+      // The reason reaches the lifecycle events: `requested` unless something else destroys it.
+      const cause = reason ?? "requested";
+      await this.store.updateSandbox(id, { status: "destroying", ...(reason ? { reason } : {}) }, undefined, cause);
       this.forgetAgent(id);
       await this.runtime.destroy(id, record.netIndex);
       await this.store.markRunningCommandsLost(id);
-      await this.store.updateSandbox(id, { status: "destroyed", destroyedAt: now(), netIndex: null });
+      await this.store.updateSandbox(id, { status: "destroyed", destroyedAt: now(), netIndex: null }, undefined, cause);
       this.log.info({ sandboxId: id, reason }, "sandbox destroyed");
     })().finally(() => this.destroying.delete(id));
     this.destroying.set(id, run);

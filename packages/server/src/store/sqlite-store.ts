@@ -3,10 +3,22 @@ import path from "node:path";
 import type { NetworkPolicy, SandboxStatus } from "@sandpit/contract";
 import Database from "better-sqlite3";
 import { randomBase32 } from "../lib/ids.js";
+import {
+  checkoutEvent,
+  type EventDraft,
+  sandboxTransitionEvents,
+  snapshotEvents,
+  type TransitionCause,
+} from "./lifecycle-events.js";
+import { eventsMigration, SqliteEvents } from "./sqlite-events.js";
 import type {
+  ClaimedDelivery,
   CommandRecord,
+  DeliveryAttemptRecord,
   EgressLogFilter,
   EgressLogRecord,
+  EventFilter,
+  EventRecord,
   IdempotencyRecord,
   OrgQuota,
   OrgRecord,
@@ -16,6 +28,7 @@ import type {
   SnapshotRecord,
   Store,
   WarmPoolRecord,
+  WebhookRecord,
 } from "./store.js";
 import { QuotaExceededError } from "./store.js";
 
@@ -67,6 +80,7 @@ const migrations = [
    CREATE INDEX egress_log_org ON egress_log (org_id, seq);
    CREATE INDEX egress_log_at ON egress_log (at);
    CREATE INDEX egress_log_flow ON egress_log (sandbox_id, detail);`,
+  eventsMigration,
 ];
 
 interface SandboxRow {
@@ -226,6 +240,7 @@ function commandFromRow(r: CommandRow): CommandRecord {
 /** The embedded default store: one SQLite file in the data directory, WAL mode. */
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
+  private readonly events: SqliteEvents;
 
   constructor(file: string) {
     mkdirSync(path.dirname(file), { recursive: true });
@@ -235,6 +250,20 @@ export class SqliteStore implements Store {
     this.db.pragma("foreign_keys = ON");
     this.db.pragma("busy_timeout = 5000");
     this.migrate();
+    this.events = new SqliteEvents(this.db);
+  }
+
+  /**
+   * Runs `change` in a transaction with the events it returns, so that a change is never committed
+   * without its events (and their webhook deliveries); listeners hear of them after the commit.
+   */
+  private withEvents<T>(change: () => { result: T; events: EventDraft[] }): T {
+    const { result, recorded } = this.db.transaction(() => {
+      const { result, events } = change();
+      return { result, recorded: this.events.record(events) };
+    })();
+    this.events.notify(recorded);
+    return result;
   }
 
   private migrate() {
@@ -347,8 +376,7 @@ export class SqliteStore implements Store {
   }
 
   async getSandbox(id: string): Promise<SandboxRecord | undefined> {
-    const row = this.db.prepare("SELECT * FROM sandboxes WHERE id = ?").get(id) as SandboxRow | undefined;
-    return row && sandboxFromRow(row);
+    return this.sandboxRow(id);
   }
 
   async listSandboxes(orgId: string, filter: SandboxFilter): Promise<SandboxRecord[]> {
@@ -378,7 +406,12 @@ export class SqliteStore implements Store {
     return rows.map(sandboxFromRow);
   }
 
-  async updateSandbox(id: string, patch: SandboxPatch, onlyIf?: SandboxStatus[]): Promise<SandboxRecord | undefined> {
+  async updateSandbox(
+    id: string,
+    patch: SandboxPatch,
+    onlyIf?: SandboxStatus[],
+    cause?: TransitionCause,
+  ): Promise<SandboxRecord | undefined> {
     const set = setClause(patch, sandboxColumns);
     const params = [...set.values, id];
     let sql = `UPDATE sandboxes SET ${set.sql} WHERE id = ?`;
@@ -386,9 +419,19 @@ export class SqliteStore implements Store {
       sql += ` AND status IN (${onlyIf.map(() => "?").join(", ")})`;
       params.push(...onlyIf);
     }
-    const result = set.empty ? { changes: 1 } : this.db.prepare(sql).run(...params);
-    if (result.changes === 0) return undefined;
-    return this.getSandbox(id);
+    // Every status change of every sandbox passes here: its lifecycle event is written with it.
+    return this.withEvents(() => {
+      const before = this.sandboxRow(id);
+      const result = set.empty ? { changes: 1 } : this.db.prepare(sql).run(...params);
+      const after = result.changes === 0 ? undefined : this.sandboxRow(id);
+      const events = before && after ? sandboxTransitionEvents(before, after, Date.now(), cause) : [];
+      return { result: after, events };
+    });
+  }
+
+  private sandboxRow(id: string): SandboxRecord | undefined {
+    const row = this.db.prepare("SELECT * FROM sandboxes WHERE id = ?").get(id) as SandboxRow | undefined;
+    return row && sandboxFromRow(row);
   }
 
   async insertEgressLog(entries: Omit<EgressLogRecord, "seq">[]): Promise<void> {
@@ -602,19 +645,20 @@ export class SqliteStore implements Store {
     patch: SandboxPatch,
     quota: OrgQuota,
   ): Promise<SandboxRecord | undefined> {
-    return this.db.transaction(() => {
+    return this.withEvents(() => {
       const row = this.db
         .prepare(
           `SELECT * FROM sandboxes WHERE org_id = ? AND status = 'running'
            AND json_extract(metadata_json, '$."sandpit.pool"') = ? ORDER BY created_at LIMIT 1`,
         )
         .get(poolOrgId, poolId) as SandboxRow | undefined;
-      if (!row) return undefined;
+      if (!row) return { result: undefined, events: [] };
       this.checkQuota(orgId, quota, row.vcpus, row.memory_mb);
       const set = setClause({ ...patch, orgId }, { ...sandboxColumns, orgId: "org_id" });
       this.db.prepare(`UPDATE sandboxes SET ${set.sql} WHERE id = ?`).run(...set.values, row.id);
-      return sandboxFromRow(this.db.prepare("SELECT * FROM sandboxes WHERE id = ?").get(row.id) as SandboxRow);
-    })();
+      const taken = this.sandboxRow(row.id)!;
+      return { result: taken, events: [checkoutEvent(taken, poolId, Date.now())] };
+    });
   }
 
   async listWarmPools(): Promise<WarmPoolRecord[]> {
@@ -639,9 +683,14 @@ export class SqliteStore implements Store {
   }
 
   async updateSnapshot(id: string, patch: Partial<Pick<SnapshotRecord, "status" | "sizeBytes">>): Promise<void> {
-    const current = await this.getSnapshot(id);
-    if (!current) return;
-    this.db.prepare("UPDATE snapshots SET json = ? WHERE id = ?").run(JSON.stringify({ ...current, ...patch }), id);
+    this.withEvents(() => {
+      const row = this.db.prepare("SELECT json FROM snapshots WHERE id = ?").get(id) as { json: string } | undefined;
+      if (!row) return { result: undefined, events: [] };
+      const before = JSON.parse(row.json) as SnapshotRecord;
+      const after = { ...before, ...patch };
+      this.db.prepare("UPDATE snapshots SET json = ? WHERE id = ?").run(JSON.stringify(after), id);
+      return { result: undefined, events: snapshotEvents(before, after, Date.now()) };
+    });
   }
 
   async getSnapshot(id: string): Promise<SnapshotRecord | undefined> {
@@ -658,6 +707,54 @@ export class SqliteStore implements Store {
 
   async deleteSnapshot(id: string): Promise<void> {
     this.db.prepare("DELETE FROM snapshots WHERE id = ?").run(id);
+  }
+
+  async listEvents(orgId: string, filter: EventFilter): Promise<EventRecord[]> {
+    return this.events.list(orgId, filter);
+  }
+
+  async latestEventId(orgId: string): Promise<number> {
+    return this.events.latestId(orgId);
+  }
+
+  async purgeEvents(before: number): Promise<void> {
+    this.events.purge(before);
+  }
+
+  onEvents(listener: (events: EventRecord[]) => void): () => void {
+    return this.events.onEvents(listener);
+  }
+
+  async insertWebhook(record: WebhookRecord): Promise<void> {
+    this.events.insertWebhook(record);
+  }
+
+  async getWebhook(id: string): Promise<WebhookRecord | undefined> {
+    return this.events.getWebhook(id);
+  }
+
+  async listWebhooks(orgId: string): Promise<WebhookRecord[]> {
+    return this.events.webhooksOf(orgId);
+  }
+
+  async deleteWebhook(id: string): Promise<void> {
+    this.events.deleteWebhook(id);
+  }
+
+  async claimDueDeliveries(now: number, leaseUntil: number, limit: number): Promise<ClaimedDelivery[]> {
+    return this.events.claimDue(now, leaseUntil, limit);
+  }
+
+  async nextDeliveryDue(): Promise<number | undefined> {
+    return this.events.nextDue();
+  }
+
+  async recordDeliveryAttempt(attempt: DeliveryAttemptRecord): Promise<void> {
+    this.events.recordAttempt(attempt);
+  }
+
+  async listDeliveryAttempts(webhookId: string, limit: number): Promise<DeliveryAttemptRecord[]> {
+    return this.events.listAttempts(webhookId, limit);
   }
 
   async close(): Promise<void> {

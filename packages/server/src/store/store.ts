@@ -1,4 +1,5 @@
-import type { NetworkPolicy, SandboxStatus } from "@sandpit/contract";
+import type { EventType, NetworkPolicy, SandboxStatus } from "@sandpit/contract";
+import type { TransitionCause } from "./lifecycle-events.js";
 
 export interface OrgRecord {
   id: string;
@@ -123,6 +124,73 @@ export interface WarmPoolRecord {
   diskMb: number;
 }
 
+/** A lifecycle event of a sandbox, recorded with the status change that caused it. */
+export interface EventRecord {
+  /** Increasing, never reused: the cursor of lists and streams. */
+  id: number;
+  orgId: string;
+  sandboxId: string;
+  type: EventType;
+  at: number;
+  data: Record<string, unknown>;
+}
+
+export interface EventFilter {
+  sandboxId?: string;
+  types?: EventType[];
+  /** Only events at or after this time. */
+  since?: number;
+  /** Only events with a larger id. */
+  afterId?: number;
+  /** Only events with a smaller id. */
+  beforeId?: number;
+  order: "asc" | "desc";
+  limit: number;
+}
+
+export interface WebhookRecord {
+  id: string;
+  orgId: string;
+  url: string;
+  /** Key of the HMAC-SHA256 signature. */
+  secret: string;
+  /** Event types it receives; empty: all. */
+  events: EventType[];
+  createdAt: number;
+}
+
+/** One event to send to one webhook: queued with the event, retried until delivered or out of attempts. */
+export interface WebhookDeliveryRecord {
+  id: string;
+  webhookId: string;
+  eventId: number;
+  state: "pending" | "delivered" | "failed";
+  /** Attempts made so far. */
+  attempts: number;
+  nextAttemptAt: number | null;
+}
+
+/** A due delivery with what sending it takes. */
+export interface ClaimedDelivery {
+  delivery: WebhookDeliveryRecord;
+  webhook: WebhookRecord;
+  event: EventRecord;
+}
+
+export interface DeliveryAttemptRecord {
+  deliveryId: string;
+  eventId: number;
+  eventType: EventType;
+  attempt: number;
+  at: number;
+  statusCode: number | null;
+  error: string | null;
+  durationMs: number;
+  /** The delivery's state after this attempt. */
+  state: "delivered" | "retrying" | "failed";
+  nextAttemptAt: number | null;
+}
+
 /** Per-organisation limits; null means no limit. */
 export interface OrgQuota {
   maxSandboxes: number | null;
@@ -173,9 +241,16 @@ export interface Store {
   sandboxesInStatus(statuses: SandboxStatus[]): Promise<SandboxRecord[]>;
   /**
    * Applies the patch; when `onlyIf` is given, only while the sandbox is in one of those statuses.
-   * Returns the updated record, or undefined when the condition did not hold.
+   * Returns the updated record, or undefined when the condition did not hold. A status change records
+   * its lifecycle event (and queues its webhook deliveries) in the same transaction; `cause` says why
+   * when the record does not (a pause's reason, a destroy's reason).
    */
-  updateSandbox(id: string, patch: SandboxPatch, onlyIf?: SandboxStatus[]): Promise<SandboxRecord | undefined>;
+  updateSandbox(
+    id: string,
+    patch: SandboxPatch,
+    onlyIf?: SandboxStatus[],
+    cause?: TransitionCause,
+  ): Promise<SandboxRecord | undefined>;
   /** Removes destroyed sandboxes (and their commands) destroyed before `before`. */
   purgeDestroyed(before: number): Promise<number>;
 
@@ -219,6 +294,32 @@ export interface Store {
   getSnapshot(id: string): Promise<SnapshotRecord | undefined>;
   listSnapshots(orgId: string): Promise<SnapshotRecord[]>;
   deleteSnapshot(id: string): Promise<void>;
+
+  /** Events of an organisation, by id in the filter's order. */
+  listEvents(orgId: string, filter: EventFilter): Promise<EventRecord[]>;
+  /** The largest event id of the organisation (0 when it has none). */
+  latestEventId(orgId: string): Promise<number>;
+  /** Removes events recorded before `before`, with their deliveries. */
+  purgeEvents(before: number): Promise<void>;
+  /** Called after every commit that recorded events, with those events; returns the unsubscriber. */
+  onEvents(listener: (events: EventRecord[]) => void): () => void;
+
+  insertWebhook(record: WebhookRecord): Promise<void>;
+  getWebhook(id: string): Promise<WebhookRecord | undefined>;
+  listWebhooks(orgId: string): Promise<WebhookRecord[]>;
+  /** Removes the webhook, its queued deliveries and its delivery log. */
+  deleteWebhook(id: string): Promise<void>;
+  /**
+   * Takes up to `limit` pending deliveries that are due at `now` and leases them until `leaseUntil` (so
+   * that they are sent again after a crash during the attempt, but not twice meanwhile).
+   */
+  claimDueDeliveries(now: number, leaseUntil: number, limit: number): Promise<ClaimedDelivery[]>;
+  /** When the next pending delivery is due; undefined when none is pending. */
+  nextDeliveryDue(): Promise<number | undefined>;
+  /** Logs an attempt and moves its delivery to the attempt's state. */
+  recordDeliveryAttempt(attempt: DeliveryAttemptRecord): Promise<void>;
+  /** A webhook's delivery log, newest first. */
+  listDeliveryAttempts(webhookId: string, limit: number): Promise<DeliveryAttemptRecord[]>;
 
   insertEgressLog(entries: Omit<EgressLogRecord, "seq">[]): Promise<void>;
   listEgressLog(orgId: string, filter: EgressLogFilter): Promise<EgressLogRecord[]>;

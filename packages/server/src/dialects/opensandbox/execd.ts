@@ -1,0 +1,234 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { AppServices } from "../../app.js";
+import { ApiError } from "../../errors.js";
+import { type DialectContext, registerDialect } from "../dialect.js";
+import { execdErrorReply } from "./errors.js";
+import { ExecdCommands } from "./execd-commands.js";
+import { ExecdFiles } from "./execd-files.js";
+import { accessSandbox } from "./execd-session.js";
+import { EXECD_PREFIX } from "./lifecycle.js";
+import {
+  downloadQuerySchema,
+  interruptQuerySchema,
+  listDirectoryQuerySchema,
+  logsQuerySchema,
+  moveFilesSchema,
+  pathsQuerySchema,
+  permissionsByPathSchema,
+  replaceContentsSchema,
+  replaceQuerySchema,
+  runCommandSchema,
+  searchQuerySchema,
+} from "./schemas.js";
+import { sendSse } from "./sse.js";
+
+type WithSandbox<T = object> = FastifyRequest<{ Params: { sandboxId: string } & T }>;
+
+/** How long a `/metrics/watch` stream waits between samples. */
+const METRICS_EVERY_MS = 1000;
+
+/**
+ * OpenSandbox's in-sandbox execd API for every Sandpit sandbox, at `/opensandbox/execd/<sandboxId>` (the
+ * endpoint the lifecycle API hands out for port 44772): ping, commands with SSE streaming, background
+ * commands with status and logs, files, directories and metrics. Callers send the sandbox's
+ * `X-EXECD-ACCESS-TOKEN` or an API key of its organisation.
+ */
+export function execdDialect(app: FastifyInstance, services: AppServices) {
+  registerDialect(
+    app,
+    services,
+    {
+      name: "opensandbox-execd",
+      prefix: EXECD_PREFIX,
+      apiKey: () => undefined,
+      errorReply: (error) => execdErrorReply(error),
+    },
+    routes,
+  );
+}
+
+function routes({ app, services, parse }: DialectContext) {
+  const commands = new ExecdCommands(services);
+  const files = new ExecdFiles(services);
+  const open = (request: WithSandbox) => accessSandbox(services, request, request.params.sandboxId, "execd");
+
+  // Uploads are streamed to the sandbox as they arrive: the body is read by the route, not parsed.
+  app.addContentTypeParser("multipart/form-data", (_request, _payload, done) => done(null));
+
+  app.get("/:sandboxId/ping", async (request: WithSandbox, reply) => {
+    const access = await open(request);
+    const { agent } = await services.sandboxes.requireRunning(access.org, access.record.id);
+    await agent
+      .health({ timeoutMs: 2000 })
+      .catch((e: unknown) => services.sandboxes.explainAgentFailure(access.record.id, e));
+    reply.code(200).type("text/plain").send("");
+  });
+
+  // ---- commands ----
+
+  app.post("/:sandboxId/command", async (request: WithSandbox, reply) => {
+    const access = await open(request);
+    const body = parse(runCommandSchema, request.body ?? {});
+    if (body.background) {
+      await sendSse(request, reply, toAsync(await commands.start(access, body)));
+      return;
+    }
+    const abort = new AbortController();
+    await sendSse(request, reply, await commands.run(access, body, abort.signal), () => abort.abort());
+  });
+
+  app.delete("/:sandboxId/command", async (request: WithSandbox, reply) => {
+    const access = await open(request);
+    const { id } = parse(interruptQuerySchema, request.query, "query");
+    await commands.interrupt(access, id);
+    reply.code(200).send();
+  });
+
+  app.get("/:sandboxId/command/status/:id", async (request: WithSandbox<{ id: string }>) =>
+    commands.status(await open(request), request.params.id),
+  );
+
+  app.get("/:sandboxId/command/:id/logs", async (request: WithSandbox<{ id: string }>, reply) => {
+    const access = await open(request);
+    const { cursor } = parse(logsQuerySchema, request.query, "query");
+    const logs = await commands.logs(access, request.params.id, cursor);
+    reply
+      .header("EXECD-COMMANDS-TAIL-CURSOR", String(logs.cursor))
+      .type("text/plain; charset=utf-8")
+      .send(logs.content);
+  });
+
+  // ---- files ----
+
+  app.get("/:sandboxId/files/info", async (request: WithSandbox) => {
+    const access = await open(request);
+    return files.info(access, parse(pathsQuerySchema, request.query, "query").path);
+  });
+
+  app.delete("/:sandboxId/files", async (request: WithSandbox, reply) => {
+    const access = await open(request);
+    await files.deleteFiles(access, parse(pathsQuerySchema, request.query, "query").path);
+    reply.code(200).send();
+  });
+
+  app.post("/:sandboxId/files/upload", async (request: WithSandbox, reply) => {
+    const access = await open(request);
+    if (!String(request.headers["content-type"] ?? "").startsWith("multipart/form-data")) {
+      throw new ApiError("bad_request", "uploads are multipart/form-data: a metadata part, then its file part");
+    }
+    await files.upload(access, request.raw);
+    reply.code(200).send();
+  });
+
+  app.get("/:sandboxId/files/download", async (request: WithSandbox, reply) => {
+    const access = await open(request);
+    const q = parse(downloadQuerySchema, request.query, "query");
+    const file = await files.download(access, q.path, {
+      ...(typeof request.headers.range === "string" ? { header: request.headers.range } : {}),
+      ...(q.offset !== undefined ? { offset: q.offset } : {}),
+      ...(q.limit !== undefined ? { limit: q.limit } : {}),
+    });
+    if (file.kind === "unsatisfiable") {
+      return reply
+        .code(416)
+        .header("content-range", `bytes */${file.size}`)
+        .send({ code: "INVALID_REQUEST_BODY", message: `range not satisfiable for a ${file.size}-byte file` });
+    }
+    reply
+      .header("content-type", "application/octet-stream")
+      .header("content-disposition", `attachment; filename="${file.name.replace(/["\\\r\n]/g, "_")}"`)
+      .header("accept-ranges", "bytes");
+    if (file.kind === "partial") {
+      reply
+        .code(206)
+        .header("content-range", `bytes ${file.span.start}-${file.span.end}/${file.size}`)
+        .header("content-length", String(file.span.end - file.span.start + 1));
+    } else {
+      reply.header("content-length", String(file.size));
+    }
+    return reply.send(file.body);
+  });
+
+  app.post("/:sandboxId/files/mv", async (request: WithSandbox, reply) => {
+    const access = await open(request);
+    await files.move(access, parse(moveFilesSchema, request.body));
+    reply.code(200).send();
+  });
+
+  app.post("/:sandboxId/files/permissions", async (request: WithSandbox, reply) => {
+    const access = await open(request);
+    await files.setPermissions(access, parse(permissionsByPathSchema, request.body));
+    reply.code(200).send();
+  });
+
+  app.post("/:sandboxId/files/replace", async (request: WithSandbox, reply) => {
+    const access = await open(request);
+    const { verbose } = parse(replaceQuerySchema, request.query, "query");
+    const counts = await files.replace(access, parse(replaceContentsSchema, request.body));
+    return verbose === "true" ? counts : reply.code(200).send();
+  });
+
+  app.get("/:sandboxId/files/search", async (request: WithSandbox) => {
+    const access = await open(request);
+    const q = parse(searchQuerySchema, request.query, "query");
+    return files.search(access, q.path, q.pattern);
+  });
+
+  // ---- directories ----
+
+  app.get("/:sandboxId/directories/list", async (request: WithSandbox) => {
+    const access = await open(request);
+    const q = parse(listDirectoryQuerySchema, request.query, "query");
+    return files.listDirectory(access, q.path, q.depth);
+  });
+
+  app.post("/:sandboxId/directories", async (request: WithSandbox, reply) => {
+    const access = await open(request);
+    await files.makeDirectories(access, parse(permissionsByPathSchema, request.body));
+    reply.code(200).send();
+  });
+
+  app.delete("/:sandboxId/directories", async (request: WithSandbox, reply) => {
+    const access = await open(request);
+    await files.deleteDirectories(access, parse(pathsQuerySchema, request.query, "query").path);
+    reply.code(200).send();
+  });
+
+  // ---- metrics ----
+
+  app.get("/:sandboxId/metrics", async (request: WithSandbox) => files.metrics(await open(request)));
+
+  app.get("/:sandboxId/metrics/watch", async (request: WithSandbox, reply) => {
+    const access = await open(request);
+    const abort = new AbortController();
+    async function* samples() {
+      while (!abort.signal.aborted) {
+        yield await files.metrics(access);
+        await new Promise((r) => setTimeout(r, METRICS_EVERY_MS));
+      }
+    }
+    await sendSse(request, reply, samples(), () => abort.abort());
+  });
+
+  // ---- what Sandpit's execd does not offer ----
+
+  const notSupported = (what: string) => async (request: WithSandbox, _reply: FastifyReply) => {
+    await open(request);
+    throw new ApiError("not_implemented", `${what} are not supported by Sandpit's execd yet; use POST /command`);
+  };
+  for (const url of ["/:sandboxId/session", "/:sandboxId/session/:id", "/:sandboxId/session/:id/run"]) {
+    app.all(url, notSupported("bash sessions"));
+  }
+  for (const url of [
+    "/:sandboxId/code",
+    "/:sandboxId/code/context",
+    "/:sandboxId/code/contexts",
+    "/:sandboxId/code/contexts/:id",
+  ]) {
+    app.all(url, notSupported("code interpreter contexts"));
+  }
+}
+
+async function* toAsync<T>(items: T[]): AsyncGenerator<T> {
+  yield* items;
+}

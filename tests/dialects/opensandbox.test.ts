@@ -1,0 +1,348 @@
+// The official `@alibaba-group/opensandbox` SDK, configured only by OPEN_SANDBOX_DOMAIN and
+// OPEN_SANDBOX_API_KEY, against Sandpit's OpenSandbox dialect; plus raw HTTP checks of the documented shapes.
+import { Sandbox, SandboxApiException, SandboxManager, type Sandbox as SandboxType } from "@alibaba-group/opensandbox";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { TestServer } from "../helpers/server.js";
+import { useTestServer } from "../helpers/use-test-server.js";
+
+let server: TestServer;
+useTestServer((s) => {
+  server = s;
+});
+
+const saved = { ...process.env };
+const created: SandboxType[] = [];
+
+beforeAll(() => {
+  process.env.OPEN_SANDBOX_DOMAIN = `${new URL(server.url).host}/opensandbox`;
+  process.env.OPEN_SANDBOX_API_KEY = server.apiKey;
+});
+
+afterAll(async () => {
+  await Promise.all(created.map((s) => s.kill().catch(() => undefined)));
+  await Promise.all(created.map((s) => s.close().catch(() => undefined)));
+  process.env = saved;
+});
+
+async function newSandbox(opts: Partial<Parameters<typeof Sandbox.create>[0]> = {}) {
+  const sandbox = await Sandbox.create({ image: "python:3.13", timeoutSeconds: 300, ...opts });
+  created.push(sandbox);
+  return sandbox;
+}
+
+/** The fields these tests read from OpenSandbox's JSON answers (a sandbox, an endpoint or an error). */
+interface Wire {
+  id: string;
+  status: { state: string };
+  image?: { uri: string };
+  metadata: Record<string, string>;
+  entrypoint: string[];
+  expiresAt: string;
+  createdAt: string;
+  endpoint: string;
+  headers: Record<string, string>;
+  code: string;
+  message: string;
+}
+
+/** A raw request to the dialect, the way curl would send it. */
+async function raw(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+  const res = await fetch(`${server.url}/opensandbox${path}`, {
+    method,
+    headers: {
+      "OPEN-SANDBOX-API-KEY": server.apiKey,
+      ...(body !== undefined ? { "content-type": "application/json" } : {}),
+      ...headers,
+    },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  const type = res.headers.get("content-type") ?? "";
+  return {
+    status: res.status,
+    headers: res.headers,
+    body: (type.includes("json") ? JSON.parse(text) : { message: text }) as Wire,
+  };
+}
+
+describe("OpenSandbox SDK", () => {
+  it("creates a sandbox from python:3.13 with env and metadata, and reads it back", async () => {
+    const sandbox = await newSandbox({ env: { GREETING: "hello" }, metadata: { suite: "opensandbox" } });
+    expect(sandbox.id).toMatch(/^sbx_/);
+    const info = await sandbox.getInfo();
+    expect(info.status.state).toBe("Running");
+    expect(info.metadata).toEqual({ suite: "opensandbox" });
+    expect(info.entrypoint).toEqual(["tail", "-f", "/dev/null"]);
+    expect((info as unknown as { image: { uri: string } }).image.uri).toBe("python:3.13");
+    expect(info.expiresAt!.getTime()).toBeGreaterThan(Date.now() + 200_000);
+    expect(await sandbox.isHealthy()).toBe(true);
+    const version = await sandbox.commands.run("python3 --version; echo $GREETING");
+    expect(version.exitCode).toBe(0);
+    expect(version.logs.stdout.map((m) => m.text).join("")).toMatch(/^Python 3\.13\.\d+\nhello\n$/);
+    // The entrypoint runs as the sandbox's main process.
+    const ps = await sandbox.commands.run("for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done");
+    expect(ps.logs.stdout.map((m) => m.text).join("")).toContain("tail -f /dev/null");
+  });
+
+  it("runs a command with streamed output and its exit code", async () => {
+    const sandbox = await newSandbox({ image: "base" });
+    const seen: string[] = [];
+    const started: string[] = [];
+    const result = await sandbox.commands.run(
+      "for i in 1 2 3; do echo line $i; sleep 0.3; done; echo oops >&2; exit 3",
+      { workingDirectory: "/tmp", envs: { X: "1" } },
+      {
+        onInit: (init) => void started.push(init.id),
+        onStdout: (m) => void seen.push(`${Date.now()}:${m.text}`),
+      },
+    );
+    expect(started[0]).toMatch(/^cmd_/);
+    expect(result.id).toBe(started[0]);
+    expect(result.exitCode).toBe(3);
+    expect(result.error?.value).toBe("3");
+    expect(result.logs.stdout.map((m) => m.text).join("")).toBe("line 1\nline 2\nline 3\n");
+    expect(result.logs.stderr.map((m) => m.text).join("")).toBe("oops\n");
+    // Streamed: the lines arrived apart, not in one piece at the end.
+    const times = seen.map((s) => Number(s.split(":")[0]));
+    expect(times.at(-1)! - times[0]!).toBeGreaterThan(400);
+
+    const ok = await sandbox.commands.run("pwd; echo $X", { workingDirectory: "/tmp", envs: { X: "42" } });
+    expect(ok.exitCode).toBe(0);
+    expect(ok.complete).toBeDefined();
+    expect(ok.logs.stdout.map((m) => m.text).join("")).toBe("/tmp\n42\n");
+
+    const status = await sandbox.commands.getCommandStatus(result.id!);
+    expect(status).toMatchObject({ running: false, exitCode: 3, content: expect.stringContaining("exit 3") });
+  });
+
+  it("runs background commands with status, logs and interrupt", async () => {
+    const sandbox = await newSandbox({ image: "base" });
+    const bg = await sandbox.commands.run("for i in 1 2 3; do echo tick $i; sleep 0.2; done", { background: true });
+    expect(bg.id).toMatch(/^cmd_/);
+    for (let i = 0; i < 50; i++) {
+      const s = await sandbox.commands.getCommandStatus(bg.id!);
+      if (!s.running) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const status = await sandbox.commands.getCommandStatus(bg.id!);
+    expect(status).toMatchObject({ running: false, exitCode: 0 });
+    expect(status.finishedAt).toBeInstanceOf(Date);
+    const logs = await sandbox.commands.getBackgroundCommandLogs(bg.id!);
+    expect(logs.content).toBe("tick 1\ntick 2\ntick 3\n");
+    expect(logs.cursor).toBe(3);
+    const tail = await sandbox.commands.getBackgroundCommandLogs(bg.id!, 2);
+    expect(tail.content).toBe("tick 3\n");
+
+    const sleeper = await sandbox.commands.run("sleep 600", { background: true });
+    expect((await sandbox.commands.getCommandStatus(sleeper.id!)).running).toBe(true);
+    await sandbox.commands.interrupt(sleeper.id!);
+    for (let i = 0; i < 50 && (await sandbox.commands.getCommandStatus(sleeper.id!)).running; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const stopped = await sandbox.commands.getCommandStatus(sleeper.id!);
+    expect(stopped.running).toBe(false);
+    expect(stopped.error).toBe("killed by a signal");
+  });
+
+  it("writes, reads, inspects and lists files and directories", async () => {
+    const sandbox = await newSandbox({ image: "base" });
+    await sandbox.files.writeFiles([
+      { path: "/data/notes/a.txt", data: "alpha\nbeta\n", mode: 640 },
+      { path: "/data/bin.dat", data: new Uint8Array([0, 1, 2, 250, 255]) },
+    ]);
+    expect(await sandbox.files.readFile("/data/notes/a.txt")).toBe("alpha\nbeta\n");
+    expect(Array.from(await sandbox.files.readBytes("/data/bin.dat"))).toEqual([0, 1, 2, 250, 255]);
+    expect(await sandbox.files.readFile("/data/notes/a.txt", { range: "bytes=6-9" })).toBe("beta");
+    // Written into the sandbox for real: a command sees the same bytes.
+    const cat = await sandbox.commands.run("cat /data/notes/a.txt; stat -c %a /data/notes/a.txt");
+    expect(cat.logs.stdout.map((m) => m.text).join("")).toBe("alpha\nbeta\n640\n");
+
+    const info = await sandbox.files.getFileInfo(["/data/notes/a.txt"]);
+    expect(info["/data/notes/a.txt"]).toMatchObject({
+      type: "file",
+      size: 11,
+      mode: 640,
+      owner: "root",
+      group: "root",
+    });
+    expect(info["/data/notes/a.txt"]!.modifiedAt).toBeInstanceOf(Date);
+
+    await sandbox.files.createDirectories([{ path: "/data/made/deep", mode: 700 }]);
+    const listing = await sandbox.files.listDirectory({ path: "/data", depth: 2 });
+    expect(listing.map((e) => [e.path, e.type])).toEqual([
+      ["/data/bin.dat", "file"],
+      ["/data/made", "directory"],
+      ["/data/made/deep", "directory"],
+      ["/data/notes", "directory"],
+      ["/data/notes/a.txt", "file"],
+    ]);
+    expect(listing.find((e) => e.path === "/data/made/deep")?.mode).toBe(700);
+
+    const found = await sandbox.files.search({ path: "/data", pattern: "*.txt" });
+    expect(found.map((f) => f.path)).toEqual(["/data/notes/a.txt"]);
+    await sandbox.files.replaceContents([{ path: "/data/notes/a.txt", oldContent: "beta", newContent: "gamma" }]);
+    await sandbox.files.moveFiles([{ src: "/data/notes/a.txt", dest: "/data/b.txt" }]);
+    expect(await sandbox.files.readFile("/data/b.txt")).toBe("alpha\ngamma\n");
+    await sandbox.files.deleteFiles(["/data/b.txt"]);
+    await sandbox.files.deleteDirectories(["/data/made"]);
+    expect((await sandbox.files.listDirectory({ path: "/data" })).map((e) => e.path)).toEqual([
+      "/data/bin.dat",
+      "/data/notes",
+    ]);
+    const missing = await sandbox.files.readFile("/data/nope.txt").catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(SandboxApiException);
+    expect((missing as SandboxApiException).statusCode).toBe(404);
+  });
+
+  it("pauses and resumes with processes and files kept, renews the expiry, and kills", async () => {
+    const sandbox = await newSandbox({ image: "base" });
+    await sandbox.files.writeFiles([{ path: "/root/state.txt", data: "kept" }]);
+    const bg = await sandbox.commands.run("sleep 600", { background: true });
+    await sandbox.pause();
+    expect((await sandbox.getInfo()).status.state).toBe("Paused");
+    const resumed = await sandbox.resume();
+    created.push(resumed);
+    expect((await resumed.getInfo()).status.state).toBe("Running");
+    expect(await resumed.files.readFile("/root/state.txt")).toBe("kept");
+    expect((await resumed.commands.getCommandStatus(bg.id!)).running).toBe(true);
+
+    const renewed = await resumed.renew(3600);
+    const expiresAt = new Date(renewed.expiresAt as unknown as string).getTime();
+    expect(Math.abs(expiresAt - (Date.now() + 3_600_000))).toBeLessThan(10_000);
+    expect((await resumed.getInfo()).expiresAt!.getTime()).toBe(expiresAt);
+
+    await resumed.kill();
+    const gone = await raw("GET", `/v1/sandboxes/${sandbox.id}`);
+    expect(gone.body.status.state).toBe("Terminated");
+    const again = await resumed.kill().catch((e: unknown) => e);
+    expect((again as SandboxApiException).statusCode).toBe(404);
+  });
+
+  it("lists sandboxes by state and metadata, and reads and patches the egress policy", async () => {
+    const sandbox = await newSandbox({
+      image: "base",
+      metadata: { team: "blue" },
+      networkPolicy: { defaultAction: "deny", egress: [{ action: "allow", target: "pypi.org" }] },
+    });
+    const manager = SandboxManager.create();
+    const listed = await manager.listSandboxInfos({ states: ["Running"], metadata: { team: "blue" } });
+    expect(listed.items.map((s) => s.id)).toEqual([sandbox.id]);
+    expect(listed.pagination).toMatchObject({ page: 1, totalItems: 1, hasNextPage: false });
+    const none = await manager.listSandboxInfos({ states: ["Paused"], metadata: { team: "blue" } });
+    expect(none.items).toEqual([]);
+    await manager.close();
+
+    expect(await sandbox.getEgressPolicy()).toEqual({
+      defaultAction: "deny",
+      egress: [{ action: "allow", target: "pypi.org" }],
+    });
+    await sandbox.patchEgressRules([{ action: "allow", target: "*.example.com" }]);
+    expect((await sandbox.getEgressPolicy()).egress).toEqual([
+      { action: "allow", target: "*.example.com" },
+      { action: "allow", target: "pypi.org" },
+    ]);
+    await sandbox.deleteEgressRules(["pypi.org"]);
+    expect((await sandbox.getEgressPolicy()).egress).toEqual([{ action: "allow", target: "*.example.com" }]);
+    // Applied to the sandbox's real policy.
+    const native = await fetch(`${server.url}/v1/sandboxes/${sandbox.id}`, {
+      headers: { authorization: `Bearer ${server.apiKey}` },
+    }).then((r) => r.json() as Promise<{ networkPolicy: unknown }>);
+    expect(native.networkPolicy).toMatchObject({ mode: "custom", allow: { domains: ["*.example.com"] } });
+  });
+});
+
+describe("OpenSandbox lifecycle API over raw HTTP", () => {
+  it("answers create with 202, Pending/Running, X-Request-ID and Location, and GET with the image", async () => {
+    const res = await raw("POST", "/v1/sandboxes", {
+      image: { uri: "node:24" },
+      timeout: 120,
+      resourceLimits: { cpu: "500m", memory: "512Mi" },
+      entrypoint: ["sleep", "infinity"],
+      env: { A: "1" },
+      metadata: { name: "raw" },
+      networkPolicy: { defaultAction: "allow", egress: [{ action: "deny", target: "bad.example.com" }] },
+    });
+    expect(res.status).toBe(202);
+    expect(res.headers.get("x-request-id")).toBeTruthy();
+    const id = res.body.id;
+    expect(res.headers.get("location")).toBe(`${server.url}/opensandbox/v1/sandboxes/${id}`);
+    expect(["Pending", "Running"]).toContain(res.body.status.state);
+    expect(res.body).toMatchObject({ metadata: { name: "raw" }, entrypoint: ["sleep", "infinity"] });
+    expect(res.body.image).toBeUndefined();
+    expect(Date.parse(res.body.expiresAt) - Date.parse(res.body.createdAt)).toBeGreaterThan(100_000);
+    try {
+      const got = await raw("GET", `/v1/sandboxes/${id}`);
+      expect(got.status).toBe(200);
+      expect(got.body).toMatchObject({ id, image: { uri: "node:24" }, status: { state: "Running" } });
+      const native = await fetch(`${server.url}/v1/sandboxes/${id}`, {
+        headers: { authorization: `Bearer ${server.apiKey}` },
+      }).then((r) => r.json() as Promise<Record<string, unknown>>);
+      expect(native).toMatchObject({
+        template: "node24",
+        resources: { vcpus: 1, memoryMb: 512 },
+        networkPolicy: { mode: "custom", deny: { domains: ["bad.example.com"] } },
+      });
+      const endpoint = await raw("GET", `/v1/sandboxes/${id}/endpoints/44772`);
+      expect(endpoint.body.endpoint).toBe(`${new URL(server.url).host}/opensandbox/execd/${id}`);
+      expect(endpoint.body.headers["X-EXECD-ACCESS-TOKEN"]).toBeTruthy();
+      // The execd token alone (no API key) reaches the sandbox; a wrong one does not.
+      const ping = await fetch(`http://${endpoint.body.endpoint}/ping`, { headers: endpoint.body.headers });
+      expect(ping.status).toBe(200);
+      const wrong = await fetch(`http://${endpoint.body.endpoint}/ping`, { headers: { "X-EXECD-ACCESS-TOKEN": "x" } });
+      expect(wrong.status).toBe(401);
+      expect(await wrong.json()).toMatchObject({ code: "UNAUTHORIZED" });
+    } finally {
+      expect((await raw("DELETE", `/v1/sandboxes/${id}`)).status).toBe(204);
+    }
+  });
+
+  it("answers validation errors, unknown sandboxes and bad keys in OpenSandbox's error shape", async () => {
+    const invalid = await raw("POST", "/v1/sandboxes", {
+      image: { uri: "base" },
+      timeout: 10,
+      resourceLimits: { cpu: "lots" },
+      entrypoint: [],
+    });
+    expect(invalid.status).toBe(400);
+    expect(Object.keys(invalid.body).sort()).toEqual(["code", "message"]);
+    expect(invalid.body.code).toBe("SANDBOX::INVALID_PARAMETER");
+    expect(invalid.body.message).toMatch(/timeout/);
+    expect(invalid.body.message).toMatch(/entrypoint/);
+
+    const resources = await raw("POST", "/v1/sandboxes", {
+      image: { uri: "base" },
+      timeout: 60,
+      resourceLimits: { cpu: "lots", gpu: "1" },
+      entrypoint: ["sleep", "1"],
+    });
+    expect(resources.status).toBe(400);
+    expect(resources.body.message).toMatch(/resourceLimits\.cpu/);
+    expect(resources.body.message).toMatch(/resourceLimits\.gpu/);
+
+    const volumes = await raw("POST", "/v1/sandboxes", {
+      image: { uri: "base" },
+      timeout: 60,
+      entrypoint: ["sleep", "1"],
+      volumes: [{ name: "data", mountPath: "/data", pvc: { claimName: "data" } }],
+    });
+    expect(volumes.status).toBe(501);
+    expect(volumes.body.code).toBe("SANDBOX::API_NOT_SUPPORTED");
+
+    const unknown = await raw("GET", "/v1/sandboxes/sbx_aaaaaaaaaaaaaaaaaaaa");
+    expect(unknown.status).toBe(404);
+    expect(unknown.body).toEqual({ code: "SANDBOX::SANDBOX_NOT_FOUND", message: expect.any(String) });
+
+    const wrongKey = await raw("GET", "/v1/sandboxes", undefined, { "OPEN-SANDBOX-API-KEY": "sp_wrong" });
+    expect(wrongKey.status).toBe(401);
+    expect(wrongKey.body.code).toBe("INVALID_API_KEY");
+    const noKey = await fetch(`${server.url}/opensandbox/v1/sandboxes`);
+    expect(noKey.status).toBe(401);
+    expect(((await noKey.json()) as { code: string }).code).toBe("MISSING_API_KEY");
+
+    const sdkError = await Sandbox.connect({ sandboxId: "sbx_aaaaaaaaaaaaaaaaaaaa", skipHealthCheck: true })
+      .then((s) => s.getInfo())
+      .catch((e: unknown) => e);
+    expect(sdkError).toBeInstanceOf(SandboxApiException);
+    expect((sdkError as SandboxApiException).statusCode).toBe(404);
+  });
+});
