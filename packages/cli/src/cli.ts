@@ -3,6 +3,7 @@ import { type ParsedArgs, parseCommandArgs, stringOption, UsageError } from "./a
 import { type CliCommand, type Context, globalOptions } from "./command.js";
 import { cpCommand } from "./commands/cp.js";
 import { createCommand } from "./commands/create.js";
+import { eventsCommand } from "./commands/events.js";
 import { execCommand } from "./commands/exec.js";
 import { imagesLsCommand, imagesPullCommand } from "./commands/images.js";
 import { infoCommand } from "./commands/info.js";
@@ -27,6 +28,7 @@ export const commands: CliCommand[] = [
   rmCommand,
   timeoutCommand,
   shellCommand,
+  eventsCommand,
   templatesLsCommand,
   templatesBuildCommand,
   templatesRmCommand,

@@ -1,6 +1,7 @@
 export * from "./common.js";
 export * from "./egress.js";
 export * from "./errors.js";
+export * from "./events.js";
 export * from "./exec.js";
 export * from "./files.js";
 export * from "./images.js";

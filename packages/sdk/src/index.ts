@@ -59,6 +59,18 @@ export {
   TimeoutError,
   ValidationError,
 } from "./errors.js";
+export {
+  type CreatedWebhook,
+  type CreateWebhookRequest,
+  type EventFilter,
+  type EventStreamOptions,
+  Events,
+  type EventType,
+  type SandpitEvent,
+  type Webhook,
+  type WebhookDeliveryAttempt,
+  Webhooks,
+} from "./events.js";
 export { type FileEntry, Files, type ReadFormat, type WriteData, type WriteInfo } from "./files.js";
 export { type Image, type ImagePullEvent, Images, type PullCallbacks, type PullImageRequest } from "./images.js";
 export { parseNdjson, parseNdjsonEvents } from "./ndjson.js";
@@ -71,6 +83,7 @@ export {
   type SandboxMetrics,
   type SandboxStatus,
 } from "./sandbox.js";
+export { parseSse, type SseMessage } from "./sse.js";
 export {
   type BuildCallbacks,
   type Template,

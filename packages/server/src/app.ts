@@ -7,6 +7,7 @@ import { newRequestId } from "./lib/ids.js";
 import type { EgressAudit } from "./network/egress-audit.js";
 import { adminRoutes } from "./routes/admin.js";
 import { egressRoutes } from "./routes/egress.js";
+import { eventRoutes } from "./routes/events.js";
 import { execRoutes } from "./routes/exec.js";
 import { fileRoutes } from "./routes/files.js";
 import { metricsRoutes } from "./routes/metrics.js";
@@ -17,7 +18,9 @@ import { sandboxRoutes } from "./routes/sandboxes.js";
 import { snapshotRoutes } from "./routes/snapshots.js";
 import { templateRoutes } from "./routes/templates.js";
 import { terminalRoutes } from "./routes/terminals.js";
+import { webhookRoutes } from "./routes/webhooks.js";
 import type { AuthService } from "./services/auth-service.js";
+import type { EventService } from "./services/event-service.js";
 import type { ExecService } from "./services/exec-service.js";
 import type { FileService } from "./services/file-service.js";
 import type { IdempotencyService } from "./services/idempotency-service.js";
@@ -30,6 +33,7 @@ import type { SnapshotService } from "./services/snapshot-service.js";
 import type { TemplateBuildService } from "./services/template-build-service.js";
 import type { TerminalService } from "./services/terminal-service.js";
 import type { WarmPoolService } from "./services/warm-pool-service.js";
+import type { WebhookService } from "./services/webhook-service.js";
 import type { TemplateService } from "./templates/template-service.js";
 
 export interface AppServices {
@@ -46,6 +50,8 @@ export interface AppServices {
   quotas: QuotaService;
   snapshots: SnapshotService;
   warmPools: WarmPoolService;
+  events: EventService;
+  webhooks: WebhookService;
   /** Per-sandbox resource samples. */
   metricsSampler: MetricsSampler;
   /** The server's Prometheus metrics. */
@@ -134,6 +140,8 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   snapshotRoutes(app, authenticate, services.snapshots);
   terminalRoutes(app, authenticate, services.auth, services.terminals);
   egressRoutes(app, authenticate, services.egressAudit, services.sandboxes);
+  eventRoutes(app, authenticate, services.events);
+  webhookRoutes(app, authenticate, services.webhooks);
   metricsRoutes(app, authenticate, services.sandboxes, services.metricsSampler, services.serverMetrics, {
     metricsPublic: services.metricsPublic,
     adminKey: services.adminKey,

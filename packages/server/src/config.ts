@@ -27,6 +27,10 @@ export interface ServerConfig {
   allowPrivateNetworks: boolean;
   /** How long egress audit entries are kept. */
   egressLogRetentionMs: number;
+  /** How long lifecycle events (and webhook delivery logs) are kept. */
+  eventRetentionMs: number;
+  /** Webhook delivery: first retry after this long, doubling each time; attempts in all; limit of one. */
+  webhooks: { retryBaseMs: number; maxAttempts: number; timeoutMs: number };
   /** PEM file of extra CAs the egress broker trusts for upstream servers (besides the system's). */
   upstreamCaFile: string | undefined;
   /** Non-public hosts (`host` or `host:port`) the server may fetch sources and images from. */
@@ -128,6 +132,12 @@ export function loadConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
     allowPrivateNetworks: env.SANDPIT_ALLOW_PRIVATE_NETWORKS === "true",
     upstreamCaFile: env.SANDPIT_UPSTREAM_CA_FILE || undefined,
     egressLogRetentionMs: envInt("SANDPIT_EGRESS_LOG_RETENTION_MS", 7 * 24 * 3600 * 1000),
+    eventRetentionMs: envInt("SANDPIT_EVENT_RETENTION_MS", 7 * 24 * 3600 * 1000),
+    webhooks: {
+      retryBaseMs: envInt("SANDPIT_WEBHOOK_RETRY_BASE_MS", 30_000),
+      maxAttempts: envInt("SANDPIT_WEBHOOK_MAX_ATTEMPTS", 6),
+      timeoutMs: envInt("SANDPIT_WEBHOOK_TIMEOUT_MS", 10_000),
+    },
     outboundAllowedHosts: (env.SANDPIT_OUTBOUND_ALLOWED_HOSTS ?? "")
       .split(",")
       .map((h) => h.trim().toLowerCase())

@@ -16,6 +16,7 @@ import { HostNetwork } from "./network/host-network.js";
 import { GvisorRuntime } from "./runtime/gvisor-runtime.js";
 import { Runsc } from "./runtime/runsc.js";
 import { AuthService } from "./services/auth-service.js";
+import { EventService } from "./services/event-service.js";
 import { ExecService } from "./services/exec-service.js";
 import { FileService } from "./services/file-service.js";
 import { IdempotencyService } from "./services/idempotency-service.js";
@@ -29,6 +30,7 @@ import { SnapshotService } from "./services/snapshot-service.js";
 import { TemplateBuildService } from "./services/template-build-service.js";
 import { TerminalService } from "./services/terminal-service.js";
 import { WarmPoolService } from "./services/warm-pool-service.js";
+import { WebhookService } from "./services/webhook-service.js";
 import { SourceFetcher } from "./sources/source-fetcher.js";
 import { SqliteStore } from "./store/sqlite-store.js";
 import { TemplateService } from "./templates/template-service.js";
@@ -156,6 +158,10 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   const ports = new PortService(sandboxes, config.domain);
   const idempotency = new IdempotencyService(store);
   const quotas = new QuotaService(store, sandboxes);
+  const events = new EventService(store, config.eventRetentionMs);
+  // Webhook receivers are outbound requests on an organisation's behalf: the same guard as sources.
+  const webhooks = new WebhookService(store, outbound, logger, config.webhooks);
+  webhooks.start();
 
   let generatedApiKey: string | undefined;
   if (config.apiKey) await auth.registerKey("default", config.apiKey);
@@ -177,6 +183,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
       sandboxes.tick(),
       terminals.sweep(),
       ticks % 60 === 0 ? egressAudit.purge() : undefined,
+      ticks % 60 === 0 ? events.purge() : undefined,
       store.purgeDestroyed(Date.now() - config.destroyedRetentionMs),
       idempotency.purge(),
     ])
@@ -206,6 +213,8 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
       quotas,
       snapshots,
       warmPools,
+      events,
+      webhooks,
       metricsSampler,
       serverMetrics,
       metricsPublic: config.metricsPublic,
@@ -226,6 +235,8 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
       metricsSampler.stop();
       await app.close();
       sandboxes.close();
+      webhooks.close();
+      events.close();
       dns.close();
       broker.close();
       egressAudit.close();
