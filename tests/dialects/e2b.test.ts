@@ -12,7 +12,7 @@ useTestServer(
   (s) => {
     server = s;
   },
-  { SANDPIT_DOMAIN: "sandpit.test" },
+  { SANDPIT_DOMAIN: "sandpit.test", SANDPIT_METRICS_INTERVAL_MS: "500" },
 );
 
 /** A request to the Sandpit server under another Host name (as a wildcard DNS entry would send it). */
@@ -168,6 +168,23 @@ describe("e2b SDK", () => {
 
     await resumed.kill();
     expect(await Sandbox.list({ query: { metadata: { kind: "pausable" } } }).nextItems()).toEqual([]);
+  });
+
+  it("reports the sandbox's metrics", async () => {
+    const sandbox = await newSandbox();
+    const metrics = await waitFor(
+      async () => ((await sandbox.getMetrics()).length > 0 ? sandbox.getMetrics() : undefined),
+      15_000,
+      "a metrics sample",
+    );
+    const last = metrics.at(-1)!;
+    const info = await sandbox.getInfo();
+    expect(last.cpuCount).toBe(info.cpuCount);
+    expect(last.memTotal).toBe(info.memoryMB * 1024 * 1024);
+    expect(last.memUsed).toBeGreaterThan(0);
+    expect(last.diskTotal).toBeGreaterThan(3 * 1024 ** 3);
+    expect(last.timestamp.getTime()).toBeLessThanOrEqual(Date.now());
+    expect(await sandbox.getMetrics({ start: new Date(Date.now() + 60_000) })).toEqual([]);
   });
 
   it("snapshots a sandbox, starts sandboxes from the snapshot, forks, lists and deletes snapshots", async () => {

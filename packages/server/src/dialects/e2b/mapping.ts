@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { CreateSandboxRequest, NetworkPolicyInput } from "@sandpit/contract";
+import type { CreateSandboxRequest, MetricsSample, NetworkPolicyInput } from "@sandpit/contract";
 import { z } from "zod";
 import type { SandboxRecord } from "../../store/store.js";
 
@@ -169,4 +169,20 @@ export function parseStates(state: string | string[] | undefined): E2bState[] {
   const raw = (Array.isArray(state) ? state : state ? [state] : []).flatMap((s) => s.split(","));
   const states = raw.filter((s): s is E2bState => s === "running" || s === "paused");
   return states.length ? states : ["running", "paused"];
+}
+
+/** `SandboxMetric`: E2B counts CPU as a percentage of the sandbox's cores and sizes in bytes. */
+export function metricOf(sample: MetricsSample, vcpus: number) {
+  const at = Date.parse(sample.at);
+  return {
+    timestamp: sample.at,
+    timestampUnix: Math.floor(at / 1000),
+    cpuCount: vcpus,
+    cpuUsedPct: sample.cpuPercent,
+    memUsed: sample.memoryBytes,
+    memTotal: sample.memoryLimitBytes,
+    memCache: 0,
+    diskUsed: sample.diskBytes,
+    diskTotal: sample.diskLimitBytes,
+  };
 }

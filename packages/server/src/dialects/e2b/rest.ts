@@ -8,6 +8,7 @@ import { type DialectContext, registerDialect, singleHeader } from "../dialect.j
 import {
   createRequestFrom,
   listedSandboxOf,
+  metricOf,
   networkPolicyFrom,
   newSandboxSchema,
   parseMetadataQuery,
@@ -20,6 +21,10 @@ import {
 const timeoutBodySchema = z.object({ timeout: z.number().int().min(0) }).passthrough();
 const connectBodySchema = z.object({ timeout: z.number().int().min(0).optional() }).passthrough();
 const refreshBodySchema = z.object({ duration: z.number().int().min(0).max(3600).optional() }).passthrough();
+const metricsQuerySchema = z.object({
+  start: z.coerce.number().int().min(0).optional(),
+  end: z.coerce.number().int().min(0).optional(),
+});
 const snapshotBodySchema = z.object({ name: z.string().max(128).optional() }).passthrough();
 const forkBodySchema = z
   .object({ count: z.number().int().min(1).max(20).default(1), timeout: z.number().int().min(0).optional() })
@@ -205,6 +210,19 @@ function routes({ app, services, authenticate, parse }: DialectContext, domain: 
     const snapshot = await snapshots.create(org, request.params.id, name ?? null);
     reply.code(201);
     return { snapshotID: snapshot.id, names: [snapshot.name ?? snapshot.id] };
+  });
+
+  app.get<{ Params: { id: string } }>("/sandboxes/:id/metrics", async (request) => {
+    const org = await authenticate(request);
+    const { start, end } = parse(metricsQuerySchema, request.query, "query");
+    const record = await live(org, request.params.id);
+    const { samples } = services.metricsSampler.metricsOf(
+      record.id,
+      start === undefined ? undefined : start * 1000 - 1,
+    );
+    return samples
+      .filter((s) => end === undefined || Date.parse(s.at) <= end * 1000)
+      .map((s) => metricOf(s, record.vcpus));
   });
 
   /** Forks succeed or fail one by one: each entry carries the sandbox or the error that stopped it. */
