@@ -11,6 +11,8 @@ export const domainPatternSchema = z
   .transform((d) => d.toLowerCase().replace(/\.$/, ""))
   .pipe(z.string().regex(DOMAIN_PATTERN, "must be a domain name or a wildcard such as *.example.com"));
 export const portSchema = z.number().int().min(1).max(65_535);
+/** An entry of a policy's allow or deny list: a domain pattern, or `*` for every name. */
+export const domainRuleSchema = z.union([z.literal("*"), domainPatternSchema]);
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
 
@@ -50,14 +52,14 @@ export const networkPolicySchema = z.discriminatedUnion("mode", [
     transforms: transformsSchema,
     allow: z
       .strictObject({
-        domains: z.array(domainPatternSchema).max(256).default([]),
+        domains: z.array(domainRuleSchema).max(256).default([]),
         cidrs: z.array(cidrSchema).max(256).default([]),
         ports: z.array(portSchema).max(64).default([]).describe("When set, allowed destinations only on these ports"),
       })
       .prefault({}),
     deny: z
       .strictObject({
-        domains: z.array(domainPatternSchema).max(256).default([]),
+        domains: z.array(domainRuleSchema).max(256).default([]),
         cidrs: z.array(cidrSchema).max(256).default([]),
       })
       .prefault({}),

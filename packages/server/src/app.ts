@@ -2,6 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import { e2bDialect } from "./dialects/e2b/index.js";
 import { nullspaceDialect } from "./dialects/nullspace/routes.js";
 import { openSandboxDialect } from "./dialects/opensandbox/index.js";
+import { vercelDialect } from "./dialects/vercel/routes.js";
 import { type ApiError, toApiError } from "./errors.js";
 import { newRequestId } from "./lib/ids.js";
 import type { EgressAudit } from "./network/egress-audit.js";
@@ -136,6 +137,7 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   portRoutes(app, authenticate, services.sandboxes, services.ports);
   nullspaceDialect(app, services);
   openSandboxDialect(app, services);
+  vercelDialect(app, services);
   adminRoutes(app, authenticate, services.quotas, services.warmPools, services.adminKey);
   snapshotRoutes(app, authenticate, services.snapshots);
   terminalRoutes(app, authenticate, services.auth, services.terminals);

@@ -27,6 +27,16 @@ describe("domain patterns", () => {
     expect(dnsDecision({ mode: "allow-all" }, "anything.org")).toBe("forward");
     expect(dnsDecision({ mode: "deny-all" }, "anything.org")).toBe("refuse");
   });
+
+  it("lets `*` allow every name, while denied names stay refused", () => {
+    const policy = {
+      mode: "custom" as const,
+      allow: { domains: ["*"], cidrs: ["0.0.0.0/0"], ports: [] },
+      deny: { domains: ["*.blocked.test"], cidrs: [] },
+    };
+    expect(dnsDecision(policy, "any.where.org")).toBe("forward");
+    expect(dnsDecision(policy, "x.blocked.test")).toBe("refuse");
+  });
 });
 
 describe("nftables rules", () => {

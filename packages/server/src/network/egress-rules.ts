@@ -93,8 +93,9 @@ function declare(t: string, a: SandboxAddressing): string[] {
   ];
 }
 
-/** Whether a name matches a pattern: exact, or `*.example.com` for any subdomain of example.com. */
+/** Whether a name matches a pattern: exact, `*.example.com` for any subdomain of example.com, `*` for any. */
 export function domainMatches(name: string, pattern: string): boolean {
+  if (pattern === "*") return true;
   const n = name.toLowerCase().replace(/\.$/, "");
   if (pattern.startsWith("*.")) return n.endsWith(pattern.slice(1));
   return n === pattern;

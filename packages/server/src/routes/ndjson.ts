@@ -4,16 +4,19 @@ import { ApiError } from "../errors.js";
 /**
  * Sends an async iterable as `application/x-ndjson`. The first item is awaited before the response
  * starts, so errors that happen up front (404, 409) are ordinary JSON errors; later errors end the
- * stream with an `error` line. `onAbort` runs when the client goes away before the end.
+ * stream with an `error` line. `onAbort` runs when the client goes away before the end. With
+ * `startAtOnce` the response starts before the first item (for streams that may stay quiet for long,
+ * whose callers checked up front what could fail).
  */
 export async function sendNdjson(
   request: FastifyRequest,
   reply: FastifyReply,
   items: AsyncIterable<unknown>,
   onAbort?: () => void,
+  options: { startAtOnce?: boolean } = {},
 ): Promise<void> {
   const iterator = items[Symbol.asyncIterator]();
-  const first = await iterator.next();
+  const first = options.startAtOnce ? undefined : await iterator.next();
   reply.hijack();
   const res = reply.raw;
   let finished = false;
@@ -27,7 +30,7 @@ export async function sendNdjson(
   });
   res.flushHeaders();
   try {
-    let next = first;
+    let next = first ?? (await iterator.next());
     while (!next.done) {
       if (!res.write(`${JSON.stringify(next.value)}\n`)) {
         await new Promise<void>((resolve) => {

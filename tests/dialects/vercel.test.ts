@@ -1,0 +1,382 @@
+// The official `@vercel/sandbox` SDK against Sandpit's Vercel dialect. The SDK's base URL is fixed
+// (https://vercel.com/api), so it gets a `fetch` that sends its requests to Sandpit's /vercel instead —
+// the recipe users follow. Plus the seed's raw `POST /v1/sandboxes` and error shapes over plain HTTP.
+import { Sandbox, Snapshot } from "@vercel/sandbox";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { apiClient, type SandboxBody } from "../helpers/api.js";
+import { type FakeInternet, startFakeInternet } from "../helpers/fake-internet.js";
+import { startTestServer, type TestServer } from "../helpers/server.js";
+
+const FAKE_NET = 76;
+const VERCEL_API = "https://vercel.com/api";
+
+let server: TestServer;
+let api: ReturnType<typeof apiClient>;
+let net: FakeInternet;
+
+/** The recipe: rewrite the SDK's fixed origin to Sandpit's /vercel (and drop its own undici dispatcher). */
+function sandpitFetch(base: string): typeof fetch {
+  return (input, init) => {
+    const url = String(input).replace(VERCEL_API, `${base}/vercel`);
+    const { dispatcher: _sdkDispatcher, ...rest } = (init ?? {}) as RequestInit & { dispatcher?: unknown };
+    return fetch(url, rest);
+  };
+}
+
+/** What every SDK call needs: the Sandpit key as the token, any team and project, the fetch. */
+const credentials = () => ({
+  token: server.apiKey,
+  teamId: "team_sandpit",
+  projectId: "prj_vercel_test",
+  fetch: sandpitFetch(server.url),
+});
+
+beforeAll(async () => {
+  net = await startFakeInternet(FAKE_NET);
+  server = await startTestServer({ SANDPIT_DNS_UPSTREAM: net.ip.dns });
+  api = apiClient(server);
+});
+
+afterAll(async () => {
+  await server?.close();
+  await net?.close();
+});
+
+/** The Sandpit sandbox behind a Vercel session, from Sandpit's own API. */
+async function native(id: string) {
+  const res = await api.get<SandboxBody>(`/v1/sandboxes/${id}`);
+  expect(res.status).toBe(200);
+  return res.body;
+}
+
+/** Runs a small Node program in the sandbox and returns what it printed and its exit code. */
+async function node(sandbox: Sandbox, program: string) {
+  const done = await sandbox.runCommand("node", ["-e", program]);
+  return { exitCode: done.exitCode, stdout: (await done.stdout()).trim() };
+}
+
+const fetchProgram = (url: string) =>
+  `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(4000) })` +
+  ".then((r) => console.log(r.status)).catch((e) => { console.log('failed', e.cause?.code ?? e.name); process.exit(1) })";
+
+describe("@vercel/sandbox SDK", () => {
+  let sandbox: Sandbox;
+
+  beforeAll(async () => {
+    sandbox = await Sandbox.create({
+      ...credentials(),
+      name: "sdk-main",
+      runtime: "node24",
+      resources: { vcpus: 1 },
+      ports: [3000],
+      timeout: 120_000,
+      env: { GREETING: "hello from vercel" },
+      tags: { suite: "vercel" },
+    });
+  });
+
+  it("creates a node24 sandbox with Vercel's sizes, names, routes and defaults", async () => {
+    expect(sandbox.name).toBe("sdk-main");
+    expect(sandbox.status).toBe("running");
+    expect(sandbox.runtime).toBe("node24");
+    expect([sandbox.vcpus, sandbox.memory]).toEqual([1, 2048]);
+    expect(sandbox.persistent).toBe(true);
+    expect(sandbox.timeout).toBe(120_000);
+    expect(sandbox.tags).toEqual({ suite: "vercel" });
+    expect(sandbox.cwd).toBe("/vercel/sandbox");
+    const session = sandbox.currentSession();
+    const [route] = sandbox.routes;
+    expect(route).toEqual({
+      port: 3000,
+      url: `${server.url}/v1/sandboxes/${session.sessionId}/ports/3000`,
+      subdomain: `3000-${session.sessionId}`,
+    });
+    const sandpit = await native(session.sessionId);
+    expect(sandpit).toMatchObject({
+      status: "running",
+      template: "node24",
+      resources: { vcpus: 1, memoryMb: 2048 },
+      ports: [3000],
+      publicPorts: true,
+      cwd: "/vercel/sandbox",
+      timeoutAction: "pause",
+    });
+    expect(sandpit.envKeys).toContain("GREETING");
+    const again = await Sandbox.get({ ...credentials(), name: "sdk-main" });
+    expect(again.currentSession().sessionId).toBe(session.sessionId);
+    const listed = await Sandbox.list({ ...credentials() });
+    expect(listed.sandboxes.map((s) => s.name)).toContain("sdk-main");
+  });
+
+  it("runs a command to completion with its output, exit code, env, cwd and sudo", async () => {
+    const done = await sandbox.runCommand("node", [
+      "-e",
+      "console.log(process.version, process.env.GREETING, process.cwd()); console.error('to stderr'); process.exit(3)",
+    ]);
+    expect(done.exitCode).toBe(3);
+    expect(await done.stdout()).toMatch(/^v24\.\d+\.\d+ hello from vercel \/vercel\/sandbox\n$/);
+    expect(await done.stderr()).toBe("to stderr\n");
+    const sudo = await sandbox.runCommand({ cmd: "id", args: ["-u"], sudo: true, env: { X: "1" } });
+    expect((await sudo.stdout()).trim()).toBe("0");
+    const fetched = await sandbox.getCommand(done.cmdId);
+    expect(fetched.exitCode).toBe(3);
+  });
+
+  it("streams the logs of a detached command, waits for it and kills another", async () => {
+    const cmd = await sandbox.runCommand({
+      cmd: "sh",
+      args: ["-c", "for i in 1 2 3; do echo line $i; sleep 0.3; done; echo oops >&2; exit 4"],
+      detached: true,
+    });
+    expect(cmd.exitCode).toBeNull();
+    const lines: string[] = [];
+    for await (const log of cmd.logs()) lines.push(`${log.stream}:${log.data}`);
+    expect(lines.join("")).toBe("stdout:line 1\nstdout:line 2\nstdout:line 3\nstderr:oops\n");
+    const finished = await cmd.wait();
+    expect(finished.exitCode).toBe(4);
+    expect(await finished.stdout()).toBe("line 1\nline 2\nline 3\n");
+
+    const sleeper = await sandbox.runCommand({ cmd: "sleep", args: ["60"], detached: true });
+    await sleeper.kill("SIGTERM");
+    const killed = await sleeper.wait();
+    expect(killed.exitCode).not.toBe(0);
+  });
+
+  it("writes files as a gzip tar, reads one back, makes a directory", async () => {
+    await sandbox.writeFiles([
+      { path: "hello.txt", content: Buffer.from("hello, sandpit\n") },
+      { path: "/tmp/tools/run.sh", content: Buffer.from("#!/bin/sh\necho ran\n"), mode: 0o755 },
+    ]);
+    expect((await sandbox.readFileToBuffer({ path: "/vercel/sandbox/hello.txt" }))?.toString()).toBe(
+      "hello, sandpit\n",
+    );
+    expect(await sandbox.readFileToBuffer({ path: "missing.txt" })).toBeNull();
+    const ran = await sandbox.runCommand("/tmp/tools/run.sh");
+    expect(await ran.stdout()).toBe("ran\n");
+    await sandbox.mkDir("made");
+    expect((await sandbox.runCommand("test", ["-d", "/vercel/sandbox/made"])).exitCode).toBe(0);
+    await expect(sandbox.mkDir("made")).rejects.toThrow(/409/);
+    expect(await sandbox.fs.readFile("hello.txt", "utf8")).toBe("hello, sandpit\n");
+  });
+
+  it("extends the timeout of the running session", async () => {
+    const before = sandbox.expiresAt!.getTime();
+    await sandbox.extendTimeout(60_000);
+    const after = sandbox.expiresAt!.getTime();
+    expect(after - before).toBeGreaterThanOrEqual(59_000);
+    expect(after - before).toBeLessThan(65_000);
+    const sandpit = await native(sandbox.currentSession().sessionId);
+    expect(Math.abs(Date.parse(sandpit.expiresAt!) - after)).toBeLessThan(2_000);
+  });
+
+  it("updates the network policy: deny-all cuts the (fake) internet, an allow list opens one name", async () => {
+    const id = sandbox.currentSession().sessionId;
+    expect((await node(sandbox, fetchProgram("http://web.test/"))).stdout).toBe("200");
+    await sandbox.updateNetworkPolicy("deny-all");
+    expect((await native(id)).networkPolicy).toEqual({ mode: "deny-all" });
+    expect(sandbox.currentSession().networkPolicy).toBe("deny-all");
+    expect((await node(sandbox, fetchProgram(`http://${net.ip.web}/`))).exitCode).toBe(1);
+
+    await sandbox.updateNetworkPolicy({ allow: ["web.test"] });
+    expect((await native(id)).networkPolicy).toMatchObject({ mode: "custom", allow: { domains: ["web.test"] } });
+    expect((await node(sandbox, fetchProgram("http://web.test/"))).stdout).toBe("200");
+    expect((await node(sandbox, fetchProgram("http://allowed.test/"))).exitCode).toBe(1);
+  });
+
+  it("takes the seed's default-allow mode: everything reachable except what is denied", async () => {
+    const id = sandbox.currentSession().sessionId;
+    const res = await vercel("POST", `/v2/sandboxes/sessions/${id}/network-policy`, {
+      mode: "default-allow",
+      deniedDomains: ["denied.test"],
+      deniedCIDRs: [`${net.ip.denied}/32`],
+    });
+    expect(res.status).toBe(200);
+    expect(res.body.session.networkPolicy).toEqual({
+      mode: "custom",
+      allowedDomains: ["*"],
+      allowedCIDRs: ["0.0.0.0/0"],
+      deniedCIDRs: [`${net.ip.denied}/32`],
+      deniedDomains: ["denied.test"],
+    });
+    expect((await node(sandbox, fetchProgram("http://web.test/"))).stdout).toBe("200");
+    expect((await node(sandbox, fetchProgram(`http://${net.ip.allowed}/`))).stdout).toBe("200");
+    expect((await node(sandbox, fetchProgram("http://denied.test/"))).exitCode).toBe(1);
+    expect((await node(sandbox, fetchProgram(`http://${net.ip.denied}/`))).exitCode).toBe(1);
+    await sandbox.updateNetworkPolicy("allow-all");
+  });
+
+  it("snapshots (which stops the session) and creates a new sandbox from the snapshot", async () => {
+    await sandbox.writeFiles([{ path: "state.txt", content: Buffer.from("kept\n") }]);
+    const sourceSession = sandbox.currentSession().sessionId;
+    const snapshot = await sandbox.snapshot();
+    expect(snapshot.status).toBe("created");
+    expect(snapshot.sourceSessionId).toBe(sourceSession);
+    expect(snapshot.sizeBytes).toBeGreaterThan(0);
+    expect(sandbox.status).toBe("stopped");
+    expect((await native(sourceSession)).status).toBe("paused");
+
+    const fetched = await Snapshot.get({ ...credentials(), snapshotId: snapshot.snapshotId });
+    expect(fetched.status).toBe("created");
+    const listed = await Snapshot.list({ ...credentials(), name: "sdk-main" });
+    expect(listed.snapshots.map((s) => s.id)).toContain(snapshot.snapshotId);
+
+    const child = await Sandbox.create({
+      ...credentials(),
+      source: { type: "snapshot", snapshotId: snapshot.snapshotId },
+      persistent: false,
+      timeout: 60_000,
+    });
+    expect(child.sourceSnapshotId).toBe(snapshot.snapshotId);
+    expect((await child.readFileToBuffer({ path: "state.txt" }))?.toString()).toBe("kept\n");
+    await child.stop();
+    expect((await native(child.currentSession().sessionId)).status).toBe("destroyed");
+
+    await fetched.delete();
+    expect(fetched.status).toBe("deleted");
+    expect((await vercel("GET", `/v2/sandboxes/snapshots/${snapshot.snapshotId}`)).status).toBe(404);
+  });
+
+  it("resumes a stopped persistent sandbox on the next call, state kept; delete ends it", async () => {
+    // The snapshot stopped it; the SDK resumes it (410 sandbox_stopped → GET ?resume=true) and retries.
+    const read = await sandbox.runCommand("cat", ["state.txt"]);
+    expect(await read.stdout()).toBe("kept\n");
+    expect(sandbox.status).toBe("running");
+    await sandbox.stop();
+    expect(sandbox.status).toBe("stopped");
+    const id = sandbox.currentSession().sessionId;
+    expect((await native(id)).status).toBe("paused");
+    await sandbox.delete();
+    expect((await native(id)).status).toBe("destroyed");
+    await expect(Sandbox.get({ ...credentials(), name: "sdk-main" })).rejects.toThrow(/404/);
+  });
+
+  it("answers what Sandpit cannot do with a not-supported error", async () => {
+    await expect(Sandbox.create({ ...credentials(), image: "my-repo:v1" })).rejects.toThrow(/501.*image/);
+  });
+});
+
+/** A raw request to the Vercel dialect, as curl would send it. */
+async function vercel(method: string, path: string, body?: unknown, key: string | null = server.apiKey) {
+  const headers: Record<string, string> = {};
+  if (key !== null) headers.authorization = `Bearer ${key}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const res = await fetch(`${server.url}/vercel${path}`, {
+    method,
+    headers,
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  const type = res.headers.get("content-type") ?? "";
+  // biome-ignore lint/suspicious/noExplicitAny: raw responses are checked field by field
+  const parsed: any = type.includes("json") && text ? JSON.parse(text) : text;
+  return { status: res.status, type, body: parsed };
+}
+
+describe("raw HTTP", () => {
+  it("creates a sandbox the way the seed shows it (POST /v1/sandboxes) and uses its session routes", async () => {
+    const res = await vercel("POST", "/v1/sandboxes?teamId=team_x&slug=my-team", {
+      runtime: "python3.13",
+      resources: { vcpus: 1, memory: 2048 },
+      timeout: 60_000,
+      env: { MODE: "raw" },
+      projectId: "prj_raw",
+      networkPolicy: { mode: "default-deny", allowedDomains: ["web.test"], allowedCIDRs: [`${net.ip.allowed}/32`] },
+    });
+    expect(res.status).toBe(200);
+    const s = res.body.sandbox;
+    expect(s).toMatchObject({
+      memory: 2048,
+      vcpus: 1,
+      region: "sandpit",
+      runtime: "python3.13",
+      timeout: 60_000,
+      status: "running",
+      cwd: "/vercel/sandbox",
+      networkPolicy: {
+        mode: "custom",
+        allowedDomains: ["web.test"],
+        allowedCIDRs: [`${net.ip.allowed}/32`],
+        deniedCIDRs: [],
+      },
+    });
+    expect(res.body.routes).toEqual([]);
+    for (const field of ["requestedAt", "createdAt", "updatedAt", "startedAt"]) expect(typeof s[field]).toBe("number");
+
+    const cmd = await fetch(`${server.url}/vercel/v1/sandboxes/${s.id}/cmd`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${server.apiKey}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        command: "python3",
+        args: ["-c", "import os; print(os.environ['MODE'])"],
+        wait: true,
+        logs: true,
+      }),
+    });
+    expect(cmd.headers.get("content-type")).toBe("application/x-ndjson");
+    const lines = (await cmd.text())
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(lines[0].command).toMatchObject({
+      name: "python3",
+      exitCode: null,
+      sessionId: s.id,
+      cwd: "/vercel/sandbox",
+    });
+    expect(lines[1]).toEqual({ stream: "stdout", data: "raw\n" });
+    expect(lines.at(-1).command).toMatchObject({ id: lines[0].command.id, exitCode: 0 });
+
+    // v1 sandboxes are not persistent: stop ends them.
+    const stopped = await vercel("POST", `/v1/sandboxes/${s.id}/stop`);
+    expect(stopped.body.sandbox.status).toBe("stopped");
+    expect((await native(s.id)).status).toBe("destroyed");
+    const again = await vercel("POST", `/v1/sandboxes/${s.id}/cmd`, { command: "true" });
+    expect(again.status).toBe(410);
+    expect(again.body.error.code).toBe("sandbox_stopped");
+  });
+
+  it("names the field and the rule of invalid requests in Vercel's error shape", async () => {
+    const res = await vercel("POST", "/v1/sandboxes", {
+      resources: { vcpus: 3 },
+      timeout: 5,
+      ports: [1, 2, 3, 4, 5],
+      networkPolicy: { mode: "custom", allowedCIDRs: ["10.0.0.300/8"] },
+      runtime: "node18",
+    });
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe("bad_request");
+    const fields = res.body.error.fields.map((f: { field: string }) => f.field).sort();
+    expect(fields).toEqual(["networkPolicy.allowedCIDRs.0", "ports", "resources.vcpus", "runtime", "timeout"]);
+    expect(res.body.error.message).toContain("resources.vcpus: must be 1 or an even number");
+    const memory = await vercel("POST", "/v2/sandboxes", { resources: { vcpus: 2, memory: 1024 } });
+    expect(memory.body.error.message).toContain("resources.memory: must equal vcpus * 2048 (4096)");
+  });
+
+  it("answers 404 for unknown sandboxes, sessions, commands and snapshots", async () => {
+    for (const path of [
+      "/v2/sandboxes/no-such-sandbox",
+      "/v2/sandboxes/sessions/sbx_aaaaaaaaaaaaaaaaaaaa",
+      "/v1/sandboxes/sbx_aaaaaaaaaaaaaaaaaaaa",
+      "/v2/sandboxes/snapshots/snp_aaaaaaaaaaaaaaaaaaaa",
+      "/v2/nothing/here",
+    ]) {
+      const res = await vercel("GET", path);
+      expect([path, res.status, res.body.error.code]).toEqual([path, 404, "not_found"]);
+    }
+  });
+
+  it("refuses a missing or unknown token the way Vercel does (403 forbidden)", async () => {
+    const missing = await vercel("GET", "/v2/sandboxes", undefined, null);
+    expect(missing).toMatchObject({
+      status: 403,
+      body: {
+        error: { code: "forbidden", message: "The request is missing an authentication token", missingToken: true },
+      },
+    });
+    const wrong = await vercel("GET", "/v2/sandboxes", undefined, "sp_not_a_key");
+    expect(wrong).toMatchObject({
+      status: 403,
+      body: { error: { code: "forbidden", message: "Not authorized", invalidToken: true } },
+    });
+  });
+});
