@@ -1,8 +1,10 @@
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from "fastify";
 import { e2bDialect } from "./dialects/e2b/index.js";
+import { leap0Dialect } from "./dialects/leap0/routes.js";
 import { nullspaceDialect } from "./dialects/nullspace/routes.js";
 import { openSandboxDialect } from "./dialects/opensandbox/index.js";
 import { vercelDialect } from "./dialects/vercel/routes.js";
+import { zwrmDialect } from "./dialects/zwrm/routes.js";
 import { type ApiError, toApiError } from "./errors.js";
 import { newRequestId } from "./lib/ids.js";
 import type { EgressAudit } from "./network/egress-audit.js";
@@ -136,6 +138,8 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   e2bDialect(app, services);
   portRoutes(app, authenticate, services.sandboxes, services.ports);
   nullspaceDialect(app, services);
+  zwrmDialect(app, services);
+  leap0Dialect(app, services);
   openSandboxDialect(app, services);
   vercelDialect(app, services);
   adminRoutes(app, authenticate, services.quotas, services.warmPools, services.adminKey);

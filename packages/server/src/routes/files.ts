@@ -15,7 +15,7 @@ import { sendNdjson } from "./ndjson.js";
 import { type Authenticate, route } from "./route.js";
 
 /** Fails the upload stream as soon as more than `limit` bytes arrived (for bodies without a length). */
-function sizeLimit(limit: number) {
+export function sizeLimit(limit: number) {
   let seen = 0;
   return new Transform({
     transform(chunk: Buffer, _enc, done) {
