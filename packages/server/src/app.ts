@@ -6,6 +6,7 @@ import { openSandboxDialect } from "./dialects/opensandbox/index.js";
 import { vercelDialect } from "./dialects/vercel/routes.js";
 import { zwrmDialect } from "./dialects/zwrm/routes.js";
 import { type ApiError, toApiError } from "./errors.js";
+import type { ImageService } from "./images/image-service.js";
 import { newRequestId } from "./lib/ids.js";
 import type { EgressAudit } from "./network/egress-audit.js";
 import { adminRoutes } from "./routes/admin.js";
@@ -13,6 +14,7 @@ import { egressRoutes } from "./routes/egress.js";
 import { eventRoutes } from "./routes/events.js";
 import { execRoutes } from "./routes/exec.js";
 import { fileRoutes } from "./routes/files.js";
+import { imageRoutes } from "./routes/images.js";
 import { metricsRoutes } from "./routes/metrics.js";
 import { openApiRoutes } from "./routes/openapi.js";
 import { portRoutes } from "./routes/ports.js";
@@ -46,6 +48,7 @@ export interface AppServices {
   files: FileService;
   templates: TemplateService;
   templateBuilds: TemplateBuildService;
+  images: ImageService;
   terminals: TerminalService;
   egressAudit: EgressAudit;
   ports: PortService;
@@ -134,6 +137,7 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   execRoutes(app, authenticate, services.exec);
   fileRoutes(app, authenticate, services.files, services.maxUploadBytes);
   templateRoutes(app, authenticate, services.templates, services.templateBuilds);
+  imageRoutes(app, authenticate, services.images);
   // Before the port proxy: its envd host names (49983-<id>.<domain>) are the dialect's.
   e2bDialect(app, services);
   portRoutes(app, authenticate, services.sandboxes, services.ports);

@@ -39,7 +39,7 @@ export interface ServerConfig {
   insecureRegistries: string[];
   /** Mirrors tried before a registry: registry → base URLs, from `docker.io=http://10.0.0.5:5000,...`. */
   registryMirrors: Record<string, string[]>;
-
+  /** Base domain of host-based port URLs: `{port}-{id}.{domain}`. */
   domain: string | undefined;
   /** Quotas of organisations that have none of their own (null: unlimited). */
   defaultQuota: { maxSandboxes: number | null; maxVcpus: number | null; maxMemoryMb: number | null };
@@ -109,7 +109,7 @@ function parseRegistryMirrors(raw: string | undefined): Record<string, string[]>
   return mirrors;
 }
 
-name: string): number | null {
+function envOptionalInt(name: string): number | null {
   return process.env[name] ? envInt(name, 0) : null;
 }
 
@@ -147,7 +147,7 @@ export function loadConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
       .map((h) => h.trim().toLowerCase())
       .filter(Boolean),
     registryMirrors: parseRegistryMirrors(env.SANDPIT_REGISTRY_MIRRORS),
-
+    domain: env.SANDPIT_DOMAIN || undefined,
     maxPorts: envInt("SANDPIT_MAX_PORTS", 8),
     defaultQuota: {
       maxSandboxes: envOptionalInt("SANDPIT_DEFAULT_MAX_SANDBOXES"),
