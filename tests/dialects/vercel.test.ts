@@ -177,8 +177,9 @@ describe("@vercel/sandbox SDK", () => {
     expect(sandbox.currentSession().networkPolicy).toBe("deny-all");
     expect((await node(sandbox, fetchProgram(`http://${net.ip.web}/`))).exitCode).toBe(1);
 
-    await sandbox.updateNetworkPolicy({ allow: ["web.test"] });
+    await sandbox.update({ networkPolicy: { allow: ["web.test"] } });
     expect((await native(id)).networkPolicy).toMatchObject({ mode: "custom", allow: { domains: ["web.test"] } });
+    expect(sandbox.networkPolicy).toEqual({ allow: ["web.test"] });
     expect((await node(sandbox, fetchProgram("http://web.test/"))).stdout).toBe("200");
     expect((await node(sandbox, fetchProgram("http://allowed.test/"))).exitCode).toBe(1);
   });
@@ -241,6 +242,8 @@ describe("@vercel/sandbox SDK", () => {
     const read = await sandbox.runCommand("cat", ["state.txt"]);
     expect(await read.stdout()).toBe("kept\n");
     expect(sandbox.status).toBe("running");
+    const sessions = await sandbox.listSessions();
+    expect(sessions.sessions.map((s) => [s.id, s.status])).toEqual([[sandbox.currentSession().sessionId, "running"]]);
     await sandbox.stop();
     expect(sandbox.status).toBe("stopped");
     const id = sandbox.currentSession().sessionId;
@@ -296,7 +299,6 @@ describe("raw HTTP", () => {
         mode: "custom",
         allowedDomains: ["web.test"],
         allowedCIDRs: [`${net.ip.allowed}/32`],
-        deniedCIDRs: [],
       },
     });
     expect(res.body.routes).toEqual([]);
@@ -333,6 +335,11 @@ describe("raw HTTP", () => {
     const again = await vercel("POST", `/v1/sandboxes/${s.id}/cmd`, { command: "true" });
     expect(again.status).toBe(410);
     expect(again.body.error.code).toBe("sandbox_stopped");
+    const resume = await vercel("GET", `/v2/sandboxes/${s.id}?resume=true`);
+    expect([resume.status, resume.body.error.message]).toEqual([
+      404,
+      `Sandbox ${s.id} was not persistent: it ended when its session stopped`,
+    ]);
   });
 
   it("names the field and the rule of invalid requests in Vercel's error shape", async () => {

@@ -155,8 +155,6 @@ describe("Vercel network policies", () => {
     expect(toVercelPolicy(brokered)).toEqual({
       mode: "custom",
       allowedDomains: ["ai.example.com", "*"],
-      allowedCIDRs: [],
-      deniedCIDRs: [],
       injectionRules: [{ domain: "ai.example.com", headerNames: ["authorization"] }],
     });
     const refused = (p: unknown) => {

@@ -15,9 +15,9 @@ export type VercelPolicyView =
   | { mode: "deny-all" }
   | {
       mode: "custom";
-      allowedDomains: string[];
-      allowedCIDRs: string[];
-      deniedCIDRs: string[];
+      allowedDomains?: string[];
+      allowedCIDRs?: string[];
+      deniedCIDRs?: string[];
       deniedDomains?: string[];
       injectionRules?: { domain: string; headerNames: string[] }[];
     };
@@ -96,15 +96,19 @@ export function toSandpitPolicy(policy: VercelNetworkPolicyInput): NetworkPolicy
   return "mode" in policy ? fromModePolicy(policy as VercelModePolicy) : fromRulesPolicy(policy);
 }
 
-/** A Sandpit egress policy as Vercel's responses show it (`custom` for any list-based policy). */
+/**
+ * A Sandpit egress policy as Vercel's responses show it (`custom` for any list-based policy). Empty
+ * lists are left out, so that the SDK shows `{allow: [...]}` back as it was given.
+ */
 export function toVercelPolicy(policy: NetworkPolicy): VercelPolicyView {
   if (policy.mode !== "custom") return { mode: policy.mode };
+  const list = (key: string, values: string[]) => (values.length ? { [key]: values } : {});
   return {
     mode: "custom",
-    allowedDomains: policy.allow.domains,
-    allowedCIDRs: policy.allow.cidrs,
-    deniedCIDRs: policy.deny.cidrs,
-    ...(policy.deny.domains.length ? { deniedDomains: policy.deny.domains } : {}),
+    ...list("allowedDomains", policy.allow.domains),
+    ...list("allowedCIDRs", policy.allow.cidrs),
+    ...list("deniedCIDRs", policy.deny.cidrs),
+    ...list("deniedDomains", policy.deny.domains),
     ...(policy.transforms?.length
       ? {
           injectionRules: policy.transforms.map((t) => ({

@@ -158,8 +158,14 @@ function routes({ app, services, authenticate, parse }: DialectContext) {
   /** The live sandbox a name (or a session id) stands for, newest first; 404 when there is none. */
   async function byName(org: OrgRecord, name: string, projectId?: string): Promise<SandboxRecord> {
     const found = await findByName(org, name, projectId);
-    if (!found) throw new ApiError("not_found", `Sandbox ${name} not found`);
-    return found;
+    if (found) return found;
+    const ended = SANDBOX_ID_PATTERN.test(name)
+      ? await sandboxes.get(org, name).catch(() => undefined)
+      : (await sandboxes.list(org, { metadata: { [META.name]: name }, includeDestroyed: true, limit: 1 }))[0];
+    if (ended && !isPersistent(ended)) {
+      throw new ApiError("not_found", `Sandbox ${name} was not persistent: it ended when its session stopped`);
+    }
+    throw new ApiError("not_found", `Sandbox ${name} not found`);
   }
 
   async function findByName(org: OrgRecord, name: string, projectId?: string) {
