@@ -1,6 +1,15 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createHash, createSign } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, type Server } from "node:http";
 import { type AddressInfo, createServer as createTcpServer } from "node:net";
 import path from "node:path";
@@ -245,6 +254,54 @@ export async function startRegistry(
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A directory tree under `workDir` for a layer: file contents (mode 0644, or [content, mode]; a name
+ * ending in `/` is a directory), owned by root unless `owners` give a uid (used as gid too).
+ */
+export function layerTree(
+  workDir: string,
+  files: Record<string, string | [string, number]>,
+  owners: Record<string, number> = {},
+): string {
+  const dir = mkdtempSync(path.join(workDir, "layer-"));
+  chmodSync(dir, 0o755);
+  for (const [file, spec] of Object.entries(files)) {
+    const [content, mode] = typeof spec === "string" ? [spec, 0o644] : spec;
+    const target = path.join(dir, file);
+    mkdirSync(path.dirname(target), { recursive: true });
+    if (file.endsWith("/")) mkdirSync(target, { recursive: true, mode: 0o755 });
+    else writeFileSync(target, content, { mode });
+  }
+  for (const [file, uid] of Object.entries(owners)) chownSync(path.join(dir, file), uid, uid);
+  return dir;
+}
+
+/**
+ * A bottom layer without Docker: static busybox (/bin/sh and its other applets), an /etc/passwd with
+ * root and `app` (uid 1000, home /home/app), and a few files under /data and /opt/dir.
+ */
+export function busyboxLayer(workDir: string): string {
+  const dir = layerTree(
+    workDir,
+    {
+      "etc/passwd": "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
+      "etc/group": "root:x:0:\napp:x:1000:\n",
+      "data/keep.txt": "kept\n",
+      "data/gone.txt": "deleted by the second layer\n",
+      "opt/dir/a.txt": "hidden by the opaque directory\n",
+      "home/app/": "",
+      "root/": "",
+    },
+    { "home/app": 1000 },
+  );
+  mkdirSync(path.join(dir, "bin"));
+  execFileSync("cp", ["/bin/busybox", path.join(dir, "bin/busybox")]);
+  for (const applet of execFileSync("/bin/busybox", ["--list"]).toString().split("\n")) {
+    if (applet && applet !== "busybox") symlinkSync("busybox", path.join(dir, "bin", applet));
+  }
+  return dir;
 }
 
 /** A layer: a directory as a tar (owners and modes as they are on disk), plain and gzipped. */

@@ -1,12 +1,12 @@
 // Sandboxes from OCI images the test builds itself (busybox layers, no Docker) and pushes into real
 // registries on loopback (Debian's docker-registry): open, htpasswd (Basic) and token (Bearer) auth.
 import { execFileSync, spawn } from "node:child_process";
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
-import { MEDIA, pushImage, startRegistry, type TestRegistry } from "../helpers/registry.js";
+import { busyboxLayer, layerTree, MEDIA, pushImage, startRegistry, type TestRegistry } from "../helpers/registry.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 
 const cliEntry = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../packages/cli/dist/main.js");
@@ -33,44 +33,10 @@ interface ImageBody {
   pullCount: number;
 }
 
-/** A directory tree: file contents (mode 0644, or [content, mode]), owned by root unless `owners` say. */
-function tree(files: Record<string, string | [string, number]>, owners: Record<string, number> = {}): string {
-  const dir = mkdtempSync(path.join(work, "layer-"));
-  chmodSync(dir, 0o755);
-  for (const [file, spec] of Object.entries(files)) {
-    const [content, mode] = typeof spec === "string" ? [spec, 0o644] : spec;
-    const target = path.join(dir, file);
-    mkdirSync(path.dirname(target), { recursive: true });
-    if (file.endsWith("/")) mkdirSync(target, { recursive: true, mode });
-    else writeFileSync(target, content, { mode });
-  }
-  for (const [file, uid] of Object.entries(owners)) chownSync(path.join(dir, file), uid, uid);
-  return dir;
-}
-
-/** The bottom layer: static busybox with its applets, an /etc/passwd with `app` (1000), some data. */
-function busyboxLayer(): string {
-  const dir = tree({
-    "etc/passwd": "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
-    "etc/group": "root:x:0:\napp:x:1000:\n",
-    "data/keep.txt": "kept\n",
-    "data/gone.txt": "deleted by the second layer\n",
-    "opt/dir/a.txt": "hidden by the opaque directory\n",
-    "home/app/": "",
-    "root/": "",
-  });
-  chownSync(path.join(dir, "home/app"), 1000, 1000);
-  mkdirSync(path.join(dir, "bin"));
-  execFileSync("cp", ["/bin/busybox", path.join(dir, "bin/busybox")]);
-  for (const applet of execFileSync("/bin/busybox", ["--list"]).toString().split("\n")) {
-    if (applet && applet !== "busybox") symlinkSync("busybox", path.join(dir, "bin", applet));
-  }
-  return dir;
-}
-
 /** The top layer: deletes /data/gone.txt, makes /opt/dir opaque, adds the app owned by `app`. */
 function appLayer(): string {
-  const dir = tree(
+  const dir = layerTree(
+    work,
     {
       "data/.wh.gone.txt": "",
       "opt/dir/.wh..wh..opq": "",
@@ -95,7 +61,7 @@ const imageConfig = {
 
 /** A one-layer image whose content is unique to `name` (so that nothing of it is cached yet). */
 async function pushUniqueImage(registry: TestRegistry, repository: string, extraBytes = 0) {
-  const extra = tree({ [`unique/${repository.replace(/\//g, "_")}.txt`]: `${repository} ${Date.now()}\n` });
+  const extra = layerTree(work, { [`unique/${repository.replace(/\//g, "_")}.txt`]: `${repository} ${Date.now()}\n` });
   if (extraBytes > 0) {
     execFileSync("sh", ["-c", `head -c ${extraBytes} /dev/urandom > ${path.join(extra, "unique/random.bin")}`]);
   }
@@ -111,7 +77,7 @@ async function createFails(body: Record<string, unknown>): Promise<{ status: num
 
 beforeAll(async () => {
   work = mkdtempSync("/var/tmp/sandpit-images-test-");
-  base = busyboxLayer();
+  base = busyboxLayer(work);
   top = appLayer();
   [open, basic, bearer] = await Promise.all([
     startRegistry(),

@@ -141,14 +141,19 @@ export class ImageService implements ImageResolver {
     return { uri: ref.uri, ...this.rootfsOf(image) };
   }
 
+  /**
+   * Layer directories top first, without empty layers and without repeats: a layer that occurs twice
+   * takes effect at its topmost place, and overlayfs refuses a directory listed twice.
+   */
   private rootfsOf(image: StoredImage): ResolvedRootfs {
-    return {
-      layers: image.layers
-        .filter((l) => !l.empty)
-        .map((l) => this.layerDir(l.digest))
-        .reverse(),
-      config: image.config,
-    };
+    const seen = new Set<string>();
+    const layers: string[] = [];
+    for (const layer of [...image.layers].reverse()) {
+      if (layer.empty || seen.has(layer.digest)) continue;
+      seen.add(layer.digest);
+      layers.push(this.layerDir(layer.digest));
+    }
+    return { layers, config: image.config };
   }
 
   /**
@@ -205,6 +210,9 @@ export class ImageService implements ImageResolver {
 
   /** Registry failures as API errors that name the request field to fix. */
   private apiErrorOf(e: unknown, uri: string): Error {
+    if ((e as NodeJS.ErrnoException).code === "ENOSPC") {
+      return new ApiError("insufficient_storage", `image ${uri}: the server's disk is full`);
+    }
     if (!(e instanceof RegistryError)) return e instanceof Error ? e : new Error(String(e));
     switch (e.kind) {
       case "auth":
@@ -375,8 +383,13 @@ export class ImageService implements ImageResolver {
     await this.orgWrites.catch((e) => this.log.error({ err: e }, "image list could not be saved"));
   }
 
-  private async toImage(record: OrgImageRecord): Promise<Image> {
-    const pull = record.digest && record.status === "pulling" ? this.pulls.get(record.digest) : undefined;
+  private async toImage(saved: OrgImageRecord): Promise<Image> {
+    const pull = saved.digest && saved.status === "pulling" ? this.pulls.get(saved.digest) : undefined;
+    // A pull the server was running when it stopped is not running any more.
+    const record: OrgImageRecord =
+      saved.status === "pulling" && !pull
+        ? { ...saved, status: "failed", error: "the pull was interrupted (the server restarted); pull again" }
+        : saved;
     const stored = record.digest ? await this.stored(record.digest) : undefined;
     return {
       uri: record.uri,

@@ -119,7 +119,7 @@ export async function fetchLayer(
     if (e instanceof TarFormatError || e instanceof LayerUnpackError) {
       throw new RegistryError("invalid", `layer ${descriptor.digest} cannot be unpacked: ${e.message}`);
     }
-    if (e instanceof RegistryError) throw e;
+    if (e instanceof RegistryError || (e as NodeJS.ErrnoException).code === "ENOSPC") throw e;
     // A broken connection or gzip stream: the registry's content did not arrive whole.
     throw new RegistryError("unavailable", `layer ${descriptor.digest}: ${e instanceof Error ? e.message : String(e)}`);
   } finally {
