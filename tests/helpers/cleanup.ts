@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readdir } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 
@@ -24,6 +24,15 @@ export async function cleanupInstance(dataDir: string, netPrefix: string) {
     await attempt("umount", ["-l", path.join(sandboxesDir, id, "rootfs")]);
     await attempt("umount", ["-l", path.join(sandboxesDir, id, "disk")]);
   }
+  // Volume disks and staged volume mounts: whatever is still mounted beneath the data directory, deepest
+  // first, so that removing the directory never reaches into a mounted filesystem.
+  const mountTable = await readFile("/proc/self/mountinfo", "utf8").catch(() => "");
+  const mounted = mountTable
+    .split("\n")
+    .map((line) => line.split(" ")[4] ?? "")
+    .filter((p) => p.startsWith(`${dataDir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const point of mounted) await attempt("umount", ["-l", point]);
   const netns = await run("ip", ["netns", "list"]).catch(() => ({ stdout: "" }));
   for (const line of netns.stdout.split("\n")) {
     const name = line.split(" ")[0];

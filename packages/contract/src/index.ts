@@ -11,3 +11,4 @@ export * from "./sandbox.js";
 export * from "./snapshots.js";
 export * from "./templates.js";
 export * from "./terminals.js";
+export * from "./volumes.js";

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { absolutePathSchema, envSchema, metadataSchema, sandboxIdSchema, timestampSchema } from "./common.js";
 import { networkPolicySchema, portSchema } from "./network.js";
+import { sandboxVolumeSchema, volumeMountsSchema } from "./volumes.js";
 
 export const sandboxStatuses = [
   "creating",
@@ -145,6 +146,7 @@ export const createSandboxRequestSchema = z.strictObject({
     .describe("Ports to expose through Sandpit's proxy"),
   publicPorts: z.boolean().default(false).describe("Exposed ports need no traffic token"),
   allPorts: z.boolean().default(false).describe("Every port of the sandbox is exposed, not only `ports`"),
+  volumes: volumeMountsSchema,
 });
 export type CreateSandboxRequest = z.input<typeof createSandboxRequestSchema>;
 export type CreateSandboxParams = z.output<typeof createSandboxRequestSchema>;
@@ -169,6 +171,7 @@ export const sandboxSchema = z.object({
   allPorts: z.boolean(),
   publicPorts: z.boolean(),
   trafficToken: z.string().describe("Send as X-Sandpit-Traffic-Token (or ?sandpit_token=) to reach exposed ports"),
+  volumes: z.array(sandboxVolumeSchema).describe("Volumes mounted into the sandbox"),
   warmPoolCheckout: z
     .object({ hit: z.boolean(), poolId: z.string().nullable() })
     .optional()

@@ -23,6 +23,7 @@ import { sandboxRoutes } from "./routes/sandboxes.js";
 import { snapshotRoutes } from "./routes/snapshots.js";
 import { templateRoutes } from "./routes/templates.js";
 import { terminalRoutes } from "./routes/terminals.js";
+import { volumeRoutes } from "./routes/volumes.js";
 import { webhookRoutes } from "./routes/webhooks.js";
 import type { AuthService } from "./services/auth-service.js";
 import type { EventService } from "./services/event-service.js";
@@ -37,6 +38,7 @@ import type { ServerMetrics } from "./services/server-metrics.js";
 import type { SnapshotService } from "./services/snapshot-service.js";
 import type { TemplateBuildService } from "./services/template-build-service.js";
 import type { TerminalService } from "./services/terminal-service.js";
+import type { VolumeService } from "./services/volume-service.js";
 import type { WarmPoolService } from "./services/warm-pool-service.js";
 import type { WebhookService } from "./services/webhook-service.js";
 import type { TemplateService } from "./templates/template-service.js";
@@ -66,6 +68,7 @@ export interface AppServices {
   metricsPublic: boolean;
   adminKey: string | undefined;
   maxUploadBytes: number;
+  volumes: VolumeService;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -148,6 +151,7 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   vercelDialect(app, services);
   adminRoutes(app, authenticate, services.quotas, services.warmPools, services.adminKey);
   snapshotRoutes(app, authenticate, services.snapshots);
+  volumeRoutes(app, authenticate, services.volumes);
   terminalRoutes(app, authenticate, services.auth, services.terminals);
   egressRoutes(app, authenticate, services.egressAudit, services.sandboxes);
   eventRoutes(app, authenticate, services.events);

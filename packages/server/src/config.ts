@@ -35,6 +35,8 @@ export interface ServerConfig {
   upstreamCaFile: string | undefined;
   /** Non-public hosts (`host` or `host:port`) the server may fetch sources and images from. */
   outboundAllowedHosts: string[];
+  /** Host directories under which `volumes: [{hostPath}]` may mount (none: host-path volumes are refused). */
+  hostVolumePaths: string[];
   /** Registries (`host` or `host:port`) reached over plain HTTP; loopback registries always are. */
   insecureRegistries: string[];
   /** Mirrors tried before a registry: registry → base URLs, from `docker.io=http://10.0.0.5:5000,...`. */
@@ -147,6 +149,11 @@ export function loadConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
       .map((h) => h.trim().toLowerCase())
       .filter(Boolean),
     registryMirrors: parseRegistryMirrors(env.SANDPIT_REGISTRY_MIRRORS),
+    hostVolumePaths: (env.SANDPIT_HOST_VOLUME_PATHS ?? "")
+      .split(":")
+      .map((p) => p.trim())
+      .filter(Boolean)
+      .map((p) => path.resolve(p)),
     domain: env.SANDPIT_DOMAIN || undefined,
     maxPorts: envInt("SANDPIT_MAX_PORTS", 8),
     defaultQuota: {

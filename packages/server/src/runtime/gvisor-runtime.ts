@@ -22,6 +22,7 @@ import type {
   SandboxRuntime,
   SandboxStats,
 } from "./runtime.js";
+import { releaseMounts, stageMounts } from "./volume-mounts.js";
 
 export const AGENT_PORT = 49982;
 const AGENT_PATH = "/.sandpit/sandpit-agent";
@@ -76,6 +77,14 @@ export class GvisorRuntime implements SandboxRuntime {
 
   private sandboxDir(id: string) {
     return path.join(this.opts.dataDir, "sandboxes", id);
+  }
+
+  /**
+   * Where a sandbox's volume mounts are staged: outside its sandbox directory, so that removing that
+   * directory can never reach into a volume.
+   */
+  private volumeMountsDir(id: string) {
+    return path.join(this.opts.dataDir, "volume-mounts", id);
   }
 
   private checkpointDir(id: string) {
@@ -221,6 +230,7 @@ export class GvisorRuntime implements SandboxRuntime {
     try {
       // Independent of each other: the network and the disk are made at the same time.
       await Promise.all([this.opts.network.setUp(a), rootfs.create(rootfsSpec)]);
+      const mounts = await stageMounts(this.volumeMountsDir(spec.id), spec.mounts ?? []);
       const bundle = path.join(dir, "bundle");
       await mkdir(bundle, { recursive: true });
       const config = ociSpec({
@@ -240,6 +250,7 @@ export class GvisorRuntime implements SandboxRuntime {
         vcpus: spec.vcpus,
         memoryBytes: spec.memoryMb * 1024 * 1024,
         pidsLimit: PIDS_LIMIT,
+        mounts,
       });
       await writeFile(path.join(bundle, "config.json"), JSON.stringify(config));
       await boot(bundle, dir);
@@ -356,6 +367,7 @@ export class GvisorRuntime implements SandboxRuntime {
     this.sandboxPids.delete(id);
     await this.pendingDeletes.get(id);
     await this.opts.runsc.deleteForce(id);
+    await releaseMounts(this.volumeMountsDir(id));
     await new SandboxRootfs(this.sandboxDir(id)).remove();
     for (const controller of ["memory", "cpu", "cpuacct", "pids", "cpuset", "devices", "freezer", "blkio"]) {
       await rmdir(`/sys/fs/cgroup/${controller}/${CGROUP_PARENT}/${id}`).catch(() => undefined);
@@ -371,8 +383,10 @@ export class GvisorRuntime implements SandboxRuntime {
 
   async listIds(): Promise<string[]> {
     const ids = new Set((await this.opts.runsc.list()).map((c) => c.id));
-    const dirs = await readdir(path.join(this.opts.dataDir, "sandboxes")).catch(() => [] as string[]);
-    for (const d of dirs) ids.add(d);
+    for (const parent of ["sandboxes", "volume-mounts"]) {
+      const dirs = await readdir(path.join(this.opts.dataDir, parent)).catch(() => [] as string[]);
+      for (const d of dirs) ids.add(d);
+    }
     return [...ids];
   }
 

@@ -1,3 +1,5 @@
+import type { StagedMount } from "./volume-mounts.js";
+
 /** The subset of the OCI runtime spec Sandpit writes for runsc. */
 export interface OciSpecInput {
   rootfs: string;
@@ -9,6 +11,8 @@ export interface OciSpecInput {
   vcpus: number;
   memoryBytes: number;
   pidsLimit: number;
+  /** Host directories bound into the sandbox (staged volumes). */
+  mounts?: StagedMount[];
 }
 
 const capabilities = [
@@ -68,6 +72,13 @@ export function ociSpec(input: OciSpecInput) {
         options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
       },
       { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
+      // runsc's `ro` makes writes fail with EROFS inside; the staged host mount is read-only as well.
+      ...(input.mounts ?? []).map((m) => ({
+        destination: m.destination,
+        type: "bind",
+        source: m.source,
+        options: ["bind", m.readOnly ? "ro" : "rw"],
+      })),
     ],
     linux: {
       cgroupsPath: input.cgroupsPath,

@@ -1,6 +1,7 @@
 import type { NetworkPolicy } from "@sandpit/contract";
 import type { AgentEndpoint } from "../agent/agent-client.js";
 import type { FallbackExecOptions, FallbackExecResult } from "./runsc.js";
+import type { VolumeMountSpec } from "./volume-mounts.js";
 
 export interface SandboxLaunchSpec {
   id: string;
@@ -16,6 +17,8 @@ export interface SandboxLaunchSpec {
   /** Network slot (addresses and interface names derive from it). */
   netIndex: number;
   agentToken: string;
+  /** Host directories bound into the sandbox (volumes); the same ones again when it continues a snapshot. */
+  mounts?: VolumeMountSpec[];
 }
 
 export interface RootfsSeed {

@@ -14,6 +14,7 @@ import { newSandboxId, newToken } from "../lib/ids.js";
 import { MAX_SLOTS } from "../network/addressing.js";
 import { SeedTooLargeError } from "../runtime/rootfs.js";
 import type { SandboxRuntime } from "../runtime/runtime.js";
+import { VolumeMountError } from "../runtime/volume-mounts.js";
 import {
   type OrgQuota,
   type OrgRecord,
@@ -22,8 +23,10 @@ import {
   type SandboxRecord,
   type SnapshotRecord,
   type Store,
+  VolumeMissingError,
 } from "../store/store.js";
 import type { SandboxOrigin, SandboxOrigins } from "./sandbox-origin.js";
+import { toSandboxVolume, type VolumeService } from "./volume-service.js";
 
 /** Starts a new sandbox's main process and returns its command id (the exec service does it). */
 export type MainProcessStarter = (record: SandboxRecord, agent: AgentClient, argv: string[]) => Promise<string>;
@@ -88,6 +91,7 @@ export function toSandbox(r: SandboxRecord): Sandbox {
     allPorts: r.allPorts,
     publicPorts: r.publicPorts,
     trafficToken: r.trafficToken,
+    volumes: r.volumes.map(toSandboxVolume),
     createdAt: iso(r.createdAt)!,
     startedAt: iso(r.startedAt),
     expiresAt: iso(r.expiresAt),
@@ -112,6 +116,7 @@ export class SandboxService {
     private readonly store: Store,
     private readonly runtime: SandboxRuntime,
     private readonly origins: SandboxOrigins,
+    private readonly volumes: VolumeService,
     private readonly log: FastifyBaseLogger,
     private readonly limits: { maxPorts: number; defaultQuota: OrgQuota; snapshotDir: (id: string) => string },
   ) {}
@@ -202,6 +207,16 @@ export class SandboxService {
     origin: SandboxOrigin | undefined,
     quota: OrgQuota,
   ): Promise<SandboxRecord> {
+    // A child of a snapshot mounts what the snapshot's sandbox mounted: its restored processes may hold
+    // files there open.
+    if (snapshot && params.volumes.length > 0) {
+      const message = "a sandbox from a snapshot mounts the snapshot's volumes";
+      throw new ApiError("validation_failed", `Invalid request: volumes: ${message}`, {
+        fields: [{ field: "volumes", rule: "conflict", message }],
+      });
+    }
+    const volumes = snapshot ? (snapshot.volumes ?? []) : await this.volumes.resolve(org, params.volumes);
+    const mounts = await this.volumes.launchSpecs(volumes);
     const createdAt = now();
     let record = await this.store
       .insertSandbox(
@@ -220,6 +235,7 @@ export class SandboxService {
           cwd: snapshot ? (params.cwd ?? snapshot.cwd) : origin!.cwd,
           user: snapshot ? (params.user ?? snapshot.user ?? null) : origin!.user,
           mainCommandId: null,
+          volumes,
           timeoutMs: params.timeoutMs,
           networkPolicy:
             snapshot && !params.networkPolicy && params.internetAccess === undefined
@@ -243,6 +259,9 @@ export class SandboxService {
         quota,
       )
       .catch((e) => {
+        if (e instanceof VolumeMissingError) {
+          throw this.volumes.missing(volumes.find((v) => v.volumeId === e.volumeId) ?? { mountPath: "?" });
+        }
         if (!(e instanceof QuotaExceededError)) throw e;
         const names = { maxSandboxes: "sandboxes", maxVcpus: "vcpus", maxMemoryMb: "memory (MB)" } as const;
         throw new ApiError(
@@ -260,6 +279,7 @@ export class SandboxService {
         diskMb: record.diskMb,
         netIndex: record.netIndex!,
         agentToken: record.agentToken,
+        mounts,
       };
       const endpoint = snapshot
         ? await this.runtime.startFromSnapshot(launch, this.limits.snapshotDir(snapshot.id))
@@ -286,6 +306,13 @@ export class SandboxService {
       if (e instanceof SeedTooLargeError) {
         throw new ApiError("source_failed", `${params.source?.type ?? "source"} source: ${e.message}`, {
           field: "source",
+        });
+      }
+      if (e instanceof VolumeMountError) {
+        const mount = volumes[e.index];
+        const field = `volumes.${e.index}.${mount?.hostPath !== undefined ? "hostPath" : "subPath"}`;
+        throw new ApiError("validation_failed", `Invalid request: ${field}: ${e.message}`, {
+          fields: [{ field, rule: "not_a_directory", message: e.message }],
         });
       }
       if (e instanceof ApiError) throw e;

@@ -67,6 +67,7 @@ export class SnapshotService {
       user: source.user,
       networkPolicy: source.networkPolicy,
       agentToken: source.agentToken,
+      volumes: source.volumes,
       sizeBytes: null,
       createdAt: now(),
     };

@@ -94,13 +94,14 @@ export class WarmPoolService {
       params.runtime ||
       params.entrypoint ||
       params.user ||
+      params.volumes.length > 0 ||
       // Brokered HTTPS needs the caller's organisation CA in the sandbox; pooled ones trust the pool's.
       (params.networkPolicy?.transforms?.length ?? 0) > 0;
     if (shaped && mode === "require") {
       throw new ApiError(
         "conflict",
-        "warm pools hold plain template sandboxes: image, source, snapshot, runtime, entrypoint, user and " +
-          "transforms need a cold create",
+        "warm pools hold plain template sandboxes: image, source, snapshot, runtime, entrypoint, user, " +
+          "volumes and transforms need a cold create",
       );
     }
     if (mode === "bypass" || shaped) {
@@ -186,6 +187,7 @@ export class WarmPoolService {
             timeoutAction: "destroy",
             lifecycle: "ephemeral",
             autoResume: false,
+            volumes: [],
           });
           // A pooled sandbox waits without expiring; its timeout starts at checkout.
           await this.store.updateSandbox(record.id, { expiresAt: null }, ["running"]);

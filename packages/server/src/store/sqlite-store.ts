@@ -25,12 +25,14 @@ import type {
   SandboxFilter,
   SandboxPatch,
   SandboxRecord,
+  SandboxVolumeRecord,
   SnapshotRecord,
   Store,
+  VolumeRecord,
   WarmPoolRecord,
   WebhookRecord,
 } from "./store.js";
-import { QuotaExceededError } from "./store.js";
+import { QuotaExceededError, VolumeMissingError, VolumeNameTakenError } from "./store.js";
 
 /** Schema versions, applied in order; `PRAGMA user_version` records how many ran. */
 const migrations = [
@@ -80,6 +82,9 @@ const migrations = [
    CREATE INDEX egress_log_org ON egress_log (org_id, seq);
    CREATE INDEX egress_log_at ON egress_log (at);
    CREATE INDEX egress_log_flow ON egress_log (sandbox_id, detail);`,
+  `CREATE TABLE volumes (id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), name TEXT NOT NULL,
+     size_mb INTEGER NOT NULL, created_at INTEGER NOT NULL, UNIQUE (org_id, name));
+   ALTER TABLE sandboxes ADD COLUMN volumes_json TEXT NOT NULL DEFAULT '[]';`,
   eventsMigration,
 ];
 
@@ -109,6 +114,7 @@ interface SandboxRow {
   user_name: string | null;
   all_ports: number;
   main_command_id: string | null;
+  volumes_json: string;
   created_at: number;
   started_at: number | null;
   expires_at: number | null;
@@ -153,6 +159,7 @@ const sandboxColumns: Record<keyof SandboxPatch, string> = {
   user: "user_name",
   allPorts: "all_ports",
   mainCommandId: "main_command_id",
+  volumes: "volumes_json",
   startedAt: "started_at",
   expiresAt: "expires_at",
   destroyedAt: "destroyed_at",
@@ -214,11 +221,24 @@ function sandboxFromRow(r: SandboxRow): SandboxRecord {
     user: r.user_name,
     allPorts: r.all_ports === 1,
     mainCommandId: r.main_command_id,
+    volumes: JSON.parse(r.volumes_json) as SandboxVolumeRecord[],
     createdAt: r.created_at,
     startedAt: r.started_at,
     expiresAt: r.expires_at,
     destroyedAt: r.destroyed_at,
   };
+}
+
+interface VolumeRow {
+  id: string;
+  org_id: string;
+  name: string;
+  size_mb: number;
+  created_at: number;
+}
+
+function volumeFromRow(r: VolumeRow): VolumeRecord {
+  return { id: r.id, orgId: r.org_id, name: r.name, sizeMb: r.size_mb, createdAt: r.created_at };
 }
 
 function commandFromRow(r: CommandRow): CommandRecord {
@@ -312,6 +332,11 @@ export class SqliteStore implements Store {
   ): Promise<SandboxRecord> {
     return this.db.transaction(() => {
       this.checkQuota(record.orgId, quota, record.vcpus, record.memoryMb);
+      for (const mount of record.volumes) {
+        if (mount.volumeId && !this.db.prepare("SELECT 1 FROM volumes WHERE id = ?").get(mount.volumeId)) {
+          throw new VolumeMissingError(mount.volumeId);
+        }
+      }
       const used = this.db
         .prepare("SELECT net_index FROM sandboxes WHERE net_index IS NOT NULL ORDER BY net_index")
         .pluck()
@@ -755,6 +780,61 @@ export class SqliteStore implements Store {
 
   async listDeliveryAttempts(webhookId: string, limit: number): Promise<DeliveryAttemptRecord[]> {
     return this.events.listAttempts(webhookId, limit);
+  }
+
+  async insertVolume(record: VolumeRecord): Promise<void> {
+    const inserted = this.db
+      .prepare(
+        `INSERT INTO volumes (id, org_id, name, size_mb, created_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(org_id, name) DO NOTHING`,
+      )
+      .run(record.id, record.orgId, record.name, record.sizeMb, record.createdAt);
+    if (inserted.changes === 0) throw new VolumeNameTakenError(record.name);
+  }
+
+  async getVolume(id: string): Promise<VolumeRecord | undefined> {
+    const row = this.db.prepare("SELECT * FROM volumes WHERE id = ?").get(id) as VolumeRow | undefined;
+    return row && volumeFromRow(row);
+  }
+
+  async getVolumeByName(orgId: string, name: string): Promise<VolumeRecord | undefined> {
+    const row = this.db.prepare("SELECT * FROM volumes WHERE org_id = ? AND name = ?").get(orgId, name) as
+      | VolumeRow
+      | undefined;
+    return row && volumeFromRow(row);
+  }
+
+  async listVolumes(orgId: string | undefined): Promise<VolumeRecord[]> {
+    const rows = (
+      orgId === undefined
+        ? this.db.prepare("SELECT * FROM volumes ORDER BY created_at, id").all()
+        : this.db.prepare("SELECT * FROM volumes WHERE org_id = ? ORDER BY name").all(orgId)
+    ) as VolumeRow[];
+    return rows.map(volumeFromRow);
+  }
+
+  async volumeUsers(volumeId: string, statuses: SandboxStatus[]): Promise<string[]> {
+    return this.volumeUsersNow(volumeId, statuses);
+  }
+
+  private volumeUsersNow(volumeId: string, statuses: SandboxStatus[]): string[] {
+    return this.db
+      .prepare(
+        `SELECT DISTINCT s.id FROM sandboxes s, json_each(s.volumes_json) m
+         WHERE json_extract(m.value, '$.volumeId') = ? AND s.status IN (${statuses.map(() => "?").join(", ")})
+         ORDER BY s.id`,
+      )
+      .pluck()
+      .all(volumeId, ...statuses) as string[];
+  }
+
+  async deleteVolumeUnlessUsed(id: string, statuses: SandboxStatus[]): Promise<{ deleted: boolean; users: string[] }> {
+    return this.db.transaction(() => {
+      const users = this.volumeUsersNow(id, statuses);
+      if (users.length > 0) return { deleted: false, users };
+      this.db.prepare("DELETE FROM volumes WHERE id = ?").run(id);
+      return { deleted: true, users };
+    })();
   }
 
   async close(): Promise<void> {

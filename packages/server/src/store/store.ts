@@ -37,10 +37,49 @@ export interface SandboxRecord {
   user: string | null;
   /** The background command started from the image's or request's entrypoint at create. */
   mainCommandId: string | null;
+  /** Volumes and host directories mounted into the sandbox; kept for resume, restart and snapshots. */
+  volumes: SandboxVolumeRecord[];
   createdAt: number;
   startedAt: number | null;
   expiresAt: number | null;
   destroyedAt: number | null;
+}
+
+/**
+ * One mount of a sandbox as recorded: a named volume by id (a volume deleted and made again under the
+ * same name is another volume), or a host directory.
+ */
+export interface SandboxVolumeRecord {
+  volumeId?: string;
+  /** The volume's name when it was mounted (for display). */
+  name?: string;
+  hostPath?: string;
+  mountPath: string;
+  readOnly: boolean;
+  subPath?: string;
+}
+
+/** A named volume of an organisation: a directory on its own size-capped disk image. */
+export interface VolumeRecord {
+  id: string;
+  orgId: string;
+  name: string;
+  sizeMb: number;
+  createdAt: number;
+}
+
+/** Thrown by insertVolume when the organisation already has a volume of that name. */
+export class VolumeNameTakenError extends Error {
+  constructor(readonly volumeName: string) {
+    super(`volume ${volumeName} already exists`);
+  }
+}
+
+/** Thrown by insertSandbox when a volume it mounts no longer exists. */
+export class VolumeMissingError extends Error {
+  constructor(readonly volumeId: string) {
+    super(`volume ${volumeId} no longer exists`);
+  }
 }
 
 export interface CommandRecord {
@@ -85,6 +124,8 @@ export interface SnapshotRecord {
   networkPolicy: NetworkPolicy;
   /** The agent inside the snapshot was started with this token; its children keep it. */
   agentToken: string;
+  /** What the source mounted; its children mount the same (absent in snapshots taken before volumes). */
+  volumes?: SandboxVolumeRecord[];
   sizeBytes: number | null;
   createdAt: number;
 }
@@ -230,7 +271,8 @@ export interface Store {
 
   /**
    * Inserts a sandbox and assigns it the lowest free network slot, atomically with the quota check:
-   * concurrent creates never take an organisation over its quota (QuotaExceededError).
+   * concurrent creates never take an organisation over its quota (QuotaExceededError). Also atomically
+   * checks that every volume it mounts still exists (VolumeMissingError).
    */
   insertSandbox(record: Omit<SandboxRecord, "netIndex">, maxNetIndex: number, quota: OrgQuota): Promise<SandboxRecord>;
   /** The organisation's own quota (null fields: the server default applies). */
@@ -320,6 +362,20 @@ export interface Store {
   recordDeliveryAttempt(attempt: DeliveryAttemptRecord): Promise<void>;
   /** A webhook's delivery log, newest first. */
   listDeliveryAttempts(webhookId: string, limit: number): Promise<DeliveryAttemptRecord[]>;
+
+  /** Throws VolumeNameTakenError when the organisation has a volume of that name. */
+  insertVolume(record: VolumeRecord): Promise<void>;
+  getVolume(id: string): Promise<VolumeRecord | undefined>;
+  getVolumeByName(orgId: string, name: string): Promise<VolumeRecord | undefined>;
+  /** One organisation's volumes, or every volume when orgId is undefined. */
+  listVolumes(orgId: string | undefined): Promise<VolumeRecord[]>;
+  /** Ids of the sandboxes in one of `statuses` that mount the volume. */
+  volumeUsers(volumeId: string, statuses: SandboxStatus[]): Promise<string[]>;
+  /**
+   * Deletes the volume's record unless a sandbox in one of `statuses` mounts it, atomically with
+   * insertSandbox's check: a create and a delete never both succeed. Returns the users that kept it.
+   */
+  deleteVolumeUnlessUsed(id: string, statuses: SandboxStatus[]): Promise<{ deleted: boolean; users: string[] }>;
 
   insertEgressLog(entries: Omit<EgressLogRecord, "seq">[]): Promise<void>;
   listEgressLog(orgId: string, filter: EgressLogFilter): Promise<EgressLogRecord[]>;

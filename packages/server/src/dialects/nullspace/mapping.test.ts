@@ -39,6 +39,7 @@ const record: SandboxRecord = {
   agentToken: "agent",
   user: null,
   mainCommandId: null,
+  volumes: [],
   createdAt: Date.UTC(2024, 0, 1),
   startedAt: Date.UTC(2024, 0, 1, 0, 0, 1),
   expiresAt: Date.UTC(2024, 0, 1, 0, 5, 1),
