@@ -276,7 +276,8 @@ describe("sandboxes from images", () => {
       "test/multi",
       "amd64",
       [base, top],
-      { ...imageConfig, Env: ["PATH=/bin", "ARCH=amd64"] },
+      // A numeric USER that /etc/passwd does not know runs with that uid (and gid), as in Docker.
+      { ...imageConfig, Env: ["PATH=/bin", "ARCH=amd64"], User: "4242:4242" },
       { format: "oci" },
     );
     const arm = await pushImage(
@@ -307,7 +308,7 @@ describe("sandboxes from images", () => {
     };
     const indexDigest = await open.pushManifest("test/multi", "1", index, MEDIA.ociIndex);
     const sbx = await api.createSandbox({ image: { uri: `${open.host}/test/multi@${indexDigest}` }, entrypoint: [] });
-    expect(await sh(sbx.id, "echo $ARCH; ls /opt/dir")).toBe("amd64\nc.txt");
+    expect(await sh(sbx.id, "echo $ARCH; ls /opt/dir; id -u; id -g")).toBe("amd64\nc.txt\n4242\n4242");
     const image = await api.get<ImageBody>(
       `/v1/images/${encodeURIComponent(`${open.host}/test/multi@${indexDigest}`)}`,
     );
