@@ -1,10 +1,15 @@
 // The official `@vercel/sandbox` SDK against Sandpit's Vercel dialect. The SDK's base URL is fixed
 // (https://vercel.com/api), so it gets a `fetch` that sends its requests to Sandpit's /vercel instead —
 // the recipe users follow. Plus the seed's raw `POST /v1/sandboxes` and error shapes over plain HTTP.
+
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import { Sandbox, Snapshot } from "@vercel/sandbox";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { apiClient, type SandboxBody } from "../helpers/api.js";
+import { apiClient, type SandboxBody, waitFor } from "../helpers/api.js";
 import { type FakeInternet, startFakeInternet } from "../helpers/fake-internet.js";
+import { gitRef, type LoopbackHttp, makeGitRepo, startLoopbackHttp } from "../helpers/loopback-http.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 
 const FAKE_NET = 76;
@@ -13,6 +18,8 @@ const VERCEL_API = "https://vercel.com/api";
 let server: TestServer;
 let api: ReturnType<typeof apiClient>;
 let net: FakeInternet;
+/** Serves the git repository and the tarball that sources come from. */
+let origin: LoopbackHttp;
 
 /** The recipe: rewrite the SDK's fixed origin to Sandpit's /vercel (and drop its own undici dispatcher). */
 function sandpitFetch(base: string): typeof fetch {
@@ -33,13 +40,25 @@ const credentials = () => ({
 
 beforeAll(async () => {
   net = await startFakeInternet(FAKE_NET);
-  server = await startTestServer({ SANDPIT_DNS_UPSTREAM: net.ip.dns });
+  origin = await startLoopbackHttp();
+  const commits = makeGitRepo(origin, "app", [{ "README.md": "first\n" }, { "README.md": "second\n" }]);
+  gitRef(origin, "app", "tag", "v1", commits[0]!);
+  const content = mkdtempSync("/var/tmp/sandpit-vercel-tarball-");
+  writeFileSync(path.join(content, "data.txt"), "from the tarball\n");
+  execFileSync("tar", ["-czf", path.join(origin.filesDir, "app.tar.gz"), "-C", content, "."]);
+  rmSync(content, { recursive: true, force: true });
+  // Sources come from this loopback server only; every other private address stays refused.
+  server = await startTestServer({
+    SANDPIT_DNS_UPSTREAM: net.ip.dns,
+    SANDPIT_OUTBOUND_ALLOWED_HOSTS: new URL(origin.url).host,
+  });
   api = apiClient(server);
 });
 
 afterAll(async () => {
   await server?.close();
   await net?.close();
+  await origin?.close();
 });
 
 /** The Sandpit sandbox behind a Vercel session, from Sandpit's own API. */
@@ -159,6 +178,18 @@ describe("@vercel/sandbox SDK", () => {
     expect(await sandbox.fs.readFile("hello.txt", "utf8")).toBe("hello, sandpit\n");
   });
 
+  it("serves an exposed port at its route's URL, publicly as on Vercel", async () => {
+    const server3000 = "require('http').createServer((q, s) => s.end('port ok ' + q.url)).listen(3000)";
+    const running = await sandbox.runCommand({ cmd: "node", args: ["-e", server3000], detached: true });
+    const { url } = sandbox.routes.find((r) => r.port === 3000)!;
+    const text = await waitFor(async () => {
+      const res = await fetch(`${url}/hello?x=1`).catch(() => undefined);
+      return res?.status === 200 ? await res.text() : undefined;
+    }, 15_000);
+    expect(text).toBe("port ok /hello?x=1");
+    await running.kill();
+  });
+
   it("extends the timeout of the running session", async () => {
     const before = sandbox.expiresAt!.getTime();
     await sandbox.extendTimeout(60_000);
@@ -251,6 +282,37 @@ describe("@vercel/sandbox SDK", () => {
     await sandbox.delete();
     expect((await native(id)).status).toBe("destroyed");
     await expect(Sandbox.get({ ...credentials(), name: "sdk-main" })).rejects.toThrow(/404/);
+  });
+
+  it("creates from a git revision (shallow) and from a tarball, into /vercel/sandbox", async () => {
+    const [fromGit, fromTarball] = await Promise.all([
+      Sandbox.create({
+        ...credentials(),
+        source: { type: "git", url: `${origin.url}/git/app.git`, revision: "v1", depth: 1 },
+        runtime: "python3.13",
+        resources: { vcpus: 1 },
+        persistent: false,
+      }),
+      Sandbox.create({
+        ...credentials(),
+        source: { type: "tarball", url: `${origin.url}/files/app.tar.gz` },
+        resources: { vcpus: 1 },
+        persistent: false,
+      }),
+    ]);
+    expect((await fromGit.readFileToBuffer({ path: "README.md" }))?.toString()).toBe("first\n");
+    const depth = await fromGit.runCommand("git", ["rev-list", "--count", "HEAD"]);
+    expect((await depth.stdout()).trim()).toBe("1");
+    expect(fromTarball.runtime).toBe("node24");
+    expect((await fromTarball.readFileToBuffer({ path: "/vercel/sandbox/data.txt" }))?.toString()).toBe(
+      "from the tarball\n",
+    );
+    await Promise.all([fromGit.stop(), fromTarball.stop()]);
+    const bad = await vercel("POST", "/v2/sandboxes", {
+      source: { type: "tarball", url: `${origin.url}/files/missing.tar.gz` },
+    });
+    expect([bad.status, bad.body.error.code]).toEqual([400, "bad_request"]);
+    expect(bad.body.error.message).toContain("tarball");
   });
 
   it("answers what Sandpit cannot do with a not-supported error", async () => {

@@ -136,8 +136,9 @@ function routes({ app, services, authenticate, parse }: DialectContext) {
     }
   });
   // fs/write bodies are streamed to the sandbox as they arrive.
-  app.addContentTypeParser(["application/gzip", "application/x-gzip"], (_request, payload, done) =>
-    done(null, payload),
+  app.addContentTypeParser(
+    ["application/gzip", "application/x-gzip", "application/octet-stream"],
+    (_request, payload, done) => done(null, payload),
   );
 
   const routesOf = (request: FastifyRequest, r: SandboxRecord): VercelRoute[] => {
