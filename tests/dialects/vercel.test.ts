@@ -21,13 +21,13 @@ let net: FakeInternet;
 /** Serves the git repository and the tarball that sources come from. */
 let origin: LoopbackHttp;
 
-/** The recipe: rewrite the SDK's fixed origin to Sandpit's /vercel (and drop its own undici dispatcher). */
+/**
+ * The recipe: the same request, to Sandpit's /vercel instead of the SDK's fixed origin. `init` goes
+ * through unchanged — it carries the SDK's own undici agent, whose unlimited body timeout keeps quiet
+ * log streams open.
+ */
 function sandpitFetch(base: string): typeof fetch {
-  return (input, init) => {
-    const url = String(input).replace(VERCEL_API, `${base}/vercel`);
-    const { dispatcher: _sdkDispatcher, ...rest } = (init ?? {}) as RequestInit & { dispatcher?: unknown };
-    return fetch(url, rest);
-  };
+  return (input, init) => fetch(String(input).replace(VERCEL_API, `${base}/vercel`), init);
 }
 
 /** What every SDK call needs: the Sandpit key as the token, any team and project, the fetch. */
