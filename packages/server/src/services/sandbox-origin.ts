@@ -36,15 +36,30 @@ const CA_FILE = "/usr/local/share/ca-certificates/sandpit-egress.crt";
 const SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
 
 /**
- * A file from the topmost layer that has it, read only when it is a regular file there: a symlink in a
- * layer is never followed on the host.
+ * Where `file` is in one layer: its host path when it is a regular file reached without any symlink on
+ * the way (a layer's `etc -> /etc` must not lead to the host's files), `"absent"` when the layer does not
+ * have it, `"unusable"` when it has something else there.
  */
-async function readLayerFile(layers: string[], file: string): Promise<string | undefined> {
+async function fileInLayer(layer: string, file: string): Promise<string | "absent" | "unusable"> {
+  const parts = file.split("/").filter(Boolean);
+  let current = layer;
+  for (const [i, part] of parts.entries()) {
+    current = path.join(current, part);
+    const info = await lstat(current).catch(() => undefined);
+    if (!info) return "absent";
+    const last = i === parts.length - 1;
+    if (info.isSymbolicLink()) return "unusable";
+    if (last ? !info.isFile() : !info.isDirectory()) return "unusable";
+  }
+  return current;
+}
+
+/** A file from the topmost layer that has it, read only when it is a regular file reached without symlinks. */
+export async function readLayerFile(layers: string[], file: string): Promise<string | undefined> {
   for (const layer of layers) {
-    const full = path.join(layer, file);
-    const info = await lstat(full).catch(() => undefined);
-    if (!info) continue;
-    return info.isFile() ? readFile(full, "utf8") : undefined;
+    const found = await fileInLayer(layer, file);
+    if (found === "absent") continue;
+    return found === "unusable" ? undefined : readFile(found, "utf8");
   }
   return undefined;
 }
@@ -169,13 +184,9 @@ export class SandboxOrigins {
 
   /** A user's uid and gid from the topmost layer's /etc/passwd (content is copied before the sandbox runs). */
   private async hostAccount(layers: string[], user: string): Promise<{ uid: number; gid: number }> {
-    for (const layer of layers) {
-      const passwd = await readFile(path.join(layer, "etc/passwd"), "utf8").catch(() => undefined);
-      if (passwd === undefined) continue;
-      const account = findAccount(passwd, user);
-      if (account) return { uid: account.uid, gid: account.gid };
-      break;
-    }
+    const passwd = await readLayerFile(layers, "etc/passwd");
+    const account = passwd === undefined ? undefined : findAccount(passwd, user);
+    if (account) return { uid: account.uid, gid: account.gid };
     const numeric = findAccount("", user);
     if (numeric) return numeric;
     throw new ApiError("validation_failed", `Invalid request: user: ${user} is not a user of this template or image`, {
