@@ -33,10 +33,12 @@ fi
 packages=(nftables iproute2 mmdebstrap e2fsprogs util-linux musl-tools make gcc libc6-dev
   ca-certificates curl git tar gzip procps sqlite3 tmux conntrack
   attr zstd
-  docker-registry apache2-utils busybox-static)
+  docker-registry apache2-utils busybox-static
+  chromium)
 # attr (setfattr) marks opaque directories of unpacked image layers; zstd unpacks zstd layers.
 # docker-registry, apache2-utils (htpasswd) and busybox-static are for the image tests: they run their
 # own registries on loopback and build a tiny image from busybox.
+# chromium is for the web console's browser tests (headless, driven by playwright-core).
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

@@ -10,6 +10,7 @@ import type { ImageService } from "./images/image-service.js";
 import { newRequestId } from "./lib/ids.js";
 import type { EgressAudit } from "./network/egress-audit.js";
 import { adminRoutes } from "./routes/admin.js";
+import { consoleRoutes } from "./routes/console.js";
 import { egressRoutes } from "./routes/egress.js";
 import { eventRoutes } from "./routes/events.js";
 import { execRoutes } from "./routes/exec.js";
@@ -136,6 +137,7 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   };
 
   openApiRoutes(app, authenticate);
+  consoleRoutes(app);
   sandboxRoutes(app, authenticate, services.sandboxes, services.warmPools);
   execRoutes(app, authenticate, services.exec);
   fileRoutes(app, authenticate, services.files, services.maxUploadBytes);
