@@ -1,3 +1,4 @@
+import { execFile } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
@@ -9,9 +10,11 @@ import {
   writeFileSync,
 } from "node:fs";
 import path from "node:path";
+import { promisify } from "node:util";
+import { ConflictError, NotFoundError, Sandbox, Volumes } from "sandpit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { apiClient, type ErrorBody, type SandboxBody } from "../helpers/api.js";
-import { serverEntry } from "../helpers/paths.js";
+import { repoRoot, serverEntry } from "../helpers/paths.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 
 interface VolumeBody {
@@ -26,6 +29,8 @@ interface VolumeBody {
 interface VolumesSandbox extends SandboxBody {
   volumes: { name?: string; hostPath?: string; mountPath: string; readOnly: boolean; subPath?: string }[];
 }
+
+const run = promisify(execFile);
 
 let server: TestServer;
 let api: ReturnType<typeof apiClient>;
@@ -446,5 +451,67 @@ describe("host-path volumes", () => {
     } finally {
       await plain.close();
     }
+  });
+});
+
+describe("SDK and CLI", () => {
+  it("Volumes in the SDK, and Sandbox.create with volumes", async () => {
+    const connection = { apiUrl: server.url, apiKey: server.apiKey };
+    const volume = await Volumes.create({ name: "sdk-vol", sizeMb: 128 }, connection);
+    expect(volume).toMatchObject({ name: "sdk-vol", sizeMb: 128, mountedBy: [] });
+    expect((await Volumes.list(connection)).map((v) => v.name)).toContain("sdk-vol");
+    const sandbox = await Sandbox.create({ volumes: [{ name: "sdk-vol", mountPath: "/v" }] }, connection);
+    try {
+      await sandbox.commands.run("echo via sdk > /v/f.txt");
+      expect((await Volumes.get("sdk-vol", connection)).mountedBy).toEqual([sandbox.id]);
+      const inUse = await Volumes.delete("sdk-vol", connection).catch((e: unknown) => e);
+      expect(inUse).toBeInstanceOf(ConflictError);
+      expect((inUse as ConflictError).code).toBe("volume_in_use");
+    } finally {
+      await sandbox.kill();
+    }
+    await Volumes.delete("sdk-vol", connection);
+    expect(await Volumes.get("sdk-vol", connection).catch((e: unknown) => e)).toBeInstanceOf(NotFoundError);
+  });
+
+  it("sandpit volumes create|ls|rm and create --volume", async () => {
+    const cli = async (...args: string[]) => {
+      try {
+        const { stdout, stderr } = await run(
+          process.execPath,
+          [path.join(repoRoot, "packages/cli/dist/main.js"), ...args],
+          {
+            env: { ...process.env, SANDPIT_URL: server.url, SANDPIT_API_KEY: server.apiKey },
+          },
+        );
+        return { code: 0, stdout, stderr };
+      } catch (e) {
+        const failed = e as { code: number; stdout: string; stderr: string };
+        return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+      }
+    };
+    expect(await cli("volumes", "create", "cli-vol", "--size", "256")).toMatchObject({ code: 0, stdout: "cli-vol\n" });
+    const ls = await cli("volumes", "ls");
+    expect(ls.stdout).toMatch(/^NAME\s+SIZE\s+USED\s+MOUNTED BY/);
+    expect(ls.stdout).toMatch(/cli-vol\s+256 MiB/);
+    const created = await cli("create", "--volume", "cli-vol:/data", "--volume", "cli-vol/sub:/sub:ro", "--json");
+    expect(created.code).toBe(0);
+    const sandbox = JSON.parse(created.stdout) as { id: string };
+    const info = await api.get<VolumesSandbox>(`/v1/sandboxes/${sandbox.id}`);
+    expect(info.body.volumes).toEqual([
+      { name: "cli-vol", mountPath: "/data", readOnly: false },
+      { name: "cli-vol", mountPath: "/sub", subPath: "sub", readOnly: true },
+    ]);
+    await sh(sandbox.id, "echo x > /data/sub/from-cli");
+    expect((await sh(sandbox.id, "cat /sub/from-cli")).out).toBe("x");
+    expect((await sh(sandbox.id, "touch /sub/nope")).code).not.toBe(0);
+    const busy = await cli("volumes", "rm", "cli-vol");
+    expect(busy.code).toBe(1);
+    expect(busy.stderr).toContain("volume_in_use");
+    const bad = await cli("create", "--volume", "cli-vol");
+    expect(bad.code).toBe(2);
+    await destroy(sandbox.id);
+    expect((await cli("volumes", "rm", "cli-vol")).code).toBe(0);
+    expect((await cli("volumes", "ls")).stdout).not.toContain("cli-vol");
   });
 });

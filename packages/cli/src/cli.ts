@@ -15,6 +15,7 @@ import { serveCommand } from "./commands/serve.js";
 import { shellCommand } from "./commands/shell.js";
 import { templatesBuildCommand, templatesLsCommand, templatesRmCommand } from "./commands/templates.js";
 import { timeoutCommand } from "./commands/timeout.js";
+import { volumesCreateCommand, volumesLsCommand, volumesRmCommand } from "./commands/volumes.js";
 import { describeError } from "./format.js";
 
 /** Every subcommand, in the order `sandpit --help` lists them. */
@@ -34,11 +35,14 @@ export const commands: CliCommand[] = [
   templatesRmCommand,
   imagesLsCommand,
   imagesPullCommand,
+  volumesLsCommand,
+  volumesCreateCommand,
+  volumesRmCommand,
   keysCreateCommand,
   serveCommand,
 ];
 
-const GROUPS = new Set(["templates", "images", "keys"]);
+const GROUPS = new Set(["templates", "images", "volumes", "keys"]);
 
 /** The streams a run writes to; the process's own by default. */
 export type Io = Pick<Context, "stdout" | "stderr" | "stdin">;

@@ -92,3 +92,4 @@ export {
   Templates,
 } from "./templates.js";
 export { Terminal, type TerminalInfo, type TerminalOptions, Terminals } from "./terminals.js";
+export { type CreateVolumeRequest, type Volume, type VolumeMount, Volumes } from "./volumes.js";

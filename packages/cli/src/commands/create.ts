@@ -11,11 +11,12 @@ import {
 } from "../args.js";
 import { type CliCommand, jsonOption } from "../command.js";
 import { toJson } from "../format.js";
+import { parseVolumeFlags } from "./volumes.js";
 
 export const createCommand: CliCommand = {
   name: "create",
   usage:
-    "[--template NAME] [--vcpus N] [--memory MB] [--disk MB] [--timeout DURATION] [--env K=V]... [--metadata K=V]... [--cwd PATH] [--json]",
+    "[--template NAME] [--vcpus N] [--memory MB] [--disk MB] [--timeout DURATION] [--env K=V]... [--metadata K=V]... [--cwd PATH] [--volume NAME:/path[:ro]]... [--json]",
   summary: "Create a sandbox and print its id",
   options: {
     template: { type: "string", short: "t" },
@@ -30,6 +31,7 @@ export const createCommand: CliCommand = {
     image: { type: "string" },
     git: { type: "string" },
     tarball: { type: "string" },
+    volume: { type: "string", short: "v", multiple: true },
     ...jsonOption,
   },
   async run({ values, positionals }, ctx) {
@@ -51,6 +53,7 @@ export const createCommand: CliCommand = {
       cwd: stringOption(values, "cwd"),
       runtime: stringOption(values, "runtime") as CreateSandboxRequest["runtime"],
       source: sourceFrom(stringOption(values, "git"), stringOption(values, "tarball")),
+      volumes: parseVolumeFlags(listOption(values, "volume")),
     };
     const image = stringOption(values, "image");
     if (image !== undefined) params.image = { uri: image };
