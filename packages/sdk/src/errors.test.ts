@@ -7,6 +7,7 @@ import {
   ConflictError,
   createError,
   FileNotFoundError,
+  ImageAuthError,
   NotFoundError,
   PayloadTooLargeError,
   RateLimitError,
@@ -84,6 +85,13 @@ describe("error responses", () => {
   it("maps sandbox_not_found", async () => {
     const error = await failureOf(errorResponse(404, { error: { code: "sandbox_not_found", message: "no sandbox" } }));
     expect(error).toBeInstanceOf(SandboxNotFoundError);
+  });
+
+  it("tells a registry's refusal of image credentials apart from a bad API key", async () => {
+    const body = { error: { code: "image_auth_failed", message: "the registry refused the credentials" } };
+    const error = await failureOf(errorResponse(403, body));
+    expect(error).toBeInstanceOf(ImageAuthError);
+    expect(error).not.toBeInstanceOf(AuthenticationError);
   });
 
   it("maps 401 and explains a missing key", async () => {

@@ -94,6 +94,12 @@ export class RateLimitError extends SandpitError {
   }
 }
 
+/**
+ * Thrown when a container registry refuses the image's credentials (missing or wrong `image.auth`):
+ * the Sandpit API key itself was fine.
+ */
+export class ImageAuthError extends SandpitError {}
+
 /** Thrown when a request takes longer than the client-side `timeoutMs`. */
 export class TimeoutError extends SandpitError {}
 
@@ -110,6 +116,8 @@ const classByCode: Partial<Record<SandpitErrorCode, ErrorClass>> = {
   unauthorized: AuthenticationError,
   forbidden: AuthenticationError,
   not_found: NotFoundError,
+  image_auth_failed: ImageAuthError,
+  image_not_found: NotFoundError,
   template_not_found: NotFoundError,
   command_not_found: NotFoundError,
   sandbox_not_found: SandboxNotFoundError,

@@ -47,6 +47,7 @@ export {
   ConflictError,
   createError,
   FileNotFoundError,
+  ImageAuthError,
   NetworkError,
   NotFoundError,
   PayloadTooLargeError,
