@@ -251,6 +251,44 @@ describe("OpenSandbox SDK", () => {
   });
 });
 
+describe("OpenSandbox SDK: snapshots and metrics", () => {
+  it("snapshots a sandbox and restores a new one from it with the manager and Sandbox.create", async () => {
+    const source = await newSandbox({ image: "base" });
+    await source.files.writeFiles([{ path: "/root/snap.txt", data: "from the snapshot" }]);
+    const manager = SandboxManager.create();
+    try {
+      const snapshot = await manager.createSnapshot(source.id, { name: "before-import" });
+      expect(snapshot).toMatchObject({ sandboxId: source.id, name: "before-import", status: { state: "Ready" } });
+      expect((await manager.getSnapshot(snapshot.id)).id).toBe(snapshot.id);
+      const listed = await manager.listSnapshots({ sandboxId: source.id });
+      expect(listed.items.map((s) => s.id)).toEqual([snapshot.id]);
+
+      const child = await Sandbox.create({ snapshotId: snapshot.id, timeoutSeconds: 300 });
+      created.push(child);
+      expect(await child.files.readFile("/root/snap.txt")).toBe("from the snapshot");
+      const info = (await child.getInfo()) as unknown as { snapshotId?: string; image?: unknown };
+      expect(info.snapshotId).toBe(snapshot.id);
+      expect(info.image).toBeUndefined();
+      await manager.deleteSnapshot(snapshot.id);
+      const gone = await manager.getSnapshot(snapshot.id).catch((e: unknown) => e);
+      expect((gone as SandboxApiException).statusCode).toBe(404);
+    } finally {
+      await manager.close();
+    }
+  });
+
+  it("reports CPU and memory from inside the sandbox", async () => {
+    const sandbox = await newSandbox({ image: "base", resource: { cpu: "2", memory: "1Gi" } });
+    const metrics = await sandbox.getMetrics();
+    expect(metrics.cpuCount).toBe(2);
+    expect(metrics.memoryTotalMiB).toBeGreaterThan(500);
+    expect(metrics.memoryUsedMiB).toBeGreaterThan(0);
+    expect(metrics.memoryUsedMiB).toBeLessThan(metrics.memoryTotalMiB);
+    expect(metrics.cpuUsedPercentage).toBeGreaterThanOrEqual(0);
+    expect(Math.abs(metrics.timestamp - Date.now())).toBeLessThan(10_000);
+  });
+});
+
 describe("OpenSandbox lifecycle API over raw HTTP", () => {
   it("answers create with 202, Pending/Running, X-Request-ID and Location, and GET with the image", async () => {
     const res = await raw("POST", "/v1/sandboxes", {
@@ -339,10 +377,47 @@ describe("OpenSandbox lifecycle API over raw HTTP", () => {
     expect(noKey.status).toBe(401);
     expect(((await noKey.json()) as { code: string }).code).toBe("MISSING_API_KEY");
 
+    const sessions = await raw("GET", `/v1/sandboxes/${created[0]!.id}/endpoints/44772`);
+    const session = await fetch(`http://${sessions.body.endpoint}/session`, {
+      method: "POST",
+      headers: { ...sessions.body.headers, "content-type": "application/json" },
+      body: "{}",
+    });
+    expect(session.status).toBe(501);
+    expect(await session.json()).toMatchObject({ code: "NOT_SUPPORTED" });
+
     const sdkError = await Sandbox.connect({ sandboxId: "sbx_aaaaaaaaaaaaaaaaaaaa", skipHealthCheck: true })
       .then((s) => s.getInfo())
       .catch((e: unknown) => e);
     expect(sdkError).toBeInstanceOf(SandboxApiException);
     expect((sdkError as SandboxApiException).statusCode).toBe(404);
+  });
+
+  it("destroys a sandbox whose creator went away before the answer", async () => {
+    const abort = new AbortController();
+    const request = fetch(`${server.url}/opensandbox/v1/sandboxes`, {
+      method: "POST",
+      headers: { "OPEN-SANDBOX-API-KEY": server.apiKey, "content-type": "application/json" },
+      body: JSON.stringify({
+        image: { uri: "base" },
+        timeout: 120,
+        entrypoint: ["sleep", "infinity"],
+        metadata: { orphan: "yes" },
+      }),
+      signal: abort.signal,
+    });
+    setTimeout(() => abort.abort(), 50);
+    await expect(request).rejects.toThrow();
+    let states: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      const listed = await raw(
+        "GET",
+        `/v1/sandboxes?state=Pending&state=Running&state=Stopping&state=Terminated&metadata=${encodeURIComponent("orphan=yes")}`,
+      );
+      states = (listed.body as unknown as { items: Wire[] }).items.map((s) => s.status.state);
+      if (states.length === 1 && states[0] === "Terminated") break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(states).toEqual(["Terminated"]);
   });
 });

@@ -61,7 +61,7 @@ function routes({ app, services, parse }: DialectContext) {
     await agent
       .health({ timeoutMs: 2000 })
       .catch((e: unknown) => services.sandboxes.explainAgentFailure(access.record.id, e));
-    reply.code(200).type("text/plain").send("");
+    return reply.code(200).type("text/plain").send("");
   });
 
   // ---- commands ----
@@ -81,7 +81,7 @@ function routes({ app, services, parse }: DialectContext) {
     const access = await open(request);
     const { id } = parse(interruptQuerySchema, request.query, "query");
     await commands.interrupt(access, id);
-    reply.code(200).send();
+    return reply.code(200).send();
   });
 
   app.get("/:sandboxId/command/status/:id", async (request: WithSandbox<{ id: string }>) =>
@@ -92,7 +92,7 @@ function routes({ app, services, parse }: DialectContext) {
     const access = await open(request);
     const { cursor } = parse(logsQuerySchema, request.query, "query");
     const logs = await commands.logs(access, request.params.id, cursor);
-    reply
+    return reply
       .header("EXECD-COMMANDS-TAIL-CURSOR", String(logs.cursor))
       .type("text/plain; charset=utf-8")
       .send(logs.content);
@@ -108,7 +108,7 @@ function routes({ app, services, parse }: DialectContext) {
   app.delete("/:sandboxId/files", async (request: WithSandbox, reply) => {
     const access = await open(request);
     await files.deleteFiles(access, parse(pathsQuerySchema, request.query, "query").path);
-    reply.code(200).send();
+    return reply.code(200).send();
   });
 
   app.post("/:sandboxId/files/upload", async (request: WithSandbox, reply) => {
@@ -117,7 +117,7 @@ function routes({ app, services, parse }: DialectContext) {
       throw new ApiError("bad_request", "uploads are multipart/form-data: a metadata part, then its file part");
     }
     await files.upload(access, request.raw);
-    reply.code(200).send();
+    return reply.code(200).send();
   });
 
   app.get("/:sandboxId/files/download", async (request: WithSandbox, reply) => {
@@ -152,13 +152,13 @@ function routes({ app, services, parse }: DialectContext) {
   app.post("/:sandboxId/files/mv", async (request: WithSandbox, reply) => {
     const access = await open(request);
     await files.move(access, parse(moveFilesSchema, request.body));
-    reply.code(200).send();
+    return reply.code(200).send();
   });
 
   app.post("/:sandboxId/files/permissions", async (request: WithSandbox, reply) => {
     const access = await open(request);
     await files.setPermissions(access, parse(permissionsByPathSchema, request.body));
-    reply.code(200).send();
+    return reply.code(200).send();
   });
 
   app.post("/:sandboxId/files/replace", async (request: WithSandbox, reply) => {
@@ -185,13 +185,13 @@ function routes({ app, services, parse }: DialectContext) {
   app.post("/:sandboxId/directories", async (request: WithSandbox, reply) => {
     const access = await open(request);
     await files.makeDirectories(access, parse(permissionsByPathSchema, request.body));
-    reply.code(200).send();
+    return reply.code(200).send();
   });
 
   app.delete("/:sandboxId/directories", async (request: WithSandbox, reply) => {
     const access = await open(request);
     await files.deleteDirectories(access, parse(pathsQuerySchema, request.query, "query").path);
-    reply.code(200).send();
+    return reply.code(200).send();
   });
 
   // ---- metrics ----

@@ -28,13 +28,14 @@ const MEMORY_STEP_MB = 256;
 // ---- images ----
 
 /**
- * Docker Hub images that Sandpit's built-in templates stand in for: the same distribution and runtime
- * version, already built, so no pull is needed. Anything else is pulled as an image.
+ * Docker Hub images that Sandpit's built-in templates stand in for: the same runtime version on the same
+ * Debian release (13, trixie), already built, so no pull is needed. `ubuntu` (untagged or latest) runs
+ * on the Debian base. Anything else (other versions, bookworm variants) is pulled as an image.
  */
 const TEMPLATE_ALIASES: [RegExp, string][] = [
-  [/^python:3\.13(\.\d+)?(-slim)?(-(trixie|bookworm))?$/, "python3.13"],
-  [/^node:24(\.\d+){0,2}(-slim)?(-(trixie|bookworm))?$/, "node24"],
-  [/^node:22(\.\d+){0,2}(-slim)?(-(trixie|bookworm))?$/, "node22"],
+  [/^python:3\.13(\.\d+)?(-(slim|trixie)){0,2}$/, "python3.13"],
+  [/^node:24(\.\d+){0,2}(-(slim|trixie)){0,2}$/, "node24"],
+  [/^node:22(\.\d+){0,2}(-(slim|trixie)){0,2}$/, "node22"],
   [/^debian(:(latest|stable|trixie|13)(-slim)?)?$/, "base"],
   [/^ubuntu(:latest)?$/, "base"],
 ];
