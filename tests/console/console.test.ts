@@ -32,14 +32,19 @@ beforeAll(async () => {
   page = await browser.newPage({ viewport: { width: 1360, height: 860 }, acceptDownloads: true });
   // Destroy and delete ask for confirmation.
   page.on("dialog", (dialog) => dialog.accept());
-  mkdirSync(SCREENSHOTS, { recursive: true });
+  if (process.env.SANDPIT_CONSOLE_SCREENSHOTS === "1") mkdirSync(SCREENSHOTS, { recursive: true });
 });
 
 afterAll(async () => {
   await browser?.close();
 });
 
-const screenshot = (name: string) => page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`) });
+/** Screenshots for docs/console, refreshed only when asked (SANDPIT_CONSOLE_SCREENSHOTS=1): a test run leaves the checkout alone. */
+const screenshot = async (name: string) => {
+  if (process.env.SANDPIT_CONSOLE_SCREENSHOTS === "1") {
+    await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`) });
+  }
+};
 
 /** The text of xterm's rendered rows, one string per row (xterm renders spaces as no-break spaces). */
 async function terminalRows(): Promise<string[]> {
