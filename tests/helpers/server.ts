@@ -135,7 +135,8 @@ export async function startTestServer(extraEnv: Record<string, string> = {}): Pr
       return child.pid!;
     },
     async close() {
-      if (child.exitCode === null) {
+      // A server killed by a signal has no exit code but a signal code: it must not be waited for.
+      if (child.exitCode === null && child.signalCode === null) {
         await destroyAll(server).catch(() => undefined);
         const exited = new Promise((r) => child.once("exit", r));
         child.kill("SIGTERM");
