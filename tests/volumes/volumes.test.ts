@@ -59,8 +59,11 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await server?.close();
-  if (hostRoot) rmSync(hostRoot, { recursive: true, force: true });
+  try {
+    await server?.close();
+  } finally {
+    if (hostRoot) rmSync(hostRoot, { recursive: true, force: true });
+  }
 });
 
 const sh = async (id: string, command: string, client = api) => {

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { timestampSchema } from "./common.js";
 
 export const volumeLimits = {
-  sizeMb: { min: 64, max: 1_048_576, default: 1024 },
+  sizeMb: { min: 64, max: 65_536, default: 1024 },
   /** Volumes one sandbox may mount. */
   perSandbox: 16,
 } as const;

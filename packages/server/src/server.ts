@@ -29,7 +29,7 @@ import { ServerMetrics } from "./services/server-metrics.js";
 import { SnapshotService } from "./services/snapshot-service.js";
 import { TemplateBuildService } from "./services/template-build-service.js";
 import { TerminalService } from "./services/terminal-service.js";
-import { resolveHostPathPrefixes, VolumeService } from "./services/volume-service.js";
+import { VolumeService } from "./services/volume-service.js";
 import { WarmPoolService } from "./services/warm-pool-service.js";
 import { WebhookService } from "./services/webhook-service.js";
 import { SourceFetcher } from "./sources/source-fetcher.js";
@@ -142,12 +142,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   );
   await images.init();
   origins.setImageResolver(images);
-  const volumes = new VolumeService(
-    store,
-    path.join(config.dataDir, "volumes"),
-    await resolveHostPathPrefixes(config.hostVolumePaths),
-    logger,
-  );
+  const volumes = new VolumeService(store, path.join(config.dataDir, "volumes"), config.hostVolumePaths, logger);
   await volumes.init();
   const sandboxes = new SandboxService(store, runtime, origins, volumes, logger, {
     maxPorts: config.maxPorts,

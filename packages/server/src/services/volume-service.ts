@@ -42,11 +42,14 @@ export function toSandboxVolume(m: SandboxVolumeRecord) {
  * the admin allows.
  */
 export class VolumeService {
+  /** Real paths of the host directories under which host-path volumes are allowed (set by init). */
+  private hostPathPrefixes: string[] = [];
+
   constructor(
     private readonly store: Store,
     private readonly volumesDir: string,
-    /** Host directories (resolved, no trailing slash) under which host-path volumes are allowed. */
-    private readonly hostPathPrefixes: string[],
+    /** SANDPIT_HOST_VOLUME_PATHS: host directories under which host-path volumes are allowed. */
+    private readonly allowedHostPaths: string[],
     private readonly log: FastifyBaseLogger,
   ) {}
 
@@ -54,8 +57,17 @@ export class VolumeService {
     return new VolumeDisk(path.join(this.volumesDir, v.orgId, v.id));
   }
 
-  /** Mounts every volume's disk on the host (they stay mounted while the server is down; not after a reboot). */
+  /**
+   * Resolves the allowed host directories (symlinks included: what counts is where a path really is),
+   * and mounts every volume's disk on the host (they stay mounted while the server is down; not after a
+   * reboot).
+   */
   async init(): Promise<void> {
+    for (const allowed of this.allowedHostPaths) {
+      const real = await realpath(allowed).catch(() => undefined);
+      if (real) this.hostPathPrefixes.push(real);
+      else this.log.warn({ path: allowed }, "SANDPIT_HOST_VOLUME_PATHS names a directory that does not exist");
+    }
     for (const v of await this.store.listVolumes(undefined)) {
       await this.disk(v)
         .mount()
@@ -236,14 +248,4 @@ export class VolumeService {
       mountPath: m.mountPath,
     });
   }
-}
-
-/** `SANDPIT_HOST_VOLUME_PATHS` entries as real paths; prefixes that do not exist are left out. */
-export async function resolveHostPathPrefixes(prefixes: string[]): Promise<string[]> {
-  const resolved: string[] = [];
-  for (const p of prefixes) {
-    const real = await realpath(p).catch(() => undefined);
-    if (real) resolved.push(real);
-  }
-  return resolved;
 }
