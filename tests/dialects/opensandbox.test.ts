@@ -1,14 +1,25 @@
 // The official `@alibaba-group/opensandbox` SDK, configured only by OPEN_SANDBOX_DOMAIN and
 // OPEN_SANDBOX_API_KEY, against Sandpit's OpenSandbox dialect; plus raw HTTP checks of the documented shapes.
+
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import { Sandbox, SandboxApiException, SandboxManager, type Sandbox as SandboxType } from "@alibaba-group/opensandbox";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { busyboxLayer, layerTree, pushImage, startRegistry, type TestRegistry } from "../helpers/registry.js";
 import type { TestServer } from "../helpers/server.js";
 import { useTestServer } from "../helpers/use-test-server.js";
 
+/** Host directories the server may mount (host volumes), and where test images are built. */
+const work = mkdtempSync("/var/tmp/sandpit-opensandbox-test-");
+
 let server: TestServer;
-useTestServer((s) => {
-  server = s;
-});
+useTestServer(
+  (s) => {
+    server = s;
+  },
+  // Images come from a registry on loopback; host volumes only from this test's directory.
+  { SANDPIT_OUTBOUND_ALLOWED_HOSTS: "127.0.0.1", SANDPIT_HOST_VOLUME_PATHS: work },
+);
 
 const saved = { ...process.env };
 const created: SandboxType[] = [];
@@ -22,6 +33,7 @@ afterAll(async () => {
   await Promise.all(created.map((s) => s.kill().catch(() => undefined)));
   await Promise.all(created.map((s) => s.close().catch(() => undefined)));
   process.env = saved;
+  rmSync(work, { recursive: true, force: true });
 });
 
 async function newSandbox(opts: Partial<Parameters<typeof Sandbox.create>[0]> = {}) {
@@ -289,6 +301,88 @@ describe("OpenSandbox SDK: snapshots and metrics", () => {
   });
 });
 
+describe("OpenSandbox SDK: images and volumes", () => {
+  let registry: TestRegistry;
+  beforeAll(async () => {
+    registry = await startRegistry();
+    const layer = busyboxLayer(work);
+    const app = layerTree(work, { "app/hello.txt": "from the image\n" });
+    await pushImage(registry, "test/tiny", "1", [layer, app], { User: "app", WorkingDir: "/app", Env: ["FROM=image"] });
+  }, 120_000);
+  afterAll(async () => {
+    await registry?.close();
+  });
+
+  it("pulls an image that is not a template and drives execd in it (sh, its user, its files)", async () => {
+    const uri = `${registry.host}/test/tiny:1`;
+    const sandbox = await newSandbox({ image: uri, entrypoint: ["sleep", "3600"] });
+    expect(((await sandbox.getInfo()) as unknown as { image: { uri: string } }).image.uri).toBe(uri);
+    const run = await sandbox.commands.run("cat hello.txt; echo $FROM; id -un; pwd");
+    expect(run.exitCode).toBe(0);
+    expect(run.logs.stdout.map((m) => m.text).join("")).toBe("from the image\nimage\napp\n/app\n");
+    // Uploads belong to the image's user, so its commands can change them.
+    await sandbox.files.writeFiles([{ path: "notes.txt", data: "mine" }]);
+    const info = await sandbox.files.getFileInfo(["/app/notes.txt"]);
+    expect(info["/app/notes.txt"]).toMatchObject({ owner: "app", group: "app", size: 4 });
+
+    const missing = await raw("POST", "/v1/sandboxes", {
+      image: { uri: `${registry.host}/test/absent:1` },
+      timeout: 60,
+      entrypoint: ["sleep", "60"],
+    });
+    expect(missing.status).toBeGreaterThanOrEqual(400);
+    expect(Object.keys(missing.body).sort()).toEqual(["code", "message"]);
+    expect(missing.body.code).toMatch(/^SANDBOX::/);
+    expect(missing.body.message).toContain("test/absent");
+  });
+
+  it("mounts named volumes (made on first use) and host directories", async () => {
+    const first = await newSandbox({
+      image: "base",
+      volumes: [{ name: "data", mountPath: "/mnt/data", pvc: { claimName: "os-shared", storage: "128Mi" } }],
+    });
+    await first.commands.run("echo kept-across-sandboxes > /mnt/data/f.txt");
+    await first.kill();
+    const volume = await fetch(`${server.url}/v1/volumes/os-shared`, {
+      headers: { authorization: `Bearer ${server.apiKey}` },
+    }).then((r) => r.json() as Promise<{ sizeMb: number }>);
+    expect(volume.sizeMb).toBe(128);
+
+    writeFileSync(path.join(work, "host.txt"), "from the host\n");
+    const second = await newSandbox({
+      image: "base",
+      volumes: [
+        { name: "data", mountPath: "/mnt/data", readOnly: true, pvc: { claimName: "os-shared" } },
+        { name: "host", mountPath: "/mnt/host", host: { path: work } },
+      ],
+    });
+    expect(await second.files.readFile("/mnt/data/f.txt")).toBe("kept-across-sandboxes\n");
+    expect(await second.files.readFile("/mnt/host/host.txt")).toBe("from the host\n");
+    const readOnly = await second.commands.run("echo x > /mnt/data/g.txt");
+    expect(readOnly.exitCode).not.toBe(0);
+
+    const ossfs = await raw("POST", "/v1/sandboxes", {
+      image: { uri: "base" },
+      timeout: 60,
+      entrypoint: ["sleep", "1"],
+      volumes: [
+        { name: "o", mountPath: "/o", ossfs: { bucket: "b", endpoint: "e", accessKeyId: "k", accessKeySecret: "s" } },
+      ],
+    });
+    expect(ossfs.status).toBe(501);
+    expect(ossfs.body.code).toBe("SANDBOX::API_NOT_SUPPORTED");
+    expect(ossfs.body.message).toMatch(/OSSFS/);
+    const outside = await raw("POST", "/v1/sandboxes", {
+      image: { uri: "base" },
+      timeout: 60,
+      entrypoint: ["sleep", "1"],
+      volumes: [{ name: "etc", mountPath: "/h", host: { path: "/etc" } }],
+    });
+    expect(outside.status).toBe(403);
+    expect(outside.body).toEqual({ code: "SANDBOX::FORBIDDEN", message: expect.stringContaining("/etc") });
+  });
+});
+
 describe("OpenSandbox lifecycle API over raw HTTP", () => {
   it("answers create with 202, Pending/Running, X-Request-ID and Location, and GET with the image", async () => {
     const res = await raw("POST", "/v1/sandboxes", {
@@ -357,14 +451,14 @@ describe("OpenSandbox lifecycle API over raw HTTP", () => {
     expect(resources.body.message).toMatch(/resourceLimits\.cpu/);
     expect(resources.body.message).toMatch(/resourceLimits\.gpu/);
 
-    const volumes = await raw("POST", "/v1/sandboxes", {
+    const unsupported = await raw("POST", "/v1/sandboxes", {
       image: { uri: "base" },
       timeout: 60,
       entrypoint: ["sleep", "1"],
-      volumes: [{ name: "data", mountPath: "/data", pvc: { claimName: "data" } }],
+      credentialProxy: { enabled: true },
     });
-    expect(volumes.status).toBe(501);
-    expect(volumes.body.code).toBe("SANDBOX::API_NOT_SUPPORTED");
+    expect(unsupported.status).toBe(501);
+    expect(unsupported.body.code).toBe("SANDBOX::API_NOT_SUPPORTED");
 
     const unknown = await raw("GET", "/v1/sandboxes/sbx_aaaaaaaaaaaaaaaaaaaa");
     expect(unknown.status).toBe(404);

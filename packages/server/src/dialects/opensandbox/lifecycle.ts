@@ -1,4 +1,4 @@
-import { createSandboxRequestSchema, limits } from "@sandpit/contract";
+import { createSandboxRequestSchema, createVolumeRequestSchema, limits } from "@sandpit/contract";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
 import type { AppServices } from "../../app.js";
@@ -22,6 +22,7 @@ import {
   stateOf,
   statusesFor,
   templateAliasOf,
+  volumesFrom,
 } from "./mapping.js";
 import {
   createSandboxSchema,
@@ -58,9 +59,6 @@ function refuseUnsupported(body: OpenSandboxCreateSandbox) {
       "credentialProxy is not supported: use Sandpit's networkPolicy transforms for credential brokering",
     );
   }
-  if (body.volumes?.length) {
-    throw unsupported("volumes", "volumes are not supported by the OpenSandbox dialect yet");
-  }
   if (body.extensions?.poolRef !== undefined) {
     throw unsupported("extensions.poolRef", "extensions.poolRef is not supported: Sandpit picks warm pools itself");
   }
@@ -95,7 +93,7 @@ export function lifecycleDialect(app: FastifyInstance, services: AppServices) {
 }
 
 function routes({ app, services, authenticate, parse }: DialectContext) {
-  const { sandboxes, warmPools, exec, templates, snapshots } = services;
+  const { sandboxes, warmPools, exec, templates, snapshots, volumes } = services;
 
   /** The main process a sandbox was started with (its entrypoint), or none. */
   const entrypointOf = async (org: OrgRecord, record: SandboxRecord): Promise<string[]> => {
@@ -124,6 +122,23 @@ function routes({ app, services, authenticate, parse }: DialectContext) {
     return { image: { uri: image.uri, ...(image.auth ? { auth: image.auth } : {}) } };
   };
 
+  /** Makes the named volumes that do not exist yet (`pvc.createIfNotExists`); another create may race us. */
+  const ensureVolumes = async (org: OrgRecord, wanted: { name: string; sizeMb: number }[]) => {
+    for (const v of wanted) {
+      const exists = await volumes.get(org, v.name).then(
+        () => true,
+        (e: unknown) => {
+          if (e instanceof ApiError && e.code === "volume_not_found") return false;
+          throw e;
+        },
+      );
+      if (exists) continue;
+      await volumes.create(org, parse(createVolumeRequestSchema, v)).catch((e: unknown) => {
+        if (!(e instanceof ApiError && e.code === "conflict")) throw e;
+      });
+    }
+  };
+
   /**
    * Runs a create; when the client went away before the answer (its request timed out), nobody knows
    * the new sandbox's id, so it is destroyed rather than left running until it expires.
@@ -145,12 +160,18 @@ function routes({ app, services, authenticate, parse }: DialectContext) {
     const body = parse(createSandboxSchema, request.body ?? {});
     refuseUnsupported(body);
     const { resources, issues } = resourcesFrom(body.resourceLimits);
-    if (issues.length) {
-      const summary = issues.map((i) => `${i.field}: ${i.message}`).join("; ");
-      throw new ApiError("validation_failed", `Invalid request: ${summary}`, { fields: issues });
+    const volumes = volumesFrom(body.volumes);
+    if (volumes.unsupported) {
+      throw new ApiError("not_implemented", volumes.unsupported.message, { field: volumes.unsupported.field });
     }
-    const native = createRequestFrom(body, await startupOf(org, body), resources, body.timeout!);
+    const problems = [...issues, ...volumes.issues];
+    if (problems.length) {
+      const summary = problems.map((i) => `${i.field}: ${i.message}`).join("; ");
+      throw new ApiError("validation_failed", `Invalid request: ${summary}`, { fields: problems });
+    }
+    const native = createRequestFrom(body, await startupOf(org, body), resources, body.timeout!, volumes.mounts);
     const params = parse(createSandboxRequestSchema, native);
+    await ensureVolumes(org, volumes.wanted);
     const record = await createForWaitingClient(reply, async () => (await warmPools.createSandbox(org, params)).record);
     reply
       .code(202)

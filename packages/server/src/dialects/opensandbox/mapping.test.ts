@@ -14,6 +14,7 @@ import {
   resourcesFrom,
   statusesFor,
   templateAliasOf,
+  volumesFrom,
 } from "./mapping.js";
 
 describe("image URIs", () => {
@@ -125,6 +126,32 @@ describe("network policy", () => {
         { action: "allow", target: "b.com" },
       ],
     });
+  });
+});
+
+describe("volumes", () => {
+  it("maps pvc claims to named volumes (made when missing) and host paths with their subPath", () => {
+    const out = volumesFrom([
+      { name: "a", mountPath: "/a", pvc: { claimName: "data", storage: "2Gi" }, subPath: "x", readOnly: true },
+      { name: "b", mountPath: "/b", pvc: { claimName: "old", createIfNotExists: false } },
+      { name: "c", mountPath: "/c", host: { path: "/srv/share/" }, subPath: "team" },
+    ]);
+    expect(out.mounts).toEqual([
+      { mountPath: "/a", readOnly: true, name: "data", subPath: "x" },
+      { mountPath: "/b", readOnly: false, name: "old" },
+      { mountPath: "/c", readOnly: false, hostPath: "/srv/share/team" },
+    ]);
+    expect(out.wanted).toEqual([{ name: "data", sizeMb: 2048 }]);
+    expect(out.issues).toEqual([]);
+  });
+
+  it("names what it cannot mount", () => {
+    expect(volumesFrom([{ name: "o", mountPath: "/o", ossfs: {} }]).unsupported?.field).toBe("volumes.0.ossfs");
+    const twice = volumesFrom([
+      { name: "a", mountPath: "/a", host: { path: "/x" }, pvc: { claimName: "y" } },
+      { name: "a", mountPath: "/b", pvc: { claimName: "y", storage: "big" } },
+    ]);
+    expect(twice.issues.map((i) => i.field)).toEqual(["volumes.0", "volumes.1.name", "volumes.1.pvc.storage"]);
   });
 });
 

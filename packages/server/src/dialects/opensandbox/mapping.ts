@@ -1,16 +1,20 @@
 import { createHash } from "node:crypto";
-import type {
-  CreateSandboxRequest,
-  FieldIssue,
-  NetworkPolicy,
-  NetworkPolicyInput,
-  SandboxStatus,
+import {
+  type CreateSandboxRequest,
+  type FieldIssue,
+  type NetworkPolicy,
+  type NetworkPolicyInput,
+  type SandboxStatus,
+  volumeLimits,
+  type volumeMountSchema,
 } from "@sandpit/contract";
+import type { z } from "zod";
 import type { SandboxRecord, SnapshotRecord } from "../../store/store.js";
 import {
   type NetworkRule,
   type OpenSandboxCreateSandbox,
   type OpenSandboxNetworkPolicy,
+  type OpenSandboxVolume,
   RESERVED_METADATA_PREFIX,
 } from "./schemas.js";
 
@@ -187,6 +191,77 @@ export function mergeRules(current: Required<OpenSandboxNetworkPolicy>, incoming
 /** The sidecar's derived mode name: what happens to traffic no rule names. */
 export function egressModeOf(policy: Required<OpenSandboxNetworkPolicy>): string {
   return policy.defaultAction === "allow" ? "allow_all" : "deny_all";
+}
+
+// ---- volumes ----
+
+type VolumeMountInput = z.input<typeof volumeMountSchema>;
+
+export interface VolumesFrom {
+  mounts: VolumeMountInput[];
+  /** Named volumes to make first (`pvc.createIfNotExists`, the default), with their size. */
+  wanted: { name: string; sizeMb: number }[];
+  issues: FieldIssue[];
+  /** A backend or option Sandpit does not have, by field. */
+  unsupported?: { field: string; message: string };
+}
+
+/**
+ * OpenSandbox volumes as Sandpit mounts: `pvc.claimName` names a volume of the organisation (made when
+ * missing, sized by `pvc.storage`), `host.path` a host directory an admin allows (`subPath` joined to
+ * it). OSSFS is not available; Kubernetes-only hints (storageClass, accessModes) do not apply.
+ */
+export function volumesFrom(volumes: OpenSandboxVolume[] | undefined): VolumesFrom {
+  const out: VolumesFrom = { mounts: [], wanted: [], issues: [] };
+  const names = new Set<string>();
+  (volumes ?? []).forEach((v, i) => {
+    const field = `volumes.${i}`;
+    if (names.has(v.name)) out.issues.push({ field: `${field}.name`, rule: "duplicate", message: "must be unique" });
+    names.add(v.name);
+    const backends = [v.host, v.pvc, v.ossfs].filter((b) => b !== undefined).length;
+    if (backends !== 1) {
+      out.issues.push({ field, rule: "invalid", message: "exactly one of host, pvc and ossfs is required" });
+      return;
+    }
+    const common = { mountPath: v.mountPath, readOnly: v.readOnly ?? false };
+    if (v.ossfs) {
+      out.unsupported ??= { field: `${field}.ossfs`, message: "OSSFS volumes are not supported: use pvc or host" };
+    } else if (v.host) {
+      out.mounts.push({
+        ...common,
+        hostPath: v.subPath ? `${v.host.path.replace(/\/+$/, "")}/${v.subPath}` : v.host.path,
+      });
+    } else if (v.pvc) {
+      const pvc = v.pvc as {
+        claimName: string;
+        createIfNotExists?: unknown;
+        deleteOnSandboxTermination?: unknown;
+        storage?: unknown;
+      };
+      out.mounts.push({ ...common, name: pvc.claimName, ...(v.subPath ? { subPath: v.subPath } : {}) });
+      if (pvc.deleteOnSandboxTermination === true) {
+        out.unsupported ??= {
+          field: `${field}.pvc.deleteOnSandboxTermination`,
+          message: "volumes outlive their sandboxes in Sandpit: delete them with DELETE /v1/volumes/{name}",
+        };
+      }
+      if (pvc.createIfNotExists !== false) {
+        const bytes = typeof pvc.storage === "string" ? parseBytes(pvc.storage) : undefined;
+        if (pvc.storage !== undefined && pvc.storage !== null && bytes === undefined) {
+          out.issues.push({
+            field: `${field}.pvc.storage`,
+            rule: "invalid_format",
+            message: 'must be a size such as "1Gi"',
+          });
+        }
+        out.wanted.push({
+          name: pvc.claimName,
+          sizeMb: bytes === undefined ? volumeLimits.sizeMb.default : Math.ceil(bytes / MIB),
+        });
+      }
+    }
+  });
+  return out;
 }
 
 // ---- sandboxes ----
@@ -371,6 +446,7 @@ export function createRequestFrom(
   startup: Startup,
   resources: ResourcesFromLimits["resources"],
   timeoutSeconds: number,
+  mounts: VolumeMountInput[],
 ): CreateSandboxRequest {
   const metadata = { ...(body.metadata ?? {}) };
   if ("imageUri" in startup) metadata[IMAGE_METADATA_KEY] = startup.imageUri;
@@ -391,6 +467,7 @@ export function createRequestFrom(
     env: body.env ?? {},
     metadata,
     ...(policy ? { networkPolicy: policy } : {}),
+    ...(mounts.length ? { volumes: mounts } : {}),
     allPorts: true,
     publicPorts: false,
   };
