@@ -77,7 +77,9 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   });
   const netPrefix = opts.netPrefix ?? process.env.SANDPIT_NET_PREFIX ?? "sp";
   if (!/^[a-z]{1,4}$/.test(netPrefix)) throw new Error("SANDPIT_NET_PREFIX must be 1-4 lowercase letters");
-  const logger = pino({ level: config.logLevel, base: { service: "sandpit" } });
+  // Asynchronous writes: a synchronous write to a slow reader (a pipe, a busy journald) would stall the
+  // event loop, and every request with it. pino flushes what is buffered when the process exits.
+  const logger = pino({ level: config.logLevel, base: { service: "sandpit" } }, pino.destination({ sync: false }));
   await mkdir(config.dataDir, { recursive: true });
 
   const store = new SqliteStore(path.join(config.dataDir, "sandpit.db"));

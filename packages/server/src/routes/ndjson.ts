@@ -32,6 +32,11 @@ export async function sendNdjson(
   try {
     let next = first ?? (await iterator.next());
     while (!next.done) {
+      // Lines that come in one burst (a command's exit and the end of the stream) leave in one packet.
+      if (!res.writableCorked) {
+        res.cork();
+        setImmediate(() => res.uncork());
+      }
       if (!res.write(`${JSON.stringify(next.value)}\n`)) {
         await new Promise<void>((resolve) => {
           const done = () => {
