@@ -329,6 +329,14 @@ export class AgentClient {
     return { size, body: res };
   }
 
+  /** A small file as UTF-8 text, read whole into memory. */
+  async readText(path: string): Promise<string> {
+    const { body } = await this.readFile(path);
+    const chunks: Buffer[] = [];
+    for await (const c of body) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString("utf8");
+  }
+
   /** Writes a file atomically (temp file + rename). A stream body is sent chunked unless `size` is given. */
   async writeFile(
     path: string,

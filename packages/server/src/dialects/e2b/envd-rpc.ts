@@ -3,6 +3,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { AgentError, type AgentFileEntry, type PositionedEvent } from "../../agent/agent-client.js";
 import { ApiError } from "../../errors.js";
+import { nextWithin } from "../../lib/next-within.js";
 import type { ExecService } from "../../services/exec-service.js";
 import { basicUser, type EnvdSession, type EnvdSessions } from "./envd-session.js";
 import { type EntryInfo, EventType, Filesystem, type FilesystemEvent, FileType } from "./gen/e2b/filesystem_pb.js";
@@ -54,24 +55,6 @@ export function connectErrorOf(e: unknown): ConnectError {
 }
 
 const signalNumber = (s: Signal) => (s === Signal.SIGKILL ? 9 : 15);
-
-/** The next item of an iterator, or `undefined` when `ms` passed first (the iterator keeps its place). */
-function nextWithin<T>(pending: Promise<IteratorResult<T>>, ms: number): Promise<IteratorResult<T> | undefined> {
-  if (ms <= 0) return pending;
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => resolve(undefined), ms);
-    pending.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
-}
 
 /** `Keepalive-Ping-Interval` (seconds) as milliseconds; 0 for none. */
 function keepaliveMs(ctx: HandlerContext): number {

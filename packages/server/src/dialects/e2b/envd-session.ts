@@ -45,16 +45,8 @@ function tokensEqual(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-async function readText(agent: AgentClient, file: string): Promise<string> {
-  try {
-    const { body } = await agent.readFile(file);
-    const chunks: Buffer[] = [];
-    for await (const c of body) chunks.push(c as Buffer);
-    return Buffer.concat(chunks).toString("utf8");
-  } catch {
-    return "";
-  }
-}
+/** A file's text, or "" when it cannot be read (the sandbox may have no such file). */
+const readText = (agent: AgentClient, file: string) => agent.readText(file).catch(() => "");
 
 /**
  * Resolves envd requests to sandboxes: the sandbox id (header or host name), its envd access token

@@ -359,8 +359,7 @@ export class ExecdFiles {
     const counts: Record<string, { replacedCount: number }> = {};
     for (const [p, { old, new: replacement }] of Object.entries(entries)) {
       const target = s.resolve(p);
-      const file = await s.call(p, () => s.agent.readFile(target));
-      const text = await readAll(file.body, Number.POSITIVE_INFINITY);
+      const text = await s.call(p, () => s.agent.readText(target));
       const parts = text.split(old);
       counts[p] = { replacedCount: parts.length - 1 };
       if (parts.length > 1) {
@@ -420,10 +419,7 @@ export class ExecdFiles {
   /** execd's metrics from the sandbox's /proc: CPU use over a short sample, memory in use. */
   async metrics(access: SandboxAccess) {
     const s = await this.open(access);
-    const read = async (file: string) => {
-      const f = await s.call(file, () => s.agent.readFile(file));
-      return readAll(f.body, 1024 * 1024);
-    };
+    const read = (file: string) => s.call(file, () => s.agent.readText(file));
     const cpuTimes = (stat: string) => {
       const fields = (stat.split("\n").find((l) => l.startsWith("cpu ")) ?? "")
         .trim()

@@ -57,16 +57,8 @@ export async function accessSandbox(
   );
 }
 
-async function readText(agent: AgentClient, file: string): Promise<string> {
-  try {
-    const { body } = await agent.readFile(file);
-    const chunks: Buffer[] = [];
-    for await (const c of body) chunks.push(c as Buffer);
-    return Buffer.concat(chunks).toString("utf8");
-  } catch {
-    return "";
-  }
-}
+/** A file's text, or "" when it cannot be read (an image may have no /etc/group). */
+const readText = (agent: AgentClient, file: string) => agent.readText(file).catch(() => "");
 
 /**
  * Users and groups of one sandbox, read from its /etc/passwd and /etc/group on first use: execd takes

@@ -1,26 +1,10 @@
 import type { ServerResponse } from "node:http";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { ApiError } from "../../errors.js";
+import { nextWithin } from "../../lib/next-within.js";
 
 /** execd's keep-alive: a `ping` event whenever a stream has been quiet this long. */
 const PING_EVERY_MS = 3000;
-
-/** The next item of an iterator, or `undefined` when `ms` passed first (the iterator keeps its place). */
-function nextWithin<T>(pending: Promise<IteratorResult<T>>, ms: number): Promise<IteratorResult<T> | undefined> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => resolve(undefined), ms);
-    pending.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
-}
 
 async function write(res: ServerResponse, event: unknown): Promise<void> {
   if (res.destroyed) return;
