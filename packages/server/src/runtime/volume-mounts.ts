@@ -37,6 +37,16 @@ export class VolumeMountError extends Error {
   }
 }
 
+/** A walk beneath a root stopped: a component is a symlink, not a directory, or missing. */
+export class BeneathError extends Error {
+  constructor(
+    readonly reason: "symlink" | "not_directory" | "missing",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 const DIRECTORY_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
 /**
@@ -90,9 +100,10 @@ async function openComponent(procPath: string, walked: string): Promise<FileHand
       (s) => s.isSymbolicLink(),
       () => false,
     );
-    if (code === "ELOOP" || isLink) throw new Error(`${walked} is a symlink; mounts do not follow symlinks`);
-    if (code === "ENOTDIR") throw new Error(`${walked} is not a directory`);
-    if (code === "ENOENT") throw new Error(`${walked} does not exist`);
+    if (code === "ELOOP" || isLink)
+      throw new BeneathError("symlink", `${walked} is a symlink; mounts do not follow symlinks`);
+    if (code === "ENOTDIR") throw new BeneathError("not_directory", `${walked} is not a directory`);
+    if (code === "ENOENT") throw new BeneathError("missing", `${walked} does not exist`);
     throw e;
   }
 }
