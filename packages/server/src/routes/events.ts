@@ -1,6 +1,7 @@
 import { listEventsQuerySchema, listEventsResponseSchema, streamEventsQuerySchema } from "@sandpit/contract";
 import type { FastifyInstance } from "fastify";
 import { ApiError } from "../errors.js";
+import { writeOrWait } from "../lib/write-or-wait.js";
 import { type EventService, toEvent } from "../services/event-service.js";
 import { type Authenticate, route } from "./route.js";
 
@@ -99,8 +100,7 @@ export function eventRoutes(app: FastifyInstance, authenticate: Authenticate, ev
       try {
         for await (const event of follow) {
           if (res.destroyed) break;
-          const ok = res.write(`id: ${event.id}\nevent: ${event.type}\ndata: ${JSON.stringify(toEvent(event))}\n\n`);
-          if (!ok) await new Promise<void>((resolve) => res.once("drain", resolve).once("close", resolve));
+          await writeOrWait(res, `id: ${event.id}\nevent: ${event.type}\ndata: ${JSON.stringify(toEvent(event))}\n\n`);
         }
       } catch (e) {
         request.log.warn({ err: e }, "event stream failed");

@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { ApiError } from "../errors.js";
+import { writeOrWait } from "../lib/write-or-wait.js";
 
 /**
  * Sends an async iterable as `application/x-ndjson`. The first item is awaited before the response
@@ -37,17 +38,7 @@ export async function sendNdjson(
         res.cork();
         setImmediate(() => res.uncork());
       }
-      if (!res.write(`${JSON.stringify(next.value)}\n`)) {
-        await new Promise<void>((resolve) => {
-          const done = () => {
-            res.off("drain", done);
-            res.off("close", done);
-            resolve();
-          };
-          res.on("drain", done);
-          res.on("close", done);
-        });
-      }
+      await writeOrWait(res, `${JSON.stringify(next.value)}\n`);
       if (res.destroyed) break;
       next = await iterator.next();
     }

@@ -1,6 +1,7 @@
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { runCommand, tryCommand } from "../lib/run-command.js";
+import { makeExt4Image } from "./ext4-image.js";
 import type { RootfsSeed } from "./runtime.js";
 
 /** `inside` (an absolute path in the sandbox) under `root` on the host; throws when it would leave root. */
@@ -42,17 +43,7 @@ export class SandboxRootfs {
     if ("copyOf" in opts.disk) {
       await runCommand(["cp", "--sparse=always", opts.disk.copyOf, this.diskImage]);
     } else {
-      await runCommand(["truncate", "-s", `${opts.disk.sizeMb}M`, this.diskImage]);
-      await runCommand([
-        "mkfs.ext4",
-        "-q",
-        "-F",
-        "-m",
-        "0",
-        "-E",
-        "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
-        this.diskImage,
-      ]);
+      await makeExt4Image(this.diskImage, opts.disk.sizeMb);
     }
     await runCommand(["mount", "-o", "loop,noatime", this.diskImage, this.diskMount]);
     await mkdir(this.upper, { recursive: true });

@@ -1,6 +1,7 @@
 import { chmod, mkdir, rm, statfs } from "node:fs/promises";
 import path from "node:path";
 import { runCommand, tryCommand } from "../lib/run-command.js";
+import { makeExt4Image } from "./ext4-image.js";
 import { mountsBeneath } from "./volume-mounts.js";
 
 /**
@@ -22,17 +23,7 @@ export class VolumeDisk {
 
   async create(sizeMb: number): Promise<void> {
     await mkdir(this.mountPoint, { recursive: true });
-    await runCommand(["truncate", "-s", `${sizeMb}M`, this.image]);
-    await runCommand([
-      "mkfs.ext4",
-      "-q",
-      "-F",
-      "-m",
-      "0",
-      "-E",
-      "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
-      this.image,
-    ]);
+    await makeExt4Image(this.image, sizeMb);
     await this.mount();
     await mkdir(this.data, { recursive: true });
     // Shared by sandboxes that run as different users.

@@ -2,22 +2,13 @@ import type { ServerResponse } from "node:http";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { ApiError } from "../../errors.js";
 import { nextWithin } from "../../lib/next-within.js";
+import { writeOrWait } from "../../lib/write-or-wait.js";
 
 /** execd's keep-alive: a `ping` event whenever a stream has been quiet this long. */
 const PING_EVERY_MS = 3000;
 
-async function write(res: ServerResponse, event: unknown): Promise<void> {
-  if (res.destroyed) return;
-  if (res.write(`data: ${JSON.stringify(event)}\n\n`)) return;
-  await new Promise<void>((resolve) => {
-    const done = () => {
-      res.off("drain", done);
-      res.off("close", done);
-      resolve();
-    };
-    res.on("drain", done);
-    res.on("close", done);
-  });
+function write(res: ServerResponse, event: unknown): Promise<void> {
+  return writeOrWait(res, `data: ${JSON.stringify(event)}\n\n`);
 }
 
 /**
