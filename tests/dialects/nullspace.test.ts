@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { apiClient, type SandboxBody, waitFor } from "../helpers/api.js";
 import { type FakeInternet, startFakeInternet } from "../helpers/fake-internet.js";
+import { serverEntry } from "../helpers/paths.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 
 /** Nullspace's create, error and status shapes as its document describes them. */
@@ -225,7 +226,13 @@ describe("Nullspace dialect", () => {
       [{ warm_pool: { mode: "prefer" } }, "warm_pool.id"],
       [{ warm_pool: { mode: "require" } }, "warm_pool.id"],
       [{ warm_pool: { mode: "sometimes", id: "x" } }, "warm_pool.mode"],
-      [{ volumes: Array.from({ length: 9 }, (_, i) => ({ ref: `v${i}`, path: `/mnt/${i}` })) }, "volumes"],
+      [{ volumes: Array.from({ length: 9 }, (_, i) => ({ ref: `v${i}`, mount_path: `/mnt/${i}` })) }, "volumes"],
+      [{ volumes: [{ ref: "data" }] }, "volumes.0.mount_path"],
+      [{ volumes: [{ ref: "data", mount_path: "/mnt/data", path: "/mnt/data" }] }, "volumes.0"],
+      [{ volumes: [{ ref: "data", mount_path: "/workspace/.nullspace/data" }] }, "volumes.0.mount_path"],
+      [{ volumes: [{ ref: "data", mount_path: "mnt/data" }] }, "volumes.0.mount_path"],
+      [{ volumes: [{ ref: "data", mount_path: "/mnt/data", read_only: "yes" }] }, "volumes.0.read_only"],
+      [{ metadata: { volume_attachments: [] } }, "metadata.volume_attachments"],
       [{ envs: { A: 1 } }, "envs.A"],
       [{ metadata: "x" }, "metadata"],
       [{ internet_access: "no" }, "internet_access"],
@@ -243,7 +250,6 @@ describe("Nullspace dialect", () => {
     expectError(await create({ snapshot_id: "snp_aaaaaaaaaaaaaaaaaaaa" }), 404, "not_found");
     // Features Sandpit does not have yet answer so, instead of a sandbox without them.
     expectError(await create({ desktop: { resolution: "1024x768" } }), 501, "not_supported");
-    expectError(await create({ volumes: [{ ref: "data", path: "/mnt/data" }] }), 501, "not_supported");
     // An explicit empty or null volume list is no volume at all.
     const plain = await created({ volumes: null, desktop: null });
     await destroy(plain.id);
@@ -375,6 +381,132 @@ describe("Nullspace dialect", () => {
       expect(r.stdout).toBe("kept\nsnapshot\n");
     }
     for (const id of [source.id, child.body.id, second.body.id]) await destroy(id);
+  });
+
+  it("mounts shared volumes by name or id, in request order, and remounts them in snapshot children", async () => {
+    const made = await Promise.all(
+      ["ns-shared", "ns-models"].map((name) =>
+        api.post<{ id: string; name: string }>("/v1/volumes", { name, sizeMb: 64 }),
+      ),
+    );
+    for (const v of made) expect(v.status).toBe(201);
+    const [shared, models] = made.map((v) => v.body) as [{ id: string; name: string }, { id: string; name: string }];
+    const writer = await created({
+      volumes: [
+        { ref: "ns-shared", mount_path: "/workspace/shared" },
+        { ref: models.id, mount_path: "/models", subpath: "/published-models" },
+      ],
+    });
+    const attachments = [
+      {
+        id: `${writer.id}.volumes.0`,
+        volume_id: shared.id,
+        volume_name: "ns-shared",
+        mount_path: "/workspace/shared",
+        subpath: "/",
+        read_only: false,
+        state: "mounted",
+      },
+      {
+        id: `${writer.id}.volumes.1`,
+        volume_id: models.id,
+        volume_name: "ns-models",
+        mount_path: "/models",
+        subpath: "/published-models",
+        read_only: false,
+        state: "mounted",
+      },
+    ];
+    expect(writer.metadata).toEqual({ volume_attachments: attachments });
+    expect((await nullspace<NullspaceSandbox>("GET", `/v1/sandboxes/${writer.id}`)).body.metadata).toEqual({
+      volume_attachments: attachments,
+    });
+
+    // A second sandbox mounts the same volumes (by id, read-only; the models volume at its root).
+    const reader = await created({
+      metadata: { role: "reader" },
+      volumes: [
+        { ref: shared.id, mount_path: "/data", read_only: true },
+        { ref: "ns-models", mount_path: "/all-models", subpath: null },
+      ],
+    });
+    expect(reader.metadata?.role).toBe("reader");
+    const readerAttachments = (reader.metadata?.volume_attachments ?? []) as {
+      volume_name: string;
+      mount_path: string;
+      read_only: boolean;
+    }[];
+    expect(readerAttachments.map((a) => [a.volume_name, a.mount_path, a.read_only])).toEqual([
+      ["ns-shared", "/data", true],
+      ["ns-models", "/all-models", false],
+    ]);
+    const wrote = await api.exec(writer.id, {
+      command: "echo hello from writer > /workspace/shared/hello.txt && echo weights > /models/m.bin",
+    });
+    expect(wrote.exitCode).toBe(0);
+    const read = await api.exec(reader.id, { command: "cat /data/hello.txt /all-models/published-models/m.bin" });
+    expect(read.stdout).toBe("hello from writer\nweights\n");
+    const refused = await api.exec(reader.id, { command: "echo x > /data/x.txt" });
+    expect(refused.exitCode).not.toBe(0);
+    expect(refused.stderr).toMatch(/read-only/i);
+
+    // A snapshot's children get the same mounts, live (not a copy of the files).
+    const snap = await api.post<{ id: string }>(`/v1/sandboxes/${writer.id}/snapshots`, {});
+    expect(snap.status).toBe(201);
+    await waitFor(async () => {
+      const got = await api.get<{ status: string }>(`/v1/snapshots/${snap.body.id}`);
+      return got.body.status === "ready" ? true : undefined;
+    }, 60_000);
+    const child = await created({ snapshot_id: snap.body.id });
+    expect(child.metadata).toEqual({
+      volume_attachments: attachments.map((a, i) => ({ ...a, id: `${child.id}.volumes.${i}` })),
+    });
+    await api.exec(reader.id, { command: "echo after the snapshot > /all-models/published-models/late.txt" });
+    const inChild = await api.exec(child.id, { command: "cat /workspace/shared/hello.txt /models/late.txt" });
+    expect(inChild.stdout).toBe("hello from writer\nafter the snapshot\n");
+    // A snapshot's children mount the snapshot's volumes and no others.
+    expectError(
+      await create({ snapshot_id: snap.body.id, volumes: [{ ref: "ns-shared", mount_path: "/x" }] }),
+      400,
+      "invalid_request",
+      "volumes",
+    );
+
+    // Unknown refs — a name, an id, another organisation's volume — are 404s naming the field.
+    const { createApiKey } = (await import(serverEntry)) as typeof import("../../packages/server/src/index.js");
+    const { key: otherKey } = await createApiKey({ dataDir: server.dataDir, org: "nullspace-other-org" });
+    const other = apiClient(server, otherKey);
+    const foreign = await other.post<{ id: string }>("/v1/volumes", { name: "ns-shared", sizeMb: 64 });
+    expect(foreign.status).toBe(201);
+    for (const ref of ["no-such-volume", "vol_aaaaaaaaaaaaaaaaaaaa", foreign.body.id]) {
+      const res = await create({
+        volumes: [
+          { ref: "ns-shared", mount_path: "/ok" },
+          { ref, mount_path: "/m" },
+        ],
+      });
+      expectError(res, 404, "not_found", "volumes.1.ref");
+    }
+    // Rules Sandpit checks name Nullspace's fields too.
+    expectError(
+      await create({ volumes: [{ ref: "ns-shared", mount_path: "/m", subpath: "/../etc" }] }),
+      400,
+      "invalid_request",
+      "volumes.0.subpath",
+    );
+    expectError(
+      await create({ volumes: [{ ref: "ns-shared", mount_path: "/proc/x" }] }),
+      400,
+      "invalid_request",
+      "volumes.0.mount_path",
+    );
+
+    // Mounted volumes cannot be deleted; once every sandbox is gone they can, with their files.
+    expect((await api.del("/v1/volumes/ns-shared")).status).toBe(409);
+    for (const id of [writer.id, reader.id, child.id]) await destroy(id);
+    await api.del(`/v1/snapshots/${snap.body.id}`);
+    for (const name of ["ns-shared", "ns-models"]) expect((await api.del(`/v1/volumes/${name}`)).status).toBe(204);
+    expect((await other.del("/v1/volumes/ns-shared")).status).toBe(204);
   });
 
   it("checks out a named warm pool, bypasses it on request, and requires a ready one", async () => {

@@ -1,4 +1,5 @@
-import { realpath, stat } from "node:fs/promises";
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { mkdir, readFile, realpath, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { CreateSandboxParams, SandboxStatus, Volume, VolumeMount } from "@sandpit/contract";
 import type { FastifyBaseLogger } from "fastify";
@@ -14,6 +15,7 @@ import {
   VolumeNameTakenError,
   type VolumeRecord,
 } from "../store/store.js";
+import { VolumeFiles } from "./volume-files.js";
 
 /** Sandboxes in these statuses hold their volumes on the host: a volume they mount cannot be deleted. */
 const HOLDING: SandboxStatus[] = ["creating", "running", "pausing", "paused", "resuming", "destroying"];
@@ -44,6 +46,8 @@ export function toSandboxVolume(m: SandboxVolumeRecord) {
 export class VolumeService {
   /** Real paths of the host directories under which host-path volumes are allowed (set by init). */
   private hostPathPrefixes: string[] = [];
+  /** Key of the volumes' access tokens (set by init, kept in the volumes directory across restarts). */
+  private tokenKey: Buffer | undefined;
 
   constructor(
     private readonly store: Store,
@@ -63,6 +67,7 @@ export class VolumeService {
    * reboot).
    */
   async init(): Promise<void> {
+    this.tokenKey = await this.loadTokenKey();
     for (const allowed of this.allowedHostPaths) {
       const real = await realpath(allowed).catch(() => undefined);
       if (real) this.hostPathPrefixes.push(real);
@@ -73,6 +78,41 @@ export class VolumeService {
         .mount()
         .catch((e) => this.log.error({ err: e, volumeId: v.id }, "volume disk could not be mounted"));
     }
+  }
+
+  private async loadTokenKey(): Promise<Buffer> {
+    const file = path.join(this.volumesDir, ".access-token-key");
+    await mkdir(this.volumesDir, { recursive: true });
+    await writeFile(file, randomBytes(32), { mode: 0o600, flag: "wx" }).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== "EEXIST") throw e;
+    });
+    return readFile(file);
+  }
+
+  /**
+   * A token that grants access to this volume's files and nothing else (E2B's volume token): derived
+   * from the volume id with the server's key, so it needs no storage and dies with the volume.
+   */
+  accessToken(volume: Pick<VolumeRecord, "id">): string {
+    if (!this.tokenKey) throw new Error("VolumeService.init has not run");
+    return `vtok_${createHmac("sha256", this.tokenKey).update(`volume-files:${volume.id}`).digest("base64url")}`;
+  }
+
+  /** The volume an access token was made for; 401 for a wrong or missing token, 404 for a deleted volume. */
+  async byAccessToken(volumeId: string, token: string | undefined): Promise<VolumeRecord> {
+    const expected = Buffer.from(this.accessToken({ id: volumeId }));
+    const given = Buffer.from(token ?? "");
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw new ApiError("unauthorized", "Invalid volume token: send Authorization: Bearer <the volume's token>");
+    }
+    const record = await this.store.getVolume(volumeId);
+    if (!record) throw new ApiError("volume_not_found", `volume ${volumeId} not found`);
+    return record;
+  }
+
+  /** The files of a volume, read and written on the host without following symlinks. */
+  files(volume: Pick<VolumeRecord, "orgId" | "id">): VolumeFiles {
+    return new VolumeFiles(this.disk(volume).data);
   }
 
   async create(org: OrgRecord, req: { name: string; sizeMb: number }): Promise<VolumeRecord> {
@@ -105,6 +145,13 @@ export class VolumeService {
   async get(org: OrgRecord, name: string): Promise<VolumeRecord> {
     const record = await this.store.getVolumeByName(org.id, name);
     if (!record) throw new ApiError("volume_not_found", `volume ${name} not found`);
+    return record;
+  }
+
+  /** The caller's volume with that id, or 404 — also when it is another organisation's. */
+  async getById(org: OrgRecord, id: string): Promise<VolumeRecord> {
+    const record = await this.store.getVolume(id);
+    if (!record || record.orgId !== org.id) throw new ApiError("volume_not_found", `volume ${id} not found`);
     return record;
   }
 

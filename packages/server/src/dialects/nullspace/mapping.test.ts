@@ -6,10 +6,13 @@ import {
   decodeMetadata,
   encodeMetadata,
   errorReplyOf,
+  isVolumeId,
   memoryMbFor,
   normalizeCwd,
+  nullspaceField,
   sandboxOf,
   statusOf,
+  volumeAttachmentsOf,
 } from "./mapping.js";
 import { createSandboxSchema } from "./schemas.js";
 
@@ -154,6 +157,103 @@ describe("Nullspace mapping", () => {
       "creating",
       "error",
     ]);
+  });
+
+  it("maps shared volume mounts and shows them as volume_attachments in request order", () => {
+    const body = createSandboxSchema.parse({
+      volumes: [
+        { ref: "team-data", mount_path: "/workspace/shared" },
+        { ref: "models", mount_path: "/models", subpath: "/published-models", read_only: true },
+        { ref: "root-sub", mount_path: "/r", subpath: "/" },
+      ],
+    });
+    expect(createRequestFrom(body).volumes).toEqual([
+      { name: "team-data", mountPath: "/workspace/shared", readOnly: false },
+      { name: "models", mountPath: "/models", readOnly: true, subPath: "published-models" },
+      { name: "root-sub", mountPath: "/r", readOnly: false },
+    ]);
+    expect(createRequestFrom(createSandboxSchema.parse({ volumes: null })).volumes).toBeUndefined();
+    const issues = (input: unknown) =>
+      createSandboxSchema.safeParse(input).error?.issues.map((i) => i.path.join(".")) ?? [];
+    expect(issues({ volumes: [{ ref: "v" }] })).toEqual(["volumes.0.mount_path"]);
+    expect(issues({ volumes: [{ mount_path: "/m" }] })).toEqual(["volumes.0.ref"]);
+    expect(issues({ volumes: [{ ref: "v", mount_path: "/workspace/.nullspace/v" }] })).toEqual([
+      "volumes.0.mount_path",
+    ]);
+    expect(issues({ volumes: [{ ref: "v", mount_path: "/workspace/x/../.nullspace" }] })).toEqual([
+      "volumes.0.mount_path",
+    ]);
+    expect(issues({ volumes: [{ ref: "v", mount_path: "/m", read_only: "yes" }] })).toEqual(["volumes.0.read_only"]);
+    expect(issues({ volumes: [{ ref: "v", mount_path: "/m", path: "/m" }] })).toEqual(["volumes.0"]);
+    expect(issues({ volumes: Array.from({ length: 9 }, (_, i) => ({ ref: `v${i}`, mount_path: `/m${i}` })) })).toEqual([
+      "volumes",
+    ]);
+    expect(issues({ metadata: { volume_attachments: [] } })).toEqual(["metadata.volume_attachments"]);
+
+    const mounted: SandboxRecord = {
+      ...record,
+      volumes: [
+        { volumeId: "vol_a", name: "team-data", mountPath: "/workspace/shared", readOnly: false },
+        { volumeId: "vol_b", name: "models", mountPath: "/models", readOnly: true, subPath: "published-models" },
+      ],
+    };
+    expect(sandboxOf(mounted).metadata).toEqual({
+      team: "x",
+      n: 3,
+      volume_attachments: [
+        {
+          id: `${record.id}.volumes.0`,
+          volume_id: "vol_a",
+          volume_name: "team-data",
+          mount_path: "/workspace/shared",
+          subpath: "/",
+          read_only: false,
+          state: "mounted",
+        },
+        {
+          id: `${record.id}.volumes.1`,
+          volume_id: "vol_b",
+          volume_name: "models",
+          mount_path: "/models",
+          subpath: "/published-models",
+          read_only: true,
+          state: "mounted",
+        },
+      ],
+    });
+    const states = ["creating", "paused", "resuming", "destroying", "destroyed", "error"] as const;
+    expect(states.map((status) => volumeAttachmentsOf({ ...mounted, status })[0]?.state)).toEqual([
+      "mounting",
+      "paused",
+      "remounting",
+      "releasing",
+      "released",
+      "failed",
+    ]);
+    expect(isVolumeId("vol_abc")).toBe(true);
+    expect(isVolumeId("team-data")).toBe(false);
+  });
+
+  it("names Nullspace's volume fields in errors", () => {
+    expect(nullspaceField("volumes.2.name")).toBe("volumes.2.ref");
+    expect(nullspaceField("volumes.0.mountPath")).toBe("volumes.0.mount_path");
+    expect(nullspaceField("volumes.1.subPath")).toBe("volumes.1.subpath");
+    expect(nullspaceField("volumes.1.readOnly")).toBe("volumes.1.read_only");
+    const missing = errorReplyOf(
+      new ApiError("volume_not_found", "x", {
+        fields: [{ field: "volumes.0.name", rule: "not_found", message: "volume nope not found" }],
+      }),
+      "req",
+    );
+    expect(missing.status).toBe(404);
+    expect(missing.body.error).toEqual({
+      code: "not_found",
+      message: "volumes.0.ref: volume nope not found",
+      status: 404,
+      request_id: "req",
+      fields: [{ field: "volumes.0.ref", message: "volume nope not found" }],
+    });
+    expect(errorReplyOf(new ApiError("volume_in_use", "in use"), "r").body.error.code).toBe("conflict");
   });
 
   it("answers errors in Nullspace's shape", () => {

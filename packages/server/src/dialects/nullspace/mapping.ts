@@ -2,7 +2,15 @@ import type { CreateSandboxRequest, FieldIssue, SandboxStatus } from "@sandpit/c
 import type { ApiError } from "../../errors.js";
 import type { WarmPoolCheckout } from "../../services/warm-pool-service.js";
 import type { SandboxRecord } from "../../store/store.js";
-import type { NullspaceCreateSandbox, NullspaceErrorBody, NullspaceSandbox, NullspaceStatus } from "./schemas.js";
+import type {
+  NullspaceCreateSandbox,
+  NullspaceErrorBody,
+  NullspaceSandbox,
+  NullspaceStatus,
+  NullspaceVolumeAttachment,
+  NullspaceVolumeMount,
+  VolumeAttachmentState,
+} from "./schemas.js";
 
 /** The header Nullspace clients send the traffic access token in. */
 export const TRAFFIC_ACCESS_TOKEN_HEADER = "x-nullspace-traffic-access-token";
@@ -13,6 +21,8 @@ const MAX_CWD_LENGTH = 4096;
 const MEMORY_STEP_MB = 256;
 /** Metadata key listing the keys whose values are JSON-encoded (Sandpit stores metadata as strings). */
 export const JSON_METADATA_KEY = "nullspace.json_keys";
+/** Metadata key under which responses show the attached volumes (in request order). */
+export const VOLUME_ATTACHMENTS_KEY = "volume_attachments";
 
 type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 
@@ -33,10 +43,19 @@ export function normalizeCwd(raw: string): { path: string } | { error: string } 
   }
   const path = `/${segments.join("/")}`;
   if (path.length > MAX_CWD_LENGTH) return { error: `must be at most ${MAX_CWD_LENGTH} characters` };
-  if (path === RESERVED_CWD || path.startsWith(`${RESERVED_CWD}/`)) {
-    return { error: `must not be under the reserved ${RESERVED_CWD}` };
-  }
+  if (isReservedPath(path)) return { error: `must not be under the reserved ${RESERVED_CWD}` };
   return { path };
+}
+
+/** Whether an absolute path is, or is under, the runtime paths Nullspace keeps for itself. */
+export function isReservedPath(path: string): boolean {
+  const segments: string[] = [];
+  for (const segment of path.split("/")) {
+    if (segment === "..") segments.pop();
+    else if (segment !== "" && segment !== ".") segments.push(segment);
+  }
+  const p = `/${segments.join("/")}`;
+  return p === RESERVED_CWD || p.startsWith(`${RESERVED_CWD}/`);
 }
 
 /** Nullspace's `memory_mb` (any positive size) rounded up to the next size Sandpit runs. */
@@ -92,6 +111,25 @@ export function decodeMetadata(stored: Record<string, string>): Record<string, J
   return decoded;
 }
 
+/** Refs that are volume ids rather than names (names are DNS labels and never hold `_`). */
+export const isVolumeId = (ref: string) => ref.startsWith("vol_");
+
+/**
+ * Nullspace volume mounts as Sandpit's. `ref` must be a volume name by now (the route resolves ids);
+ * `subpath` is rooted at the volume's `/`, Sandpit's subPath is relative to it.
+ */
+export function volumeMountsFrom(volumes: NullspaceVolumeMount[]) {
+  return volumes.map((v) => {
+    const subPath = v.subpath?.replace(/^\/+/, "") ?? "";
+    return {
+      name: v.ref,
+      mountPath: v.mount_path,
+      readOnly: v.read_only,
+      ...(subPath !== "" ? { subPath } : {}),
+    };
+  });
+}
+
 /** A Nullspace create request as Sandpit's native create request (validated by the contract after). */
 export function createRequestFrom(body: NullspaceCreateSandbox): CreateSandboxRequest {
   const hibernate = body.timeout_action === "hibernate" || body.lifecycle?.on_timeout === "pause";
@@ -112,6 +150,7 @@ export function createRequestFrom(body: NullspaceCreateSandbox): CreateSandboxRe
     env: body.envs,
     metadata: encodeMetadata(body.metadata as Record<string, Json>),
     ...(body.cwd !== undefined ? { cwd: body.cwd } : {}),
+    ...(body.volumes?.length ? { volumes: volumeMountsFrom(body.volumes) } : {}),
     ...(body.internet_access ? {} : { internetAccess: false }),
     ...(body.warm_pool
       ? { warmPool: { mode: body.warm_pool.mode, ...(body.warm_pool.id ? { poolId: body.warm_pool.id } : {}) } }
@@ -137,6 +176,44 @@ export function statusOf(status: SandboxStatus): NullspaceStatus {
   }
 }
 
+/** The state of a sandbox's mounts, from the sandbox's status. */
+function attachmentStateOf(status: SandboxStatus): VolumeAttachmentState {
+  switch (status) {
+    case "creating":
+      return "mounting";
+    case "running":
+      return "mounted";
+    case "pausing":
+    case "paused":
+      return "paused";
+    case "resuming":
+      return "remounting";
+    case "destroying":
+      return "releasing";
+    case "destroyed":
+      return "released";
+    default:
+      return "failed";
+  }
+}
+
+/** `metadata.volume_attachments`: the sandbox's mounts in request order (snapshot children inherit them). */
+export function volumeAttachmentsOf(
+  record: Pick<SandboxRecord, "id" | "status" | "volumes">,
+): NullspaceVolumeAttachment[] {
+  const state = attachmentStateOf(record.status);
+  return record.volumes.map((m, i) => ({
+    id: `${record.id}.volumes.${i}`,
+    ...(m.volumeId !== undefined ? { volume_id: m.volumeId } : {}),
+    ...(m.name !== undefined ? { volume_name: m.name } : {}),
+    ...(m.hostPath !== undefined ? { host_path: m.hostPath } : {}),
+    mount_path: m.mountPath,
+    subpath: `/${m.subPath ?? ""}`,
+    read_only: m.readOnly,
+    state,
+  }));
+}
+
 /** A Sandpit sandbox as Nullspace's sandbox; the traffic access token only in the create response. */
 export function sandboxOf(
   record: SandboxRecord,
@@ -154,7 +231,10 @@ export function sandboxOf(
     config: { vcpus: record.vcpus, memory_mb: record.memoryMb, disk_mb: record.diskMb },
     template: record.template.startsWith("image:") ? record.template.slice("image:".length) : record.template,
     created_at: new Date(record.createdAt).toISOString(),
-    metadata: decodeMetadata(record.metadata),
+    metadata: {
+      ...decodeMetadata(record.metadata),
+      ...(record.volumes.length ? { [VOLUME_ATTACHMENTS_KEY]: volumeAttachmentsOf(record) } : {}),
+    },
     ...(startedAt ? { started_at: startedAt } : {}),
     timeout_ms: record.timeoutMs,
     ...(timeoutAt ? { timeout_at: timeoutAt, expires_at: timeoutAt } : {}),
@@ -183,6 +263,16 @@ export function nullspaceField(field: string): string {
   };
   if (exact[field]) return exact[field];
   if (field.startsWith("env.") || field === "env") return `envs${field.slice(3)}`;
+  const mount = /^volumes\.(\d+)\.(name|mountPath|readOnly|subPath)$/.exec(field);
+  if (mount) {
+    const names: Record<string, string> = {
+      name: "ref",
+      mountPath: "mount_path",
+      readOnly: "read_only",
+      subPath: "subpath",
+    };
+    return `volumes.${mount[1]}.${names[mount[2]!]}`;
+  }
   return field;
 }
 
@@ -194,6 +284,8 @@ const CODES: Partial<Record<ApiError["code"], string>> = {
   command_not_found: "not_found",
   file_not_found: "not_found",
   invalid_state: "conflict",
+  volume_not_found: "not_found",
+  volume_in_use: "conflict",
   idempotency_mismatch: "idempotency_key_conflict",
   source_failed: "invalid_request",
   not_implemented: "not_supported",
@@ -211,9 +303,8 @@ export function errorReplyOf(error: ApiError, requestId: string): { status: numb
   const keyMissing = issues.some((f) => f.field === "Idempotency-Key" && f.rule === "required");
   const status = error.code === "idempotency_mismatch" ? 409 : error.status;
   const code = keyMissing ? "idempotency_key_required" : (CODES[error.code] ?? error.code);
-  const message = fields.length
-    ? `Invalid request: ${fields.map((f) => `${f.field}: ${f.message}`).join("; ")}`
-    : error.message;
+  const named = fields.map((f) => `${f.field}: ${f.message}`).join("; ");
+  const message = fields.length ? (status === 400 ? `Invalid request: ${named}` : named) : error.message;
   return {
     status,
     body: { error: { code, message, status, request_id: requestId, ...(fields.length ? { fields } : {}) } },

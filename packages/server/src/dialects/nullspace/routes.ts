@@ -4,8 +4,10 @@ import type { AppServices } from "../../app.js";
 import { ApiError } from "../../errors.js";
 import { proxyHttp } from "../../routes/ports.js";
 import { claimIdempotencyKey } from "../../routes/route.js";
+import type { VolumeService } from "../../services/volume-service.js";
+import type { OrgRecord } from "../../store/store.js";
 import { bearerToken, type DialectContext, registerDialect, singleHeader } from "../dialect.js";
-import { createRequestFrom, errorReplyOf, sandboxOf, TRAFFIC_ACCESS_TOKEN_HEADER } from "./mapping.js";
+import { createRequestFrom, errorReplyOf, isVolumeId, sandboxOf, TRAFFIC_ACCESS_TOKEN_HEADER } from "./mapping.js";
 import { createSandboxSchema, type NullspaceCreateSandbox } from "./schemas.js";
 
 export const NULLSPACE_PREFIX = "/nullspace";
@@ -17,14 +19,38 @@ function refuseUnsupported(body: NullspaceCreateSandbox) {
   if (body.desktop) {
     throw new ApiError("not_implemented", "desktop sandboxes are not supported yet", { field: "desktop" });
   }
-  if (body.volumes?.length) {
-    throw new ApiError("not_implemented", "shared volume mounts are not supported yet", { field: "volumes" });
-  }
+}
+
+/**
+ * The request's volume refs as names: a ref that is a volume id must be one of the caller's volumes
+ * (404 naming `volumes.N.ref`); names are checked by Sandpit's create, which answers the same way.
+ */
+async function withVolumeNames(
+  volumes: VolumeService,
+  org: OrgRecord,
+  body: NullspaceCreateSandbox,
+): Promise<NullspaceCreateSandbox> {
+  if (!body.volumes?.length) return body;
+  const resolved = await Promise.all(
+    body.volumes.map(async (v, i) => {
+      if (!isVolumeId(v.ref)) return v;
+      const volume = await volumes.getById(org, v.ref).catch((e: unknown) => {
+        if (!(e instanceof ApiError) || e.code !== "volume_not_found") throw e;
+        const field = `volumes.${i}.ref`;
+        throw new ApiError("volume_not_found", `${field}: volume ${v.ref} not found`, {
+          fields: [{ field, rule: "not_found", message: `volume ${v.ref} not found` }],
+        });
+      });
+      return { ...v, ref: volume.name };
+    }),
+  );
+  return { ...body, volumes: resolved };
 }
 
 /**
  * Nullspace under `/nullspace` (base URL `http://<sandpit>/nullspace`): `POST /v1/sandboxes` with its
- * required Idempotency-Key, `GET`/`DELETE /v1/sandboxes/{id}`, and the port proxy
+ * required Idempotency-Key (shared `volumes` by name or id included), `GET`/`DELETE /v1/sandboxes/{id}`,
+ * and the port proxy
  * `/v1/sandboxes/{id}/proxy/{port}/…` guarded by `x-nullspace-traffic-access-token`. Keys are Sandpit
  * keys sent as `Authorization: Bearer`.
  */
@@ -43,7 +69,7 @@ export function nullspaceDialect(app: FastifyInstance, services: AppServices) {
 }
 
 function routes({ app, services, authenticate, parse }: DialectContext) {
-  const { sandboxes, warmPools, ports } = services;
+  const { sandboxes, warmPools, ports, volumes } = services;
 
   app.post("/v1/sandboxes", async (request, reply) => {
     const org = await authenticate(request);
@@ -55,7 +81,7 @@ function routes({ app, services, authenticate, parse }: DialectContext) {
     }
     const body = parse(createSandboxSchema, request.body ?? {});
     refuseUnsupported(body);
-    const params = parse(createSandboxRequestSchema, createRequestFrom(body));
+    const params = parse(createSandboxRequestSchema, createRequestFrom(await withVolumeNames(volumes, org, body)));
     if (await claimIdempotencyKey(request, reply, org.id, key)) return reply;
     const { record, checkout } = await warmPools.createSandbox(org, params);
     reply.code(201).header("location", `${NULLSPACE_PREFIX}/v1/sandboxes/${record.id}`);

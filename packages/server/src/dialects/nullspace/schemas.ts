@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { JSON_METADATA_KEY, normalizeCwd } from "./mapping.js";
+import { isReservedPath, JSON_METADATA_KEY, normalizeCwd, VOLUME_ATTACHMENTS_KEY } from "./mapping.js";
 
 /** Nullspace's warm-pool selector: `prefer` and `require` name a pool; `bypass` forces a cold create. */
 export const warmPoolSelectorSchema = z
@@ -22,6 +22,21 @@ export const networkSchema = z.strictObject({
 export const lifecycleSchema = z.strictObject({
   on_timeout: z.enum(["destroy", "pause"]).optional(),
 });
+
+/**
+ * A create-time shared-volume mount: `ref` is a volume name or id of the caller's organisation,
+ * `subpath` a directory inside the volume (volume-internal, rooted at `/`).
+ */
+export const volumeMountSchema = z.strictObject({
+  ref: z.string().min(1).max(128),
+  mount_path: z
+    .string()
+    .min(1)
+    .refine((p) => !isReservedPath(p), "must not be under the reserved /workspace/.nullspace"),
+  subpath: z.string().min(1).max(4096).nullable().optional(),
+  read_only: z.boolean().default(false),
+});
+export type NullspaceVolumeMount = z.output<typeof volumeMountSchema>;
 
 /** `POST /v1/sandboxes`, as Nullspace documents it. */
 export const createSandboxSchema = z
@@ -53,12 +68,14 @@ export const createSandboxSchema = z
       }),
     desktop: z.record(z.string(), z.unknown()).nullable().optional(),
     network: networkSchema.optional(),
-    volumes: z.array(z.record(z.string(), z.unknown())).max(8).nullable().optional(),
+    volumes: z.array(volumeMountSchema).max(8).nullable().optional(),
     lifecycle: lifecycleSchema.optional(),
   })
   .superRefine((body, ctx) => {
-    if (JSON_METADATA_KEY in body.metadata) {
-      ctx.addIssue({ code: "custom", path: ["metadata", JSON_METADATA_KEY], message: "is a reserved key" });
+    for (const reserved of [JSON_METADATA_KEY, VOLUME_ATTACHMENTS_KEY]) {
+      if (reserved in body.metadata) {
+        ctx.addIssue({ code: "custom", path: ["metadata", reserved], message: "is a reserved key" });
+      }
     }
     if (body.snapshot_id !== undefined && body.disk_mb !== undefined) {
       ctx.addIssue({ code: "custom", path: ["disk_mb"], message: "is not permitted with snapshot_id" });
@@ -86,6 +103,29 @@ export type NullspaceCreateSandbox = z.output<typeof createSandboxSchema>;
 
 export const sandboxStatusSchema = z.enum(["creating", "running", "paused", "destroyed", "error"]);
 export type NullspaceStatus = z.infer<typeof sandboxStatusSchema>;
+
+/** Where a sandbox's mount of a volume is, in Nullspace's attachment states. */
+export type VolumeAttachmentState =
+  | "mounting"
+  | "mounted"
+  | "paused"
+  | "remounting"
+  | "releasing"
+  | "released"
+  | "failed";
+
+/** One entry of `metadata.volume_attachments`. */
+export type NullspaceVolumeAttachment = {
+  id: string;
+  volume_id?: string;
+  volume_name?: string;
+  /** A host directory an admin allows (mounted through Sandpit's own API). */
+  host_path?: string;
+  mount_path: string;
+  subpath: string;
+  read_only: boolean;
+  state: VolumeAttachmentState;
+};
 
 /** The sandbox Nullspace answers with; optional fields are omitted rather than null. */
 export const sandboxSchema = z.object({
