@@ -1,6 +1,16 @@
-// The official `e2b` SDK, configured only by E2B_API_KEY, E2B_API_URL and E2B_SANDBOX_URL, against Sandpit.
+// The official `e2b` SDK, configured only by E2B_API_KEY, E2B_API_URL and E2B_SANDBOX_URL (and
+// E2B_VOLUME_API_URL for volume content), against Sandpit.
 import http from "node:http";
-import { CommandExitError, FileType, Sandbox } from "e2b";
+import {
+  AuthenticationError,
+  CommandExitError,
+  FileType,
+  Sandbox,
+  Volume,
+  VolumeError,
+  VolumeNotFoundError,
+  VolumePathNotFoundError,
+} from "e2b";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitFor } from "../helpers/api.js";
 import { serverEntry } from "../helpers/paths.js";
@@ -41,6 +51,8 @@ beforeAll(async () => {
   process.env.E2B_API_KEY = key;
   process.env.E2B_API_URL = `${server.url}/e2b`;
   process.env.E2B_SANDBOX_URL = `${server.url}/e2b/envd`;
+  // The SDK's volume content calls go to E2B_VOLUME_API_URL (by default https://api.<E2B_DOMAIN>).
+  process.env.E2B_VOLUME_API_URL = `${server.url}/e2b`;
   process.env.E2B_DOMAIN = "sandpit.test";
 });
 
@@ -264,5 +276,84 @@ describe("e2b SDK", () => {
     expect(await unauthorized.json()).toMatchObject({ code: 401 });
     const badTemplate = await Sandbox.create("no-such-template").catch((e: unknown) => e);
     expect(String(badTemplate)).toMatch(/template no-such-template not found/);
+  });
+
+  it("creates volumes, fills them through the volume content API, mounts them at create, lists and deletes them", async () => {
+    const volume = await Volume.create("e2b-data");
+    expect(volume.volumeId).toMatch(/^vol_/);
+    expect(volume.token).toMatch(/^vtok_\S{40,}$/);
+    const written = await volume.writeFile("/config/settings.json", '{"debug":true}\n');
+    expect(written).toMatchObject({ name: "settings.json", path: "/config/settings.json", type: "file", size: 15 });
+    expect(written.mtime).toBeInstanceOf(Date);
+    expect((await volume.makeDir("/logs")).type).toBe("directory");
+    await expect(volume.makeDir("/logs")).rejects.toBeInstanceOf(VolumeError);
+    await volume.makeDir("/deep/er/still", { force: true });
+    expect((await volume.list("/")).map((e) => [e.name, e.type])).toEqual([
+      ["config", "directory"],
+      ["deep", "directory"],
+      ["logs", "directory"],
+    ]);
+    expect((await volume.list("/deep", { depth: 3 })).map((e) => e.path)).toEqual(["/deep/er", "/deep/er/still"]);
+    expect(await volume.readFile("/config/settings.json")).toBe('{"debug":true}\n');
+    expect((await volume.getInfo("/config/settings.json")).size).toBe(15);
+    expect(await volume.exists("/config")).toBe(true);
+    expect(await volume.exists("/nope")).toBe(false);
+    await expect(volume.readFile("/nope")).rejects.toBeInstanceOf(VolumePathNotFoundError);
+    expect((await volume.updateMetadata("/config/settings.json", { mode: 0o640 })).mode).toBe(0o640);
+    await volume.updateMetadata("/config/settings.json", { mode: 0o644 });
+    await volume.remove("/deep");
+    expect(await volume.exists("/deep")).toBe(false);
+
+    // Mounted at create by the Volume or by its name; the sandbox sees the files and writes its own.
+    const sandbox = await newSandbox({ volumeMounts: { "/mnt/data": volume } });
+    const byName = await newSandbox({ volumeMounts: { "/srv/shared": "e2b-data" } });
+    expect((await sandbox.commands.run("cat /mnt/data/config/settings.json")).stdout).toBe('{"debug":true}\n');
+    await sandbox.commands.run("echo from the sandbox > /mnt/data/logs/run.log");
+    expect((await byName.commands.run("cat /srv/shared/logs/run.log")).stdout).toBe("from the sandbox\n");
+    expect(await volume.readFile("/logs/run.log")).toBe("from the sandbox\n");
+    expect((await sandbox.getInfo()).volumeMounts).toEqual([{ name: "e2b-data", path: "/mnt/data" }]);
+
+    // A symlink a sandbox plants in the volume is never followed by the content API.
+    await sandbox.commands.run("ln -s /etc /mnt/data/etc-link && ln -s /etc/hostname /mnt/data/host-link");
+    await expect(volume.readFile("/etc-link/passwd")).rejects.toThrow(/symlink/);
+    await expect(volume.readFile("/host-link")).rejects.toThrow(/symlink/);
+    await expect(volume.writeFile("/etc-link/evil", "x")).rejects.toThrow(/symlink/);
+    expect((await volume.getInfo("/etc-link")).type).toBe("symlink");
+
+    // The volume's token is its own: a wrong one is refused, another volume's does not open this one.
+    await expect(new Volume(volume.volumeId, volume.name, "vtok_wrong").list("/")).rejects.toBeInstanceOf(
+      AuthenticationError,
+    );
+    const second = await Volume.create("e2b-second");
+    await expect(new Volume(volume.volumeId, volume.name, second.token).list("/")).rejects.toBeInstanceOf(
+      AuthenticationError,
+    );
+    expect((await Volume.connect(volume.volumeId)).token).toBe(volume.token);
+    const listed = await Volume.list();
+    expect(listed).toContainEqual({ volumeId: volume.volumeId, name: "e2b-data" });
+    expect(listed).toContainEqual({ volumeId: second.volumeId, name: "e2b-second" });
+
+    // Another organisation sees none of it.
+    const { createApiKey } = (await import(serverEntry)) as typeof import("../../packages/server/src/index.js");
+    const other = await createApiKey({ dataDir: server.dataDir, org: "e2b-volume-intruder", format: "e2b" });
+    await expect(Volume.getInfo(volume.volumeId, { apiKey: other.key })).rejects.toBeInstanceOf(VolumeNotFoundError);
+    expect(await Volume.destroy(volume.volumeId, { apiKey: other.key })).toBe(false);
+    expect(await Volume.list({ apiKey: other.key })).toEqual([]);
+
+    // Errors: a volume that does not exist at create, a name Sandpit cannot take, a volume in use.
+    await expect(Sandbox.create("base", { volumeMounts: { "/m": "no-such-volume" } })).rejects.toThrow(
+      /no-such-volume not found/,
+    );
+    await expect(Volume.create("Bad_Name")).rejects.toThrow(/DNS label/);
+    await expect(Volume.create("e2b-data")).rejects.toThrow(/already exists/);
+    await expect(Volume.destroy(volume.volumeId)).rejects.toThrow(/mounted by/);
+
+    await sandbox.kill();
+    await byName.kill();
+    expect(await Volume.destroy(volume.volumeId)).toBe(true);
+    expect(await Volume.destroy(second.volumeId)).toBe(true);
+    expect(await Volume.destroy(volume.volumeId)).toBe(false);
+    await expect(Volume.getInfo(volume.volumeId)).rejects.toBeInstanceOf(VolumeNotFoundError);
+    await expect(volume.readFile("/config/settings.json")).rejects.toBeInstanceOf(VolumePathNotFoundError);
   });
 });

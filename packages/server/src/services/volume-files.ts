@@ -1,7 +1,6 @@
 import { constants, type Stats } from "node:fs";
 import { type FileHandle, lstat, mkdir, open, readdir, readlink, rmdir, unlink } from "node:fs/promises";
 import type { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { ApiError } from "../errors.js";
 import { BeneathError, openDirBeneath } from "../runtime/volume-mounts.js";
 
@@ -194,14 +193,24 @@ export class VolumeFiles {
     }
   }
 
-  /** Makes a directory (with its missing parents when `parents`); 409 when it exists. */
+  /**
+   * Makes a directory; 409 when it exists. With `parents` (mkdir -p) the missing parents are made too
+   * and an existing directory is no error (it keeps its owner and mode unless they are given).
+   */
   async makeDir(path: string, opts: VolumeEntryOwnership & { parents: boolean }): Promise<VolumeEntry> {
     const components = volumePathComponents(path);
     return this.inParent(components, { create: opts.parents }, async (entryPath) => {
-      await mkdir(entryPath);
+      const made = await mkdir(entryPath).then(
+        () => true,
+        (e: NodeJS.ErrnoException) => {
+          if (e.code !== "EEXIST" || !opts.parents) throw e;
+          return false;
+        },
+      );
+      // O_NOFOLLOW: an existing "directory" that is a symlink fails here.
       const dir = await open(entryPath, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
       try {
-        await applyOwnership(dir, { ...opts, mode: opts.mode ?? DEFAULT_DIR_MODE });
+        await applyOwnership(dir, made ? { ...opts, mode: opts.mode ?? DEFAULT_DIR_MODE } : opts);
         return entryOf(await dir.stat(), components, undefined);
       } finally {
         await dir.close();
@@ -250,7 +259,7 @@ export class VolumeFiles {
           throw new ApiError("bad_request", `${display(components)} is not a regular file`);
         }
         await file.truncate(0);
-        await pipeline(body, file.createWriteStream({ start: 0, autoClose: false }));
+        for await (const chunk of body) await writeAll(file, typeof chunk === "string" ? Buffer.from(chunk) : chunk);
         await applyOwnership(file, isNew ? { ...opts, mode: opts.mode ?? DEFAULT_FILE_MODE } : opts);
         return entryOf(await file.stat(), components, undefined);
       } finally {
@@ -282,6 +291,13 @@ export class VolumeFiles {
         await handle.close();
       }
     });
+  }
+}
+
+/** FileHandle.write may write less than it was given: the rest follows. */
+async function writeAll(file: FileHandle, data: Uint8Array): Promise<void> {
+  for (let offset = 0; offset < data.length; ) {
+    offset += (await file.write(data, offset, data.length - offset)).bytesWritten;
   }
 }
 

@@ -1,5 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { createRequestFrom, envdAccessToken, networkPolicyFrom, parseMetadataQuery, parseStates } from "./mapping.js";
+import {
+  createRequestFrom,
+  envdAccessToken,
+  networkPolicyFrom,
+  parseMetadataQuery,
+  parseStates,
+  volumeEntryStatOf,
+  volumeMountsOf,
+  volumeOf,
+} from "./mapping.js";
 
 describe("E2B mapping", () => {
   it("turns E2B egress settings into Sandpit policies", () => {
@@ -29,6 +38,67 @@ describe("E2B mapping", () => {
       },
     );
     expect(createRequestFrom({ templateID: "base", network: { allowPublicTraffic: false } }).publicPorts).toBe(false);
+  });
+
+  it("mounts volumes given as volumeMounts and shows a sandbox's named volumes", () => {
+    expect(
+      createRequestFrom({
+        templateID: "base",
+        volumeMounts: [
+          { name: "data", path: "/mnt/data" },
+          { name: "cache", path: "/cache" },
+        ],
+      }).volumes,
+    ).toEqual([
+      { name: "data", mountPath: "/mnt/data" },
+      { name: "cache", mountPath: "/cache" },
+    ]);
+    expect(createRequestFrom({ templateID: "base", volumeMounts: [] }).volumes).toBeUndefined();
+    expect(
+      volumeMountsOf({
+        volumes: [
+          { volumeId: "vol_a", name: "data", mountPath: "/mnt/data", readOnly: false },
+          { hostPath: "/srv/shared", mountPath: "/shared", readOnly: true },
+        ],
+      }),
+    ).toEqual([{ name: "data", path: "/mnt/data" }]);
+  });
+
+  it("shows volumes and their entries in E2B's shapes", () => {
+    expect(volumeOf({ id: "vol_a", name: "data" })).toEqual({ volumeID: "vol_a", name: "data" });
+    expect(volumeOf({ id: "vol_a", name: "data" }, "vtok_x")).toEqual({
+      volumeID: "vol_a",
+      name: "data",
+      token: "vtok_x",
+    });
+    const at = new Date(Date.UTC(2024, 0, 1));
+    expect(
+      volumeEntryStatOf({
+        name: "l",
+        path: "/d/l",
+        type: "symlink",
+        size: 3,
+        mode: 0o777,
+        uid: 0,
+        gid: 0,
+        atime: at,
+        mtime: at,
+        ctime: at,
+        target: "/x",
+      }),
+    ).toEqual({
+      name: "l",
+      path: "/d/l",
+      type: "symlink",
+      size: 3,
+      mode: 0o777,
+      uid: 0,
+      gid: 0,
+      atime: "2024-01-01T00:00:00.000Z",
+      mtime: "2024-01-01T00:00:00.000Z",
+      ctime: "2024-01-01T00:00:00.000Z",
+      target: "/x",
+    });
   });
 
   it("reads the metadata and state queries", () => {

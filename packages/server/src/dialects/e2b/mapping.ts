@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
 import type { CreateSandboxRequest, MetricsSample, NetworkPolicyInput } from "@sandpit/contract";
 import { z } from "zod";
-import type { SandboxRecord } from "../../store/store.js";
+import type { VolumeEntry } from "../../services/volume-files.js";
+import type { SandboxRecord, VolumeRecord } from "../../store/store.js";
 
 /** The envd version Sandpit's envd speaks: the SDK gates features (octet-stream uploads, …) on it. */
 export const ENVD_VERSION = "0.5.7";
@@ -17,7 +18,7 @@ const networkSchema = z
   })
   .passthrough();
 
-/** `POST /sandboxes` and `/v2/sandboxes` bodies (fields Sandpit does not act on are accepted and ignored). */
+/** `POST /sandboxes` and `/v2/sandboxes` bodies (`mcp` is accepted and ignored). */
 export const newSandboxSchema = z
   .object({
     templateID: z.string().min(1),
@@ -78,6 +79,10 @@ export function createRequestFrom(body: NewSandbox): CreateSandboxRequest {
     timeoutAction: body.autoPause ? "pause" : "destroy",
     autoResume: body.autoResume?.enabled === true,
     ...(policy ? { networkPolicy: policy } : {}),
+    // `name` is the volume's name, `path` where it appears; Sandpit checks both and names the field.
+    ...(body.volumeMounts?.length
+      ? { volumes: body.volumeMounts.map((m) => ({ name: m.name, mountPath: m.path })) }
+      : {}),
     // E2B exposes every port of a sandbox; traffic needs a token only when public traffic is off.
     allPorts: true,
     publicPorts: body.network?.allowPublicTraffic !== false,
@@ -131,7 +136,34 @@ export function listedSandboxOf(record: SandboxRecord) {
     metadata: record.metadata,
     state: stateOf(record),
     envdVersion: ENVD_VERSION,
-    volumeMounts: [] as { name: string; path: string }[],
+    volumeMounts: volumeMountsOf(record),
+  };
+}
+
+/** A sandbox's named volumes as E2B's `volumeMounts` (host directories have no E2B form). */
+export function volumeMountsOf(record: Pick<SandboxRecord, "volumes">): { name: string; path: string }[] {
+  return record.volumes.flatMap((m) => (m.name !== undefined ? [{ name: m.name, path: m.mountPath }] : []));
+}
+
+/** `Volume`, and `VolumeAndToken` when the token is given. */
+export function volumeOf(record: Pick<VolumeRecord, "id" | "name">, token?: string) {
+  return { volumeID: record.id, name: record.name, ...(token !== undefined ? { token } : {}) };
+}
+
+/** `VolumeEntryStat` of the volume content API. */
+export function volumeEntryStatOf(entry: VolumeEntry) {
+  return {
+    name: entry.name,
+    path: entry.path,
+    type: entry.type,
+    size: entry.size,
+    mode: entry.mode,
+    uid: entry.uid,
+    gid: entry.gid,
+    atime: entry.atime.toISOString(),
+    mtime: entry.mtime.toISOString(),
+    ctime: entry.ctime.toISOString(),
+    ...(entry.target !== undefined ? { target: entry.target } : {}),
   };
 }
 

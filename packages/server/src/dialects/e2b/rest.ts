@@ -17,6 +17,7 @@ import {
   sandboxOf,
   stateOf,
 } from "./mapping.js";
+import { e2bVolumeRoutes } from "./volumes.js";
 
 const timeoutBodySchema = z.object({ timeout: z.number().int().min(0) }).passthrough();
 const connectBodySchema = z.object({ timeout: z.number().int().min(0).optional() }).passthrough();
@@ -46,7 +47,7 @@ const timeoutMs = (seconds: number) => Math.min(24 * 3600, Math.max(1, seconds))
 
 /**
  * E2B's REST API under `/e2b` (set `E2B_API_URL=http://<sandpit>/e2b`): sandboxes (create, get, list,
- * kill, timeout, pause, connect/resume, refresh, network), snapshots. Keys go in `X-API-KEY`; errors are
+ * kill, timeout, pause, connect/resume, refresh, network), snapshots, volumes and their content. Keys go in `X-API-KEY`; errors are
  * `{code, message}` with the HTTP status as the code.
  */
 export function e2bRestDialect(
@@ -71,7 +72,10 @@ export function e2bRestDialect(
         return { status: error.status, body: { code: error.status, message } };
       },
     },
-    (ctx) => routes(ctx, domain),
+    (ctx) => {
+      routes(ctx, domain);
+      e2bVolumeRoutes(ctx);
+    },
   );
 }
 
