@@ -34,11 +34,14 @@ packages=(nftables iproute2 mmdebstrap e2fsprogs util-linux musl-tools make gcc 
   ca-certificates curl git tar gzip procps sqlite3 tmux conntrack
   attr zstd
   docker-registry apache2-utils busybox-static
-  chromium)
+  chromium
+  postgresql)
 # attr (setfattr) marks opaque directories of unpacked image layers; zstd unpacks zstd layers.
 # docker-registry, apache2-utils (htpasswd) and busybox-static are for the image tests: they run their
 # own registries on loopback and build a tiny image from busybox.
 # chromium is for the web console's browser tests (headless, driven by playwright-core).
+# postgresql is for the PostgreSQL store's tests: they start throwaway clusters of their own (initdb,
+# pg_ctl) on unix sockets, so the cluster the package makes is stopped and disabled (below).
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
@@ -69,6 +72,20 @@ fi
 # The package's own registry service is not wanted (tests start theirs on loopback ports).
 if command -v systemctl >/dev/null 2>&1; then
   systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+
+# Only when this script installed PostgreSQL: its default cluster is not wanted. A PostgreSQL that was
+# there before is left alone (it may be the one SANDPIT_DATABASE_URL points to).
+if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+  if command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now postgresql >/dev/null 2>&1 || true
+  fi
+  # Without systemd, the package started its cluster through pg_ctlcluster.
+  while read -r version cluster _ status _; do
+    if [[ $status == online ]]; then
+      pg_ctlcluster "$version" "$cluster" stop || true
+    fi
+  done < <(pg_lsclusters -h 2>/dev/null || true)
 fi
 
 runsc_version=$(runsc --version)

@@ -5,6 +5,8 @@ export interface ServerConfig {
   /** host:port to listen on. */
   listen: string;
   dataDir: string;
+  /** PostgreSQL connection URL of the store; unset: SQLite (`sandpit.db`) in the data directory. */
+  databaseUrl: string | undefined;
   /** Where built templates are kept; shared between data dirs when set (tests do this). */
   templatesDir: string;
   /** When set, this key exists for the organisation `default`. */
@@ -111,6 +113,15 @@ function parseRegistryMirrors(raw: string | undefined): Record<string, string[]>
   return mirrors;
 }
 
+/** A postgres:// URL (checked without echoing it: it may hold a password). */
+function parseDatabaseUrl(raw: string | undefined): string | undefined {
+  if (!raw) return undefined;
+  if (!/^postgres(ql)?:\/\//.test(raw)) {
+    throw new Error("SANDPIT_DATABASE_URL must be a postgres:// or postgresql:// URL");
+  }
+  return raw;
+}
+
 function envOptionalInt(name: string): number | null {
   return process.env[name] ? envInt(name, 0) : null;
 }
@@ -121,6 +132,7 @@ export function loadConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
   return {
     listen: env.SANDPIT_LISTEN ?? "127.0.0.1:8080",
     dataDir,
+    databaseUrl: parseDatabaseUrl(env.SANDPIT_DATABASE_URL),
     templatesDir: path.resolve(env.SANDPIT_TEMPLATES_DIR ?? path.join(dataDir, "templates")),
     apiKey: env.SANDPIT_API_KEY || undefined,
     runscPath: env.SANDPIT_RUNSC ?? "runsc",

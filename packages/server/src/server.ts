@@ -33,7 +33,7 @@ import { VolumeService } from "./services/volume-service.js";
 import { WarmPoolService } from "./services/warm-pool-service.js";
 import { WebhookService } from "./services/webhook-service.js";
 import { SourceFetcher } from "./sources/source-fetcher.js";
-import { SqliteStore } from "./store/sqlite-store.js";
+import { openStore } from "./store/open-store.js";
 import { TemplateService } from "./templates/template-service.js";
 
 export interface StartServerOptions {
@@ -82,7 +82,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   const logger = pino({ level: config.logLevel, base: { service: "sandpit" } }, pino.destination({ sync: false }));
   await mkdir(config.dataDir, { recursive: true });
 
-  const store = new SqliteStore(path.join(config.dataDir, "sandpit.db"));
+  const store = await openStore(config, { server: true });
   const network = new HostNetwork(netPrefix);
   const upstream = config.dnsUpstream ? parseHostPort(config.dnsUpstream, 53) : hostUpstream();
   const dns = new DnsProxy(
@@ -231,7 +231,10 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   );
   const { host, port } = parseHostPort(config.listen);
   const address = await app.listen({ host, port });
-  logger.info({ address, dataDir: config.dataDir }, "sandpit listening");
+  logger.info(
+    { address, dataDir: config.dataDir, store: config.databaseUrl ? "postgresql" : "sqlite" },
+    "sandpit listening",
+  );
 
   return {
     url: address,
@@ -259,7 +262,7 @@ export async function createApiKey(opts: {
   format?: ApiKeyFormat;
 }): Promise<{ key: string; org: string }> {
   const config = loadConfig(opts.dataDir ? { dataDir: opts.dataDir } : {});
-  const store = new SqliteStore(path.join(config.dataDir, "sandpit.db"));
+  const store = await openStore(config);
   try {
     const { key, org } = await new AuthService(store).createKey(opts.org, "created", opts.format);
     return { key, org: org.name };

@@ -1,6 +1,6 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import type { NetworkPolicy, SandboxStatus } from "@sandpit/contract";
+import type { SandboxStatus } from "@sandpit/contract";
 import Database from "better-sqlite3";
 import { randomBase32 } from "../lib/ids.js";
 import {
@@ -10,6 +10,41 @@ import {
   snapshotEvents,
   type TransitionCause,
 } from "./lifecycle-events.js";
+import {
+  assertWithinQuota,
+  type CommandRow,
+  commandColumns,
+  commandFromRow,
+  commandInsertSql,
+  commandInsertValues,
+  type EgressLogRow,
+  egressFromRow,
+  egressInsertSql,
+  egressInsertValues,
+  egressListWhere,
+  type IdempotencyRow,
+  idempotencyFromRow,
+  inList,
+  lowestFreeSlot,
+  type OrgRow,
+  orgByKeySql,
+  orgFromRow,
+  type QuotaRow,
+  quotaFromRow,
+  quotaSql,
+  quotaUpsertSql,
+  quotaUsageSql,
+  quotaUsageValues,
+  type SandboxRow,
+  sandboxColumns,
+  sandboxFromRow,
+  sandboxInsert,
+  sandboxListWhere,
+  setClause,
+  toJsonText,
+  type VolumeRow,
+  volumeFromRow,
+} from "./sql-rows.js";
 import { eventsMigration, SqliteEvents } from "./sqlite-events.js";
 import type {
   ClaimedDelivery,
@@ -25,14 +60,13 @@ import type {
   SandboxFilter,
   SandboxPatch,
   SandboxRecord,
-  SandboxVolumeRecord,
   SnapshotRecord,
   Store,
   VolumeRecord,
   WarmPoolRecord,
   WebhookRecord,
 } from "./store.js";
-import { QuotaExceededError, VolumeMissingError, VolumeNameTakenError } from "./store.js";
+import { VolumeMissingError, VolumeNameTakenError } from "./store.js";
 
 /** Schema versions, applied in order; `PRAGMA user_version` records how many ran. */
 const migrations = [
@@ -88,175 +122,6 @@ const migrations = [
   eventsMigration,
 ];
 
-interface SandboxRow {
-  id: string;
-  org_id: string;
-  status: SandboxStatus;
-  reason: string | null;
-  template: string;
-  vcpus: number;
-  memory_mb: number;
-  disk_mb: number;
-  env_json: string;
-  metadata_json: string;
-  cwd: string;
-  timeout_ms: number;
-  network_policy_json: string;
-  timeout_action: "destroy" | "pause";
-  lifecycle: "ephemeral" | "persistent";
-  idle_timeout_ms: number | null;
-  auto_resume: number;
-  ports_json: string;
-  public_ports: number;
-  traffic_token: string;
-  net_index: number | null;
-  agent_token: string;
-  user_name: string | null;
-  all_ports: number;
-  main_command_id: string | null;
-  volumes_json: string;
-  created_at: number;
-  started_at: number | null;
-  expires_at: number | null;
-  destroyed_at: number | null;
-}
-
-interface CommandRow {
-  id: string;
-  sandbox_id: string;
-  argv_json: string;
-  cwd: string;
-  background: number;
-  status: CommandRecord["status"];
-  pid: number | null;
-  exit_code: number | null;
-  timed_out: number;
-  started_at: number;
-  finished_at: number | null;
-}
-
-const sandboxColumns: Record<keyof SandboxPatch, string> = {
-  status: "status",
-  reason: "reason",
-  template: "template",
-  vcpus: "vcpus",
-  memoryMb: "memory_mb",
-  diskMb: "disk_mb",
-  env: "env_json",
-  metadata: "metadata_json",
-  cwd: "cwd",
-  timeoutMs: "timeout_ms",
-  networkPolicy: "network_policy_json",
-  timeoutAction: "timeout_action",
-  lifecycle: "lifecycle",
-  idleTimeoutMs: "idle_timeout_ms",
-  autoResume: "auto_resume",
-  ports: "ports_json",
-  publicPorts: "public_ports",
-  trafficToken: "traffic_token",
-  netIndex: "net_index",
-  agentToken: "agent_token",
-  user: "user_name",
-  allPorts: "all_ports",
-  mainCommandId: "main_command_id",
-  volumes: "volumes_json",
-  startedAt: "started_at",
-  expiresAt: "expires_at",
-  destroyedAt: "destroyed_at",
-};
-
-const commandColumns: Record<keyof Omit<CommandRecord, "id" | "sandboxId">, string> = {
-  argv: "argv_json",
-  cwd: "cwd",
-  background: "background",
-  status: "status",
-  pid: "pid",
-  exitCode: "exit_code",
-  timedOut: "timed_out",
-  startedAt: "started_at",
-  finishedAt: "finished_at",
-};
-
-function toColumnValue(value: unknown): unknown {
-  if (typeof value === "boolean") return value ? 1 : 0;
-  if (value !== null && typeof value === "object") return JSON.stringify(value);
-  return value;
-}
-
-/** `col = ?, ...` and its values for a patch, through a field → column map. */
-function setClause<K extends string>(patch: Partial<Record<K, unknown>>, columns: Record<K, string>) {
-  const entries = Object.entries(patch) as [K, unknown][];
-  return {
-    sql: entries.map(([k]) => `${columns[k]} = ?`).join(", "),
-    columns: entries.map(([k]) => columns[k]),
-    values: entries.map(([, v]) => toColumnValue(v)),
-    empty: entries.length === 0,
-  };
-}
-
-function sandboxFromRow(r: SandboxRow): SandboxRecord {
-  return {
-    id: r.id,
-    orgId: r.org_id,
-    status: r.status,
-    reason: r.reason,
-    template: r.template,
-    vcpus: r.vcpus,
-    memoryMb: r.memory_mb,
-    diskMb: r.disk_mb,
-    env: JSON.parse(r.env_json) as Record<string, string>,
-    metadata: JSON.parse(r.metadata_json) as Record<string, string>,
-    cwd: r.cwd,
-    timeoutMs: r.timeout_ms,
-    networkPolicy: JSON.parse(r.network_policy_json) as NetworkPolicy,
-    timeoutAction: r.timeout_action,
-    lifecycle: r.lifecycle,
-    idleTimeoutMs: r.idle_timeout_ms,
-    autoResume: r.auto_resume === 1,
-    ports: JSON.parse(r.ports_json) as number[],
-    publicPorts: r.public_ports === 1,
-    trafficToken: r.traffic_token,
-    netIndex: r.net_index,
-    agentToken: r.agent_token,
-    user: r.user_name,
-    allPorts: r.all_ports === 1,
-    mainCommandId: r.main_command_id,
-    volumes: JSON.parse(r.volumes_json) as SandboxVolumeRecord[],
-    createdAt: r.created_at,
-    startedAt: r.started_at,
-    expiresAt: r.expires_at,
-    destroyedAt: r.destroyed_at,
-  };
-}
-
-interface VolumeRow {
-  id: string;
-  org_id: string;
-  name: string;
-  size_mb: number;
-  created_at: number;
-}
-
-function volumeFromRow(r: VolumeRow): VolumeRecord {
-  return { id: r.id, orgId: r.org_id, name: r.name, sizeMb: r.size_mb, createdAt: r.created_at };
-}
-
-function commandFromRow(r: CommandRow): CommandRecord {
-  return {
-    id: r.id,
-    sandboxId: r.sandbox_id,
-    argv: JSON.parse(r.argv_json) as string[],
-    cwd: r.cwd,
-    background: r.background === 1,
-    status: r.status,
-    pid: r.pid,
-    exitCode: r.exit_code,
-    timedOut: r.timed_out === 1,
-    startedAt: r.started_at,
-    finishedAt: r.finished_at,
-  };
-}
-
 /** The embedded default store: one SQLite file in the data directory, WAL mode. */
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
@@ -297,10 +162,8 @@ export class SqliteStore implements Store {
   }
 
   async ensureOrg(name: string): Promise<OrgRecord> {
-    const existing = this.db.prepare("SELECT id, name, created_at FROM orgs WHERE name = ?").get(name) as
-      | { id: string; name: string; created_at: number }
-      | undefined;
-    if (existing) return { id: existing.id, name: existing.name, createdAt: existing.created_at };
+    const existing = this.db.prepare("SELECT * FROM orgs WHERE name = ?").get(name) as OrgRow | undefined;
+    if (existing) return orgFromRow(existing);
     const org = { id: `org_${randomBase32(20)}`, name, createdAt: Date.now() };
     this.db
       .prepare("INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT(name) DO NOTHING")
@@ -315,10 +178,8 @@ export class SqliteStore implements Store {
   }
 
   async orgByApiKeyHash(keyHash: string): Promise<OrgRecord | undefined> {
-    const row = this.db
-      .prepare("SELECT o.id, o.name, o.created_at FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE k.key_hash = ?")
-      .get(keyHash) as { id: string; name: string; created_at: number } | undefined;
-    return row && { id: row.id, name: row.name, createdAt: row.created_at };
+    const row = this.db.prepare(orgByKeySql).get(keyHash) as OrgRow | undefined;
+    return row && orgFromRow(row);
   }
 
   async countApiKeys(): Promise<number> {
@@ -341,63 +202,29 @@ export class SqliteStore implements Store {
         .prepare("SELECT net_index FROM sandboxes WHERE net_index IS NOT NULL ORDER BY net_index")
         .pluck()
         .all() as number[];
-      let netIndex = 0;
-      for (const n of used) {
-        if (n !== netIndex) break;
-        netIndex++;
-      }
-      if (netIndex > maxNetIndex) throw new Error("no free network slot");
-      const full: SandboxRecord = { ...record, netIndex };
-      // Every field goes through the same field → column map as updates, so a new field is one map entry.
-      const { id, orgId, createdAt, ...fields } = full;
-      const columns = setClause(fields, sandboxColumns);
-      const names = ["id", "org_id", "created_at", ...columns.columns];
-      this.db
-        .prepare(`INSERT INTO sandboxes (${names.join(", ")}) VALUES (${names.map(() => "?").join(", ")})`)
-        .run(id, orgId, createdAt, ...columns.values);
+      const full: SandboxRecord = { ...record, netIndex: lowestFreeSlot(used, maxNetIndex) };
+      const insert = sandboxInsert(full);
+      this.db.prepare(insert.sql).run(...insert.values);
       return full;
     })();
   }
 
   /** Throws QuotaExceededError when one more sandbox of this size would go over; call inside a transaction. */
   private checkQuota(orgId: string, quota: OrgQuota, vcpus: number, memoryMb: number) {
-    const usage = this.db
-      .prepare(
-        `SELECT count(*) AS sandboxes, coalesce(sum(vcpus), 0) AS vcpus, coalesce(sum(memory_mb), 0) AS memory
-         FROM sandboxes WHERE org_id = ? AND status IN ('creating', 'running', 'pausing', 'paused', 'resuming')`,
-      )
-      .get(orgId) as { sandboxes: number; vcpus: number; memory: number };
-    const checks: [keyof OrgQuota, number | null, number, number][] = [
-      ["maxSandboxes", quota.maxSandboxes, usage.sandboxes, 1],
-      ["maxVcpus", quota.maxVcpus, usage.vcpus, vcpus],
-      ["maxMemoryMb", quota.maxMemoryMb, usage.memory, memoryMb],
-    ];
-    for (const [limit, max, used, wanted] of checks) {
-      if (max !== null && used + wanted > max) throw new QuotaExceededError(limit, max, used);
-    }
+    const usage = this.db.prepare(quotaUsageSql).get(...quotaUsageValues(orgId)) as {
+      sandboxes: number;
+      vcpus: number;
+      memory: number;
+    };
+    assertWithinQuota(quota, usage, vcpus, memoryMb);
   }
 
   async getOrgQuota(orgId: string): Promise<OrgQuota> {
-    const row = this.db
-      .prepare("SELECT max_sandboxes, max_vcpus, max_memory_mb FROM org_quotas WHERE org_id = ?")
-      .get(orgId) as
-      | { max_sandboxes: number | null; max_vcpus: number | null; max_memory_mb: number | null }
-      | undefined;
-    return {
-      maxSandboxes: row?.max_sandboxes ?? null,
-      maxVcpus: row?.max_vcpus ?? null,
-      maxMemoryMb: row?.max_memory_mb ?? null,
-    };
+    return quotaFromRow(this.db.prepare(quotaSql).get(orgId) as QuotaRow | undefined);
   }
 
   async setOrgQuota(orgId: string, quota: OrgQuota): Promise<void> {
-    this.db
-      .prepare(
-        `INSERT INTO org_quotas (org_id, max_sandboxes, max_vcpus, max_memory_mb) VALUES (?, ?, ?, ?)
-         ON CONFLICT(org_id) DO UPDATE SET max_sandboxes = excluded.max_sandboxes, max_vcpus = excluded.max_vcpus,
-         max_memory_mb = excluded.max_memory_mb`,
-      )
-      .run(orgId, quota.maxSandboxes, quota.maxVcpus, quota.maxMemoryMb);
+    this.db.prepare(quotaUpsertSql).run(orgId, quota.maxSandboxes, quota.maxVcpus, quota.maxMemoryMb);
   }
 
   async getSandbox(id: string): Promise<SandboxRecord | undefined> {
@@ -405,28 +232,21 @@ export class SqliteStore implements Store {
   }
 
   async listSandboxes(orgId: string, filter: SandboxFilter): Promise<SandboxRecord[]> {
-    const where = ["org_id = ?"];
-    const params: unknown[] = [orgId];
-    if (filter.statuses?.length) {
-      where.push(`status IN (${filter.statuses.map(() => "?").join(", ")})`);
-      params.push(...filter.statuses);
-    } else if (!filter.includeDestroyed) {
-      where.push("status <> 'destroyed'");
-    }
-    for (const [key, value] of Object.entries(filter.metadata ?? {})) {
-      where.push("json_extract(metadata_json, ?) = ?");
-      params.push(`$."${key.replaceAll('"', '""')}"`, value);
-    }
-    params.push(filter.limit ?? 1000);
+    // json_each, not a JSON path: a path cannot name a key with a double quote in it.
+    const where = sandboxListWhere(
+      orgId,
+      filter,
+      "EXISTS (SELECT 1 FROM json_each(metadata_json) WHERE key = ? AND value = ?)",
+    );
     const rows = this.db
-      .prepare(`SELECT * FROM sandboxes WHERE ${where.join(" AND ")} ORDER BY created_at DESC, id LIMIT ?`)
-      .all(...params) as SandboxRow[];
+      .prepare(`SELECT * FROM sandboxes WHERE ${where.sql} ORDER BY created_at DESC, id LIMIT ?`)
+      .all(...where.values, filter.limit ?? 1000) as SandboxRow[];
     return rows.map(sandboxFromRow);
   }
 
   async sandboxesInStatus(statuses: SandboxStatus[]): Promise<SandboxRecord[]> {
     const rows = this.db
-      .prepare(`SELECT * FROM sandboxes WHERE status IN (${statuses.map(() => "?").join(", ")})`)
+      .prepare(`SELECT * FROM sandboxes WHERE ${inList("status", statuses)}`)
       .all(...statuses) as SandboxRow[];
     return rows.map(sandboxFromRow);
   }
@@ -447,7 +267,8 @@ export class SqliteStore implements Store {
     // Every status change of every sandbox passes here: its lifecycle event is written with it.
     return this.withEvents(() => {
       const before = this.sandboxRow(id);
-      const result = set.empty ? { changes: 1 } : this.db.prepare(sql).run(...params);
+      const holds = before !== undefined && (!onlyIf?.length || onlyIf.includes(before.status));
+      const result = set.empty ? { changes: holds ? 1 : 0 } : this.db.prepare(sql).run(...params);
       const after = result.changes === 0 ? undefined : this.sandboxRow(id);
       const events = before && after ? sandboxTransitionEvents(before, after, Date.now(), cause) : [];
       return { result: after, events };
@@ -461,77 +282,18 @@ export class SqliteStore implements Store {
 
   async insertEgressLog(entries: Omit<EgressLogRecord, "seq">[]): Promise<void> {
     if (entries.length === 0) return;
-    const insert = this.db.prepare(
-      `INSERT INTO egress_log (org_id, sandbox_id, at, protocol, ip, port, domain, decision, rule, bytes_out, bytes_in,
-        detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
+    const insert = this.db.prepare(egressInsertSql(1));
     this.db.transaction(() => {
-      for (const e of entries) {
-        insert.run(
-          e.orgId,
-          e.sandboxId,
-          e.at,
-          e.protocol,
-          e.ip,
-          e.port,
-          e.domain,
-          e.decision,
-          e.rule,
-          e.bytesOut,
-          e.bytesIn,
-          e.detail,
-        );
-      }
+      for (const e of entries) insert.run(...egressInsertValues(e));
     })();
   }
 
   async listEgressLog(orgId: string, filter: EgressLogFilter): Promise<EgressLogRecord[]> {
-    const where = ["org_id = ?", "seq > ?"];
-    const values: unknown[] = [orgId, filter.afterSeq ?? 0];
-    if (filter.sandboxId) {
-      where.push("sandbox_id = ?");
-      values.push(filter.sandboxId);
-    }
-    if (filter.since !== undefined) {
-      where.push("at >= ?");
-      values.push(filter.since);
-    }
-    if (filter.decision) {
-      where.push("decision = ?");
-      values.push(filter.decision);
-    }
+    const where = egressListWhere(orgId, filter);
     const rows = this.db
-      .prepare(`SELECT * FROM egress_log WHERE ${where.join(" AND ")} ORDER BY seq LIMIT ?`)
-      .all(...values, filter.limit ?? 1000) as {
-      seq: number;
-      org_id: string;
-      sandbox_id: string;
-      at: number;
-      protocol: EgressLogRecord["protocol"];
-      ip: string | null;
-      port: number | null;
-      domain: string | null;
-      decision: "allowed" | "denied";
-      rule: string;
-      bytes_out: number | null;
-      bytes_in: number | null;
-      detail: string | null;
-    }[];
-    return rows.map((r) => ({
-      seq: r.seq,
-      orgId: r.org_id,
-      sandboxId: r.sandbox_id,
-      at: r.at,
-      protocol: r.protocol,
-      ip: r.ip,
-      port: r.port,
-      domain: r.domain,
-      decision: r.decision,
-      rule: r.rule,
-      bytesOut: r.bytes_out,
-      bytesIn: r.bytes_in,
-      detail: r.detail,
-    }));
+      .prepare(`SELECT * FROM egress_log WHERE ${where.sql} ORDER BY seq LIMIT ?`)
+      .all(...where.values, filter.limit ?? 1000) as EgressLogRow[];
+    return rows.map(egressFromRow);
   }
 
   async updateEgressBytes(updates: { sandboxId: string; detail: string; bytesOut: number; bytesIn: number }[]) {
@@ -552,24 +314,7 @@ export class SqliteStore implements Store {
   }
 
   async insertCommand(c: CommandRecord): Promise<void> {
-    this.db
-      .prepare(
-        `INSERT INTO commands (id, sandbox_id, argv_json, cwd, background, status, pid, exit_code, timed_out,
-          started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
-        c.id,
-        c.sandboxId,
-        JSON.stringify(c.argv),
-        c.cwd,
-        c.background ? 1 : 0,
-        c.status,
-        c.pid,
-        c.exitCode,
-        c.timedOut ? 1 : 0,
-        c.startedAt,
-        c.finishedAt,
-      );
+    this.db.prepare(commandInsertSql).run(...commandInsertValues(c));
   }
 
   async updateCommand(id: string, patch: Partial<Omit<CommandRecord, "id" | "sandboxId">>): Promise<void> {
@@ -636,27 +381,9 @@ export class SqliteStore implements Store {
 
   async getIdempotencyKey(orgId: string, key: string): Promise<IdempotencyRecord | undefined> {
     const row = this.db.prepare("SELECT * FROM idempotency_keys WHERE org_id = ? AND key = ?").get(orgId, key) as
-      | {
-          org_id: string;
-          key: string;
-          request_hash: string;
-          owner: string | null;
-          response_status: number | null;
-          response_body: string | null;
-          created_at: number;
-        }
+      | IdempotencyRow
       | undefined;
-    return (
-      row && {
-        orgId: row.org_id,
-        key: row.key,
-        requestHash: row.request_hash,
-        owner: row.owner,
-        responseStatus: row.response_status,
-        responseBody: row.response_body,
-        createdAt: row.created_at,
-      }
-    );
+    return row && idempotencyFromRow(row);
   }
 
   async purgeIdempotencyKeys(before: number): Promise<void> {
@@ -694,7 +421,7 @@ export class SqliteStore implements Store {
   async putWarmPool(pool: WarmPoolRecord): Promise<void> {
     this.db
       .prepare("INSERT INTO warm_pools (id, json) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET json = excluded.json")
-      .run(pool.id, JSON.stringify(pool));
+      .run(pool.id, toJsonText(pool));
   }
 
   async deleteWarmPool(id: string): Promise<void> {
@@ -704,7 +431,7 @@ export class SqliteStore implements Store {
   async insertSnapshot(record: SnapshotRecord): Promise<void> {
     this.db
       .prepare("INSERT INTO snapshots (id, org_id, json, created_at) VALUES (?, ?, ?, ?)")
-      .run(record.id, record.orgId, JSON.stringify(record), record.createdAt);
+      .run(record.id, record.orgId, toJsonText(record), record.createdAt);
   }
 
   async updateSnapshot(id: string, patch: Partial<Pick<SnapshotRecord, "status" | "sizeBytes">>): Promise<void> {
@@ -713,7 +440,7 @@ export class SqliteStore implements Store {
       if (!row) return { result: undefined, events: [] };
       const before = JSON.parse(row.json) as SnapshotRecord;
       const after = { ...before, ...patch };
-      this.db.prepare("UPDATE snapshots SET json = ? WHERE id = ?").run(JSON.stringify(after), id);
+      this.db.prepare("UPDATE snapshots SET json = ? WHERE id = ?").run(toJsonText(after), id);
       return { result: undefined, events: snapshotEvents(before, after, Date.now()) };
     });
   }

@@ -1,0 +1,92 @@
+import pg from "pg";
+
+/** A pool, or a client inside a transaction. */
+export type Queryable = pg.Pool | pg.PoolClient;
+
+/**
+ * Keys of the advisory locks the PostgreSQL store takes (one number space per database; these are far
+ * from small numbers other applications on the same database might use).
+ */
+export const ADVISORY_LOCKS = {
+  /** Held while migrations run, so that two servers starting at once do not both apply one. */
+  migrate: 7_353_100_001,
+  /** Held by the one server using the database, for as long as it runs. */
+  server: 7_353_100_002,
+  /** Held while a create chooses a network slot (slots are global, not per organisation). */
+  netSlots: 7_353_100_003,
+  /** Held while events are inserted, until commit: ids become visible in the order they are handed out. */
+  events: 7_353_100_004,
+  /** The same for the egress log's sequence numbers. */
+  egress: 7_353_100_005,
+} as const;
+
+/** 64-bit integers (counts, sums, times in ms, identities) as numbers: every value the store keeps fits. */
+const types: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    oid === pg.types.builtins.INT8 && format !== "binary"
+      ? (value: string) => Number(value)
+      : pg.types.getTypeParser(oid, format)) as pg.CustomTypesConfig["getTypeParser"],
+};
+
+export function createPool(url: string): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 10_000, types });
+  // An idle connection that broke (the database restarted) is dropped by the pool; the next query opens
+  // another. Without a listener the error would end the process.
+  pool.on("error", () => undefined);
+  return pool;
+}
+
+/** `?` placeholders (outside quoted strings) as PostgreSQL's `$1, $2, …`: the SQL stores share their SQL. */
+export function numbered(sql: string): string {
+  let n = 0;
+  let quoted = false;
+  let out = "";
+  for (const ch of sql) {
+    if (ch === "'") quoted = !quoted;
+    out += ch === "?" && !quoted ? `$${++n}` : ch;
+  }
+  return out;
+}
+
+/** PostgreSQL's text cannot hold NUL: U+FFFD stands in for it (a DNS name a sandbox asked for may have one). */
+function param(value: unknown): unknown {
+  return typeof value === "string" && value.includes("\0") ? value.replaceAll("\0", "\uFFFD") : value;
+}
+
+export async function all<T>(db: Queryable, sql: string, values: unknown[] = []): Promise<T[]> {
+  return (await db.query(numbered(sql), values.map(param))).rows as T[];
+}
+
+export async function first<T>(db: Queryable, sql: string, values: unknown[] = []): Promise<T | undefined> {
+  return (await all<T>(db, sql, values))[0];
+}
+
+/** Runs a statement; returns how many rows it changed. */
+export async function run(db: Queryable, sql: string, values: unknown[] = []): Promise<number> {
+  return (await db.query(numbered(sql), values.map(param))).rowCount ?? 0;
+}
+
+/** Waits for a transaction-scoped advisory lock (released at commit or rollback). */
+export async function lockUntilCommit(tx: pg.PoolClient, key: number): Promise<void> {
+  await tx.query("SELECT pg_advisory_xact_lock($1)", [key]);
+}
+
+/** Runs `work` in a transaction on one connection of the pool: committed when it returns, rolled back when it throws. */
+export async function inTransaction<T>(pool: pg.Pool, work: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
+  const tx = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await tx.query("BEGIN");
+    const result = await work(tx);
+    await tx.query("COMMIT");
+    return result;
+  } catch (e) {
+    // A connection that cannot even roll back is not given back to the pool.
+    await tx.query("ROLLBACK").catch((rollbackError: Error) => {
+      broken = rollbackError;
+    });
+    throw e;
+  } finally {
+    tx.release(broken);
+  }
+}
