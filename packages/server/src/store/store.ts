@@ -260,8 +260,8 @@ export interface SandboxFilter {
 export type SandboxPatch = Partial<Omit<SandboxRecord, "id" | "orgId" | "createdAt">>;
 
 /**
- * Durable state. Implementations: SQLite (embedded default). Methods are async so that a networked
- * database can implement the same interface.
+ * Durable state. Implementations: SQLite (embedded default, sqlite-store.ts) and PostgreSQL
+ * (pg-store.ts); tests/store/store-contract.test.ts runs the same cases against both.
  */
 export interface Store {
   ensureOrg(name: string): Promise<OrgRecord>;
