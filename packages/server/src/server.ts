@@ -144,7 +144,13 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   );
   await images.init();
   origins.setImageResolver(images);
-  const volumes = new VolumeService(store, path.join(config.dataDir, "volumes"), config.hostVolumePaths, logger);
+  const volumes = new VolumeService(
+    store,
+    path.join(config.dataDir, "volumes"),
+    path.join(config.dataDir, "volume-access-token.key"),
+    config.hostVolumePaths,
+    logger,
+  );
   await volumes.init();
   const sandboxes = new SandboxService(store, runtime, origins, volumes, logger, {
     maxPorts: config.maxPorts,

@@ -455,14 +455,14 @@ export class ImageService implements ImageResolver {
       let lastKey = "";
       try {
         for (;;) {
-          const latest = queue.length ? queue[queue.length - 1]! : undefined;
-          queue.length = 0;
-          // Byte updates come per chunk: a few lines a second are enough, plus every new phase or layer.
-          const key = latest ? `${latest.phase}/${latest.layersDone}` : lastKey;
-          if (latest && (key !== lastKey || Date.now() - lastSent > 200)) {
+          // Every new phase or finished layer is sent, even when several came at once; byte updates come
+          // per chunk, so a few of those a second are enough.
+          for (const p of queue.splice(0)) {
+            const key = `${p.phase}/${p.layersDone}`;
+            if (key === lastKey && Date.now() - lastSent <= 200) continue;
             lastSent = Date.now();
             lastKey = key;
-            yield { type: "progress", ...latest };
+            yield { type: "progress", ...p };
           }
           if (finished && queue.length === 0) break;
           await new Promise<void>((resolve) => {

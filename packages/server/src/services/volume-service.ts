@@ -46,12 +46,14 @@ export function toSandboxVolume(m: SandboxVolumeRecord) {
 export class VolumeService {
   /** Real paths of the host directories under which host-path volumes are allowed (set by init). */
   private hostPathPrefixes: string[] = [];
-  /** Key of the volumes' access tokens (set by init, kept in the volumes directory across restarts). */
+  /** Key of the volumes' access tokens (set by init, kept in `tokenKeyFile` across restarts). */
   private tokenKey: Buffer | undefined;
 
   constructor(
     private readonly store: Store,
+    /** `<volumesDir>/<orgId>/<volumeId>`: nothing else lives there. */
     private readonly volumesDir: string,
+    private readonly tokenKeyFile: string,
     /** SANDPIT_HOST_VOLUME_PATHS: host directories under which host-path volumes are allowed. */
     private readonly allowedHostPaths: string[],
     private readonly log: FastifyBaseLogger,
@@ -81,8 +83,8 @@ export class VolumeService {
   }
 
   private async loadTokenKey(): Promise<Buffer> {
-    const file = path.join(this.volumesDir, ".access-token-key");
-    await mkdir(this.volumesDir, { recursive: true });
+    const file = this.tokenKeyFile;
+    await mkdir(path.dirname(file), { recursive: true });
     await writeFile(file, randomBytes(32), { mode: 0o600, flag: "wx" }).catch((e: NodeJS.ErrnoException) => {
       if (e.code !== "EEXIST") throw e;
     });
