@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the host packages Sandpit needs on Debian 12 (bookworm) or 13 (trixie), as root.
+# Installs the host packages Sandpit needs on Debian 12 (bookworm) or 13 (trixie), as root; with --test
+# also those its test suite needs.
 # runsc comes from Debian 13: bookworm's build has broken bind mounts and no systrap platform.
 # The trixie source is pinned low so that nothing else is upgraded from it.
 set -euo pipefail
@@ -30,18 +31,22 @@ PIN
   fi
 fi
 
+# What the server needs.
+# attr (setfattr) marks opaque directories of unpacked image layers; zstd unpacks zstd layers; conntrack
+# counts the bytes of the egress audit log.
 packages=(nftables iproute2 mmdebstrap e2fsprogs util-linux musl-tools make gcc libc6-dev
-  ca-certificates curl git tar gzip procps sqlite3 tmux conntrack
-  attr zstd
-  docker-registry apache2-utils busybox-static
-  chromium
-  postgresql)
-# attr (setfattr) marks opaque directories of unpacked image layers; zstd unpacks zstd layers.
+  ca-certificates curl git tar gzip procps sqlite3 conntrack
+  attr zstd)
+# With --test, what the test suite needs as well:
 # docker-registry, apache2-utils (htpasswd) and busybox-static are for the image tests: they run their
 # own registries on loopback and build a tiny image from busybox.
-# chromium is for the web console's browser tests (headless, driven by playwright-core).
+# chromium is for the web console's browser tests (headless, driven by playwright-core); tmux drives the
+# interactive `sandpit shell` test.
 # postgresql is for the PostgreSQL store's tests: they start throwaway clusters of their own (initdb,
 # pg_ctl) on unix sockets, so the cluster the package makes is stopped and disabled (below).
+if [[ ${1:-} == --test ]]; then
+  packages+=(docker-registry apache2-utils busybox-static chromium tmux postgresql)
+fi
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
