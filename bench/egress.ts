@@ -52,29 +52,41 @@ async function main() {
       command: "cat /etc/ssl/certs/ca-certificates.crt /tmp/upstream-ca.crt > /tmp/upstream-bundle.crt",
     });
     // curl's own clock, inside the sandbox, one new connection each, by phase (DNS, TCP connect, TLS
-    // handshake, request and response), so a difference shows where it is.
-    const timings = async (url: string, extra: string, n = N) => {
+    // handshake, request and response), so a difference shows where it is. The two paths alternate
+    // (direct, brokered, brokered, direct, ...) so that both see the same load of a shared machine.
+    const paths = {
+      direct: "--cacert /tmp/upstream-bundle.crt https://plain.upstream.test/",
+      brokered: "https://api.upstream.test/",
+    };
+    const timings = async (n: number) => {
+      const curl = (tag: string, args: string) =>
+        `curl -s -o /dev/null -w '${tag} %{time_namelookup} %{time_connect} %{time_appconnect} %{time_total}\\n' ${args}`;
+      const pair = `${curl("direct", paths.direct)}; ${curl("brokered", paths.brokered)}`;
+      const swapped = `${curl("brokered", paths.brokered)}; ${curl("direct", paths.direct)}`;
       const r = await api.exec(sandbox.id, {
-        command: `for i in $(seq ${n}); do curl -s -o /dev/null ${extra} -w '%{time_namelookup} %{time_connect} %{time_appconnect} %{time_total}\\n' ${url}; done`,
+        command: `for i in $(seq ${n}); do if [ $((i % 2)) = 1 ]; then ${pair}; else ${swapped}; fi; done`,
         timeoutMs: 600_000,
       });
       const rows = r.stdout
         .trim()
         .split("\n")
-        .map((line) => line.split(" ").map((s) => Number(s) * 1000) as [number, number, number, number]);
-      return {
-        total: summarize(rows.map((t) => t[3])),
-        dns: summarize(rows.map((t) => t[0])),
-        connect: summarize(rows.map((t) => t[1] - t[0])),
-        handshake: summarize(rows.map((t) => t[2] - t[1])),
-        request: summarize(rows.map((t) => t[3] - t[2])),
+        .map((line) => line.split(" "))
+        .map(([tag, ...t]) => ({ tag, t: t.map((s) => Number(s) * 1000) as [number, number, number, number] }));
+      const summary = (tag: string) => {
+        const mine = rows.filter((r) => r.tag === tag).map((r) => r.t);
+        return {
+          total: summarize(mine.map((t) => t[3])),
+          dns: summarize(mine.map((t) => t[0])),
+          connect: summarize(mine.map((t) => t[1] - t[0])),
+          handshake: summarize(mine.map((t) => t[2] - t[1])),
+          request: summarize(mine.map((t) => t[3] - t[2])),
+        };
       };
+      return { direct: summary("direct"), brokered: summary("brokered") };
     };
-    log(`${N} requests each way (after 5 warm-up requests)`);
-    await timings("https://api.upstream.test/", "", 5);
-    await timings("https://plain.upstream.test/", "--cacert /tmp/upstream-bundle.crt", 5);
-    const direct = await timings("https://plain.upstream.test/", "--cacert /tmp/upstream-bundle.crt");
-    const brokered = await timings("https://api.upstream.test/", "");
+    log(`${N} requests each way, alternating (after 5 warm-up requests each)`);
+    await timings(5);
+    const { direct, brokered } = await timings(N);
     const added = brokered.total.p50 - direct.total.p50;
     const ms = (v: number) => `${v.toFixed(2)} ms`;
     const rows = [

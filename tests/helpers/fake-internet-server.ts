@@ -32,7 +32,8 @@ for (const { host, port } of config.http) {
     .listen(port, host, ready);
 }
 
-// HTTPS echo servers; GET /__requests answers how many other requests each has seen.
+// HTTPS echo servers (method, path, headers and the request body as text); GET /__requests answers how
+// many other requests each has seen.
 for (const { host, port, cert, key } of config.https ?? []) {
   let seen = 0;
   https
@@ -42,8 +43,14 @@ for (const { host, port, cert, key } of config.https ?? []) {
         return;
       }
       seen++;
-      const body = JSON.stringify({ server: `${host}:${port}`, path: req.url, headers: req.headers });
-      res.writeHead(200, { "content-type": "application/json" }).end(body);
+      let body = "";
+      req.on("data", (c: Buffer) => {
+        body += c.toString();
+      });
+      req.on("end", () => {
+        const echo = { server: `${host}:${port}`, method: req.method, path: req.url, headers: req.headers, body };
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(echo));
+      });
     })
     .listen(port, host, ready);
 }

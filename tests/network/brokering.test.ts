@@ -123,6 +123,27 @@ describe("credential brokering", () => {
     expect(files.stdout.trim()).toBe("0");
   });
 
+  it("forwards request bodies as sent: sized, chunked and empty", async () => {
+    const echo = async (command: string) => {
+      const r = await api.exec(sandbox.id, { command });
+      expect(r.exitCode, r.stderr).toBe(0);
+      return JSON.parse(r.stdout) as { method: string; headers: Record<string, string>; body: string };
+    };
+    const sized = await echo("curl -sS --fail --data-binary 'hello, upstream' https://api.upstream.test/sized");
+    expect(sized.method).toBe("POST");
+    expect(sized.body).toBe("hello, upstream");
+    expect(sized.headers["content-length"]).toBe("15");
+    expect(sized.headers.authorization).toBe(`Bearer ${SECRET}`);
+    const chunked = await echo(
+      "printf 'streamed body' | curl -sS --fail -H 'Transfer-Encoding: chunked' --data-binary @- https://api.upstream.test/chunked",
+    );
+    expect(chunked.body).toBe("streamed body");
+    expect(chunked.headers["transfer-encoding"]).toBe("chunked");
+    const empty = await echo("curl -sS --fail -X PUT https://api.upstream.test/empty");
+    expect(empty.method).toBe("PUT");
+    expect(empty.body).toBe("");
+  });
+
   it("keeps the secret out of a snapshot's memory and disk", async () => {
     const snap = await api.post<{ id: string }>(`/v1/sandboxes/${sandbox.id}/snapshots`, {});
     expect(snap.status).toBe(201);
