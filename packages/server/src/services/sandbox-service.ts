@@ -289,10 +289,13 @@ export class SandboxService {
             seeds: origin!.seeds,
             files: origin!.files,
           });
-      await this.runtime.applyNetworkPolicy(egressTarget(record), record.networkPolicy);
       const agent = new AgentClient(endpoint);
       this.agents.set(record.id, agent);
-      await agent.mkdir(record.cwd, { parents: true });
+      // Independent of each other, and both before anything of the user's runs.
+      await Promise.all([
+        this.runtime.applyNetworkPolicy(egressTarget(record), record.networkPolicy),
+        agent.mkdir(record.cwd, { parents: true }),
+      ]);
       if (origin?.entrypoint.length) {
         if (!this.startMainProcess) throw new Error("no main process starter is wired");
         const mainCommandId = await this.startMainProcess(record, agent, origin.entrypoint);
