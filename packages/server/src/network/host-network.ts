@@ -106,10 +106,12 @@ table ${t} {
 
   /** Creates the namespace and veth pair and configures both ends. Idempotent: leftovers are replaced. */
   async setUp(a: SandboxAddressing): Promise<void> {
-    await this.tearDown(a);
-    await runCommand(["ip", "netns", "add", a.netns]);
+    // Leftovers of a slot are rare (a crash mid-destroy): look before spawning commands to remove them.
+    // Egress rules need no check: applyEgress replaces the slot's rules before anything of the user runs.
+    if (existsSync(`/run/netns/${a.netns}`) || existsSync(`/sys/class/net/${a.hostIface}`)) await this.tearDown(a);
     await runCommand(["ip", "-batch", "-"], {
       input: [
+        `netns add ${a.netns}`,
         `link add ${a.hostIface} type veth peer name ${a.sandboxIface} netns ${a.netns}`,
         `addr add ${a.hostIp}/${a.prefixLength} dev ${a.hostIface}`,
         `link set ${a.hostIface} up`,
