@@ -22,6 +22,7 @@ import type {
   SandboxRuntime,
   SandboxStats,
 } from "./runtime.js";
+import { SpareDisks } from "./spare-disks.js";
 import { releaseMounts, stageMounts } from "./volume-mounts.js";
 
 export const AGENT_PORT = 49982;
@@ -55,8 +56,11 @@ export class GvisorRuntime implements SandboxRuntime {
    * not wait for it; whatever needs the container id again (resume, destroy) waits first.
    */
   private readonly pendingDeletes = new Map<string, Promise<void>>();
+  private readonly spareDisks: SpareDisks;
 
-  constructor(private readonly opts: GvisorRuntimeOptions) {}
+  constructor(private readonly opts: GvisorRuntimeOptions) {
+    this.spareDisks = new SpareDisks(path.join(opts.dataDir, "spare-disks"));
+  }
 
   /**
    * Copies the agent binary into a content-addressed read-only layer. Running sandboxes keep the layer
@@ -73,6 +77,7 @@ export class GvisorRuntime implements SandboxRuntime {
     await copyFile(this.opts.agentBinary, target);
     await chmod(target, 0o755);
     this.agentLayer = layer;
+    await this.spareDisks.reset();
   }
 
   private sandboxDir(id: string) {
@@ -160,7 +165,7 @@ export class GvisorRuntime implements SandboxRuntime {
       {
         lowerDirs: [this.agentLayer, ...spec.layers],
         seeds: spec.seeds ?? [],
-        disk: { sizeMb: spec.diskMb },
+        disk: { sizeMb: spec.diskMb, spares: this.spareDisks },
         files: {
           ...spec.files,
           "etc/hostname": `${spec.id}\n`,

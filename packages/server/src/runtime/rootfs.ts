@@ -3,6 +3,7 @@ import path from "node:path";
 import { runCommand, tryCommand } from "../lib/run-command.js";
 import { makeExt4Image } from "./ext4-image.js";
 import type { RootfsSeed } from "./runtime.js";
+import type { SpareDisks } from "./spare-disks.js";
 
 /** `inside` (an absolute path in the sandbox) under `root` on the host; throws when it would leave root. */
 export function hostPathUnder(root: string, inside: string): string {
@@ -34,7 +35,8 @@ export class SandboxRootfs {
   /** `disk`: a new empty disk of that size, or a copy of another sandbox's disk image (snapshots). */
   async create(opts: {
     lowerDirs: string[];
-    disk: { sizeMb: number } | { copyOf: string };
+    /** A new empty disk of that size (from `spares` when given), or a copy of another sandbox's disk. */
+    disk: { sizeMb: number; spares?: SpareDisks } | { copyOf: string };
     files: Record<string, string>;
     seeds: RootfsSeed[];
   }): Promise<void> {
@@ -43,7 +45,9 @@ export class SandboxRootfs {
     if ("copyOf" in opts.disk) {
       await runCommand(["cp", "--sparse=always", opts.disk.copyOf, this.diskImage]);
     } else {
-      await makeExt4Image(this.diskImage, opts.disk.sizeMb);
+      await (opts.disk.spares
+        ? opts.disk.spares.take(opts.disk.sizeMb, this.diskImage)
+        : makeExt4Image(this.diskImage, opts.disk.sizeMb));
     }
     await runCommand(["mount", "-o", "loop,noatime", this.diskImage, this.diskMount]);
     await mkdir(this.upper, { recursive: true });
