@@ -322,7 +322,11 @@ async function collectOutput(
   let commandId = context.commandId;
   let stdout = "";
   let stderr = "";
+  let result: CommandResult | undefined;
   for await (const event of events) {
+    // After the exit the server ends the stream at once: reading to its end (rather than cancelling it)
+    // lets the connection be reused for the next request.
+    if (result) continue;
     switch (event.type) {
       case "start":
         commandId = event.commandId;
@@ -336,7 +340,7 @@ async function collectOutput(
         callbacks.onStderr?.(event.data);
         break;
       case "exit":
-        return {
+        result = {
           commandId: commandId ?? "",
           exitCode: event.exitCode,
           stdout,
@@ -345,10 +349,12 @@ async function collectOutput(
           timedOut: event.timedOut,
           truncated: event.truncated,
         };
+        break;
       case "error":
         throw streamEventError(event, context.requestId);
     }
   }
+  if (result) return result;
   const settled = await context.onEndWithoutExit?.({ stdout, stderr });
   if (settled !== undefined) return settled;
   throw new NetworkError("the output stream ended before the command exited", {
