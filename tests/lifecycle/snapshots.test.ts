@@ -64,6 +64,41 @@ describe("snapshots and fork", () => {
     expect((await api.exec(children[0]!.id, { command: "echo ok" })).stdout).toBe("ok\n");
   });
 
+  it("gives each child fresh randomness from the kernel, also through a file opened before the snapshot", async () => {
+    const source = await api.createSandbox();
+    // Opens /dev/urandom now, reads from it only once /tmp/go exists: after the snapshot, in each child.
+    const script = [
+      "import os, time",
+      "f = open('/dev/urandom', 'rb', buffering=0)",
+      "open('/tmp/ready', 'w').close()",
+      "while not os.path.exists('/tmp/go'): time.sleep(0.05)",
+      "open('/tmp/random', 'w').write(f.read(16).hex() + ' ' + os.urandom(16).hex())",
+    ].join("\n");
+    await api.put(`/v1/sandboxes/${source.id}/files?path=/workspace/draw.py`, script);
+    await api.post(`/v1/sandboxes/${source.id}/exec`, { command: "python3 /workspace/draw.py", background: true });
+    await waitFor(
+      async () => ((await api.exec(source.id, { command: "test -e /tmp/ready && echo y" })).stdout ? true : undefined),
+      10_000,
+      "the drawing process",
+    );
+    const snap = await api.post<{ id: string }>(`/v1/sandboxes/${source.id}/snapshots`, { name: "random" });
+    const children = await Promise.all([1, 2].map(() => api.createSandbox({ snapshotId: snap.body.id })));
+    const draws: string[] = [];
+    for (const child of [source, ...children]) {
+      await api.exec(child.id, { command: "touch /tmp/go" });
+      draws.push(
+        await waitFor(
+          async () => (await api.exec(child.id, { command: "cat /tmp/random 2>/dev/null" })).stdout || undefined,
+          10_000,
+          "a draw",
+        ),
+      );
+    }
+    // Six 16-byte draws (an fd opened before the snapshot, and a fresh read), all different.
+    expect(new Set(draws.flatMap((d) => d.split(" "))).size).toBe(6);
+    await api.del(`/v1/snapshots/${snap.body.id}`);
+  });
+
   it("forks a live sandbox into N running children in one call", async () => {
     const source = await api.createSandbox();
     const { token } = await startKeeper(api, source.id);
