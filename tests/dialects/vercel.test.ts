@@ -315,6 +315,66 @@ describe("@vercel/sandbox SDK", () => {
     expect(bad.body.error.message).toContain("tarball");
   });
 
+  it("forks a sandbox under its own name: files and running processes carried over, the two independent", async () => {
+    const source = await Sandbox.create({
+      ...credentials(),
+      name: "fork-source",
+      resources: { vcpus: 1 },
+      persistent: false,
+      timeout: 120_000,
+    });
+    const forks: Sandbox[] = [];
+    try {
+      await source.writeFiles([{ path: "before.txt", content: Buffer.from("written before the fork\n") }]);
+      // A background counter: the count grows only where the process is alive.
+      await source.runCommand({
+        cmd: "sh",
+        args: ["-c", "i=0; while true; do i=$((i+1)); echo $i > counter.txt; sleep 0.2; done"],
+        detached: true,
+      });
+      const count = async (s: Sandbox) => Number((await s.readFileToBuffer({ path: "counter.txt" }))?.toString() ?? 0);
+      await waitFor(async () => ((await count(source)) > 0 ? true : undefined), 10_000, "the counter to start");
+
+      const fork = await Sandbox.fork({ ...credentials(), sourceSandbox: "fork-source", name: "fork-child" });
+      forks.push(fork);
+      expect(fork.name).toBe("fork-child");
+      expect(fork.status).toBe("running");
+      expect(fork.currentSession().sessionId).not.toBe(source.currentSession().sessionId);
+      expect([fork.persistent, fork.timeout, fork.vcpus]).toEqual([false, 120_000, 1]);
+      expect((await fork.readFileToBuffer({ path: "before.txt" }))?.toString()).toBe("written before the fork\n");
+      const forkedAt = await count(fork);
+      expect(forkedAt).toBeGreaterThan(0);
+      await waitFor(async () => ((await count(fork)) > forkedAt + 2 ? true : undefined), 10_000, "the fork's counter");
+
+      await fork.writeFiles([{ path: "fork-only.txt", content: Buffer.from("only in the fork\n") }]);
+      expect(await source.readFileToBuffer({ path: "fork-only.txt" })).toBeNull();
+      expect((await native(source.currentSession().sessionId)).status).toBe("running");
+      const sourceAt = await count(source);
+      await waitFor(
+        async () => ((await count(source)) > sourceAt + 2 ? true : undefined),
+        10_000,
+        "the source's counter",
+      );
+      // The source's name still means the source, not its newer fork.
+      const byName = await Sandbox.get({ ...credentials(), name: "fork-source" });
+      expect(byName.currentSession().sessionId).toBe(source.currentSession().sessionId);
+
+      const taken = await vercel("POST", "/v2/sandboxes/fork-source/fork", { name: "fork-child" });
+      expect([taken.status, taken.body.error.code]).toEqual([409, "conflict"]);
+      const resized = await vercel("POST", "/v2/sandboxes/fork-source/fork", { resources: { vcpus: 2 } });
+      expect([resized.status, resized.body.error.code]).toEqual([501, "not_supported"]);
+      expect(resized.body.error.message).toContain("resources");
+
+      // Without a name the fork is called by its session id, as an unnamed sandbox is.
+      const unnamed = await Sandbox.fork({ ...credentials(), sourceSandbox: "fork-source" });
+      forks.push(unnamed);
+      expect(unnamed.name).toBe(unnamed.currentSession().sessionId);
+    } finally {
+      await Promise.all([source, ...forks].map((s) => s.stop()));
+    }
+    expect((await native(source.currentSession().sessionId)).status).toBe("destroyed");
+  });
+
   it("answers what Sandpit cannot do with a not-supported error", async () => {
     await expect(Sandbox.create({ ...credentials(), image: "my-repo:v1" })).rejects.toThrow(/501.*image/);
   });

@@ -105,7 +105,8 @@ export class SnapshotService {
 
   /**
    * Forks one snapshot into `count` sandboxes that start independently: one outcome per child. The
-   * children keep the source's timeout unless `timeoutMs` is given.
+   * children keep the source's timeout unless `timeoutMs` is given, and its metadata unless `metadata`
+   * is (a dialect whose names live in metadata gives each fork its own).
    */
   async forkEach(
     org: OrgRecord,
@@ -113,6 +114,7 @@ export class SnapshotService {
     count: number,
     base: CreateSandboxParams,
     timeoutMs?: number,
+    metadata?: Record<string, string>,
   ): Promise<PromiseSettledResult<SandboxRecord>[]> {
     const snapshot = await this.create(org, sandboxId, `fork of ${sandboxId}`);
     try {
@@ -123,7 +125,7 @@ export class SnapshotService {
             ...base,
             snapshotId: snapshot.id,
             timeoutMs: timeoutMs ?? source.timeoutMs,
-            metadata: { ...source.metadata, forkOf: sandboxId },
+            metadata: { ...(metadata ?? source.metadata), forkOf: sandboxId },
           }),
         ),
       );

@@ -37,6 +37,7 @@ import {
   createSandboxSchema,
   createSnapshotSchema,
   extendTimeoutSchema,
+  forkSandboxSchema,
   killCommandSchema,
   listQuerySchema,
   networkPolicySchema,
@@ -276,7 +277,39 @@ function routes({ app, services, authenticate, parse }: DialectContext) {
     return { sessions: page.map(sessionOf), pagination };
   });
 
-  for (const unsupported of ["/v2/sandboxes/:name/fork", "/v2/sandboxes/drives", "/v2/sandboxes/drives/:name"]) {
+  /**
+   * A new sandbox that continues the source as it is now (files, processes, memory: Sandpit's fork) under
+   * its own name, or its session id when none is given. It copies the source's settings; of the SDK's
+   * overrides only `name` and `timeout` are taken.
+   */
+  app.post<Route>("/v2/sandboxes/:name/fork", async (request) => {
+    const org = await authenticate(request);
+    const { name, timeout, ...overrides } = parse(forkSandboxSchema, request.body ?? {});
+    for (const [field, value] of Object.entries(overrides)) {
+      if (value !== undefined) throw notSupported(field, "overriding a setting the fork copies from its source");
+    }
+    const source = await byName(org, request.params.name, request.query.projectId);
+    if (name !== undefined && (await findByName(org, name, source.metadata[META.projectId]))) {
+      throw new ApiError("conflict", `A sandbox named ${name} already exists`);
+    }
+    const { [META.name]: _name, [META.sourceSnapshotId]: _snapshot, ...copied } = source.metadata;
+    const metadata = {
+      ...copied,
+      ...(name !== undefined ? { [META.name]: name } : {}),
+      ...(timeout !== undefined ? { [META.timeout]: String(timeout) } : {}),
+    };
+    const base = createSandboxRequestSchema.parse({
+      ports: source.ports,
+      publicPorts: source.publicPorts,
+      timeoutAction: source.timeoutAction,
+    });
+    const [result] = await snapshots.forkEach(org, source.id, 1, base, timeout ?? defaultTimeoutOf(source), metadata);
+    if (result!.status === "rejected") throw result!.reason;
+    const record = result!.value;
+    return { sandbox: sandboxOf(record), session: sessionOf(record), routes: routesOf(request, record) };
+  });
+
+  for (const unsupported of ["/v2/sandboxes/drives", "/v2/sandboxes/drives/:name"]) {
     app.all<Route>(unsupported, async (request) => {
       await authenticate(request);
       throw new ApiError("not_implemented", `${request.method} ${unsupported} is not supported by Sandpit`);

@@ -176,6 +176,14 @@ export function createSandboxSchema(version: "v1" | "v2") {
 }
 export type VercelCreateSandbox = z.output<ReturnType<typeof createSandboxSchema>>;
 
+/**
+ * `POST /v2/sandboxes/{name}/fork`: the fork's own name and default timeout. The SDK's other fields
+ * override settings the fork copies from its source; the route refuses them.
+ */
+export const forkSandboxSchema = z
+  .object({ name: sandboxNameSchema.optional(), timeout: timeoutSchema.optional() })
+  .catchall(z.unknown());
+
 /** `POST …/cmd`. */
 export const runCommandSchema = z.strictObject({
   command: z.string().min(1).max(131_072),
