@@ -1,3 +1,4 @@
+import { Sandbox } from "sandpit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { apiClient, type ErrorBody, type SandboxBody } from "../helpers/api.js";
 import { serverEntry } from "../helpers/paths.js";
@@ -82,6 +83,35 @@ describe("sandbox lifecycle over the native API", () => {
     expect(badStatus.body.error.details?.fields?.[0]?.field).toBe("status");
   });
 
+  it("changes metadata after create: sets, replaces and removes keys, and the list filter sees it", async () => {
+    const target = await api.createSandbox({ metadata: { team: "meta", stage: "draft", gone: "soon" } });
+    const res = await api.call<SandboxBody>("PATCH", `/v1/sandboxes/${target.id}`, {
+      metadata: { stage: "review", owner: "ci", gone: null, absent: null },
+    });
+    expect(res.status).toBe(200);
+    expect(res.body.metadata).toEqual({ team: "meta", stage: "review", owner: "ci" });
+    expect((await api.get<SandboxBody>(`/v1/sandboxes/${target.id}`)).body.metadata).toEqual(res.body.metadata);
+    const byNew = await api.get<{ sandboxes: SandboxBody[] }>("/v1/sandboxes?metadata.stage=review");
+    expect(byNew.body.sandboxes.map((s) => s.id)).toEqual([target.id]);
+    expect((await api.get<{ sandboxes: SandboxBody[] }>("/v1/sandboxes?metadata.gone=soon")).body.sandboxes).toEqual(
+      [],
+    );
+    // An empty patch changes nothing.
+    const same = await api.call<SandboxBody>("PATCH", `/v1/sandboxes/${target.id}`, { metadata: {} });
+    expect(same.body.metadata).toEqual(res.body.metadata);
+    // The SDK's setMetadata sends the same patch and returns the updated sandbox.
+    const viaSdk = await Sandbox.get(target.id, { apiUrl: server.url, apiKey: server.apiKey });
+    const info = await viaSdk.setMetadata({ owner: null, stage: "approved" });
+    expect(info.metadata).toEqual({ team: "meta", stage: "approved" });
+    expect(viaSdk.metadata).toEqual(info.metadata);
+
+    // A destroyed sandbox keeps its last metadata.
+    await api.del(`/v1/sandboxes/${target.id}`);
+    const late = await api.call<ErrorBody>("PATCH", `/v1/sandboxes/${target.id}`, { metadata: { stage: "done" } });
+    expect(late.status).toBe(409);
+    expect(late.body.error.code).toBe("invalid_state");
+  });
+
   it("extends the expiry with a keepalive", async () => {
     const before = Date.now();
     const res = await api.post<SandboxBody>(`/v1/sandboxes/${sandbox.id}/timeout`, { timeoutMs: 3_600_000 });
@@ -127,6 +157,28 @@ describe("validation", () => {
     expect(res.body.error.message).toContain("resources.vcpus");
   });
 
+  it("rejects bad metadata changes naming the field and rule", async () => {
+    const path = `/v1/sandboxes/${sandbox.id}`;
+    const empty = await api.call<ErrorBody>("PATCH", path, {});
+    expect(empty.status).toBe(400);
+    expect(empty.body.error.details!.fields![0]).toMatchObject({ field: "metadata", rule: "custom" });
+    const long = await api.call<ErrorBody>("PATCH", path, { metadata: { team: "x".repeat(1025) } });
+    expect(long.status).toBe(400);
+    expect(long.body.error.details!.fields![0]).toMatchObject({ field: "metadata.team", rule: "too_big" });
+    const number = await api.call<ErrorBody>("PATCH", path, { metadata: { team: 7 } });
+    expect(number.body.error.details!.fields![0]).toMatchObject({ field: "metadata.team", rule: "invalid_type" });
+    const unknown = await api.call<ErrorBody>("PATCH", path, { env: { A: "1" } });
+    expect(unknown.status).toBe(400);
+    expect(unknown.body.error.message).toContain("env");
+    // 63 new keys next to the 2 there are make 65: over the limit once merged.
+    const many = Object.fromEntries(Array.from({ length: 63 }, (_, i) => [`k${i}`, "v"]));
+    const full = await api.call<ErrorBody>("PATCH", path, { metadata: many });
+    expect(full.status).toBe(400);
+    expect(full.body.error.details!.fields![0]).toMatchObject({ field: "metadata", rule: "too_big" });
+    expect(full.body.error.message).toContain("at most 64 entries");
+    expect((await api.get<SandboxBody>(path)).body.metadata).toEqual({ team: "core", run: "a" });
+  });
+
   it("rejects an unknown template with 404", async () => {
     const res = await api.post<ErrorBody>("/v1/sandboxes", { template: "nope" });
     expect(res.status).toBe(404);
@@ -170,6 +222,13 @@ describe("tenants", () => {
     expect((await intruder.post(`/v1/sandboxes/${sandbox.id}/exec`, { command: "true" })).status).toBe(404);
     expect((await intruder.get(`/v1/sandboxes/${sandbox.id}/files?path=/etc/hostname`)).status).toBe(404);
     expect((await intruder.del(`/v1/sandboxes/${sandbox.id}`)).status).toBe(404);
+    const patch = await intruder.call<ErrorBody>("PATCH", `/v1/sandboxes/${sandbox.id}`, { metadata: { run: "x" } });
+    expect(patch.status).toBe(404);
+    expect(patch.body.error.code).toBe(missing.body.error.code);
+    expect((await api.get<SandboxBody>(`/v1/sandboxes/${sandbox.id}`)).body.metadata).toEqual({
+      team: "core",
+      run: "a",
+    });
     expect((await api.get<SandboxBody>(`/v1/sandboxes/${sandbox.id}`)).body.status).toBe("running");
   });
 });

@@ -261,6 +261,40 @@ describe("OpenSandbox SDK", () => {
     }).then((r) => r.json() as Promise<{ networkPolicy: unknown }>);
     expect(native.networkPolicy).toMatchObject({ mode: "custom", allow: { domains: ["*.example.com"] } });
   });
+
+  it("patches metadata as a JSON merge patch, and the list filter sees the change", async () => {
+    const sandbox = await newSandbox({ image: "base", metadata: { team: "green", stage: "draft" } });
+    const info = await sandbox.patchMetadata({ stage: "review", owner: "ci", team: null });
+    expect(info.id).toBe(sandbox.id);
+    expect(info.metadata).toEqual({ stage: "review", owner: "ci" });
+    expect((await sandbox.getInfo()).metadata).toEqual({ stage: "review", owner: "ci" });
+    const manager = SandboxManager.create();
+    const listed = await manager.listSandboxInfos({ metadata: { owner: "ci", stage: "review" } });
+    expect(listed.items.map((s) => s.id)).toEqual([sandbox.id]);
+    expect((await manager.listSandboxInfos({ metadata: { team: "green" } })).items).toEqual([]);
+    await manager.close();
+
+    // Over raw HTTP: {} is a no-op answering the sandbox; reserved keys and bad values are refused by key.
+    const same = await raw("PATCH", `/v1/sandboxes/${sandbox.id}/metadata`, {});
+    expect(same.status).toBe(200);
+    expect(same.body.metadata).toEqual({ stage: "review", owner: "ci" });
+    const reserved = await raw("PATCH", `/v1/sandboxes/${sandbox.id}/metadata`, { "opensandbox.io/image": "x" });
+    expect(reserved.status).toBe(400);
+    expect(reserved.body).toEqual({
+      code: "SANDBOX::INVALID_PARAMETER",
+      message: expect.stringContaining("opensandbox.io/image"),
+    });
+    const long = await raw("PATCH", `/v1/sandboxes/${sandbox.id}/metadata`, { owner: "x".repeat(1025) });
+    expect(long.status).toBe(400);
+    expect(long.body.message).toMatch(/owner/);
+    const unknown = await raw("PATCH", "/v1/sandboxes/sbx_aaaaaaaaaaaaaaaaaaaa/metadata", { owner: "x" });
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.code).toBe("SANDBOX::SANDBOX_NOT_FOUND");
+
+    await sandbox.kill();
+    const gone = await sandbox.patchMetadata({ owner: "late" }).catch((e: unknown) => e);
+    expect((gone as SandboxApiException).statusCode).toBe(404);
+  });
 });
 
 describe("OpenSandbox SDK: snapshots and metrics", () => {

@@ -19,9 +19,14 @@ export const envSchema = z
   )
   .refine((env) => Object.keys(env).length <= 256, "at most 256 variables");
 
+/** A sandbox carries at most this many metadata entries (at create and after every update). */
+export const MAX_METADATA_ENTRIES = 64;
+export const metadataKeySchema = z.string().min(1).max(128);
+export const metadataValueSchema = z.string().max(1024);
+
 export const metadataSchema = z
-  .record(z.string().min(1).max(128), z.string().max(1024))
-  .refine((m) => Object.keys(m).length <= 64, "at most 64 entries");
+  .record(metadataKeySchema, metadataValueSchema)
+  .refine((m) => Object.keys(m).length <= MAX_METADATA_ENTRIES, `at most ${MAX_METADATA_ENTRIES} entries`);
 
 export const absolutePathSchema = z
   .string()

@@ -1,5 +1,14 @@
 import { z } from "zod";
-import { absolutePathSchema, envSchema, metadataSchema, sandboxIdSchema, timestampSchema } from "./common.js";
+import {
+  absolutePathSchema,
+  envSchema,
+  MAX_METADATA_ENTRIES,
+  metadataKeySchema,
+  metadataSchema,
+  metadataValueSchema,
+  sandboxIdSchema,
+  timestampSchema,
+} from "./common.js";
 import { networkPolicySchema, portSchema } from "./network.js";
 import { sandboxVolumeSchema, volumeMountsSchema } from "./volumes.js";
 
@@ -197,3 +206,22 @@ export const listSandboxesResponseSchema = z.object({ sandboxes: z.array(sandbox
 export const setTimeoutRequestSchema = z.strictObject({
   timeoutMs: z.number().int().min(limits.timeoutMs.min).max(limits.timeoutMs.max),
 });
+
+/** A merge patch of a sandbox's metadata: a string sets the key, null removes it, absent keys stay. */
+export const metadataPatchSchema = z
+  .record(metadataKeySchema, metadataValueSchema.nullable())
+  .refine((m) => Object.keys(m).length <= MAX_METADATA_ENTRIES, `at most ${MAX_METADATA_ENTRIES} entries`);
+export type MetadataPatch = z.infer<typeof metadataPatchSchema>;
+
+/** `PATCH /v1/sandboxes/{id}`: the properties that can change after create. */
+export const updateSandboxRequestSchema = z
+  .strictObject({
+    metadata: metadataPatchSchema
+      .optional()
+      .describe("Merged into the metadata: a string sets the key, null removes it, absent keys stay"),
+  })
+  .refine((body) => Object.keys(body).length > 0, {
+    path: ["metadata"],
+    message: "at least one field is required (metadata)",
+  });
+export type UpdateSandboxRequest = z.infer<typeof updateSandboxRequestSchema>;

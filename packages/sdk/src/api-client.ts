@@ -16,7 +16,7 @@ const BACKOFF_BASE_MS = 250;
 const BACKOFF_CAP_MS = 10_000;
 
 /** HTTP method of an API call. */
-export type HttpMethod = "GET" | "POST" | "PUT" | "DELETE";
+export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 
 /** One API call, relative to `{apiUrl}/v1`. */
 export interface RequestOptions {

@@ -1,6 +1,7 @@
 import {
   type CreateSandboxRequest,
   listSandboxesResponseSchema,
+  type MetadataPatch,
   type MetricsSample,
   type Sandbox as SandboxInfo,
   type SandboxMetrics,
@@ -14,7 +15,7 @@ import { type ConnectionOptions, resolveConfig } from "./config.js";
 import { Files } from "./files.js";
 import { Terminals } from "./terminals.js";
 
-export type { CreateSandboxRequest, MetricsSample, SandboxInfo, SandboxMetrics, SandboxStatus };
+export type { CreateSandboxRequest, MetadataPatch, MetricsSample, SandboxInfo, SandboxMetrics, SandboxStatus };
 
 /** Which sandboxes {@link Sandbox.list} returns. */
 export interface SandboxFilter {
@@ -226,6 +227,21 @@ export class Sandbox {
       method: "POST",
       json: { timeoutMs },
     });
+  }
+
+  /**
+   * Changes the sandbox's metadata: a string sets the key, `null` removes it, keys left out stay.
+   * Returns the updated sandbox (also what {@link Sandbox.toJSON} shows from now on).
+   *
+   * @example
+   * ```ts
+   * const info = await sandbox.setMetadata({ stage: "review", draft: null });
+   * console.log(info.metadata.stage); // "review"
+   * ```
+   */
+  async setMetadata(patch: MetadataPatch): Promise<SandboxInfo> {
+    this.#info = await this.#client.json(sandboxSchema, this.#path(), { method: "PATCH", json: { metadata: patch } });
+    return this.toJSON();
   }
 
   /**

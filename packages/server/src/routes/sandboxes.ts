@@ -6,6 +6,7 @@ import {
   sandboxSchema,
   sandboxStatuses,
   setTimeoutRequestSchema,
+  updateSandboxRequestSchema,
 } from "@sandpit/contract";
 import type { FastifyInstance } from "fastify";
 import { ApiError } from "../errors.js";
@@ -90,6 +91,25 @@ export function sandboxRoutes(
       responses: { 200: { description: "The sandbox", schema: sandboxSchema }, 404: { description: "Not found" } },
     },
     async ({ params, org }) => toSandbox(await sandboxes.get(org, params.id!)),
+  );
+
+  route(
+    app,
+    authenticate,
+    {
+      method: "PATCH",
+      url: "/v1/sandboxes/{id}",
+      summary: "Change a sandbox's metadata (merge: a string sets a key, null removes it)",
+      tags: ["sandboxes"],
+      body: updateSandboxRequestSchema,
+      responses: {
+        200: { description: "The updated sandbox", schema: sandboxSchema },
+        400: { description: "Invalid" },
+        404: { description: "Not found" },
+        409: { description: "Destroyed" },
+      },
+    },
+    async ({ params, org, body }) => toSandbox(await sandboxes.updateMetadata(org, params.id!, body.metadata ?? {})),
   );
 
   route(

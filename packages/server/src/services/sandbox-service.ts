@@ -1,5 +1,7 @@
 import {
   type CreateSandboxParams,
+  MAX_METADATA_ENTRIES,
+  type MetadataPatch,
   type NetworkPolicy,
   REDACTED,
   redactPolicy,
@@ -108,6 +110,7 @@ export class SandboxService {
   private readonly destroying = new Map<string, Promise<void>>();
   private readonly dying = new Map<string, Promise<SandboxRecord | undefined>>();
   private readonly resuming = new Map<string, Promise<SandboxRecord>>();
+  private readonly metadataWrites = new Map<string, Promise<SandboxRecord>>();
   private readonly pausing = new Map<string, Promise<SandboxRecord>>();
   /** Last API activity (exec, files, port traffic) per running sandbox, for idle timeouts. */
   private readonly lastActivity = new Map<string, number>();
@@ -361,6 +364,44 @@ export class SandboxService {
     const expiresAt = record.status === "paused" ? null : expiryFrom({ ...record, timeoutMs }, now());
     const updated = await this.store.updateSandbox(id, { timeoutMs, expiresAt }, ["running", "paused"]);
     if (!updated) return this.setTimeout(org, id, timeoutMs);
+    return updated;
+  }
+
+  /**
+   * Merges a patch into the sandbox's metadata (a string sets the key, null removes it). Metadata is
+   * bookkeeping, so it changes in every status but destroying and destroyed, also in `error`.
+   */
+  updateMetadata(org: OrgRecord, id: string, patch: MetadataPatch): Promise<SandboxRecord> {
+    // Read-merge-write: patches of one sandbox run one after another so none drops another's keys.
+    const next = (this.metadataWrites.get(id) ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => this.mergeMetadata(org, id, patch));
+    this.metadataWrites.set(id, next);
+    const forget = () => {
+      if (this.metadataWrites.get(id) === next) this.metadataWrites.delete(id);
+    };
+    next.then(forget, forget);
+    return next;
+  }
+
+  private async mergeMetadata(org: OrgRecord, id: string, patch: MetadataPatch): Promise<SandboxRecord> {
+    const record = await this.get(org, id);
+    const editable: SandboxStatus[] = [...LIVE, "error"];
+    assertStatus(record, editable, "change the metadata of");
+    const metadata = { ...record.metadata };
+    for (const [key, value] of Object.entries(patch)) {
+      if (value === null) delete metadata[key];
+      else metadata[key] = value;
+    }
+    if (Object.keys(metadata).length > MAX_METADATA_ENTRIES) {
+      const message = `at most ${MAX_METADATA_ENTRIES} entries after the merge`;
+      throw new ApiError("validation_failed", `Invalid request: metadata: ${message}`, {
+        fields: [{ field: "metadata", rule: "too_big", message }],
+      });
+    }
+    const updated = await this.store.updateSandbox(id, { metadata }, editable);
+    // Destroyed meanwhile: the retry answers invalid_state.
+    if (!updated) return this.mergeMetadata(org, id, patch);
     return updated;
   }
 

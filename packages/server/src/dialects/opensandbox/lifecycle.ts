@@ -31,6 +31,7 @@ import {
   listSandboxesQuerySchema,
   listSnapshotsQuerySchema,
   type OpenSandboxCreateSandbox,
+  patchMetadataSchema,
   renewExpirationSchema,
 } from "./schemas.js";
 
@@ -75,7 +76,7 @@ function refuseUnsupported(body: OpenSandboxCreateSandbox) {
 
 /**
  * OpenSandbox's lifecycle API under `/opensandbox/v1` (set `OPEN_SANDBOX_DOMAIN=<host:port>/opensandbox`):
- * sandboxes (create, get, list, delete, pause, resume, renew-expiration, endpoints), snapshots, and the
+ * sandboxes (create, get, list, delete, pause, resume, renew-expiration, endpoints, metadata), snapshots, and the
  * SDK's create telemetry. Keys are Sandpit keys in `OPEN-SANDBOX-API-KEY`; errors are `{code, message}`.
  */
 export function lifecycleDialect(app: FastifyInstance, services: AppServices) {
@@ -294,8 +295,10 @@ function routes({ app, services, authenticate, parse }: DialectContext) {
 
   app.patch<{ Params: { id: string } }>("/v1/sandboxes/:id/metadata", async (request) => {
     const org = await authenticate(request);
+    const patch = parse(patchMetadataSchema, request.body ?? {});
     await live(org, request.params.id);
-    throw new ApiError("not_implemented", "metadata cannot be changed after create yet");
+    const updated = await sandboxes.updateMetadata(org, request.params.id, patch);
+    return sandboxOf(updated, await entrypointOf(org, updated));
   });
 
   // ---- snapshots ----

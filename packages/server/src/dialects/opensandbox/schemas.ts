@@ -1,3 +1,4 @@
+import { metadataPatchSchema } from "@sandpit/contract";
 import { z } from "zod";
 
 /**
@@ -74,6 +75,18 @@ export const createSandboxSchema = z
     }
   });
 export type OpenSandboxCreateSandbox = z.infer<typeof createSandboxSchema>;
+
+/**
+ * `PATCH /v1/sandboxes/{id}/metadata`: a JSON merge patch (RFC 7396) that is the metadata object itself,
+ * with Sandpit's limits on keys and values. Kubernetes' label syntax is not required: nothing here is a label.
+ */
+export const patchMetadataSchema = metadataPatchSchema.superRefine((patch, ctx) => {
+  for (const key of Object.keys(patch)) {
+    if (key.startsWith(RESERVED_METADATA_PREFIX)) {
+      ctx.addIssue({ code: "custom", path: [key], message: `the ${RESERVED_METADATA_PREFIX} prefix is reserved` });
+    }
+  }
+});
 
 export const renewExpirationSchema = z.strictObject({
   expiresAt: z.string().refine((s) => !Number.isNaN(Date.parse(s)), "must be an RFC 3339 date-time"),
