@@ -89,25 +89,26 @@ export class SandboxOrigins {
 
   private egressCa: EgressCa | undefined;
 
-  /** The organisation's egress CA in the system bundle and beside it, as the sandbox's files. */
-  private async trustFiles(orgId: string, layers: string[]): Promise<Record<string, string>> {
-    if (!this.egressCa) return {};
+  /**
+   * The organisation's egress CA in the system bundle and beside it, as the sandbox's files, and the
+   * variables that point common HTTP clients at them. The layers' bundle is read once per create.
+   */
+  private async trust(
+    orgId: string,
+    layers: string[],
+  ): Promise<{ files: Record<string, string>; env: Record<string, string> }> {
+    if (!this.egressCa) return { files: {}, env: {} };
     const ca = await this.egressCa.certificatePem(orgId);
-    const files: Record<string, string> = { [CA_FILE.slice(1)]: ca };
     const bundle = await readLayerFile(layers, SYSTEM_BUNDLE);
-    if (bundle !== undefined) files[SYSTEM_BUNDLE.slice(1)] = `${bundle.trimEnd()}\n${ca}`;
-    return files;
-  }
-
-  /** Variables that point common HTTP clients at a bundle that includes the egress CA. */
-  private async trustEnv(layers: string[]): Promise<Record<string, string>> {
-    if (!this.egressCa) return {};
-    const hasBundle = (await readLayerFile(layers, SYSTEM_BUNDLE)) !== undefined;
+    if (bundle === undefined) return { files: { [CA_FILE.slice(1)]: ca }, env: { NODE_EXTRA_CA_CERTS: CA_FILE } };
     return {
-      NODE_EXTRA_CA_CERTS: CA_FILE,
-      ...(hasBundle
-        ? { SSL_CERT_FILE: SYSTEM_BUNDLE, REQUESTS_CA_BUNDLE: SYSTEM_BUNDLE, CURL_CA_BUNDLE: SYSTEM_BUNDLE }
-        : {}),
+      files: { [CA_FILE.slice(1)]: ca, [SYSTEM_BUNDLE.slice(1)]: `${bundle.trimEnd()}\n${ca}` },
+      env: {
+        NODE_EXTRA_CA_CERTS: CA_FILE,
+        SSL_CERT_FILE: SYSTEM_BUNDLE,
+        REQUESTS_CA_BUNDLE: SYSTEM_BUNDLE,
+        CURL_CA_BUNDLE: SYSTEM_BUNDLE,
+      },
     };
   }
 
@@ -141,12 +142,13 @@ export class SandboxOrigins {
     const cwd = params.cwd ?? rootfs.config.workingDir ?? DEFAULT_CWD;
     const user = params.user ?? rootfs.config.user ?? null;
     const entrypoint = params.entrypoint ?? [...(rootfs.config.entrypoint ?? []), ...(rootfs.config.cmd ?? [])];
+    const trust = await this.trust(org.id, rootfs.layers);
     const origin: SandboxOrigin = {
       template,
       rootfs,
       cwd,
-      env: { ...rootfs.config.env, ...(await this.trustEnv(rootfs.layers)), ...params.env },
-      files: await this.trustFiles(org.id, rootfs.layers),
+      env: { ...rootfs.config.env, ...trust.env, ...params.env },
+      files: trust.files,
       user,
       entrypoint,
       seeds: [],
