@@ -105,16 +105,15 @@ export class SnapshotService {
 
   /**
    * Forks one snapshot into `count` sandboxes that start independently: one outcome per child. The
-   * children keep the source's timeout unless `timeoutMs` is given, and its metadata unless `metadata`
-   * is (a dialect whose names live in metadata gives each fork its own).
+   * children keep the source's timeout and metadata unless `overrides` gives them
+   * (a dialect whose names live in metadata gives each fork its own).
    */
   async forkEach(
     org: OrgRecord,
     sandboxId: string,
     count: number,
     base: CreateSandboxParams,
-    timeoutMs?: number,
-    metadata?: Record<string, string>,
+    overrides: { timeoutMs?: number; metadata?: Record<string, string> } = {},
   ): Promise<PromiseSettledResult<SandboxRecord>[]> {
     const snapshot = await this.create(org, sandboxId, `fork of ${sandboxId}`);
     try {
@@ -124,8 +123,8 @@ export class SnapshotService {
           this.sandboxes.create(org, {
             ...base,
             snapshotId: snapshot.id,
-            timeoutMs: timeoutMs ?? source.timeoutMs,
-            metadata: { ...(metadata ?? source.metadata), forkOf: sandboxId },
+            timeoutMs: overrides.timeoutMs ?? source.timeoutMs,
+            metadata: { ...(overrides.metadata ?? source.metadata), forkOf: sandboxId },
           }),
         ),
       );

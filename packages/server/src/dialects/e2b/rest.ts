@@ -235,7 +235,9 @@ function routes({ app, services, authenticate, parse }: DialectContext, domain: 
     const { count, timeout } = parse(forkBodySchema, request.body ?? {});
     await live(org, request.params.id);
     const base = createSandboxRequestSchema.parse({});
-    const results = await snapshots.forkEach(org, request.params.id, count, base, timeoutMs(timeout ?? 15));
+    const results = await snapshots.forkEach(org, request.params.id, count, base, {
+      timeoutMs: timeoutMs(timeout ?? 15),
+    });
     reply.code(201);
     return results.map((r) => {
       if (r.status === "fulfilled") return { sandbox: sandboxOf(r.value, domain) };

@@ -303,7 +303,10 @@ function routes({ app, services, authenticate, parse }: DialectContext) {
       publicPorts: source.publicPorts,
       timeoutAction: source.timeoutAction,
     });
-    const [result] = await snapshots.forkEach(org, source.id, 1, base, timeout ?? defaultTimeoutOf(source), metadata);
+    const [result] = await snapshots.forkEach(org, source.id, 1, base, {
+      timeoutMs: timeout ?? defaultTimeoutOf(source),
+      metadata,
+    });
     if (result!.status === "rejected") throw result!.reason;
     const record = result!.value;
     return { sandbox: sandboxOf(record), session: sessionOf(record), routes: routesOf(request, record) };
