@@ -1,10 +1,10 @@
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { type Browser, chromium, type Locator, type Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { apiClient, SandboxBody } from "../helpers/api.js";
 import { repoRoot } from "../helpers/paths.js";
-import type { TestServer } from "../helpers/server.js";
+import { type TestServer, testLogDir } from "../helpers/server.js";
 import { useTestServer } from "../helpers/use-test-server.js";
 
 // The web console in a real browser: Debian's chromium, headless, driven by playwright-core, against a
@@ -37,6 +37,28 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
+});
+
+// A browser test that fails says what the page showed and what the server logged last.
+afterEach(async (context) => {
+  if (context.task.result?.state !== "fail" || !page) return;
+  const alerts = await page
+    .getByRole("alert")
+    .allTextContents()
+    .catch(() => []);
+  const log = (() => {
+    try {
+      return readFileSync(path.join(testLogDir, `${server.netPrefix}.log`), "utf8")
+        .split("\n")
+        .slice(-40)
+        .join("\n");
+    } catch {
+      return "(no server log)";
+    }
+  })();
+  process.stderr.write(
+    `[console] page ${page.url()}; alerts: ${JSON.stringify(alerts)}\n[console] server log:\n${log}\n`,
+  );
 });
 
 /** Screenshots for docs/console, refreshed only when asked (SANDPIT_CONSOLE_SCREENSHOTS=1): a test run leaves the checkout alone. */
@@ -114,11 +136,20 @@ describe("web console", () => {
     await page.getByTestId("create-memory").selectOption("512");
     await page.getByTestId("create-timeout").fill("10");
     await page.getByTestId("create-metadata").fill("purpose=console-test");
-    await page.getByTestId("create-submit").click();
+    // The request the form sends, and the server's answer to it: when the create fails, the test says why.
+    const [response] = await Promise.all([
+      page.waitForResponse((r) => r.request().method() === "POST" && new URL(r.url()).pathname === "/v1/sandboxes", {
+        timeout: 60_000,
+      }),
+      page.getByTestId("create-submit").click(),
+    ]);
+    const answer = await response.text();
+    expect(response.status(), `the form's create answered ${answer}`).toBe(201);
+    sandboxId = (JSON.parse(answer) as SandboxBody).id;
 
-    const created = page.locator("[data-testid=sandbox-row]", { hasText: "purpose=console-test" });
-    await created.waitFor({ timeout: 90_000 });
-    sandboxId = (await created.getAttribute("data-sandbox-id"))!;
+    const created = row(sandboxId);
+    await created.waitFor({ timeout: 30_000 });
+    expect(await created.textContent()).toContain("purpose=console-test");
     await expect.poll(() => created.getByTestId("state").getAttribute("data-state")).toBe("running");
     expect(await created.textContent()).toContain("2 vCPU · 512 MiB");
 
