@@ -150,7 +150,8 @@ beforeAll(async () => {
   tmp = mkdtempSync(path.join(os.tmpdir(), "sandpit-agent-test-"));
   runDir = path.join(tmp, "run");
   port = await freePort();
-  agentProc = spawn(binary, [], {
+  // Started with SIGUSR1 and SIGUSR2 ignored, as a parent may leave them: commands must not inherit that.
+  agentProc = spawn("/bin/sh", ["-c", `trap '' USR1 USR2; exec "$0"`, binary], {
     env: {
       SANDPIT_AGENT_LISTEN: `127.0.0.1:${port}`,
       SANDPIT_AGENT_TOKEN: TOKEN,
@@ -232,6 +233,22 @@ describe("exec", () => {
     expect((await sh("exit 255")).exit.exitCode).toBe(255);
     const killed = await sh("kill -TERM $$; sleep 5");
     expect(killed.exit).toMatchObject({ exitCode: 143, signal: 15, timedOut: false });
+  });
+
+  it("starts commands with every signal at its default and none blocked, whatever the agent ignores", async () => {
+    const agentSignals = readFileSync(`/proc/${agentProc.pid}/status`, "utf8");
+    // The agent ignores SIGPIPE (13) and what it inherited (SIGUSR1 and SIGUSR2: 10 and 12).
+    const ignored = BigInt(`0x${/^SigIgn:\s+([0-9a-f]+)/m.exec(agentSignals)![1]}`);
+    expect(ignored & ((1n << 9n) | (1n << 11n) | (1n << 12n))).toBe((1n << 9n) | (1n << 11n) | (1n << 12n));
+    const status = (await run(["cat", "/proc/self/status"])).stdout.toString();
+    expect(status.match(/^Sig(Blk|Ign|Cgt):.*$/gm)).toEqual([
+      "SigBlk:\t0000000000000000",
+      "SigIgn:\t0000000000000000",
+      "SigCgt:\t0000000000000000",
+    ]);
+    // A writer into a closed pipe dies of SIGPIPE, as in any shell.
+    const pipe = await run(["bash", "-c", "yes | head -n 1 >/dev/null; echo ${PIPESTATUS[0]}"]);
+    expect(pipe.stdout.toString()).toBe("141\n");
   });
 
   it("feeds stdin (binary, larger than the pipe buffers)", async () => {

@@ -273,8 +273,11 @@ static void *reaper_main(void *arg)
     return NULL;
 }
 
+static void find_signals_to_reset(void);
+
 int exec_init(void)
 {
+    find_signals_to_reset();
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -517,6 +520,27 @@ struct k_sigaction {
     uint64_t mask;
 };
 
+/* The signals the child resets to their default before exec: those the agent ignores (an ignored signal
+ * stays ignored across exec) or handles (a handler must not run in the child, which shares our memory
+ * until exec). Found once at start; musl's internal signals (32-34: timers, cancellation, setxid
+ * broadcast) are installed lazily, so they are always in. Resetting all 64 costs ~1.5 ms per spawn
+ * under gVisor, a sixth of the whole spawn. */
+static int g_reset_sigs[64];
+static int g_nreset;
+
+static void find_signals_to_reset(void)
+{
+    g_nreset = 0;
+    for (int s = 1; s < 65; s++) {
+        if (s == SIGKILL || s == SIGSTOP) continue;
+        struct k_sigaction cur;
+        memset(&cur, 0, sizeof cur);
+        int internal = s >= 32 && s <= 34;
+        if (internal || (syscall(SYS_rt_sigaction, s, NULL, &cur, sizeof(uint64_t)) == 0 && cur.handler != SIG_DFL))
+            g_reset_sigs[g_nreset++] = s;
+    }
+}
+
 static int child_main(void *arg)
 {
     struct child_args *a = arg;
@@ -525,10 +549,7 @@ static int child_main(void *arg)
     struct k_sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
     dfl.handler = SIG_DFL;
-    for (int s = 1; s < 65; s++) {
-        if (s == SIGKILL || s == SIGSTOP) continue;
-        syscall(SYS_rt_sigaction, s, &dfl, NULL, sizeof(uint64_t));
-    }
+    for (int i = 0; i < g_nreset; i++) syscall(SYS_rt_sigaction, g_reset_sigs[i], &dfl, NULL, sizeof(uint64_t));
     uint64_t none = 0;
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof none);
     /* A terminal's command leads its own session with the terminal as controlling tty (job control,
@@ -1428,13 +1449,17 @@ void handle_exec(struct http_conn *c)
     p->in_off = 0;
     p->in_len = prelen;
     p->body_eof = c->body_done;
+    http_cork(c);
     if (http_send_head(c, 200, "application/x-sandpit-frames", -1) != 0) client_gone(p);
     emit_started(p, cmd->pid);
     if (ce.stage != STAGE_OK) emit_spawn_error(p, &ce, sp.argv[0], r.cwd);
+    if (http_uncork(c) != 0) client_gone(p);
     int exited = pump_run(p);
     if (exited && !p->client_gone) {
+        http_cork(c);
         emit_exit(p);
         if (!p->client_gone) http_chunk_end(c);
+        if (http_uncork(c) != 0) client_gone(p);
     }
     if (!exited || p->client_gone) c->dead = 1;
     free(p);

@@ -81,6 +81,28 @@ static int wait_writable(struct http_conn *c)
 static int sendv(struct http_conn *c, struct iovec *iov, int cnt)
 {
     if (c->dead) return -1;
+    size_t total = 0;
+    for (int i = 0; i < cnt; i++) total += iov[i].iov_len;
+    if (c->corked && c->held_len + total <= sizeof c->held) {
+        for (int i = 0; i < cnt; i++) {
+            memcpy(c->held + c->held_len, iov[i].iov_base, iov[i].iov_len);
+            c->held_len += iov[i].iov_len;
+        }
+        return 0;
+    }
+    struct iovec with_held[9];
+    if (c->held_len) {
+        if (cnt > 8) {
+            /* not reached: callers send at most three pieces */
+            c->dead = 1;
+            return -1;
+        }
+        with_held[0] = (struct iovec){ .iov_base = c->held, .iov_len = c->held_len };
+        memcpy(with_held + 1, iov, (size_t)cnt * sizeof *iov);
+        iov = with_held;
+        cnt++;
+        c->held_len = 0;
+    }
     while (cnt > 0) {
         struct msghdr msg;
         memset(&msg, 0, sizeof msg);
@@ -107,6 +129,16 @@ static int sendv(struct http_conn *c, struct iovec *iov, int cnt)
         }
     }
     return 0;
+}
+
+void http_cork(struct http_conn *c) { c->corked = 1; }
+
+int http_uncork(struct http_conn *c)
+{
+    c->corked = 0;
+    if (!c->held_len) return c->dead ? -1 : 0;
+    struct iovec none = { .iov_base = NULL, .iov_len = 0 };
+    return sendv(c, &none, 1);
 }
 
 int http_send_all(struct http_conn *c, const void *p, size_t n)

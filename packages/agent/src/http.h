@@ -39,6 +39,12 @@ struct http_conn {
 
     int dead; /* the socket failed or must be closed after this request */
 
+    /* While corked, small writes are held here and leave with the uncork (or the next larger write)
+     * in one segment: a response head with its first frame, the last frame with the chunked end. */
+    int corked;
+    size_t held_len;
+    char held[1024];
+
     /* Optional send deadline (monotonic ms): when a blocking send is still waiting at that time,
      * deadline_cb is called once (it must clear send_deadline) and the send continues. */
     int64_t send_deadline;
@@ -47,6 +53,10 @@ struct http_conn {
 };
 
 int http_conn_init(struct http_conn *c, int fd);
+
+/* Holds the small writes that follow until http_uncork, which sends them at once (0 ok, -1 dead). */
+void http_cork(struct http_conn *c);
+int http_uncork(struct http_conn *c);
 void http_conn_free(struct http_conn *c);
 
 /* Reads and parses the next request head. 1: request ready; 0: connection closed or idle;
