@@ -247,7 +247,7 @@ describe("exec", () => {
       "SigCgt:\t0000000000000000",
     ]);
     // A writer into a closed pipe dies of SIGPIPE, as in any shell.
-    const pipe = await run(["bash", "-c", "yes | head -n 1 >/dev/null; echo ${PIPESTATUS[0]}"]);
+    const pipe = await run(["bash", "-c", "yes | head -n 1 >/dev/null; echo $PIPESTATUS"]);
     expect(pipe.stdout.toString()).toBe("141\n");
   });
 
