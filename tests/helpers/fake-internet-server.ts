@@ -33,15 +33,23 @@ for (const { host, port } of config.http) {
 }
 
 // HTTPS echo servers (method, path, headers and the request body as text); GET /__requests answers how
-// many other requests each has seen.
+// many other requests each has seen. /drop-when-reused on a connection that already served a request is
+// dropped unanswered, as a server does with a kept-alive connection it has just closed.
 for (const { host, port, cert, key } of config.https ?? []) {
   let seen = 0;
+  const served = new WeakMap<object, number>();
   https
     .createServer({ cert, key }, (req, res) => {
       if (req.url === "/__requests") {
         res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ seen }));
         return;
       }
+      const before = served.get(req.socket) ?? 0;
+      if (req.url === "/drop-when-reused" && before > 0) {
+        req.socket.destroy();
+        return;
+      }
+      served.set(req.socket, before + 1);
       seen++;
       let body = "";
       req.on("data", (c: Buffer) => {

@@ -123,6 +123,19 @@ describe("credential brokering", () => {
     expect(files.stdout.trim()).toBe("0");
   });
 
+  it("sends a request again on a new connection when the upstream dropped the kept-alive one", async () => {
+    // The first request leaves a kept-alive connection in the broker's pool; the upstream drops the next
+    // request that arrives on it without an answer, as when it closed the connection while it lay idle.
+    const r = await api.exec(sandbox.id, {
+      command:
+        "curl -sS --fail https://api.upstream.test/first >/dev/null && curl -sS --fail https://api.upstream.test/drop-when-reused",
+    });
+    expect(r.exitCode, r.stderr).toBe(0);
+    const received = JSON.parse(r.stdout) as { headers: Record<string, string>; path: string };
+    expect(received.path).toBe("/drop-when-reused");
+    expect(received.headers.authorization).toBe(`Bearer ${SECRET}`);
+  });
+
   it("forwards request bodies as sent: sized, chunked and empty", async () => {
     const echo = async (command: string) => {
       const r = await api.exec(sandbox.id, { command });

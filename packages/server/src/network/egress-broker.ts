@@ -55,6 +55,9 @@ const HOP_BY_HOP = new Set([
 ]);
 
 /** Whether a request carries a body: HTTP/1.1 requests without a length or transfer coding have none. */
+/** Methods a request can be sent again with (RFC 9110 idempotent), when it has no body. */
+const RETRYABLE_METHODS = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
+
 function hasBody(req: http.IncomingMessage): boolean {
   const length = req.headers["content-length"];
   return req.headers["transfer-encoding"] !== undefined || (length !== undefined && Number(length) !== 0);
@@ -90,6 +93,7 @@ export class EgressBroker {
   private readonly clients = new Map<string, BrokerClient>();
   private readonly http: http.Server;
   private readonly upstreamAgent: https.Agent;
+  private readonly upstreamContext: tls.SecureContext | undefined;
   private readonly resolved = new Map<string, { ips: string[]; until: number }>();
   /**
    * The context every intercepted TLS connection starts with, until SNI picks the name's certificate.
@@ -109,14 +113,14 @@ export class EgressBroker {
     // Extra upstream CAs go in one secure context made here, not as an agent `ca` option: the agent
     // would join every PEM of the list into its pool key on each request (~0.4 ms) and parse them
     // all again for each new upstream connection.
-    const secureContext = opts.upstreamCa
+    this.upstreamContext = opts.upstreamCa
       ? tls.createSecureContext({ ca: [...tls.rootCertificates, opts.upstreamCa] })
       : undefined;
     this.upstreamAgent = new https.Agent({
       keepAlive: true,
       maxSockets: 256,
       noDelay: true,
-      ...(secureContext ? { secureContext } : {}),
+      ...(this.upstreamContext ? { secureContext: this.upstreamContext } : {}),
     });
   }
 
@@ -228,37 +232,51 @@ export class EgressBroker {
       headers: { ...headers, host: req.headers.host ?? name },
       ...(tlsSide ? { servername: name, agent: this.upstreamAgent } : {}),
     };
-    await new Promise<void>((resolve, reject) => {
-      const upstream = (tlsSide ? https : http).request(options, (up) => {
-        const out: http.OutgoingHttpHeaders = {};
-        for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
-        res.writeHead(up.statusCode ?? 502, out);
-        up.on("data", (c: Buffer) => {
-          bytesIn += c.length;
+    const bodiless = !hasBody(req);
+    const attempt = (request: https.RequestOptions) =>
+      new Promise<"done" | "stale">((resolve, reject) => {
+        const upstream = (tlsSide ? https : http).request(request, (up) => {
+          const out: http.OutgoingHttpHeaders = {};
+          for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
+          res.writeHead(up.statusCode ?? 502, out);
+          up.on("data", (c: Buffer) => {
+            bytesIn += c.length;
+          });
+          up.pipe(res);
+          up.on("end", () => {
+            this.record(client, name, ip, port, "allowed", "transform", up.statusCode ?? null, bytesOut, bytesIn);
+            resolve("done");
+          });
+          up.on("error", reject);
         });
-        up.pipe(res);
-        up.on("end", () => {
-          this.record(client, name, ip, port, "allowed", "transform", up.statusCode ?? null, bytesOut, bytesIn);
-          resolve();
+        upstream.on("error", (e: NodeJS.ErrnoException) => {
+          // A kept-alive connection the upstream closed while it lay idle fails before any answer: the
+          // request never reached it, and one without a body can go again on a new connection.
+          if (upstream.reusedSocket && e.code === "ECONNRESET" && bodiless && RETRYABLE_METHODS.has(req.method ?? "")) {
+            resolve("stale");
+            return;
+          }
+          // A certificate the host does not trust, a refused connection: the request fails, closed.
+          this.record(client, name, ip, port, "denied", "broker.upstream-failed", 502, bytesOut, 0);
+          reject(e);
         });
-        up.on("error", reject);
+        // A request without a body (most are) is sent at once, not when its empty stream ends a few
+        // ticks later.
+        if (bodiless) {
+          upstream.end();
+          return;
+        }
+        req.on("data", (c: Buffer) => {
+          bytesOut += c.length;
+        });
+        req.pipe(upstream);
       });
-      upstream.on("error", (e) => {
-        // A certificate the host does not trust, a refused connection: the request fails, closed.
-        this.record(client, name, ip, port, "denied", "broker.upstream-failed", 502, bytesOut, 0);
-        reject(e);
-      });
-      // A request without a body (most are) is sent at once, not when its empty stream ends a few
-      // ticks later.
-      if (!hasBody(req)) {
-        upstream.end();
-        return;
-      }
-      req.on("data", (c: Buffer) => {
-        bytesOut += c.length;
-      });
-      req.pipe(upstream);
-    });
+    // The second attempt takes a connection of its own: the pool's other idle sockets to that upstream
+    // may be just as stale.
+    if ((await attempt(options)) === "stale") {
+      const ownTls = tlsSide && this.upstreamContext ? { secureContext: this.upstreamContext } : {};
+      await attempt({ ...options, agent: false, ...ownTls });
+    }
   }
 
   /** Upstream addresses, kept for a short while: a lookup per request would cost a DNS round trip each. */
