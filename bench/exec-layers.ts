@@ -9,7 +9,7 @@ import Database from "better-sqlite3";
 import { Sandbox } from "sandpit";
 import { repoRoot } from "../tests/helpers/paths.js";
 import { startTestServer } from "../tests/helpers/server.js";
-import { spawnFloorScript } from "./floor.js";
+import { measureSpawnFloors } from "./floor.js";
 import { type Summary, summarize, timeIt } from "./stats.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -84,13 +84,7 @@ async function main() {
           samples[name]!.push(await timeIt(ops[name]!));
         }
       }
-      for (const [gapMs, into] of [
-        [0, hot],
-        [5, idle],
-      ] as const) {
-        const out = await sandbox.commands.run(["python3", "-c", spawnFloorScript(20, gapMs)]);
-        into.push(...("stdout" in out ? out.stdout : "").trim().split(" ").map(Number));
-      }
+      await measureSpawnFloors(sandbox, hot, idle);
     }
     agent.close();
     await sandbox.kill();

@@ -1,3 +1,5 @@
+import type { Sandbox } from "sandpit";
+
 /**
  * A Python script that spawns `/bin/true` `count` times from inside the sandbox (posix_spawn + waitpid,
  * with its own environment) and prints each spawn's milliseconds: the floor any exec pays. `gapMs` sleeps
@@ -14,4 +16,15 @@ export function spawnFloorScript(count: number, gapMs = 0): string {
     " ts.append((time.perf_counter()-t)*1000)",
     "print(' '.join(str(t) for t in ts))",
   ].join("\n");
+}
+
+/** One round of the floor inside `sandbox`: 20 spawns hot, then 20 after 5 ms idle each, added to the lists. */
+export async function measureSpawnFloors(sandbox: Sandbox, hot: number[], idle: number[]): Promise<void> {
+  for (const [gapMs, into] of [
+    [0, hot],
+    [5, idle],
+  ] as const) {
+    const out = await sandbox.commands.run(["python3", "-c", spawnFloorScript(20, gapMs)]);
+    into.push(...("stdout" in out ? out.stdout : "").trim().split(" ").map(Number));
+  }
 }

@@ -8,7 +8,7 @@ import path from "node:path";
 import { Sandbox } from "sandpit";
 import { repoRoot, testTemplatesDir } from "../tests/helpers/paths.js";
 import { startTestServer } from "../tests/helpers/server.js";
-import { spawnFloorScript } from "./floor.js";
+import { measureSpawnFloors } from "./floor.js";
 import { RawRunsc } from "./raw-runsc.js";
 import { hostMemoryUsed, type Summary, summarize, timeIt } from "./stats.js";
 
@@ -104,13 +104,7 @@ async function main() {
       for (let i = 0; i < N_EXEC / rounds; i++) {
         spExec.push(await timeIt(() => sandbox.commands.run(["/bin/true"])));
       }
-      for (const [gapMs, into] of [
-        [0, floor],
-        [5, idleFloor],
-      ] as const) {
-        const out = await sandbox.commands.run(["python3", "-c", spawnFloorScript(20, gapMs)]);
-        into.push(...("stdout" in out ? out.stdout : "").trim().split(" ").map(Number));
-      }
+      await measureSpawnFloors(sandbox, floor, idleFloor);
     }
     const { p50: floorP50, p95: floorP95 } = summarize(floor);
     const { p50: idleFloorP50, p95: idleFloorP95 } = summarize(idleFloor);
