@@ -16,7 +16,10 @@
 #include "json.h"
 #include "util.h"
 
-#define IOBUF 65536
+/* File bodies move in 256 KB pieces: under gVisor each write into the sandbox's disk has a fixed cost
+ * that 64 KB pieces made the bound of an upload (measured: 250-300 MB/s at 64 KB, 420-430 MB/s at 256 KB,
+ * no gain beyond). One buffer per transfer in progress. */
+#define IOBUF (256 * 1024)
 #define SMALL_FILE_MAX (16u << 20) /* files reporting size 0 (procfs...) are read into memory up to this */
 #define RM_MAX_DEPTH 1024
 
