@@ -16,6 +16,7 @@ const N_CREATE = Number(process.env.BENCH_CREATES ?? 8);
 const N_EXEC = Number(process.env.BENCH_EXECS ?? 100);
 const N_IDLE = Number(process.env.BENCH_IDLE ?? 50);
 const UPLOAD_MB = 100;
+const FILE_ROUNDS = Number(process.env.BENCH_FILE_ROUNDS ?? 3);
 
 interface Row {
   metric: string;
@@ -56,9 +57,10 @@ async function main() {
   const raw = await RawRunsc.create(await templateRootfs());
   const rawId = (i: number) => `benchraw${String(i).padStart(12, "0")}`;
   try {
-    // --- create → first exec done
+    // --- create → first exec done, raw and Sandpit alternating so that both see the same conditions
     log("create → first exec");
     const rawCreate: number[] = [];
+    const spCreate: number[] = [];
     for (let i = 0; i < N_CREATE; i++) {
       rawCreate.push(
         await timeIt(async () => {
@@ -67,9 +69,6 @@ async function main() {
         }),
       );
       await raw.destroy(rawId(i));
-    }
-    const spCreate: number[] = [];
-    for (let i = 0; i < N_CREATE; i++) {
       let sandbox: Sandbox | undefined;
       spCreate.push(
         await timeIt(async () => {
@@ -131,22 +130,35 @@ async function main() {
     // --- upload and download of 100 MB
     log("upload/download");
     const data = randomBytes(UPLOAD_MB * 1024 * 1024);
-    const up = await timeIt(() => sandbox.files.write("/root/upload.bin", data));
-    const down = await timeIt(async () => {
-      const bytes = (await sandbox.files.read("/root/upload.bin", { format: "bytes" })) as Uint8Array;
-      if (bytes.length !== data.length) throw new Error("download size mismatch");
-    });
     const hostFile = "/var/tmp/sandpit-bench-upload.bin";
     await writeFile(hostFile, data);
     const sandboxRoot = path.join(server.dataDir, "sandboxes", sandbox.id, "rootfs", "root");
-    const rawUp = await timeIt(async () => {
-      execFileSync("cp", [hostFile, path.join(sandboxRoot, "raw.bin")]);
-    });
-    const rawDown = await timeIt(async () => {
-      execFileSync("cp", [path.join(sandboxRoot, "raw.bin"), `${hostFile}.back`]);
-    });
+    // Rounds of Sandpit and raw alternating; each figure is the median of its rounds.
+    const ups: number[] = [];
+    const downs: number[] = [];
+    const rawUps: number[] = [];
+    const rawDowns: number[] = [];
+    for (let r = 0; r < FILE_ROUNDS; r++) {
+      ups.push(await timeIt(() => sandbox.files.write("/root/upload.bin", data)));
+      downs.push(
+        await timeIt(async () => {
+          const bytes = (await sandbox.files.read("/root/upload.bin", { format: "bytes" })) as Uint8Array;
+          if (bytes.length !== data.length) throw new Error("download size mismatch");
+        }),
+      );
+      rawUps.push(await timeIt(async () => execFileSync("cp", [hostFile, path.join(sandboxRoot, "raw.bin")])));
+      rawDowns.push(
+        await timeIt(async () => execFileSync("cp", [path.join(sandboxRoot, "raw.bin"), `${hostFile}.back`])),
+      );
+    }
     await rm(hostFile, { force: true });
     await rm(`${hostFile}.back`, { force: true });
+    const [up, down, rawUp, rawDown] = [ups, downs, rawUps, rawDowns].map((t) => summarize(t).p50) as [
+      number,
+      number,
+      number,
+      number,
+    ];
     const mbps = (t: number) => UPLOAD_MB / (t / 1000);
     rows.push({
       metric: `upload ${UPLOAD_MB} MB`,
