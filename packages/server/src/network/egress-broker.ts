@@ -54,10 +54,10 @@ const HOP_BY_HOP = new Set([
   "upgrade",
 ]);
 
-/** Whether a request carries a body: HTTP/1.1 requests without a length or transfer coding have none. */
 /** Methods a request can be sent again with (RFC 9110 idempotent), when it has no body. */
 const RETRYABLE_METHODS = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
 
+/** Whether a request carries a body: HTTP/1.1 requests without a length or transfer coding have none. */
 function hasBody(req: http.IncomingMessage): boolean {
   const length = req.headers["content-length"];
   return req.headers["transfer-encoding"] !== undefined || (length !== undefined && Number(length) !== 0);
