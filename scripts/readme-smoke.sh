@@ -65,4 +65,19 @@ echo "readme-smoke: npx sandpit exec $sandbox_id -- echo ok  ->  $out"
 [[ $out == ok ]] || { echo "readme-smoke: expected \"ok\"" >&2; exit 1; }
 npx sandpit rm "$sandbox_id" >/dev/null
 sandbox_id=""
+
+# A normal stop leaves nothing of the server's on the host.
+kill -TERM -- "-$server_pid"
+for _ in $(seq 1 300); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$server_pid" 2>/dev/null; then echo "readme-smoke: the server did not stop on SIGTERM" >&2; exit 1; fi
+server_pid=""
+if nft list table inet "sandpit_$SANDPIT_NET_PREFIX" >/dev/null 2>&1; then
+  echo "readme-smoke: the server left its nftables table sandpit_$SANDPIT_NET_PREFIX behind" >&2
+  nft delete table inet "sandpit_$SANDPIT_NET_PREFIX"
+  exit 1
+fi
+if ip netns list | grep -q "^$SANDPIT_NET_PREFIX-"; then
+  echo "readme-smoke: the server left network namespaces behind" >&2
+  exit 1
+fi
 echo "readme-smoke: passed"

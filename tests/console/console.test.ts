@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { type Browser, chromium, type Locator, type Page } from "playwright-core";
+import { type Browser, chromium, type Locator, type Page, type Route } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { apiClient, SandboxBody } from "../helpers/api.js";
 import { repoRoot } from "../helpers/paths.js";
@@ -181,6 +181,29 @@ describe("web console", () => {
     await expect.poll(() => row(sandboxId).getByTestId("cpu").textContent(), { timeout: 30_000 }).toMatch(/^\d+\.\d%$/);
     expect(await row(sandboxId).getByTestId("memory").textContent()).toMatch(/^[\d.]+ (KiB|MiB|GiB)$/);
     await screenshot("list");
+  });
+
+  it("a list request that never answers does not stop the list: a sandbox made meanwhile shows up", async () => {
+    // One GET of the list is held unanswered, as a dropped connection or a stalled proxy would leave it;
+    // every later request passes. The list must go on polling past it.
+    let held: Route | undefined;
+    const isList = (url: URL) => url.pathname === "/v1/sandboxes";
+    await page.route(isList, async (route) => {
+      if (route.request().method() === "GET" && !held) {
+        held = route;
+        return;
+      }
+      await route.continue();
+    });
+    try {
+      await expect.poll(() => held !== undefined, { timeout: 15_000 }).toBe(true);
+      const late = await api.createSandbox({ metadata: { purpose: "made-while-a-poll-hangs" } });
+      await row(late.id).waitFor({ timeout: 60_000 });
+      expect((await api.del(`/v1/sandboxes/${late.id}`)).status).toBe(204);
+    } finally {
+      await page.unroute(isList);
+      await held?.abort().catch(() => undefined);
+    }
   });
 
   it("opens a live terminal: typing `echo hi` and Enter shows hi", async () => {

@@ -1,14 +1,20 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 
+/** How long one poll may take before it counts as failed and the next one is scheduled. */
+const POLL_ANSWER_TIMEOUT_MS = 15_000;
+
 /**
  * Runs `load` now and every `intervalMs` while the component is mounted (and `deps` unchanged), keeping
- * its last result and error. `reload` runs it again at once (after an action changed something).
+ * its last result and error. `reload` runs it again at once (after an action changed something); `update`
+ * changes the kept result at once (e.g. with what an action answered) until the next load replaces it.
+ * A load that does not answer within POLL_ANSWER_TIMEOUT_MS is an error, and polling goes on: one request
+ * that never answers (a connection the server dropped, a proxy that stalls) must not freeze the page.
  */
 export function usePolling<T>(
   load: () => Promise<T>,
   intervalMs: number,
   deps: unknown[],
-): { data: T | undefined; error: Error | undefined; reload: () => void } {
+): { data: T | undefined; error: Error | undefined; reload: () => void; update: (change: (data: T) => T) => void } {
   const [data, setData] = useState<T | undefined>(undefined);
   const [error, setError] = useState<Error | undefined>(undefined);
   const loadRef = useRef(load);
@@ -21,7 +27,7 @@ export function usePolling<T>(
     let timer: ReturnType<typeof setTimeout> | undefined;
     const run = async () => {
       try {
-        const result = await loadRef.current();
+        const result = await withTimeout(loadRef.current(), POLL_ANSWER_TIMEOUT_MS);
         if (stopped) return;
         setData(result);
         setError(undefined);
@@ -37,7 +43,20 @@ export function usePolling<T>(
     };
   }, [...deps, tick, intervalMs]);
 
-  return { data, error, reload: () => setTick((t) => t + 1) };
+  return {
+    data,
+    error,
+    reload: () => setTick((t) => t + 1),
+    update: (change) => setData((d) => (d === undefined ? d : change(d))),
+  };
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the server did not answer within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
 }
 
 /** The current time, updated every `intervalMs`, for ages that tick. */

@@ -72,8 +72,10 @@ export function SandboxList({ api }: { api: ConsoleApi }) {
           api={api}
           templates={templates.data ?? []}
           onCancel={() => setCreating(false)}
-          onCreated={() => {
+          onCreated={(created) => {
             setCreating(false);
+            // Listed from the create's own answer at once; the reload that follows brings the server's view.
+            list.update((sandboxes) => [created, ...sandboxes.filter((s) => s.id !== created.id)]);
             list.reload();
           }}
         />
