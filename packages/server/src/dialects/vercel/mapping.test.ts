@@ -5,42 +5,26 @@ import tar from "tar-stream";
 import { describe, expect, it } from "vitest";
 import { ApiError } from "../../errors.js";
 import type { SandboxRecord } from "../../store/store.js";
+import { sandboxRecord } from "../sandbox-record.fixture.js";
 import { createRequestFrom, errorReplyOf, META, sandboxOf, sessionOf, statusOf, vercelField } from "./mapping.js";
 import { toSandpitPolicy, toVercelPolicy } from "./network-policy.js";
 import { createSandboxSchema, networkPolicySchema } from "./schemas.js";
 import { unpackArchive } from "./tar-upload.js";
 
-const record: SandboxRecord = {
-  id: "sbx_aaaaaaaaaaaaaaaaaaaa",
-  orgId: "org",
-  status: "running",
-  reason: null,
+const record: SandboxRecord = sandboxRecord({
   template: "node24",
   vcpus: 2,
   memoryMb: 4096,
-  diskMb: 4096,
-  env: {},
   metadata: { [META.name]: "web", [META.persistent]: "true", [META.timeout]: "600000", [`${META.tagPrefix}env`]: "ci" },
   cwd: "/vercel/sandbox",
   timeoutMs: 600_000,
-  networkPolicy: { mode: "allow-all" },
   timeoutAction: "pause",
-  lifecycle: "ephemeral",
-  idleTimeoutMs: null,
-  autoResume: false,
   ports: [3000],
-  allPorts: false,
   publicPorts: true,
-  trafficToken: "tok",
-  netIndex: 1,
-  agentToken: "agent",
-  user: null,
-  mainCommandId: null,
   createdAt: 1_000,
   startedAt: 2_000,
   expiresAt: 902_000,
-  destroyedAt: null,
-};
+});
 
 const issues = (schema: { safeParse(v: unknown): { error?: { issues: { path: PropertyKey[] }[] } } }, v: unknown) =>
   schema.safeParse(v).error?.issues.map((i) => i.path.join(".")) ?? [];
