@@ -1,5 +1,6 @@
 import type http from "node:http";
-import { type Readable, Transform } from "node:stream";
+import { Readable, Transform, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import Busboy from "busboy";
 import { ApiError } from "../errors.js";
@@ -228,4 +229,44 @@ export function continueOnFirstRead(server: http.Server): void {
     };
     server.emit("request", req, res);
   });
+}
+
+/**
+ * Refuses a tar or tar.gz archive (held whole) that unpacks to more than `limit` bytes plus its headers'
+ * allowance, decoding it only that far. Anything but a tar, gzipped or not, is refused too: tools that
+ * unpack it later guess other compressions, which would escape this count.
+ */
+export async function assertArchiveWithinLimit(archive: Buffer, limit: number, field: string): Promise<void> {
+  const gzipped = archive[0] === 0x1f && archive[1] === 0x8b;
+  let head = Buffer.alloc(0);
+  const keepHead = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      if (head.length < 512) head = Buffer.concat([head, chunk]).subarray(0, 512);
+      done();
+    },
+  });
+  const source = Readable.from([archive]);
+  const meter = byteLimit(limit + FRAMING_ALLOWANCE);
+  const invalid = (message: string) =>
+    new ApiError("validation_failed", `Invalid request: ${field}: ${message}`, {
+      fields: [{ field, rule: "archive", message }],
+    });
+  try {
+    if (gzipped) await pipeline(source, zlib.createGunzip(), meter, keepHead);
+    else await pipeline(source, meter, keepHead);
+  } catch (e) {
+    if (e instanceof ApiError && e.code === "payload_too_large") {
+      throw new ApiError(
+        "payload_too_large",
+        `${field}: the archive unpacks to more than the upload limit of ${limit} bytes`,
+        { limit, field },
+      );
+    }
+    throw invalid(`not a tar or tar.gz archive (${e instanceof Error ? e.message : e})`);
+  }
+  // ustar (POSIX) and GNU tar headers both carry "ustar" at offset 257; an empty archive is zeros only.
+  const empty = head.every((b) => b === 0);
+  if (!empty && head.subarray(257, 262).toString("latin1") !== "ustar") {
+    throw invalid("not a tar or tar.gz archive");
+  }
 }
