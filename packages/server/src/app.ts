@@ -8,6 +8,7 @@ import { zwrmDialect } from "./dialects/zwrm/routes.js";
 import { type ApiError, toApiError } from "./errors.js";
 import type { ImageService } from "./images/image-service.js";
 import { newRequestId } from "./lib/ids.js";
+import { continueOnFirstRead } from "./lib/upload-limit.js";
 import type { EgressAudit } from "./network/egress-audit.js";
 import { adminRoutes } from "./routes/admin.js";
 import { consoleRoutes } from "./routes/console.js";
@@ -90,6 +91,7 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
     routerOptions: { ignoreTrailingSlash: true },
   });
 
+  continueOnFirstRead(app.server);
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);
   });

@@ -164,7 +164,15 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   const exec = new ExecService(sandboxes, store, config.maxOutputBytes, serverMetrics);
   sandboxes.setMainProcessStarter((record, agent, argv) => exec.startMainProcess(record, agent, argv));
   const terminals = new TerminalService(sandboxes, exec, logger);
-  const templateBuilds = new TemplateBuildService(templates, sandboxes, origins, exec, runtime, logger);
+  const templateBuilds = new TemplateBuildService(
+    templates,
+    sandboxes,
+    origins,
+    exec,
+    runtime,
+    logger,
+    config.maxUploadBytes,
+  );
   const files = new FileService(sandboxes);
   const ports = new PortService(sandboxes, config.domain);
   const idempotency = new IdempotencyService(store);

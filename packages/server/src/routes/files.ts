@@ -1,4 +1,3 @@
-import { Transform } from "node:stream";
 import {
   filePathQuerySchema,
   listFilesResponseSchema,
@@ -9,22 +8,10 @@ import {
   writeFileResponseSchema,
 } from "@sandpit/contract";
 import type { FastifyInstance } from "fastify";
-import { ApiError } from "../errors.js";
+import { uploadBody, writeUpload } from "../lib/upload-limit.js";
 import type { FileService } from "../services/file-service.js";
 import { sendNdjson } from "./ndjson.js";
 import { type Authenticate, route } from "./route.js";
-
-/** Fails the upload stream as soon as more than `limit` bytes arrived (for bodies without a length). */
-export function sizeLimit(limit: number) {
-  let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      seen += chunk.length;
-      if (seen > limit) done(new ApiError("payload_too_large", `upload is larger than ${limit} bytes`));
-      else done(null, chunk);
-    },
-  });
-}
 
 export function fileRoutes(app: FastifyInstance, authenticate: Authenticate, files: FileService, maxUpload: number) {
   // Uploads are streamed to the sandbox as they arrive: no body parsing in this scope.
@@ -47,27 +34,11 @@ export function fileRoutes(app: FastifyInstance, authenticate: Authenticate, fil
         },
       },
       async ({ request, reply, org, params, query }) => {
-        const declared = request.headers["content-length"];
-        const size = declared === undefined ? undefined : Number(declared);
-        if (size !== undefined && size > maxUpload) {
-          request.raw.resume();
-          throw new ApiError("payload_too_large", `upload of ${size} bytes is over the limit of ${maxUpload} bytes`, {
-            limit: maxUpload,
-          });
-        }
-        const body = size === undefined ? request.raw.pipe(sizeLimit(maxUpload)) : request.raw;
-        let limitError: unknown;
-        body.on("error", (e) => {
-          limitError = e;
-        });
+        const { body, size } = uploadBody(request.raw, maxUpload);
         const mode = query.mode === undefined ? undefined : Number.parseInt(query.mode, 8);
-        try {
-          const written = await files.write(org, params.id!, query.path, body, size, mode);
-          reply.code(201);
-          return { path: query.path, size: written.size };
-        } catch (e) {
-          throw limitError ?? e;
-        }
+        const written = await writeUpload(body, (b) => files.write(org, params.id!, query.path, b, size, mode));
+        reply.code(201);
+        return { path: query.path, size: written.size };
       },
     );
   });

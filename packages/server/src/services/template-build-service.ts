@@ -7,6 +7,7 @@ import type { z } from "zod";
 import { type AgentClient, AgentError } from "../agent/agent-client.js";
 import { ApiError } from "../errors.js";
 import { CommandFailedError, runCommand } from "../lib/run-command.js";
+import { assertArchiveWithinLimit } from "../lib/upload-limit.js";
 import type { SandboxRuntime } from "../runtime/runtime.js";
 import type { OrgRecord, SandboxRecord } from "../store/store.js";
 import { DockerfileError, type DockerfileStep, expandVars, parseDockerfile } from "../templates/dockerfile.js";
@@ -59,6 +60,8 @@ export class TemplateBuildService {
     private readonly exec: ExecService,
     private readonly runtime: SandboxRuntime,
     private readonly log: FastifyBaseLogger,
+    /** The upload limit, on what the build context unpacks to. */
+    private readonly maxContextBytes: number,
   ) {
     templates.setCustomBuilder((orgId, name, work, build) => this.build(orgId, name, work, build));
   }
@@ -80,16 +83,18 @@ export class TemplateBuildService {
     if (this.templates.currentBuild(org.id, req.name)) {
       throw new ApiError("conflict", `template ${req.name} is already being built`);
     }
+    const context = req.context === undefined ? undefined : Buffer.from(req.context, "base64");
+    // Measured before anything is stored: it is unpacked on the host.
+    if (context) await assertArchiveWithinLimit(context, this.maxContextBytes, "context");
     const definitionDir = path.join(this.templates.templateDir(org.id, req.name), "definition");
     await mkdir(definitionDir, { recursive: true });
+    if (context) await writeFile(path.join(definitionDir, "context.tar"), context);
     const stored: StoredDefinition = {
       dockerfile: req.dockerfile,
       description: req.description,
       resources: req.resources,
       hasContext: req.context !== undefined,
     };
-    if (req.context !== undefined)
-      await writeFile(path.join(definitionDir, "context.tar"), Buffer.from(req.context, "base64"));
     await writeFile(path.join(definitionDir, "definition.json"), JSON.stringify(stored));
     this.orgs.set(org.id, org);
     this.fromAuth.set(`${org.id}/${req.name}`, req.fromAuth);

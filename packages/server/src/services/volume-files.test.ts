@@ -2,6 +2,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
@@ -86,6 +87,23 @@ describe("VolumeFiles", () => {
     expect(existsSync(path.join(root, "a"))).toBe(false);
     expect((await failure(files.remove("/a"))).code).toBe("file_not_found");
     expect((await failure(files.remove("/"))).code).toBe("bad_request");
+  });
+
+  it("leaves no partial file when the body fails midway, and the replaced file as it was", async () => {
+    const cutOff = () =>
+      Readable.from(
+        (async function* () {
+          yield Buffer.from("partial ");
+          throw new ApiError("payload_too_large", "upload is larger than the limit");
+        })(),
+      );
+    expect((await failure(files.write("/cut/new.txt", cutOff(), {}))).code).toBe("payload_too_large");
+    expect(readdirSync(path.join(root, "cut"))).toEqual([]);
+    await files.write("/cut/old.txt", Readable.from(["old content"]), { mode: 0o640 });
+    expect((await failure(files.write("/cut/old.txt", cutOff(), { mode: 0o600 }))).code).toBe("payload_too_large");
+    expect(readdirSync(path.join(root, "cut"))).toEqual(["old.txt"]);
+    expect(readFileSync(path.join(root, "cut/old.txt"), "utf8")).toBe("old content");
+    expect(statSync(path.join(root, "cut/old.txt")).mode & 0o777).toBe(0o640);
   });
 
   it("never follows a symlink planted in the volume, at the end of a path or on the way", async () => {

@@ -1,5 +1,6 @@
+import { randomBytes } from "node:crypto";
 import { constants, type Stats } from "node:fs";
-import { type FileHandle, lstat, mkdir, open, readdir, readlink, rmdir, unlink } from "node:fs/promises";
+import { type FileHandle, lstat, mkdir, open, readdir, readlink, rename, rmdir, unlink } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { ApiError } from "../errors.js";
 import { BeneathError, openDirBeneath } from "../runtime/volume-mounts.js";
@@ -237,33 +238,44 @@ export class VolumeFiles {
   }
 
   /**
-   * Writes a regular file from `body`, replacing what it held; missing parent directories are made.
-   * A new file gets mode 0666 unless `mode` says otherwise; owner and mode apply to an existing one only
-   * when given.
+   * Writes a regular file from `body`, replacing what it held; missing parent directories are made. The
+   * content goes to a temporary file beside it that replaces the file only once the body has fully
+   * arrived: a body that fails (over the upload limit, cut off) leaves the old file as it was and no
+   * partial one. A new file gets mode 0666 unless `mode` says otherwise; a replaced one keeps its owner
+   * and mode unless they are given.
    */
   async write(path: string, body: Readable, opts: VolumeEntryOwnership): Promise<VolumeEntry> {
     const components = volumePathComponents(path);
-    return this.inParent(components, { create: true }, async (entryPath) => {
-      const flags = constants.O_WRONLY | NO_FOLLOW;
-      // O_EXCL first, so that a new file is known to be new without a second look at the path.
-      const created = await open(entryPath, flags | constants.O_CREAT | constants.O_EXCL, DEFAULT_FILE_MODE).then(
-        (file) => ({ file, isNew: true }),
-        async (e: NodeJS.ErrnoException) => {
-          if (e.code !== "EEXIST") throw e;
-          return { file: await open(entryPath, flags), isNew: false };
-        },
-      );
-      const { file, isNew } = created;
+    return this.inParent(components, { create: true }, async (entryPath, _name, parent) => {
+      const existing = await lstat(entryPath).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === "ENOENT") return undefined;
+        throw e;
+      });
+      if (existing?.isSymbolicLink()) {
+        throw new ApiError("bad_request", `${display(components)} is a symlink; volume paths do not follow symlinks`);
+      }
+      if (existing?.isDirectory()) throw new ApiError("bad_request", `${display(components)} is a directory`);
+      if (existing && !existing.isFile()) {
+        throw new ApiError("bad_request", `${display(components)} is not a regular file`);
+      }
+      const tempPath = `/proc/self/fd/${parent.fd}/.sandpit-upload.${randomBytes(8).toString("hex")}`;
+      const file = await open(tempPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | NO_FOLLOW, 0o600);
+      let renamed = false;
       try {
-        if (!(await file.stat()).isFile()) {
-          throw new ApiError("bad_request", `${display(components)} is not a regular file`);
-        }
-        await file.truncate(0);
         for await (const chunk of body) await writeAll(file, typeof chunk === "string" ? Buffer.from(chunk) : chunk);
-        await applyOwnership(file, isNew ? { ...opts, mode: opts.mode ?? DEFAULT_FILE_MODE } : opts);
+        await applyOwnership(
+          file,
+          existing
+            ? { uid: opts.uid ?? existing.uid, gid: opts.gid ?? existing.gid, mode: opts.mode ?? existing.mode }
+            : { ...opts, mode: opts.mode ?? DEFAULT_FILE_MODE },
+        );
+        // Replaces whatever the name holds now, never following it (a symlink swapped in is replaced).
+        await rename(tempPath, entryPath);
+        renamed = true;
         return entryOf(await file.stat(), components, undefined);
       } finally {
         await file.close();
+        if (!renamed) await unlink(tempPath).catch(() => undefined);
       }
     });
   }

@@ -2,10 +2,10 @@ import type http from "node:http";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import Busboy from "busboy";
 import type { FastifyInstance } from "fastify";
 import { AgentError } from "../../agent/agent-client.js";
 import { ApiError } from "../../errors.js";
+import { receiveMultipart, uploadBody, writeUpload } from "../../lib/upload-limit.js";
 import type { ExecService } from "../../services/exec-service.js";
 import type { PortService } from "../../services/port-service.js";
 import type { SandboxService } from "../../services/sandbox-service.js";
@@ -28,6 +28,7 @@ function sendError(res: http.ServerResponse, e: unknown) {
     res.destroy();
     return;
   }
+  if (e instanceof ApiError) for (const [k, v] of Object.entries(e.headers ?? {})) res.setHeader(k, v);
   let status = 500;
   let message = e instanceof Error ? e.message : String(e);
   if (e instanceof ApiError) status = e.status;
@@ -54,8 +55,9 @@ function sendError(res: http.ServerResponse, e: unknown) {
  */
 export function registerEnvd(
   app: FastifyInstance,
-  deps: { sandboxes: SandboxService; exec: ExecService; ports: PortService },
+  deps: { sandboxes: SandboxService; exec: ExecService; ports: PortService; maxUploadBytes: number },
 ) {
+  const { maxUploadBytes } = deps;
   const sessions = new EnvdSessions(deps.sandboxes);
   const rpc = new EnvdRpc(sessions, deps.exec);
   const connect = connectNodeAdapter({ routes: (router) => rpc.register(router) });
@@ -87,33 +89,28 @@ export function registerEnvd(
     const written: { name: string; type: "file"; path: string }[] = [];
     const record = (target: string) =>
       written.push({ name: target.split("/").pop() ?? target, type: "file", path: target });
-    const gunzip = String(req.headers["content-encoding"] ?? "").includes("gzip");
     const type = String(req.headers["content-type"] ?? "");
     if (type.startsWith("multipart/form-data")) {
-      const uploads: Promise<void>[] = [];
-      await new Promise<void>((resolve, reject) => {
-        // preservePath: the SDK names each part with its full destination path.
-        const busboy = Busboy({ headers: req.headers, preservePath: true });
-        busboy.on("file", (_field, stream, info) => {
-          const target = session.resolve(info.filename && info.filename !== "blob" ? info.filename : queryPath);
-          if (!target || target === "/") {
-            stream.resume();
-            reject(new ApiError("bad_request", "every file needs a path"));
-            return;
-          }
-          uploads.push(
-            session.agent.writeFile(target, stream, { mkdirs: true, owner }).then(() => void record(target)),
-          );
-        });
-        busboy.on("error", reject);
-        busboy.on("close", resolve);
-        (gunzip ? req.pipe(zlib.createGunzip()) : req).pipe(busboy);
-      });
-      await Promise.all(uploads);
+      // preservePath: the SDK names each part with its full destination path.
+      await receiveMultipart(
+        req,
+        maxUploadBytes,
+        {
+          file: (_field, stream, info) => {
+            const target = session.resolve(info.filename && info.filename !== "blob" ? info.filename : queryPath);
+            if (!target || target === "/") throw new ApiError("bad_request", "every file needs a path");
+            return session.agent.writeFile(target, stream, { mkdirs: true, owner }).then(() => void record(target));
+          },
+        },
+        { preservePath: true },
+      );
     } else {
       if (!queryPath) throw new ApiError("bad_request", "path is required for an octet-stream upload");
       const target = session.resolve(queryPath);
-      await session.agent.writeFile(target, gunzip ? req.pipe(zlib.createGunzip()) : req, { mkdirs: true, owner });
+      const { body, size } = uploadBody(req, maxUploadBytes);
+      await writeUpload(body, (b) =>
+        session.agent.writeFile(target, b, { mkdirs: true, owner, ...(size !== undefined ? { size } : {}) }),
+      );
       record(target);
     }
     if (written.length === 0) throw new ApiError("bad_request", "no file in the request");

@@ -8,6 +8,11 @@ import { e2bRestDialect } from "./rest.js";
  * `/e2b/envd` (E2B_SANDBOX_URL) or at `49983-<id>.<SANDPIT_DOMAIN>`.
  */
 export function e2bDialect(app: FastifyInstance, services: AppServices) {
-  registerEnvd(app, { sandboxes: services.sandboxes, exec: services.exec, ports: services.ports });
+  registerEnvd(app, {
+    sandboxes: services.sandboxes,
+    exec: services.exec,
+    ports: services.ports,
+    maxUploadBytes: services.maxUploadBytes,
+  });
   e2bRestDialect(app, services, services.ports.domain ?? null);
 }

@@ -1,8 +1,8 @@
-import { Readable } from "node:stream";
 import { createVolumeRequestSchema } from "@sandpit/contract";
 import type { FastifyRequest } from "fastify";
 import { z } from "zod";
 import { ApiError } from "../../errors.js";
+import { uploadBody, writeUpload } from "../../lib/upload-limit.js";
 import { bearerToken, type DialectContext } from "../dialect.js";
 import { volumeEntryStatOf, volumeOf } from "./mapping.js";
 
@@ -68,8 +68,8 @@ export function e2bVolumeRoutes({ app, services, authenticate, parse }: DialectC
   });
 
   app.register(async (content) => {
-    // File bodies stream to the volume's disk as they arrive (its size caps them).
-    content.addContentTypeParser("application/octet-stream", (_request, payload, done) => done(null, payload));
+    // File bodies stream to the volume's disk as they arrive: the route reads them.
+    content.addContentTypeParser("application/octet-stream", (_request, _payload, done) => done(null, undefined));
 
     /** The volume's files, for a request carrying that volume's token. */
     const filesOf = async (request: FastifyRequest<{ Params: { volumeID: string } }>) =>
@@ -124,12 +124,12 @@ export function e2bVolumeRoutes({ app, services, authenticate, parse }: DialectC
     content.put(`${base}/file`, async (request: ContentRequest) => {
       const files = await filesOf(request);
       const { path, uid, gid, mode } = parse(ownershipQuery, request.query, "query");
-      // An empty body (an empty file) may reach the route without going through the parser.
-      if (request.body !== undefined && !(request.body instanceof Readable)) {
+      // A body some other parser read (JSON, text) is not a file's content.
+      if (request.body !== undefined) {
         throw new ApiError("bad_request", "send the file's content as application/octet-stream");
       }
-      const body = request.body ?? Readable.from([]);
-      return volumeEntryStatOf(await files.write(path, body, { uid, gid, mode }));
+      const { body } = uploadBody(request.raw, services.maxUploadBytes);
+      return volumeEntryStatOf(await writeUpload(body, (b) => files.write(path, b, { uid, gid, mode })));
     });
   });
 }

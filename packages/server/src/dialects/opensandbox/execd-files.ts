@@ -1,10 +1,10 @@
 import type { IncomingMessage } from "node:http";
 import path from "node:path";
 import { type Readable, Transform } from "node:stream";
-import Busboy from "busboy";
 import type { AgentClient, AgentFileEntry } from "../../agent/agent-client.js";
 import type { AppServices } from "../../app.js";
 import { ApiError } from "../../errors.js";
+import { receiveMultipart } from "../../lib/upload-limit.js";
 import { mapAgentError } from "../../services/file-service.js";
 import { resolvePath, type SandboxAccess, SandboxAccounts } from "./execd-session.js";
 import { fileMetadataSchema, type Permission } from "./schemas.js";
@@ -194,13 +194,8 @@ export class ExecdFiles {
    */
   async upload(access: SandboxAccess, req: IncomingMessage): Promise<void> {
     const s = await this.open(access);
-    const max = this.services.maxUploadBytes;
-    const writes: Promise<void>[] = [];
     let metadata: Promise<ReturnType<typeof parseMetadata>> | undefined;
-    let failure: unknown;
-    const fail = (e: unknown) => {
-      failure ??= e;
-    };
+    let files = 0;
     const write = async (meta: ReturnType<typeof parseMetadata>, stream: Readable) => {
       const target = s.resolve(meta.path);
       const owner = await s.accounts.ownerFor(meta, s.access.record.user, "metadata");
@@ -212,55 +207,30 @@ export class ExecdFiles {
         }),
       );
     };
-    await new Promise<void>((resolve, reject) => {
-      let busboy: ReturnType<typeof Busboy>;
-      try {
-        busboy = Busboy({ headers: req.headers, limits: { fileSize: max } });
-      } catch (e) {
-        reject(new ApiError("bad_request", `not a multipart upload: ${e instanceof Error ? e.message : e}`));
-        return;
-      }
-      busboy.on("field", (name, value) => {
-        if (name === "metadata") metadata = Promise.resolve().then(() => parseMetadata(value));
-      });
-      busboy.on("file", (name, stream) => {
-        if (name === "metadata") {
-          metadata = readAll(stream, MAX_METADATA_BYTES).then(parseMetadata);
-          metadata.catch(() => undefined);
-          return;
-        }
-        if (name !== "file") {
-          stream.resume();
-          return;
-        }
-        stream.on("limit", () =>
-          stream.destroy(new ApiError("payload_too_large", `a file is larger than the ${max}-byte upload limit`)),
-        );
-        const described = metadata;
-        metadata = undefined;
-        if (!described) {
-          stream.resume();
-          fail(new ApiError("bad_request", "every file part must follow its metadata part"));
-          return;
-        }
-        writes.push(
-          described
-            .then((meta) => write(meta, stream))
-            .catch((e: unknown) => {
-              stream.resume();
-              fail(stream.errored instanceof ApiError ? stream.errored : e);
-            }),
-        );
-      });
-      busboy.on("error", (e) =>
-        reject(new ApiError("bad_request", `malformed multipart body: ${(e as Error).message}`)),
-      );
-      busboy.on("close", resolve);
-      req.pipe(busboy);
-    });
-    await Promise.all(writes);
-    if (failure) throw failure;
-    if (writes.length === 0) throw new ApiError("bad_request", "no file part in the upload");
+    await receiveMultipart(
+      req,
+      this.services.maxUploadBytes,
+      {
+        field: (name, value) => {
+          if (name === "metadata") metadata = Promise.resolve().then(() => parseMetadata(value));
+        },
+        file: (name, stream) => {
+          if (name === "metadata") {
+            metadata = readAll(stream, MAX_METADATA_BYTES).then(parseMetadata);
+            metadata.catch(() => undefined);
+            return metadata;
+          }
+          if (name !== "file") return undefined;
+          const described = metadata;
+          metadata = undefined;
+          if (!described) throw new ApiError("bad_request", "every file part must follow its metadata part");
+          files++;
+          return described.then((meta) => write(meta, stream));
+        },
+      },
+      { notContent: ["metadata"] },
+    );
+    if (files === 0) throw new ApiError("bad_request", "no file part in the upload");
   }
 
   /** A file (or a byte range of it) to send. */

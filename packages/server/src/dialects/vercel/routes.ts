@@ -12,6 +12,7 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
 import type { AppServices } from "../../app.js";
 import { ApiError } from "../../errors.js";
+import { FRAMING_ALLOWANCE, uploadBody } from "../../lib/upload-limit.js";
 import { sendNdjson } from "../../routes/ndjson.js";
 import type { ExecParams } from "../../services/exec-service.js";
 import { assertStatus } from "../../services/sandbox-service.js";
@@ -437,7 +438,9 @@ function routes({ app, services, authenticate, parse }: DialectContext) {
         });
       }
       const { record } = await sandboxes.requireRunning(org, request.params.id);
-      await unpackArchive(request.body as Readable, extractDir, services.maxUploadBytes, {
+      // The archive as sent may be as large as what it holds, plus its headers.
+      const { body } = uploadBody(request.raw, services.maxUploadBytes, FRAMING_ALLOWANCE);
+      await unpackArchive(body, extractDir, services.maxUploadBytes, {
         writeFile: (p, content, size, mode) => files.write(org, record.id, p, content, size, mode),
         mkdir: (p, mode) => files.mkdir(org, record.id, p, true, mode),
       });

@@ -1,9 +1,10 @@
 import path from "node:path";
-import { Readable, Transform } from "node:stream";
+import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import tar from "tar-stream";
 import { ApiError } from "../../errors.js";
+import { byteLimit, FRAMING_ALLOWANCE, UploadBudget, writeUpload } from "../../lib/upload-limit.js";
 
 /** Where the entries of an uploaded archive go. */
 export interface ArchiveTarget {
@@ -23,26 +24,20 @@ function isArchiveError(e: unknown): boolean {
 /**
  * Unpacks a gzip-compressed tar archive (the body of Vercel's `fs/write`) entry by entry into the
  * sandbox, under `extractDir`: each file streams straight to the sandbox, nothing is buffered whole.
- * Regular files and directories are supported; links and devices are refused. Entry names cannot climb
- * above `/`. Returns the number of entries written.
+ * The files' bytes together may not exceed `limit` (the upload limit, counted on what is extracted),
+ * and the unpacked archive not that plus its headers' allowance: a small archive cannot unpack to a
+ * huge one. Regular files and directories are supported; links and devices are refused. Entry names
+ * cannot climb above `/`. Returns the number of entries written.
  */
 export async function unpackArchive(
   body: Readable,
   extractDir: string,
-  maxCompressedBytes: number,
+  limit: number,
   target: ArchiveTarget,
 ): Promise<number> {
-  let received = 0;
-  const limit = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      received += chunk.length;
-      if (received > maxCompressedBytes) {
-        callback(new ApiError("payload_too_large", `the archive is larger than ${maxCompressedBytes} bytes`));
-      } else callback(null, chunk);
-    },
-  });
+  const contents = new UploadBudget(limit);
   const extract = tar.extract();
-  const piping = pipeline(body, limit, zlib.createGunzip(), extract);
+  const piping = pipeline(body, zlib.createGunzip(), byteLimit(limit + FRAMING_ALLOWANCE), extract);
   // A failure of the pipeline also ends the loop below with that error; this one is only awaited there.
   piping.catch(() => undefined);
   let entries = 0;
@@ -53,7 +48,8 @@ export async function unpackArchive(
       const permissions = mode & 0o7777;
       if (type === "file" || type === "contiguous-file") {
         // tar-stream entries are streamx streams: Node's file writers read them as a Node stream.
-        await target.writeFile(destination, Readable.from(entry, { objectMode: false }), size, permissions);
+        const content = contents.metered(Readable.from(entry, { objectMode: false }));
+        await writeUpload(content, (c) => target.writeFile(destination, c, size, permissions));
       } else if (type === "directory") {
         entry.resume();
         await target.mkdir(destination, permissions);

@@ -2,7 +2,7 @@ import { createSandboxRequestSchema } from "@sandpit/contract";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { AppServices } from "../../app.js";
 import { ApiError, notFound } from "../../errors.js";
-import { sizeLimit } from "../../routes/files.js";
+import { uploadBody, writeUpload } from "../../lib/upload-limit.js";
 import type { OrgRecord, SandboxRecord } from "../../store/store.js";
 import { bearerToken, type DialectContext, registerDialect, singleHeader } from "../dialect.js";
 import {
@@ -144,26 +144,10 @@ function routes({ app, services, authenticate, parse }: DialectContext) {
       const { org, record } = await owned(request);
       const path = filePath(request);
       if (request.headers["content-type"]?.startsWith("multipart/")) {
-        request.raw.resume();
         throw new ApiError("bad_request", "send the file's bytes as the request body, not as multipart form data");
       }
-      const limit = Math.min(ZWRM_LIMITS.uploadBytes, services.maxUploadBytes);
-      const declared = request.headers["content-length"];
-      const size = declared === undefined ? undefined : Number(declared);
-      if (size !== undefined && size > limit) {
-        request.raw.resume();
-        throw new ApiError("payload_too_large", `upload of ${size} bytes exceeds the limit of ${limit} bytes`);
-      }
-      const body = size === undefined ? request.raw.pipe(sizeLimit(limit)) : request.raw;
-      let limitError: unknown;
-      body.on("error", (e) => {
-        limitError = e;
-      });
-      try {
-        await files.write(org, record.id, path, body, size);
-      } catch (e) {
-        throw limitError ?? e;
-      }
+      const { body, size } = uploadBody(request.raw, Math.min(ZWRM_LIMITS.uploadBytes, services.maxUploadBytes));
+      await writeUpload(body, (b) => files.write(org, record.id, path, b, size));
       reply.code(204);
     };
     scope.post("/v1/sandboxes/:id/upload", upload);
