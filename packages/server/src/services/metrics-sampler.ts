@@ -7,6 +7,13 @@ import type { SandboxRecord, Store } from "../store/store.js";
 
 /** How far back a sandbox's samples go. */
 export const METRICS_HISTORY_MS = 10 * 60 * 1000;
+/** Where the sampler reads time: a monotonic clock for rates, the wall clock for the samples' `at`. */
+export interface SamplerClock {
+  monotonicMs(): number;
+  wallMs(): number;
+}
+const systemClock: SamplerClock = { monotonicMs: () => performance.now(), wallMs: () => Date.now() };
+
 /** Paused sandboxes keep their history; the counters restart when they resume. */
 const KEEP_HISTORY: SandboxRecord["status"][] = ["pausing", "paused", "resuming"];
 
@@ -35,6 +42,7 @@ export class MetricsSampler {
     private readonly runtime: SandboxRuntime,
     private readonly log: FastifyBaseLogger,
     readonly intervalMs: number,
+    private readonly clock: SamplerClock = systemClock,
   ) {}
 
   start(): void {
@@ -88,8 +96,8 @@ export class MetricsSampler {
       t = { samples: [], previous: undefined, agent: undefined };
       this.tracked.set(record.id, t);
     }
-    const monotonicMs = performance.now();
-    const at = Date.now();
+    const monotonicMs = this.clock.monotonicMs();
+    const at = this.clock.wallMs();
     const [stats, processes] = await Promise.all([
       this.runtime.stats({ id: record.id, netIndex: record.netIndex }),
       this.countProcesses(t, record),
@@ -101,7 +109,8 @@ export class MetricsSampler {
     const previous = t.previous;
     t.previous = { stats, monotonicMs };
     // The first reading (or one after the counters restarted) is only the baseline of the next rate.
-    if (!previous || stats.cpuUsageNs < previous.stats.cpuUsageNs) return;
+    // No time between two readings gives no rate either.
+    if (!previous || stats.cpuUsageNs < previous.stats.cpuUsageNs || monotonicMs <= previous.monotonicMs) return;
     const elapsedNs = (monotonicMs - previous.monotonicMs) * 1e6;
     const busy = (stats.cpuUsageNs - previous.stats.cpuUsageNs) / (elapsedNs * record.vcpus);
     t.samples.push({
