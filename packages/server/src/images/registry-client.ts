@@ -17,11 +17,12 @@ export interface RegistryCredentials {
 /**
  * Why a registry request failed: `auth` (credentials missing, wrong or not allowed), `not_found`
  * (no such repository, tag or digest), `invalid` (content Sandpit cannot use or that fails its digest),
- * `unavailable` (unreachable, refused by the outbound guard, or a server error).
+ * `refused` (a destination the outbound guard does not let the server reach), `unavailable` (unreachable
+ * or a server error).
  */
 export class RegistryError extends Error {
   constructor(
-    readonly kind: "auth" | "not_found" | "invalid" | "unavailable",
+    readonly kind: "auth" | "not_found" | "invalid" | "refused" | "unavailable",
     message: string,
   ) {
     super(message);
@@ -140,7 +141,7 @@ export class RegistryClient {
       });
       return response;
     } catch (e) {
-      if (e instanceof OutboundBlockedError) throw new RegistryError("unavailable", e.message);
+      if (e instanceof OutboundBlockedError) throw new RegistryError("refused", e.message);
       throw new RegistryError("unavailable", `${url.host}: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
@@ -190,8 +191,8 @@ export class RegistrySession {
         if (e.kind === "auth" || e.kind === "invalid") break;
       }
     }
-    // The most telling failure: credentials or content over absence over unreachability.
-    const rank = { auth: 0, invalid: 1, not_found: 2, unavailable: 3 } as const;
+    // The most telling failure: credentials or content, then a refused destination, absence, unreachability.
+    const rank = { auth: 0, invalid: 1, refused: 2, not_found: 3, unavailable: 4 } as const;
     throw failures.sort((a, b) => rank[a.kind] - rank[b.kind])[0]!;
   }
 
