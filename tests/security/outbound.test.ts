@@ -5,6 +5,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OutboundBlockedError, OutboundGuard } from "../../packages/server/src/outbound/outbound-guard.js";
 import { apiClient, type ErrorBody } from "../helpers/api.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 
@@ -208,6 +209,41 @@ describe("server-side fetches never reach another sandbox", () => {
     expect([...messages][0]).toMatch(/non-public address/);
     expect(await sh("wc -l < /tmp/http.log")).toBe(before);
     await api.del(`/v1/sandboxes/${other.id}`);
+  });
+});
+
+describe("the guard's connections", () => {
+  it("go to the address that was checked, without a second lookup a rebinding DNS could answer", async () => {
+    const seen: string[] = [];
+    const good = await listen((req, res) => {
+      seen.push(String(req.headers.host));
+      // A redirect to a name that now resolves to the victim: checked again, and refused.
+      res.writeHead(302, { location: `http://rebound.test:${victim.port}/` }).end();
+    }, "127.0.0.1");
+    const port = (good.address() as AddressInfo).port;
+    const lookups: string[] = [];
+    const guard = new OutboundGuard({
+      // The admin allows this name (it resolves to loopback); the redirect target is not allowed.
+      allowedHosts: [`pinned.test:${port}`],
+      sandboxSubnet: "10.231.0.0",
+      // The first answer is the good server; any later one would be the victim.
+      resolve: async (name) => {
+        lookups.push(name);
+        return [{ address: lookups.length === 1 ? "127.0.0.1" : "::ffff:127.0.0.1" }];
+      },
+    });
+    // The system resolver knows no `pinned.test`: reaching the server at all proves no second lookup.
+    const { response } = await guard.request(new URL(`http://pinned.test:${port}/x`), { idleTimeoutMs: 10_000 });
+    response.resume();
+    expect(response.statusCode).toBe(302);
+    expect(seen).toEqual([`pinned.test:${port}`]);
+    await expect(
+      guard.request(new URL(`http://pinned.test:${port}/x`), { idleTimeoutMs: 10_000, maxRedirects: 5 }),
+    ).rejects.toBeInstanceOf(OutboundBlockedError);
+    expect(lookups).toEqual(["pinned.test", "pinned.test", "rebound.test"]);
+    expect(victim.connections).toBe(0);
+    good.closeAllConnections();
+    await new Promise((resolve) => good.close(resolve));
   });
 });
 
