@@ -189,6 +189,19 @@ describe("outbound guard", () => {
     expect(new Set(messages).size).toBe(1);
     expect(messages[0]).toMatch(/non-public address/);
   });
+
+  it("answers the same for a name that does not resolve and one that resolves inside", async () => {
+    const message = (u: string) =>
+      guard()
+        .resolve(new URL(u))
+        .then(
+          () => "",
+          (e: Error) => e.message.replace(/^\S+/, "HOST"),
+        );
+    const answers = await Promise.all(["http://git.internal/", "http://does-not-exist.example/"].map(message));
+    expect(answers[0]).toMatch(/does not resolve to a public address/);
+    expect(answers[1]).toBe(answers[0]);
+  });
 });
 
 describe("IP address parsing and classification", () => {

@@ -52,9 +52,10 @@ function ownInterfaceAddresses(): string[] {
   return Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
 }
 
-const BLOCKED_SUFFIX =
-  "a non-public address, which Sandpit does not connect to on a user's behalf " +
-  "(an admin can allow a host with SANDPIT_OUTBOUND_ALLOWED_HOSTS)";
+const ADMIN_HINT = "(an admin can allow a host with SANDPIT_OUTBOUND_ALLOWED_HOSTS)";
+const NOT_PUBLIC = `a non-public address, which Sandpit does not connect to on a user's behalf ${ADMIN_HINT}`;
+/** The same for a name that does not resolve and one that resolves inside: no oracle of internal DNS. */
+const NO_PUBLIC_ANSWER = `does not resolve to a public address, which is all Sandpit connects to on a user's behalf ${ADMIN_HINT}`;
 
 /**
  * Every connection the server makes on a user's behalf (git and tarball sources, image registries and
@@ -107,7 +108,7 @@ export class OutboundGuard {
     let answers: IpBytes[];
     if (literal) answers = [literal];
     else if (loopbackName && !this.allowedByAdmin(hostname, port)) {
-      throw new OutboundBlockedError(`${url.host} is ${BLOCKED_SUFFIX}`);
+      throw new OutboundBlockedError(`${url.host} is ${NOT_PUBLIC}`);
     } else {
       let resolved: { address: string }[];
       try {
@@ -120,7 +121,7 @@ export class OutboundGuard {
         return bytes ? [bytes] : [];
       });
       if (answers.length === 0 || answers.length !== resolved.length) {
-        throw new OutboundBlockedError(`${url.host} does not resolve to an address`);
+        throw new OutboundBlockedError(`${url.host} ${NO_PUBLIC_ANSWER}`);
       }
     }
     const first = answers[0]!;
@@ -135,7 +136,7 @@ export class OutboundGuard {
     for (const answer of answers) {
       const verdict = classifyAddress(answer, refused);
       if (!verdict.public) {
-        throw new OutboundBlockedError(`${url.host} ${literal ? "is" : "resolves to"} ${BLOCKED_SUFFIX}`);
+        throw new OutboundBlockedError(`${url.host} ${literal ? `is ${NOT_PUBLIC}` : NO_PUBLIC_ANSWER}`);
       }
     }
     return pinned;
