@@ -6,7 +6,7 @@ import { loadConfig, type ServerConfig } from "./config.js";
 import { ImageService } from "./images/image-service.js";
 import { RegistryClient } from "./images/registry-client.js";
 import type { ApiKeyFormat } from "./lib/ids.js";
-import { blockedDestinations, cidrContains } from "./network/blocked-destinations.js";
+import { blockedDestinations, isBlockedAddress } from "./network/blocked-destinations.js";
 import { DnsProxy, hostUpstream } from "./network/dns-proxy.js";
 import { EgressAudit } from "./network/egress-audit.js";
 import { EgressBroker } from "./network/egress-broker.js";
@@ -108,7 +108,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   const broker = new EgressBroker({
     ca: egressCa,
     resolve: (name) => dns.resolve(name),
-    isBlocked: (ip) => blockedCidrs.some((cidr) => cidrContains(cidr, ip)),
+    isBlocked: (ip) => isBlockedAddress(blockedCidrs, ip),
     upstreamCa: config.upstreamCaFile ? await readFile(config.upstreamCaFile, "utf8") : undefined,
     onRequest: (r) => egressAudit.recordBrokered(r),
     log: logger,
