@@ -173,6 +173,11 @@ describe("outbound guard", () => {
     expect(await attempt(g, "http://[::ffff:7f00:1]:5000/")).toBe("refused");
     expect(await attempt(g, "http://[::1]:5000/")).toBe("refused");
     expect(await attempt(g, "http://mapped.example:5000/")).toBe("refused");
+    // IPv6 entries bare or bracketed, with or without a port.
+    const v6 = guard({ allowedHosts: ["[::1]:5000", "fd00::7"] });
+    expect(await attempt(v6, "http://[::1]:5000/")).toBe("::1");
+    expect(await attempt(v6, "http://[::1]:5001/")).toBe("refused");
+    expect(await attempt(v6, "http://[fd00::7]:8080/")).toBe("fd00::7");
   });
 
   it("says the same about every refused address, whatever its port", async () => {

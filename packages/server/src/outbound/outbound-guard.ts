@@ -77,7 +77,9 @@ export class OutboundGuard {
 
   private allowedByAdmin(hostname: string, port: number): boolean {
     const host = hostname.toLowerCase();
-    return this.opts.allowedHosts.some((a) => a === host || a === `${host}:${port}`);
+    // An IPv6 host may be listed bare (`::1`) or as it stands in a URL (`[::1]`, `[::1]:5000`).
+    const written = host.includes(":") ? [host, `[${host}]`] : [host];
+    return this.opts.allowedHosts.some((a) => written.some((w) => a === w || a === `${w}:${port}`));
   }
 
   private refusedRanges(): [IpPrefix, string][] {
