@@ -2,11 +2,16 @@
 // registry's token realm or redirect, and a webhook must never make Sandpit connect to its host's
 // loopback, another sandbox or anything else non-public — whatever spelling of the address is used.
 // The victim is a real server on loopback that counts every connection; it must count none.
+
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OutboundBlockedError, OutboundGuard } from "../../packages/server/src/outbound/outbound-guard.js";
+import { SourceFetcher } from "../../packages/server/src/sources/source-fetcher.js";
 import { apiClient, type ErrorBody } from "../helpers/api.js";
+import { makeGitRepo, startLoopbackHttp } from "../helpers/loopback-http.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 
 /** A server on 127.0.0.1 and ::1 (same port) that counts the connections it is offered. */
@@ -244,6 +249,38 @@ describe("the guard's connections", () => {
     expect(victim.connections).toBe(0);
     good.closeAllConnections();
     await new Promise((resolve) => good.close(resolve));
+  });
+});
+
+describe("git sources", () => {
+  it("connect to the checked address of a name, not to what the system resolver says", async () => {
+    const origin = await startLoopbackHttp();
+    const work = mkdtempSync("/var/tmp/sandpit-outbound-git-");
+    try {
+      makeGitRepo(origin, "app", [{ "README.md": "pinned\n" }]);
+      const port = new URL(origin.url).port;
+      const lookups: string[] = [];
+      const guard = new OutboundGuard({
+        allowedHosts: [`pinned.test:${port}`],
+        sandboxSubnet: "10.231.0.0",
+        resolve: async (name) => {
+          lookups.push(name);
+          return [{ address: "127.0.0.1" }];
+        },
+      });
+      // The system resolver knows no `pinned.test`: the clone works only if git connects to the pin.
+      const fetched = await new SourceFetcher(guard, work).fetch(
+        { type: "git", url: `http://pinned.test:${port}/git/app.git` },
+        1024 * 1024,
+      );
+      expect(readFileSync(path.join(fetched.dir, "README.md"), "utf8")).toBe("pinned\n");
+      expect(lookups).toEqual(["pinned.test"]);
+      await fetched.remove();
+      expect(existsSync(fetched.dir)).toBe(false);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+      await origin.close();
+    }
   });
 });
 
