@@ -101,7 +101,7 @@ export class OutboundGuard {
     const hostname = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname;
     const port = url.port ? Number(url.port) : url.protocol === "https:" ? 443 : 80;
     const literal = parseIpAddress(hostname);
-    // A text node would connect to as an address that this parser does not read as one: refuse, never guess.
+    // Text that Node would connect to as an address but this parser does not read as one: refuse, never guess.
     if (!literal && (isIP(hostname) !== 0 || hostname.includes(":") || hostname === "")) {
       throw new OutboundBlockedError(`${url.host} is not a host Sandpit can check`);
     }
