@@ -6,13 +6,13 @@ import { loadConfig, type ServerConfig } from "./config.js";
 import { ImageService } from "./images/image-service.js";
 import { RegistryClient } from "./images/registry-client.js";
 import type { ApiKeyFormat } from "./lib/ids.js";
-import { OutboundGuard } from "./lib/outbound-guard.js";
-import { blockedDestinations, cidrContains } from "./network/blocked-destinations.js";
+import { blockedDestinations, isBlockedAddress } from "./network/blocked-destinations.js";
 import { DnsProxy, hostUpstream } from "./network/dns-proxy.js";
 import { EgressAudit } from "./network/egress-audit.js";
 import { EgressBroker } from "./network/egress-broker.js";
 import { EgressCa } from "./network/egress-ca.js";
 import { HostNetwork } from "./network/host-network.js";
+import { OutboundGuard } from "./outbound/outbound-guard.js";
 import { GvisorRuntime } from "./runtime/gvisor-runtime.js";
 import { Runsc } from "./runtime/runsc.js";
 import { AuthService } from "./services/auth-service.js";
@@ -108,7 +108,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   const broker = new EgressBroker({
     ca: egressCa,
     resolve: (name) => dns.resolve(name),
-    isBlocked: (ip) => blockedCidrs.some((cidr) => cidrContains(cidr, ip)),
+    isBlocked: (ip) => isBlockedAddress(blockedCidrs, ip),
     upstreamCa: config.upstreamCaFile ? await readFile(config.upstreamCaFile, "utf8") : undefined,
     onRequest: (r) => egressAudit.recordBrokered(r),
     log: logger,
@@ -130,7 +130,10 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   const templates = new TemplateService(config.templatesDir, config.debianMirror);
   const auth = new AuthService(store);
   const snapshotDir = (id: string) => path.join(config.dataDir, "snapshots", id);
-  const outbound = new OutboundGuard(config.outboundAllowedHosts);
+  const outbound = new OutboundGuard({
+    allowedHosts: config.outboundAllowedHosts,
+    sandboxSubnet: config.sandboxSubnet,
+  });
   const origins = new SandboxOrigins(templates, new SourceFetcher(outbound, path.join(config.dataDir, "tmp")));
   origins.setEgressCa(egressCa);
   const images = new ImageService(

@@ -227,6 +227,10 @@ export class ImageService implements ImageResolver {
         return new ApiError("image_invalid", `image ${uri}: ${e.message}`, {
           fields: [{ field: "image.uri", rule: "unsupported_image", message: e.message }],
         });
+      case "refused":
+        return new ApiError("validation_failed", `image ${uri}: ${e.message}`, {
+          fields: [{ field: "image.uri", rule: "reachable_public_host", message: e.message }],
+        });
       case "unavailable":
         return new ApiError("upstream_unavailable", `image ${uri}: ${e.message}`, { field: "image.uri" });
     }

@@ -1,8 +1,6 @@
 import { createHash } from "node:crypto";
-import http, { type IncomingMessage } from "node:http";
-import https from "node:https";
-import type { LookupFunction } from "node:net";
-import { OutboundBlockedError, type OutboundGuard } from "../lib/outbound-guard.js";
+import type { IncomingMessage } from "node:http";
+import { OutboundBlockedError, type OutboundGuard } from "../outbound/outbound-guard.js";
 import {
   DOCKER_HUB,
   DOCKER_HUB_API,
@@ -19,11 +17,12 @@ export interface RegistryCredentials {
 /**
  * Why a registry request failed: `auth` (credentials missing, wrong or not allowed), `not_found`
  * (no such repository, tag or digest), `invalid` (content Sandpit cannot use or that fails its digest),
- * `unavailable` (unreachable, refused by the outbound guard, or a server error).
+ * `refused` (a destination the outbound guard does not let the server reach), `unavailable` (unreachable
+ * or a server error).
  */
 export class RegistryError extends Error {
   constructor(
-    readonly kind: "auth" | "not_found" | "invalid" | "unavailable",
+    readonly kind: "auth" | "not_found" | "invalid" | "refused" | "unavailable",
     message: string,
   ) {
     super(message);
@@ -132,42 +131,19 @@ export class RegistryClient {
   }
 
   /** One HTTP request through the guard, following redirects (credentials only to the same origin). */
-  async request(
-    url: URL,
-    headers: Record<string, string>,
-    method: "GET" | "HEAD" = "GET",
-    redirects = 0,
-  ): Promise<IncomingMessage> {
-    let pinned: { address: string; family: number };
+  async request(url: URL, headers: Record<string, string>, method: "GET" | "HEAD" = "GET"): Promise<IncomingMessage> {
     try {
-      pinned = await this.opts.guard.check(url);
+      const { response } = await this.opts.guard.request(url, {
+        method,
+        headers,
+        idleTimeoutMs: IDLE_TIMEOUT_MS,
+        maxRedirects: MAX_REDIRECTS,
+      });
+      return response;
     } catch (e) {
-      if (e instanceof OutboundBlockedError) throw new RegistryError("unavailable", e.message);
+      if (e instanceof OutboundBlockedError) throw new RegistryError("refused", e.message);
       throw new RegistryError("unavailable", `${url.host}: ${e instanceof Error ? e.message : String(e)}`);
     }
-    const lookup: LookupFunction = (_host, _opts, cb) => cb(null, pinned.address, pinned.family);
-    const client = url.protocol === "https:" ? https : http;
-    const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      const req = client.request(url, { method, headers, lookup, timeout: IDLE_TIMEOUT_MS }, resolve);
-      req.on("timeout", () => req.destroy(new Error("timed out")));
-      req.on("error", (e) => reject(new RegistryError("unavailable", `${url.host}: ${e.message}`)));
-      req.end();
-    });
-    res.setTimeout(IDLE_TIMEOUT_MS, () => res.destroy(new Error(`${url.host}: timed out`)));
-    const status = res.statusCode ?? 0;
-    if (status >= 300 && status < 400 && res.headers.location) {
-      res.resume();
-      if (redirects >= MAX_REDIRECTS)
-        throw new RegistryError("unavailable", `${url.host}: more than ${MAX_REDIRECTS} redirects`);
-      const next = new URL(res.headers.location, url);
-      if (next.protocol !== "http:" && next.protocol !== "https:") {
-        throw new RegistryError("unavailable", `${url.host}: redirect to a non-http URL`);
-      }
-      const sameOrigin = next.origin === url.origin;
-      const { authorization: _, ...rest } = headers;
-      return this.request(next, sameOrigin ? headers : rest, method, redirects + 1);
-    }
-    return res;
   }
 }
 
@@ -215,8 +191,8 @@ export class RegistrySession {
         if (e.kind === "auth" || e.kind === "invalid") break;
       }
     }
-    // The most telling failure: credentials or content over absence over unreachability.
-    const rank = { auth: 0, invalid: 1, not_found: 2, unavailable: 3 } as const;
+    // The most telling failure: credentials or content, then a refused destination, absence, unreachability.
+    const rank = { auth: 0, invalid: 1, refused: 2, not_found: 3, unavailable: 4 } as const;
     throw failures.sort((a, b) => rank[a.kind] - rank[b.kind])[0]!;
   }
 

@@ -1,4 +1,5 @@
 import { runCommand } from "../lib/run-command.js";
+import { parseIpAddress, parseIpPrefix, prefixContains } from "../outbound/ip-address.js";
 
 /** Addresses no sandbox may reach, whatever its policy says. */
 const ALWAYS_BLOCKED = [
@@ -9,26 +10,17 @@ const ALWAYS_BLOCKED = [
   "240.0.0.0/4", // reserved and broadcast
 ];
 
-const PRIVATE_RANGES: [string, number][] = [
-  ["10.0.0.0", 8],
-  ["172.16.0.0", 12],
-  ["192.168.0.0", 16],
-  ["100.64.0.0", 10],
-];
+const PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"];
 
-function toInt(ip: string): number {
-  return ip.split(".").reduce((n, part) => ((n << 8) | Number(part)) >>> 0, 0);
-}
-
-function inRange(ip: string, [base, bits]: [string, number]): boolean {
-  const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
-  return (toInt(ip) & mask) === (toInt(base) & mask);
-}
-
-/** Whether an IPv4 address is inside a CIDR (`a.b.c.d/n` or a single address). */
+/** Whether an address is inside a CIDR (`a.b.c.d/n` or a single address); never for text that is no address. */
 export function cidrContains(cidr: string, ip: string): boolean {
-  const [base = "", bits = "32"] = cidr.split("/");
-  return inRange(ip, [base, Number(bits)]);
+  const address = parseIpAddress(ip);
+  return address !== null && prefixContains(parseIpPrefix(cidr), address);
+}
+
+/** Whether the broker must not dial this address: in a blocked CIDR, or not an address at all (fail closed). */
+export function isBlockedAddress(blockedCidrs: string[], ip: string): boolean {
+  return parseIpAddress(ip) === null || blockedCidrs.some((cidr) => cidrContains(cidr, ip));
 }
 
 /**
@@ -47,8 +39,8 @@ export async function blockedDestinations(opts: {
   for (const link of links) {
     if (link.ifname === "lo" || link.ifname.startsWith(`${opts.netPrefix}h`)) continue;
     for (const { local } of link.addr_info ?? []) {
-      const range = PRIVATE_RANGES.find((r) => inRange(local, r));
-      if (range) blocked.push(`${range[0]}/${range[1]}`);
+      const range = PRIVATE_RANGES.find((r) => cidrContains(r, local));
+      if (range) blocked.push(range);
     }
   }
   return [...new Set(blocked)];

@@ -1,13 +1,10 @@
 import { createHmac } from "node:crypto";
-import http from "node:http";
-import https from "node:https";
-import type { LookupFunction } from "node:net";
 import type { EventType } from "@sandpit/contract";
 import type { FastifyBaseLogger } from "fastify";
 import { ApiError } from "../errors.js";
 import { now } from "../lib/clock.js";
 import { randomBase32 } from "../lib/ids.js";
-import { OutboundBlockedError, type OutboundGuard } from "../lib/outbound-guard.js";
+import { OutboundBlockedError, type OutboundGuard } from "../outbound/outbound-guard.js";
 import type { ClaimedDelivery, DeliveryAttemptRecord, OrgRecord, Store, WebhookRecord } from "../store/store.js";
 import { toEvent } from "./event-service.js";
 
@@ -65,7 +62,7 @@ export class WebhookService {
     params: { url: string; secret?: string | undefined; events?: EventType[] | undefined },
   ): Promise<WebhookRecord> {
     try {
-      await this.guard.check(new URL(params.url));
+      await this.guard.resolve(new URL(params.url));
     } catch (e) {
       const message = e instanceof OutboundBlockedError ? e.message : `cannot be resolved (${errorText(e)})`;
       throw new ApiError("validation_failed", `Invalid request: url: ${message}`, {
@@ -207,57 +204,34 @@ export class WebhookService {
   }
 
   /**
-   * POSTs the body and resolves with the response status. The connection goes to the address the guard
-   * checked (no DNS rebinding in between); redirects are not followed.
+   * POSTs the body and resolves with the response status, through the outbound guard (connected to the
+   * checked address; redirects are not followed). The receiver's body is read up to a limit.
    */
   private async post(url: URL, body: string, signal: AbortSignal, headers: Record<string, string>): Promise<number> {
-    const pinned = await this.guard.check(url);
-    const lookup: LookupFunction = (_host, options, callback) => {
-      if (options.all) callback(null, [{ address: pinned.address, family: pinned.family }]);
-      else callback(null, pinned.address, pinned.family);
-    };
-    const client = url.protocol === "https:" ? https : http;
-    return new Promise<number>((resolve, reject) => {
-      let status: number | undefined;
-      const req = client.request(
-        url,
-        {
-          method: "POST",
-          lookup,
-          agent: false,
-          signal,
-          headers: {
-            ...headers,
-            "content-type": "application/json",
-            "content-length": Buffer.byteLength(body),
-            "user-agent": "Sandpit-Webhooks/1",
-          },
-        },
-        (res) => {
-          status = res.statusCode ?? 0;
-          let received = 0;
-          res.on("data", (chunk: Buffer) => {
-            received += chunk.length;
-            if (received > MAX_RESPONSE_BYTES) res.destroy();
-          });
-          res.on("close", () => {
-            clearTimeout(timer);
-            resolve(status!);
-          });
-        },
-      );
-      const timer = setTimeout(
-        () => req.destroy(new Error(`no response within ${this.opts.timeoutMs} ms`)),
-        this.opts.timeoutMs,
-      );
-      req.on("error", (e) => {
-        clearTimeout(timer);
-        // A status that arrived counts even when the rest of the response did not.
-        if (status !== undefined) resolve(status);
-        else reject(e);
+    const deadline = AbortSignal.timeout(this.opts.timeoutMs);
+    const { response } = await this.guard
+      .request(url, {
+        method: "POST",
+        body,
+        signal: AbortSignal.any([signal, deadline]),
+        idleTimeoutMs: this.opts.timeoutMs,
+        headers: { ...headers, "content-type": "application/json", "user-agent": "Sandpit-Webhooks/1" },
+      })
+      .catch((e: unknown) => {
+        throw deadline.aborted ? new Error(`no response within ${this.opts.timeoutMs} ms`) : e;
       });
-      req.end(body);
+    const status = response.statusCode ?? 0;
+    // A status that arrived counts even when the rest of the response does not.
+    await new Promise<void>((resolve) => {
+      let received = 0;
+      response.on("data", (chunk: Buffer) => {
+        received += chunk.length;
+        if (received > MAX_RESPONSE_BYTES) response.destroy();
+      });
+      response.on("close", resolve);
+      response.on("error", () => resolve());
     });
+    return status;
   }
 
   close() {

@@ -1,13 +1,11 @@
 import { createWriteStream } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
-import http from "node:http";
-import https from "node:https";
-import type { LookupFunction } from "node:net";
+import { isIP } from "node:net";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { SandboxSource } from "@sandpit/contract";
-import type { OutboundGuard } from "../lib/outbound-guard.js";
 import { CommandFailedError, runCommand } from "../lib/run-command.js";
+import type { OutboundGuard } from "../outbound/outbound-guard.js";
 
 type FetchableSource = Exclude<SandboxSource, { type: "snapshot" }>;
 
@@ -50,16 +48,24 @@ export class SourceFetcher {
   }
 
   private async cloneGit(source: Extract<FetchableSource, { type: "git" }>, dir: string): Promise<void> {
+    // git is given the URL as the guard read it (re-serialised), so that curl cannot read another host
+    // out of the text than the one that was checked.
     const url = new URL(source.url);
-    const { address } = await this.guardOrFail(source, url);
-    const port = url.port || (url.protocol === "https:" ? "443" : "80");
+    url.hash = "";
+    const remote = url.href;
+    const pinned = await this.guarded(source, () => this.guard.resolve(url));
+    const address = pinned.family === 6 ? `[${pinned.address}]` : pinned.address;
+    const pin: [string, string][] =
+      isIP(pinned.hostname) === 0 ? [["http.curloptResolve", `${pinned.hostname}:${pinned.port}:${address}`]] : [];
     // Settings go through the environment, so that credentials never show in the host's process list.
+    // Only http(s), no redirects (nor dumb-HTTP alternates, which follow the same setting), and a name
+    // connects to the checked address only (an IP literal is connected to as written, and was checked).
     const config: [string, string][] = [
       ["protocol.allow", "never"],
       ["protocol.http.allow", "always"],
       ["protocol.https.allow", "always"],
       ["http.followRedirects", "false"],
-      ["http.curloptResolve", `${url.hostname}:${port}:${address.includes(":") ? `[${address}]` : address}`],
+      ...pin,
       ["core.hooksPath", "/dev/null"],
       ["credential.helper", ""],
       ["advice.detachedHead", "false"],
@@ -87,19 +93,19 @@ export class SourceFetcher {
     const ref = source.ref;
     try {
       if (ref === undefined) {
-        await git(["clone", "--quiet", ...depth, "--", source.url, dir]);
+        await git(["clone", "--quiet", ...depth, "--", remote, dir]);
       } else if (/^[0-9a-f]{40}$/.test(ref)) {
         // A commit: fetched by id (protocol v2 serves any reachable commit), then checked out detached.
         await git(["init", "--quiet", dir]);
-        await git(["-C", dir, "remote", "add", "origin", "--", source.url]);
+        await git(["-C", dir, "remote", "add", "origin", "--", remote]);
         await git(["-C", dir, "fetch", "--quiet", ...depth, "origin", ref]);
         await git(["-C", dir, "checkout", "--quiet", "--detach", "FETCH_HEAD"]);
       } else if (/^[0-9a-f]{7,39}$/.test(ref)) {
         // An abbreviated commit can only be found in the full history.
-        await git(["clone", "--quiet", "--no-checkout", "--", source.url, dir]);
+        await git(["clone", "--quiet", "--no-checkout", "--", remote, dir]);
         await git(["-C", dir, "checkout", "--quiet", "--detach", ref]);
       } else {
-        await git(["clone", "--quiet", ...depth, "--branch", ref, "--", source.url, dir]);
+        await git(["clone", "--quiet", ...depth, "--branch", ref, "--", remote, dir]);
       }
     } catch (e) {
       if (!(e instanceof CommandFailedError)) throw e;
@@ -121,7 +127,7 @@ export class SourceFetcher {
     maxBytes: number,
   ): Promise<void> {
     const file = path.join(work, "download");
-    await this.download(source, new URL(source.url), file, maxBytes, 0);
+    await this.download(source, new URL(source.url), file, maxBytes);
     await mkdir(dir);
     try {
       // As plain files owned by root: no owners or special permission bits from the archive.
@@ -137,61 +143,29 @@ export class SourceFetcher {
     await rm(file, { force: true });
   }
 
-  private download(
-    source: FetchableSource,
-    url: URL,
-    file: string,
-    maxBytes: number,
-    redirects: number,
-  ): Promise<void> {
-    return this.guardOrFail(source, url).then(
-      (pinned) =>
-        new Promise<void>((resolve, reject) => {
-          const lookupPinned: LookupFunction = (_host, _opts, cb) => cb(null, pinned.address, pinned.family);
-          const client = url.protocol === "https:" ? https : http;
-          const req = client.get(url, { lookup: lookupPinned, timeout: FETCH_TIMEOUT_MS }, (res) => {
-            const status = res.statusCode ?? 0;
-            if (status >= 300 && status < 400 && res.headers.location) {
-              res.resume();
-              if (redirects >= MAX_REDIRECTS) {
-                reject(new SourceFetchError(`${describe(source)}: more than ${MAX_REDIRECTS} redirects`));
-                return;
-              }
-              const next = new URL(res.headers.location, url);
-              if (next.protocol !== "http:" && next.protocol !== "https:") {
-                reject(new SourceFetchError(`${describe(source)}: redirect to a non-http URL`));
-                return;
-              }
-              this.download(source, next, file, maxBytes, redirects + 1).then(resolve, reject);
-              return;
-            }
-            if (status !== 200) {
-              res.resume();
-              reject(new SourceFetchError(`${describe(source)}: the server answered HTTP ${status}`));
-              return;
-            }
-            let received = 0;
-            res.on("data", (chunk: Buffer) => {
-              received += chunk.length;
-              if (received > maxBytes) {
-                res.destroy(
-                  new SourceFetchError(`${describe(source)}: larger than the sandbox's disk (${maxBytes} bytes)`),
-                );
-              }
-            });
-            pipeline(res, createWriteStream(file)).then(resolve, reject);
-          });
-          req.on("timeout", () => req.destroy(new SourceFetchError(`${describe(source)}: timed out`)));
-          req.on("error", (e) => {
-            reject(e instanceof SourceFetchError ? e : new SourceFetchError(`${describe(source)}: ${e.message}`));
-          });
-        }),
+  private async download(source: FetchableSource, url: URL, file: string, maxBytes: number): Promise<void> {
+    const { response: res } = await this.guarded(source, () =>
+      this.guard.request(url, { idleTimeoutMs: FETCH_TIMEOUT_MS, maxRedirects: MAX_REDIRECTS }),
     );
+    const status = res.statusCode ?? 0;
+    if (status !== 200) {
+      res.resume();
+      throw new SourceFetchError(`${describe(source)}: the server answered HTTP ${status}`);
+    }
+    let received = 0;
+    res.on("data", (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > maxBytes) {
+        res.destroy(new SourceFetchError(`${describe(source)}: larger than the sandbox's disk (${maxBytes} bytes)`));
+      }
+    });
+    await pipeline(res, createWriteStream(file));
   }
 
-  private async guardOrFail(source: FetchableSource, url: URL) {
+  /** Runs an outbound step; its failure (a refusal of the guard included) names the source. */
+  private async guarded<T>(source: FetchableSource, step: () => Promise<T>): Promise<T> {
     try {
-      return await this.guard.check(url);
+      return await step();
     } catch (e) {
       throw new SourceFetchError(`${describe(source)}: ${e instanceof Error ? e.message : String(e)}`);
     }
