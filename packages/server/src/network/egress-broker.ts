@@ -14,6 +14,12 @@ export interface BrokerClient {
   policy: NetworkPolicy;
 }
 
+/** The two ends of a sandbox's veth: the broker listens on the host end and answers the sandbox end. */
+export interface BrokerAddress {
+  hostIp: string;
+  sandboxIp: string;
+}
+
 /** One request the broker forwarded (or refused), for the egress audit log. */
 export interface BrokeredRequest {
   sandboxId: string;
@@ -89,7 +95,11 @@ export function transformHeaders(headers: http.IncomingHttpHeaders, t: EgressTra
  * verified against the host's trust store — a bad upstream certificate fails the request, closed.
  */
 export class EgressBroker {
-  private server: net.Server | undefined;
+  /** Holds the broker's port (on loopback, serving nobody) so that the same port is free on every gateway. */
+  private reservation: net.Server | undefined;
+  private port: number | undefined;
+  /** One listener per gateway of a sandbox with transforms, by gateway address. */
+  private readonly listeners = new Map<string, Promise<net.Server>>();
   private readonly clients = new Map<string, BrokerClient>();
   private readonly http: http.Server;
   private readonly upstreamAgent: https.Agent;
@@ -124,25 +134,68 @@ export class EgressBroker {
     });
   }
 
-  setClient(sandboxIp: string, client: BrokerClient | undefined) {
-    if (client?.policy.transforms?.length) this.clients.set(sandboxIp, client);
-    else this.clients.delete(sandboxIp);
+  /**
+   * Tells the broker whose connections to accept from a sandbox, or (`undefined`, or a policy without
+   * transforms) that it has none: the broker then stops listening on that sandbox's gateway.
+   */
+  async setClient(a: BrokerAddress, client: BrokerClient | undefined): Promise<void> {
+    if (client?.policy.transforms?.length) {
+      this.clients.set(a.sandboxIp, client);
+      await this.listenOn(a.hostIp);
+    } else {
+      this.clients.delete(a.sandboxIp);
+      await this.stopListeningOn(a.hostIp);
+    }
   }
 
+  /**
+   * Reserves the broker's port and returns it. The port is held by a listener on loopback, which no
+   * sandbox can reach and which serves nobody; the broker accepts connections only on the gateways of
+   * sandboxes with transforms (`setClient`), so it listens on no other address of the host.
+   */
   async start(): Promise<number> {
-    const server = net.createServer((socket) => this.accept(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(0, "0.0.0.0", () => resolve());
-    });
-    this.server = server;
-    return (server.address() as net.AddressInfo).port;
+    this.reservation = await this.listen("127.0.0.1", 0);
+    this.port = (this.reservation.address() as net.AddressInfo).port;
+    return this.port;
   }
 
   close() {
-    this.server?.close();
+    this.reservation?.close();
+    for (const listener of this.listeners.values()) void listener.then((l) => l.close()).catch(() => undefined);
+    this.listeners.clear();
     this.http.close();
     this.upstreamAgent.destroy();
+  }
+
+  private listen(host: string, port: number): Promise<net.Server> {
+    const server = net.createServer((socket) => this.accept(socket));
+    return new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        server.off("error", reject);
+        resolve(server);
+      });
+    });
+  }
+
+  private async listenOn(gateway: string): Promise<void> {
+    if (this.port === undefined) throw new Error("EgressBroker.start() was not called");
+    let listener = this.listeners.get(gateway);
+    if (!listener) {
+      listener = this.listen(gateway, this.port);
+      this.listeners.set(gateway, listener);
+      // A failed listen is not kept: the next policy change tries again.
+      listener.catch(() => this.listeners.delete(gateway));
+    }
+    await listener;
+  }
+
+  private async stopListeningOn(gateway: string): Promise<void> {
+    const listener = this.listeners.get(gateway);
+    if (!listener) return;
+    this.listeners.delete(gateway);
+    const server = await listener.catch(() => undefined);
+    server?.close();
   }
 
   private accept(socket: net.Socket) {
