@@ -76,6 +76,17 @@ async function gatewayOf(sandboxId: string): Promise<string> {
   return r.stdout.trim();
 }
 
+/** The local addresses the server process listens on (TCP) or is bound to unconnected (UDP). */
+async function listeningAddresses(protocol: "tcp" | "udp"): Promise<string[]> {
+  const { stdout } = await run("ss", [protocol === "tcp" ? "-Hltnp" : "-Hlunp"]);
+  return stdout
+    .split("\n")
+    .filter((line) => line.includes(`pid=${server.pid},`))
+    .map((line) => line.trim().split(/\s+/)[3] ?? "");
+}
+
+const onEveryAddress = (address: string) => /^(0\.0\.0\.0|\*|\[::\]):/.test(address);
+
 const RCODE = { NOERROR: "0", FORMERR: "1", NXDOMAIN: "3" };
 
 describe("DNS proxy", () => {
@@ -95,6 +106,15 @@ describe("DNS proxy", () => {
     // Sent to another resolver, the query is redirected to the proxy and gets the same answer.
     expect(await dnsQuery(sandbox.id, net.ip.dns, "denied.test")).toBe(`${RCODE.NXDOMAIN} 0`);
     expect(await dnsQuery(sandbox.id, gateway, "allowed.test")).toBe(`${RCODE.NOERROR} 1`);
+  });
+
+  it("listens only on the gateways of sandboxes that may use DNS, on no other address of the host", async () => {
+    const denyAll = await api.createSandbox({ networkPolicy: { mode: "deny-all" } });
+    const denyAllGateway = await gatewayOf(denyAll.id);
+    const bound = await listeningAddresses("udp");
+    expect(bound.filter(onEveryAddress)).toEqual([]);
+    expect(bound.some((address) => address.startsWith(`${gateway}:`))).toBe(true);
+    expect(bound.some((address) => address.startsWith(`${denyAllGateway}:`))).toBe(false);
   });
 
   it("refuses a query with a denied second question (FORMERR): it never reaches the upstream", async () => {
@@ -119,13 +139,9 @@ describe("egress broker", () => {
       api.createSandbox({ networkPolicy: { mode: "allow-all" } }),
     ]);
     const brokeredGateway = await gatewayOf(brokered.id);
-    const { stdout } = await run("ss", ["-Hltnp"]);
-    const listening = stdout
-      .split("\n")
-      .filter((line) => line.includes(`pid=${server.pid},`))
-      .map((line) => line.trim().split(/\s+/)[3] ?? "");
+    const listening = await listeningAddresses("tcp");
     // Nothing of the server listens on every address of the host (the test server's API is on loopback).
-    expect(listening.filter((address) => /^(0\.0\.0\.0|\*|\[::\]):/.test(address))).toEqual([]);
+    expect(listening.filter(onEveryAddress)).toEqual([]);
     const brokerPort = Number(listening.find((address) => address.startsWith(`${brokeredGateway}:`))?.split(":")[1]);
     expect(brokerPort).toBeGreaterThan(0);
     expect(listening).toContain(`127.0.0.1:${brokerPort}`);

@@ -7,10 +7,13 @@ import type { SandboxAddressing } from "./addressing.js";
 import { rcodeOf } from "./dns-messages.js";
 import { DnsProxy } from "./dns-proxy.js";
 
-/** The proxy answers by source address: the test's client socket is the "sandbox" at 127.0.0.1. */
+/**
+ * The proxy answers by source address: the test's client socket is the "sandbox" at 127.0.0.1, and its
+ * "gateway", where the proxy listens for it, another loopback address.
+ */
 const sandbox: SandboxAddressing = {
   slot: 0,
-  hostIp: "127.0.0.1",
+  hostIp: "127.0.0.2",
   sandboxIp: "127.0.0.1",
   prefixLength: 30,
   hostIface: "unused",
@@ -53,7 +56,7 @@ function ask(port: number, msg: Buffer): Promise<Buffer> {
       resolve(answer);
     });
     socket.once("error", reject);
-    socket.send(msg, port, "127.0.0.1");
+    socket.send(msg, port, sandbox.hostIp);
   });
 }
 
@@ -89,7 +92,7 @@ beforeEach(async () => {
     pino({ level: "silent" }),
   );
   port = await proxy.start();
-  proxy.setClient(sandbox, policy);
+  await proxy.setClient(sandbox, policy);
 });
 
 afterEach(() => {

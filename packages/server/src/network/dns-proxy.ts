@@ -18,6 +18,7 @@ import {
 } from "./dns-messages.js";
 import { transformFor } from "./egress-broker.js";
 import { dnsDecision } from "./egress-rules.js";
+import { GatewayListeners } from "./gateway-listeners.js";
 
 export interface DnsUpstream {
   host: string;
@@ -46,8 +47,24 @@ export function hostUpstream(): DnsUpstream {
  * goes upstream (see `checkQuery`), and only the records of that name and its CNAME chain come back.
  */
 export class DnsProxy {
-  private socket: dgram.Socket | undefined;
   private readonly clients = new Map<string, Client>();
+  private readonly listeners = new GatewayListeners<dgram.Socket>({
+    open: (host, port) => {
+      const socket = dgram.createSocket("udp4");
+      socket.on("message", (msg, rinfo) => {
+        this.handle(socket, msg, rinfo).catch((e) => this.log.warn({ err: e }, "dns query failed"));
+      });
+      return new Promise((resolve, reject) => {
+        socket.once("error", reject);
+        socket.bind(port, host, () => {
+          socket.off("error", reject);
+          resolve(socket);
+        });
+      });
+    },
+    portOf: (socket) => socket.address().port,
+    close: (socket) => socket.close(),
+  });
 
   constructor(
     private readonly upstream: DnsUpstream,
@@ -57,33 +74,31 @@ export class DnsProxy {
     private readonly onLookup?: (sandboxIp: string, name: string, ips: string[], refused: boolean) => void,
   ) {}
 
-  /** Listens on a free UDP port and returns it. */
-  async start(): Promise<number> {
-    const socket = dgram.createSocket("udp4");
-    socket.on("message", (msg, rinfo) => {
-      this.handle(msg, rinfo).catch((e) => this.log.warn({ err: e }, "dns query failed"));
-    });
-    await new Promise<void>((resolve, reject) => {
-      socket.once("error", reject);
-      socket.bind(0, "0.0.0.0", () => resolve());
-    });
-    this.socket = socket;
-    return socket.address().port;
+  /**
+   * Reserves the proxy's UDP port and returns it. The proxy listens only on the gateways of sandboxes
+   * whose policy lets them use DNS (`setClient`), on no other address of the host.
+   */
+  start(): Promise<number> {
+    return this.listeners.reserve();
   }
 
-  setClient(addressing: SandboxAddressing, policy: NetworkPolicy) {
+  /** Serves a sandbox with this policy (deny-all: not at all — the firewall keeps its DNS off the host too). */
+  async setClient(addressing: SandboxAddressing, policy: NetworkPolicy): Promise<void> {
+    if (policy.mode === "deny-all") return this.removeClient(addressing);
     this.clients.set(addressing.sandboxIp, { addressing, policy });
+    await this.listeners.add(addressing.hostIp);
   }
 
-  removeClient(sandboxIp: string) {
-    this.clients.delete(sandboxIp);
+  async removeClient(addressing: SandboxAddressing): Promise<void> {
+    this.clients.delete(addressing.sandboxIp);
+    await this.listeners.remove(addressing.hostIp);
   }
 
-  private async handle(msg: Buffer, rinfo: dgram.RemoteInfo) {
+  private async handle(socket: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo) {
     // Only sandboxes are answered; anything else that reaches the port is ignored.
     const client = this.clients.get(rinfo.address);
     if (!client) return;
-    const send = (answer: Buffer) => this.socket?.send(answer, rinfo.port, rinfo.address);
+    const send = (answer: Buffer) => socket.send(answer, rinfo.port, rinfo.address);
     const query = checkQuery(msg);
     if (isRejected(query)) {
       if (query.id !== undefined) send(response({ id: query.id, question: query.question }, query.rcode));
@@ -130,31 +145,33 @@ export class DnsProxy {
   }
 
   /**
-   * Sends the query's one question upstream under a fresh id, from a socket of its own, and waits for the
-   * datagram from the upstream that answers it.
+   * Sends the query's one question upstream under a fresh id, from a socket of its own connected to the
+   * upstream (the kernel passes on only the upstream's datagrams), and waits for the one that answers it.
    */
   private ask(query: UpstreamQuestion): Promise<{ rcode: Rcode; packet: dnsPacket.DecodedPacket }> {
     const id = randomInt(65_536);
     return new Promise((resolve, reject) => {
       const socket = dgram.createSocket("udp4");
+      let settled = false;
       const done = (e: Error | undefined, answer?: { rcode: Rcode; packet: dnsPacket.DecodedPacket }) => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         socket.close();
         if (answer) resolve(answer);
         else reject(e);
       };
       const timer = setTimeout(() => done(new Error("upstream DNS timed out")), UPSTREAM_TIMEOUT_MS);
-      socket.on("message", (msg, from) => {
-        if (from.address !== this.upstream.host || from.port !== this.upstream.port) return;
+      socket.on("message", (msg) => {
         const answer = readUpstreamAnswer(msg, id, query.question);
         if (answer) done(undefined, answer);
       });
-      socket.once("error", (e) => done(e));
-      socket.send(upstreamQuery(query, id), this.upstream.port, this.upstream.host);
+      socket.on("error", (e) => done(e));
+      socket.connect(this.upstream.port, this.upstream.host, () => socket.send(upstreamQuery(query, id)));
     });
   }
 
   close() {
-    this.socket?.close();
+    this.listeners.close();
   }
 }

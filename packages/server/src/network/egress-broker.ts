@@ -6,6 +6,7 @@ import type { EgressTransform, NetworkPolicy } from "@sandpit/contract";
 import type { FastifyBaseLogger } from "fastify";
 import type { EgressCa } from "./egress-ca.js";
 import { dnsDecision, domainMatches } from "./egress-rules.js";
+import { GatewayListeners } from "./gateway-listeners.js";
 
 /** Whom a sandbox's brokered connections belong to, and what to do with them. */
 export interface BrokerClient {
@@ -95,11 +96,20 @@ export function transformHeaders(headers: http.IncomingHttpHeaders, t: EgressTra
  * verified against the host's trust store — a bad upstream certificate fails the request, closed.
  */
 export class EgressBroker {
-  /** Holds the broker's port (on loopback, serving nobody) so that the same port is free on every gateway. */
-  private reservation: net.Server | undefined;
-  private port: number | undefined;
-  /** One listener per gateway of a sandbox with transforms, by gateway address. */
-  private readonly listeners = new Map<string, Promise<net.Server>>();
+  private readonly listeners = new GatewayListeners<net.Server>({
+    open: (host, port) => {
+      const server = net.createServer((socket) => this.accept(socket));
+      return new Promise((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, host, () => {
+          server.off("error", reject);
+          resolve(server);
+        });
+      });
+    },
+    portOf: (server) => (server.address() as net.AddressInfo).port,
+    close: (server) => server.close(),
+  });
   private readonly clients = new Map<string, BrokerClient>();
   private readonly http: http.Server;
   private readonly upstreamAgent: https.Agent;
@@ -141,61 +151,25 @@ export class EgressBroker {
   async setClient(a: BrokerAddress, client: BrokerClient | undefined): Promise<void> {
     if (client?.policy.transforms?.length) {
       this.clients.set(a.sandboxIp, client);
-      await this.listenOn(a.hostIp);
+      await this.listeners.add(a.hostIp);
     } else {
       this.clients.delete(a.sandboxIp);
-      await this.stopListeningOn(a.hostIp);
+      await this.listeners.remove(a.hostIp);
     }
   }
 
   /**
-   * Reserves the broker's port and returns it. The port is held by a listener on loopback, which no
-   * sandbox can reach and which serves nobody; the broker accepts connections only on the gateways of
-   * sandboxes with transforms (`setClient`), so it listens on no other address of the host.
+   * Reserves the broker's port and returns it. The broker listens only on the gateways of sandboxes with
+   * transforms (`setClient`), on no other address of the host.
    */
-  async start(): Promise<number> {
-    this.reservation = await this.listen("127.0.0.1", 0);
-    this.port = (this.reservation.address() as net.AddressInfo).port;
-    return this.port;
+  start(): Promise<number> {
+    return this.listeners.reserve();
   }
 
   close() {
-    this.reservation?.close();
-    for (const listener of this.listeners.values()) void listener.then((l) => l.close()).catch(() => undefined);
-    this.listeners.clear();
+    this.listeners.close();
     this.http.close();
     this.upstreamAgent.destroy();
-  }
-
-  private listen(host: string, port: number): Promise<net.Server> {
-    const server = net.createServer((socket) => this.accept(socket));
-    return new Promise((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, host, () => {
-        server.off("error", reject);
-        resolve(server);
-      });
-    });
-  }
-
-  private async listenOn(gateway: string): Promise<void> {
-    if (this.port === undefined) throw new Error("EgressBroker.start() was not called");
-    let listener = this.listeners.get(gateway);
-    if (!listener) {
-      listener = this.listen(gateway, this.port);
-      this.listeners.set(gateway, listener);
-      // A failed listen is not kept: the next policy change tries again.
-      listener.catch(() => this.listeners.delete(gateway));
-    }
-    await listener;
-  }
-
-  private async stopListeningOn(gateway: string): Promise<void> {
-    const listener = this.listeners.get(gateway);
-    if (!listener) return;
-    this.listeners.delete(gateway);
-    const server = await listener.catch(() => undefined);
-    server?.close();
   }
 
   private accept(socket: net.Socket) {
