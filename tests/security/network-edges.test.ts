@@ -148,8 +148,14 @@ describe("egress broker", () => {
     expect(await connect(brokered.id, brokeredGateway, 443)).toEqual(["open"]);
     for (const other of [denyAll, plain]) {
       const own = await gatewayOf(other.id);
-      // Refused by nftables (a TCP reset before any handshake), not accepted and then dropped by the broker.
-      expect(await connect(other.id, own, 443, 80, brokerPort)).toEqual(["refused", "refused", "refused"]);
+      // Refused by nftables (a TCP reset before any handshake), not accepted and then dropped by the broker;
+      // TCP DNS to the gateway is refused the same way (the proxy answers UDP only).
+      expect(await connect(other.id, own, 443, 80, brokerPort, 53)).toEqual([
+        "refused",
+        "refused",
+        "refused",
+        "refused",
+      ]);
       expect(await connect(other.id, brokeredGateway, 443, brokerPort)).toEqual(["refused", "refused"]);
     }
     // Without transforms any more, the sandbox's gateway has no broker either.
