@@ -4,6 +4,7 @@ import net from "node:net";
 import tls from "node:tls";
 import type { EgressTransform, NetworkPolicy } from "@sandpit/contract";
 import type { FastifyBaseLogger } from "fastify";
+import type { SandboxAddressing } from "./addressing.js";
 import type { EgressCa } from "./egress-ca.js";
 import { dnsDecision, domainMatches } from "./egress-rules.js";
 import { GatewayListeners } from "./gateway-listeners.js";
@@ -16,10 +17,7 @@ export interface BrokerClient {
 }
 
 /** The two ends of a sandbox's veth: the broker listens on the host end and answers the sandbox end. */
-export interface BrokerAddress {
-  hostIp: string;
-  sandboxIp: string;
-}
+export type BrokerAddress = Pick<SandboxAddressing, "hostIp" | "sandboxIp">;
 
 /** One request the broker forwarded (or refused), for the egress audit log. */
 export interface BrokeredRequest {
