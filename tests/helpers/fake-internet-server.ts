@@ -18,9 +18,16 @@ const ready = () => {
   if (--pending === 0) process.stdout.write("ready\n");
 };
 
+/** The questions of every query the DNS server received, one list per query, in order. */
+const dnsQueries: string[][] = [];
+
 for (const { host, port } of config.http) {
   http
     .createServer((req, res) => {
+      if (req.url === "/__dns-queries") {
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(dnsQueries));
+        return;
+      }
       const body = JSON.stringify({
         server: `${host}:${port}`,
         from: req.socket.remoteAddress,
@@ -70,14 +77,15 @@ echo.bind(config.udpEcho.port, config.udpEcho.host, ready);
 const dns = dgram.createSocket("udp4");
 dns.on("message", (msg, rinfo) => {
   const query = dnsPacket.decode(msg);
+  dnsQueries.push((query.questions ?? []).map((x) => x.name));
   const q = query.questions?.[0];
   const ip = q && q.type === "A" ? config.dns.records[q.name.toLowerCase()] : undefined;
   const known = q ? q.name.toLowerCase() in config.dns.records : false;
   const answer = dnsPacket.encode({
     id: query.id ?? 0,
     type: "response",
-    flags: dnsPacket.RECURSION_AVAILABLE,
-    rcode: known ? "NOERROR" : "NXDOMAIN",
+    // dns-packet ignores `rcode`: the rcode goes in the low four bits of the flags (3 = NXDOMAIN).
+    flags: dnsPacket.RECURSION_AVAILABLE | (known ? 0 : 3),
     questions: query.questions ?? [],
     answers: ip && q ? [{ type: "A", name: q.name, ttl: 60, class: "IN", data: ip }] : [],
   } as dnsPacket.Packet);

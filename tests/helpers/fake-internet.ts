@@ -5,6 +5,8 @@ import { repoRoot } from "./paths.js";
 export interface FakeInternet {
   /** The namespace's addresses, by role. */
   ip: { gateway: string; web: string; allowed: string; denied: string; wild: string; dns: string; metadata: string };
+  /** The questions of every query its DNS server received so far, one list per query. */
+  dnsQueries(): Promise<string[][]>;
   close(): Promise<void>;
 }
 
@@ -105,6 +107,10 @@ export async function startFakeInternet(
   });
   return {
     ip,
+    async dnsQueries() {
+      const res = await fetch(`http://${ip.web}/__dns-queries`);
+      return (await res.json()) as string[][];
+    },
     async close() {
       const exited = new Promise((r) => child.once("exit", r));
       child.kill("SIGTERM");

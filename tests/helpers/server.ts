@@ -15,6 +15,8 @@ export interface TestServer {
   pid: number;
   /** Destroys every sandbox, stops the server and removes everything it made on the host. */
   close(): Promise<void>;
+  /** Stops the server the normal way (SIGTERM), leaving its sandboxes and whatever it keeps on the host. */
+  stop(): Promise<void>;
   /** SIGKILLs the server process (sandboxes keep running), as a crash would. */
   kill9(): Promise<void>;
   /** Starts the server again on the same data directory (on a new port: read `url` afterwards). */
@@ -145,6 +147,11 @@ export async function startTestServer(extraEnv: Record<string, string> = {}): Pr
       await cleanupInstance(dataDir, id.netPrefix);
       await rm(dataDir, { recursive: true, force: true });
       id.release();
+    },
+    async stop() {
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await exited;
     },
     async kill9() {
       const exited = new Promise((r) => child.once("exit", r));

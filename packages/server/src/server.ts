@@ -266,6 +266,9 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
       dns.close();
       broker.close();
       egressAudit.close();
+      if (!(await network.removeFirewallIfUnused())) {
+        logger.info("sandboxes keep running: their firewall table stays until the server starts again");
+      }
       await store.close();
     },
   };

@@ -1,11 +1,24 @@
+import { randomInt } from "node:crypto";
 import dgram from "node:dgram";
 import { readFileSync } from "node:fs";
 import type { NetworkPolicy } from "@sandpit/contract";
-import dnsPacket from "dns-packet";
+import type dnsPacket from "dns-packet";
 import type { FastifyBaseLogger } from "fastify";
 import type { SandboxAddressing } from "./addressing.js";
+import {
+  addressesOf,
+  answersFor,
+  checkQuery,
+  isRejected,
+  type Rcode,
+  readUpstreamAnswer,
+  response,
+  type UpstreamQuestion,
+  upstreamQuery,
+} from "./dns-messages.js";
 import { transformFor } from "./egress-broker.js";
 import { dnsDecision } from "./egress-rules.js";
+import { GatewayListeners } from "./gateway-listeners.js";
 
 export interface DnsUpstream {
   host: string;
@@ -30,11 +43,28 @@ export function hostUpstream(): DnsUpstream {
  * The resolver of every sandbox: all UDP DNS a sandbox sends (to any address) is redirected here by the
  * firewall. It answers only names the sandbox's policy allows — others get NXDOMAIN — and, for custom
  * policies, admits the resolved addresses to the sandbox's allow set for the records' TTL before it
- * answers, so the connection that follows is already allowed.
+ * answers, so the connection that follows is already allowed. Only the one checked question of a query
+ * goes upstream (see `checkQuery`), and only the records of that name and its CNAME chain come back.
  */
 export class DnsProxy {
-  private socket: dgram.Socket | undefined;
   private readonly clients = new Map<string, Client>();
+  private readonly listeners = new GatewayListeners<dgram.Socket>({
+    open: (host, port) => {
+      const socket = dgram.createSocket("udp4");
+      socket.on("message", (msg, rinfo) => {
+        this.handle(socket, msg, rinfo).catch((e) => this.log.warn({ err: e }, "dns query failed"));
+      });
+      return new Promise((resolve, reject) => {
+        socket.once("error", reject);
+        socket.bind(port, host, () => {
+          socket.off("error", reject);
+          resolve(socket);
+        });
+      });
+    },
+    portOf: (socket) => socket.address().port,
+    close: (socket) => socket.close(),
+  });
 
   constructor(
     private readonly upstream: DnsUpstream,
@@ -44,58 +74,57 @@ export class DnsProxy {
     private readonly onLookup?: (sandboxIp: string, name: string, ips: string[], refused: boolean) => void,
   ) {}
 
-  /** Listens on a free UDP port and returns it. */
-  async start(): Promise<number> {
-    const socket = dgram.createSocket("udp4");
-    socket.on("message", (msg, rinfo) => {
-      this.handle(msg, rinfo).catch((e) => this.log.warn({ err: e }, "dns query failed"));
-    });
-    await new Promise<void>((resolve, reject) => {
-      socket.once("error", reject);
-      socket.bind(0, "0.0.0.0", () => resolve());
-    });
-    this.socket = socket;
-    return socket.address().port;
+  /**
+   * Reserves the proxy's UDP port and returns it. The proxy listens only on the gateways of sandboxes
+   * whose policy lets them use DNS (`setClient`), on no other address of the host.
+   */
+  start(): Promise<number> {
+    return this.listeners.reserve();
   }
 
-  setClient(addressing: SandboxAddressing, policy: NetworkPolicy) {
+  /** Serves a sandbox with this policy (deny-all: not at all — the firewall keeps its DNS off the host too). */
+  async setClient(addressing: SandboxAddressing, policy: NetworkPolicy): Promise<void> {
+    if (policy.mode === "deny-all") return this.removeClient(addressing);
     this.clients.set(addressing.sandboxIp, { addressing, policy });
+    await this.listeners.add(addressing.hostIp);
   }
 
-  removeClient(sandboxIp: string) {
-    this.clients.delete(sandboxIp);
+  async removeClient(addressing: SandboxAddressing): Promise<void> {
+    this.clients.delete(addressing.sandboxIp);
+    await this.listeners.remove(addressing.hostIp);
   }
 
-  private async handle(msg: Buffer, rinfo: dgram.RemoteInfo) {
+  private async handle(socket: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo) {
     // Only sandboxes are answered; anything else that reaches the port is ignored.
     const client = this.clients.get(rinfo.address);
     if (!client) return;
-    let query: dnsPacket.Packet;
-    try {
-      query = dnsPacket.decode(msg);
-    } catch {
+    const send = (answer: Buffer) => socket.send(answer, rinfo.port, rinfo.address);
+    const query = checkQuery(msg);
+    if (isRejected(query)) {
+      if (query.id !== undefined) send(response({ id: query.id, question: query.question }, query.rcode));
       return;
     }
-    const question = query.questions?.[0];
-    if (!question) return this.reply(rinfo, query, "FORMERR");
+    const { question } = query;
     if (dnsDecision(client.policy, question.name) === "refuse") {
       this.onLookup?.(rinfo.address, question.name, [], true);
-      return this.reply(rinfo, query, "NXDOMAIN");
+      return send(response(query, "NXDOMAIN"));
     }
     // A domain with transforms resolves to the sandbox's gateway, where the egress broker listens.
     if (transformFor(client.policy.transforms ?? [], question.name.toLowerCase().replace(/\.$/, ""))) {
-      return this.steer(rinfo, query, question, client.addressing.hostIp);
+      const answers: dnsPacket.Answer[] =
+        question.type === "A"
+          ? [{ type: "A", name: question.name, ttl: 30, class: "IN", data: client.addressing.hostIp }]
+          : [];
+      return send(response(query, "NOERROR", { answers }));
     }
-    let answer: Buffer;
+    let upstream: { rcode: Rcode; packet: dnsPacket.DecodedPacket };
     try {
-      answer = await this.askUpstream(msg);
+      upstream = await this.ask(query);
     } catch {
-      return this.reply(rinfo, query, "SERVFAIL");
+      return send(response(query, "SERVFAIL"));
     }
-    const decoded = dnsPacket.decode(answer);
-    const ips = (decoded.answers ?? [])
-      .filter((a): a is dnsPacket.StringAnswer => a.type === "A")
-      .map((a) => ({ ip: a.data, ttlSeconds: a.ttl ?? 60 }));
+    const answers = answersFor(question, upstream.packet.answers ?? []);
+    const ips = addressesOf(answers);
     if (client.policy.mode === "custom") await this.admit(client.addressing, ips);
     this.onLookup?.(
       rinfo.address,
@@ -103,70 +132,46 @@ export class DnsProxy {
       ips.map((e) => e.ip),
       false,
     );
-    this.socket?.send(answer, rinfo.port, rinfo.address);
-  }
-
-  private steer(rinfo: dgram.RemoteInfo, query: dnsPacket.Packet, question: dnsPacket.Question, gateway: string) {
-    const answers =
-      question.type === "A"
-        ? [{ type: "A" as const, name: question.name, ttl: 30, class: "IN" as const, data: gateway }]
-        : [];
-    const response = dnsPacket.encode({
-      id: query.id ?? 0,
-      type: "response",
-      flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE,
-      questions: query.questions ?? [],
-      answers,
-    } as dnsPacket.Packet);
-    this.socket?.send(response, rinfo.port, rinfo.address);
+    // The zone's SOA lets the sandbox cache a negative answer; other authority records are not its business.
+    const authorities = (upstream.packet.authorities ?? []).filter((a) => a.type === "SOA");
+    send(response(query, upstream.rcode, { answers, authorities, flags: upstream.packet.flags ?? 0 }));
   }
 
   /** The IPv4 addresses of a name, from the same upstream the sandboxes' queries go to. */
   async resolve(name: string): Promise<string[]> {
-    const query = dnsPacket.encode({
-      id: Math.floor(Math.random() * 65_535),
-      type: "query",
-      flags: dnsPacket.RECURSION_DESIRED,
-      questions: [{ type: "A", name, class: "IN" }],
-    } as dnsPacket.Packet);
-    const answer = dnsPacket.decode(await this.askUpstream(query));
-    return (answer.answers ?? []).filter((a): a is dnsPacket.StringAnswer => a.type === "A").map((a) => a.data);
+    const question: dnsPacket.Question = { type: "A", name, class: "IN" };
+    const answer = await this.ask({ question, flags: 0, edns: undefined });
+    return addressesOf(answersFor(question, answer.packet.answers ?? [])).map((a) => a.ip);
   }
 
-  private reply(rinfo: dgram.RemoteInfo, query: dnsPacket.Packet, rcode: "NXDOMAIN" | "SERVFAIL" | "FORMERR") {
-    const response = dnsPacket.encode({
-      id: query.id ?? 0,
-      type: "response",
-      flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE,
-      rcode,
-      questions: query.questions ?? [],
-      answers: [],
-    } as dnsPacket.Packet);
-    this.socket?.send(response, rinfo.port, rinfo.address);
-  }
-
-  private askUpstream(msg: Buffer): Promise<Buffer> {
+  /**
+   * Sends the query's one question upstream under a fresh id, from a socket of its own connected to the
+   * upstream (the kernel passes on only the upstream's datagrams), and waits for the one that answers it.
+   */
+  private ask(query: UpstreamQuestion): Promise<{ rcode: Rcode; packet: dnsPacket.DecodedPacket }> {
+    const id = randomInt(65_536);
     return new Promise((resolve, reject) => {
       const socket = dgram.createSocket("udp4");
-      const timer = setTimeout(() => {
-        socket.close();
-        reject(new Error("upstream DNS timed out"));
-      }, UPSTREAM_TIMEOUT_MS);
-      socket.once("message", (answer) => {
+      let settled = false;
+      const done = (e: Error | undefined, answer?: { rcode: Rcode; packet: dnsPacket.DecodedPacket }) => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         socket.close();
-        resolve(answer);
+        if (answer) resolve(answer);
+        else reject(e);
+      };
+      const timer = setTimeout(() => done(new Error("upstream DNS timed out")), UPSTREAM_TIMEOUT_MS);
+      socket.on("message", (msg) => {
+        const answer = readUpstreamAnswer(msg, id, query.question);
+        if (answer) done(undefined, answer);
       });
-      socket.once("error", (e) => {
-        clearTimeout(timer);
-        socket.close();
-        reject(e);
-      });
-      socket.send(msg, this.upstream.port, this.upstream.host);
+      socket.on("error", (e) => done(e));
+      socket.connect(this.upstream.port, this.upstream.host, () => socket.send(upstreamQuery(query, id)));
     });
   }
 
   close() {
-    this.socket?.close();
+    this.listeners.close();
   }
 }

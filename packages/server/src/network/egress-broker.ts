@@ -4,8 +4,10 @@ import net from "node:net";
 import tls from "node:tls";
 import type { EgressTransform, NetworkPolicy } from "@sandpit/contract";
 import type { FastifyBaseLogger } from "fastify";
+import type { SandboxAddressing } from "./addressing.js";
 import type { EgressCa } from "./egress-ca.js";
 import { dnsDecision, domainMatches } from "./egress-rules.js";
+import { GatewayListeners } from "./gateway-listeners.js";
 
 /** Whom a sandbox's brokered connections belong to, and what to do with them. */
 export interface BrokerClient {
@@ -13,6 +15,9 @@ export interface BrokerClient {
   sandboxId: string;
   policy: NetworkPolicy;
 }
+
+/** The two ends of a sandbox's veth: the broker listens on the host end and answers the sandbox end. */
+export type BrokerAddress = Pick<SandboxAddressing, "hostIp" | "sandboxIp">;
 
 /** One request the broker forwarded (or refused), for the egress audit log. */
 export interface BrokeredRequest {
@@ -89,7 +94,20 @@ export function transformHeaders(headers: http.IncomingHttpHeaders, t: EgressTra
  * verified against the host's trust store — a bad upstream certificate fails the request, closed.
  */
 export class EgressBroker {
-  private server: net.Server | undefined;
+  private readonly listeners = new GatewayListeners<net.Server>({
+    open: (host, port) => {
+      const server = net.createServer((socket) => this.accept(socket));
+      return new Promise((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, host, () => {
+          server.off("error", reject);
+          resolve(server);
+        });
+      });
+    },
+    portOf: (server) => (server.address() as net.AddressInfo).port,
+    close: (server) => server.close(),
+  });
   private readonly clients = new Map<string, BrokerClient>();
   private readonly http: http.Server;
   private readonly upstreamAgent: https.Agent;
@@ -124,23 +142,30 @@ export class EgressBroker {
     });
   }
 
-  setClient(sandboxIp: string, client: BrokerClient | undefined) {
-    if (client?.policy.transforms?.length) this.clients.set(sandboxIp, client);
-    else this.clients.delete(sandboxIp);
+  /**
+   * Tells the broker whose connections to accept from a sandbox, or (`undefined`, or a policy without
+   * transforms) that it has none: the broker then stops listening on that sandbox's gateway.
+   */
+  async setClient(a: BrokerAddress, client: BrokerClient | undefined): Promise<void> {
+    if (client?.policy.transforms?.length) {
+      this.clients.set(a.sandboxIp, client);
+      await this.listeners.add(a.hostIp);
+    } else {
+      this.clients.delete(a.sandboxIp);
+      await this.listeners.remove(a.hostIp);
+    }
   }
 
-  async start(): Promise<number> {
-    const server = net.createServer((socket) => this.accept(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(0, "0.0.0.0", () => resolve());
-    });
-    this.server = server;
-    return (server.address() as net.AddressInfo).port;
+  /**
+   * Reserves the broker's port and returns it. The broker listens only on the gateways of sandboxes with
+   * transforms (`setClient`), on no other address of the host.
+   */
+  start(): Promise<number> {
+    return this.listeners.reserve();
   }
 
   close() {
-    this.server?.close();
+    this.listeners.close();
     this.http.close();
     this.upstreamAgent.destroy();
   }

@@ -75,5 +75,20 @@ describe("nftables rules", () => {
     const removal = removeEgressRules("t", a);
     expect(removal).toContain("delete chain inet t sb3");
     expect(removal).toContain('delete element inet t egress { "sph3" }');
+    expect(removal).toContain('delete element inet t brokered { "sph3" }');
+  });
+
+  it("lets only sandboxes with transforms reach the egress broker", () => {
+    const transforms = [{ domain: "api.test", injectHeaders: { authorization: "x" }, stripHeaders: [] }];
+    const brokered = egressRules("t", a, { mode: "allow-all", transforms }).trim().split("\n");
+    expect(brokered).toContain('add element inet t brokered { "sph3" }');
+    expect(brokered).not.toContain('delete element inet t brokered { "sph3" }');
+    for (const policy of [{ mode: "allow-all" as const }, { mode: "deny-all" as const }]) {
+      const lines = egressRules("t", a, policy).trim().split("\n");
+      // Added then deleted: the delete is safe whether or not the sandbox was brokered before.
+      expect(lines.indexOf('delete element inet t brokered { "sph3" }')).toBeGreaterThan(
+        lines.indexOf('add element inet t brokered { "sph3" }'),
+      );
+    }
   });
 });

@@ -62,6 +62,8 @@ export function egressRules(table: string, a: SandboxAddressing, policy: Network
   lines.push(`add element ${t} egress { "${a.hostIface}" : jump ${chain} }`);
   lines.push(`add element ${t} dns_clients { "${a.hostIface}" }`);
   if (!dnsAllowed) lines.push(`delete element ${t} dns_clients { "${a.hostIface}" }`);
+  lines.push(`add element ${t} brokered { "${a.hostIface}" }`);
+  if (!policy.transforms?.length) lines.push(`delete element ${t} brokered { "${a.hostIface}" }`);
   return `${lines.join("\n")}\n`;
 }
 
@@ -75,6 +77,8 @@ export function removeEgressRules(table: string, a: SandboxAddressing): string {
     `delete element ${t} egress { "${a.hostIface}" }`,
     `add element ${t} dns_clients { "${a.hostIface}" }`,
     `delete element ${t} dns_clients { "${a.hostIface}" }`,
+    `add element ${t} brokered { "${a.hostIface}" }`,
+    `delete element ${t} brokered { "${a.hostIface}" }`,
     `flush chain ${t} ${chain}`,
     `delete chain ${t} ${chain}`,
     `delete set ${t} ${chain}_allow`,

@@ -18,7 +18,9 @@ export class HostNetwork {
   /**
    * Creates (or replaces) the instance's firewall table:
    * - a sandbox may not open connections to the host, except DNS to the DNS proxy (redirected from
-   *   port 53 of its gateway) when its policy allows DNS (`dns_clients`);
+   *   port 53 of its gateway) when its policy allows DNS (`dns_clients`), and HTTP(S) to its gateway,
+   *   redirected to the egress broker, when its policy has transforms (`brokered`): other sandboxes
+   *   are refused at the broker's port as at every other port of the host;
    * - forwarded traffic from a sandbox is dropped when it goes to an always-blocked address (link-local
    *   and metadata, the sandbox subnet, the host's private networks, multicast), otherwise it jumps to
    *   the sandbox's own egress chain (map `egress`), and anything without a chain is dropped;
@@ -41,17 +43,18 @@ table ${t} {
     elements = { ${opts.blockedCidrs.join(", ")} }
   }
   set dns_clients { type ifname; }
+  set brokered { type ifname; }
   map egress { type ifname : verdict; }
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
     iifname ${sandboxes} udp dport 53 redirect to :${opts.dnsPort}
-    iifname ${sandboxes} tcp dport { 80, 443 } fib daddr type local redirect to :${opts.brokerPort}
+    iifname @brokered tcp dport { 80, 443 } fib daddr type local redirect to :${opts.brokerPort}
   }
   chain input {
     type filter hook input priority -10; policy accept;
     iifname ${sandboxes} ct state established,related accept
     iifname ${sandboxes} udp dport ${opts.dnsPort} iifname @dns_clients accept
-    iifname ${sandboxes} tcp dport ${opts.brokerPort} accept
+    iifname ${sandboxes} tcp dport ${opts.brokerPort} iifname @brokered accept
     iifname ${sandboxes} ${logDenied(this.table, "host")}
     iifname ${sandboxes} meta l4proto tcp reject with tcp reset
     iifname ${sandboxes} reject with icmpx type admin-prohibited
@@ -102,6 +105,17 @@ table ${t} {
 
   async removeFirewall(): Promise<void> {
     await tryCommand(["nft", "delete", "table", "inet", this.table]);
+  }
+
+  /**
+   * Removes the firewall table when no sandbox of this instance has a network any more. Sandboxes keep
+   * running while the server is stopped, and the table is what keeps them off the host, the LAN and each
+   * other meanwhile (without it, forwarding stays on and nothing would filter them): it stays with them.
+   */
+  async removeFirewallIfUnused(): Promise<boolean> {
+    if ((await this.existingSlots()).length > 0) return false;
+    await this.removeFirewall();
+    return true;
   }
 
   /** Creates the namespace and veth pair and configures both ends. Idempotent: leftovers are replaced. */

@@ -137,9 +137,12 @@ export class GvisorRuntime implements SandboxRuntime {
 
   async applyNetworkPolicy(target: EgressTarget, policy: NetworkPolicy): Promise<void> {
     const a = addressingFor(this.opts.subnet, this.opts.netPrefix, target.netIndex);
+    // The DNS proxy and the broker listen on the gateway before the firewall sends the sandbox there.
+    await Promise.all([
+      this.opts.dns.setClient(a, policy),
+      this.opts.broker?.setClient(a, { orgId: target.orgId, sandboxId: target.sandboxId, policy }),
+    ]);
     await this.opts.network.applyEgress(a, policy);
-    this.opts.dns.setClient(a, policy);
-    this.opts.broker?.setClient(a.sandboxIp, { orgId: target.orgId, sandboxId: target.sandboxId, policy });
     this.opts.audit?.setClient(a.sandboxIp, {
       orgId: target.orgId,
       sandboxId: target.sandboxId,
@@ -380,8 +383,8 @@ export class GvisorRuntime implements SandboxRuntime {
     }
     if (netIndex !== null) {
       const a = addressingFor(this.opts.subnet, this.opts.netPrefix, netIndex);
-      this.opts.dns.removeClient(a.sandboxIp);
-      this.opts.broker?.setClient(a.sandboxIp, undefined);
+      await this.opts.dns.removeClient(a);
+      await this.opts.broker?.setClient(a, undefined);
       this.opts.audit?.setClient(a.sandboxIp, undefined);
       await this.opts.network.tearDown(a);
     }
