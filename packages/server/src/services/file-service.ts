@@ -25,6 +25,9 @@ export function mapAgentError(e: unknown, path: string): never {
       throw new ApiError("insufficient_storage", `${path}: the sandbox's disk is full`);
     case "too_large":
       throw new ApiError("payload_too_large", `${path}: too large`);
+    case "bad_request":
+      // The agent refused what was asked (a fifo or device to read, / to delete, a name too long...).
+      throw new ApiError("bad_request", e.message.startsWith(`${path}: `) ? e.message : `${path}: ${e.message}`);
     default:
       throw new ApiError("internal", `${path}: ${e.message}`);
   }
