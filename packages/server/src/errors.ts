@@ -32,7 +32,12 @@ export const notFound = (what: "sandbox" | "template" | "command" | "file", id: 
 export function validationError(error: ZodError, where: "body" | "query" | "params" = "body"): ApiError {
   const fields: FieldIssue[] = error.issues.map((issue) => {
     const field = issue.path.map(String).join(".") || (where === "body" ? "(body)" : `(${where})`);
-    return { field, rule: issue.code, message: issue.message };
+    // A bad key of a record (env, metadata) carries the rule it broke inside: "Invalid key in record"
+    // alone would not say which.
+    const inner = issue.code === "invalid_key" ? issue.issues[0] : undefined;
+    const broken = inner ?? issue;
+    const rule = (broken.code === "custom" ? broken.params?.rule : undefined) ?? broken.code;
+    return { field, rule: String(rule), message: inner ? `key: ${inner.message}` : issue.message };
   });
   const summary = fields.map((f) => `${f.field}: ${f.message}`).join("; ");
   return new ApiError("validation_failed", `Invalid request: ${summary}`, { fields });
