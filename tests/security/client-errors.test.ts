@@ -197,9 +197,12 @@ describe("requests refused before routing", () => {
     });
   });
 
-  it("answers a path whose percent-encoding is not UTF-8 with 400 in the envelope", async () => {
+  it("answers a path whose percent-encoding is not UTF-8 with 400 in the envelope, or the dialect's shape", async () => {
     const res = await api.get(`/v1/sandboxes/%E0%A4%A`);
     expectError(res, 400, "bad_request");
+    const zwrm = await api.get(`/zwrm/v1/sandboxes/%E0%A4%A`);
+    expect(zwrm.status).toBe(400);
+    expect(zwrm.body).toEqual({ code: "invalid_request", error: expect.stringMatching(/Malformed URL/) });
   });
 
   it("answers a request line that is not HTTP with 400 in the envelope", async () => {

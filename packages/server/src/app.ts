@@ -8,6 +8,7 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from "fastify";
+import { dialectFor, sendDialectError } from "./dialects/dialect.js";
 import { e2bDialect } from "./dialects/e2b/index.js";
 import { leap0Dialect } from "./dialects/leap0/routes.js";
 import { nullspaceDialect } from "./dialects/nullspace/routes.js";
@@ -98,7 +99,13 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
     },
     routerOptions: { ignoreTrailingSlash: true },
     // Errors before routing (a percent-encoding that is not UTF-8) get the API's envelope too.
-    frameworkErrors: (error, request, reply) => sendError(request, reply, toApiError(error, request)),
+    frameworkErrors: (error, request, reply) => {
+      const apiError = toApiError(error, request);
+      const dialect = dialectFor(app, request.url);
+      return dialect
+        ? sendDialectError(services, dialect, request, reply, apiError)
+        : sendError(request, reply, apiError);
+    },
     // Requests Node's HTTP parser refuses (headers over the limit, raw non-ASCII bytes in the URL)
     // never become requests: the answer is written on the socket.
     clientErrorHandler: (error: NodeJS.ErrnoException, socket: Socket) => {
