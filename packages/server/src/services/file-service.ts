@@ -5,6 +5,9 @@ import { ApiError } from "../errors.js";
 import type { OrgRecord } from "../store/store.js";
 import type { SandboxService } from "./sandbox-service.js";
 
+/** The agent's message about a path, naming it once (errno messages already start with it). */
+const withPath = (message: string, path: string) => (message.startsWith(`${path}: `) ? message : `${path}: ${message}`);
+
 /** Agent file errors → API errors. Paths are resolved inside the sandbox by its own kernel. */
 export function mapAgentError(e: unknown, path: string): never {
   if (!(e instanceof AgentError)) throw e;
@@ -27,9 +30,9 @@ export function mapAgentError(e: unknown, path: string): never {
       throw new ApiError("payload_too_large", `${path}: too large`);
     case "bad_request":
       // The agent refused what was asked (a fifo or device to read, / to delete, a name too long...).
-      throw new ApiError("bad_request", e.message.startsWith(`${path}: `) ? e.message : `${path}: ${e.message}`);
+      throw new ApiError("bad_request", withPath(e.message, path));
     default:
-      throw new ApiError("internal", `${path}: ${e.message}`);
+      throw new ApiError("internal", withPath(e.message, path));
   }
 }
 
