@@ -205,6 +205,10 @@ describe("requests refused before routing", () => {
     expect(zwrm.body).toEqual({ code: "invalid_request", error: expect.stringMatching(/Malformed URL/) });
   });
 
+  it("answers a path segment longer than the router takes with 414 in the envelope", async () => {
+    expectError(await api.get(`/v1/sandboxes/${"a".repeat(200)}`), 414, "uri_too_long");
+  });
+
   it("answers a request line that is not HTTP with 400 in the envelope", async () => {
     const res = await rawRequest("NOT HTTP AT ALL\r\n\r\n");
     expect(res.status).toBe(400);

@@ -23,6 +23,7 @@ export const errorStatus = {
   volume_in_use: 409,
   request_timeout: 408,
   payload_too_large: 413,
+  uri_too_long: 414,
   idempotency_mismatch: 422,
   source_failed: 422,
   image_invalid: 422,

@@ -42,6 +42,7 @@ describe("errors that are the client's mistake", () => {
     expect(toApiError(fst("FST_ERR_CTP_INVALID_CONTENT_LENGTH", 400), request).code).toBe("bad_request");
     expect(toApiError(fst("FST_ERR_BAD_URL", 400), request).message).toMatch(/Malformed URL/);
     expect(toApiError(fst("FST_ERR_SOMETHING_NEW", 405), request).code).toBe("method_not_allowed");
+    expect(toApiError(fst("FST_ERR_MAX_PARAM_LENGTH", 414), request).status).toBe(414);
   });
 
   it("maps Node's parser errors to the envelope's codes, and a reset connection to nothing", () => {

@@ -49,6 +49,7 @@ const clientStatusCodes: Partial<Record<number, ErrorCode>> = {
   404: "not_found",
   405: "method_not_allowed",
   413: "payload_too_large",
+  414: "uri_too_long",
   415: "bad_request",
 };
 
@@ -61,6 +62,12 @@ export function toApiError(error: FastifyError | ApiError | Error, request: Fast
   if (e.code === "FST_ERR_CTP_BODY_TOO_LARGE") return new ApiError("payload_too_large", "Request body too large");
   if (e.code === "FST_ERR_BAD_URL") {
     return new ApiError("bad_request", "Malformed URL: a percent-encoded part of the path is not valid UTF-8");
+  }
+  if (e.code === "FST_ERR_MAX_PARAM_LENGTH") {
+    return new ApiError(
+      "uri_too_long",
+      "URL too long: a path segment (an id, a name) is longer than any this API takes",
+    );
   }
   if (e.code?.startsWith("FST_ERR_CTP_") || error instanceof SyntaxError) {
     return new ApiError("bad_request", `Malformed request body: ${error.message}`);
