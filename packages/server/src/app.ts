@@ -15,7 +15,7 @@ import { nullspaceDialect } from "./dialects/nullspace/routes.js";
 import { openSandboxDialect } from "./dialects/opensandbox/index.js";
 import { vercelDialect } from "./dialects/vercel/routes.js";
 import { zwrmDialect } from "./dialects/zwrm/routes.js";
-import { type ApiError, clientConnectionError, errorEnvelope, toApiError } from "./errors.js";
+import { ApiError, clientConnectionError, errorEnvelope, toApiError } from "./errors.js";
 import type { ImageService } from "./images/image-service.js";
 import { newRequestId } from "./lib/ids.js";
 import type { EgressAudit } from "./network/egress-audit.js";
@@ -164,12 +164,9 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
     sendError(request, reply, toApiError(error, request)),
   );
 
-  app.setNotFoundHandler((request, reply) => {
-    services.serverMetrics.countError("not_found");
-    reply
-      .code(404)
-      .send({ error: { code: "not_found", message: `No route for ${request.method} ${request.url.split("?")[0]}` } });
-  });
+  app.setNotFoundHandler((request, reply) =>
+    sendError(request, reply, new ApiError("not_found", `No route for ${request.method} ${request.url.split("?")[0]}`)),
+  );
 
   const authenticate: Authenticate = (request) => {
     const header = request.headers.authorization;
