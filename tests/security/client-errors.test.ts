@@ -142,6 +142,12 @@ describe("file requests on what is not a regular file", () => {
     await expectHealthy();
   });
 
+  it("answers the removal of a mount point with a 409, not internal", async () => {
+    const res = await api.del(`/v1/sandboxes/${sandbox.id}/files?path=/dev/shm&recursive=true`);
+    expect(expectError(res, 409, "conflict").message).toMatch(/mount point/);
+    await expectHealthy();
+  });
+
   it("answers the same through the dialects' file and exec APIs, in their shapes", async () => {
     const auth = { authorization: `Bearer ${server.apiKey}`, "content-type": "application/json" };
     const vercel = async (path: string, body: unknown) => {

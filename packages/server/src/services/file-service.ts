@@ -20,6 +20,8 @@ export function mapAgentError(e: unknown, path: string): never {
       throw new ApiError("bad_request", `${path}: a path component is not a directory`);
     case "exists":
       throw new ApiError("conflict", `${path} already exists`);
+    case "busy":
+      throw new ApiError("conflict", `${path} is in use: a mount point cannot be removed or moved`);
     case "not_empty":
       throw new ApiError("conflict", `${path} is a directory that is not empty (use recursive=true)`);
     case "permission_denied":
