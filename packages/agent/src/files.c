@@ -148,17 +148,35 @@ static char *read_link(int dirfd, const char *name, size_t hint)
 
 /* ---------- GET /files ---------- */
 
+/* Only regular files are read: a fifo would block, a device like /dev/zero never ends. */
+static void send_not_regular(struct http_conn *c, mode_t mode)
+{
+    const char *kind = S_ISFIFO(mode)   ? "a fifo"
+                       : S_ISCHR(mode)  ? "a character device"
+                       : S_ISBLK(mode)  ? "a block device"
+                       : S_ISSOCK(mode) ? "a socket"
+                       : S_ISDIR(mode)  ? "a directory"
+                                        : "of an unknown kind";
+    char msg[96];
+    snprintf(msg, sizeof msg, "not a regular file (%s): only regular files can be read", kind);
+    http_send_error(c, 400, "bad_request", msg);
+}
+
 void handle_file_get(struct http_conn *c)
 {
     char *path = path_param(c, "path");
     if (!path) return;
+    /* O_NONBLOCK: opening a fifo that has no writer must not hang the agent */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    struct stat st;
     if (fd < 0) {
-        http_send_errno(c, errno, path);
+        int err = errno;
+        /* a socket cannot be opened at all (ENXIO) */
+        if (err == ENXIO && stat(path, &st) == 0 && !S_ISREG(st.st_mode)) send_not_regular(c, st.st_mode);
+        else http_send_errno(c, err, path);
         free(path);
         return;
     }
-    struct stat st;
     if (fstat(fd, &st) != 0) {
         http_send_errno(c, errno, path);
         goto out;
@@ -168,7 +186,7 @@ void handle_file_get(struct http_conn *c)
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
-        http_send_error(c, 400, "bad_request", "not a regular file");
+        send_not_regular(c, st.st_mode);
         goto out;
     }
     set_nonblock(fd, 0);
@@ -506,11 +524,12 @@ void handle_file_delete(struct http_conn *c)
     char *path = path_param(c, "path");
     if (!path) return;
     int recursive = http_query_flag(c, "recursive");
-    struct stat st;
-    if (strcmp(path, "/") == 0) {
-        http_send_error(c, 400, "bad_request", "refusing to remove /");
-    } else if (lstat(path, &st) != 0) {
+    struct stat st, root;
+    if (lstat(path, &st) != 0) {
         http_send_errno(c, errno, path);
+    } else if (S_ISDIR(st.st_mode) && stat("/", &root) == 0 && st.st_dev == root.st_dev && st.st_ino == root.st_ino) {
+        /* by inode, not by name: "/.", "/tmp/.." and a path through a symlink to / are the root too */
+        http_send_error(c, 400, "bad_request", "refusing to remove the root directory /");
     } else if (S_ISDIR(st.st_mode)) {
         int rc = 0;
         if (recursive) {

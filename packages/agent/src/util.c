@@ -51,6 +51,7 @@ int errno_status(int err, const char **code)
     case ENOSPC:
     case EDQUOT: *code = "no_space"; return 507;
     case ENOTEMPTY: *code = "not_empty"; return 409;
+    case EBUSY: *code = "busy"; return 409; /* a mount point: rmdir and rename refuse it */
     case ENAMETOOLONG:
     case EINVAL:
     case ELOOP:

@@ -1,13 +1,25 @@
 import { z } from "zod";
-import { absolutePathSchema, envSchema, timestampSchema } from "./common.js";
+import { absolutePathSchema, commandArgSchema, envSchema, sandboxUserSchema, timestampSchema } from "./common.js";
 import { limits } from "./sandbox.js";
+
+/**
+ * What a command runs and as whom: the part of an exec request that reaches the sandbox. The exec service
+ * checks it again for requests that came through a dialect's own schema, so every API has these rules.
+ */
+export const execTargetShape = {
+  command: commandArgSchema.min(1).optional().describe("Run by /bin/sh -c"),
+  args: z.array(commandArgSchema).min(1).max(4096).optional().describe("argv, run without a shell"),
+  cwd: absolutePathSchema.optional(),
+  env: envSchema.optional(),
+  user: sandboxUserSchema
+    .optional()
+    .describe("Run as this user of the sandbox (default: the sandbox's user, else root)"),
+};
+export const execTargetSchema = z.object(execTargetShape);
 
 export const execRequestSchema = z
   .strictObject({
-    command: z.string().min(1).max(131_072).optional().describe("Run by /bin/sh -c"),
-    args: z.array(z.string().max(131_072)).min(1).max(4096).optional().describe("argv, run without a shell"),
-    cwd: absolutePathSchema.optional(),
-    env: envSchema.optional(),
+    ...execTargetShape,
     timeoutMs: z.number().int().min(1).max(limits.execTimeoutMs.max).optional(),
     stdin: z
       .string()
@@ -18,11 +30,6 @@ export const execRequestSchema = z
       .boolean()
       .default(false)
       .describe("Background only: keep stdin open after `stdin` for POST …/commands/{id}/stdin"),
-    user: z
-      .string()
-      .regex(/^[a-z_][a-z0-9_.-]{0,31}$|^[0-9]{1,10}$/, "must be a user name or a numeric uid")
-      .optional()
-      .describe("Run as this user of the sandbox (default: the sandbox's user, else root)"),
   })
   .superRefine((req, ctx) => {
     if (req.stdinOpen && !req.background) {

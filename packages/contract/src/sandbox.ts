@@ -1,12 +1,14 @@
 import { z } from "zod";
 import {
   absolutePathSchema,
+  commandArgSchema,
   envSchema,
   MAX_METADATA_ENTRIES,
   metadataKeySchema,
   metadataSchema,
   metadataValueSchema,
   sandboxIdSchema,
+  sandboxUserSchema,
   timestampSchema,
 } from "./common.js";
 import { networkPolicySchema, portSchema } from "./network.js";
@@ -106,15 +108,11 @@ export const createSandboxRequestSchema = z.strictObject({
     .optional()
     .describe("Content for the working directory: a git repository, a tarball or a snapshot"),
   entrypoint: z
-    .array(z.string().max(131_072))
+    .array(commandArgSchema)
     .max(4096)
     .optional()
     .describe("Main process, started in the background at create; default the image's Entrypoint + Cmd; [] for none"),
-  user: z
-    .string()
-    .regex(/^[a-z_][a-z0-9_.-]{0,31}$|^[0-9]{1,10}$/, "must be a user name or a numeric uid")
-    .optional()
-    .describe("Default user of commands; default the image's User, else root"),
+  user: sandboxUserSchema.optional().describe("Default user of commands; default the image's User, else root"),
   resources: resourcesSchema.prefault({}),
   timeoutMs: z.number().int().min(limits.timeoutMs.min).max(limits.timeoutMs.max).default(limits.timeoutMs.default),
   env: envSchema.default({}),

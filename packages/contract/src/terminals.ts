@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { absolutePathSchema, envSchema } from "./common.js";
+import { absolutePathSchema, commandArgSchema, envSchema, sandboxUserSchema } from "./common.js";
 
 export const terminalSizeSchema = z.strictObject({
   cols: z.number().int().min(1).max(1000),
@@ -10,17 +10,14 @@ export const createTerminalRequestSchema = z.strictObject({
   cols: z.number().int().min(1).max(1000).default(80),
   rows: z.number().int().min(1).max(1000).default(24),
   command: z
-    .array(z.string().max(131_072))
+    .array(commandArgSchema)
     .min(1)
     .max(4096)
     .optional()
     .describe("argv of the program on the terminal; default the user's login shell (bash, else sh)"),
   cwd: absolutePathSchema.optional(),
   env: envSchema.optional(),
-  user: z
-    .string()
-    .regex(/^[a-z_][a-z0-9_.-]{0,31}$|^[0-9]{1,10}$/, "must be a user name or a numeric uid")
-    .optional(),
+  user: sandboxUserSchema.optional(),
 });
 export type CreateTerminalRequest = z.input<typeof createTerminalRequestSchema>;
 

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { timestampSchema } from "./common.js";
+import { hasNoNul, noNul, timestampSchema } from "./common.js";
 
 export const volumeLimits = {
   sizeMb: { min: 64, max: 65_536, default: 1024 },
@@ -47,7 +47,7 @@ export const mountPathSchema = z
   .min(1)
   .max(4096)
   .refine((p) => p.startsWith("/"), "must be an absolute path")
-  .refine((p) => !p.includes("\0"), "must not contain NUL")
+  .refine(hasNoNul, noNul)
   .refine(
     (p) =>
       p === "/" ||
@@ -69,7 +69,7 @@ const subPathSchema = z
   .min(1)
   .max(4096)
   .refine((p) => !p.startsWith("/"), "must be a relative path")
-  .refine((p) => !p.includes("\0"), "must not contain NUL")
+  .refine(hasNoNul, noNul)
   .refine((p) => p.split("/").every((c) => c !== ".."), "must not contain '..'")
   .describe("Directory inside the volume to mount instead of its root; created when missing");
 
@@ -86,7 +86,7 @@ export const volumeMountSchema = z
       .min(1)
       .max(4096)
       .refine((p) => p.startsWith("/"), "must be an absolute path")
-      .refine((p) => !p.includes("\0"), "must not contain NUL")
+      .refine(hasNoNul, noNul)
       .optional()
       .describe("An existing directory on the server's host (admin-allowed prefixes only)"),
     mountPath: mountPathSchema,

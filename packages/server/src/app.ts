@@ -1,11 +1,21 @@
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from "fastify";
+import { STATUS_CODES } from "node:http";
+import type { Socket } from "node:net";
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from "fastify";
+import { dialectFor, sendDialectError } from "./dialects/dialect.js";
 import { e2bDialect } from "./dialects/e2b/index.js";
 import { leap0Dialect } from "./dialects/leap0/routes.js";
 import { nullspaceDialect } from "./dialects/nullspace/routes.js";
 import { openSandboxDialect } from "./dialects/opensandbox/index.js";
 import { vercelDialect } from "./dialects/vercel/routes.js";
 import { zwrmDialect } from "./dialects/zwrm/routes.js";
-import { type ApiError, toApiError } from "./errors.js";
+import { ApiError, clientConnectionError, errorEnvelope, toApiError } from "./errors.js";
 import type { ImageService } from "./images/image-service.js";
 import { newRequestId } from "./lib/ids.js";
 import { continueOnFirstRead } from "./lib/upload-limit.js";
@@ -89,6 +99,46 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
       return typeof given === "string" && REQUEST_ID.test(given) ? given : newRequestId();
     },
     routerOptions: { ignoreTrailingSlash: true },
+    // Errors before routing (a percent-encoding that is not UTF-8) get the API's envelope too.
+    frameworkErrors: (error, request, reply) => {
+      const apiError = toApiError(error, request);
+      const dialect = dialectFor(app, request.url);
+      return dialect
+        ? sendDialectError(services, dialect, request, reply, apiError)
+        : sendError(request, reply, apiError);
+    },
+    // Requests Node's HTTP parser refuses (headers over the limit, raw non-ASCII bytes in the URL)
+    // never become requests: the answer is written on the socket.
+    clientErrorHandler: (error: NodeJS.ErrnoException, socket: Socket) => {
+      const apiError = socket.writable ? clientConnectionError(error) : undefined;
+      if (apiError) {
+        services.serverMetrics.countError(apiError.code);
+        const body = JSON.stringify(errorEnvelope(apiError));
+        socket.write(
+          `HTTP/1.1 ${apiError.status} ${STATUS_CODES[apiError.status] ?? ""}\r\n` +
+            `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+            `Connection: close\r\n\r\n${body}`,
+        );
+      }
+      socket.destroy();
+    },
+  });
+
+  const sendError = (request: FastifyRequest, reply: FastifyReply, apiError: ApiError) => {
+    services.serverMetrics.countError(apiError.code);
+    for (const [k, v] of Object.entries(apiError.headers ?? {})) reply.header(k, v);
+    reply.header("x-request-id", request.id);
+    return reply.code(apiError.status).send(errorEnvelope(apiError));
+  };
+
+  // Many generated clients send Content-Type: application/json on every request, also on those without
+  // a body (DELETE, bodiless POSTs): an empty body is no body. Routes that need one still answer a 400
+  // naming it (see route.ts); everything else is Fastify's own parser, with its prototype-poisoning checks.
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    if ((body as string).trim() === "") return done(null, undefined);
+    return parseJson(request, body as string, done);
   });
 
   continueOnFirstRead(app.server);
@@ -112,25 +162,13 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
     );
   });
 
-  app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
-    const apiError = toApiError(error, request);
-    services.serverMetrics.countError(apiError.code);
-    for (const [k, v] of Object.entries(apiError.headers ?? {})) reply.header(k, v);
-    reply.code(apiError.status).send({
-      error: {
-        code: apiError.code,
-        message: apiError.message,
-        ...(apiError.details ? { details: apiError.details } : {}),
-      },
-    });
-  });
+  app.setErrorHandler((error: FastifyError | ApiError, request, reply) =>
+    sendError(request, reply, toApiError(error, request)),
+  );
 
-  app.setNotFoundHandler((request, reply) => {
-    services.serverMetrics.countError("not_found");
-    reply
-      .code(404)
-      .send({ error: { code: "not_found", message: `No route for ${request.method} ${request.url.split("?")[0]}` } });
-  });
+  app.setNotFoundHandler((request, reply) =>
+    sendError(request, reply, new ApiError("not_found", `No route for ${request.method} ${request.url.split("?")[0]}`)),
+  );
 
   const authenticate: Authenticate = (request) => {
     const header = request.headers.authorization;

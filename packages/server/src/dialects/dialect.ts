@@ -41,6 +41,28 @@ export function singleHeader(request: FastifyRequest, name: string): string | un
   return typeof value === "string" ? value : undefined;
 }
 
+/** The dialects registered on each app, for errors answered before routing. */
+const dialectsOf = new WeakMap<FastifyInstance, DialectSpec[]>();
+
+/** The dialect whose prefix a URL is under (for a malformed URL, which no route or scope ever sees). */
+export function dialectFor(app: FastifyInstance, url: string): DialectSpec | undefined {
+  return dialectsOf.get(app)?.find((d) => url === d.prefix || url.startsWith(`${d.prefix}/`));
+}
+
+/** Answers an error in the dialect's shape. */
+export function sendDialectError(
+  services: Pick<AppServices, "serverMetrics">,
+  spec: DialectSpec,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  error: ApiError,
+) {
+  services.serverMetrics.countError(error.code, spec.name);
+  for (const [k, v] of Object.entries(error.headers ?? {})) reply.header(k, v);
+  const { status, body } = spec.errorReply(error, request);
+  return reply.code(status).send(body);
+}
+
 /**
  * Registers a dialect: its routes under its prefix, authenticated by its header, with every error
  * (validation, not found, state conflicts, unexpected) answered in its shape. Routes stay out of
@@ -52,14 +74,11 @@ export function registerDialect(
   spec: DialectSpec,
   routes: (ctx: DialectContext) => void,
 ) {
+  dialectsOf.set(app, [...(dialectsOf.get(app) ?? []), spec]);
   app.register(
     async (scope) => {
-      const send = (reply: FastifyReply, request: FastifyRequest, error: ApiError) => {
-        services.serverMetrics.countError(error.code, spec.name);
-        for (const [k, v] of Object.entries(error.headers ?? {})) reply.header(k, v);
-        const { status, body } = spec.errorReply(error, request);
-        return reply.code(status).send(body);
-      };
+      const send = (reply: FastifyReply, request: FastifyRequest, error: ApiError) =>
+        sendDialectError(services, spec, request, reply, error);
       scope.setErrorHandler((error: FastifyError | ApiError, request, reply) =>
         send(reply, request, toApiError(error, request)),
       );

@@ -1,5 +1,12 @@
 import { performance } from "node:perf_hooks";
-import type { Command, ExecResult, ExecStreamEvent, execRequestSchema, signalNames } from "@sandpit/contract";
+import {
+  type Command,
+  type ExecResult,
+  type ExecStreamEvent,
+  type execRequestSchema,
+  execTargetSchema,
+  type signalNames,
+} from "@sandpit/contract";
 import type { z } from "zod";
 import {
   type AgentClient,
@@ -8,7 +15,7 @@ import {
   type AgentExecRequest,
   AgentUnreachableError,
 } from "../agent/agent-client.js";
-import { ApiError, notFound } from "../errors.js";
+import { ApiError, notFound, validationError } from "../errors.js";
 import { iso, now } from "../lib/clock.js";
 import { newCommandId } from "../lib/ids.js";
 import type { CommandRecord, OrgRecord, SandboxRecord, Store } from "../store/store.js";
@@ -120,6 +127,16 @@ export class ExecService {
     params: ExecParams,
     id: string,
   ): Promise<AgentExecRequest> {
+    // Dialects validate with their providers' schemas: the contract's rules for what reaches the
+    // sandbox (no NUL, a usable uid...) are checked here for them too.
+    const target = execTargetSchema.safeParse({
+      command: params.command,
+      args: params.args,
+      cwd: params.cwd,
+      env: params.env,
+      user: params.user,
+    });
+    if (!target.success) throw validationError(target.error);
     const args = params.command !== undefined ? ["/bin/sh", "-c", params.command] : params.args!;
     const user = params.user ?? sandbox.user;
     const account =
@@ -351,10 +368,41 @@ export class ExecService {
 
   /** The command's output from its start, following it until it exits. */
   async *logs(org: OrgRecord, sandboxId: string, commandId: string, signal?: AbortSignal) {
+    for await (const event of this.outputEvents(org, sandboxId, commandId, { follow: true, signal })) {
+      yield toStreamEvent(event, commandId);
+    }
+  }
+
+  /**
+   * A background command's stored output as the agent's events: all of it so far, or (`follow`) until
+   * the command exits. Foreground commands store none: their output went to the call that ran them, so
+   * asking for it is a 409 rather than a 404 — the command itself exists.
+   */
+  async *outputEvents(
+    org: OrgRecord,
+    sandboxId: string,
+    commandId: string,
+    opts: { follow: boolean; signal?: AbortSignal | undefined },
+  ): AsyncGenerator<AgentExecEvent> {
     const command = await this.command(org, sandboxId, commandId);
+    if (!command.background) {
+      throw new ApiError(
+        "conflict",
+        `command ${commandId} ran in the foreground: its output went to the exec call that ran it; only background commands keep logs`,
+      );
+    }
     const { agent } = await this.sandboxes.requireRunning(org, sandboxId);
-    for await (const event of agent.commandEvents(command.id, { follow: true, ...(signal ? { signal } : {}) })) {
-      yield toStreamEvent(event, command.id);
+    const events = agent.commandEvents(command.id, {
+      follow: opts.follow,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
+    try {
+      yield* events;
+    } catch (e) {
+      if (e instanceof AgentError && e.status === 404) {
+        throw new ApiError("conflict", `command ${commandId}'s output is no longer held by the sandbox`);
+      }
+      throw e;
     }
   }
 

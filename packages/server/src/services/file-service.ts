@@ -5,6 +5,9 @@ import { ApiError } from "../errors.js";
 import type { OrgRecord } from "../store/store.js";
 import type { SandboxService } from "./sandbox-service.js";
 
+/** The agent's message about a path, naming it once (errno messages already start with it). */
+const withPath = (message: string, path: string) => (message.startsWith(`${path}: `) ? message : `${path}: ${message}`);
+
 /** Agent file errors → API errors. Paths are resolved inside the sandbox by its own kernel. */
 export function mapAgentError(e: unknown, path: string): never {
   if (!(e instanceof AgentError)) throw e;
@@ -17,6 +20,8 @@ export function mapAgentError(e: unknown, path: string): never {
       throw new ApiError("bad_request", `${path}: a path component is not a directory`);
     case "exists":
       throw new ApiError("conflict", `${path} already exists`);
+    case "busy":
+      throw new ApiError("conflict", `${path} is in use: a mount point cannot be removed or moved`);
     case "not_empty":
       throw new ApiError("conflict", `${path} is a directory that is not empty (use recursive=true)`);
     case "permission_denied":
@@ -25,8 +30,11 @@ export function mapAgentError(e: unknown, path: string): never {
       throw new ApiError("insufficient_storage", `${path}: the sandbox's disk is full`);
     case "too_large":
       throw new ApiError("payload_too_large", `${path}: too large`);
+    case "bad_request":
+      // The agent refused what was asked (a fifo or device to read, / to delete, a name too long...).
+      throw new ApiError("bad_request", withPath(e.message, path));
     default:
-      throw new ApiError("internal", `${path}: ${e.message}`);
+      throw new ApiError("internal", withPath(e.message, path));
   }
 }
 

@@ -38,6 +38,7 @@ function sendError(res: http.ServerResponse, e: unknown) {
       is_directory: 400,
       not_directory: 400,
       bad_request: 400,
+      busy: 409,
       permission_denied: 401,
       no_space: 507,
       too_large: 413,

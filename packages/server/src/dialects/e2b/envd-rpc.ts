@@ -36,6 +36,7 @@ export function connectErrorOf(e: unknown): ConnectError {
       not_directory: Code.InvalidArgument,
       bad_request: Code.InvalidArgument,
       not_empty: Code.FailedPrecondition,
+      busy: Code.FailedPrecondition,
       no_space: Code.ResourceExhausted,
     };
     return new ConnectError(e.message, codes[e.code] ?? Code.Internal);

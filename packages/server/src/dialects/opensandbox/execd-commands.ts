@@ -143,9 +143,8 @@ export class ExecdCommands {
    */
   async logs(access: SandboxAccess, commandId: string, cursor: number | undefined) {
     const command = await this.services.exec.get(access.org, access.record.id, commandId);
-    const { agent } = await this.services.sandboxes.requireRunning(access.org, access.record.id);
     const chunks: Buffer[] = [];
-    for await (const e of agent.commandEvents(command.commandId, { follow: false })) {
+    for await (const e of this.services.exec.outputEvents(access.org, access.record.id, commandId, { follow: false })) {
       if (e.type === "stdout" || e.type === "stderr") chunks.push(e.data);
     }
     const output = Buffer.concat(chunks).toString("utf8");

@@ -1,4 +1,4 @@
-import { metadataPatchSchema } from "@sandpit/contract";
+import { commandArgSchema, MAX_UID, metadataPatchSchema } from "@sandpit/contract";
 import { z } from "zod";
 
 /**
@@ -127,12 +127,12 @@ export const endpointQuerySchema = z.object({
 /** `POST /command`. */
 export const runCommandSchema = z
   .object({
-    command: z.string().refine((c) => c.trim() !== "", "must not be empty"),
+    command: commandArgSchema.refine((c) => c.trim() !== "", "must not be empty"),
     cwd: z.string().optional(),
     background: z.boolean().optional(),
     timeout: z.number().int().min(0).optional(),
-    uid: z.number().int().min(0).optional(),
-    gid: z.number().int().min(0).optional(),
+    uid: z.number().int().min(0).max(MAX_UID).optional(),
+    gid: z.number().int().min(0).max(MAX_UID).optional(),
     envs: stringMap.optional(),
   })
   .superRefine((body, ctx) => {

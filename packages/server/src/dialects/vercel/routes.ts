@@ -127,16 +127,8 @@ export function vercelDialect(app: FastifyInstance, services: AppServices) {
 function routes({ app, services, authenticate, parse }: DialectContext) {
   const { sandboxes, exec, files, snapshots, warmPools, ports } = services;
 
-  // The SDK sends `content-type: application/json` on bodiless POSTs (stop, snapshot): an empty body is {}.
-  app.removeContentTypeParser("application/json");
-  app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, body, done) => {
-    if ((body as string).trim() === "") return done(null, {});
-    try {
-      done(null, JSON.parse(body as string));
-    } catch (e) {
-      done(new ApiError("bad_request", `Malformed request body: ${(e as Error).message}`), undefined);
-    }
-  });
+  // The SDK sends `content-type: application/json` on bodiless POSTs (stop, snapshot): the app's JSON
+  // parser reads an empty body as none, and these routes read none as {}.
   // fs/write bodies are streamed to the sandbox as they arrive.
   app.addContentTypeParser(
     ["application/gzip", "application/x-gzip", "application/octet-stream"],

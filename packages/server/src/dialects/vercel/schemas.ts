@@ -1,5 +1,6 @@
 import {
   cidrSchema,
+  commandArgSchema,
   domainPatternSchema,
   domainRuleSchema,
   envSchema,
@@ -186,8 +187,8 @@ export const forkSandboxSchema = z
 
 /** `POST …/cmd`. */
 export const runCommandSchema = z.strictObject({
-  command: z.string().min(1).max(131_072),
-  args: z.array(z.string().max(131_072)).max(4096).default([]),
+  command: commandArgSchema.min(1),
+  args: z.array(commandArgSchema).max(4096).default([]),
   cwd: z.string().min(1).max(4096).optional(),
   env: envSchema.default({}),
   sudo: z.boolean().default(false),
