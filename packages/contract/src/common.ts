@@ -30,6 +30,18 @@ export const sandboxUserSchema = z
     params: { rule: "uid_range" },
   });
 
+/**
+ * What any process environment can carry: a name without NUL or "=", a value without NUL. Dialects, whose
+ * providers accept names such as `MY-VAR`, are held to this; the native API to `envSchema` below.
+ */
+export const processEnvSchema = z.record(
+  z
+    .string()
+    .min(1)
+    .refine((name) => hasNoNul(name) && !name.includes("="), { message: "must not contain NUL or '='" }),
+  z.string().refine(hasNoNul, noNul),
+);
+
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const envSchema = z
   .record(

@@ -5,6 +5,7 @@ import {
   type ExecStreamEvent,
   type execRequestSchema,
   execTargetSchema,
+  processEnvSchema,
   type signalNames,
 } from "@sandpit/contract";
 import type { z } from "zod";
@@ -129,7 +130,7 @@ export class ExecService {
   ): Promise<AgentExecRequest> {
     // Dialects validate with their providers' schemas: the contract's rules for what reaches the
     // sandbox (no NUL, a usable uid...) are checked here for them too.
-    const target = execTargetSchema.safeParse({
+    const target = execTargetSchema.omit({ env: true }).extend({ env: processEnvSchema.optional() }).safeParse({
       command: params.command,
       args: params.args,
       cwd: params.cwd,
