@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -13,10 +15,53 @@
 #include "server.h"
 #include "util.h"
 
+#define TOKEN_MAX 256
+
+/* Reads the token from `file` and unlinks it: once the agent listens, no process of the sandbox can
+ * find it in a file. Returns the token's length, or -1. */
+static int take_token_file(const char *file, char *buf, size_t size)
+{
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        logmsg("cannot open token file %s: %s", file, strerror(errno));
+        return -1;
+    }
+    size_t len = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + len, size - 1 - len);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        len += (size_t)r;
+        if (len == size - 1) break;
+    }
+    close(fd);
+    if (unlink(file) != 0) {
+        logmsg("cannot remove token file %s: %s", file, strerror(errno));
+        return -1;
+    }
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) len--;
+    buf[len] = 0;
+    return (int)len;
+}
+
+/* Overwrites the value of every SANDPIT_AGENT_TOKEN* variable where the kernel shows it: clearenv()
+ * only drops pointers, while /proc/<pid>/environ reads the original strings from our memory. */
+static void scrub_token_env(void)
+{
+    extern char **environ;
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, "SANDPIT_AGENT_TOKEN", 19) != 0) continue;
+        char *eq = strchr(*e, '=');
+        if (eq) memset(eq + 1, 0, strlen(eq + 1));
+    }
+}
+
 static int load_config(void)
 {
     const char *listen = getenv("SANDPIT_AGENT_LISTEN");
     const char *token = getenv("SANDPIT_AGENT_TOKEN");
+    const char *token_file = getenv("SANDPIT_AGENT_TOKEN_FILE");
+    static char file_token[TOKEN_MAX];
     const char *allow = getenv("SANDPIT_AGENT_ALLOW");
     const char *run_dir = getenv("SANDPIT_AGENT_RUN_DIR");
 
@@ -37,10 +82,19 @@ static int load_config(void)
     }
     g_cfg.port = (int)port;
 
+    if (token_file && *token_file) {
+        int n = take_token_file(token_file, file_token, sizeof file_token);
+        if (n <= 0) {
+            logmsg("token file %s is empty or unreadable", token_file);
+            return -1;
+        }
+        token = file_token;
+    }
     if (token && *token) {
         g_cfg.token = strdup(token);
         if (!g_cfg.token) return -1;
         g_cfg.token_len = strlen(token);
+        explicit_bzero(file_token, sizeof file_token);
     }
 
     if (allow && strcmp(allow, "remote") == 0) {
@@ -150,7 +204,12 @@ int main(int argc, char **argv)
         }
         fcntl(fd, F_SETFD, 0);
     }
-    if (load_config() != 0) return 2;
+    /* Not dumpable: no process of the sandbox (root included: commands have no CAP_SYS_PTRACE) can read
+     * our memory, environment or fds through /proc or ptrace. exec resets it for the commands. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    int rc = load_config();
+    scrub_token_env();
+    if (rc != 0) return 2;
     clearenv(); /* nothing of the agent's environment reaches commands */
     if (getpid() == 1) supervise();
     server_main(-1);
