@@ -101,3 +101,67 @@ describe("secrets that authenticate the control plane are not readable inside th
     expect(r.stdout.trim().split("\n").slice(-4)).toEqual(["0", "1", "2", "3"]);
   });
 });
+
+describe("client-held sandbox tokens are scoped to one sandbox and derive from a server secret", () => {
+  const created: string[] = [];
+  afterAll(async () => {
+    await Promise.all(created.map((id) => api.del(`/v1/sandboxes/${id}`)));
+  });
+
+  async function envdTokenOf(id: string): Promise<string> {
+    const res = await fetch(`${server.url}/e2b/sandboxes/${id}`, { headers: { "x-api-key": server.apiKey } });
+    expect(res.status).toBe(200);
+    return ((await res.json()) as { envdAccessToken: string }).envdAccessToken;
+  }
+
+  /** `/etc/shadow` through envd as root, the read the issue's attacker made. */
+  const readShadow = (sandboxId: string, accessToken: string) =>
+    fetch(`${server.url}/e2b/envd/files?path=/etc/shadow`, {
+      headers: {
+        "e2b-sandbox-id": sandboxId,
+        "x-access-token": accessToken,
+        authorization: `Basic ${Buffer.from("root:").toString("base64")}`,
+      },
+    }).then((r) => r.status);
+
+  it("sandbox A's envd token does not open B, nor A's fork; the fork has its own", async () => {
+    const [a, b] = await Promise.all([api.createSandbox({}), api.createSandbox({})]);
+    created.push(a.id, b.id);
+    const tokenA = await envdTokenOf(a.id);
+    expect(await readShadow(a.id, tokenA)).toBe(200);
+    expect(await readShadow(b.id, tokenA)).toBe(401);
+
+    const forked = await api.post<{ sandboxes: SandboxBody[] }>(`/v1/sandboxes/${a.id}/fork`, { count: 1 });
+    expect(forked.status).toBe(201);
+    const child = forked.body.sandboxes[0]!;
+    created.push(child.id);
+    // The child continues A's memory, agent token included: its client token must not follow.
+    expect(agentTokenOf(child.id)).toBe(agentTokenOf(a.id));
+    const tokenChild = await envdTokenOf(child.id);
+    expect(tokenChild).not.toBe(tokenA);
+    expect(await readShadow(child.id, tokenA)).toBe(401);
+    expect(await readShadow(child.id, tokenChild)).toBe(200);
+    expect(await readShadow(a.id, tokenChild)).toBe(401);
+  });
+
+  it("the envd token cannot be computed from the agent token and the sandbox id", async () => {
+    const sandbox = await api.createSandbox({});
+    created.push(sandbox.id);
+    const token = await envdTokenOf(sandbox.id);
+    const agentToken = agentTokenOf(sandbox.id);
+    const { createHash } = await import("node:crypto");
+    // What a sandbox knew of before (its agent token was readable inside): no hash of it gives the token.
+    for (const message of [`e2b-envd:${sandbox.id}:${agentToken}`, `${sandbox.id}:${agentToken}`, `${agentToken}`]) {
+      expect(createHash("sha256").update(message).digest("base64url")).not.toBe(token);
+    }
+    // The server's key stays on the host: 0600 in the data directory, not under the sandbox's root.
+    const { statSync } = await import("node:fs");
+    expect(statSync(path.join(server.dataDir, "sandbox-client-token.key")).mode & 0o777).toBe(0o600);
+    const inside = await api.exec(sandbox.id, {
+      command: "find / -name 'sandbox-client-token.key' -not -path '/proc/*' 2>/dev/null | wc -l",
+      user: "root",
+      timeoutMs: 60_000,
+    });
+    expect(inside.stdout.trim()).toBe("0");
+  });
+});

@@ -7,6 +7,7 @@ import { ImageService } from "./images/image-service.js";
 import { RegistryClient } from "./images/registry-client.js";
 import type { ApiKeyFormat } from "./lib/ids.js";
 import { OutboundGuard } from "./lib/outbound-guard.js";
+import { loadOrCreateServerKey } from "./lib/server-key.js";
 import { blockedDestinations, cidrContains } from "./network/blocked-destinations.js";
 import { DnsProxy, hostUpstream } from "./network/dns-proxy.js";
 import { EgressAudit } from "./network/egress-audit.js";
@@ -152,11 +153,15 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
     logger,
   );
   await volumes.init();
-  const sandboxes = new SandboxService(store, runtime, origins, volumes, logger, {
-    maxPorts: config.maxPorts,
-    defaultQuota: config.defaultQuota,
-    snapshotDir,
-  });
+  const sandboxes = new SandboxService(
+    store,
+    runtime,
+    origins,
+    volumes,
+    logger,
+    { maxPorts: config.maxPorts, defaultQuota: config.defaultQuota, snapshotDir },
+    await loadOrCreateServerKey(path.join(config.dataDir, "sandbox-client-token.key")),
+  );
   const snapshots = new SnapshotService(store, sandboxes, runtime, snapshotDir, logger);
   const serverMetrics: ServerMetrics = new ServerMetrics(store, () => warmPools.list());
   const warmPools = new WarmPoolService(store, sandboxes, logger, serverMetrics);
