@@ -165,3 +165,66 @@ describe("client-held sandbox tokens are scoped to one sandbox and derive from a
     expect(inside.stdout.trim()).toBe("0");
   });
 });
+
+describe("a sandbox survives what its own processes do to the agent", () => {
+  let sandbox: SandboxBody;
+  beforeAll(async () => {
+    sandbox = await api.createSandbox({});
+  });
+  afterAll(async () => {
+    await api.del(`/v1/sandboxes/${sandbox.id}`);
+  });
+
+  const stillRunning = async () => {
+    expect((await api.get<SandboxBody>(`/v1/sandboxes/${sandbox.id}`)).body.status).toBe("running");
+    expect((await api.exec(sandbox.id, { command: "echo alive" })).stdout).toBe("alive\n");
+  };
+
+  it("commands run without CAP_SYS_ADMIN, even as root", async () => {
+    const r = await api.exec(sandbox.id, {
+      command: "grep CapBnd /proc/self/status; mount -t tmpfs none /mnt; echo rc=$?",
+      user: "root",
+    });
+    const bounding = BigInt(`0x${/CapBnd:\s*([0-9a-f]+)/.exec(r.stdout)![1]}`);
+    expect(bounding & (1n << 21n)).toBe(0n);
+    expect(r.stdout).not.toContain("rc=0");
+  });
+
+  it("an exec that kills the agent's server answers a clear error, and the next exec works", async () => {
+    const killed = await api.post<ErrorBody>(`/v1/sandboxes/${sandbox.id}/exec`, {
+      command: "kill -9 $PPID; sleep 5",
+      user: "root",
+    });
+    expect(killed.status).toBe(502);
+    expect(killed.body.error.code).toBe("upstream_unavailable");
+    expect(killed.body.error.message).toContain("went away");
+    await waitFor(
+      async () =>
+        (await api.post(`/v1/sandboxes/${sandbox.id}/exec`, { command: "true" })).status === 200 ? true : undefined,
+      15_000,
+      "the agent's server to come back",
+    );
+    await stillRunning();
+  });
+
+  it("kill -9 1 as root ends the guest's processes, not the sandbox", async () => {
+    const before = await api.exec(sandbox.id, {
+      command: "echo kept > /workspace/kept.txt; ps -o pid= -p 1",
+      user: "root",
+    });
+    expect(before.exitCode).toBe(0);
+    const killed = await api.post<ErrorBody>(`/v1/sandboxes/${sandbox.id}/exec`, {
+      command: "kill -9 1; sleep 5",
+      user: "root",
+    });
+    expect(killed.status).toBe(502);
+    await waitFor(
+      async () =>
+        (await api.post(`/v1/sandboxes/${sandbox.id}/exec`, { command: "true" })).status === 200 ? true : undefined,
+      15_000,
+      "the guest to start again",
+    );
+    await stillRunning();
+    expect((await api.exec(sandbox.id, { command: "cat /workspace/kept.txt" })).stdout).toBe("kept\n");
+  });
+});

@@ -15,6 +15,10 @@ export interface OciSpecInput {
   mounts?: StagedMount[];
 }
 
+/**
+ * The agent's capabilities. CAP_SYS_ADMIN is for the agent alone: its guest init mounts the guest's /proc
+ * and pids cgroup with it, then drops it from its bounding set before the server or any command runs.
+ */
 const capabilities = [
   "CAP_CHOWN",
   "CAP_DAC_OVERRIDE",
@@ -30,6 +34,7 @@ const capabilities = [
   "CAP_MKNOD",
   "CAP_AUDIT_WRITE",
   "CAP_SETFCAP",
+  "CAP_SYS_ADMIN",
 ];
 
 export function ociSpec(input: OciSpecInput) {

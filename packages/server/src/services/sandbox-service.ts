@@ -658,14 +658,20 @@ export class SandboxService {
 
   /**
    * Called when the agent could not be reached: when the sandbox died, records why and answers 409;
-   * otherwise rethrows the original error.
+   * when it lives, the agent's server was killed or restarted under the call (a process in the sandbox can
+   * do that; PID 1 restarts it) and the call answers 502 saying so; other errors are rethrown.
    */
   async explainAgentFailure(id: string, error: unknown): Promise<never> {
-    if (error instanceof AgentUnreachableError && !(await this.runtime.alive(id))) {
+    if (!(error instanceof AgentUnreachableError)) throw error;
+    if (!(await this.runtime.alive(id))) {
       const record = await this.markDead(id);
       throw sandboxFailed(record);
     }
-    throw error;
+    throw new ApiError(
+      "upstream_unavailable",
+      `the agent of sandbox ${id} went away during the call (a process in the sandbox may have killed it; it restarts by itself): its outcome is unknown, retry`,
+      { sandboxId: id, reason: "agent_lost" },
+    );
   }
 
   /**
