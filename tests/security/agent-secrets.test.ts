@@ -1,6 +1,7 @@
 import path from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Runsc } from "../../packages/server/src/runtime/runsc.js";
 import { type apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
 import type { TestServer } from "../helpers/server.js";
 import { useTestServer } from "../helpers/use-test-server.js";
@@ -188,6 +189,13 @@ describe("a sandbox survives what its own processes do to the agent", () => {
     const bounding = BigInt(`0x${/CapBnd:\s*([0-9a-f]+)/.exec(r.stdout)![1]}`);
     expect(bounding & (1n << 21n)).toBe(0n);
     expect(r.stdout).not.toContain("rc=0");
+  });
+
+  it("the runsc exec fallback runs commands without CAP_SYS_ADMIN either", async () => {
+    const runsc = new Runsc("runsc", path.join(server.dataDir, "runsc"));
+    const r = await runsc.exec(sandbox.id, ["sh", "-c", "grep CapBnd /proc/self/status"]);
+    const bounding = BigInt(`0x${/CapBnd:\s*([0-9a-f]+)/.exec(r.stdout)![1]}`);
+    expect(bounding & (1n << 21n)).toBe(0n);
   });
 
   it("an exec that kills the agent's server answers a clear error, and the next exec works", async () => {
