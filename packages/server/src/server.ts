@@ -6,6 +6,7 @@ import { loadConfig, type ServerConfig } from "./config.js";
 import { ImageService } from "./images/image-service.js";
 import { RegistryClient } from "./images/registry-client.js";
 import type { ApiKeyFormat } from "./lib/ids.js";
+import { loadOrCreateServerKey } from "./lib/server-key.js";
 import { blockedDestinations, isBlockedAddress } from "./network/blocked-destinations.js";
 import { DnsProxy, hostUpstream } from "./network/dns-proxy.js";
 import { EgressAudit } from "./network/egress-audit.js";
@@ -155,11 +156,15 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
     logger,
   );
   await volumes.init();
-  const sandboxes = new SandboxService(store, runtime, origins, volumes, logger, {
-    maxPorts: config.maxPorts,
-    defaultQuota: config.defaultQuota,
-    snapshotDir,
-  });
+  const sandboxes = new SandboxService(
+    store,
+    runtime,
+    origins,
+    volumes,
+    logger,
+    { maxPorts: config.maxPorts, defaultQuota: config.defaultQuota, snapshotDir },
+    await loadOrCreateServerKey(path.join(config.dataDir, "sandbox-client-token.key")),
+  );
   const snapshots = new SnapshotService(store, sandboxes, runtime, snapshotDir, logger);
   const serverMetrics: ServerMetrics = new ServerMetrics(store, () => warmPools.list());
   const warmPools = new WarmPoolService(store, sandboxes, logger, serverMetrics);

@@ -1,7 +1,7 @@
-import { timingSafeEqual } from "node:crypto";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
 import { ApiError } from "../errors.js";
+import { tokensEqual } from "../lib/server-key.js";
 import type { QuotaService } from "../services/quota-service.js";
 import type { WarmPoolService } from "../services/warm-pool-service.js";
 import { type Authenticate, route } from "./route.js";
@@ -19,9 +19,7 @@ export const orgQuotaSchema = z.strictObject({
  */
 export function requireAdminKey(request: FastifyRequest, adminKey: string | undefined, what: string): void {
   if (!adminKey) throw new ApiError("forbidden", `${what} is off: set SANDPIT_ADMIN_KEY`);
-  const given = Buffer.from((request.headers.authorization ?? "").replace(/^Bearer /, ""));
-  const expected = Buffer.from(adminKey);
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+  if (!tokensEqual((request.headers.authorization ?? "").replace(/^Bearer /, ""), adminKey)) {
     throw new ApiError("unauthorized", `${what} needs the admin key`);
   }
 }

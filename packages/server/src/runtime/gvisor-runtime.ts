@@ -27,6 +27,11 @@ import { releaseMounts, stageMounts } from "./volume-mounts.js";
 
 export const AGENT_PORT = 49982;
 const AGENT_PATH = "/.sandpit/sandpit-agent";
+/**
+ * The agent reads its token from this file and removes it before it listens: the token is never in its
+ * environment or argv, where any process of the sandbox could read it.
+ */
+const AGENT_TOKEN_FILE = "/.sandpit/agent-token";
 const CGROUP_PARENT = "sandpit";
 /** pids.max counts host threads of the sandbox (~25 idle), not guest processes. */
 const PIDS_LIMIT = 1024;
@@ -169,6 +174,7 @@ export class GvisorRuntime implements SandboxRuntime {
         lowerDirs: [this.agentLayer, ...spec.layers],
         seeds: spec.seeds ?? [],
         disk: { sizeMb: spec.diskMb, spares: this.spareDisks },
+        privateFiles: { [AGENT_TOKEN_FILE.slice(1)]: spec.agentToken },
         files: {
           ...spec.files,
           "etc/hostname": `${spec.id}\n`,
@@ -221,7 +227,13 @@ export class GvisorRuntime implements SandboxRuntime {
     await mkdir(target, { recursive: true });
     // -a keeps owners, modes, xattrs (overlay's opaque-directory marks) and whiteout device nodes.
     await runCommand(["cp", "-a", `${rootfs.upper}/.`, target]);
-    for (const runtimeFile of ["etc/hostname", "etc/hosts", "etc/resolv.conf", "run/sandpit-agent"]) {
+    for (const runtimeFile of [
+      "etc/hostname",
+      "etc/hosts",
+      "etc/resolv.conf",
+      "run/sandpit-agent",
+      AGENT_TOKEN_FILE.slice(1),
+    ]) {
       await rm(path.join(target, runtimeFile), { recursive: true, force: true });
     }
   }
@@ -250,7 +262,8 @@ export class GvisorRuntime implements SandboxRuntime {
           // Any address and any peer but the sandbox itself: a restored copy keeps working under a new
           // network identity. The firewall lets only the host reach the port.
           `SANDPIT_AGENT_LISTEN=0.0.0.0:${AGENT_PORT}`,
-          `SANDPIT_AGENT_TOKEN=${spec.agentToken}`,
+          // A restored agent (resume, snapshot children) keeps the token it read in its memory.
+          `SANDPIT_AGENT_TOKEN_FILE=${AGENT_TOKEN_FILE}`,
           "SANDPIT_AGENT_ALLOW=remote",
         ],
         cgroupsPath: `/${CGROUP_PARENT}/${spec.id}`,

@@ -15,7 +15,8 @@ export interface OciSpecInput {
   mounts?: StagedMount[];
 }
 
-const capabilities = [
+/** What commands run with as root: the default set of container runtimes. */
+export const commandCapabilities = [
   "CAP_CHOWN",
   "CAP_DAC_OVERRIDE",
   "CAP_FOWNER",
@@ -31,6 +32,12 @@ const capabilities = [
   "CAP_AUDIT_WRITE",
   "CAP_SETFCAP",
 ];
+
+/**
+ * The agent's capabilities. CAP_SYS_ADMIN is for the agent alone: its guest init mounts the guest's /proc
+ * with it, then drops it from its bounding set before the server or any command runs.
+ */
+const capabilities = [...commandCapabilities, "CAP_SYS_ADMIN"];
 
 export function ociSpec(input: OciSpecInput) {
   const period = 100_000;

@@ -38,6 +38,8 @@ export class SandboxRootfs {
     /** A new empty disk of that size (from `spares` when given), or a copy of another sandbox's disk. */
     disk: { sizeMb: number; spares?: SpareDisks } | { copyOf: string };
     files: Record<string, string>;
+    /** Files only root may read (the agent's token, which the agent removes as it starts). */
+    privateFiles?: Record<string, string>;
     seeds: RootfsSeed[];
   }): Promise<void> {
     await mkdir(this.diskMount, { recursive: true });
@@ -57,6 +59,11 @@ export class SandboxRootfs {
       const target = path.join(this.upper, file);
       await mkdir(path.dirname(target), { recursive: true });
       await writeFile(target, content);
+    }
+    for (const [file, content] of Object.entries(opts.privateFiles ?? {})) {
+      const target = path.join(this.upper, file);
+      await mkdir(path.dirname(target), { recursive: true });
+      await writeFile(target, content, { mode: 0o600 });
     }
     for (const seed of opts.seeds) await this.copySeed(seed);
     await runCommand([

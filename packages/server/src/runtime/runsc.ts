@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { CommandFailedError, runCommand } from "../lib/run-command.js";
+import { commandCapabilities } from "./oci-spec.js";
 
 export interface RunscState {
   id: string;
@@ -131,6 +132,8 @@ export class Runsc {
     const args = [
       `--root=${this.stateDir}`,
       "exec",
+      // Without --cap, runsc exec hands the process the container's capabilities, which are the agent's.
+      `--cap=${commandCapabilities.join(",")}`,
       ...(opts.cwd ? [`--cwd=${opts.cwd}`] : []),
       ...(opts.env ?? []).flatMap((e) => ["--env", e]),
       id,

@@ -1,5 +1,5 @@
-import { timingSafeEqual } from "node:crypto";
 import { ApiError } from "../errors.js";
+import { tokensEqual } from "../lib/server-key.js";
 import type { SandboxService } from "./sandbox-service.js";
 
 export const TRAFFIC_TOKEN_HEADER = "x-sandpit-traffic-token";
@@ -10,12 +10,6 @@ export interface PortTarget {
   sandboxId: string;
   host: string;
   port: number;
-}
-
-function sameToken(given: string, expected: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 /**
@@ -47,7 +41,7 @@ export class PortService {
       if (!token) {
         throw new ApiError("unauthorized", `this port needs the sandbox's traffic token (${TRAFFIC_TOKEN_HEADER})`);
       }
-      if (!sameToken(token, record.trafficToken)) throw new ApiError("forbidden", "wrong traffic token");
+      if (!tokensEqual(token, record.trafficToken)) throw new ApiError("forbidden", "wrong traffic token");
     }
     return { sandboxId, ...(await this.sandboxes.portAddress(record, port)) };
   }

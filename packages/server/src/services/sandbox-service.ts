@@ -13,6 +13,7 @@ import { AgentClient, AgentUnreachableError } from "../agent/agent-client.js";
 import { ApiError, notFound } from "../errors.js";
 import { iso, now } from "../lib/clock.js";
 import { newSandboxId, newToken } from "../lib/ids.js";
+import { keyedToken, tokensEqual } from "../lib/server-key.js";
 import { MAX_SLOTS } from "../network/addressing.js";
 import { SeedTooLargeError } from "../runtime/rootfs.js";
 import type { SandboxRuntime } from "../runtime/runtime.js";
@@ -105,6 +106,9 @@ export function toSandbox(r: SandboxRecord): Sandbox {
  * Sandbox lifecycle: create, look up (scoped to the caller's organisation), destroy, expire, notice
  * deaths, and reconcile the host with the database after a restart.
  */
+/** The in-sandbox services clients reach with a sandbox-scoped token. */
+export type SandboxClientService = "e2b-envd" | "opensandbox-execd" | "opensandbox-egress";
+
 export class SandboxService {
   private readonly agents = new Map<string, AgentClient>();
   private readonly destroying = new Map<string, Promise<void>>();
@@ -122,6 +126,8 @@ export class SandboxService {
     private readonly volumes: VolumeService,
     private readonly log: FastifyBaseLogger,
     private readonly limits: { maxPorts: number; defaultQuota: OrgQuota; snapshotDir: (id: string) => string },
+    /** Key of the sandboxes' client tokens: a server secret that never enters a sandbox. */
+    private readonly clientTokenKey: Buffer,
   ) {}
 
   private startMainProcess: MainProcessStarter | undefined;
@@ -352,6 +358,30 @@ export class SandboxService {
    */
   getUnscoped(id: string): Promise<SandboxRecord | undefined> {
     return this.store.getSandbox(id);
+  }
+
+  /**
+   * The token a client holds to reach one service inside one sandbox (E2B's envd, OpenSandbox's execd and
+   * egress): keyed by the server's secret and the sandbox id, so it opens no other sandbox (forks and
+   * snapshot children included) and nothing inside a sandbox lets anyone compute it.
+   */
+  clientToken(sandboxId: string, service: SandboxClientService): string {
+    return keyedToken(this.clientTokenKey, `sandbox-client:${service}:${sandboxId}`);
+  }
+
+  /**
+   * The sandbox a client token opens, with its organisation (services scope by organisation; the token
+   * proved which one this is); undefined for a wrong token and an unknown sandbox alike.
+   */
+  async byClientToken(
+    sandboxId: string,
+    service: SandboxClientService,
+    token: string | undefined,
+  ): Promise<{ org: OrgRecord; record: SandboxRecord } | undefined> {
+    if (!token || !tokensEqual(token, this.clientToken(sandboxId, service))) return undefined;
+    const record = await this.store.getSandbox(sandboxId);
+    if (!record) return undefined;
+    return { org: { id: record.orgId, name: "", createdAt: 0 }, record };
   }
 
   list(org: OrgRecord, filter: SandboxFilter): Promise<SandboxRecord[]> {
@@ -628,14 +658,20 @@ export class SandboxService {
 
   /**
    * Called when the agent could not be reached: when the sandbox died, records why and answers 409;
-   * otherwise rethrows the original error.
+   * when it lives, the agent's server was killed or restarted under the call (a process in the sandbox can
+   * do that; PID 1 restarts it) and the call answers 502 saying so; other errors are rethrown.
    */
   async explainAgentFailure(id: string, error: unknown): Promise<never> {
-    if (error instanceof AgentUnreachableError && !(await this.runtime.alive(id))) {
+    if (!(error instanceof AgentUnreachableError)) throw error;
+    if (!(await this.runtime.alive(id))) {
       const record = await this.markDead(id);
       throw sandboxFailed(record);
     }
-    throw error;
+    throw new ApiError(
+      "upstream_unavailable",
+      `the agent of sandbox ${id} went away during the call (a process in the sandbox may have killed it; it restarts by itself): its outcome is unknown, retry`,
+      { sandboxId: id, reason: "agent_lost" },
+    );
   }
 
   /**

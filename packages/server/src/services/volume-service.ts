@@ -1,11 +1,11 @@
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { mkdir, readFile, realpath, stat, writeFile } from "node:fs/promises";
+import { realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import type { CreateSandboxParams, SandboxStatus, Volume, VolumeMount } from "@sandpit/contract";
 import type { FastifyBaseLogger } from "fastify";
 import { ApiError } from "../errors.js";
 import { iso, now } from "../lib/clock.js";
 import { randomBase32 } from "../lib/ids.js";
+import { keyedToken, loadOrCreateServerKey, tokensEqual } from "../lib/server-key.js";
 import { VolumeDisk } from "../runtime/volume-disk.js";
 import { openDirBeneath, type VolumeMountSpec } from "../runtime/volume-mounts.js";
 import {
@@ -69,7 +69,7 @@ export class VolumeService {
    * reboot).
    */
   async init(): Promise<void> {
-    this.tokenKey = await this.loadTokenKey();
+    this.tokenKey = await loadOrCreateServerKey(this.tokenKeyFile);
     for (const allowed of this.allowedHostPaths) {
       const real = await realpath(allowed).catch(() => undefined);
       if (real) this.hostPathPrefixes.push(real);
@@ -82,29 +82,18 @@ export class VolumeService {
     }
   }
 
-  private async loadTokenKey(): Promise<Buffer> {
-    const file = this.tokenKeyFile;
-    await mkdir(path.dirname(file), { recursive: true });
-    await writeFile(file, randomBytes(32), { mode: 0o600, flag: "wx" }).catch((e: NodeJS.ErrnoException) => {
-      if (e.code !== "EEXIST") throw e;
-    });
-    return readFile(file);
-  }
-
   /**
    * A token that grants access to this volume's files and nothing else (E2B's volume token): derived
    * from the volume id with the server's key, so it needs no storage and dies with the volume.
    */
   accessToken(volume: Pick<VolumeRecord, "id">): string {
     if (!this.tokenKey) throw new Error("VolumeService.init has not run");
-    return `vtok_${createHmac("sha256", this.tokenKey).update(`volume-files:${volume.id}`).digest("base64url")}`;
+    return `vtok_${keyedToken(this.tokenKey, `volume-files:${volume.id}`)}`;
   }
 
   /** The volume an access token was made for; 401 for a wrong or missing token, 404 for a deleted volume. */
   async byAccessToken(volumeId: string, token: string | undefined): Promise<VolumeRecord> {
-    const expected = Buffer.from(this.accessToken({ id: volumeId }));
-    const given = Buffer.from(token ?? "");
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    if (!tokensEqual(token ?? "", this.accessToken({ id: volumeId }))) {
       throw new ApiError("unauthorized", "Invalid volume token: send Authorization: Bearer <the volume's token>");
     }
     const record = await this.store.getVolume(volumeId);

@@ -1,11 +1,9 @@
-import { timingSafeEqual } from "node:crypto";
 import path from "node:path";
 import type { AgentClient, AgentFileEntry } from "../../agent/agent-client.js";
 import { ApiError } from "../../errors.js";
 import { findAccount } from "../../services/exec-service.js";
 import type { SandboxService } from "../../services/sandbox-service.js";
 import type { OrgRecord, SandboxRecord } from "../../store/store.js";
-import { envdAccessToken } from "./mapping.js";
 
 /** The user E2B's envd runs as when a request names none (E2B templates' unprivileged account). */
 export const DEFAULT_ENVD_USER = "user";
@@ -39,12 +37,6 @@ export function basicUser(authorization: string | null | undefined): string | un
   return user || undefined;
 }
 
-function tokensEqual(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-}
-
 /** A file's text, or "" when it cannot be read (the sandbox may have no such file). */
 const readText = (agent: AgentClient, file: string) => agent.readText(file).catch(() => "");
 
@@ -57,13 +49,10 @@ export class EnvdSessions {
 
   async open(sandboxId: string | undefined, token: string | undefined, user: string | undefined): Promise<EnvdSession> {
     if (!sandboxId) throw new ApiError("bad_request", "missing E2b-Sandbox-Id");
-    const record = await this.sandboxes.getUnscoped(sandboxId);
-    if (!record || !token || !tokensEqual(token, envdAccessToken(record))) {
-      // A wrong token and an unknown sandbox answer alike.
-      throw new ApiError("unauthorized", "invalid or missing access token for this sandbox");
-    }
-    // Services scope by organisation; the token proved which one this is.
-    const org: OrgRecord = { id: record.orgId, name: "", createdAt: 0 };
+    const access = await this.sandboxes.byClientToken(sandboxId, "e2b-envd", token);
+    // A wrong token and an unknown sandbox answer alike.
+    if (!access) throw new ApiError("unauthorized", "invalid or missing access token for this sandbox");
+    const { org, record } = access;
     const { agent } = await this.sandboxes.requireRunning(org, sandboxId);
     const passwd = await readText(agent, "/etc/passwd");
     const account = this.account(passwd, user);

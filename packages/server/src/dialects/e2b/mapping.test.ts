@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
   createRequestFrom,
-  envdAccessToken,
   networkPolicyFrom,
   parseMetadataQuery,
   parseStates,
@@ -106,11 +105,5 @@ describe("E2B mapping", () => {
     expect(parseStates(undefined)).toEqual(["running", "paused"]);
     expect(parseStates("paused")).toEqual(["paused"]);
     expect(parseStates(["running,paused"])).toEqual(["running", "paused"]);
-  });
-
-  it("derives a different envd token per sandbox", () => {
-    const a = envdAccessToken({ id: "sbx_a", agentToken: "t" });
-    expect(a).toBe(envdAccessToken({ id: "sbx_a", agentToken: "t" }));
-    expect(a).not.toBe(envdAccessToken({ id: "sbx_b", agentToken: "t" }));
   });
 });

@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import type { CreateSandboxRequest, MetricsSample, NetworkPolicyInput } from "@sandpit/contract";
 import { z } from "zod";
 import type { VolumeEntry } from "../../services/volume-files.js";
@@ -90,14 +89,6 @@ export function createRequestFrom(body: NewSandbox): CreateSandboxRequest {
   };
 }
 
-/**
- * The envd access token of a sandbox: derived from its agent token (which never leaves the server), so
- * it needs no storage and differs per sandbox.
- */
-export function envdAccessToken(record: Pick<SandboxRecord, "id" | "agentToken">): string {
-  return createHash("sha256").update(`e2b-envd:${record.id}:${record.agentToken}`).digest("base64url");
-}
-
 type E2bState = "running" | "paused";
 
 /** Sandpit's statuses as E2B's two states; a sandbox on its way somewhere shows where it is going. */
@@ -108,14 +99,14 @@ export function stateOf(record: Pick<SandboxRecord, "status">): E2bState {
 const iso = (ms: number | null) => new Date(ms ?? Date.now()).toISOString();
 
 /** `Sandbox` (the create/connect answer). */
-export function sandboxOf(record: SandboxRecord, domain: string | null) {
+export function sandboxOf(record: SandboxRecord, domain: string | null, envdAccessToken: string) {
   return {
     templateID: record.template,
     sandboxID: record.id,
     alias: record.template,
     clientID: "sandpit",
     envdVersion: ENVD_VERSION,
-    envdAccessToken: envdAccessToken(record),
+    envdAccessToken,
     trafficAccessToken: record.publicPorts ? null : record.trafficToken,
     domain,
   };
@@ -168,11 +159,11 @@ export function volumeEntryStatOf(entry: VolumeEntry) {
 }
 
 /** `SandboxDetail`. */
-export function sandboxDetailOf(record: SandboxRecord, domain: string | null) {
+export function sandboxDetailOf(record: SandboxRecord, domain: string | null, envdAccessToken: string) {
   const policy = record.networkPolicy;
   return {
     ...listedSandboxOf(record),
-    envdAccessToken: envdAccessToken(record),
+    envdAccessToken,
     allowInternetAccess: policy.mode === "deny-all" ? false : policy.mode === "allow-all" ? true : null,
     domain,
     network: {

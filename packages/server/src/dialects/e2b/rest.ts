@@ -101,7 +101,7 @@ function routes({ app, services, authenticate, parse }: DialectContext, domain: 
     );
     const { record } = await warmPools.createSandbox(org, params);
     reply.code(201);
-    return sandboxOf(record, domain);
+    return sandboxOf(record, domain, sandboxes.clientToken(record.id, "e2b-envd"));
   };
   app.post("/sandboxes", create);
   app.post("/v2/sandboxes", create);
@@ -137,7 +137,8 @@ function routes({ app, services, authenticate, parse }: DialectContext, domain: 
 
   app.get<{ Params: { id: string } }>("/sandboxes/:id", async (request) => {
     const org = await authenticate(request);
-    return sandboxDetailOf(await live(org, request.params.id), domain);
+    const record = await live(org, request.params.id);
+    return sandboxDetailOf(record, domain, sandboxes.clientToken(record.id, "e2b-envd"));
   });
 
   app.delete<{ Params: { id: string } }>("/sandboxes/:id", async (request, reply) => {
@@ -184,7 +185,7 @@ function routes({ app, services, authenticate, parse }: DialectContext, domain: 
     if (wasPaused) record = await sandboxes.resume(org, record.id);
     if (timeout !== undefined) record = await sandboxes.setTimeout(org, record.id, timeoutMs(timeout));
     reply.code(wasPaused ? 201 : 200);
-    return sandboxOf(record, domain);
+    return sandboxOf(record, domain, sandboxes.clientToken(record.id, "e2b-envd"));
   };
   app.post("/sandboxes/:id/connect", connect);
   app.post("/v2/sandboxes/:id/connect", connect);
@@ -240,7 +241,8 @@ function routes({ app, services, authenticate, parse }: DialectContext, domain: 
     });
     reply.code(201);
     return results.map((r) => {
-      if (r.status === "fulfilled") return { sandbox: sandboxOf(r.value, domain) };
+      if (r.status === "fulfilled")
+        return { sandbox: sandboxOf(r.value, domain, sandboxes.clientToken(r.value.id, "e2b-envd")) };
       const error = toApiError(r.reason as Error, request);
       return { error: { code: error.status, message: error.message } };
     });

@@ -1,4 +1,3 @@
-import { timingSafeEqual } from "node:crypto";
 import path from "node:path";
 import type { FastifyRequest } from "fastify";
 import type { AgentClient } from "../../agent/agent-client.js";
@@ -7,17 +6,12 @@ import { ApiError } from "../../errors.js";
 import { findAccount } from "../../services/exec-service.js";
 import type { OrgRecord, SandboxRecord } from "../../store/store.js";
 import { singleHeader } from "../dialect.js";
-import { accessToken } from "./mapping.js";
 
 /** The header each in-sandbox service takes its access token in (handed out by the endpoints call). */
 export const TOKEN_HEADERS = { execd: "x-execd-access-token", egress: "opensandbox-egress-auth" } as const;
 const API_KEY_HEADER = "open-sandbox-api-key";
-
-function tokensEqual(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-}
+/** The sandbox-scoped token of each in-sandbox service (see SandboxService.clientToken). */
+export const CLIENT_SERVICES = { execd: "opensandbox-execd", egress: "opensandbox-egress" } as const;
 
 /** The caller's right to a sandbox's execd or egress API. */
 export interface SandboxAccess {
@@ -38,11 +32,8 @@ export async function accessSandbox(
 ): Promise<SandboxAccess> {
   const token = singleHeader(request, TOKEN_HEADERS[service]);
   if (token) {
-    const record = await services.sandboxes.getUnscoped(sandboxId);
-    if (record && tokensEqual(token, accessToken(record, service))) {
-      // Services scope by organisation; the token proved which one this is.
-      return { org: { id: record.orgId, name: "", createdAt: 0 }, record };
-    }
+    const access = await services.sandboxes.byClientToken(sandboxId, CLIENT_SERVICES[service], token);
+    if (access) return access;
   }
   const key = singleHeader(request, API_KEY_HEADER);
   if (key) {

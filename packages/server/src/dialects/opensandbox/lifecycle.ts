@@ -6,8 +6,8 @@ import { ApiError } from "../../errors.js";
 import type { OrgRecord, SandboxRecord } from "../../store/store.js";
 import { type DialectContext, registerDialect, singleHeader } from "../dialect.js";
 import { lifecycleErrorReply } from "./errors.js";
+import { CLIENT_SERVICES } from "./execd-session.js";
 import {
-  accessToken,
   couldBeTemplateName,
   createdSandboxOf,
   createRequestFrom,
@@ -275,13 +275,13 @@ function routes({ app, services, authenticate, parse }: DialectContext) {
     if (port === EXECD_PORT) {
       return {
         endpoint: `${host}${EXECD_PREFIX}/${record.id}`,
-        headers: { "X-EXECD-ACCESS-TOKEN": accessToken(record, "execd") },
+        headers: { "X-EXECD-ACCESS-TOKEN": sandboxes.clientToken(record.id, CLIENT_SERVICES.execd) },
       };
     }
     if (port === EGRESS_PORT) {
       return {
         endpoint: `${host}${EGRESS_PREFIX}/${record.id}`,
-        headers: { "OPENSANDBOX-EGRESS-AUTH": accessToken(record, "egress") },
+        headers: { "OPENSANDBOX-EGRESS-AUTH": sandboxes.clientToken(record.id, CLIENT_SERVICES.egress) },
       };
     }
     if (!record.allPorts && !record.ports.includes(port)) {

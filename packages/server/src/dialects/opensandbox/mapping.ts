@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import {
   type CreateSandboxRequest,
   type FieldIssue,
@@ -418,14 +417,6 @@ export function pageOf<T>(items: T[], page: number, pageSize: number) {
     items: items.slice((page - 1) * pageSize, page * pageSize),
     pagination: { page, pageSize, totalItems: items.length, totalPages, hasNextPage: page < totalPages },
   };
-}
-
-/**
- * Per-sandbox access token for the execd and egress endpoints: derived from the sandbox's agent token
- * (which never leaves the server), so it needs no storage and differs per sandbox and per service.
- */
-export function accessToken(record: Pick<SandboxRecord, "id" | "agentToken">, service: "execd" | "egress"): string {
-  return createHash("sha256").update(`opensandbox-${service}:${record.id}:${record.agentToken}`).digest("base64url");
 }
 
 /** Metadata key keeping the snapshot a sandbox was restored from. */
