@@ -614,9 +614,21 @@ export class SandboxService {
    * died is noticed here too, so calls never hang on a dead sandbox.
    */
   async requireRunning(org: OrgRecord, id: string): Promise<{ record: SandboxRecord; agent: AgentClient }> {
+    const record = await this.requireUsable(org, id);
+    return { record, agent: this.agentFor(record) };
+  }
+
+  /** A running sandbox of the caller (resumed on the way with autoResume), or a 409 saying its state. */
+  async requireUsable(org: OrgRecord, id: string): Promise<SandboxRecord> {
     const record = await this.usable(await this.get(org, id));
     this.touch(id);
-    return { record, agent: this.agentFor(record) };
+    return record;
+  }
+
+  /** Checks that the agent of the caller's running sandbox answers; a sandbox that died answers 409. */
+  async checkAgent(org: OrgRecord, id: string, timeoutMs: number): Promise<void> {
+    const { agent } = await this.requireRunning(org, id);
+    await agent.health({ timeoutMs }).catch((e: unknown) => this.explainAgentFailure(id, e));
   }
 
   /**
