@@ -1,21 +1,14 @@
 import type { Readable } from "node:stream";
 import type { FileWatchEvent } from "@sandpit/contract";
-import { type AgentClient, AgentError } from "../agent/agent-client.js";
+import { type AgentClient, AgentError, type AgentFileEntry } from "../agent/agent-client.js";
 import { apiErrorOfAgent } from "./agent-failures.js";
 import { SandboxAccounts } from "./sandbox-accounts.js";
 
-/** A file or directory in a sandbox as the sandbox reports it (numeric owner and mode). */
-export interface SandboxFileInfo {
-  name: string;
-  path: string;
-  type: "file" | "dir" | "symlink" | "other";
-  size: number;
-  mode: number;
-  mtime: string;
-  uid: number;
-  gid: number;
-  target?: string;
-}
+/**
+ * A file or directory in a sandbox as the sandbox reports it (numeric owner and mode): the agent's
+ * entry, named here so that routes and dialects take it from the services.
+ */
+export type SandboxFileInfo = AgentFileEntry;
 
 export type FileOwner = { uid: number; gid: number };
 
