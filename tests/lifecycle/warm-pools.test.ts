@@ -69,4 +69,47 @@ describe("warm pools", () => {
     expect(noMatch.status).toBe(409);
     await api.del(`/v1/sandboxes/${cold.body.id}`);
   });
+
+  it("serves provider dialects' creates from the pool too, counted in the create metric (ZWRM)", async () => {
+    // ZWRM's default size (shared-cpu-1x: 1 vCPU, 1 GiB) on the default disk.
+    const put = await fetch(`${server.url}/v1/admin/warm-pools/zwrm-size`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" },
+      body: JSON.stringify({ template: "base", size: 1, resources: { vcpus: 1, memoryMb: 1024, diskMb: 4096 } }),
+    });
+    expect(put.status).toBe(200);
+    try {
+      const zwrmReady = async () =>
+        (await admin.get<{ pools: { id: string; ready: number }[] }>("/v1/admin/warm-pools")).body.pools.find(
+          (p) => p.id === "zwrm-size",
+        )?.ready ?? 0;
+      await waitFor(async () => ((await zwrmReady()) === 1 ? true : undefined), 60_000, "the ZWRM-sized pool to fill");
+      const warmCreates = async () => {
+        const text = await (
+          await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } })
+        ).text();
+        const name = 'sandpit_sandbox_create_duration_seconds_count{source="warm_pool"} ';
+        return Number(
+          text
+            .split("\n")
+            .find((l) => l.startsWith(name))
+            ?.slice(name.length) ?? 0,
+        );
+      };
+      const before = await warmCreates();
+      const res = await fetch(`${server.url}/zwrm/v1/sandboxes`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${server.apiKey}`, "content-type": "application/json" },
+        body: JSON.stringify({ template: "base", metadata: { via: "zwrm" } }),
+      });
+      expect(res.status).toBe(201);
+      const created = (await res.json()) as { id: string; status: string; metadata: Record<string, string> };
+      expect(created.status).toBe("running");
+      expect(created.metadata).toEqual({ via: "zwrm" });
+      expect(await warmCreates()).toBe(before + 1);
+      await api.del(`/v1/sandboxes/${created.id}`);
+    } finally {
+      await admin.del("/v1/admin/warm-pools/zwrm-size");
+    }
+  });
 });

@@ -20,6 +20,8 @@ import { ApiError, notFound, validationError } from "../errors.js";
 import { iso, now } from "../lib/clock.js";
 import { newCommandId } from "../lib/ids.js";
 import type { CommandRecord, OrgRecord, SandboxRecord, Store } from "../store/store.js";
+import { rethrowAgentError } from "./agent-failures.js";
+import { type SandboxAccount, SandboxAccounts } from "./sandbox-accounts.js";
 import type { SandboxService } from "./sandbox-service.js";
 import type { ServerMetrics } from "./server-metrics.js";
 
@@ -62,6 +64,9 @@ function toCommand(c: CommandRecord): Command {
   };
 }
 
+/** A command's output and end as the sandbox reports them (raw bytes; providers shape them). */
+export type CommandOutputEvent = AgentExecEvent;
+
 /** Agent events → the API's stream events (bytes become UTF-8 text). */
 export function toStreamEvent(e: AgentExecEvent, commandId: string): ExecStreamEvent {
   switch (e.type) {
@@ -91,24 +96,6 @@ function exitPatch(exit: { exitCode: number; signal: number | null; timedOut: bo
     timedOut: exit.timedOut,
     finishedAt: now(),
   };
-}
-
-interface SandboxAccount {
-  name: string;
-  uid: number;
-  gid: number;
-  home: string;
-}
-
-/** The passwd entry for a user name or numeric uid (a uid without an entry runs with gid = uid). */
-export function findAccount(passwd: string, user: string): SandboxAccount | undefined {
-  for (const line of passwd.split("\n")) {
-    const [name, , uid, gid, , home] = line.split(":");
-    if (name === undefined || uid === undefined || gid === undefined) continue;
-    if (name === user || uid === user) return { name, uid: Number(uid), gid: Number(gid), home: home || "/" };
-  }
-  if (/^[0-9]+$/.test(user)) return { name: user, uid: Number(user), gid: Number(user), home: "/" };
-  return undefined;
 }
 
 /** Commands in sandboxes, run by the sandbox's agent. */
@@ -166,16 +153,14 @@ export class ExecService {
     const key = `${sandboxId}/${user}`;
     const cached = this.accounts.get(key);
     if (cached) return cached;
-    let passwd = "";
-    try {
-      const file = await agent.readFile("/etc/passwd");
-      const chunks: Buffer[] = [];
-      for await (const c of file.body) chunks.push(c as Buffer);
-      passwd = Buffer.concat(chunks).toString("utf8");
-    } catch (e) {
-      if (!(e instanceof AgentError && e.status === 404)) throw e;
-    }
-    const account = findAccount(passwd, user);
+    // Only a missing /etc/passwd means "no users": other failures are the call's errors.
+    const accounts = new SandboxAccounts((file) =>
+      agent.readText(file).catch((e: unknown) => {
+        if (e instanceof AgentError && e.status === 404) return "";
+        throw e;
+      }),
+    );
+    const account = await accounts.account(user);
     if (!account) {
       throw new ApiError("validation_failed", `Invalid request: user: ${user} is not a user of this sandbox`, {
         fields: [{ field: "user", rule: "unknown_user", message: `${user} is not in the sandbox's /etc/passwd` }],
@@ -322,7 +307,7 @@ export class ExecService {
       { ...params, background: true },
       { pty: size, stdinOpen: true },
     );
-    return { ...started, agent };
+    return started;
   }
 
   /** Starts a new sandbox's main process (its image's or request's entrypoint) as a background command. */
@@ -384,7 +369,7 @@ export class ExecService {
     sandboxId: string,
     commandId: string,
     opts: { follow: boolean; signal?: AbortSignal | undefined },
-  ): AsyncGenerator<AgentExecEvent> {
+  ): AsyncGenerator<CommandOutputEvent> {
     const command = await this.command(org, sandboxId, commandId);
     if (!command.background) {
       throw new ApiError(
@@ -429,5 +414,40 @@ export class ExecService {
     const number = typeof signal === "number" ? signal : signalNumbers[signal as keyof typeof signalNumbers];
     if (command.status !== "running") return;
     await agent.signalCommand(command.id, number);
+  }
+
+  /**
+   * Calls on a background command the caller already knows (a provider's process handle), straight to
+   * the sandbox: input, end of input, a signal by number, a terminal size. Agent errors become API errors.
+   */
+  private async onCommand(
+    org: OrgRecord,
+    sandboxId: string,
+    commandId: string,
+    fn: (agent: AgentClient) => Promise<void>,
+  ) {
+    const { agent } = await this.sandboxes.requireRunning(org, sandboxId);
+    try {
+      await fn(agent);
+    } catch (e) {
+      if (e instanceof AgentError) rethrowAgentError(e, { command: commandId });
+      await this.sandboxes.explainAgentFailure(sandboxId, e);
+    }
+  }
+
+  sendInput(org: OrgRecord, sandboxId: string, commandId: string, data: Uint8Array): Promise<void> {
+    return this.onCommand(org, sandboxId, commandId, (agent) => agent.writeStdin(commandId, data));
+  }
+
+  closeInput(org: OrgRecord, sandboxId: string, commandId: string): Promise<void> {
+    return this.onCommand(org, sandboxId, commandId, (agent) => agent.closeStdin(commandId));
+  }
+
+  signal(org: OrgRecord, sandboxId: string, commandId: string, signal: number): Promise<void> {
+    return this.onCommand(org, sandboxId, commandId, (agent) => agent.signalCommand(commandId, signal));
+  }
+
+  resizeTerminal(org: OrgRecord, sandboxId: string, commandId: string, cols: number, rows: number): Promise<void> {
+    return this.onCommand(org, sandboxId, commandId, (agent) => agent.resizeTerminal(commandId, cols, rows));
   }
 }

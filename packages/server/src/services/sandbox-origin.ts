@@ -7,7 +7,7 @@ import type { RootfsSeed } from "../runtime/runtime.js";
 import { SourceFetchError, type SourceFetcher } from "../sources/source-fetcher.js";
 import type { OrgRecord } from "../store/store.js";
 import type { ResolvedRootfs, TemplateService } from "../templates/template-service.js";
-import { findAccount } from "./exec-service.js";
+import { findAccount } from "./sandbox-accounts.js";
 
 /** Pulls (or finds cached) container images; implemented by the image service. */
 export interface ImageResolver {

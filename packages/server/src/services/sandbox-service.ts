@@ -34,6 +34,11 @@ import { toSandboxVolume, type VolumeService } from "./volume-service.js";
 /** Starts a new sandbox's main process and returns its command id (the exec service does it). */
 export type MainProcessStarter = (record: SandboxRecord, agent: AgentClient, argv: string[]) => Promise<string>;
 
+/** Limits a create is held to beyond the organisation's quota (a dialect's own, checked atomically with it). */
+export interface CreateLimits {
+  maxSandboxes?: number;
+}
+
 /** Statuses in which the sandbox holds host resources (processes, mounts, a network slot). */
 const LIVE: SandboxStatus[] = ["creating", "running", "pausing", "paused", "resuming"];
 const DEFAULT_IDLE_TIMEOUT_MS = 10 * 60 * 1000;
@@ -174,14 +179,23 @@ export class SandboxService {
   }
 
   /**
-   * Creates and starts a sandbox. `maxSandboxes` tightens the organisation's sandbox quota for this
+   * The quota a create is held to: the organisation's, with `maxSandboxes` (a dialect's own
+   * per-organisation limit) tightening its sandbox count.
+   */
+  async quotaFor(orgId: string, options: CreateLimits = {}): Promise<OrgQuota> {
+    const quota = await this.effectiveQuota(orgId);
+    if (options.maxSandboxes !== undefined) {
+      quota.maxSandboxes = Math.min(quota.maxSandboxes ?? options.maxSandboxes, options.maxSandboxes);
+    }
+    return quota;
+  }
+
+  /**
+   * Creates and starts a sandbox (callers outside the services create through WarmPoolService.createSandbox,
+   * which takes a pooled one when it can). `maxSandboxes` tightens the organisation's sandbox quota for this
    * create (a dialect's own per-organisation limit); it is checked atomically with the quota.
    */
-  async create(
-    org: OrgRecord,
-    params: CreateSandboxParams,
-    options: { maxSandboxes?: number } = {},
-  ): Promise<SandboxRecord> {
+  async create(org: OrgRecord, params: CreateSandboxParams, options: CreateLimits = {}): Promise<SandboxRecord> {
     const networkPolicy = resolvePolicy(params);
     if (params.ports.length > this.limits.maxPorts) {
       throw new ApiError("validation_failed", `Invalid request: ports: at most ${this.limits.maxPorts} ports`, {
@@ -198,10 +212,7 @@ export class SandboxService {
     const snapshot = snapshotId ? await this.readySnapshot(org, snapshotId) : undefined;
     const origin = snapshot ? undefined : await this.origins.resolve(org, params, params.resources.diskMb);
     try {
-      const quota = await this.effectiveQuota(org.id);
-      if (options.maxSandboxes !== undefined) {
-        quota.maxSandboxes = Math.min(quota.maxSandboxes ?? options.maxSandboxes, options.maxSandboxes);
-      }
+      const quota = await this.quotaFor(org.id, options);
       return await this.createFrom(org, params, networkPolicy, snapshot, origin, quota);
     } finally {
       await origin?.release();
@@ -614,9 +625,21 @@ export class SandboxService {
    * died is noticed here too, so calls never hang on a dead sandbox.
    */
   async requireRunning(org: OrgRecord, id: string): Promise<{ record: SandboxRecord; agent: AgentClient }> {
+    const record = await this.requireUsable(org, id);
+    return { record, agent: this.agentFor(record) };
+  }
+
+  /** A running sandbox of the caller (resumed on the way with autoResume), or a 409 saying its state. */
+  async requireUsable(org: OrgRecord, id: string): Promise<SandboxRecord> {
     const record = await this.usable(await this.get(org, id));
     this.touch(id);
-    return { record, agent: this.agentFor(record) };
+    return record;
+  }
+
+  /** Checks that the agent of the caller's running sandbox answers; a sandbox that died answers 409. */
+  async checkAgent(org: OrgRecord, id: string, timeoutMs: number): Promise<void> {
+    const { agent } = await this.requireRunning(org, id);
+    await agent.health({ timeoutMs }).catch((e: unknown) => this.explainAgentFailure(id, e));
   }
 
   /**

@@ -5,7 +5,13 @@ import { ApiError } from "../errors.js";
 import { now } from "../lib/clock.js";
 import { newToken } from "../lib/ids.js";
 import type { OrgRecord, SandboxRecord, Store, WarmPoolRecord } from "../store/store.js";
-import { expiryFrom, idleTimeoutFor, resolvePolicy, type SandboxService } from "./sandbox-service.js";
+import {
+  type CreateLimits,
+  expiryFrom,
+  idleTimeoutFor,
+  resolvePolicy,
+  type SandboxService,
+} from "./sandbox-service.js";
 import type { ServerMetrics } from "./server-metrics.js";
 
 /** The organisation that holds pooled sandboxes until they are checked out. */
@@ -69,13 +75,18 @@ export class WarmPoolService {
     });
   }
 
-  /** Creates a sandbox, from a warm pool when one matches (or is named), cold otherwise. */
+  /**
+   * The one way clients' sandboxes are created (native API and every dialect): from a warm pool when one
+   * matches (or is named), cold otherwise; held to the organisation's quota tightened by `limits`, and
+   * counted in the create metric.
+   */
   async createSandbox(
     org: OrgRecord,
     params: CreateSandboxParams,
+    limits: CreateLimits = {},
   ): Promise<{ record: SandboxRecord; checkout?: WarmPoolCheckout }> {
     const started = performance.now();
-    const created = await this.placeSandbox(org, params);
+    const created = await this.placeSandbox(org, params, limits);
     this.metrics?.observeCreate((performance.now() - started) / 1000, created.checkout?.hit ? "warm_pool" : "cold");
     return created;
   }
@@ -83,6 +94,7 @@ export class WarmPoolService {
   private async placeSandbox(
     org: OrgRecord,
     params: CreateSandboxParams,
+    limits: CreateLimits,
   ): Promise<{ record: SandboxRecord; checkout?: WarmPoolCheckout }> {
     const mode = params.warmPool?.mode ?? "prefer";
     // Pooled sandboxes are plain template sandboxes: anything that shapes the filesystem or the main
@@ -105,7 +117,7 @@ export class WarmPoolService {
       );
     }
     if (mode === "bypass" || shaped) {
-      return { record: await this.sandboxes.create(org, params) };
+      return { record: await this.sandboxes.create(org, params, limits) };
     }
     const pools = await this.store.listWarmPools();
     const pool = params.warmPool?.poolId
@@ -121,20 +133,24 @@ export class WarmPoolService {
       throw new ApiError("not_found", `warm pool ${params.warmPool.poolId} not found`);
     if (!pool) {
       if (mode === "require") throw new ApiError("conflict", "no warm pool matches this template and resources");
-      return { record: await this.sandboxes.create(org, params) };
+      return { record: await this.sandboxes.create(org, params, limits) };
     }
-    const taken = await this.checkout(org, pool, params);
+    const taken = await this.checkout(org, pool, params, limits);
     if (taken) return { record: taken, checkout: { hit: true, poolId: pool.id } };
     if (mode === "require") throw new ApiError("conflict", `warm pool ${pool.id} has no ready sandbox; retry shortly`);
-    const cold = await this.sandboxes.create(org, {
-      ...params,
-      template: pool.template,
-      resources: { vcpus: pool.vcpus, memoryMb: pool.memoryMb, diskMb: pool.diskMb },
-    });
+    const cold = await this.sandboxes.create(
+      org,
+      {
+        ...params,
+        template: pool.template,
+        resources: { vcpus: pool.vcpus, memoryMb: pool.memoryMb, diskMb: pool.diskMb },
+      },
+      limits,
+    );
     return { record: cold, checkout: { hit: false, poolId: pool.id } };
   }
 
-  private async checkout(org: OrgRecord, pool: WarmPoolRecord, params: CreateSandboxParams) {
+  private async checkout(org: OrgRecord, pool: WarmPoolRecord, params: CreateSandboxParams, limits: CreateLimits) {
     const networkPolicy = resolvePolicy(params);
     const t = now();
     const record = await this.store.checkoutPooled(
@@ -158,7 +174,7 @@ export class WarmPoolService {
         startedAt: t,
         expiresAt: expiryFrom(params, t),
       },
-      await this.sandboxes.effectiveQuota(org.id),
+      await this.sandboxes.quotaFor(org.id, limits),
     );
     if (!record) return undefined;
     this.log.info({ sandboxId: record.id, poolId: pool.id }, "warm pool checkout");

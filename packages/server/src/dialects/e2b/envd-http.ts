@@ -3,10 +3,11 @@ import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { FastifyInstance } from "fastify";
-import { AgentError } from "../../agent/agent-client.js";
 import { ApiError } from "../../errors.js";
 import { receiveMultipart, uploadBody, writeUpload } from "../../lib/upload-limit.js";
+import { AgentFailure } from "../../services/agent-failures.js";
 import type { ExecService } from "../../services/exec-service.js";
+import type { FileService } from "../../services/file-service.js";
 import type { PortService } from "../../services/port-service.js";
 import type { SandboxService } from "../../services/sandbox-service.js";
 import { EnvdRpc } from "./envd-rpc.js";
@@ -29,23 +30,11 @@ function sendError(res: http.ServerResponse, e: unknown) {
     return;
   }
   if (e instanceof ApiError) for (const [k, v] of Object.entries(e.headers ?? {})) res.setHeader(k, v);
-  let status = 500;
+  let status = e instanceof ApiError ? e.status : 500;
   let message = e instanceof Error ? e.message : String(e);
-  if (e instanceof ApiError) status = e.status;
-  else if (e instanceof AgentError) {
-    const byCode: Record<string, number> = {
-      not_found: 404,
-      is_directory: 400,
-      not_directory: 400,
-      bad_request: 400,
-      busy: 409,
-      permission_denied: 401,
-      no_space: 507,
-      too_large: 413,
-    };
-    status = byCode[e.code] ?? 500;
-    if (e.code === "no_space") message = `not enough disk space: ${e.message}`;
-  }
+  // envd answers a file it may not touch with 401 and a full disk with its own words.
+  if (e instanceof AgentFailure && e.reason === "permission_denied") status = 401;
+  if (e instanceof AgentFailure && e.reason === "no_space") message = `not enough disk space: ${e.message}`;
   sendJson(res, status, { code: status, message });
 }
 
@@ -56,10 +45,16 @@ function sendError(res: http.ServerResponse, e: unknown) {
  */
 export function registerEnvd(
   app: FastifyInstance,
-  deps: { sandboxes: SandboxService; exec: ExecService; ports: PortService; maxUploadBytes: number },
+  deps: {
+    sandboxes: SandboxService;
+    files: FileService;
+    exec: ExecService;
+    ports: PortService;
+    maxUploadBytes: number;
+  },
 ) {
   const { maxUploadBytes } = deps;
-  const sessions = new EnvdSessions(deps.sandboxes);
+  const sessions = new EnvdSessions(deps.sandboxes, deps.files);
   const rpc = new EnvdRpc(sessions, deps.exec);
   const connect = connectNodeAdapter({ routes: (router) => rpc.register(router) });
 
@@ -76,7 +71,7 @@ export function registerEnvd(
     const queryPath = url.searchParams.get("path") ?? "";
     if (req.method === "GET") {
       if (!queryPath) throw new ApiError("bad_request", "path is required");
-      const file = await session.agent.readFile(session.resolve(queryPath));
+      const file = await session.files.read(session.resolve(queryPath));
       const gzip = /\bgzip\b/.test(String(req.headers["accept-encoding"] ?? ""));
       res.writeHead(200, {
         "content-type": "application/octet-stream",
@@ -100,7 +95,7 @@ export function registerEnvd(
           file: (_field, stream, info) => {
             const target = session.resolve(info.filename && info.filename !== "blob" ? info.filename : queryPath);
             if (!target || target === "/") throw new ApiError("bad_request", "every file needs a path");
-            return session.agent.writeFile(target, stream, { mkdirs: true, owner }).then(() => void record(target));
+            return session.files.write(target, stream, { mkdirs: true, owner }).then(() => void record(target));
           },
         },
         { preservePath: true },
@@ -110,7 +105,7 @@ export function registerEnvd(
       const target = session.resolve(queryPath);
       const { body, size } = uploadBody(req, maxUploadBytes);
       await writeUpload(body, (b) =>
-        session.agent.writeFile(target, b, { mkdirs: true, owner, ...(size !== undefined ? { size } : {}) }),
+        session.files.write(target, b, { mkdirs: true, owner, ...(size !== undefined ? { size } : {}) }),
       );
       record(target);
     }

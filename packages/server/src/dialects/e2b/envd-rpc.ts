@@ -1,10 +1,11 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { AgentError, type AgentFileEntry, type PositionedEvent } from "../../agent/agent-client.js";
 import { ApiError } from "../../errors.js";
 import { nextWithin } from "../../lib/next-within.js";
-import type { ExecService } from "../../services/exec-service.js";
+import { AgentFailure, type AgentFailureReason } from "../../services/agent-failures.js";
+import type { CommandOutputEvent, ExecService } from "../../services/exec-service.js";
+import type { SandboxFileInfo } from "../../services/sandbox-files.js";
 import { basicUser, type EnvdSession, type EnvdSessions } from "./envd-session.js";
 import { type EntryInfo, EventType, Filesystem, type FilesystemEvent, FileType } from "./gen/e2b/filesystem_pb.js";
 import { Process, type ProcessEventSchema, type ProcessSelector, Signal } from "./gen/e2b/process_pb.js";
@@ -27,20 +28,13 @@ interface ProcessMeta {
 /** Sandpit's errors as Connect codes, so the SDK raises its own error classes. */
 export function connectErrorOf(e: unknown): ConnectError {
   if (e instanceof ConnectError) return e;
-  if (e instanceof AgentError) {
-    const codes: Record<string, Code> = {
-      not_found: Code.NotFound,
-      exists: Code.AlreadyExists,
-      permission_denied: Code.PermissionDenied,
-      is_directory: Code.InvalidArgument,
-      not_directory: Code.InvalidArgument,
-      bad_request: Code.InvalidArgument,
-      not_empty: Code.FailedPrecondition,
-      busy: Code.FailedPrecondition,
-      no_space: Code.ResourceExhausted,
-    };
-    return new ConnectError(e.message, codes[e.code] ?? Code.Internal);
-  }
+  // What the sandbox said, where Connect has a closer code than the HTTP status gives.
+  const byReason: Partial<Record<AgentFailureReason, Code>> = {
+    exists: Code.AlreadyExists,
+    no_space: Code.ResourceExhausted,
+  };
+  const closer = e instanceof AgentFailure ? byReason[e.reason] : undefined;
+  if (closer !== undefined) return new ConnectError((e as AgentFailure).message, closer);
   if (e instanceof ApiError) {
     const byStatus: Record<number, Code> = {
       400: Code.InvalidArgument,
@@ -63,7 +57,7 @@ function keepaliveMs(ctx: HandlerContext): number {
   return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 0;
 }
 
-function permissions(mode: number, type: AgentFileEntry["type"]): string {
+function permissions(mode: number, type: SandboxFileInfo["type"]): string {
   const kind = type === "dir" ? "d" : type === "symlink" ? "l" : "-";
   const bits = "rwxrwxrwx";
   let out = "";
@@ -115,8 +109,8 @@ export class EnvdRpc {
     from: "start" | "now",
   ): AsyncGenerator<EventInit> {
     const every = keepaliveMs(ctx);
-    const iterator = session.agent
-      .commandEvents(meta.commandId, { follow: true, signal: ctx.signal })
+    const iterator = this.exec
+      .outputEvents(session.org, session.record.id, meta.commandId, { follow: true, signal: ctx.signal })
       [Symbol.asyncIterator]();
     let pending = iterator.next();
     let started = from === "now";
@@ -126,7 +120,7 @@ export class EnvdRpc {
     }
     try {
       for (;;) {
-        const next = await nextWithin<PositionedEvent>(pending, every);
+        const next = await nextWithin<CommandOutputEvent>(pending, every);
         if (next === undefined) {
           yield { event: { case: "keepalive", value: {} } };
           continue;
@@ -152,7 +146,7 @@ export class EnvdRpc {
         }
       }
     } finally {
-      await iterator.return?.();
+      await iterator.return?.(undefined);
     }
   }
 
@@ -234,7 +228,7 @@ export class EnvdRpc {
         const meta = rpc.find(session.record.id, req.process);
         const input = req.input?.input;
         if (!input?.value) return {};
-        await session.agent.writeStdin(meta.commandId, input.value).catch((e: unknown) => {
+        await rpc.exec.sendInput(session.org, session.record.id, meta.commandId, input.value).catch((e: unknown) => {
           throw connectErrorOf(e);
         });
         return {};
@@ -247,9 +241,11 @@ export class EnvdRpc {
           const e = req.event;
           if (e.case === "start") meta = rpc.find(session.record.id, e.value.process);
           else if (e.case === "data" && meta && e.value.input?.input.value) {
-            await session.agent.writeStdin(meta.commandId, e.value.input.input.value).catch((err: unknown) => {
-              throw connectErrorOf(err);
-            });
+            await rpc.exec
+              .sendInput(session.org, session.record.id, meta.commandId, e.value.input.input.value)
+              .catch((err: unknown) => {
+                throw connectErrorOf(err);
+              });
           }
         }
         return {};
@@ -258,16 +254,18 @@ export class EnvdRpc {
       async sendSignal(req, ctx) {
         const session = await rpc.session(ctx);
         const meta = rpc.find(session.record.id, req.process);
-        await session.agent.signalCommand(meta.commandId, signalNumber(req.signal)).catch((e: unknown) => {
-          throw connectErrorOf(e);
-        });
+        await rpc.exec
+          .signal(session.org, session.record.id, meta.commandId, signalNumber(req.signal))
+          .catch((e: unknown) => {
+            throw connectErrorOf(e);
+          });
         return {};
       },
 
       async closeStdin(req, ctx) {
         const session = await rpc.session(ctx);
         const meta = rpc.find(session.record.id, req.process);
-        await session.agent.closeStdin(meta.commandId).catch((e: unknown) => {
+        await rpc.exec.closeInput(session.org, session.record.id, meta.commandId).catch((e: unknown) => {
           throw connectErrorOf(e);
         });
         return {};
@@ -278,9 +276,11 @@ export class EnvdRpc {
         const meta = rpc.find(session.record.id, req.process);
         const size = req.pty?.size;
         if (size) {
-          await session.agent.resizeTerminal(meta.commandId, size.cols, size.rows).catch((e: unknown) => {
-            throw connectErrorOf(e);
-          });
+          await rpc.exec
+            .resizeTerminal(session.org, session.record.id, meta.commandId, size.cols, size.rows)
+            .catch((e: unknown) => {
+              throw connectErrorOf(e);
+            });
         }
         return {};
       },
@@ -295,7 +295,7 @@ export class EnvdRpc {
       async makeDir(req, ctx) {
         const session = await rpc.session(ctx);
         const target = session.resolve(req.path);
-        const created = await session.agent
+        const created = await session.files
           .mkdir(target, { parents: true, owner: { uid: session.account.uid, gid: session.account.gid } })
           .catch((e: unknown) => {
             throw connectErrorOf(e);
@@ -307,7 +307,7 @@ export class EnvdRpc {
       async move(req, ctx) {
         const session = await rpc.session(ctx);
         const to = session.resolve(req.destination);
-        await session.agent.move(session.resolve(req.source), to).catch((e: unknown) => {
+        await session.files.move(session.resolve(req.source), to).catch((e: unknown) => {
           throw connectErrorOf(e);
         });
         return { entry: await rpc.entry(session, to) };
@@ -318,7 +318,7 @@ export class EnvdRpc {
         const depth = req.depth || 1;
         const entries: EntryInfo[] = [];
         const walk = async (dir: string, level: number) => {
-          const listed = await session.agent.list(dir).catch((e: unknown) => {
+          const listed = await session.files.list(dir).catch((e: unknown) => {
             throw connectErrorOf(e);
           });
           for (const e of listed) {
@@ -332,7 +332,7 @@ export class EnvdRpc {
 
       async remove(req, ctx) {
         const session = await rpc.session(ctx);
-        await session.agent.remove(session.resolve(req.path), { recursive: true }).catch((e: unknown) => {
+        await session.files.remove(session.resolve(req.path), { recursive: true }).catch((e: unknown) => {
           throw connectErrorOf(e);
         });
         return {};
@@ -342,7 +342,7 @@ export class EnvdRpc {
         const session = await rpc.session(ctx);
         const root = session.resolve(req.path);
         const every = keepaliveMs(ctx);
-        const iterator = session.agent.watch(root, { recursive: req.recursive, signal: ctx.signal });
+        const iterator = session.files.watch(root, { recursive: req.recursive, signal: ctx.signal });
         let pending = iterator.next().catch((e: unknown) => {
           throw connectErrorOf(e);
         });
@@ -372,7 +372,7 @@ export class EnvdRpc {
         const abort = new AbortController();
         const watcherId = `w_${crypto.randomUUID()}`;
         const state = { sandboxId: session.record.id, events: [] as FilesystemEvent[], stop: () => abort.abort() };
-        const iterator = session.agent.watch(root, { recursive: req.recursive, signal: abort.signal });
+        const iterator = session.files.watch(root, { recursive: req.recursive, signal: abort.signal });
         const first = await iterator.next().catch((e: unknown) => {
           throw connectErrorOf(e);
         });
@@ -427,13 +427,13 @@ export class EnvdRpc {
   }
 
   private async entry(session: EnvdSession, p: string): Promise<EntryInfo> {
-    const e = await session.agent.stat(p).catch((err: unknown) => {
+    const e = await session.files.stat(p).catch((err: unknown) => {
       throw connectErrorOf(err);
     });
     return this.toEntry(session, e);
   }
 
-  private async toEntry(session: EnvdSession, e: AgentFileEntry): Promise<EntryInfo> {
+  private async toEntry(session: EnvdSession, e: SandboxFileInfo): Promise<EntryInfo> {
     const { owner, group } = await session.ownerOf(e);
     const type = e.type === "dir" ? FileType.DIRECTORY : e.type === "symlink" ? FileType.SYMLINK : FileType.FILE;
     return {

@@ -10,6 +10,7 @@ import { e2bRestDialect } from "./rest.js";
 export function e2bDialect(app: FastifyInstance, services: AppServices) {
   registerEnvd(app, {
     sandboxes: services.sandboxes,
+    files: services.files,
     exec: services.exec,
     ports: services.ports,
     maxUploadBytes: services.maxUploadBytes,

@@ -50,14 +50,14 @@ export function leap0Dialect(app: FastifyInstance, services: AppServices, env = 
 }
 
 function routes({ app, services, authenticate, parse }: DialectContext, maxSandboxes: number | undefined) {
-  const { sandboxes } = services;
+  const { sandboxes, warmPools } = services;
 
   // The app ignores trailing slashes: `/v1/sandbox/` (as documented) and `/v1/sandbox` both match.
   app.post("/v1/sandbox", async (request, reply) => {
     const org = await authenticate(request);
     const body = parseLeap0(createSandboxSchema, request.body ?? {});
     const params = parse(createSandboxRequestSchema, createRequestFrom(body));
-    const record = await sandboxes.create(org, params, maxSandboxes === undefined ? {} : { maxSandboxes });
+    const { record } = await warmPools.createSandbox(org, params, maxSandboxes === undefined ? {} : { maxSandboxes });
     reply.code(201);
     return sandboxOf(record);
   });

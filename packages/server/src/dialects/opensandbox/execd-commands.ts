@@ -2,7 +2,7 @@ import { type Command, type ExecStreamEvent, execRequestSchema } from "@sandpit/
 import type { AppServices } from "../../app.js";
 import { ApiError, validationError } from "../../errors.js";
 import type { ExecParams } from "../../services/exec-service.js";
-import { resolvePath, type SandboxAccess, SandboxAccounts } from "./execd-session.js";
+import { resolvePath, type SandboxAccess } from "./execd-session.js";
 import type { RunCommand } from "./schemas.js";
 
 /**
@@ -75,13 +75,13 @@ export function logLines(output: string, finished: boolean): { lines: string[]; 
 
 /** execd's command endpoints over Sandpit's exec service. */
 export class ExecdCommands {
-  constructor(private readonly services: Pick<AppServices, "exec" | "sandboxes">) {}
+  constructor(private readonly services: Pick<AppServices, "exec" | "files">) {}
 
   /** Sandpit exec parameters for an execd command (uid as the user; gid must be that user's group). */
   async params(access: SandboxAccess, body: RunCommand): Promise<ExecParams> {
     if (body.gid !== undefined) {
-      const { agent } = await this.services.sandboxes.requireRunning(access.org, access.record.id);
-      const account = await new SandboxAccounts(agent).user(String(body.uid));
+      const files = await this.services.files.open(access.org, access.record.id);
+      const account = await files.accounts.user(String(body.uid));
       const primary = account?.gid ?? body.uid!;
       if (body.gid !== primary) {
         throw new ApiError(

@@ -1,12 +1,11 @@
 import type { IncomingMessage } from "node:http";
 import path from "node:path";
 import { type Readable, Transform } from "node:stream";
-import type { AgentClient, AgentFileEntry } from "../../agent/agent-client.js";
 import type { AppServices } from "../../app.js";
 import { ApiError } from "../../errors.js";
 import { receiveMultipart } from "../../lib/upload-limit.js";
-import { mapAgentError } from "../../services/file-service.js";
-import { resolvePath, type SandboxAccess, SandboxAccounts } from "./execd-session.js";
+import type { SandboxFileInfo, SandboxFiles } from "../../services/sandbox-files.js";
+import { resolvePath, type SandboxAccess } from "./execd-session.js";
 import { fileMetadataSchema, type Permission } from "./schemas.js";
 
 /** execd's `FileInfo`. */
@@ -112,44 +111,29 @@ function parseMetadata(text: string) {
   return parsed.data;
 }
 
-/** One request's view of a sandbox's files: its agent, accounts and path rules. */
+/** One request's view of a sandbox's files: relative paths are relative to its working directory. */
 class FilesSession {
-  readonly accounts: SandboxAccounts;
-
   constructor(
     readonly access: SandboxAccess,
-    readonly agent: AgentClient,
-    private readonly explain: (id: string, e: unknown) => Promise<never>,
-  ) {
-    this.accounts = new SandboxAccounts(agent);
+    readonly files: SandboxFiles,
+  ) {}
+
+  get accounts() {
+    return this.files.accounts;
   }
 
   resolve(p: string): string {
     return resolvePath(this.access.record, p);
   }
 
-  /** Runs an agent call; its errors become API errors naming the path, a dead sandbox a 409. */
-  async call<T>(p: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (e) {
-      try {
-        mapAgentError(e, p);
-      } catch (mapped) {
-        if (mapped instanceof ApiError) throw mapped;
-      }
-      return this.explain(this.access.record.id, e);
-    }
-  }
-
-  async info(entry: AgentFileEntry): Promise<ExecdFileInfo> {
+  async info(entry: SandboxFileInfo): Promise<ExecdFileInfo> {
     const { owner, group } = await this.accounts.ownerNames(entry.uid, entry.gid);
     return {
       path: entry.path,
       type: entry.type === "dir" ? "directory" : entry.type,
       size: entry.size,
       modified_at: entry.mtime,
-      // The agent reports no birth time; the modification time is the closest it knows.
+      // The sandbox reports no birth time; the modification time is the closest it knows.
       created_at: entry.mtime,
       owner,
       group,
@@ -158,11 +142,11 @@ class FilesSession {
   }
 
   stat(p: string) {
-    return this.call(p, () => this.agent.stat(p));
+    return this.files.stat(p);
   }
 
   /** Whether a path exists; other errors are errors. */
-  async exists(p: string): Promise<AgentFileEntry | undefined> {
+  async exists(p: string): Promise<SandboxFileInfo | undefined> {
     try {
       return await this.stat(p);
     } catch (e) {
@@ -172,13 +156,13 @@ class FilesSession {
   }
 }
 
-/** execd's file and directory endpoints over the sandbox's agent. */
+/** execd's file and directory endpoints over the sandbox's files. */
 export class ExecdFiles {
-  constructor(private readonly services: Pick<AppServices, "sandboxes" | "exec" | "maxUploadBytes">) {}
+  constructor(private readonly services: Pick<AppServices, "files" | "exec" | "maxUploadBytes">) {}
 
   async open(access: SandboxAccess): Promise<FilesSession> {
-    const { agent } = await this.services.sandboxes.requireRunning(access.org, access.record.id);
-    return new FilesSession(access, agent, (id, e) => this.services.sandboxes.explainAgentFailure(id, e));
+    const files = await this.services.files.open(access.org, access.record.id, (p) => resolvePath(access.record, p));
+    return new FilesSession(access, files);
   }
 
   async info(access: SandboxAccess, paths: string[]): Promise<Record<string, ExecdFileInfo>> {
@@ -197,15 +181,12 @@ export class ExecdFiles {
     let metadata: Promise<ReturnType<typeof parseMetadata>> | undefined;
     let files = 0;
     const write = async (meta: ReturnType<typeof parseMetadata>, stream: Readable) => {
-      const target = s.resolve(meta.path);
       const owner = await s.accounts.ownerFor(meta, s.access.record.user, "metadata");
-      await s.call(meta.path, () =>
-        s.agent.writeFile(target, stream, {
-          mkdirs: true,
-          ...(meta.mode !== undefined ? { mode: modeFromExecd(meta.mode) } : {}),
-          ...(owner ? { owner } : {}),
-        }),
-      );
+      await s.files.write(meta.path, stream, {
+        mkdirs: true,
+        ...(meta.mode !== undefined ? { mode: modeFromExecd(meta.mode) } : {}),
+        ...(owner ? { owner } : {}),
+      });
     };
     await receiveMultipart(
       req,
@@ -239,7 +220,7 @@ export class ExecdFiles {
     const target = s.resolve(p);
     const entry = await s.stat(target);
     if (entry.type === "dir") throw new ApiError("bad_request", `${p} is a directory`);
-    const file = await s.call(p, () => s.agent.readFile(target));
+    const file = await s.files.read(p);
     const size = file.size;
     let span = parseRange(range.header, size);
     if (span === undefined && (range.offset !== undefined || range.limit !== undefined)) {
@@ -264,7 +245,7 @@ export class ExecdFiles {
       const entry = await s.exists(target);
       if (!entry) continue;
       if (entry.type === "dir") throw new ApiError("bad_request", `${p} is a directory: use DELETE /directories`);
-      await s.call(p, () => s.agent.remove(target));
+      await s.files.remove(p);
     }
   }
 
@@ -274,13 +255,13 @@ export class ExecdFiles {
       const target = s.resolve(p);
       if (target === "/") throw new ApiError("bad_request", "refusing to delete /");
       if (!(await s.exists(target))) continue;
-      await s.call(p, () => s.agent.remove(target, { recursive: true }));
+      await s.files.remove(p, { recursive: true });
     }
   }
 
   async move(access: SandboxAccess, moves: { src: string; dest: string }[]): Promise<void> {
     const s = await this.open(access);
-    for (const m of moves) await s.call(m.src, () => s.agent.move(s.resolve(m.src), s.resolve(m.dest)));
+    for (const m of moves) await s.files.move(m.src, m.dest);
   }
 
   /** `mkdir -p` for each path, with its mode and owner when it is created. */
@@ -288,13 +269,7 @@ export class ExecdFiles {
     const s = await this.open(access);
     for (const [p, perm] of Object.entries(dirs)) {
       const owner = await s.accounts.ownerFor(perm, s.access.record.user, p);
-      await s.call(p, () =>
-        s.agent.mkdir(s.resolve(p), {
-          parents: true,
-          mode: modeFromExecd(perm.mode ?? 755),
-          ...(owner ? { owner } : {}),
-        }),
-      );
+      await s.files.mkdir(p, { parents: true, mode: modeFromExecd(perm.mode ?? 755), ...(owner ? { owner } : {}) });
     }
   }
 
@@ -328,12 +303,11 @@ export class ExecdFiles {
     const s = await this.open(access);
     const counts: Record<string, { replacedCount: number }> = {};
     for (const [p, { old, new: replacement }] of Object.entries(entries)) {
-      const target = s.resolve(p);
-      const text = await s.call(p, () => s.agent.readText(target));
+      const text = await s.files.readText(p);
       const parts = text.split(old);
       counts[p] = { replacedCount: parts.length - 1 };
       if (parts.length > 1) {
-        await s.call(p, () => s.agent.writeFile(target, Buffer.from(parts.join(replacement), "utf8")));
+        await s.files.write(p, Buffer.from(parts.join(replacement), "utf8"));
       }
     }
     return counts;
@@ -352,7 +326,7 @@ export class ExecdFiles {
     const out: ExecdFileInfo[] = [];
     const walk = async (dir: string, level: number): Promise<void> => {
       if (level > depth) return;
-      for (const child of await s.call(dir, () => s.agent.list(dir))) {
+      for (const child of await s.files.list(dir)) {
         out.push(await s.info(child));
         if (child.type === "dir") await walk(child.path, level + 1);
       }
@@ -371,7 +345,7 @@ export class ExecdFiles {
     const out: ExecdFileInfo[] = [];
     let seen = 0;
     const walk = async (dir: string): Promise<void> => {
-      for (const child of await s.call(dir, () => s.agent.list(dir))) {
+      for (const child of await s.files.list(dir)) {
         if (++seen > MAX_SEARCH_ENTRIES) {
           throw new ApiError(
             "bad_request",
@@ -389,7 +363,7 @@ export class ExecdFiles {
   /** execd's metrics from the sandbox's /proc: CPU use over a short sample, memory in use. */
   async metrics(access: SandboxAccess) {
     const s = await this.open(access);
-    const read = (file: string) => s.call(file, () => s.agent.readText(file));
+    const read = (file: string) => s.files.readText(file);
     const cpuTimes = (stat: string) => {
       const fields = (stat.split("\n").find((l) => l.startsWith("cpu ")) ?? "")
         .trim()

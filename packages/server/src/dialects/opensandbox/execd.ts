@@ -57,10 +57,7 @@ function routes({ app, services, parse }: DialectContext) {
 
   app.get("/:sandboxId/ping", async (request: WithSandbox, reply) => {
     const access = await open(request);
-    const { agent } = await services.sandboxes.requireRunning(access.org, access.record.id);
-    await agent
-      .health({ timeoutMs: 2000 })
-      .catch((e: unknown) => services.sandboxes.explainAgentFailure(access.record.id, e));
+    await services.sandboxes.checkAgent(access.org, access.record.id, 2000);
     return reply.code(200).type("text/plain").send("");
   });
 

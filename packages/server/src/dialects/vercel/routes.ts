@@ -391,7 +391,7 @@ function routes({ app, services, authenticate, parse }: DialectContext) {
       const { id, cmdId } = request.params;
       // Checked up front: the stream starts at once, since a command may be quiet for long.
       await exec.get(org, id, cmdId);
-      await sandboxes.requireRunning(org, id);
+      await sandboxes.requireUsable(org, id);
       const abort = new AbortController();
       const events = exec.logs(org, id, cmdId, abort.signal);
       await sendNdjson(request, reply, logLines(events), () => abort.abort(), { startAtOnce: true });
@@ -429,7 +429,7 @@ function routes({ app, services, authenticate, parse }: DialectContext) {
           fields: [{ field: "x-cwd", rule: "invalid_format", message: "must be an absolute path" }],
         });
       }
-      const { record } = await sandboxes.requireRunning(org, request.params.id);
+      const record = await sandboxes.requireUsable(org, request.params.id);
       // The archive as sent may be as large as what it holds, plus its headers.
       const { body } = uploadBody(request.raw, services.maxUploadBytes, FRAMING_ALLOWANCE);
       await unpackArchive(body, extractDir, services.maxUploadBytes, {

@@ -67,7 +67,7 @@ function routes({ app, services, authenticate, parse }: DialectContext) {
     const org = await authenticate(request);
     const body = parse(createSandboxSchema, request.body ?? {});
     const params = parse(createSandboxRequestSchema, createRequestFrom(body));
-    const record = await sandboxes.create(org, params);
+    const { record } = await services.warmPools.createSandbox(org, params);
     reply.code(201);
     return sandboxOf(record);
   });
