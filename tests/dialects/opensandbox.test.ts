@@ -2,6 +2,7 @@
 // OPEN_SANDBOX_API_KEY, against Sandpit's OpenSandbox dialect; plus raw HTTP checks of the documented shapes.
 
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
 import path from "node:path";
 import { Sandbox, SandboxApiException, SandboxManager, type Sandbox as SandboxType } from "@alibaba-group/opensandbox";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -541,6 +542,42 @@ describe("OpenSandbox lifecycle API over raw HTTP", () => {
       const listed = await raw(
         "GET",
         `/v1/sandboxes?state=Pending&state=Running&state=Stopping&state=Terminated&metadata=${encodeURIComponent("orphan=yes")}`,
+      );
+      states = (listed.body as unknown as { items: Wire[] }).items.map((s) => s.status.state);
+      if (states.length === 1 && states[0] === "Terminated") break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(states).toEqual(["Terminated"]);
+  });
+
+  it("destroys a sandbox whose creator closed its connection right after sending the request", async () => {
+    // The whole request, then the socket closed at once: the server reads the request from its buffer and
+    // learns of the close before it has even authenticated the caller.
+    const body = JSON.stringify({
+      image: { uri: "base" },
+      timeout: 120,
+      entrypoint: ["sleep", "infinity"],
+      metadata: { orphan: "at-once" },
+    });
+    const { hostname, port } = new URL(server.url);
+    await new Promise<void>((resolve, reject) => {
+      const socket = connect(Number(port), hostname, () => {
+        socket.end(
+          `POST /opensandbox/v1/sandboxes HTTP/1.1\r\nHost: ${hostname}\r\nOPEN-SANDBOX-API-KEY: ${server.apiKey}\r\n` +
+            `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+          () => {
+            socket.destroy();
+            resolve();
+          },
+        );
+      });
+      socket.on("error", reject);
+    });
+    let states: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      const listed = await raw(
+        "GET",
+        `/v1/sandboxes?state=Pending&state=Running&state=Stopping&state=Terminated&metadata=${encodeURIComponent("orphan=at-once")}`,
       );
       states = (listed.body as unknown as { items: Wire[] }).items.map((s) => s.status.state);
       if (states.length === 1 && states[0] === "Terminated") break;

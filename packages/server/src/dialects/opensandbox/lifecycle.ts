@@ -152,7 +152,12 @@ function routes({ app, services, authenticate, parse }: DialectContext) {
     reply.raw.once("close", onClose);
     const record = await create();
     reply.raw.off("close", onClose);
-    if (gone) await sandboxes.destroyById(record.id, "client_disconnected");
+    // The client may have left before the listener was attached (during authentication or validation):
+    // its socket then is already closed, and no "close" comes any more.
+    const socket = reply.raw.socket;
+    if (gone || reply.raw.destroyed || !socket || socket.destroyed) {
+      await sandboxes.destroyById(record.id, "client_disconnected");
+    }
     return record;
   };
 
