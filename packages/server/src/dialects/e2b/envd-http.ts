@@ -5,7 +5,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { FastifyInstance } from "fastify";
 import { AgentError } from "../../agent/agent-client.js";
 import { ApiError } from "../../errors.js";
-import { receiveMultipart, uploadBody, writeUpload } from "../../lib/upload-limit.js";
+import { receiveMultipart, uploadBody, writeUpload } from "../../http/upload-limit.js";
 import type { ExecService } from "../../services/exec-service.js";
 import type { PortService } from "../../services/port-service.js";
 import type { SandboxService } from "../../services/sandbox-service.js";

@@ -2,7 +2,7 @@ import { createVolumeRequestSchema } from "@sandpit/contract";
 import type { FastifyRequest } from "fastify";
 import { z } from "zod";
 import { ApiError } from "../../errors.js";
-import { uploadBody, writeUpload } from "../../lib/upload-limit.js";
+import { uploadBody, writeUpload } from "../../http/upload-limit.js";
 import { bearerToken, type DialectContext } from "../dialect.js";
 import { volumeEntryStatOf, volumeOf } from "./mapping.js";
 

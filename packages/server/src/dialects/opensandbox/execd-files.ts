@@ -4,7 +4,7 @@ import { type Readable, Transform } from "node:stream";
 import type { AgentClient, AgentFileEntry } from "../../agent/agent-client.js";
 import type { AppServices } from "../../app.js";
 import { ApiError } from "../../errors.js";
-import { receiveMultipart } from "../../lib/upload-limit.js";
+import { receiveMultipart } from "../../http/upload-limit.js";
 import { mapAgentError } from "../../services/file-service.js";
 import { resolvePath, type SandboxAccess, SandboxAccounts } from "./execd-session.js";
 import { fileMetadataSchema, type Permission } from "./schemas.js";

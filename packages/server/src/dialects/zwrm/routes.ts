@@ -2,7 +2,7 @@ import { createSandboxRequestSchema } from "@sandpit/contract";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { AppServices } from "../../app.js";
 import { ApiError, notFound } from "../../errors.js";
-import { uploadBody, writeUpload } from "../../lib/upload-limit.js";
+import { uploadBody, writeUpload } from "../../http/upload-limit.js";
 import type { OrgRecord, SandboxRecord } from "../../store/store.js";
 import { bearerToken, type DialectContext, registerDialect, singleHeader } from "../dialect.js";
 import {
