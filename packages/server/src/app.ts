@@ -18,9 +18,7 @@ import { zwrmDialect } from "./dialects/zwrm/routes.js";
 import { ApiError, clientConnectionError, errorEnvelope, toApiError } from "./errors.js";
 import { recordIdempotentResponse } from "./http/idempotency.js";
 import { continueOnFirstRead } from "./http/upload-limit.js";
-import type { ImageService } from "./images/image-service.js";
 import { newRequestId } from "./lib/ids.js";
-import type { EgressAudit } from "./network/egress-audit.js";
 import { adminRoutes } from "./routes/admin.js";
 import { consoleRoutes } from "./routes/console.js";
 import { egressRoutes } from "./routes/egress.js";
@@ -38,51 +36,7 @@ import { templateRoutes } from "./routes/templates.js";
 import { terminalRoutes } from "./routes/terminals.js";
 import { volumeRoutes } from "./routes/volumes.js";
 import { webhookRoutes } from "./routes/webhooks.js";
-import type { AuthService } from "./services/auth-service.js";
-import type { EventService } from "./services/event-service.js";
-import type { ExecService } from "./services/exec-service.js";
-import type { FileService } from "./services/file-service.js";
-import type { IdempotencyService } from "./services/idempotency-service.js";
-import type { MetricsSampler } from "./services/metrics-sampler.js";
-import type { PortService } from "./services/port-service.js";
-import type { QuotaService } from "./services/quota-service.js";
-import type { SandboxService } from "./services/sandbox-service.js";
-import type { ServerMetrics } from "./services/server-metrics.js";
-import type { SnapshotService } from "./services/snapshot-service.js";
-import type { TemplateBuildService } from "./services/template-build-service.js";
-import type { TerminalService } from "./services/terminal-service.js";
-import type { VolumeService } from "./services/volume-service.js";
-import type { WarmPoolService } from "./services/warm-pool-service.js";
-import type { WebhookService } from "./services/webhook-service.js";
-import type { TemplateService } from "./templates/template-service.js";
-
-export interface AppServices {
-  auth: AuthService;
-  sandboxes: SandboxService;
-  exec: ExecService;
-  files: FileService;
-  templates: TemplateService;
-  templateBuilds: TemplateBuildService;
-  images: ImageService;
-  terminals: TerminalService;
-  egressAudit: EgressAudit;
-  ports: PortService;
-  idempotency: IdempotencyService;
-  quotas: QuotaService;
-  snapshots: SnapshotService;
-  warmPools: WarmPoolService;
-  events: EventService;
-  webhooks: WebhookService;
-  /** Per-sandbox resource samples. */
-  metricsSampler: MetricsSampler;
-  /** The server's Prometheus metrics. */
-  serverMetrics: ServerMetrics;
-  /** Serve `/metrics` without the admin key. */
-  metricsPublic: boolean;
-  adminKey: string | undefined;
-  maxUploadBytes: number;
-  volumes: VolumeService;
-}
+import type { AppServices } from "./services/index.js";
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 

@@ -2,10 +2,10 @@ import type { IncomingMessage } from "node:http";
 import path from "node:path";
 import { type Readable, Transform } from "node:stream";
 import type { AgentClient, AgentFileEntry } from "../../agent/agent-client.js";
-import type { AppServices } from "../../app.js";
 import { ApiError } from "../../errors.js";
 import { receiveMultipart } from "../../http/upload-limit.js";
 import { mapAgentError } from "../../services/file-service.js";
+import type { AppServices } from "../../services/index.js";
 import { resolvePath, type SandboxAccess, SandboxAccounts } from "./execd-session.js";
 import { fileMetadataSchema, type Permission } from "./schemas.js";
 

@@ -1,9 +1,9 @@
 import path from "node:path";
 import type { FastifyRequest } from "fastify";
 import type { AgentClient } from "../../agent/agent-client.js";
-import type { AppServices } from "../../app.js";
 import { ApiError } from "../../errors.js";
 import { findAccount } from "../../services/exec-service.js";
+import type { AppServices } from "../../services/index.js";
 import type { OrgRecord, SandboxRecord } from "../../store/store.js";
 import { singleHeader } from "../dialect.js";
 
