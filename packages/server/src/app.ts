@@ -17,6 +17,7 @@ import { vercelDialect } from "./dialects/vercel/routes.js";
 import { zwrmDialect } from "./dialects/zwrm/routes.js";
 import { ApiError, clientConnectionError, errorEnvelope, toApiError } from "./errors.js";
 import { recordIdempotentResponse } from "./http/idempotency.js";
+import { TrafficRouter } from "./http/traffic-router.js";
 import { continueOnFirstRead } from "./http/upload-limit.js";
 import { newRequestId } from "./lib/ids.js";
 import { adminRoutes } from "./routes/admin.js";
@@ -131,6 +132,10 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
     return services.auth.authenticate(key);
   };
 
+  // Traffic for sandboxes (envd, exposed ports) is recognised by one hook before routing.
+  const traffic = new TrafficRouter(services.ports.domain);
+  app.addHook("onRequest", traffic.hook);
+
   openApiRoutes(app, authenticate);
   consoleRoutes(app);
   sandboxRoutes(app, authenticate, services.sandboxes, services.warmPools);
@@ -138,9 +143,8 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   fileRoutes(app, authenticate, services.files, services.maxUploadBytes);
   templateRoutes(app, authenticate, services.templates, services.templateBuilds);
   imageRoutes(app, authenticate, services.images);
-  // Before the port proxy: its envd host names (49983-<id>.<domain>) are the dialect's.
-  e2bDialect(app, services);
-  portRoutes(app, authenticate, services.sandboxes, services.ports);
+  e2bDialect(app, traffic, services);
+  portRoutes(app, authenticate, services.sandboxes, services.ports, traffic);
   nullspaceDialect(app, services);
   zwrmDialect(app, services);
   leap0Dialect(app, services);

@@ -1,8 +1,9 @@
 import type http from "node:http";
 import { listPortsResponseSchema, networkPolicySchema, sandboxSchema } from "@sandpit/contract";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { ApiError } from "../errors.js";
 import { proxyHttp, proxyUpgrade } from "../http/proxy.js";
+import type { SandboxPortTarget, TrafficRouter } from "../http/traffic-router.js";
 import { onUpgrade, rejectUpgrade } from "../http/upgrades.js";
 import {
   type PortService,
@@ -24,8 +25,11 @@ interface ProxiedRequest {
   token: string | undefined;
 }
 
-/** Finds out whether a request is port traffic, by path or by host name, and what it targets. */
-function parseProxied(ports: PortService, req: http.IncomingMessage): ProxiedRequest | undefined {
+/**
+ * Finds out whether a request is port traffic, by the port its host name names (`byHost`) or by path,
+ * and what it targets.
+ */
+function parseProxied(req: http.IncomingMessage, byHost: SandboxPortTarget | undefined): ProxiedRequest | undefined {
   const url = new URL(req.url ?? "/", "http://x");
   let token = req.headers[TRAFFIC_TOKEN_HEADER] as string | undefined;
   if (url.searchParams.has(TRAFFIC_TOKEN_QUERY)) {
@@ -33,7 +37,6 @@ function parseProxied(ports: PortService, req: http.IncomingMessage): ProxiedReq
     url.searchParams.delete(TRAFFIC_TOKEN_QUERY);
   }
   const search = url.searchParams.size ? `?${url.searchParams.toString()}` : "";
-  const byHost = ports.parseHost(req.headers.host);
   if (byHost) return { ...byHost, upstreamPath: `${url.pathname}${search}`, token };
   const m = PATH_PATTERN.exec(req.url ?? "");
   if (!m) return undefined;
@@ -51,6 +54,7 @@ export function portRoutes(
   authenticate: Authenticate,
   sandboxes: SandboxService,
   ports: PortService,
+  traffic: TrafficRouter,
 ) {
   route(
     app,
@@ -88,9 +92,7 @@ export function portRoutes(
   );
 
   // Port traffic is recognised before routing, so that any method, path and body passes unparsed.
-  app.addHook("onRequest", async (request: FastifyRequest, reply) => {
-    const proxied = parseProxied(ports, request.raw);
-    if (!proxied) return;
+  const proxy = async (request: FastifyRequest, reply: FastifyReply, proxied: ProxiedRequest) => {
     let target: PortTarget;
     try {
       target = await ports.resolve(proxied.sandboxId, proxied.port, proxied.token);
@@ -100,13 +102,18 @@ export function portRoutes(
     }
     reply.hijack();
     proxyHttp(request.raw, reply.raw, target, proxied.upstreamPath);
-  });
+  };
+  traffic.onOtherPorts((request, reply, byHost) => proxy(request, reply, parseProxied(request.raw, byHost)!));
+  traffic.onPath(
+    (url) => PATH_PATTERN.test(url),
+    (request, reply) => proxy(request, reply, parseProxied(request.raw, undefined)!),
+  );
 
   onUpgrade(
     app,
-    (req) => parseProxied(ports, req) !== undefined,
+    (req) => parseProxied(req, traffic.sandboxPortOf(req)) !== undefined,
     (req, socket, head) => {
-      const proxied = parseProxied(ports, req)!;
+      const proxied = parseProxied(req, traffic.sandboxPortOf(req))!;
       ports.resolve(proxied.sandboxId, proxied.port, proxied.token).then(
         (target) => proxyUpgrade(req, socket, head, target, proxied.upstreamPath),
         (e: unknown) => rejectUpgrade(socket, e),
