@@ -16,10 +16,10 @@ import { openSandboxDialect } from "./dialects/opensandbox/index.js";
 import { vercelDialect } from "./dialects/vercel/routes.js";
 import { zwrmDialect } from "./dialects/zwrm/routes.js";
 import { ApiError, clientConnectionError, errorEnvelope, toApiError } from "./errors.js";
-import type { ImageService } from "./images/image-service.js";
+import { recordIdempotentResponse } from "./http/idempotency.js";
+import { TrafficRouter } from "./http/traffic-router.js";
+import { continueOnFirstRead } from "./http/upload-limit.js";
 import { newRequestId } from "./lib/ids.js";
-import { continueOnFirstRead } from "./lib/upload-limit.js";
-import type { EgressAudit } from "./network/egress-audit.js";
 import { adminRoutes } from "./routes/admin.js";
 import { consoleRoutes } from "./routes/console.js";
 import { egressRoutes } from "./routes/egress.js";
@@ -30,58 +30,14 @@ import { imageRoutes } from "./routes/images.js";
 import { metricsRoutes } from "./routes/metrics.js";
 import { openApiRoutes } from "./routes/openapi.js";
 import { portRoutes } from "./routes/ports.js";
-import { type Authenticate, recordIdempotentResponse } from "./routes/route.js";
+import type { Authenticate } from "./routes/route.js";
 import { sandboxRoutes } from "./routes/sandboxes.js";
 import { snapshotRoutes } from "./routes/snapshots.js";
 import { templateRoutes } from "./routes/templates.js";
 import { terminalRoutes } from "./routes/terminals.js";
 import { volumeRoutes } from "./routes/volumes.js";
 import { webhookRoutes } from "./routes/webhooks.js";
-import type { AuthService } from "./services/auth-service.js";
-import type { EventService } from "./services/event-service.js";
-import type { ExecService } from "./services/exec-service.js";
-import type { FileService } from "./services/file-service.js";
-import type { IdempotencyService } from "./services/idempotency-service.js";
-import type { MetricsSampler } from "./services/metrics-sampler.js";
-import type { PortService } from "./services/port-service.js";
-import type { QuotaService } from "./services/quota-service.js";
-import type { SandboxService } from "./services/sandbox-service.js";
-import type { ServerMetrics } from "./services/server-metrics.js";
-import type { SnapshotService } from "./services/snapshot-service.js";
-import type { TemplateBuildService } from "./services/template-build-service.js";
-import type { TerminalService } from "./services/terminal-service.js";
-import type { VolumeService } from "./services/volume-service.js";
-import type { WarmPoolService } from "./services/warm-pool-service.js";
-import type { WebhookService } from "./services/webhook-service.js";
-import type { TemplateService } from "./templates/template-service.js";
-
-export interface AppServices {
-  auth: AuthService;
-  sandboxes: SandboxService;
-  exec: ExecService;
-  files: FileService;
-  templates: TemplateService;
-  templateBuilds: TemplateBuildService;
-  images: ImageService;
-  terminals: TerminalService;
-  egressAudit: EgressAudit;
-  ports: PortService;
-  idempotency: IdempotencyService;
-  quotas: QuotaService;
-  snapshots: SnapshotService;
-  warmPools: WarmPoolService;
-  events: EventService;
-  webhooks: WebhookService;
-  /** Per-sandbox resource samples. */
-  metricsSampler: MetricsSampler;
-  /** The server's Prometheus metrics. */
-  serverMetrics: ServerMetrics;
-  /** Serve `/metrics` without the admin key. */
-  metricsPublic: boolean;
-  adminKey: string | undefined;
-  maxUploadBytes: number;
-  volumes: VolumeService;
-}
+import type { AppServices } from "./services/index.js";
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -176,6 +132,10 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
     return services.auth.authenticate(key);
   };
 
+  // Traffic for sandboxes (envd, exposed ports) is recognised by one hook before routing.
+  const traffic = new TrafficRouter(services.ports.domain);
+  app.addHook("onRequest", traffic.hook);
+
   openApiRoutes(app, authenticate);
   consoleRoutes(app);
   sandboxRoutes(app, authenticate, services.sandboxes, services.warmPools);
@@ -183,9 +143,8 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   fileRoutes(app, authenticate, services.files, services.maxUploadBytes);
   templateRoutes(app, authenticate, services.templates, services.templateBuilds);
   imageRoutes(app, authenticate, services.images);
-  // Before the port proxy: its envd host names (49983-<id>.<domain>) are the dialect's.
-  e2bDialect(app, services);
-  portRoutes(app, authenticate, services.sandboxes, services.ports);
+  e2bDialect(app, traffic, services);
+  portRoutes(app, authenticate, services.sandboxes, services.ports, traffic);
   nullspaceDialect(app, services);
   zwrmDialect(app, services);
   leap0Dialect(app, services);

@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { z } from "zod";
-import type { AppServices } from "../app.js";
 import { ApiError, toApiError, validationError } from "../errors.js";
+import type { AppServices } from "../services/index.js";
 import type { OrgRecord } from "../store/store.js";
 
 /**
@@ -19,10 +19,13 @@ export interface DialectSpec {
   errorReply(error: ApiError, request: FastifyRequest): { status: number; body: unknown };
 }
 
-/** What a dialect's routes get: the scoped Fastify instance and helpers bound to the dialect. */
-export interface DialectContext {
+/** The services every dialect needs: its keys are Sandpit API keys, its errors are counted. */
+export type DialectServices = Pick<AppServices, "auth" | "serverMetrics">;
+
+/** What a dialect's routes get: the scoped Fastify instance, its services and helpers bound to the dialect. */
+export interface DialectContext<S extends DialectServices = DialectServices> {
   app: FastifyInstance;
-  services: AppServices;
+  services: S;
   /** The caller's organisation, from the dialect's auth header; 401 in the dialect's shape otherwise. */
   authenticate(request: FastifyRequest): Promise<OrgRecord>;
   /** Parses with a zod schema; failures become Sandpit validation errors naming each field. */
@@ -68,11 +71,11 @@ export function sendDialectError(
  * (validation, not found, state conflicts, unexpected) answered in its shape. Routes stay out of
  * Sandpit's OpenAPI document: the provider's own document describes them.
  */
-export function registerDialect(
+export function registerDialect<S extends DialectServices>(
   app: FastifyInstance,
-  services: AppServices,
+  services: S,
   spec: DialectSpec,
-  routes: (ctx: DialectContext) => void,
+  routes: (ctx: DialectContext<S>) => void,
 ) {
   dialectsOf.set(app, [...(dialectsOf.get(app) ?? []), spec]);
   app.register(

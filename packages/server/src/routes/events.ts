@@ -1,7 +1,7 @@
 import { listEventsQuerySchema, listEventsResponseSchema, streamEventsQuerySchema } from "@sandpit/contract";
 import type { FastifyInstance } from "fastify";
 import { ApiError } from "../errors.js";
-import { writeOrWait } from "../lib/write-or-wait.js";
+import { writeOrWait } from "../http/write-or-wait.js";
 import { type EventService, toEvent } from "../services/event-service.js";
 import { type Authenticate, route } from "./route.js";
 

@@ -8,8 +8,8 @@ import {
 } from "@sandpit/contract";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
+import { sendNdjson, wantsNdjson } from "../http/streaming.js";
 import type { ExecService } from "../services/exec-service.js";
-import { sendNdjson, wantsNdjson } from "./ndjson.js";
 import { type Authenticate, route } from "./route.js";
 
 export function execRoutes(app: FastifyInstance, authenticate: Authenticate, exec: ExecService) {

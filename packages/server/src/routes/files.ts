@@ -8,9 +8,9 @@ import {
   writeFileResponseSchema,
 } from "@sandpit/contract";
 import type { FastifyInstance } from "fastify";
-import { uploadBody, writeUpload } from "../lib/upload-limit.js";
+import { sendNdjson } from "../http/streaming.js";
+import { uploadBody, writeUpload } from "../http/upload-limit.js";
 import type { FileService } from "../services/file-service.js";
-import { sendNdjson } from "./ndjson.js";
 import { type Authenticate, route } from "./route.js";
 
 export function fileRoutes(app: FastifyInstance, authenticate: Authenticate, files: FileService, maxUpload: number) {

@@ -1,7 +1,7 @@
 import { imageSchema, listImagesResponseSchema, pullImageRequestSchema } from "@sandpit/contract";
 import type { FastifyInstance } from "fastify";
+import { sendNdjson, wantsNdjson } from "../http/streaming.js";
 import type { ImageService } from "../images/image-service.js";
-import { sendNdjson, wantsNdjson } from "./ndjson.js";
 import { type Authenticate, route } from "./route.js";
 
 export function imageRoutes(app: FastifyInstance, authenticate: Authenticate, images: ImageService) {

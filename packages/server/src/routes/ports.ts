@@ -1,9 +1,10 @@
-import http from "node:http";
-import net from "node:net";
-import type { Duplex } from "node:stream";
+import type http from "node:http";
 import { listPortsResponseSchema, networkPolicySchema, sandboxSchema } from "@sandpit/contract";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { ApiError } from "../errors.js";
+import { proxyHttp, proxyUpgrade } from "../http/proxy.js";
+import type { SandboxPortTarget, TrafficRouter } from "../http/traffic-router.js";
+import { onUpgrade, rejectUpgrade } from "../http/upgrades.js";
 import {
   type PortService,
   type PortTarget,
@@ -13,20 +14,8 @@ import {
 import type { SandboxService } from "../services/sandbox-service.js";
 import { toSandbox } from "../services/sandbox-service.js";
 import { type Authenticate, route } from "./route.js";
-import { onUpgrade, rejectUpgrade } from "./upgrades.js";
 
 const PATH_PATTERN = /^\/v1\/sandboxes\/(sbx_[a-z2-7]{20})\/ports\/(\d{1,5})(\/[^?]*)?(\?.*)?$/;
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "transfer-encoding",
-  "upgrade",
-  "te",
-  "trailer",
-  TRAFFIC_TOKEN_HEADER,
-]);
-const upstreamAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
 interface ProxiedRequest {
   sandboxId: string;
@@ -36,8 +25,11 @@ interface ProxiedRequest {
   token: string | undefined;
 }
 
-/** Finds out whether a request is port traffic, by path or by host name, and what it targets. */
-function parseProxied(ports: PortService, req: http.IncomingMessage): ProxiedRequest | undefined {
+/**
+ * Finds out whether a request is port traffic, by the port its host name names (`byHost`) or by path,
+ * and what it targets.
+ */
+function parseProxied(req: http.IncomingMessage, byHost: SandboxPortTarget | undefined): ProxiedRequest | undefined {
   const url = new URL(req.url ?? "/", "http://x");
   let token = req.headers[TRAFFIC_TOKEN_HEADER] as string | undefined;
   if (url.searchParams.has(TRAFFIC_TOKEN_QUERY)) {
@@ -45,84 +37,11 @@ function parseProxied(ports: PortService, req: http.IncomingMessage): ProxiedReq
     url.searchParams.delete(TRAFFIC_TOKEN_QUERY);
   }
   const search = url.searchParams.size ? `?${url.searchParams.toString()}` : "";
-  const byHost = ports.parseHost(req.headers.host);
   if (byHost) return { ...byHost, upstreamPath: `${url.pathname}${search}`, token };
   const m = PATH_PATTERN.exec(req.url ?? "");
   if (!m) return undefined;
   const rest = new URL(m[3] ?? "/", "http://x").pathname;
   return { sandboxId: m[1]!, port: Number(m[2]), upstreamPath: `${rest}${search}`, token };
-}
-
-function forwardHeaders(req: http.IncomingMessage): http.OutgoingHttpHeaders {
-  const headers: http.OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
-  headers["x-forwarded-for"] = req.socket.remoteAddress ?? "";
-  headers["x-forwarded-host"] = req.headers.host ?? "";
-  return headers;
-}
-
-function sendError(res: http.ServerResponse, e: unknown) {
-  const error = e instanceof ApiError ? e : new ApiError("upstream_unavailable", `upstream failed: ${String(e)}`);
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  res.writeHead(error.status, { "content-type": "application/json" });
-  res.end(JSON.stringify({ error: { code: error.code, message: error.message } }));
-}
-
-/** Streams one HTTP exchange to the sandbox's port and back (bodies are never buffered). */
-export function proxyHttp(req: http.IncomingMessage, res: http.ServerResponse, target: PortTarget, path: string) {
-  const upstream = http.request(
-    {
-      host: target.host,
-      port: target.port,
-      method: req.method,
-      path,
-      headers: forwardHeaders(req),
-      agent: upstreamAgent,
-    },
-    (up) => {
-      const headers: http.OutgoingHttpHeaders = {};
-      for (const [k, v] of Object.entries(up.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
-      res.writeHead(up.statusCode ?? 502, headers);
-      res.flushHeaders();
-      up.pipe(res);
-    },
-  );
-  upstream.setNoDelay(true);
-  upstream.on("error", (e) =>
-    sendError(res, new ApiError("upstream_unavailable", `nothing answers on port ${target.port}: ${e.message}`)),
-  );
-  res.on("close", () => {
-    if (!res.writableFinished) upstream.destroy();
-  });
-  req.pipe(upstream);
-}
-
-/** Tunnels a WebSocket (or any Upgrade) to the sandbox's port. */
-function proxyUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, target: PortTarget, path: string) {
-  const upstream = net.connect(target.port, target.host, () => {
-    const lines = [`${req.method} ${path} HTTP/1.1`];
-    for (let i = 0; i < req.rawHeaders.length; i += 2) {
-      const name = req.rawHeaders[i]!;
-      if (name.toLowerCase() === TRAFFIC_TOKEN_HEADER) continue;
-      lines.push(`${name}: ${req.rawHeaders[i + 1]}`);
-    }
-    upstream.write(`${lines.join("\r\n")}\r\n\r\n`);
-    if (head.length) upstream.write(head);
-    upstream.pipe(socket);
-    socket.pipe(upstream);
-  });
-  upstream.setNoDelay(true);
-  const close = () => {
-    upstream.destroy();
-    socket.destroy();
-  };
-  upstream.on("error", close);
-  socket.on("error", close);
-  upstream.on("close", close);
-  socket.on("close", close);
 }
 
 /**
@@ -135,6 +54,7 @@ export function portRoutes(
   authenticate: Authenticate,
   sandboxes: SandboxService,
   ports: PortService,
+  traffic: TrafficRouter,
 ) {
   route(
     app,
@@ -172,9 +92,7 @@ export function portRoutes(
   );
 
   // Port traffic is recognised before routing, so that any method, path and body passes unparsed.
-  app.addHook("onRequest", async (request: FastifyRequest, reply) => {
-    const proxied = parseProxied(ports, request.raw);
-    if (!proxied) return;
+  const proxy = async (request: FastifyRequest, reply: FastifyReply, proxied: ProxiedRequest) => {
     let target: PortTarget;
     try {
       target = await ports.resolve(proxied.sandboxId, proxied.port, proxied.token);
@@ -184,13 +102,18 @@ export function portRoutes(
     }
     reply.hijack();
     proxyHttp(request.raw, reply.raw, target, proxied.upstreamPath);
-  });
+  };
+  traffic.onOtherPorts((request, reply, byHost) => proxy(request, reply, parseProxied(request.raw, byHost)!));
+  traffic.onPath(
+    (url) => PATH_PATTERN.test(url),
+    (request, reply) => proxy(request, reply, parseProxied(request.raw, undefined)!),
+  );
 
   onUpgrade(
     app,
-    (req) => parseProxied(ports, req) !== undefined,
+    (req) => parseProxied(req, traffic.sandboxPortOf(req)) !== undefined,
     (req, socket, head) => {
-      const proxied = parseProxied(ports, req)!;
+      const proxied = parseProxied(req, traffic.sandboxPortOf(req))!;
       ports.resolve(proxied.sandboxId, proxied.port, proxied.token).then(
         (target) => proxyUpgrade(req, socket, head, target, proxied.upstreamPath),
         (e: unknown) => rejectUpgrade(socket, e),

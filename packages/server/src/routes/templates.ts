@@ -6,9 +6,9 @@ import {
   templateSchema,
 } from "@sandpit/contract";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { sendNdjson, wantsNdjson } from "../http/streaming.js";
 import type { TemplateBuildService } from "../services/template-build-service.js";
 import type { TemplateBuild, TemplateService } from "../templates/template-service.js";
-import { sendNdjson, wantsNdjson } from "./ndjson.js";
 import { type Authenticate, route } from "./route.js";
 
 /** The events of a build: what happened so far, then new ones until it is done. */

@@ -7,10 +7,10 @@ import {
 } from "@sandpit/contract";
 import type { FastifyInstance } from "fastify";
 import { WebSocketServer } from "ws";
+import { onUpgrade, rejectUpgrade } from "../http/upgrades.js";
 import type { AuthService } from "../services/auth-service.js";
 import type { TerminalService } from "../services/terminal-service.js";
 import { type Authenticate, route } from "./route.js";
-import { onUpgrade, rejectUpgrade } from "./upgrades.js";
 
 const TERMINAL_SOCKET = /^\/v1\/sandboxes\/([^/?]+)\/terminals\/([^/?]+)(?:\?|$)/;
 

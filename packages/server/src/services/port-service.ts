@@ -4,7 +4,6 @@ import type { SandboxService } from "./sandbox-service.js";
 
 export const TRAFFIC_TOKEN_HEADER = "x-sandpit-traffic-token";
 export const TRAFFIC_TOKEN_QUERY = "sandpit_token";
-const HOST_PATTERN = /^(\d{1,5})-(sbx_[a-z2-7]{20})\./;
 
 export interface PortTarget {
   sandboxId: string;
@@ -22,16 +21,6 @@ export class PortService {
     private readonly sandboxes: SandboxService,
     readonly domain: string | undefined,
   ) {}
-
-  /** `{port}-{id}.{domain}` → the port and sandbox, when the Host header names one. */
-  parseHost(host: string | undefined): { sandboxId: string; port: number } | undefined {
-    if (!this.domain || !host) return undefined;
-    const name = host.replace(/:\d+$/, "").toLowerCase();
-    if (!name.endsWith(`.${this.domain}`)) return undefined;
-    const m = HOST_PATTERN.exec(name);
-    if (!m || name !== `${m[1]}-${m[2]}.${this.domain}`) return undefined;
-    return { sandboxId: m[2]!, port: Number(m[1]) };
-  }
 
   /** Checks the token and returns where to send the traffic; errors are API errors (401/403/404/409). */
   async resolve(sandboxId: string, port: number, token: string | undefined): Promise<PortTarget> {

@@ -7,7 +7,7 @@ import type { z } from "zod";
 import { type AgentClient, AgentError } from "../agent/agent-client.js";
 import { ApiError } from "../errors.js";
 import { CommandFailedError, runCommand } from "../lib/run-command.js";
-import { assertArchiveWithinLimit } from "../lib/upload-limit.js";
+import { assertArchiveWithinLimit } from "../lib/upload-budget.js";
 import type { SandboxRuntime } from "../runtime/runtime.js";
 import type { OrgRecord, SandboxRecord } from "../store/store.js";
 import { DockerfileError, type DockerfileStep, expandVars, parseDockerfile } from "../templates/dockerfile.js";

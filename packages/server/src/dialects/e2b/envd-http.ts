@@ -2,13 +2,12 @@ import type http from "node:http";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import type { FastifyInstance } from "fastify";
 import { ApiError } from "../../errors.js";
-import { receiveMultipart, uploadBody, writeUpload } from "../../lib/upload-limit.js";
+import type { TrafficRouter } from "../../http/traffic-router.js";
+import { receiveMultipart, uploadBody, writeUpload } from "../../http/upload-limit.js";
 import { AgentFailure } from "../../services/agent-failures.js";
 import type { ExecService } from "../../services/exec-service.js";
 import type { FileService } from "../../services/file-service.js";
-import type { PortService } from "../../services/port-service.js";
 import type { SandboxService } from "../../services/sandbox-service.js";
 import { EnvdRpc } from "./envd-rpc.js";
 import { basicUser, type EnvdSession, EnvdSessions } from "./envd-session.js";
@@ -44,14 +43,8 @@ function sendError(res: http.ServerResponse, e: unknown) {
  * `E2b-Sandbox-Id` header under `/e2b/envd`, or by the host name `49983-<id>.<SANDPIT_DOMAIN>`.
  */
 export function registerEnvd(
-  app: FastifyInstance,
-  deps: {
-    sandboxes: SandboxService;
-    files: FileService;
-    exec: ExecService;
-    ports: PortService;
-    maxUploadBytes: number;
-  },
+  traffic: TrafficRouter,
+  deps: { sandboxes: SandboxService; files: FileService; exec: ExecService; maxUploadBytes: number },
 ) {
   const { maxUploadBytes } = deps;
   const sessions = new EnvdSessions(deps.sandboxes, deps.files);
@@ -139,25 +132,24 @@ export function registerEnvd(
     }
   }
 
-  // Before routing (and before the port proxy): envd requests are streamed, any method, unparsed body.
-  app.addHook("onRequest", async (request, reply) => {
-    const raw = request.raw;
-    const url = raw.url ?? "/";
-    if (url === ENVD_PATH_PREFIX || url.startsWith(`${ENVD_PATH_PREFIX}/`) || url.startsWith(`${ENVD_PATH_PREFIX}?`)) {
+  // Before routing: envd requests are streamed, any method, unparsed body.
+  traffic.onPath(
+    (url) =>
+      url === ENVD_PATH_PREFIX || url.startsWith(`${ENVD_PATH_PREFIX}/`) || url.startsWith(`${ENVD_PATH_PREFIX}?`),
+    async (request, reply) => {
+      const raw = request.raw;
       reply.hijack();
       const header = raw.headers["e2b-sandbox-id"];
       await handle(
         raw,
         reply.raw,
         typeof header === "string" ? header : undefined,
-        url.slice(ENVD_PATH_PREFIX.length) || "/",
+        (raw.url ?? "/").slice(ENVD_PATH_PREFIX.length) || "/",
       );
-      return;
-    }
-    const byHost = deps.ports.parseHost(raw.headers.host);
-    if (byHost?.port === ENVD_PORT) {
-      reply.hijack();
-      await handle(raw, reply.raw, byHost.sandboxId, url);
-    }
+    },
+  );
+  traffic.onPort(ENVD_PORT, async (request, reply, target) => {
+    reply.hijack();
+    await handle(request.raw, reply.raw, target.sandboxId, request.raw.url ?? "/");
   });
 }

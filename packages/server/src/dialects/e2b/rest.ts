@@ -1,8 +1,8 @@
 import { createSandboxRequestSchema, type NetworkPolicy, networkPolicySchema } from "@sandpit/contract";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
-import type { AppServices } from "../../app.js";
 import { ApiError, toApiError } from "../../errors.js";
+import type { AppServices } from "../../services/index.js";
 import type { OrgRecord, SandboxRecord } from "../../store/store.js";
 import { type DialectContext, registerDialect, singleHeader } from "../dialect.js";
 import {
@@ -17,7 +17,7 @@ import {
   sandboxOf,
   stateOf,
 } from "./mapping.js";
-import { e2bVolumeRoutes } from "./volumes.js";
+import { type E2bVolumeServices, e2bVolumeRoutes } from "./volumes.js";
 
 const timeoutBodySchema = z.object({ timeout: z.number().int().min(0) }).passthrough();
 const connectBodySchema = z.object({ timeout: z.number().int().min(0).optional() }).passthrough();
@@ -45,6 +45,10 @@ const SNAPSHOT_ID = /^snp_[a-z2-7]{20}$/;
 /** Seconds (E2B) → milliseconds within Sandpit's bounds. */
 const timeoutMs = (seconds: number) => Math.min(24 * 3600, Math.max(1, seconds)) * 1000;
 
+/** What E2B's REST API uses. */
+export type E2bRestServices = E2bVolumeServices &
+  Pick<AppServices, "sandboxes" | "warmPools" | "snapshots" | "metricsSampler">;
+
 /**
  * E2B's REST API under `/e2b` (set `E2B_API_URL=http://<sandpit>/e2b`): sandboxes (create, get, list,
  * kill, timeout, pause, connect/resume, refresh, network), snapshots, volumes and their content. Keys go in `X-API-KEY`; errors are
@@ -52,7 +56,7 @@ const timeoutMs = (seconds: number) => Math.min(24 * 3600, Math.max(1, seconds))
  */
 export function e2bRestDialect(
   app: Parameters<typeof registerDialect>[0],
-  services: AppServices,
+  services: E2bRestServices,
   domain: string | null,
 ) {
   registerDialect(
@@ -79,7 +83,7 @@ export function e2bRestDialect(
   );
 }
 
-function routes({ app, services, authenticate, parse }: DialectContext, domain: string | null) {
+function routes({ app, services, authenticate, parse }: DialectContext<E2bRestServices>, domain: string | null) {
   const { sandboxes, warmPools, snapshots } = services;
 
   /** A sandbox of the caller's organisation that is not destroyed; 404 otherwise. */

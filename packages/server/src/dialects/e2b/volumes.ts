@@ -2,7 +2,9 @@ import { createVolumeRequestSchema } from "@sandpit/contract";
 import type { FastifyRequest } from "fastify";
 import { z } from "zod";
 import { ApiError } from "../../errors.js";
-import { uploadBody, writeUpload } from "../../lib/upload-limit.js";
+import { uploadBody, writeUpload } from "../../http/upload-limit.js";
+import type { AppServices } from "../../services/index.js";
+import type { DialectServices } from "../dialect.js";
 import { bearerToken, type DialectContext } from "../dialect.js";
 import { volumeEntryStatOf, volumeOf } from "./mapping.js";
 
@@ -23,6 +25,9 @@ const ownershipBody = z.object({
   mode: z.number().int().min(0).max(0o7777).optional(),
 });
 
+/** What E2B's volume routes use. */
+export type E2bVolumeServices = DialectServices & Pick<AppServices, "volumes" | "maxUploadBytes">;
+
 /**
  * E2B's volumes over Sandpit's named volumes: `POST/GET /volumes`, `GET/DELETE /volumes/{volumeID}`
  * (X-API-KEY), and the volume content API `/volumecontent/{volumeID}/{dir,path,file}` authenticated by
@@ -30,7 +35,7 @@ const ownershipBody = z.object({
  * (set it to the same `http://<sandpit>/e2b` as `E2B_API_URL`). Content calls work on the volume's disk
  * on the host and never follow a symlink a sandbox planted in it.
  */
-export function e2bVolumeRoutes({ app, services, authenticate, parse }: DialectContext) {
+export function e2bVolumeRoutes({ app, services, authenticate, parse }: DialectContext<E2bVolumeServices>) {
   const { volumes } = services;
 
   /** The caller's volume by E2B's volumeID (Sandpit's volume id); 404 for anything else. */

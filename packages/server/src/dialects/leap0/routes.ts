@@ -1,8 +1,8 @@
 import { createSandboxRequestSchema } from "@sandpit/contract";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { z } from "zod";
-import type { AppServices } from "../../app.js";
-import { bearerToken, type DialectContext, registerDialect, singleHeader } from "../dialect.js";
+import type { AppServices } from "../../services/index.js";
+import { bearerToken, type DialectContext, type DialectServices, registerDialect, singleHeader } from "../dialect.js";
 import {
   createRequestFrom,
   errorReplyOf,
@@ -33,13 +33,16 @@ function parseLeap0<T extends z.ZodType>(schema: T, value: unknown): z.output<T>
   return result.data;
 }
 
+/** What the Leap0 dialect uses. */
+export type Leap0Services = DialectServices & Pick<AppServices, "sandboxes" | "warmPools">;
+
 /**
  * Leap0 under `/leap0` (base URL `http://<sandpit>/leap0`): `POST /v1/sandbox/` as its document shows
  * it, and get, delete, pause, resume and list. Keys are Sandpit keys, sent as `Authorization: Bearer` or
  * `leap0-authorization`. The per-organisation sandbox limit is SANDPIT_LEAP0_MAX_SANDBOXES (default 3),
  * applied together with the organisation's Sandpit quota: the lower one wins.
  */
-export function leap0Dialect(app: FastifyInstance, services: AppServices, env = process.env) {
+export function leap0Dialect(app: FastifyInstance, services: Leap0Services, env = process.env) {
   const maxSandboxes = leap0MaxSandboxes(env.SANDPIT_LEAP0_MAX_SANDBOXES);
   registerDialect(
     app,
@@ -49,7 +52,10 @@ export function leap0Dialect(app: FastifyInstance, services: AppServices, env = 
   );
 }
 
-function routes({ app, services, authenticate, parse }: DialectContext, maxSandboxes: number | undefined) {
+function routes(
+  { app, services, authenticate, parse }: DialectContext<Leap0Services>,
+  maxSandboxes: number | undefined,
+) {
   const { sandboxes, warmPools } = services;
 
   // The app ignores trailing slashes: `/v1/sandbox/` (as documented) and `/v1/sandbox` both match.

@@ -1,12 +1,12 @@
 import { createSandboxRequestSchema } from "@sandpit/contract";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { AppServices } from "../../app.js";
 import { ApiError } from "../../errors.js";
-import { proxyHttp } from "../../routes/ports.js";
-import { claimIdempotencyKey } from "../../routes/route.js";
+import { claimIdempotencyKey } from "../../http/idempotency.js";
+import { proxyHttp } from "../../http/proxy.js";
+import type { AppServices } from "../../services/index.js";
 import type { VolumeService } from "../../services/volume-service.js";
 import type { OrgRecord } from "../../store/store.js";
-import { bearerToken, type DialectContext, registerDialect, singleHeader } from "../dialect.js";
+import { bearerToken, type DialectContext, type DialectServices, registerDialect, singleHeader } from "../dialect.js";
 import { createRequestFrom, errorReplyOf, isVolumeId, sandboxOf, TRAFFIC_ACCESS_TOKEN_HEADER } from "./mapping.js";
 import { createSandboxSchema, type NullspaceCreateSandbox } from "./schemas.js";
 
@@ -47,6 +47,9 @@ async function withVolumeNames(
   return { ...body, volumes: resolved };
 }
 
+/** What the Nullspace dialect uses. */
+export type NullspaceServices = DialectServices & Pick<AppServices, "sandboxes" | "warmPools" | "ports" | "volumes">;
+
 /**
  * Nullspace under `/nullspace` (base URL `http://<sandpit>/nullspace`): `POST /v1/sandboxes` with its
  * required Idempotency-Key (shared `volumes` by name or id included), `GET`/`DELETE /v1/sandboxes/{id}`,
@@ -54,7 +57,7 @@ async function withVolumeNames(
  * `/v1/sandboxes/{id}/proxy/{port}/…` guarded by `x-nullspace-traffic-access-token`. Keys are Sandpit
  * keys sent as `Authorization: Bearer`.
  */
-export function nullspaceDialect(app: FastifyInstance, services: AppServices) {
+export function nullspaceDialect(app: FastifyInstance, services: NullspaceServices) {
   registerDialect(
     app,
     services,
@@ -68,7 +71,7 @@ export function nullspaceDialect(app: FastifyInstance, services: AppServices) {
   );
 }
 
-function routes({ app, services, authenticate, parse }: DialectContext) {
+function routes({ app, services, authenticate, parse }: DialectContext<NullspaceServices>) {
   const { sandboxes, warmPools, ports, volumes } = services;
 
   app.post("/v1/sandboxes", async (request, reply) => {

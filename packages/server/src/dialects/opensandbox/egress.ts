@@ -1,8 +1,8 @@
 import { type NetworkPolicy, networkPolicySchema as sandpitPolicySchema } from "@sandpit/contract";
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import type { AppServices } from "../../app.js";
 import { ApiError } from "../../errors.js";
-import { type DialectContext, registerDialect } from "../dialect.js";
+import type { AppServices } from "../../services/index.js";
+import { type DialectContext, type DialectServices, registerDialect } from "../dialect.js";
 import { execdErrorReply } from "./errors.js";
 import { accessSandbox } from "./execd-session.js";
 import { EGRESS_PREFIX } from "./lifecycle.js";
@@ -11,12 +11,15 @@ import { deleteRulesSchema, type OpenSandboxNetworkPolicy, patchRulesSchema } fr
 
 type WithSandbox = FastifyRequest<{ Params: { sandboxId: string } }>;
 
+/** What OpenSandbox's egress sidecar API uses. */
+export type EgressServices = DialectServices & Pick<AppServices, "sandboxes">;
+
 /**
  * OpenSandbox's egress sidecar `/policy` for every Sandpit sandbox, at `/opensandbox/egress/<sandboxId>`
  * (the endpoint handed out for port 18080): read the policy, patch rules, delete rules. Changes apply at
  * once through Sandpit's egress policy; credential brokering transforms set elsewhere are kept.
  */
-export function egressDialect(app: FastifyInstance, services: AppServices) {
+export function egressDialect(app: FastifyInstance, services: EgressServices) {
   registerDialect(
     app,
     services,
@@ -34,7 +37,7 @@ function statusOf(policy: Required<OpenSandboxNetworkPolicy>) {
   return { status: "ok", mode: egressModeOf(policy), enforcementMode: "dns+nft", policy };
 }
 
-function routes({ app, services, parse }: DialectContext) {
+function routes({ app, services, parse }: DialectContext<EgressServices>) {
   const { sandboxes } = services;
   const open = (request: WithSandbox) => accessSandbox(services, request, request.params.sandboxId, "egress");
 

@@ -1,7 +1,7 @@
 import { type Command, type ExecStreamEvent, execRequestSchema } from "@sandpit/contract";
-import type { AppServices } from "../../app.js";
 import { ApiError, validationError } from "../../errors.js";
 import type { ExecParams } from "../../services/exec-service.js";
+import type { AppServices } from "../../services/index.js";
 import { resolvePath, type SandboxAccess } from "./execd-session.js";
 import type { RunCommand } from "./schemas.js";
 

@@ -1,9 +1,9 @@
 import type { IncomingMessage } from "node:http";
 import path from "node:path";
 import { type Readable, Transform } from "node:stream";
-import type { AppServices } from "../../app.js";
 import { ApiError } from "../../errors.js";
-import { receiveMultipart } from "../../lib/upload-limit.js";
+import { receiveMultipart } from "../../http/upload-limit.js";
+import type { AppServices } from "../../services/index.js";
 import type { SandboxFileInfo, SandboxFiles } from "../../services/sandbox-files.js";
 import { resolvePath, type SandboxAccess } from "./execd-session.js";
 import { fileMetadataSchema, type Permission } from "./schemas.js";

@@ -1,7 +1,7 @@
 import path from "node:path";
 import type { FastifyRequest } from "fastify";
-import type { AppServices } from "../../app.js";
 import { ApiError } from "../../errors.js";
+import type { AppServices } from "../../services/index.js";
 import type { OrgRecord, SandboxRecord } from "../../store/store.js";
 import { singleHeader } from "../dialect.js";
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { AppServices } from "../../app.js";
 import { ApiError } from "../../errors.js";
-import { type DialectContext, registerDialect } from "../dialect.js";
+import type { AppServices } from "../../services/index.js";
+import { type DialectContext, type DialectServices, registerDialect } from "../dialect.js";
 import { execdErrorReply } from "./errors.js";
 import { ExecdCommands } from "./execd-commands.js";
 import { ExecdFiles } from "./execd-files.js";
@@ -27,13 +27,16 @@ type WithSandbox<T = object> = FastifyRequest<{ Params: { sandboxId: string } & 
 /** How long a `/metrics/watch` stream waits between samples. */
 const METRICS_EVERY_MS = 1000;
 
+/** What OpenSandbox's execd API uses. */
+export type ExecdServices = DialectServices & Pick<AppServices, "sandboxes" | "exec" | "files" | "maxUploadBytes">;
+
 /**
  * OpenSandbox's in-sandbox execd API for every Sandpit sandbox, at `/opensandbox/execd/<sandboxId>` (the
  * endpoint the lifecycle API hands out for port 44772): ping, commands with SSE streaming, background
  * commands with status and logs, files, directories and metrics. Callers send the sandbox's
  * `X-EXECD-ACCESS-TOKEN` or an API key of its organisation.
  */
-export function execdDialect(app: FastifyInstance, services: AppServices) {
+export function execdDialect(app: FastifyInstance, services: ExecdServices) {
   registerDialect(
     app,
     services,
@@ -47,7 +50,7 @@ export function execdDialect(app: FastifyInstance, services: AppServices) {
   );
 }
 
-function routes({ app, services, parse }: DialectContext) {
+function routes({ app, services, parse }: DialectContext<ExecdServices>) {
   const commands = new ExecdCommands(services);
   const files = new ExecdFiles(services);
   const open = (request: WithSandbox) => accessSandbox(services, request, request.params.sandboxId, "execd");

@@ -1,10 +1,10 @@
 import { createSandboxRequestSchema, createVolumeRequestSchema, limits } from "@sandpit/contract";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
-import type { AppServices } from "../../app.js";
 import { ApiError } from "../../errors.js";
+import type { AppServices } from "../../services/index.js";
 import type { OrgRecord, SandboxRecord } from "../../store/store.js";
-import { type DialectContext, registerDialect, singleHeader } from "../dialect.js";
+import { type DialectContext, type DialectServices, registerDialect, singleHeader } from "../dialect.js";
 import { lifecycleErrorReply } from "./errors.js";
 import { CLIENT_SERVICES } from "./execd-session.js";
 import {
@@ -74,12 +74,16 @@ function refuseUnsupported(body: OpenSandboxCreateSandbox) {
   }
 }
 
+/** What OpenSandbox's lifecycle API uses. */
+export type LifecycleServices = DialectServices &
+  Pick<AppServices, "sandboxes" | "warmPools" | "exec" | "templates" | "snapshots" | "volumes">;
+
 /**
  * OpenSandbox's lifecycle API under `/opensandbox/v1` (set `OPEN_SANDBOX_DOMAIN=<host:port>/opensandbox`):
  * sandboxes (create, get, list, delete, pause, resume, renew-expiration, endpoints, metadata), snapshots, and the
  * SDK's create telemetry. Keys are Sandpit keys in `OPEN-SANDBOX-API-KEY`; errors are `{code, message}`.
  */
-export function lifecycleDialect(app: FastifyInstance, services: AppServices) {
+export function lifecycleDialect(app: FastifyInstance, services: LifecycleServices) {
   registerDialect(
     app,
     services,
@@ -93,7 +97,7 @@ export function lifecycleDialect(app: FastifyInstance, services: AppServices) {
   );
 }
 
-function routes({ app, services, authenticate, parse }: DialectContext) {
+function routes({ app, services, authenticate, parse }: DialectContext<LifecycleServices>) {
   const { sandboxes, warmPools, exec, templates, snapshots, volumes } = services;
 
   /** The main process a sandbox was started with (its entrypoint), or none. */

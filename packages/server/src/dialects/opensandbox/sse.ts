@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { ApiError } from "../../errors.js";
-import { type StreamFormat, sendStream } from "../../routes/ndjson.js";
+import { type StreamFormat, sendStream } from "../../http/streaming.js";
 
 /** execd's keep-alive: a `ping` event whenever a stream has been quiet this long. */
 const PING_EVERY_MS = 3000;

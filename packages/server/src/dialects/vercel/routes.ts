@@ -10,14 +10,15 @@ import {
 } from "@sandpit/contract";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
-import type { AppServices } from "../../app.js";
 import { ApiError } from "../../errors.js";
-import { FRAMING_ALLOWANCE, uploadBody } from "../../lib/upload-limit.js";
-import { sendNdjson } from "../../routes/ndjson.js";
+import { sendNdjson } from "../../http/streaming.js";
+import { uploadBody } from "../../http/upload-limit.js";
+import { FRAMING_ALLOWANCE } from "../../lib/upload-budget.js";
 import type { ExecParams } from "../../services/exec-service.js";
+import type { AppServices } from "../../services/index.js";
 import { assertStatus } from "../../services/sandbox-service.js";
 import type { OrgRecord, SandboxRecord } from "../../store/store.js";
-import { bearerToken, type DialectContext, registerDialect, singleHeader } from "../dialect.js";
+import { bearerToken, type DialectContext, type DialectServices, registerDialect, singleHeader } from "../dialect.js";
 import {
   commandOf,
   createRequestFrom,
@@ -103,6 +104,10 @@ function tagFilter(tags: string | string[] | undefined): Record<string, string> 
   return filter;
 }
 
+/** What the Vercel dialect uses. */
+export type VercelServices = DialectServices &
+  Pick<AppServices, "sandboxes" | "exec" | "files" | "snapshots" | "warmPools" | "ports" | "maxUploadBytes">;
+
 /**
  * Vercel Sandbox under `/vercel`: the official `@vercel/sandbox` SDK's REST API (named sandboxes,
  * sessions, commands with NDJSON output, files as gzip tar, network policies, snapshots) and the seed's
@@ -110,7 +115,7 @@ function tagFilter(tags: string | string[] | undefined): Record<string, string> 
  * a stopped persistent sandbox is a paused Sandpit sandbox that the next call resumes. Keys are Sandpit
  * keys sent as the SDK's bearer token; `teamId`/`slug` are accepted and scoped by the key's organisation.
  */
-export function vercelDialect(app: FastifyInstance, services: AppServices) {
+export function vercelDialect(app: FastifyInstance, services: VercelServices) {
   registerDialect(
     app,
     services,
@@ -124,7 +129,7 @@ export function vercelDialect(app: FastifyInstance, services: AppServices) {
   );
 }
 
-function routes({ app, services, authenticate, parse }: DialectContext) {
+function routes({ app, services, authenticate, parse }: DialectContext<VercelServices>) {
   const { sandboxes, exec, files, snapshots, warmPools, ports } = services;
 
   // The SDK sends `content-type: application/json` on bodiless POSTs (stop, snapshot): the app's JSON

@@ -4,7 +4,8 @@ import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import tar from "tar-stream";
 import { ApiError } from "../../errors.js";
-import { byteLimit, FRAMING_ALLOWANCE, UploadBudget, writeUpload } from "../../lib/upload-limit.js";
+import { writeUpload } from "../../http/upload-limit.js";
+import { byteLimit, FRAMING_ALLOWANCE, UploadBudget } from "../../lib/upload-budget.js";
 
 /** Where the entries of an uploaded archive go. */
 export interface ArchiveTarget {

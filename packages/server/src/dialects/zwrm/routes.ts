@@ -1,10 +1,10 @@
 import { createSandboxRequestSchema } from "@sandpit/contract";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { AppServices } from "../../app.js";
 import { ApiError, notFound } from "../../errors.js";
-import { uploadBody, writeUpload } from "../../lib/upload-limit.js";
+import { uploadBody, writeUpload } from "../../http/upload-limit.js";
+import type { AppServices } from "../../services/index.js";
 import type { OrgRecord, SandboxRecord } from "../../store/store.js";
-import { bearerToken, type DialectContext, registerDialect, singleHeader } from "../dialect.js";
+import { bearerToken, type DialectContext, type DialectServices, registerDialect, singleHeader } from "../dialect.js";
 import {
   checkFilePath,
   createRequestFrom,
@@ -20,12 +20,16 @@ export const ZWRM_PREFIX = "/zwrm";
 
 type WithId = FastifyRequest<{ Params: { id: string } }>;
 
+/** What the ZWRM dialect uses. */
+export type ZwrmServices = DialectServices &
+  Pick<AppServices, "sandboxes" | "exec" | "files" | "warmPools" | "maxUploadBytes">;
+
 /**
  * ZWRM under `/zwrm` (base URL `http://<sandpit>/zwrm`): sandboxes (create, list, get, destroy),
  * keepalive, wake, exec, upload and download. Keys are Sandpit keys, sent as `Authorization: Bearer`
  * or `X-API-Key`; errors are `{error, code, fields?}`.
  */
-export function zwrmDialect(app: FastifyInstance, services: AppServices) {
+export function zwrmDialect(app: FastifyInstance, services: ZwrmServices) {
   registerDialect(
     app,
     services,
@@ -39,7 +43,7 @@ export function zwrmDialect(app: FastifyInstance, services: AppServices) {
   );
 }
 
-function routes({ app, services, authenticate, parse }: DialectContext) {
+function routes({ app, services, authenticate, parse }: DialectContext<ZwrmServices>) {
   const { sandboxes, exec, files } = services;
 
   /** The caller's sandbox: 404 when there is none, 403 when it belongs to another organisation (ZWRM's rule). */

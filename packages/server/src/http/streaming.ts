@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { ApiError } from "../errors.js";
 import { nextWithin } from "../lib/next-within.js";
-import { writeOrWait } from "../lib/write-or-wait.js";
+import { writeOrWait } from "./write-or-wait.js";
 
 /** How one kind of streamed response writes its items, its failure, and (optionally) its keep-alives. */
 export interface StreamFormat {

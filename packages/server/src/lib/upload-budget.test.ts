@@ -2,7 +2,7 @@ import zlib from "node:zlib";
 import tar from "tar-stream";
 import { describe, expect, it } from "vitest";
 import { ApiError } from "../errors.js";
-import { assertArchiveWithinLimit } from "./upload-limit.js";
+import { assertArchiveWithinLimit } from "./upload-budget.js";
 
 const LIMIT = 64 * 1024;
 

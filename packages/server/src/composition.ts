@@ -1,0 +1,254 @@
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import type { FastifyBaseLogger } from "fastify";
+import type { ServerConfig } from "./config.js";
+import { ImageService } from "./images/image-service.js";
+import { RegistryClient } from "./images/registry-client.js";
+import { loadOrCreateServerKey } from "./lib/server-key.js";
+import { blockedDestinations, isBlockedAddress } from "./network/blocked-destinations.js";
+import { DnsProxy, hostUpstream } from "./network/dns-proxy.js";
+import { EgressAudit } from "./network/egress-audit.js";
+import { EgressBroker } from "./network/egress-broker.js";
+import { EgressCa } from "./network/egress-ca.js";
+import { HostNetwork } from "./network/host-network.js";
+import { OutboundGuard } from "./outbound/outbound-guard.js";
+import { GvisorRuntime } from "./runtime/gvisor-runtime.js";
+import { Runsc } from "./runtime/runsc.js";
+import type { SandboxRuntime } from "./runtime/runtime.js";
+import { AuthService } from "./services/auth-service.js";
+import { EventService } from "./services/event-service.js";
+import { ExecService } from "./services/exec-service.js";
+import { FileService } from "./services/file-service.js";
+import { IdempotencyService } from "./services/idempotency-service.js";
+import type { AppServices } from "./services/index.js";
+import { MetricsSampler } from "./services/metrics-sampler.js";
+import { PortService } from "./services/port-service.js";
+import { QuotaService } from "./services/quota-service.js";
+import { SandboxOrigins } from "./services/sandbox-origin.js";
+import { SandboxService } from "./services/sandbox-service.js";
+import { ServerMetrics } from "./services/server-metrics.js";
+import { SnapshotService } from "./services/snapshot-service.js";
+import { TemplateBuildService } from "./services/template-build-service.js";
+import { TerminalService } from "./services/terminal-service.js";
+import { VolumeService } from "./services/volume-service.js";
+import { WarmPoolService } from "./services/warm-pool-service.js";
+import { WebhookService } from "./services/webhook-service.js";
+import { SourceFetcher } from "./sources/source-fetcher.js";
+import { openStore } from "./store/open-store.js";
+import type { Store } from "./store/store.js";
+import { TemplateService } from "./templates/template-service.js";
+
+/** What the services run on: the host's drivers (gVisor, nftables, the egress proxies) or, in tests, fakes. */
+export interface ServiceDrivers {
+  store: Store;
+  runtime: SandboxRuntime;
+  egressAudit: EgressAudit;
+  egressCa: EgressCa;
+  logger: FastifyBaseLogger;
+  /** Stops the drivers once the services are closed (the store is closed after it). */
+  close?(): Promise<void>;
+}
+
+/** The wired services, with what runs them in the background and what stops them. */
+export interface Composition {
+  services: AppServices;
+  store: Store;
+  /** One round of background work (deaths, expiries, purges, warm-pool refills); `tick` counts the rounds. */
+  maintain(tick: number): Promise<void>;
+  /** Stops every service, then the drivers, then the store. Sandboxes keep running. */
+  close(): Promise<void>;
+}
+
+export function parseHostPort(value: string, defaultPort?: number): { host: string; port: number } {
+  const i = value.lastIndexOf(":");
+  if (i < 0 && defaultPort !== undefined) return { host: value, port: defaultPort };
+  const port = Number(value.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port)) throw new Error(`expected host:port, got "${value}"`);
+  return { host: value.slice(0, i).replace(/^\[|\]$/g, ""), port };
+}
+
+/**
+ * The composition root: opens the store, sets up the host's network (firewall, DNS and egress proxies)
+ * and the gVisor runtime, and wires every service over them.
+ */
+export async function createServices(
+  config: ServerConfig,
+  opts: { logger: FastifyBaseLogger; netPrefix: string },
+): Promise<Composition> {
+  const { logger, netPrefix } = opts;
+  const store = await openStore(config, { server: true });
+  const network = new HostNetwork(netPrefix);
+  const upstream = config.dnsUpstream ? parseHostPort(config.dnsUpstream, 53) : hostUpstream();
+  const dns = new DnsProxy(
+    upstream,
+    (a, ips) => network.admitResolved(a, ips),
+    logger,
+    (ip, name, ips, refused) => egressAudit.recordLookup(ip, name, ips, refused),
+  );
+  const dnsPort = await dns.start();
+  const blockedCidrs = await blockedDestinations({
+    sandboxSubnet: config.sandboxSubnet,
+    netPrefix,
+    allowPrivateNetworks: config.allowPrivateNetworks,
+  });
+  const egressAudit = new EgressAudit(store, {
+    table: network.table,
+    subnet: config.sandboxSubnet,
+    retentionMs: config.egressLogRetentionMs,
+    log: logger,
+  });
+  await egressAudit.start();
+  const egressCa = new EgressCa(path.join(config.dataDir, "egress-ca"));
+  const broker = new EgressBroker({
+    ca: egressCa,
+    resolve: (name) => dns.resolve(name),
+    isBlocked: (ip) => isBlockedAddress(blockedCidrs, ip),
+    upstreamCa: config.upstreamCaFile ? await readFile(config.upstreamCaFile, "utf8") : undefined,
+    onRequest: (r) => egressAudit.recordBrokered(r),
+    log: logger,
+  });
+  const brokerPort = await broker.start();
+  await network.installFirewall({ subnet: config.sandboxSubnet, dnsPort, brokerPort, blockedCidrs });
+  const runtime = new GvisorRuntime({
+    dataDir: config.dataDir,
+    runsc: new Runsc(config.runscPath, path.join(config.dataDir, "runsc")),
+    network,
+    dns,
+    broker,
+    audit: egressAudit,
+    subnet: config.sandboxSubnet,
+    netPrefix,
+    agentBinary: config.agentBinary,
+  });
+  await runtime.prepare();
+  return wireServices(config, {
+    store,
+    runtime,
+    egressAudit,
+    egressCa,
+    logger,
+    async close() {
+      dns.close();
+      broker.close();
+      egressAudit.close();
+      if (!(await network.removeFirewallIfUnused())) {
+        logger.info("sandboxes keep running: their firewall table stays until the server starts again");
+      }
+    },
+  });
+}
+
+/** Wires every service over the given drivers (by hand: the order is the dependency order). */
+export async function wireServices(config: ServerConfig, drivers: ServiceDrivers): Promise<Composition> {
+  const { store, runtime, egressAudit, egressCa, logger } = drivers;
+  const templates = new TemplateService(config.templatesDir, config.debianMirror);
+  const auth = new AuthService(store);
+  const snapshotDir = (id: string) => path.join(config.dataDir, "snapshots", id);
+  const outbound = new OutboundGuard({
+    allowedHosts: config.outboundAllowedHosts,
+    sandboxSubnet: config.sandboxSubnet,
+  });
+  const origins = new SandboxOrigins(templates, new SourceFetcher(outbound, path.join(config.dataDir, "tmp")));
+  origins.setEgressCa(egressCa);
+  const images = new ImageService(
+    path.join(config.dataDir, "images"),
+    new RegistryClient({
+      guard: outbound,
+      insecureRegistries: config.insecureRegistries,
+      mirrors: config.registryMirrors,
+    }),
+    logger,
+  );
+  await images.init();
+  origins.setImageResolver(images);
+  const volumes = new VolumeService(
+    store,
+    path.join(config.dataDir, "volumes"),
+    path.join(config.dataDir, "volume-access-token.key"),
+    config.hostVolumePaths,
+    logger,
+  );
+  await volumes.init();
+  const sandboxes = new SandboxService(
+    store,
+    runtime,
+    origins,
+    volumes,
+    logger,
+    { maxPorts: config.maxPorts, defaultQuota: config.defaultQuota, snapshotDir },
+    await loadOrCreateServerKey(path.join(config.dataDir, "sandbox-client-token.key")),
+  );
+  const snapshots = new SnapshotService(store, sandboxes, runtime, snapshotDir, logger);
+  const serverMetrics: ServerMetrics = new ServerMetrics(store, () => warmPools.list());
+  const warmPools = new WarmPoolService(store, sandboxes, logger, serverMetrics);
+  await warmPools.init(config.warmPools);
+  const exec = new ExecService(sandboxes, store, config.maxOutputBytes, serverMetrics);
+  sandboxes.setMainProcessStarter((record, agent, argv) => exec.startMainProcess(record, agent, argv));
+  const terminals = new TerminalService(sandboxes, exec, logger);
+  const templateBuilds = new TemplateBuildService(
+    templates,
+    sandboxes,
+    origins,
+    exec,
+    runtime,
+    logger,
+    config.maxUploadBytes,
+  );
+  const files = new FileService(sandboxes);
+  const ports = new PortService(sandboxes, config.domain);
+  const idempotency = new IdempotencyService(store);
+  const quotas = new QuotaService(store, sandboxes);
+  const events = new EventService(store, config.eventRetentionMs);
+  // Webhook receivers are outbound requests on an organisation's behalf: the same guard as sources.
+  const webhooks = new WebhookService(store, outbound, logger, config.webhooks);
+  webhooks.start();
+  const metricsSampler = new MetricsSampler(store, runtime, logger, config.metricsIntervalMs);
+
+  return {
+    services: {
+      auth,
+      sandboxes,
+      exec,
+      files,
+      templates,
+      templateBuilds,
+      images,
+      terminals,
+      egressAudit,
+      ports,
+      idempotency,
+      quotas,
+      snapshots,
+      warmPools,
+      events,
+      webhooks,
+      metricsSampler,
+      serverMetrics,
+      metricsPublic: config.metricsPublic,
+      adminKey: config.adminKey,
+      maxUploadBytes: config.maxUploadBytes,
+      volumes,
+    },
+    store,
+    async maintain(tick) {
+      await Promise.all([
+        sandboxes.tick(),
+        terminals.sweep(),
+        tick % 60 === 0 ? egressAudit.purge() : undefined,
+        tick % 60 === 0 ? events.purge() : undefined,
+        store.purgeDestroyed(Date.now() - config.destroyedRetentionMs),
+        idempotency.purge(),
+      ]);
+      // Refilling starts sandboxes: it runs beside the tick, never twice at once.
+      void warmPools.refill();
+    },
+    async close() {
+      metricsSampler.stop();
+      sandboxes.close();
+      webhooks.close();
+      events.close();
+      await drivers.close?.();
+      await store.close();
+    },
+  };
+}
