@@ -1,11 +1,12 @@
-/* Commands: spawning, the reaper, output frames, background logs, process-tree kill. */
+/* Commands: the /exec and /commands endpoints and what the rest of the agent needs of them. The parts:
+ * exec-registry (the command table), exec-spawn, exec-reaper, exec-pump (output frames), exec-log
+ * (background logs), exec-kill (process-tree kill), exec-commands (the /commands endpoints). */
 #ifndef SANDPIT_EXEC_H
 #define SANDPIT_EXEC_H
 
-#include <sys/types.h>
-
 #include "http.h"
 
+/* Frame types: type:u8 | length:u32be | payload, to the client or to a background command's log. */
 enum {
     FRAME_STDOUT = 1,
     FRAME_STDERR = 2,
@@ -25,11 +26,6 @@ void handle_command_signal(struct http_conn *c, const char *id);
 void handle_command_stdin(struct http_conn *c, const char *id);
 void handle_command_resize(struct http_conn *c, const char *id);
 
-/* SIGKILL to the process group `root` and to every descendant of `root` found in /proc (stopping them
- * first so that none can fork away while the tree is collected). */
-/* Stops and SIGKILLs root, its process group, its descendants, and (marker != NULL) every process whose
- * environment carries the entry `marker`. */
-void kill_tree(pid_t root, const char *marker);
 /* Kills the trees of all running commands (used on SIGTERM when not supervised). */
 void exec_kill_all(void);
 

@@ -118,12 +118,6 @@ static void entry_json(struct jbuf *b, const char *name, const char *path, const
     jb_putc(b, '}');
 }
 
-static void send_jbuf(struct http_conn *c, int status, struct jbuf *b)
-{
-    if (b->oom) http_send_error(c, 500, "internal", "out of memory");
-    else http_send_json(c, status, b->p, b->len);
-}
-
 /* readlinkat into a malloc'd string (NULL on failure) */
 static char *read_link(int dirfd, const char *name, size_t hint)
 {
@@ -387,7 +381,7 @@ void handle_file_stat(struct http_conn *c)
     struct jbuf b;
     jb_init(&b);
     entry_json(&b, base_name(path), path, &st, target);
-    send_jbuf(c, 200, &b);
+    http_send_jbuf(c, 200, &b);
     jb_free(&b);
     free(target);
     free(path);
@@ -465,7 +459,7 @@ void handle_file_list(struct http_conn *c)
             free(full);
         }
         jb_putc(&b, ']');
-        send_jbuf(c, 200, &b);
+        http_send_jbuf(c, 200, &b);
         jb_free(&b);
     }
     for (size_t i = 0; i < n; i++) free(names[i]);

@@ -33,6 +33,14 @@ void http_conn_free(struct http_conn *c)
 
 size_t http_buffered(const struct http_conn *c) { return c->wpos - c->rpos; }
 
+int http_peek(const struct http_conn *c)
+{
+    char ch;
+    ssize_t k = recv(c->fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (k > 0) return 1;
+    return k == 0 || (errno != EAGAIN && errno != EINTR) ? -1 : 0;
+}
+
 static const char *reason(int status)
 {
     switch (status) {
@@ -117,16 +125,7 @@ static int sendv(struct http_conn *c, struct iovec *iov, int cnt)
             c->dead = 1;
             return -1;
         }
-        size_t left = (size_t)w;
-        while (cnt > 0 && left >= iov->iov_len) {
-            left -= iov->iov_len;
-            iov++;
-            cnt--;
-        }
-        if (cnt > 0) {
-            iov->iov_base = (char *)iov->iov_base + left;
-            iov->iov_len -= left;
-        }
+        iov_advance(&iov, &cnt, (size_t)w);
     }
     return 0;
 }
@@ -177,6 +176,12 @@ int http_send_json(struct http_conn *c, int status, const char *json, size_t len
 {
     if (http_send_head(c, status, "application/json", (long long)len) != 0) return -1;
     return len ? http_send_all(c, json, len) : 0;
+}
+
+int http_send_jbuf(struct http_conn *c, int status, const struct jbuf *b)
+{
+    if (b->oom) return http_send_error(c, 500, "internal", "out of memory");
+    return http_send_json(c, status, b->p, b->len);
 }
 
 int http_send_error(struct http_conn *c, int status, const char *code, const char *message)

@@ -68,6 +68,9 @@ int http_read_request(struct http_conn *c);
 ssize_t http_body_read(struct http_conn *c, void *out, size_t n, int nonblock);
 /* Bytes of the body (or of the next request) already buffered. */
 size_t http_buffered(const struct http_conn *c);
+/* Looks at the socket without reading from it: -1 the client closed it (or it failed), 1 bytes are
+ * waiting (a pipelined request), 0 nothing yet. */
+int http_peek(const struct http_conn *c);
 /* Reads and drops the rest of the body. 0 ok, -1 the connection is unusable. */
 int http_body_discard(struct http_conn *c, uint64_t limit);
 
@@ -77,6 +80,9 @@ int http_body_discard(struct http_conn *c, uint64_t limit);
 int http_send_head(struct http_conn *c, int status, const char *content_type, long long content_length);
 int http_send_all(struct http_conn *c, const void *p, size_t n);
 int http_send_json(struct http_conn *c, int status, const char *json, size_t len);
+struct jbuf;
+/* The JSON in b, or a 500 when building it ran out of memory. */
+int http_send_jbuf(struct http_conn *c, int status, const struct jbuf *b);
 int http_send_error(struct http_conn *c, int status, const char *code, const char *message);
 /* Error response for an errno: "<context>: <strerror>" */
 int http_send_errno(struct http_conn *c, int err, const char *context);

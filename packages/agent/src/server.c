@@ -201,10 +201,6 @@ void server_main(int lfd)
     static sigset_t term_set;
     signal(SIGPIPE, SIG_IGN);
     umask(022);
-    pthread_attr_t small;
-    pthread_attr_init(&small);
-    pthread_attr_setdetachstate(&small, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&small, 64 * 1024);
     if (!g_cfg.supervised) {
         /* host mode: a SIGTERM takes the running commands down with the agent */
         sigemptyset(&term_set);
@@ -212,8 +208,7 @@ void server_main(int lfd)
         sigaddset(&term_set, SIGINT);
         sigaddset(&term_set, SIGHUP);
         pthread_sigmask(SIG_BLOCK, &term_set, NULL);
-        pthread_t t;
-        if (pthread_create(&t, &small, signal_main, &term_set) != 0) logmsg("cannot start signal thread");
+        if (start_detached_thread(signal_main, &term_set, 64 * 1024) != 0) logmsg("cannot start signal thread");
     }
     if (exec_init() != 0) {
         logmsg("cannot start reaper thread");

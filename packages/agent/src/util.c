@@ -4,11 +4,13 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +21,18 @@ int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int start_detached_thread(void *(*fn)(void *), void *arg, size_t stack_size)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, stack_size);
+    pthread_t t;
+    int rc = pthread_create(&t, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    return rc;
 }
 
 void logmsg(const char *fmt, ...)
@@ -59,6 +73,21 @@ int errno_status(int err, const char **code)
     case EFBIG: *code = "too_large"; return 413;
     default: *code = "internal"; return 500;
     }
+}
+
+void iov_advance(struct iovec **iov, int *cnt, size_t n)
+{
+    struct iovec *v = *iov;
+    while (*cnt > 0 && n >= v->iov_len) {
+        n -= v->iov_len;
+        v++;
+        (*cnt)--;
+    }
+    if (*cnt > 0) {
+        v->iov_base = (char *)v->iov_base + n;
+        v->iov_len -= n;
+    }
+    *iov = v;
 }
 
 int set_nonblock(int fd, int on)

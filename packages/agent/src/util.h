@@ -30,6 +30,14 @@ void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Maps an errno to an HTTP status and one of the protocol's error codes. */
 int errno_status(int err, const char **code);
 
+/* Starts fn(arg) on a detached thread with the given stack size. pthread_create's result (0 ok). */
+int start_detached_thread(void *(*fn)(void *), void *arg, size_t stack_size);
+
+struct iovec;
+/* Drops the first n bytes (already written) from an iovec array: *iov and *cnt move past the entries
+ * written whole and the first one left starts after what was written of it. */
+void iov_advance(struct iovec **iov, int *cnt, size_t n);
+
 int set_nonblock(int fd, int on);
 /* Writes all bytes to a (possibly non-blocking) fd, waiting with poll on EAGAIN. 0 or -1 (errno). */
 int write_all_fd(int fd, const void *p, size_t n);

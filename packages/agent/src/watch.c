@@ -120,14 +120,6 @@ static int send_event(struct http_conn *c, const char *type, const char *path, c
     return rc;
 }
 
-/* Whether the client closed its side (it sends nothing on this connection while watching). */
-static int client_gone(int fd)
-{
-    char x;
-    ssize_t n = recv(fd, &x, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
-}
-
 /* A rename is a MOVED_FROM and a MOVED_TO with one cookie; an unmatched half is a delete or a create. */
 struct pending_move {
     uint32_t cookie;
@@ -191,7 +183,8 @@ void handle_file_watch(struct http_conn *c)
         struct pollfd fds[2] = { { .fd = ws.fd, .events = POLLIN }, { .fd = c->fd, .events = POLLIN | POLLRDHUP } };
         int pr = poll(fds, 2, movep->cookie ? 50 : 30000);
         if (pr < 0 && errno != EINTR) break;
-        if (fds[1].revents && client_gone(c->fd)) break;
+        /* the client sends nothing on this connection while watching: it can only close it */
+        if (fds[1].revents && http_peek(c) < 0) break;
         if (pr == 0 && movep->cookie) {
             /* moved out of the watched tree */
             if (send_event(c, "delete", movep->path, NULL, movep->is_dir) != 0) break;
