@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "process-guard.h"
 #include "server.h"
 #include "util.h"
 
@@ -207,6 +208,7 @@ static void guest_init(int lfd)
         logmsg("cannot mount the guest's /proc: %s", strerror(errno));
         _exit(1);
     }
+    guard_setup(g_cfg.run_dir);
     if (drop_sys_admin() != 0) {
         logmsg("cannot drop CAP_SYS_ADMIN: %s", strerror(errno));
         _exit(1);

@@ -19,6 +19,7 @@
 #include "files.h"
 #include "watch.h"
 #include "http.h"
+#include "process-guard.h"
 #include "util.h"
 
 #define MAX_CONNS 1024
@@ -214,6 +215,7 @@ void server_main(int lfd)
         logmsg("cannot start reaper thread");
         _exit(1);
     }
+    guard_start();
     int warned = 0;
     while (lfd < 0) {
         lfd = server_listen();
