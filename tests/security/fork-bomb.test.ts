@@ -76,6 +76,16 @@ describe("a fork bomb fails and the sandbox lives", () => {
     await api.del(`/v1/sandboxes/${sandbox.id}`);
   });
 
+  it("commands run in the guarded pids cgroup, and root cannot mount cgroupfs to leave it or raise its limit", async () => {
+    const where = await api.exec(sandbox.id, { command: "cat /proc/self/cgroup", timeoutMs: 30_000 });
+    expect(where.stdout).toMatch(/pids:\/sandpit-commands$/m);
+    const mount = await api.exec(sandbox.id, {
+      command: "mkdir -p /tmp/cg && mount -t cgroup -o pids none /tmp/cg",
+      timeoutMs: 30_000,
+    });
+    expect(mount.exitCode).not.toBe(0);
+  });
+
   for (const user of ["root", "1000"]) {
     it(`a bash fork bomb as ${user} is killed, the sandbox stays running and the next exec answers`, async () => {
       const bomb = await api.exec(sandbox.id, {
