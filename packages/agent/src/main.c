@@ -145,13 +145,6 @@ static void on_term(int sig)
     _exit(0); /* PID 1 exiting stops the sandbox */
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 /* Reaps every child; returns when `pid` has exited (0) or there is no child left (-1). */
 static int reap_until(pid_t pid, const char *what)
 {

@@ -22,7 +22,6 @@ static int g_current_fd = -1; /* its pids.current */
  * hundred forks of the limit, slow enough to cost nothing measurable. */
 #define GUARD_POLL_MS 5
 
-
 static int write_file_at(int dirfd, const char *name, const char *text)
 {
     int fd = openat(dirfd, name, O_WRONLY | O_CLOEXEC);
@@ -106,17 +105,10 @@ static long read_count(int fd)
     return strtol(buf, NULL, 10);
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 /* Every process of the guest's PID namespace other than the guest init and this server is a command or
  * a descendant of one, so all of them are in the commands' cgroup: one kill(-1) ends them all at once.
- * Killing them one by one from cgroup.procs lost the race: under a bomb each kill() took long enough
- * for the survivors to fork again. Returns the tasks left when it gave up waiting (zombies whose parent
+ * Killing them one by one from cgroup.procs is too slow: under a bomb each kill() gives the survivors
+ * time to fork again. Returns the tasks left when it gave up waiting (zombies whose parent
  * has not reaped them yet stay counted for a moment). */
 static long empty_cgroup(void)
 {

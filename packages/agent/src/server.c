@@ -190,13 +190,6 @@ static void *signal_main(void *arg)
     _exit(0);
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 void server_main(int lfd)
 {
     static sigset_t term_set;
