@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "exec-reaper.h"
+#include "process-guard.h"
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -128,6 +129,8 @@ static int child_main(void *arg)
     for (int i = 0; i < g_nreset; i++) syscall(SYS_rt_sigaction, g_reset_sigs[i], &dfl, NULL, sizeof(uint64_t));
     uint64_t none = 0;
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof none);
+    int ge = guard_enter();
+    if (ge != 0) child_fail(a, STAGE_SETUP, ge);
     /* A terminal's command leads its own session with the terminal as controlling tty (job control,
      * Ctrl-C as SIGINT); either way it leads a process group that kill_tree can signal. */
     if (sp->pty) syscall(SYS_setsid);

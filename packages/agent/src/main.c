@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "process-guard.h"
 #include "server.h"
 #include "util.h"
 
@@ -144,13 +145,6 @@ static void on_term(int sig)
     _exit(0); /* PID 1 exiting stops the sandbox */
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 /* Reaps every child; returns when `pid` has exited (0) or there is no child left (-1). */
 static int reap_until(pid_t pid, const char *what)
 {
@@ -207,6 +201,7 @@ static void guest_init(int lfd)
         logmsg("cannot mount the guest's /proc: %s", strerror(errno));
         _exit(1);
     }
+    guard_setup(g_cfg.run_dir);
     if (drop_sys_admin() != 0) {
         logmsg("cannot drop CAP_SYS_ADMIN: %s", strerror(errno));
         _exit(1);

@@ -19,6 +19,7 @@
 #include "files.h"
 #include "watch.h"
 #include "http.h"
+#include "process-guard.h"
 #include "util.h"
 
 #define MAX_CONNS 1024
@@ -189,13 +190,6 @@ static void *signal_main(void *arg)
     _exit(0);
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 void server_main(int lfd)
 {
     static sigset_t term_set;
@@ -214,6 +208,7 @@ void server_main(int lfd)
         logmsg("cannot start reaper thread");
         _exit(1);
     }
+    guard_start();
     int warned = 0;
     while (lfd < 0) {
         lfd = server_listen();

@@ -203,3 +203,10 @@ int parse_u64(const char *s, uint64_t *out)
     *out = v;
     return 0;
 }
+
+void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}

@@ -25,6 +25,7 @@ struct agent_config {
 extern struct agent_config g_cfg;
 
 int64_t now_ms(void); /* CLOCK_MONOTONIC in milliseconds */
+void sleep_ms(long ms); /* nanosleep that resumes after signals */
 void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Maps an errno to an HTTP status and one of the protocol's error codes. */

@@ -33,8 +33,12 @@ const AGENT_PATH = "/.sandpit/sandpit-agent";
  */
 const AGENT_TOKEN_FILE = "/.sandpit/agent-token";
 const CGROUP_PARENT = "sandpit";
-/** pids.max counts host threads of the sandbox (~25 idle), not guest processes. */
-const PIDS_LIMIT = 1024;
+/**
+ * pids.max counts host threads of the sandbox (~25 idle), not guest processes. Under systrap a fork bomb
+ * grows them ~2.5 per guest task until the agent's process guard (512 guest tasks) kills it: measured
+ * peak ~1260. This leaves room for that peak three times over while still stopping a runaway runsc.
+ */
+const PIDS_LIMIT = 4096;
 const AGENT_READY_TIMEOUT_MS = 20_000;
 
 export interface GvisorRuntimeOptions {
