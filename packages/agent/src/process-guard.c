@@ -18,9 +18,13 @@
 static int g_procs_fd = -1;   /* the commands' cgroup.procs */
 static int g_current_fd = -1; /* its pids.current */
 
-/* Fast enough that a bash bomb (one fork every few ms under systrap) meets the guard within a few
- * hundred forks of the limit, slow enough to cost nothing measurable. */
-#define GUARD_POLL_MS 5
+/* Near the limit the guard looks every 5 ms, so that a bash bomb (one fork every few ms under systrap)
+ * meets it within a few hundred forks of the limit. Far below it, every 100 ms: each wake-up of an idle
+ * sandbox costs host CPU under systrap (5 ms polls raised an idle sandbox above 10 % of a core), and a
+ * bomb needs seconds to climb from a quarter of the limit to all of it. */
+#define GUARD_POLL_NEAR_MS 5
+#define GUARD_POLL_FAR_MS 100
+#define GUARD_NEAR_TASKS (GUARD_PIDS_MAX / 4)
 
 static int write_file_at(int dirfd, const char *name, const char *text)
 {
@@ -126,14 +130,16 @@ static long empty_cgroup(void)
 static void *guard_main(void *arg)
 {
     (void)arg;
+    long n = 0;
     for (;;) {
-        sleep_ms(GUARD_POLL_MS);
-        long n = read_count(g_current_fd);
+        sleep_ms(n < GUARD_NEAR_TASKS ? GUARD_POLL_FAR_MS : GUARD_POLL_NEAR_MS);
+        n = read_count(g_current_fd);
         if (n < GUARD_PIDS_MAX) continue;
         int64_t t0 = now_ms();
         long left = empty_cgroup();
         logmsg("process guard: commands reached %ld of %d tasks (a fork bomb?): killed them all in %lld ms, %ld left",
                n, GUARD_PIDS_MAX, (long long)(now_ms() - t0), left);
+        n = 0;
     }
     return NULL;
 }
