@@ -148,8 +148,6 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
     allowedHosts: config.outboundAllowedHosts,
     sandboxSubnet: config.sandboxSubnet,
   });
-  const origins = new SandboxOrigins(templates, new SourceFetcher(outbound, path.join(config.dataDir, "tmp")));
-  origins.setEgressCa(egressCa);
   const images = new ImageService(
     path.join(config.dataDir, "images"),
     new RegistryClient({
@@ -160,7 +158,12 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
     logger,
   );
   await images.init();
-  origins.setImageResolver(images);
+  const origins = new SandboxOrigins(
+    templates,
+    new SourceFetcher(outbound, path.join(config.dataDir, "tmp")),
+    images,
+    egressCa,
+  );
   const volumes = new VolumeService(
     store,
     path.join(config.dataDir, "volumes"),
