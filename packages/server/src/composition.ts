@@ -15,6 +15,7 @@ import { OutboundGuard } from "./outbound/outbound-guard.js";
 import { GvisorRuntime } from "./runtime/gvisor-runtime.js";
 import { Runsc } from "./runtime/runsc.js";
 import type { SandboxRuntime } from "./runtime/runtime.js";
+import { AgentPool } from "./services/agent-pool.js";
 import { AuthService } from "./services/auth-service.js";
 import { EventService } from "./services/event-service.js";
 import { ExecService } from "./services/exec-service.js";
@@ -24,8 +25,10 @@ import type { AppServices } from "./services/index.js";
 import { MetricsSampler } from "./services/metrics-sampler.js";
 import { PortService } from "./services/port-service.js";
 import { QuotaService } from "./services/quota-service.js";
+import { SandboxDeaths } from "./services/sandbox-deaths.js";
 import { SandboxOrigins } from "./services/sandbox-origin.js";
 import { SandboxService } from "./services/sandbox-service.js";
+import { SandboxSupervisor } from "./services/sandbox-supervisor.js";
 import { ServerMetrics } from "./services/server-metrics.js";
 import { SnapshotService } from "./services/snapshot-service.js";
 import { TemplateBuildService } from "./services/template-build-service.js";
@@ -53,6 +56,8 @@ export interface ServiceDrivers {
 export interface Composition {
   services: AppServices;
   store: Store;
+  /** Brings the host and the database into agreement; once, before the server takes requests. */
+  reconcile(): Promise<void>;
   /** One round of background work (deaths, expiries, purges, warm-pool refills); `tick` counts the rounds. */
   maintain(tick: number): Promise<void>;
   /** Stops every service, then the drivers, then the store. Sandboxes keep running. */
@@ -172,21 +177,29 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
     logger,
   );
   await volumes.init();
+  const agents = new AgentPool(runtime);
+  const deaths = new SandboxDeaths(store, runtime, agents, logger);
   const sandboxes = new SandboxService(
-    store,
-    runtime,
-    origins,
-    volumes,
-    logger,
+    {
+      store,
+      runtime,
+      origins,
+      volumes,
+      agents,
+      deaths,
+      log: logger,
+      // The exec service needs this service, so it is made after it; the starter reaches it when called.
+      startMainProcess: (record, agent, argv) => exec.startMainProcess(record, agent, argv),
+    },
     { maxPorts: config.maxPorts, defaultQuota: config.defaultQuota, snapshotDir },
     await loadOrCreateServerKey(path.join(config.dataDir, "sandbox-client-token.key")),
   );
+  const supervisor = new SandboxSupervisor(store, runtime, sandboxes, deaths, logger);
   const snapshots = new SnapshotService(store, sandboxes, runtime, snapshotDir, logger);
   const serverMetrics: ServerMetrics = new ServerMetrics(store, () => warmPools.list());
   const warmPools = new WarmPoolService(store, sandboxes, logger, serverMetrics);
   await warmPools.init(config.warmPools);
-  const exec = new ExecService(sandboxes, store, config.maxOutputBytes, serverMetrics);
-  sandboxes.setMainProcessStarter((record, agent, argv) => exec.startMainProcess(record, agent, argv));
+  const exec: ExecService = new ExecService(sandboxes, store, config.maxOutputBytes, serverMetrics);
   const terminals = new TerminalService(sandboxes, exec, logger);
   const templateBuilds = new TemplateBuildService(
     templates,
@@ -233,9 +246,10 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
       volumes,
     },
     store,
+    reconcile: () => supervisor.reconcile(),
     async maintain(tick) {
       await Promise.all([
-        sandboxes.tick(),
+        supervisor.tick(),
         terminals.sweep(),
         tick % 60 === 0 ? egressAudit.purge() : undefined,
         tick % 60 === 0 ? events.purge() : undefined,
