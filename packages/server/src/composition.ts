@@ -146,7 +146,9 @@ export async function createServices(
 /** Wires every service over the given drivers (by hand: the order is the dependency order). */
 export async function wireServices(config: ServerConfig, drivers: ServiceDrivers): Promise<Composition> {
   const { store, runtime, egressAudit, egressCa, logger } = drivers;
-  const templates = new TemplateService(config.templatesDir, config.debianMirror);
+  const templates = new TemplateService(config.templatesDir, config.debianMirror, (orgId, name, work, build) =>
+    templateBuilds.build(orgId, name, work, build),
+  );
   const auth = new AuthService(store);
   const snapshotDir = (id: string) => path.join(config.dataDir, "snapshots", id);
   const outbound = new OutboundGuard({
@@ -201,7 +203,7 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
   await warmPools.init(config.warmPools);
   const exec: ExecService = new ExecService(sandboxes, store, config.maxOutputBytes, serverMetrics);
   const terminals = new TerminalService(sandboxes, exec, logger);
-  const templateBuilds = new TemplateBuildService(
+  const templateBuilds: TemplateBuildService = new TemplateBuildService(
     templates,
     sandboxes,
     origins,
