@@ -15,6 +15,7 @@ import { OutboundGuard } from "./outbound/outbound-guard.js";
 import { GvisorRuntime } from "./runtime/gvisor-runtime.js";
 import { Runsc } from "./runtime/runsc.js";
 import type { SandboxRuntime } from "./runtime/runtime.js";
+import { AgentPool } from "./services/agent-pool.js";
 import { AuthService } from "./services/auth-service.js";
 import { EventService } from "./services/event-service.js";
 import { ExecService } from "./services/exec-service.js";
@@ -24,8 +25,10 @@ import type { AppServices } from "./services/index.js";
 import { MetricsSampler } from "./services/metrics-sampler.js";
 import { PortService } from "./services/port-service.js";
 import { QuotaService } from "./services/quota-service.js";
+import { SandboxDeaths } from "./services/sandbox-deaths.js";
 import { SandboxOrigins } from "./services/sandbox-origin.js";
 import { SandboxService } from "./services/sandbox-service.js";
+import { SandboxSupervisor } from "./services/sandbox-supervisor.js";
 import { ServerMetrics } from "./services/server-metrics.js";
 import { SnapshotService } from "./services/snapshot-service.js";
 import { TemplateBuildService } from "./services/template-build-service.js";
@@ -53,6 +56,8 @@ export interface ServiceDrivers {
 export interface Composition {
   services: AppServices;
   store: Store;
+  /** Brings the host and the database into agreement; once, before the server takes requests. */
+  reconcile(): Promise<void>;
   /** One round of background work (deaths, expiries, purges, warm-pool refills); `tick` counts the rounds. */
   maintain(tick: number): Promise<void>;
   /** Stops every service, then the drivers, then the store. Sandboxes keep running. */
@@ -141,15 +146,15 @@ export async function createServices(
 /** Wires every service over the given drivers (by hand: the order is the dependency order). */
 export async function wireServices(config: ServerConfig, drivers: ServiceDrivers): Promise<Composition> {
   const { store, runtime, egressAudit, egressCa, logger } = drivers;
-  const templates = new TemplateService(config.templatesDir, config.debianMirror);
+  const templates = new TemplateService(config.templatesDir, config.debianMirror, (orgId, name, work, build) =>
+    templateBuilds.build(orgId, name, work, build),
+  );
   const auth = new AuthService(store);
   const snapshotDir = (id: string) => path.join(config.dataDir, "snapshots", id);
   const outbound = new OutboundGuard({
     allowedHosts: config.outboundAllowedHosts,
     sandboxSubnet: config.sandboxSubnet,
   });
-  const origins = new SandboxOrigins(templates, new SourceFetcher(outbound, path.join(config.dataDir, "tmp")));
-  origins.setEgressCa(egressCa);
   const images = new ImageService(
     path.join(config.dataDir, "images"),
     new RegistryClient({
@@ -160,7 +165,12 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
     logger,
   );
   await images.init();
-  origins.setImageResolver(images);
+  const origins = new SandboxOrigins(
+    templates,
+    new SourceFetcher(outbound, path.join(config.dataDir, "tmp")),
+    images,
+    egressCa,
+  );
   const volumes = new VolumeService(
     store,
     path.join(config.dataDir, "volumes"),
@@ -169,23 +179,31 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
     logger,
   );
   await volumes.init();
+  const agents = new AgentPool(runtime);
+  const deaths = new SandboxDeaths(store, runtime, agents, logger);
   const sandboxes = new SandboxService(
-    store,
-    runtime,
-    origins,
-    volumes,
-    logger,
+    {
+      store,
+      runtime,
+      origins,
+      volumes,
+      agents,
+      deaths,
+      log: logger,
+      // The exec service needs this service, so it is made after it; the starter reaches it when called.
+      startMainProcess: (record, agent, argv) => exec.startMainProcess(record, agent, argv),
+    },
     { maxPorts: config.maxPorts, defaultQuota: config.defaultQuota, snapshotDir },
     await loadOrCreateServerKey(path.join(config.dataDir, "sandbox-client-token.key")),
   );
+  const supervisor = new SandboxSupervisor(store, runtime, sandboxes, deaths, logger);
   const snapshots = new SnapshotService(store, sandboxes, runtime, snapshotDir, logger);
   const serverMetrics: ServerMetrics = new ServerMetrics(store, () => warmPools.list());
   const warmPools = new WarmPoolService(store, sandboxes, logger, serverMetrics);
   await warmPools.init(config.warmPools);
-  const exec = new ExecService(sandboxes, store, config.maxOutputBytes, serverMetrics);
-  sandboxes.setMainProcessStarter((record, agent, argv) => exec.startMainProcess(record, agent, argv));
+  const exec: ExecService = new ExecService(sandboxes, store, config.maxOutputBytes, serverMetrics);
   const terminals = new TerminalService(sandboxes, exec, logger);
-  const templateBuilds = new TemplateBuildService(
+  const templateBuilds: TemplateBuildService = new TemplateBuildService(
     templates,
     sandboxes,
     origins,
@@ -230,9 +248,10 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
       volumes,
     },
     store,
+    reconcile: () => supervisor.reconcile(),
     async maintain(tick) {
       await Promise.all([
-        sandboxes.tick(),
+        supervisor.tick(),
         terminals.sweep(),
         tick % 60 === 0 ? egressAudit.purge() : undefined,
         tick % 60 === 0 ? events.purge() : undefined,

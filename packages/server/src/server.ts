@@ -55,7 +55,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
     process.stderr.write(`\nSandpit API key for organisation "default" (shown once):\n\n  ${generatedApiKey}\n\n`);
   }
 
-  await services.sandboxes.reconcile();
+  await composition.reconcile();
   services.metricsSampler.start();
   let ticking = false;
   let ticks = 0;

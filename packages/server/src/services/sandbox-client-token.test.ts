@@ -4,6 +4,8 @@ import { describe, expect, it } from "vitest";
 import { sandboxRecord } from "../dialects/sandbox-record.fixture.js";
 import type { SandboxRuntime } from "../runtime/runtime.js";
 import type { SandboxRecord, Store } from "../store/store.js";
+import type { AgentPool } from "./agent-pool.js";
+import type { SandboxDeaths } from "./sandbox-deaths.js";
 import type { SandboxOrigins } from "./sandbox-origin.js";
 import { SandboxService } from "./sandbox-service.js";
 import type { VolumeService } from "./volume-service.js";
@@ -12,11 +14,16 @@ import type { VolumeService } from "./volume-service.js";
 function service(records: SandboxRecord[], key = randomBytes(32)) {
   const store = { getSandbox: async (id: string) => records.find((r) => r.id === id) } as Pick<Store, "getSandbox">;
   return new SandboxService(
-    store as Store,
-    {} as SandboxRuntime,
-    {} as SandboxOrigins,
-    {} as VolumeService,
-    {} as FastifyBaseLogger,
+    {
+      store: store as Store,
+      runtime: {} as SandboxRuntime,
+      origins: {} as SandboxOrigins,
+      volumes: {} as VolumeService,
+      agents: {} as AgentPool,
+      deaths: {} as SandboxDeaths,
+      log: {} as FastifyBaseLogger,
+      startMainProcess: async () => "",
+    },
     { maxPorts: 0, defaultQuota: { maxSandboxes: 1, maxVcpus: 1, maxMemoryMb: 1 }, snapshotDir: (id) => id },
     key,
   );

@@ -75,19 +75,13 @@ function conflict(field: string, message: string): ApiError {
  * that decides what the sandbox's filesystem holds and how it starts.
  */
 export class SandboxOrigins {
-  private images: ImageResolver | undefined;
-
   constructor(
     private readonly templates: TemplateService,
     private readonly sources: SourceFetcher,
+    private readonly images: ImageResolver,
+    /** The egress broker's CA, installed into every sandbox so that brokered HTTPS verifies. */
+    private readonly egressCa: EgressCa,
   ) {}
-
-  /** The egress broker's CA, installed into every sandbox so that brokered HTTPS verifies. */
-  setEgressCa(ca: EgressCa) {
-    this.egressCa = ca;
-  }
-
-  private egressCa: EgressCa | undefined;
 
   /**
    * The organisation's egress CA in the system bundle and beside it, as the sandbox's files, and the
@@ -97,7 +91,6 @@ export class SandboxOrigins {
     orgId: string,
     layers: string[],
   ): Promise<{ files: Record<string, string>; env: Record<string, string> }> {
-    if (!this.egressCa) return { files: {}, env: {} };
     const ca = await this.egressCa.certificatePem(orgId);
     const bundle = await readLayerFile(layers, SYSTEM_BUNDLE);
     if (bundle === undefined) return { files: { [CA_FILE.slice(1)]: ca }, env: { NODE_EXTRA_CA_CERTS: CA_FILE } };
@@ -110,10 +103,6 @@ export class SandboxOrigins {
         CURL_CA_BUNDLE: SYSTEM_BUNDLE,
       },
     };
-  }
-
-  setImageResolver(images: ImageResolver) {
-    this.images = images;
   }
 
   /** The snapshot a create starts from (`snapshotId` or a snapshot source), after checking for conflicts. */
@@ -176,7 +165,6 @@ export class SandboxOrigins {
     params: Pick<CreateSandboxParams, "image" | "template" | "runtime">,
   ): Promise<{ template: string; rootfs: ResolvedRootfs }> {
     if (params.image) {
-      if (!this.images) throw new ApiError("not_implemented", "this server does not pull images");
       const image = await this.images.resolve(org.id, params.image);
       return { template: `image:${image.uri}`, rootfs: image };
     }

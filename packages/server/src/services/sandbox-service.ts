@@ -9,7 +9,7 @@ import {
   type SandboxStatus,
 } from "@sandpit/contract";
 import type { FastifyBaseLogger } from "fastify";
-import { AgentClient, AgentUnreachableError } from "../agent/agent-client.js";
+import { type AgentClient, AgentUnreachableError } from "../agent/agent-client.js";
 import { ApiError, notFound } from "../errors.js";
 import { iso, now } from "../lib/clock.js";
 import { newSandboxId, newToken } from "../lib/ids.js";
@@ -28,6 +28,8 @@ import {
   type Store,
   VolumeMissingError,
 } from "../store/store.js";
+import type { AgentPool } from "./agent-pool.js";
+import type { SandboxDeaths } from "./sandbox-deaths.js";
 import type { SandboxOrigin, SandboxOrigins } from "./sandbox-origin.js";
 import { toSandboxVolume, type VolumeService } from "./volume-service.js";
 
@@ -40,7 +42,7 @@ export interface CreateLimits {
 }
 
 /** Statuses in which the sandbox holds host resources (processes, mounts, a network slot). */
-const LIVE: SandboxStatus[] = ["creating", "running", "pausing", "paused", "resuming"];
+export const LIVE: SandboxStatus[] = ["creating", "running", "pausing", "paused", "resuming"];
 const DEFAULT_IDLE_TIMEOUT_MS = 10 * 60 * 1000;
 
 /** Persistent sandboxes pause after this long without activity; ephemeral ones have no idle timeout. */
@@ -74,7 +76,7 @@ function keepRedactedSecrets(submitted: NetworkPolicy, current: NetworkPolicy): 
 }
 
 /** The runtime's view of whose egress a policy governs. */
-function egressTarget(r: SandboxRecord) {
+export function egressTarget(r: SandboxRecord) {
   return { netIndex: r.netIndex!, sandboxId: r.id, orgId: r.orgId };
 }
 
@@ -107,17 +109,39 @@ export function toSandbox(r: SandboxRecord): Sandbox {
   };
 }
 
-/**
- * Sandbox lifecycle: create, look up (scoped to the caller's organisation), destroy, expire, notice
- * deaths, and reconcile the host with the database after a restart.
- */
 /** The in-sandbox services clients reach with a sandbox-scoped token. */
 export type SandboxClientService = "e2b-envd" | "opensandbox-execd" | "opensandbox-egress";
 
+/** What SandboxService works with. */
+export interface SandboxServiceDeps {
+  store: Store;
+  runtime: SandboxRuntime;
+  origins: SandboxOrigins;
+  volumes: VolumeService;
+  agents: AgentPool;
+  deaths: SandboxDeaths;
+  log: FastifyBaseLogger;
+  /**
+   * Late-bound: the exec service starts main processes and itself needs this service, so composition
+   * passes a function that reaches it once both exist.
+   */
+  startMainProcess: MainProcessStarter;
+}
+
+/**
+ * Sandbox lifecycle: create, look up (scoped to the caller's organisation), pause, resume and destroy.
+ * Expiries, idle timeouts, death checks and reconciling at start are the SandboxSupervisor's.
+ */
 export class SandboxService {
-  private readonly agents = new Map<string, AgentClient>();
+  private readonly store: Store;
+  private readonly runtime: SandboxRuntime;
+  private readonly origins: SandboxOrigins;
+  private readonly volumes: VolumeService;
+  private readonly agents: AgentPool;
+  private readonly deaths: SandboxDeaths;
+  private readonly log: FastifyBaseLogger;
+  private readonly startMainProcess: MainProcessStarter;
   private readonly destroying = new Map<string, Promise<void>>();
-  private readonly dying = new Map<string, Promise<SandboxRecord | undefined>>();
   private readonly resuming = new Map<string, Promise<SandboxRecord>>();
   private readonly metadataWrites = new Map<string, Promise<SandboxRecord>>();
   private readonly pausing = new Map<string, Promise<SandboxRecord>>();
@@ -125,21 +149,19 @@ export class SandboxService {
   private readonly lastActivity = new Map<string, number>();
 
   constructor(
-    private readonly store: Store,
-    private readonly runtime: SandboxRuntime,
-    private readonly origins: SandboxOrigins,
-    private readonly volumes: VolumeService,
-    private readonly log: FastifyBaseLogger,
+    deps: SandboxServiceDeps,
     private readonly limits: { maxPorts: number; defaultQuota: OrgQuota; snapshotDir: (id: string) => string },
     /** Key of the sandboxes' client tokens: a server secret that never enters a sandbox. */
     private readonly clientTokenKey: Buffer,
-  ) {}
-
-  private startMainProcess: MainProcessStarter | undefined;
-
-  /** The exec service starts main processes; it needs this service, so it is wired in after. */
-  setMainProcessStarter(starter: MainProcessStarter) {
-    this.startMainProcess = starter;
+  ) {
+    this.store = deps.store;
+    this.runtime = deps.runtime;
+    this.origins = deps.origins;
+    this.volumes = deps.volumes;
+    this.agents = deps.agents;
+    this.deaths = deps.deaths;
+    this.log = deps.log;
+    this.startMainProcess = deps.startMainProcess;
   }
 
   private async readySnapshot(org: OrgRecord, id: string) {
@@ -309,22 +331,20 @@ export class SandboxService {
             seeds: origin!.seeds,
             files: origin!.files,
           });
-      const agent = new AgentClient(endpoint);
-      this.agents.set(record.id, agent);
+      const agent = this.agents.connect(record.id, endpoint);
       // Independent of each other, and both before anything of the user's runs.
       await Promise.all([
         this.runtime.applyNetworkPolicy(egressTarget(record), record.networkPolicy),
         agent.mkdir(record.cwd, { parents: true }),
       ]);
       if (origin?.entrypoint.length) {
-        if (!this.startMainProcess) throw new Error("no main process starter is wired");
         const mainCommandId = await this.startMainProcess(record, agent, origin.entrypoint);
         record = (await this.store.updateSandbox(record.id, { mainCommandId })) ?? record;
       }
     } catch (e) {
       log.error({ err: e }, "sandbox failed to start");
       await this.runtime.destroy(record.id, record.netIndex).catch(() => undefined);
-      this.forgetAgent(record.id);
+      this.agents.forget(record.id);
       await this.store.updateSandbox(record.id, { status: "error", reason: "start_failed", netIndex: null });
       if (e instanceof SeedTooLargeError) {
         throw new ApiError("source_failed", `${params.source?.type ?? "source"} source: ${e.message}`, {
@@ -458,7 +478,7 @@ export class SandboxService {
   }
 
   /** One pause per sandbox at a time: an auto-resume that arrives meanwhile waits for it. */
-  private pauseById(id: string, why: string): Promise<SandboxRecord> {
+  pauseById(id: string, why: string): Promise<SandboxRecord> {
     const inFlight = this.pausing.get(id);
     if (inFlight) return inFlight;
     const run = this.doPause(id, why).finally(() => this.pausing.delete(id));
@@ -473,7 +493,7 @@ export class SandboxService {
       assertStatus(current, ["paused"], "pause");
       return current;
     }
-    this.forgetAgent(id);
+    this.agents.forget(id);
     try {
       await this.runtime.pause(id);
     } catch (e) {
@@ -482,7 +502,7 @@ export class SandboxService {
       if (await this.runtime.alive(id)) {
         throw new ApiError("internal", `sandbox ${id} could not be paused: ${e instanceof Error ? e.message : e}`);
       }
-      throw sandboxFailed(await this.markDead(id));
+      throw sandboxFailed(await this.deaths.markDead(id));
     }
     this.lastActivity.delete(id);
     this.log.info({ sandboxId: id, why }, "sandbox paused");
@@ -516,7 +536,7 @@ export class SandboxService {
     try {
       const endpoint = await this.runtime.resume({ id, netIndex: record.netIndex!, agentToken: record.agentToken });
       await this.runtime.applyNetworkPolicy(egressTarget(record), record.networkPolicy);
-      this.agents.set(id, new AgentClient(endpoint));
+      this.agents.connect(id, endpoint);
     } catch (e) {
       this.log.error({ err: e, sandboxId: id }, "resume failed");
       await this.runtime.pause(id).catch(() => undefined);
@@ -562,13 +582,18 @@ export class SandboxService {
     this.lastActivity.set(id, now());
   }
 
+  /** The last API activity (or resume) noted for a running sandbox; none before its first. */
+  lastActivityOf(id: string): number | undefined {
+    return this.lastActivity.get(id);
+  }
+
   /** Makes a sandbox taken from a warm pool fit its new request: policy applied, working directory made. */
   async adopt(record: SandboxRecord, before: Pick<SandboxRecord, "networkPolicy" | "cwd">): Promise<SandboxRecord> {
     // Only what differs from the pooled sandbox costs time: a checkout should take milliseconds.
     if (JSON.stringify(record.networkPolicy) !== JSON.stringify(before.networkPolicy)) {
       await this.runtime.applyNetworkPolicy(egressTarget(record), record.networkPolicy);
     }
-    if (record.cwd !== before.cwd) await this.agentFor(record).mkdir(record.cwd, { parents: true });
+    if (record.cwd !== before.cwd) await this.agents.for(record).mkdir(record.cwd, { parents: true });
     this.touch(record.id);
     return record;
   }
@@ -600,6 +625,11 @@ export class SandboxService {
     await this.destroyById(id, null);
   }
 
+  /** Whether a teardown of the sandbox is under way. */
+  isDestroying(id: string): boolean {
+    return this.destroying.has(id);
+  }
+
   /** Destroys a sandbox whatever its state; concurrent calls share one teardown. */
   destroyById(id: string, reason: string | null): Promise<void> {
     const inFlight = this.destroying.get(id);
@@ -610,7 +640,7 @@ export class SandboxService {
       // The reason reaches the lifecycle events: `requested` unless something else destroys it.
       const cause = reason ?? "requested";
       await this.store.updateSandbox(id, { status: "destroying", ...(reason ? { reason } : {}) }, undefined, cause);
-      this.forgetAgent(id);
+      this.agents.forget(id);
       await this.runtime.destroy(id, record.netIndex);
       await this.store.markRunningCommandsLost(id);
       await this.store.updateSandbox(id, { status: "destroyed", destroyedAt: now(), netIndex: null }, undefined, cause);
@@ -626,7 +656,7 @@ export class SandboxService {
    */
   async requireRunning(org: OrgRecord, id: string): Promise<{ record: SandboxRecord; agent: AgentClient }> {
     const record = await this.requireUsable(org, id);
-    return { record, agent: this.agentFor(record) };
+    return { record, agent: this.agents.for(record) };
   }
 
   /** A running sandbox of the caller (resumed on the way with autoResume), or a 409 saying its state. */
@@ -663,22 +693,6 @@ export class SandboxService {
     });
   }
 
-  private agentFor(record: SandboxRecord): AgentClient {
-    let agent = this.agents.get(record.id);
-    if (!agent) {
-      agent = new AgentClient(
-        this.runtime.agentEndpoint({ netIndex: record.netIndex!, agentToken: record.agentToken }),
-      );
-      this.agents.set(record.id, agent);
-    }
-    return agent;
-  }
-
-  private forgetAgent(id: string) {
-    this.agents.get(id)?.close();
-    this.agents.delete(id);
-  }
-
   /**
    * Called when the agent could not be reached: when the sandbox died, records why and answers 409;
    * when it lives, the agent's server was killed or restarted under the call (a process in the sandbox can
@@ -687,7 +701,7 @@ export class SandboxService {
   async explainAgentFailure(id: string, error: unknown): Promise<never> {
     if (!(error instanceof AgentUnreachableError)) throw error;
     if (!(await this.runtime.alive(id))) {
-      const record = await this.markDead(id);
+      const record = await this.deaths.markDead(id);
       throw sandboxFailed(record);
     }
     throw new ApiError(
@@ -697,88 +711,8 @@ export class SandboxService {
     );
   }
 
-  /**
-   * Records that a running sandbox died, with the reason, once it freed what it held on the host — so
-   * a client that sees `error` never finds its leftovers. Concurrent callers share one run.
-   */
-  private markDead(id: string): Promise<SandboxRecord | undefined> {
-    const inFlight = this.dying.get(id);
-    if (inFlight) return inFlight;
-    const run = (async () => {
-      const current = await this.store.getSandbox(id);
-      if (current?.status !== "running") return current;
-      const reason = await this.runtime.deathReason(id);
-      this.log.warn({ sandboxId: id, reason }, "sandbox died");
-      this.forgetAgent(id);
-      await this.runtime.destroy(id, current.netIndex).catch((e) => this.log.error({ err: e }, "cleanup failed"));
-      await this.store.markRunningCommandsLost(id);
-      const record = await this.store.updateSandbox(id, { status: "error", reason, netIndex: null }, ["running"]);
-      return record ?? this.store.getSandbox(id);
-    })().finally(() => this.dying.delete(id));
-    this.dying.set(id, run);
-    return run;
-  }
-
-  /** Expiry and liveness: runs every second. */
-  async tick(): Promise<void> {
-    const running = await this.store.sandboxesInStatus(["running"]);
-    const t = now();
-    await Promise.all(
-      running.map(async (s) => {
-        const idleSince = this.lastActivity.get(s.id) ?? s.startedAt ?? t;
-        if (s.expiresAt !== null && s.expiresAt <= t) {
-          if (s.timeoutAction === "pause") await this.pauseById(s.id, "timeout").catch(() => undefined);
-          else await this.destroyById(s.id, "expired");
-        } else if (s.idleTimeoutMs !== null && idleSince + s.idleTimeoutMs <= t) {
-          await this.pauseById(s.id, "idle").catch(() => undefined);
-        } else if (!this.destroying.has(s.id) && !this.dying.has(s.id) && !(await this.runtime.alive(s.id))) {
-          await this.markDead(s.id);
-        }
-      }),
-    );
-  }
-
-  /**
-   * Brings the host and the database into agreement after a start or a crash: interrupted creates and
-   * destroys are finished, dead sandboxes are marked, and runsc containers or network namespaces that
-   * have no live record are removed.
-   */
-  async reconcile(): Promise<void> {
-    for (const s of await this.store.sandboxesInStatus(["creating"])) {
-      await this.runtime.destroy(s.id, s.netIndex);
-      await this.store.updateSandbox(s.id, { status: "error", reason: "start_failed", netIndex: null });
-    }
-    for (const s of await this.store.sandboxesInStatus(["destroying"])) await this.destroyById(s.id, s.reason);
-    // An interrupted pause or resume: the runtime says which side of it the sandbox is on.
-    for (const s of await this.store.sandboxesInStatus(["pausing", "resuming"])) {
-      const alive = await this.runtime.alive(s.id);
-      const status = alive ? "running" : (await this.runtime.hasCheckpoint(s.id)) ? "paused" : "running";
-      await this.store.updateSandbox(s.id, {
-        status,
-        expiresAt: status === "running" ? expiryFrom(s, now()) : null,
-      });
-    }
-    for (const s of await this.store.sandboxesInStatus(["running"])) {
-      if (!(await this.runtime.alive(s.id))) await this.markDead(s.id);
-      // The firewall table was rebuilt at start: every live sandbox gets its policy back.
-      else await this.runtime.applyNetworkPolicy(egressTarget(s), s.networkPolicy);
-    }
-    const live = await this.store.sandboxesInStatus(LIVE);
-    const liveIds = new Set(live.map((s) => s.id));
-    for (const id of await this.runtime.listIds()) {
-      if (!liveIds.has(id)) {
-        this.log.warn({ sandboxId: id }, "removing sandbox without a live record");
-        await this.runtime.destroy(id, null);
-      }
-    }
-    const liveSlots = new Set(live.map((s) => s.netIndex));
-    for (const slot of await this.runtime.listNetSlots()) {
-      if (!liveSlots.has(slot)) await this.runtime.releaseNetSlot(slot);
-    }
-  }
-
   close() {
-    for (const id of [...this.agents.keys()]) this.forgetAgent(id);
+    this.agents.close();
   }
 }
 

@@ -62,9 +62,7 @@ export class TemplateBuildService {
     private readonly log: FastifyBaseLogger,
     /** The upload limit, on what the build context unpacks to. */
     private readonly maxContextBytes: number,
-  ) {
-    templates.setCustomBuilder((orgId, name, work, build) => this.build(orgId, name, work, build));
-  }
+  ) {}
 
   /** Stores the definition and starts the build; its progress and logs are the returned build's events. */
   async submit(org: OrgRecord, body: CreateTemplateRequest): Promise<TemplateBuild> {
@@ -101,7 +99,8 @@ export class TemplateBuildService {
     return this.templates.startCustomBuild(org.id, req.name);
   }
 
-  private async build(orgId: string, name: string, work: string, b: TemplateBuild) {
+  /** The TemplateService's custom builder: runs a submitted definition's steps into `work`. */
+  async build(orgId: string, name: string, work: string, b: TemplateBuild) {
     const definitionDir = path.join(this.templates.templateDir(orgId, name), "definition");
     const def = JSON.parse(await readFile(path.join(definitionDir, "definition.json"), "utf8")) as StoredDefinition;
     const fromAuth = this.fromAuth.get(`${orgId}/${name}`);

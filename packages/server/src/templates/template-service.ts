@@ -149,17 +149,15 @@ const BUILDER_VERSION = 2;
 export class TemplateService {
   private readonly builds = new Map<string, TemplateBuild>();
   private readonly failures = new Map<string, string>();
-  private customBuilder: CustomTemplateBuilder | undefined;
-
   constructor(
     private readonly dir: string,
     private readonly mirror: string,
+    /**
+     * Builds organisations' own templates; absent where only built-ins are built. Late-bound: the builder
+     * needs sandboxes, which need templates, so composition passes a function that reaches it once it exists.
+     */
+    private readonly customBuilder?: CustomTemplateBuilder,
   ) {}
-
-  /** The custom template builder needs sandboxes, which need templates: it is wired in after both exist. */
-  setCustomBuilder(builder: CustomTemplateBuilder) {
-    this.customBuilder = builder;
-  }
 
   private builtin(name: string): BuiltinTemplate | undefined {
     return builtinTemplates.find((t) => t.name === name);

@@ -1,0 +1,84 @@
+import type { FastifyBaseLogger } from "fastify";
+import { now } from "../lib/clock.js";
+import type { SandboxRuntime } from "../runtime/runtime.js";
+import type { Store } from "../store/store.js";
+import type { SandboxDeaths } from "./sandbox-deaths.js";
+import { egressTarget, expiryFrom, LIVE, type SandboxService } from "./sandbox-service.js";
+
+/**
+ * What runs beside the API: expiries, idle timeouts and deaths every tick, and bringing the host and the
+ * database into agreement when the server starts.
+ */
+export class SandboxSupervisor {
+  constructor(
+    private readonly store: Store,
+    private readonly runtime: SandboxRuntime,
+    private readonly sandboxes: SandboxService,
+    private readonly deaths: SandboxDeaths,
+    private readonly log: FastifyBaseLogger,
+  ) {}
+
+  /** Expiry and liveness: runs every second. */
+  async tick(): Promise<void> {
+    const running = await this.store.sandboxesInStatus(["running"]);
+    const t = now();
+    await Promise.all(
+      running.map(async (s) => {
+        const idleSince = this.sandboxes.lastActivityOf(s.id) ?? s.startedAt ?? t;
+        if (s.expiresAt !== null && s.expiresAt <= t) {
+          if (s.timeoutAction === "pause") await this.sandboxes.pauseById(s.id, "timeout").catch(() => undefined);
+          else await this.sandboxes.destroyById(s.id, "expired");
+        } else if (s.idleTimeoutMs !== null && idleSince + s.idleTimeoutMs <= t) {
+          await this.sandboxes.pauseById(s.id, "idle").catch(() => undefined);
+        } else if (
+          !this.sandboxes.isDestroying(s.id) &&
+          !this.deaths.isMarking(s.id) &&
+          !(await this.runtime.alive(s.id))
+        ) {
+          await this.deaths.markDead(s.id);
+        }
+      }),
+    );
+  }
+
+  /**
+   * Brings the host and the database into agreement after a start or a crash: interrupted creates and
+   * destroys are finished, dead sandboxes are marked, and runsc containers or network namespaces that
+   * have no live record are removed.
+   */
+  async reconcile(): Promise<void> {
+    for (const s of await this.store.sandboxesInStatus(["creating"])) {
+      await this.runtime.destroy(s.id, s.netIndex);
+      await this.store.updateSandbox(s.id, { status: "error", reason: "start_failed", netIndex: null });
+    }
+    for (const s of await this.store.sandboxesInStatus(["destroying"])) {
+      await this.sandboxes.destroyById(s.id, s.reason);
+    }
+    // An interrupted pause or resume: the runtime says which side of it the sandbox is on.
+    for (const s of await this.store.sandboxesInStatus(["pausing", "resuming"])) {
+      const alive = await this.runtime.alive(s.id);
+      const status = alive ? "running" : (await this.runtime.hasCheckpoint(s.id)) ? "paused" : "running";
+      await this.store.updateSandbox(s.id, {
+        status,
+        expiresAt: status === "running" ? expiryFrom(s, now()) : null,
+      });
+    }
+    for (const s of await this.store.sandboxesInStatus(["running"])) {
+      if (!(await this.runtime.alive(s.id))) await this.deaths.markDead(s.id);
+      // The firewall table was rebuilt at start: every live sandbox gets its policy back.
+      else await this.runtime.applyNetworkPolicy(egressTarget(s), s.networkPolicy);
+    }
+    const live = await this.store.sandboxesInStatus(LIVE);
+    const liveIds = new Set(live.map((s) => s.id));
+    for (const id of await this.runtime.listIds()) {
+      if (!liveIds.has(id)) {
+        this.log.warn({ sandboxId: id }, "removing sandbox without a live record");
+        await this.runtime.destroy(id, null);
+      }
+    }
+    const liveSlots = new Set(live.map((s) => s.netIndex));
+    for (const slot of await this.runtime.listNetSlots()) {
+      if (!liveSlots.has(slot)) await this.runtime.releaseNetSlot(slot);
+    }
+  }
+}
