@@ -522,6 +522,21 @@ describe("OpenSandbox lifecycle API over raw HTTP", () => {
     expect((sdkError as SandboxApiException).statusCode).toBe(404);
   });
 
+  /** The states of the sandboxes tagged orphan=`tag`, polled until there is one and it is Terminated (or 20 s). */
+  async function statesOfOrphans(tag: string): Promise<string[]> {
+    let states: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      const listed = await raw(
+        "GET",
+        `/v1/sandboxes?state=Pending&state=Running&state=Stopping&state=Terminated&metadata=${encodeURIComponent(`orphan=${tag}`)}`,
+      );
+      states = (listed.body as unknown as { items: Wire[] }).items.map((s) => s.status.state);
+      if (states.length === 1 && states[0] === "Terminated") break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return states;
+  }
+
   it("destroys a sandbox whose creator went away before the answer", async () => {
     const abort = new AbortController();
     const request = fetch(`${server.url}/opensandbox/v1/sandboxes`, {
@@ -537,17 +552,7 @@ describe("OpenSandbox lifecycle API over raw HTTP", () => {
     });
     setTimeout(() => abort.abort(), 50);
     await expect(request).rejects.toThrow();
-    let states: string[] = [];
-    for (let i = 0; i < 100; i++) {
-      const listed = await raw(
-        "GET",
-        `/v1/sandboxes?state=Pending&state=Running&state=Stopping&state=Terminated&metadata=${encodeURIComponent("orphan=yes")}`,
-      );
-      states = (listed.body as unknown as { items: Wire[] }).items.map((s) => s.status.state);
-      if (states.length === 1 && states[0] === "Terminated") break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    expect(states).toEqual(["Terminated"]);
+    expect(await statesOfOrphans("yes")).toEqual(["Terminated"]);
   });
 
   it("destroys a sandbox whose creator closed its connection right after sending the request", async () => {
@@ -573,16 +578,6 @@ describe("OpenSandbox lifecycle API over raw HTTP", () => {
       });
       socket.on("error", reject);
     });
-    let states: string[] = [];
-    for (let i = 0; i < 100; i++) {
-      const listed = await raw(
-        "GET",
-        `/v1/sandboxes?state=Pending&state=Running&state=Stopping&state=Terminated&metadata=${encodeURIComponent("orphan=at-once")}`,
-      );
-      states = (listed.body as unknown as { items: Wire[] }).items.map((s) => s.status.state);
-      if (states.length === 1 && states[0] === "Terminated") break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    expect(states).toEqual(["Terminated"]);
+    expect(await statesOfOrphans("at-once")).toEqual(["Terminated"]);
   });
 });
