@@ -3,17 +3,17 @@ import { mkdtempSync, rmSync } from "node:fs";
 import path from "node:path";
 import type { SandboxStatus } from "@sandpit/contract";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PgStore } from "../../packages/server/src/store/pg-store.js";
-import { SqliteStore } from "../../packages/server/src/store/sqlite-store.js";
 import {
   type EventRecord,
   QuotaExceededError,
   type SandboxRecord,
   type SnapshotRecord,
-  type Store,
   VolumeMissingError,
   VolumeNameTakenError,
-} from "../../packages/server/src/store/store.js";
+} from "../../packages/server/src/domain/index.js";
+import { PgStore } from "../../packages/server/src/store/pg-store.js";
+import { SqliteStore } from "../../packages/server/src/store/sqlite-store.js";
+import type { Store } from "../../packages/server/src/store/store.js";
 import { startPostgres, type TestPostgres } from "../helpers/postgres.js";
 
 let cluster: TestPostgres;

@@ -1,8 +1,8 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { z } from "zod";
+import type { OrgRecord } from "../domain/index.js";
 import { ApiError, toApiError, validationError } from "../errors.js";
 import type { AppServices } from "../services/index.js";
-import type { OrgRecord } from "../store/store.js";
 
 /**
  * Another provider's API, spoken under its own path prefix: its auth header, its error shape. A dialect

@@ -1,4 +1,4 @@
-import type { SandboxRecord } from "../store/store.js";
+import type { SandboxRecord } from "../domain/index.js";
 
 /**
  * A running sandbox record for unit tests of the dialects' mappings: 1 vCPU, 1024 MB, created

@@ -2,8 +2,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 import type { NetworkPolicy } from "@sandpit/contract";
 import type { FastifyBaseLogger } from "fastify";
+import type { EgressLogFilter, EgressLogRecord } from "../domain/index.js";
 import { runCommand, tryCommand } from "../lib/run-command.js";
-import type { EgressLogFilter, EgressLogRecord, Store } from "../store/store.js";
+import type { Store } from "../store/store.js";
 import type { BrokeredRequest } from "./egress-broker.js";
 
 type Entry = Omit<EgressLogRecord, "seq">;

@@ -1,10 +1,10 @@
 import { type EgressLogEntry, egressLogQuerySchema, egressLogResponseSchema } from "@sandpit/contract";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { z } from "zod";
+import type { EgressLogRecord, OrgRecord } from "../domain/index.js";
 import { sendNdjson } from "../http/streaming.js";
 import type { EgressAudit } from "../network/egress-audit.js";
 import type { SandboxService } from "../services/sandbox-service.js";
-import type { EgressLogRecord, OrgRecord } from "../store/store.js";
 import { type Authenticate, route } from "./route.js";
 
 function toEntry(r: EgressLogRecord): EgressLogEntry {

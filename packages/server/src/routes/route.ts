@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { z } from "zod";
+import type { OrgRecord } from "../domain/index.js";
 import { ApiError, validationError } from "../errors.js";
 import { claimIdempotencyKey } from "../http/idempotency.js";
-import type { OrgRecord } from "../store/store.js";
 
 type HttpMethod = "GET" | "POST" | "PUT" | "DELETE" | "PATCH";
 

@@ -8,9 +8,9 @@ import {
   type WebhookDeliveryAttempt,
 } from "@sandpit/contract";
 import type { FastifyInstance } from "fastify";
+import type { DeliveryAttemptRecord, WebhookRecord } from "../domain/index.js";
 import { iso } from "../lib/clock.js";
 import type { WebhookService } from "../services/webhook-service.js";
-import type { DeliveryAttemptRecord, WebhookRecord } from "../store/store.js";
 import { type Authenticate, route } from "./route.js";
 
 /** A webhook as listed: never with its secret. */

@@ -1,6 +1,6 @@
 import { AgentClient, type AgentEndpoint } from "../agent/agent-client.js";
+import type { SandboxRecord } from "../domain/index.js";
 import type { SandboxRuntime } from "../runtime/runtime.js";
-import type { SandboxRecord } from "../store/store.js";
 
 /**
  * One agent client per running sandbox, kept between calls so that its keep-alive connections are reused.

@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
+import type { OrgRecord } from "../domain/index.js";
 import { ApiError } from "../errors.js";
 import { type ApiKeyFormat, newApiKey } from "../lib/ids.js";
-import type { OrgRecord, Store } from "../store/store.js";
+import type { Store } from "../store/store.js";
 
 const hashKey = (key: string) => createHash("sha256").update(key).digest("hex");
 

@@ -1,7 +1,8 @@
 import { EventEmitter } from "node:events";
 import type { EventType, SandpitEvent } from "@sandpit/contract";
+import type { EventFilter, EventRecord, OrgRecord } from "../domain/index.js";
 import { iso } from "../lib/clock.js";
-import type { EventFilter, EventRecord, OrgRecord, Store } from "../store/store.js";
+import type { Store } from "../store/store.js";
 
 /** How often a follower looks at the database even without news (events written by another process). */
 const FOLLOW_POLL_MS = 15_000;

@@ -16,10 +16,11 @@ import {
   type AgentExecRequest,
   AgentUnreachableError,
 } from "../agent/agent-client.js";
+import type { CommandRecord, OrgRecord, SandboxRecord } from "../domain/index.js";
 import { ApiError, notFound, validationError } from "../errors.js";
 import { iso, now } from "../lib/clock.js";
 import { newCommandId } from "../lib/ids.js";
-import type { CommandRecord, OrgRecord, SandboxRecord, Store } from "../store/store.js";
+import type { Store } from "../store/store.js";
 import { rethrowAgentError } from "./agent-failures.js";
 import { type SandboxAccount, SandboxAccounts } from "./sandbox-accounts.js";
 import type { SandboxService } from "./sandbox-service.js";

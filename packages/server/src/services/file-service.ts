@@ -1,6 +1,6 @@
 import type { Readable } from "node:stream";
 import type { FileEntry, FileWatchEvent } from "@sandpit/contract";
-import type { OrgRecord } from "../store/store.js";
+import type { OrgRecord } from "../domain/index.js";
 import { type SandboxFileInfo, SandboxFiles } from "./sandbox-files.js";
 import type { SandboxService } from "./sandbox-service.js";
 

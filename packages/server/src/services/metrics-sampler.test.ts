@@ -3,8 +3,9 @@
 // rates are exact whatever the machine's load.
 import pino from "pino";
 import { describe, expect, it } from "vitest";
+import type { SandboxRecord } from "../domain/index.js";
 import type { SandboxRuntime, SandboxStats } from "../runtime/runtime.js";
-import type { SandboxRecord, Store } from "../store/store.js";
+import type { Store } from "../store/store.js";
 import { MetricsSampler } from "./metrics-sampler.js";
 
 const MiB = 1024 * 1024;

@@ -2,8 +2,9 @@ import { performance } from "node:perf_hooks";
 import type { MetricsSample, SandboxMetrics } from "@sandpit/contract";
 import type { FastifyBaseLogger } from "fastify";
 import { AgentClient } from "../agent/agent-client.js";
+import type { SandboxRecord } from "../domain/index.js";
 import type { SandboxRuntime, SandboxStats } from "../runtime/runtime.js";
-import type { SandboxRecord, Store } from "../store/store.js";
+import type { Store } from "../store/store.js";
 
 /** How far back a sandbox's samples go. */
 export const METRICS_HISTORY_MS = 10 * 60 * 1000;

@@ -1,4 +1,5 @@
-import type { OrgQuota, Store } from "../store/store.js";
+import type { OrgQuota } from "../domain/index.js";
+import type { Store } from "../store/store.js";
 import type { SandboxService } from "./sandbox-service.js";
 
 /** Per-organisation quotas, set by operators; enforced by SandboxService.create. */

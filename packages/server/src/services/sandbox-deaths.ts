@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from "fastify";
+import type { SandboxRecord } from "../domain/index.js";
 import type { SandboxRuntime } from "../runtime/runtime.js";
-import type { SandboxRecord, Store } from "../store/store.js";
+import type { Store } from "../store/store.js";
 import type { AgentPool } from "./agent-pool.js";
 
 /**

@@ -1,11 +1,11 @@
 import { lstat, readFile } from "node:fs/promises";
 import path from "node:path";
 import type { CreateSandboxParams, ImageRef } from "@sandpit/contract";
+import type { OrgRecord } from "../domain/index.js";
 import { ApiError } from "../errors.js";
 import type { EgressCa } from "../network/egress-ca.js";
 import type { RootfsSeed } from "../runtime/runtime.js";
 import { SourceFetchError, type SourceFetcher } from "../sources/source-fetcher.js";
-import type { OrgRecord } from "../store/store.js";
 import type { ResolvedRootfs, TemplateService } from "../templates/template-service.js";
 import { findAccount } from "./sandbox-accounts.js";
 

@@ -10,6 +10,14 @@ import {
 } from "@sandpit/contract";
 import type { FastifyBaseLogger } from "fastify";
 import { type AgentClient, AgentUnreachableError } from "../agent/agent-client.js";
+import {
+  type OrgQuota,
+  type OrgRecord,
+  QuotaExceededError,
+  type SandboxRecord,
+  type SnapshotRecord,
+  VolumeMissingError,
+} from "../domain/index.js";
 import { ApiError, notFound } from "../errors.js";
 import { iso, now } from "../lib/clock.js";
 import { newSandboxId, newToken } from "../lib/ids.js";
@@ -18,16 +26,7 @@ import { MAX_SLOTS } from "../network/addressing.js";
 import { SeedTooLargeError } from "../runtime/rootfs.js";
 import type { SandboxRuntime } from "../runtime/runtime.js";
 import { VolumeMountError } from "../runtime/volume-mounts.js";
-import {
-  type OrgQuota,
-  type OrgRecord,
-  QuotaExceededError,
-  type SandboxFilter,
-  type SandboxRecord,
-  type SnapshotRecord,
-  type Store,
-  VolumeMissingError,
-} from "../store/store.js";
+import type { SandboxFilter, Store } from "../store/store.js";
 import type { AgentPool } from "./agent-pool.js";
 import type { SandboxDeaths } from "./sandbox-deaths.js";
 import type { SandboxOrigin, SandboxOrigins } from "./sandbox-origin.js";

@@ -1,11 +1,12 @@
 import { rm } from "node:fs/promises";
 import type { CreateSandboxParams, Snapshot } from "@sandpit/contract";
 import type { FastifyBaseLogger } from "fastify";
+import type { OrgRecord, SandboxRecord, SnapshotRecord } from "../domain/index.js";
 import { ApiError } from "../errors.js";
 import { iso, now } from "../lib/clock.js";
 import { randomBase32 } from "../lib/ids.js";
 import type { SandboxRuntime } from "../runtime/runtime.js";
-import type { OrgRecord, SandboxRecord, SnapshotRecord, Store } from "../store/store.js";
+import type { Store } from "../store/store.js";
 import type { SandboxService } from "./sandbox-service.js";
 
 export function toSnapshot(r: SnapshotRecord): Snapshot {

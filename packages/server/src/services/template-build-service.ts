@@ -5,11 +5,11 @@ import { type CreateTemplateRequest, createSandboxRequestSchema, createTemplateR
 import type { FastifyBaseLogger } from "fastify";
 import type { z } from "zod";
 import { type AgentClient, AgentError } from "../agent/agent-client.js";
+import type { OrgRecord, SandboxRecord } from "../domain/index.js";
 import { ApiError } from "../errors.js";
 import { CommandFailedError, runCommand } from "../lib/run-command.js";
 import { assertArchiveWithinLimit } from "../lib/upload-budget.js";
 import type { SandboxRuntime } from "../runtime/runtime.js";
-import type { OrgRecord, SandboxRecord } from "../store/store.js";
 import { DockerfileError, type DockerfileStep, expandVars, parseDockerfile } from "../templates/dockerfile.js";
 import type { CustomBuildResult, RootfsConfig, TemplateBuild, TemplateService } from "../templates/template-service.js";
 import type { ExecService } from "./exec-service.js";

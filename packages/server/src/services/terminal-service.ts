@@ -3,8 +3,8 @@ import { createTerminalRequestSchema, terminalClientMessageSchema } from "@sandp
 import type { FastifyBaseLogger } from "fastify";
 import type { WebSocket } from "ws";
 import { AgentError } from "../agent/agent-client.js";
+import type { OrgRecord } from "../domain/index.js";
 import { ApiError } from "../errors.js";
-import type { OrgRecord } from "../store/store.js";
 import type { ExecService } from "./exec-service.js";
 import type { SandboxService } from "./sandbox-service.js";
 

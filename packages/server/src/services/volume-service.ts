@@ -2,19 +2,14 @@ import { realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import type { CreateSandboxParams, SandboxStatus, Volume, VolumeMount } from "@sandpit/contract";
 import type { FastifyBaseLogger } from "fastify";
+import { type OrgRecord, type SandboxVolumeRecord, VolumeNameTakenError, type VolumeRecord } from "../domain/index.js";
 import { ApiError } from "../errors.js";
 import { iso, now } from "../lib/clock.js";
 import { randomBase32 } from "../lib/ids.js";
 import { keyedToken, loadOrCreateServerKey, tokensEqual } from "../lib/server-key.js";
 import { VolumeDisk } from "../runtime/volume-disk.js";
 import { openDirBeneath, type VolumeMountSpec } from "../runtime/volume-mounts.js";
-import {
-  type OrgRecord,
-  type SandboxVolumeRecord,
-  type Store,
-  VolumeNameTakenError,
-  type VolumeRecord,
-} from "../store/store.js";
+import type { Store } from "../store/store.js";
 import { VolumeFiles } from "./volume-files.js";
 
 /** Sandboxes in these statuses hold their volumes on the host: a volume they mount cannot be deleted. */

@@ -1,10 +1,11 @@
 import { performance } from "node:perf_hooks";
 import type { CreateSandboxParams } from "@sandpit/contract";
 import type { FastifyBaseLogger } from "fastify";
+import type { OrgRecord, SandboxRecord, WarmPoolRecord } from "../domain/index.js";
 import { ApiError } from "../errors.js";
 import { now } from "../lib/clock.js";
 import { newToken } from "../lib/ids.js";
-import type { OrgRecord, SandboxRecord, Store, WarmPoolRecord } from "../store/store.js";
+import type { Store } from "../store/store.js";
 import {
   type CreateLimits,
   expiryFrom,

@@ -1,11 +1,12 @@
 import { createHmac } from "node:crypto";
 import type { EventType } from "@sandpit/contract";
 import type { FastifyBaseLogger } from "fastify";
+import type { ClaimedDelivery, DeliveryAttemptRecord, OrgRecord, WebhookRecord } from "../domain/index.js";
 import { ApiError } from "../errors.js";
 import { now } from "../lib/clock.js";
 import { randomBase32 } from "../lib/ids.js";
 import { OutboundBlockedError, type OutboundGuard } from "../outbound/outbound-guard.js";
-import type { ClaimedDelivery, DeliveryAttemptRecord, OrgRecord, Store, WebhookRecord } from "../store/store.js";
+import type { Store } from "../store/store.js";
 import { toEvent } from "./event-service.js";
 
 export interface WebhookOptions {

@@ -1,4 +1,4 @@
-import type { EventRecord } from "./store.js";
+import type { EventRecord } from "../domain/index.js";
 
 /** Who hears of committed events (`Store.onEvents`): told after the commit, never able to undo it. */
 export class EventListeners {

@@ -1,7 +1,14 @@
 import type pg from "pg";
+import type {
+  ClaimedDelivery,
+  DeliveryAttemptRecord,
+  EventFilter,
+  EventRecord,
+  WebhookRecord,
+} from "../domain/index.js";
+import type { EventDraft } from "../domain/lifecycle-events.js";
 import { randomBase32 } from "../lib/ids.js";
 import { EventListeners } from "./event-listeners.js";
-import type { EventDraft } from "./lifecycle-events.js";
 import { ADVISORY_LOCKS, all, first, inTransaction, lockUntilCommit, type Queryable, run } from "./pg-sql.js";
 import {
   type AttemptRow,
@@ -25,7 +32,6 @@ import {
   webhookInsertValues,
   webhookWants,
 } from "./sql-rows.js";
-import type { ClaimedDelivery, DeliveryAttemptRecord, EventFilter, EventRecord, WebhookRecord } from "./store.js";
 
 /** The schema of events, webhooks and their delivery queue (part of the PostgreSQL store's first version). */
 export const pgEventsSchema = `

@@ -1,13 +1,31 @@
 import type { SandboxStatus } from "@sandpit/contract";
 import pg from "pg";
-import { randomBase32 } from "../lib/ids.js";
+import type {
+  ClaimedDelivery,
+  CommandRecord,
+  DeliveryAttemptRecord,
+  EgressLogFilter,
+  EgressLogRecord,
+  EventFilter,
+  EventRecord,
+  IdempotencyRecord,
+  OrgQuota,
+  OrgRecord,
+  SandboxRecord,
+  SnapshotRecord,
+  VolumeRecord,
+  WarmPoolRecord,
+  WebhookRecord,
+} from "../domain/index.js";
+import { VolumeMissingError, VolumeNameTakenError } from "../domain/index.js";
 import {
   checkoutEvent,
   type EventDraft,
   sandboxTransitionEvents,
   snapshotEvents,
   type TransitionCause,
-} from "./lifecycle-events.js";
+} from "../domain/lifecycle-events.js";
+import { randomBase32 } from "../lib/ids.js";
 import { PgEvents, pgEventsSchema } from "./pg-events.js";
 import {
   ADVISORY_LOCKS,
@@ -53,27 +71,7 @@ import {
   type VolumeRow,
   volumeFromRow,
 } from "./sql-rows.js";
-import type {
-  ClaimedDelivery,
-  CommandRecord,
-  DeliveryAttemptRecord,
-  EgressLogFilter,
-  EgressLogRecord,
-  EventFilter,
-  EventRecord,
-  IdempotencyRecord,
-  OrgQuota,
-  OrgRecord,
-  SandboxFilter,
-  SandboxPatch,
-  SandboxRecord,
-  SnapshotRecord,
-  Store,
-  VolumeRecord,
-  WarmPoolRecord,
-  WebhookRecord,
-} from "./store.js";
-import { VolumeMissingError, VolumeNameTakenError } from "./store.js";
+import type { SandboxFilter, SandboxPatch, Store } from "./store.js";
 
 /**
  * Schema versions, applied in order; `sandpit_migrations` records which ran. The tables and columns are

@@ -1,5 +1,4 @@
 import type { EventType, NetworkPolicy, SandboxStatus } from "@sandpit/contract";
-import type { EventDraft } from "./lifecycle-events.js";
 import type {
   CommandRecord,
   DeliveryAttemptRecord,
@@ -10,15 +9,15 @@ import type {
   IdempotencyRecord,
   OrgQuota,
   OrgRecord,
-  SandboxFilter,
-  SandboxPatch,
   SandboxRecord,
   SandboxVolumeRecord,
   VolumeRecord,
   WebhookDeliveryRecord,
   WebhookRecord,
-} from "./store.js";
-import { QuotaExceededError } from "./store.js";
+} from "../domain/index.js";
+import { QuotaExceededError } from "../domain/index.js";
+import type { EventDraft } from "../domain/lifecycle-events.js";
+import type { SandboxFilter, SandboxPatch } from "./store.js";
 
 /*
  * What the SQL stores (SQLite and PostgreSQL) share: both have the same tables and column names, so one

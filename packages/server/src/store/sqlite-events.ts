@@ -1,7 +1,14 @@
 import type Database from "better-sqlite3";
+import type {
+  ClaimedDelivery,
+  DeliveryAttemptRecord,
+  EventFilter,
+  EventRecord,
+  WebhookRecord,
+} from "../domain/index.js";
+import type { EventDraft } from "../domain/lifecycle-events.js";
 import { randomBase32 } from "../lib/ids.js";
 import { EventListeners } from "./event-listeners.js";
-import type { EventDraft } from "./lifecycle-events.js";
 import {
   type AttemptRow,
   attemptFromRow,
@@ -24,7 +31,6 @@ import {
   webhookInsertValues,
   webhookWants,
 } from "./sql-rows.js";
-import type { ClaimedDelivery, DeliveryAttemptRecord, EventFilter, EventRecord, WebhookRecord } from "./store.js";
 
 /** The schema of events, webhooks and their delivery queue (one migration of the SQLite store). */
 export const eventsMigration = `

@@ -2,14 +2,32 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import type { SandboxStatus } from "@sandpit/contract";
 import Database from "better-sqlite3";
-import { randomBase32 } from "../lib/ids.js";
+import type {
+  ClaimedDelivery,
+  CommandRecord,
+  DeliveryAttemptRecord,
+  EgressLogFilter,
+  EgressLogRecord,
+  EventFilter,
+  EventRecord,
+  IdempotencyRecord,
+  OrgQuota,
+  OrgRecord,
+  SandboxRecord,
+  SnapshotRecord,
+  VolumeRecord,
+  WarmPoolRecord,
+  WebhookRecord,
+} from "../domain/index.js";
+import { VolumeMissingError, VolumeNameTakenError } from "../domain/index.js";
 import {
   checkoutEvent,
   type EventDraft,
   sandboxTransitionEvents,
   snapshotEvents,
   type TransitionCause,
-} from "./lifecycle-events.js";
+} from "../domain/lifecycle-events.js";
+import { randomBase32 } from "../lib/ids.js";
 import {
   assertWithinQuota,
   type CommandRow,
@@ -46,27 +64,7 @@ import {
   volumeFromRow,
 } from "./sql-rows.js";
 import { eventsMigration, SqliteEvents } from "./sqlite-events.js";
-import type {
-  ClaimedDelivery,
-  CommandRecord,
-  DeliveryAttemptRecord,
-  EgressLogFilter,
-  EgressLogRecord,
-  EventFilter,
-  EventRecord,
-  IdempotencyRecord,
-  OrgQuota,
-  OrgRecord,
-  SandboxFilter,
-  SandboxPatch,
-  SandboxRecord,
-  SnapshotRecord,
-  Store,
-  VolumeRecord,
-  WarmPoolRecord,
-  WebhookRecord,
-} from "./store.js";
-import { VolumeMissingError, VolumeNameTakenError } from "./store.js";
+import type { SandboxFilter, SandboxPatch, Store } from "./store.js";
 
 /** Schema versions, applied in order; `PRAGMA user_version` records how many ran. */
 const migrations = [

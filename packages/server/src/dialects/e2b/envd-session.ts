@@ -1,10 +1,10 @@
 import path from "node:path";
+import type { OrgRecord, SandboxRecord } from "../../domain/index.js";
 import { ApiError } from "../../errors.js";
 import type { FileService } from "../../services/file-service.js";
 import type { SandboxAccount } from "../../services/sandbox-accounts.js";
 import type { SandboxFileInfo, SandboxFiles } from "../../services/sandbox-files.js";
 import type { SandboxService } from "../../services/sandbox-service.js";
-import type { OrgRecord, SandboxRecord } from "../../store/store.js";
 
 /** The user E2B's envd runs as when a request names none (E2B templates' unprivileged account). */
 export const DEFAULT_ENVD_USER = "user";

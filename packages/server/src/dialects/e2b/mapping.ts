@@ -1,7 +1,7 @@
 import type { CreateSandboxRequest, MetricsSample, NetworkPolicyInput } from "@sandpit/contract";
 import { z } from "zod";
+import type { SandboxRecord, VolumeRecord } from "../../domain/index.js";
 import type { VolumeEntry } from "../../services/volume-files.js";
-import type { SandboxRecord, VolumeRecord } from "../../store/store.js";
 
 /** The envd version Sandpit's envd speaks: the SDK gates features (octet-stream uploads, …) on it. */
 export const ENVD_VERSION = "0.5.7";

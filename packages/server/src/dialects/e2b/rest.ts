@@ -1,9 +1,9 @@
 import { createSandboxRequestSchema, type NetworkPolicy, networkPolicySchema } from "@sandpit/contract";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
+import type { OrgRecord, SandboxRecord } from "../../domain/index.js";
 import { ApiError, toApiError } from "../../errors.js";
 import type { AppServices } from "../../services/index.js";
-import type { OrgRecord, SandboxRecord } from "../../store/store.js";
 import { type DialectContext, registerDialect, singleHeader } from "../dialect.js";
 import {
   createRequestFrom,

@@ -1,7 +1,7 @@
 import { sandboxStatuses } from "@sandpit/contract";
 import { describe, expect, it } from "vitest";
+import type { SandboxRecord } from "../../domain/index.js";
 import { ApiError } from "../../errors.js";
-import type { SandboxRecord } from "../../store/store.js";
 import { sandboxRecord } from "../sandbox-record.fixture.js";
 import {
   createRequestFrom,

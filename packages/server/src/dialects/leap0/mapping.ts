@@ -8,8 +8,8 @@ import {
   sandboxStatuses,
 } from "@sandpit/contract";
 import type { ZodError } from "zod";
+import type { SandboxRecord } from "../../domain/index.js";
 import { ApiError } from "../../errors.js";
-import type { SandboxRecord } from "../../store/store.js";
 import { memoryMbFor } from "../nullspace/mapping.js";
 import type {
   Leap0CreateSandbox,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
+import type { SandboxRecord } from "../../domain/index.js";
 import { ApiError } from "../../errors.js";
-import type { SandboxRecord } from "../../store/store.js";
 import {
   createRequestFrom,
   decodeMetadata,

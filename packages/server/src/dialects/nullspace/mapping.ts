@@ -1,7 +1,7 @@
 import type { CreateSandboxRequest, FieldIssue, SandboxStatus } from "@sandpit/contract";
+import type { SandboxRecord } from "../../domain/index.js";
 import type { ApiError } from "../../errors.js";
 import type { WarmPoolCheckout } from "../../services/warm-pool-service.js";
-import type { SandboxRecord } from "../../store/store.js";
 import type {
   NullspaceCreateSandbox,
   NullspaceErrorBody,

@@ -1,11 +1,11 @@
 import { createSandboxRequestSchema } from "@sandpit/contract";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { OrgRecord } from "../../domain/index.js";
 import { ApiError } from "../../errors.js";
 import { claimIdempotencyKey } from "../../http/idempotency.js";
 import { proxyHttp } from "../../http/proxy.js";
 import type { AppServices } from "../../services/index.js";
 import type { VolumeService } from "../../services/volume-service.js";
-import type { OrgRecord } from "../../store/store.js";
 import { bearerToken, type DialectContext, type DialectServices, registerDialect, singleHeader } from "../dialect.js";
 import { createRequestFrom, errorReplyOf, isVolumeId, sandboxOf, TRAFFIC_ACCESS_TOKEN_HEADER } from "./mapping.js";
 import { createSandboxSchema, type NullspaceCreateSandbox } from "./schemas.js";

@@ -1,8 +1,8 @@
 import path from "node:path";
 import type { FastifyRequest } from "fastify";
+import type { OrgRecord, SandboxRecord } from "../../domain/index.js";
 import { ApiError } from "../../errors.js";
 import type { AppServices } from "../../services/index.js";
-import type { OrgRecord, SandboxRecord } from "../../store/store.js";
 import { singleHeader } from "../dialect.js";
 
 /** The header each in-sandbox service takes its access token in (handed out by the endpoints call). */

@@ -1,9 +1,9 @@
 import { createSandboxRequestSchema, createVolumeRequestSchema, limits } from "@sandpit/contract";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
+import type { OrgRecord, SandboxRecord } from "../../domain/index.js";
 import { ApiError } from "../../errors.js";
 import type { AppServices } from "../../services/index.js";
-import type { OrgRecord, SandboxRecord } from "../../store/store.js";
 import { type DialectContext, type DialectServices, registerDialect, singleHeader } from "../dialect.js";
 import { lifecycleErrorReply } from "./errors.js";
 import { CLIENT_SERVICES } from "./execd-session.js";

@@ -8,7 +8,7 @@ import {
   type volumeMountSchema,
 } from "@sandpit/contract";
 import type { z } from "zod";
-import type { SandboxRecord, SnapshotRecord } from "../../store/store.js";
+import type { SandboxRecord, SnapshotRecord } from "../../domain/index.js";
 import {
   type NetworkRule,
   type OpenSandboxCreateSandbox,

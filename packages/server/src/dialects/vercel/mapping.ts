@@ -5,8 +5,8 @@ import {
   runtimePresets,
   type SandboxStatus,
 } from "@sandpit/contract";
+import type { SandboxRecord, SnapshotRecord } from "../../domain/index.js";
 import type { ApiError } from "../../errors.js";
-import type { SandboxRecord, SnapshotRecord } from "../../store/store.js";
 import { toSandpitPolicy, toVercelPolicy, type VercelPolicyView } from "./network-policy.js";
 import { DEFAULT_VCPUS, MEMORY_MB_PER_VCPU, type VercelCreateSandbox } from "./schemas.js";
 

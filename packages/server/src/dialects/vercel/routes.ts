@@ -10,6 +10,7 @@ import {
 } from "@sandpit/contract";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
+import type { OrgRecord, SandboxRecord } from "../../domain/index.js";
 import { ApiError } from "../../errors.js";
 import { sendNdjson } from "../../http/streaming.js";
 import { uploadBody } from "../../http/upload-limit.js";
@@ -17,7 +18,6 @@ import { FRAMING_ALLOWANCE } from "../../lib/upload-budget.js";
 import type { ExecParams } from "../../services/exec-service.js";
 import type { AppServices } from "../../services/index.js";
 import { assertStatus } from "../../services/sandbox-service.js";
-import type { OrgRecord, SandboxRecord } from "../../store/store.js";
 import { bearerToken, type DialectContext, type DialectServices, registerDialect, singleHeader } from "../dialect.js";
 import {
   commandOf,

@@ -5,8 +5,8 @@ import {
   type SandboxStatus,
   sandboxStatuses,
 } from "@sandpit/contract";
+import type { SandboxRecord } from "../../domain/index.js";
 import type { ApiError } from "../../errors.js";
-import type { SandboxRecord } from "../../store/store.js";
 import type { ZwrmCreateSandbox, ZwrmEgress, ZwrmErrorBody, ZwrmSandbox, ZwrmStatus } from "./schemas.js";
 
 export const SECOND = 1000;

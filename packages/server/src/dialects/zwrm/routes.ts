@@ -1,9 +1,9 @@
 import { createSandboxRequestSchema } from "@sandpit/contract";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { OrgRecord, SandboxRecord } from "../../domain/index.js";
 import { ApiError, notFound } from "../../errors.js";
 import { uploadBody, writeUpload } from "../../http/upload-limit.js";
 import type { AppServices } from "../../services/index.js";
-import type { OrgRecord, SandboxRecord } from "../../store/store.js";
 import { bearerToken, type DialectContext, type DialectServices, registerDialect, singleHeader } from "../dialect.js";
 import {
   checkFilePath,

@@ -1,7 +1,7 @@
 import type { SandboxStatus } from "@sandpit/contract";
 import { describe, expect, it } from "vitest";
+import type { SandboxRecord, SnapshotRecord } from "./index.js";
 import { checkoutEvent, sandboxTransitionEvents, snapshotEvents } from "./lifecycle-events.js";
-import type { SandboxRecord, SnapshotRecord } from "./store.js";
 
 const base = {
   id: "sbx_aaaaaaaaaaaaaaaaaaaa",

@@ -1,5 +1,5 @@
 import type { EventType } from "@sandpit/contract";
-import type { SandboxRecord, SnapshotRecord } from "./store.js";
+import type { SandboxRecord, SnapshotRecord } from "./index.js";
 
 /** An event before the store gives it an id. */
 export interface EventDraft {

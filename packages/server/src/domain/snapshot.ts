@@ -1,0 +1,25 @@
+import type { NetworkPolicy } from "@sandpit/contract";
+import type { SandboxVolumeRecord } from "./sandbox.js";
+
+export interface SnapshotRecord {
+  id: string;
+  orgId: string;
+  name: string | null;
+  sourceSandboxId: string;
+  status: "creating" | "ready" | "failed";
+  template: string;
+  vcpus: number;
+  memoryMb: number;
+  diskMb: number;
+  env: Record<string, string>;
+  cwd: string;
+  /** Default user of commands in the source (absent in snapshots taken before users existed). */
+  user?: string | null;
+  networkPolicy: NetworkPolicy;
+  /** The agent inside the snapshot was started with this token; its children keep it. */
+  agentToken: string;
+  /** What the source mounted; its children mount the same (absent in snapshots taken before volumes). */
+  volumes?: SandboxVolumeRecord[];
+  sizeBytes: number | null;
+  createdAt: number;
+}
