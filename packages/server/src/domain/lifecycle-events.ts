@@ -1,5 +1,6 @@
 import type { EventType } from "@sandpit/contract";
-import type { SandboxRecord, SnapshotRecord } from "./index.js";
+import type { SandboxRecord } from "./sandbox.js";
+import type { SnapshotRecord } from "./snapshot.js";
 
 /** An event before the store gives it an id. */
 export interface EventDraft {
