@@ -1,3 +1,4 @@
+import type { NodeMembership } from "../cluster/node-membership.js";
 import type { ImageService } from "../images/image-service.js";
 import type { EgressAudit } from "../network/egress-audit.js";
 import type { TemplateService } from "../templates/template-service.js";
@@ -48,4 +49,6 @@ export interface AppServices {
   adminKey: string | undefined;
   maxUploadBytes: number;
   volumes: VolumeService;
+  /** This server as a node of the cluster (with SQLite: the only node). */
+  membership: NodeMembership;
 }
