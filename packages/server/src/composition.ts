@@ -1,12 +1,14 @@
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { FastifyBaseLogger } from "fastify";
+import { NodeClient } from "./cluster/node-client.js";
 import { NodeMembership } from "./cluster/node-membership.js";
 import type { ServerConfig } from "./config.js";
 import { ImageService } from "./images/image-service.js";
 import { RegistryClient } from "./images/registry-client.js";
-import { loadOrCreateServerKey } from "./lib/server-key.js";
+import { loadOrCreateSharedKey } from "./lib/server-key.js";
 import { blockedDestinations, isBlockedAddress } from "./network/blocked-destinations.js";
 import { DnsProxy, hostUpstream } from "./network/dns-proxy.js";
 import { EgressAudit } from "./network/egress-audit.js";
@@ -202,7 +204,7 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
       startMainProcess: (record, agent, argv) => exec.startMainProcess(record, agent, argv),
     },
     { maxPorts: config.maxPorts, defaultQuota: config.defaultQuota, snapshotDir },
-    await loadOrCreateServerKey(path.join(config.dataDir, "sandbox-client-token.key")),
+    await loadOrCreateSharedKey(store, "sandbox-client-token", path.join(config.dataDir, "sandbox-client-token.key")),
   );
   const supervisor = new SandboxSupervisor(store, runtime, sandboxes, deaths, logger);
   const snapshots = new SnapshotService(store, sandboxes, runtime, snapshotDir, logger);
@@ -229,6 +231,10 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
   const webhooks = new WebhookService(store, outbound, logger, config.webhooks);
   webhooks.start();
   const metricsSampler = new MetricsSampler(store, runtime, logger, config.metricsIntervalMs);
+  const nodeClient = new NodeClient(
+    config.cluster.nodeId,
+    config.cluster.secret ?? (await store.sharedKey("node-auth", randomBytes(32))).toString("hex"),
+  );
   const membership = new NodeMembership(
     store,
     { ...config.cluster, dataDir: config.dataDir, version: serverVersion() },
@@ -260,6 +266,7 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
       maxUploadBytes: config.maxUploadBytes,
       volumes,
       membership,
+      nodeClient,
     },
     store,
     reconcile: () => supervisor.reconcile(),

@@ -1,3 +1,4 @@
+import type { NodeClient } from "../cluster/node-client.js";
 import type { NodeMembership } from "../cluster/node-membership.js";
 import type { ImageService } from "../images/image-service.js";
 import type { EgressAudit } from "../network/egress-audit.js";
@@ -51,4 +52,6 @@ export interface AppServices {
   volumes: VolumeService;
   /** This server as a node of the cluster (with SQLite: the only node). */
   membership: NodeMembership;
+  /** Signed requests between nodes (internal calls, forwarded requests) and their check. */
+  nodeClient: NodeClient;
 }
