@@ -5,6 +5,7 @@ import type { SandboxStatus } from "@sandpit/contract";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type EventRecord,
+  NoCapacityError,
   QuotaExceededError,
   type SandboxRecord,
   type SnapshotRecord,
@@ -86,6 +87,8 @@ function sandbox(orgId: string, fields: Partial<SandboxRecord> = {}): Omit<Sandb
 }
 
 const NO_QUOTA = { maxSandboxes: null, maxVcpus: null, maxMemoryMb: null };
+/** Overcommit so large that no registered node runs out of room (the capacity cases set their own). */
+const ANY_ROOM = { cpu: 1e6, memory: 1e6, disk: 1e6 };
 
 /** Runs `n` calls at once; answers how many were fulfilled and the reasons of the rest. */
 async function race<T>(n: number, call: (i: number) => Promise<T>) {
@@ -113,16 +116,16 @@ describe.each(backends)("$name store", (backend) => {
   });
 
   it("gives every sandbox the lowest free network slot, and refuses above the last one", async () => {
-    const a = await store.insertSandbox(sandbox(orgId), 2, NO_QUOTA);
-    const b = await store.insertSandbox(sandbox(orgId), 2, NO_QUOTA);
-    const c = await store.insertSandbox(sandbox(orgId), 2, NO_QUOTA);
+    const a = await store.insertSandbox(sandbox(orgId), 2, NO_QUOTA, ANY_ROOM);
+    const b = await store.insertSandbox(sandbox(orgId), 2, NO_QUOTA, ANY_ROOM);
+    const c = await store.insertSandbox(sandbox(orgId), 2, NO_QUOTA, ANY_ROOM);
     expect([a.netIndex, b.netIndex, c.netIndex]).toEqual([0, 1, 2]);
-    await expect(store.insertSandbox(sandbox(orgId), 2, NO_QUOTA)).rejects.toThrow("no free network slot");
+    await expect(store.insertSandbox(sandbox(orgId), 2, NO_QUOTA, ANY_ROOM)).rejects.toThrow("no free network slot");
     await store.updateSandbox(b.id, { status: "destroyed", netIndex: null, destroyedAt: Date.now() });
-    expect((await store.insertSandbox(sandbox(orgId), 2, NO_QUOTA)).netIndex).toBe(1);
+    expect((await store.insertSandbox(sandbox(orgId), 2, NO_QUOTA, ANY_ROOM)).netIndex).toBe(1);
     // Slots are unique across concurrent creates too, of any organisations.
     const orgs = await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map((i) => store.ensureOrg(`slots-${i}`)));
-    const { values } = await race(8, (i) => store.insertSandbox(sandbox(orgs[i]!.id), 1000, NO_QUOTA));
+    const { values } = await race(8, (i) => store.insertSandbox(sandbox(orgs[i]!.id), 1000, NO_QUOTA, ANY_ROOM));
     const slots = values.map((s) => s.netIndex);
     expect(new Set(slots).size).toBe(8);
     expect(Math.min(...(slots as number[]))).toBe(3);
@@ -148,15 +151,16 @@ describe.each(backends)("$name store", (backend) => {
   it("stores a sandbox record field for field and lists it by status and metadata", async () => {
     const org = (await store.ensureOrg("lister")).id;
     const record = sandbox(org, { metadata: { team: "red", "a.b": "dotted", 'q"uote': "x" } });
-    const inserted = await store.insertSandbox(record, 1000, NO_QUOTA);
+    const inserted = await store.insertSandbox(record, 1000, NO_QUOTA, ANY_ROOM);
     expect(await store.getSandbox(record.id)).toEqual(inserted);
     expect(inserted).toEqual({ ...record, nodeId: store.nodeId, netIndex: inserted.netIndex });
     const running = await store.insertSandbox(
       sandbox(org, { status: "running", metadata: { team: "red" } }),
       1000,
       NO_QUOTA,
+      ANY_ROOM,
     );
-    const gone = await store.insertSandbox(sandbox(org, { status: "destroyed" }), 1000, NO_QUOTA);
+    const gone = await store.insertSandbox(sandbox(org, { status: "destroyed" }), 1000, NO_QUOTA, ANY_ROOM);
 
     const ids = async (filter: Parameters<Store["listSandboxes"]>[1]) =>
       (await store.listSandboxes(org, filter)).map((s) => s.id);
@@ -175,7 +179,7 @@ describe.each(backends)("$name store", (backend) => {
   });
 
   it("applies a conditional update only in the expected statuses, and exactly once when raced", async () => {
-    const s = await store.insertSandbox(sandbox(orgId, { status: "running" }), 1000, NO_QUOTA);
+    const s = await store.insertSandbox(sandbox(orgId, { status: "running" }), 1000, NO_QUOTA, ANY_ROOM);
     expect(await store.updateSandbox(s.id, { status: "destroying" }, ["paused"])).toBeUndefined();
     expect((await store.getSandbox(s.id))?.status).toBe("running");
     expect(await store.updateSandbox(s.id, {}, ["paused"])).toBeUndefined();
@@ -195,7 +199,7 @@ describe.each(backends)("$name store", (backend) => {
   it("never takes an organisation over its quota, even with creates at once", async () => {
     const org = (await store.ensureOrg("quota-race")).id;
     const quota = { maxSandboxes: 3, maxVcpus: null, maxMemoryMb: null };
-    const { values, errors } = await race(10, () => store.insertSandbox(sandbox(org), 1000, quota));
+    const { values, errors } = await race(10, () => store.insertSandbox(sandbox(org), 1000, quota, ANY_ROOM));
     expect(values).toHaveLength(3);
     expect(errors).toHaveLength(7);
     for (const e of errors) expect(e).toBeInstanceOf(QuotaExceededError);
@@ -203,10 +207,15 @@ describe.each(backends)("$name store", (backend) => {
 
     // Destroyed sandboxes stop counting; vCPUs and memory are limits of their own.
     await store.updateSandbox(values[0]!.id, { status: "destroyed", netIndex: null });
-    const big = store.insertSandbox(sandbox(org, { vcpus: 4 }), 1000, { ...quota, maxVcpus: 5 });
+    const big = store.insertSandbox(sandbox(org, { vcpus: 4 }), 1000, { ...quota, maxVcpus: 5 }, ANY_ROOM);
     await expect(big).rejects.toMatchObject({ limit: "maxVcpus", max: 5, current: 2 });
     const vcpuRace = await race(6, () =>
-      store.insertSandbox(sandbox(org, { vcpus: 2 }), 1000, { maxSandboxes: null, maxVcpus: 8, maxMemoryMb: null }),
+      store.insertSandbox(
+        sandbox(org, { vcpus: 2 }),
+        1000,
+        { maxSandboxes: null, maxVcpus: 8, maxMemoryMb: null },
+        ANY_ROOM,
+      ),
     );
     expect(vcpuRace.values).toHaveLength(3);
   });
@@ -234,7 +243,7 @@ describe.each(backends)("$name store", (backend) => {
     });
     expect((await store.listWebhooks(org)).map((w) => w.url)).toEqual(["http://a", "http://b"]);
 
-    const s = await store.insertSandbox(sandbox(org), 1000, NO_QUOTA);
+    const s = await store.insertSandbox(sandbox(org), 1000, NO_QUOTA, ANY_ROOM);
     await store.updateSandbox(s.id, { status: "running", startedAt: Date.now() }, ["creating"]);
     await store.updateSandbox(s.id, { status: "pausing" }, ["running"], "requested");
     await store.updateSandbox(s.id, { status: "paused" }, ["pausing"], "idle");
@@ -331,7 +340,12 @@ describe.each(backends)("$name store", (backend) => {
     const org = (await store.ensureOrg("pool-taker")).id;
     const pooled = await Promise.all(
       [0, 1, 2].map(() =>
-        store.insertSandbox(sandbox(pool, { status: "running", metadata: { "sandpit.pool": "p1" } }), 1000, NO_QUOTA),
+        store.insertSandbox(
+          sandbox(pool, { status: "running", metadata: { "sandpit.pool": "p1" } }),
+          1000,
+          NO_QUOTA,
+          ANY_ROOM,
+        ),
       ),
     );
     const quota = { maxSandboxes: 2, maxVcpus: null, maxMemoryMb: null };
@@ -360,8 +374,8 @@ describe.each(backends)("$name store", (backend) => {
   });
 
   it("keeps commands of a sandbox", async () => {
-    const s = await store.insertSandbox(sandbox(orgId, { status: "running" }), 1000, NO_QUOTA);
-    const other = await store.insertSandbox(sandbox(orgId, { status: "running" }), 1000, NO_QUOTA);
+    const s = await store.insertSandbox(sandbox(orgId, { status: "running" }), 1000, NO_QUOTA, ANY_ROOM);
+    const other = await store.insertSandbox(sandbox(orgId, { status: "running" }), 1000, NO_QUOTA, ANY_ROOM);
     const base = { sandboxId: s.id, cwd: "/w", pid: 10, exitCode: null, timedOut: false, finishedAt: null };
     await store.insertCommand({
       ...base,
@@ -451,22 +465,27 @@ describe.each(backends)("$name store", (backend) => {
     expect((await store.listVolumes(undefined)).map((v) => v.id)).toContain(volume.id);
 
     const mount = { volumeId: volume.id, name: "data", mountPath: "/data", readOnly: false };
-    const user = await store.insertSandbox(sandbox(org, { status: "running", volumes: [mount] }), 1000, NO_QUOTA);
+    const user = await store.insertSandbox(
+      sandbox(org, { status: "running", volumes: [mount] }),
+      1000,
+      NO_QUOTA,
+      ANY_ROOM,
+    );
     const live: SandboxStatus[] = ["creating", "running", "paused"];
     expect(await store.volumeUsers(volume.id, live)).toEqual([user.id]);
     expect(await store.deleteVolumeUnlessUsed(volume.id, live)).toEqual({ deleted: false, users: [user.id] });
     await store.updateSandbox(user.id, { status: "destroyed", netIndex: null });
     expect(await store.volumeUsers(volume.id, live)).toEqual([]);
     expect(await store.deleteVolumeUnlessUsed(volume.id, live)).toEqual({ deleted: true, users: [] });
-    await expect(store.insertSandbox(sandbox(org, { volumes: [mount] }), 1000, NO_QUOTA)).rejects.toBeInstanceOf(
-      VolumeMissingError,
-    );
+    await expect(
+      store.insertSandbox(sandbox(org, { volumes: [mount] }), 1000, NO_QUOTA, ANY_ROOM),
+    ).rejects.toBeInstanceOf(VolumeMissingError);
 
     for (let round = 0; round < 5; round++) {
       const v = { ...volume, id: unique("vol_"), name: `race-${round}` };
       await store.insertVolume(v);
       const [created, deleted] = await Promise.allSettled([
-        store.insertSandbox(sandbox(org, { volumes: [{ ...mount, volumeId: v.id }] }), 1000, NO_QUOTA),
+        store.insertSandbox(sandbox(org, { volumes: [{ ...mount, volumeId: v.id }] }), 1000, NO_QUOTA, ANY_ROOM),
         store.deleteVolumeUnlessUsed(v.id, live),
       ]);
       const createdOk = created.status === "fulfilled";
@@ -515,6 +534,7 @@ describe.each(backends)("$name store", (backend) => {
       sandbox(orgId, { metadata: { "k\0": "a\0b", slash: "\\u0000" } }),
       1000,
       NO_QUOTA,
+      ANY_ROOM,
     );
     expect((await store.getSandbox(s.id))?.metadata).toEqual({ "k\uFFFD": "a\uFFFDb", slash: "\\u0000" });
   });
@@ -547,14 +567,64 @@ describe.each(backends)("$name store", (backend) => {
     expect(back).toMatchObject({ state: "ready", epoch: lost!.epoch + 1 });
     expect((await store.listNodes()).map((n) => n.id)).toEqual([store.nodeId]);
 
-    const s = await store.insertSandbox(sandbox(orgId), 100, NO_QUOTA);
+    const s = await store.insertSandbox(sandbox(orgId), 100, NO_QUOTA, ANY_ROOM);
     expect(s.nodeId).toBe(store.nodeId);
     expect(await store.sandboxOwner(s.id)).toEqual({ nodeId: store.nodeId, url: registration.url, state: "ready" });
     expect(await store.sandboxOwner("sbx_nope")).toBeUndefined();
   });
 
+  it("holds its node to capacity × overcommit, whichever process inserts; paused sandboxes keep only disk and a slot", async () => {
+    const db = await backend.fresh();
+    const [one, two] = [await db.open(), await db.open()];
+    try {
+      const org = (await one.ensureOrg("capacity")).id;
+      const capacity = { vcpus: 2, memoryMb: 2048, diskMb: 10_000, sandboxes: 3 };
+      const overcommit = { cpu: 2, memory: 1, disk: 1 };
+      // Not registered: nothing is known to check against.
+      await one.updateSandbox((await one.insertSandbox(sandbox(org), 1000, NO_QUOTA, overcommit)).id, {
+        status: "destroyed",
+        netIndex: null,
+      });
+      await one.registerNode(
+        { id: one.nodeId, url: "http://127.0.0.1:1", capacity, labels: {}, version: "t", startedAt: 0 },
+        60_000,
+      );
+
+      const small = { vcpus: 1, memoryMb: 512, diskMb: 1000 };
+      const { values, errors } = await race(8, (i) =>
+        (i % 2 ? one : two).insertSandbox(sandbox(org, small), 1000, NO_QUOTA, overcommit),
+      );
+      expect(values).toHaveLength(3);
+      expect(errors).toHaveLength(5);
+      for (const e of errors) expect(e).toBeInstanceOf(NoCapacityError);
+      expect(errors[0]).toMatchObject({
+        nodeId: one.nodeId,
+        shortfall: { resource: "sandboxes", allocatable: 3, allocated: 3, requested: 1 },
+      });
+      const [load] = await one.nodeLoads();
+      expect(load).toMatchObject({
+        node: { id: one.nodeId, capacity },
+        leaseLive: true,
+        allocated: { vcpus: 3, memoryMb: 1536, diskMb: 3000, sandboxes: 3 },
+      });
+
+      // A paused sandbox gives back its vCPUs and memory, keeps its disk and its slot.
+      await one.updateSandbox(values[0]!.id, { status: "paused" });
+      await one.updateSandbox(values[1]!.id, { status: "destroyed", netIndex: null });
+      expect((await one.nodeLoads())[0]!.allocated).toEqual({ vcpus: 1, memoryMb: 512, diskMb: 2000, sandboxes: 2 });
+      const big = { vcpus: 3, memoryMb: 1536, diskMb: 1000 };
+      expect(await one.insertSandbox(sandbox(org, big), 1000, NO_QUOTA, overcommit)).toMatchObject({ vcpus: 3 });
+      await expect(one.insertSandbox(sandbox(org, small), 1000, NO_QUOTA, overcommit)).rejects.toMatchObject({
+        shortfall: { resource: "sandboxes" },
+      });
+    } finally {
+      await one.close();
+      await two.close();
+    }
+  });
+
   it("keeps everything across a reopen, without running its migrations again", async () => {
-    const s = await store.insertSandbox(sandbox(orgId), 1000, NO_QUOTA);
+    const s = await store.insertSandbox(sandbox(orgId), 1000, NO_QUOTA, ANY_ROOM);
     const second = await reopen();
     try {
       expect(await second.getSandbox(s.id)).toEqual(s);
@@ -591,8 +661,8 @@ describe("PostgreSQL store shared by nodes", () => {
     try {
       const orgId = (await a.ensureOrg("acme")).id;
       const [onA, onB] = await Promise.all([
-        a.insertSandbox(sandbox(orgId), 10, NO_QUOTA),
-        b.insertSandbox(sandbox(orgId), 10, NO_QUOTA),
+        a.insertSandbox(sandbox(orgId), 10, NO_QUOTA, ANY_ROOM),
+        b.insertSandbox(sandbox(orgId), 10, NO_QUOTA, ANY_ROOM),
       ]);
       // Slot 0 on both: each node has its own subnet.
       expect([onA.nodeId, onA.netIndex, onB.nodeId, onB.netIndex]).toEqual(["node-a", 0, "node-b", 0]);

@@ -33,6 +33,7 @@ export const errorStatus = {
   internal: 500,
   not_implemented: 501,
   runtime_unavailable: 503,
+  no_capacity: 503,
   timeout: 504,
   insufficient_storage: 507,
 } as const satisfies Record<string, number>;

@@ -100,6 +100,27 @@ export const sourceSchema = z.discriminatedUnion("type", [
 ]);
 export type SandboxSource = z.infer<typeof sourceSchema>;
 
+/** A node's id (`SANDPIT_NODE_ID`). */
+export const nodeIdSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9.-]{0,62}$/, "must be a node id: 1-63 lowercase letters, digits, '.' or '-'");
+
+const MAX_PLACEMENT_LABELS = 16;
+
+/** Where a sandbox may be placed in a cluster (default: any ready node with room). */
+export const placementSchema = z.strictObject({
+  node: nodeIdSchema.optional().describe("Only this node"),
+  labels: z
+    .record(
+      z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/, "must be 1-63 letters, digits, '.', '_', '/' or '-'"),
+      z.string().regex(/^[A-Za-z0-9._-]{0,63}$/, "must be at most 63 letters, digits, '.', '_' or '-'"),
+    )
+    .refine((l) => Object.keys(l).length <= MAX_PLACEMENT_LABELS, `at most ${MAX_PLACEMENT_LABELS} labels`)
+    .optional()
+    .describe("Only nodes with every one of these labels (SANDPIT_NODE_LABELS)"),
+});
+export type Placement = z.infer<typeof placementSchema>;
+
 export const createSandboxRequestSchema = z.strictObject({
   template: templateNameSchema.default("base"),
   runtime: z.enum(runtimePresets).optional().describe("Shorthand for template: the runtime preset of that name"),
@@ -154,6 +175,9 @@ export const createSandboxRequestSchema = z.strictObject({
   publicPorts: z.boolean().default(false).describe("Exposed ports need no traffic token"),
   allPorts: z.boolean().default(false).describe("Every port of the sandbox is exposed, not only `ports`"),
   volumes: volumeMountsSchema,
+  placement: placementSchema
+    .optional()
+    .describe("Where in the cluster the sandbox may run: a node, or nodes with these labels"),
 });
 export type CreateSandboxRequest = z.input<typeof createSandboxRequestSchema>;
 export type CreateSandboxParams = z.output<typeof createSandboxRequestSchema>;

@@ -203,7 +203,12 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
       // The exec service needs this service, so it is made after it; the starter reaches it when called.
       startMainProcess: (record, agent, argv) => exec.startMainProcess(record, agent, argv),
     },
-    { maxPorts: config.maxPorts, defaultQuota: config.defaultQuota, snapshotDir },
+    {
+      maxPorts: config.maxPorts,
+      defaultQuota: config.defaultQuota,
+      snapshotDir,
+      overcommit: config.cluster.overcommit,
+    },
     await loadOrCreateSharedKey(store, "sandbox-client-token", path.join(config.dataDir, "sandbox-client-token.key")),
   );
   const supervisor = new SandboxSupervisor(store, runtime, sandboxes, deaths, logger);

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { NodeCapacity } from "./domain/index.js";
+import type { NodeCapacity, Overcommit } from "./domain/index.js";
 
 /** This server as a node of a cluster (with SQLite: the one node there is). */
 export interface ClusterConfig {
@@ -19,6 +19,8 @@ export interface ClusterConfig {
   labels: Record<string, string>;
   /** Overrides of what the host offers (by default measured at start). */
   capacity: Partial<NodeCapacity>;
+  /** How far live sandboxes' limits may add up beyond the capacity, per resource. */
+  overcommit: Overcommit;
 }
 
 export interface ServerConfig {
@@ -252,6 +254,14 @@ export function loadConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
       leaseTtlMs: envInt("SANDPIT_NODE_LEASE_TTL_MS", 10_000),
       labels: parseLabels(env.SANDPIT_NODE_LABELS),
       capacity: parseCapacity(env.SANDPIT_NODE_CAPACITY),
+      overcommit: {
+        // A sandbox's vCPUs are a CPU-time ceiling (cpu.max), not a reservation: idle ones cost nothing.
+        cpu: envInt("SANDPIT_OVERCOMMIT_CPU", 8),
+        // Memory limits are what the host must really hold when sandboxes use them.
+        memory: envInt("SANDPIT_OVERCOMMIT_MEMORY", 1),
+        // Disks are sparse images: a sandbox takes host disk only for what it writes.
+        disk: envInt("SANDPIT_OVERCOMMIT_DISK", 4),
+      },
     },
     ...overrides,
   };

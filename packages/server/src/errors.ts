@@ -28,6 +28,14 @@ export function errorEnvelope(error: ApiError) {
 export const notFound = (what: "sandbox" | "template" | "command" | "file", id: string) =>
   new ApiError(`${what}_not_found`, `${what} ${id} not found`);
 
+/** How long a client is asked to wait before it tries a create again when no node had room, seconds. */
+export const NO_CAPACITY_RETRY_AFTER_S = 5;
+
+/** 503 `no_capacity` with Retry-After: no node of the cluster can take the sandbox now. */
+export function noCapacity(message: string, details?: Record<string, unknown>): ApiError {
+  return new ApiError("no_capacity", message, details, { "retry-after": String(NO_CAPACITY_RETRY_AFTER_S) });
+}
+
 /** Turns zod issues into one validation error naming every field and the rule it broke. */
 export function validationError(error: ZodError, where: "body" | "query" | "params" = "body"): ApiError {
   const fields: FieldIssue[] = error.issues.map((issue) => {

@@ -11,14 +11,17 @@ import {
 import type { FastifyBaseLogger } from "fastify";
 import { type AgentClient, AgentUnreachableError } from "../agent/agent-client.js";
 import {
+  describeShortfall,
+  NoCapacityError,
   type OrgQuota,
   type OrgRecord,
+  type Overcommit,
   QuotaExceededError,
   type SandboxRecord,
   type SnapshotRecord,
   VolumeMissingError,
 } from "../domain/index.js";
-import { ApiError, notFound } from "../errors.js";
+import { ApiError, noCapacity, notFound } from "../errors.js";
 import { iso, now } from "../lib/clock.js";
 import { newSandboxId, newToken } from "../lib/ids.js";
 import { keyedToken, tokensEqual } from "../lib/server-key.js";
@@ -150,7 +153,13 @@ export class SandboxService {
 
   constructor(
     deps: SandboxServiceDeps,
-    private readonly limits: { maxPorts: number; defaultQuota: OrgQuota; snapshotDir: (id: string) => string },
+    private readonly limits: {
+      maxPorts: number;
+      defaultQuota: OrgQuota;
+      snapshotDir: (id: string) => string;
+      /** What this node may promise beyond its capacity (checked when a sandbox is inserted on it). */
+      overcommit: Overcommit;
+    },
     /** Key of the sandboxes' client tokens: a server secret that never enters a sandbox. */
     private readonly clientTokenKey: Buffer,
   ) {
@@ -299,8 +308,14 @@ export class SandboxService {
         },
         MAX_SLOTS - 1,
         quota,
+        this.limits.overcommit,
       )
       .catch((e) => {
+        if (e instanceof NoCapacityError) {
+          throw noCapacity(`no room for this sandbox: ${e.message}`, {
+            nodes: [{ node: e.nodeId, reason: describeShortfall(e.shortfall) }],
+          });
+        }
         if (e instanceof VolumeMissingError) {
           throw this.volumes.missing(volumes.find((v) => v.volumeId === e.volumeId) ?? { mountPath: "?" });
         }

@@ -9,9 +9,13 @@ import type {
   EventFilter,
   EventRecord,
   IdempotencyRecord,
+  NodeCapacity,
+  NodeLoad,
   NodeRecord,
   OrgQuota,
   OrgRecord,
+  Overcommit,
+  ResourceRequest,
   SandboxOwner,
   SandboxRecord,
   SnapshotRecord,
@@ -40,6 +44,11 @@ import {
   run,
 } from "./pg-sql.js";
 import {
+  type AllocationRow,
+  allocationFromRow,
+  allocationsSql,
+  allocationsValues,
+  assertNodeHasRoom,
   assertWithinQuota,
   type CommandRow,
   commandColumns,
@@ -55,6 +64,8 @@ import {
   idempotencyFromRow,
   lowestFreeSlot,
   type NodeRow,
+  nodeAllocationSql,
+  nodeAllocationValues,
   nodeFromRow,
   nodeRegistrationValues,
   type OrgRow,
@@ -289,9 +300,11 @@ export class PgStore implements Store {
     record: Omit<SandboxRecord, "netIndex" | "nodeId">,
     maxNetIndex: number,
     quota: OrgQuota,
+    overcommit: Overcommit,
   ): Promise<SandboxRecord> {
     return this.transaction(async (tx) => {
       await this.checkQuota(tx, record.orgId, quota, record.vcpus, record.memoryMb);
+      await this.checkNodeRoom(tx, record, overcommit);
       for (const mount of record.volumes) {
         // FOR SHARE: a delete of the volume (FOR UPDATE) waits for this create, and then sees its sandbox.
         if (mount.volumeId && !(await first(tx, "SELECT 1 FROM volumes WHERE id = ? FOR SHARE", [mount.volumeId]))) {
@@ -331,6 +344,35 @@ export class PgStore implements Store {
       quotaUsageValues(orgId),
     ))!;
     assertWithinQuota(quota, usage, vcpus, memoryMb);
+  }
+
+  /**
+   * Throws NoCapacityError when this node cannot take one more sandbox of this size. Locks the node's row
+   * until commit, so that creates placed on it from any node count one after the other.
+   */
+  private async checkNodeRoom(tx: pg.PoolClient, request: ResourceRequest, overcommit: Overcommit) {
+    const node = await first<{ capacity_json: NodeCapacity }>(
+      tx,
+      "SELECT capacity_json FROM nodes WHERE id = ? FOR UPDATE",
+      [this.nodeId],
+    );
+    const allocated = await first<AllocationRow>(tx, nodeAllocationSql, nodeAllocationValues(this.nodeId));
+    assertNodeHasRoom(this.nodeId, node?.capacity_json, allocationFromRow(allocated), request, overcommit);
+  }
+
+  async nodeLoads(): Promise<NodeLoad[]> {
+    const [nodes, allocations] = await Promise.all([
+      all<NodeRow & { live: boolean }>(
+        this.pool,
+        `SELECT *, lease_expires_at > ${DB_NOW} AS live FROM nodes ORDER BY id`,
+      ),
+      all<AllocationRow>(this.pool, allocationsSql, allocationsValues),
+    ]);
+    return nodes.map((row) => ({
+      node: nodeFromRow(row),
+      leaseLive: row.live,
+      allocated: allocationFromRow(allocations.find((a) => a.node_id === row.id)),
+    }));
   }
 
   async getOrgQuota(orgId: string): Promise<OrgQuota> {

@@ -17,7 +17,15 @@ import type {
   WebhookDeliveryRecord,
   WebhookRecord,
 } from "../domain/index.js";
-import { QuotaExceededError } from "../domain/index.js";
+import {
+  COMPUTE_STATUSES,
+  NoCapacityError,
+  type Overcommit,
+  QuotaExceededError,
+  RESIDENT_STATUSES,
+  type ResourceRequest,
+  shortfallOf,
+} from "../domain/index.js";
 import type { EventDraft } from "../domain/lifecycle-events.js";
 import type { NodeRegistration, SandboxFilter, SandboxPatch } from "./store.js";
 
@@ -643,6 +651,22 @@ export function assertWithinQuota(
   }
 }
 
+/**
+ * Throws NoCapacityError when one more sandbox of this size would take the node over what it may promise.
+ * A node that never registered (no capacity known) takes it.
+ */
+export function assertNodeHasRoom(
+  nodeId: string,
+  capacity: NodeCapacity | undefined,
+  allocated: NodeCapacity,
+  request: ResourceRequest,
+  overcommit: Overcommit,
+) {
+  if (!capacity) return;
+  const short = shortfallOf(capacity, allocated, request, overcommit);
+  if (short) throw new NoCapacityError(nodeId, short);
+}
+
 /** The lowest network slot not in `used` (sorted ascending); throws when it would be above `max`. */
 export function lowestFreeSlot(used: number[], max: number): number {
   let slot = 0;
@@ -652,6 +676,33 @@ export function lowestFreeSlot(used: number[], max: number): number {
   }
   if (slot > max) throw new Error("no free network slot");
   return slot;
+}
+
+/** What the sandboxes of each node hold (see COMPUTE_STATUSES and RESIDENT_STATUSES), grouped by node. */
+const allocationSelect = `SELECT node_id,
+  coalesce(sum(CASE WHEN ${inList("status", COMPUTE_STATUSES)} THEN vcpus ELSE 0 END), 0) AS vcpus,
+  coalesce(sum(CASE WHEN ${inList("status", COMPUTE_STATUSES)} THEN memory_mb ELSE 0 END), 0) AS memory_mb,
+  coalesce(sum(disk_mb), 0) AS disk_mb, count(*) AS sandboxes
+  FROM sandboxes WHERE ${inList("status", RESIDENT_STATUSES)}`;
+
+/** Every node's allocation: () → AllocationRow per node that holds any sandbox. */
+export const allocationsSql = `${allocationSelect} GROUP BY node_id`;
+export const allocationsValues = [...COMPUTE_STATUSES, ...COMPUTE_STATUSES, ...RESIDENT_STATUSES];
+/** One node's allocation: (node id) → AllocationRow, or no row when it holds none. */
+export const nodeAllocationSql = `${allocationSelect} AND node_id = ? GROUP BY node_id`;
+export const nodeAllocationValues = (nodeId: string) => [...allocationsValues, nodeId];
+
+export interface AllocationRow {
+  node_id: string;
+  vcpus: number | string;
+  memory_mb: number | string;
+  disk_mb: number | string;
+  sandboxes: number | string;
+}
+
+export function allocationFromRow(r: AllocationRow | undefined): NodeCapacity {
+  if (!r) return { vcpus: 0, memoryMb: 0, diskMb: 0, sandboxes: 0 };
+  return { vcpus: int(r.vcpus), memoryMb: int(r.memory_mb), diskMb: int(r.disk_mb), sandboxes: int(r.sandboxes) };
 }
 
 /** Columns of a node's registration, in the order of `nodeUpsertSql`'s first placeholders. */

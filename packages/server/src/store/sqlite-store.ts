@@ -11,9 +11,12 @@ import type {
   EventFilter,
   EventRecord,
   IdempotencyRecord,
+  NodeCapacity,
+  NodeLoad,
   NodeRecord,
   OrgQuota,
   OrgRecord,
+  Overcommit,
   SandboxOwner,
   SandboxRecord,
   SnapshotRecord,
@@ -31,6 +34,11 @@ import {
 } from "../domain/lifecycle-events.js";
 import { randomBase32 } from "../lib/ids.js";
 import {
+  type AllocationRow,
+  allocationFromRow,
+  allocationsSql,
+  allocationsValues,
+  assertNodeHasRoom,
   assertWithinQuota,
   type CommandRow,
   commandColumns,
@@ -47,6 +55,8 @@ import {
   inList,
   lowestFreeSlot,
   type NodeRow,
+  nodeAllocationSql,
+  nodeAllocationValues,
   nodeFromRow,
   nodeRegistrationValues,
   type OrgRow,
@@ -255,9 +265,23 @@ export class SqliteStore implements Store {
     record: Omit<SandboxRecord, "netIndex" | "nodeId">,
     maxNetIndex: number,
     quota: OrgQuota,
+    overcommit: Overcommit,
   ): Promise<SandboxRecord> {
     return this.db.transaction(() => {
       this.checkQuota(record.orgId, quota, record.vcpus, record.memoryMb);
+      const node = this.db.prepare("SELECT capacity_json FROM nodes WHERE id = ?").pluck().get(this.nodeId) as
+        | string
+        | undefined;
+      const allocated = this.db.prepare(nodeAllocationSql).get(...nodeAllocationValues(this.nodeId)) as
+        | AllocationRow
+        | undefined;
+      assertNodeHasRoom(
+        this.nodeId,
+        node === undefined ? undefined : (JSON.parse(node) as NodeCapacity),
+        allocationFromRow(allocated),
+        record,
+        overcommit,
+      );
       for (const mount of record.volumes) {
         if (mount.volumeId && !this.db.prepare("SELECT 1 FROM volumes WHERE id = ?").get(mount.volumeId)) {
           throw new VolumeMissingError(mount.volumeId);
@@ -282,6 +306,16 @@ export class SqliteStore implements Store {
       memory: number;
     };
     assertWithinQuota(quota, usage, vcpus, memoryMb);
+  }
+
+  async nodeLoads(): Promise<NodeLoad[]> {
+    const now = Date.now();
+    const allocations = this.db.prepare(allocationsSql).all(...allocationsValues) as AllocationRow[];
+    return (this.db.prepare("SELECT * FROM nodes ORDER BY id").all() as NodeRow[]).map((row) => ({
+      node: nodeFromRow(row),
+      leaseLive: Number(row.lease_expires_at) > now,
+      allocated: allocationFromRow(allocations.find((a) => a.node_id === row.id)),
+    }));
   }
 
   async getOrgQuota(orgId: string): Promise<OrgQuota> {

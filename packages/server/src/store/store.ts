@@ -8,9 +8,11 @@ import type {
   EventFilter,
   EventRecord,
   IdempotencyRecord,
+  NodeLoad,
   NodeRecord,
   OrgQuota,
   OrgRecord,
+  Overcommit,
   SandboxOwner,
   SandboxRecord,
   SnapshotRecord,
@@ -72,15 +74,20 @@ export interface Store {
   countApiKeys(): Promise<number>;
 
   /**
-   * Inserts a sandbox and assigns it the lowest free network slot, atomically with the quota check:
-   * concurrent creates never take an organisation over its quota (QuotaExceededError). Also atomically
-   * checks that every volume it mounts still exists (VolumeMissingError).
+   * Inserts a sandbox on this node and assigns it the lowest free network slot, atomically with the quota
+   * check and the node's capacity check: concurrent creates, on this node or any other, never take an
+   * organisation over its quota (QuotaExceededError) nor a node over its capacity × `overcommit`
+   * (NoCapacityError; a node that has not registered has no known capacity and is not checked). Also
+   * atomically checks that every volume it mounts still exists (VolumeMissingError).
    */
   insertSandbox(
     record: Omit<SandboxRecord, "netIndex" | "nodeId">,
     maxNetIndex: number,
     quota: OrgQuota,
+    overcommit: Overcommit,
   ): Promise<SandboxRecord>;
+  /** Every registered node with what its sandboxes hold and whether its lease runs (for placement). */
+  nodeLoads(): Promise<NodeLoad[]>;
   /** The organisation's own quota (null fields: the server default applies). */
   getOrgQuota(orgId: string): Promise<OrgQuota>;
   setOrgQuota(orgId: string, quota: OrgQuota): Promise<void>;
