@@ -5,6 +5,7 @@ import path from "node:path";
 import type { FastifyBaseLogger } from "fastify";
 import { NodeClient } from "./cluster/node-client.js";
 import { NodeMembership } from "./cluster/node-membership.js";
+import { SandboxPlacer } from "./cluster/sandbox-placer.js";
 import type { ServerConfig } from "./config.js";
 import { ImageService } from "./images/image-service.js";
 import { RegistryClient } from "./images/registry-client.js";
@@ -214,7 +215,12 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
   const supervisor = new SandboxSupervisor(store, runtime, sandboxes, deaths, logger);
   const snapshots = new SnapshotService(store, sandboxes, runtime, snapshotDir, logger);
   const serverMetrics: ServerMetrics = new ServerMetrics(store, () => warmPools.list());
-  const warmPools = new WarmPoolService(store, sandboxes, logger, serverMetrics);
+  const nodeClient = new NodeClient(
+    config.cluster.nodeId,
+    config.cluster.secret ?? (await store.sharedKey("node-auth", randomBytes(32))).toString("hex"),
+  );
+  const placer = new SandboxPlacer(store, nodeClient, config.cluster.overcommit, logger);
+  const warmPools = new WarmPoolService(store, sandboxes, placer, logger, serverMetrics);
   await warmPools.init(config.warmPools);
   const exec: ExecService = new ExecService(sandboxes, store, config.maxOutputBytes, serverMetrics);
   const terminals = new TerminalService(sandboxes, exec, logger);
@@ -236,10 +242,6 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
   const webhooks = new WebhookService(store, outbound, logger, config.webhooks);
   webhooks.start();
   const metricsSampler = new MetricsSampler(store, runtime, logger, config.metricsIntervalMs);
-  const nodeClient = new NodeClient(
-    config.cluster.nodeId,
-    config.cluster.secret ?? (await store.sharedKey("node-auth", randomBytes(32))).toString("hex"),
-  );
   const membership = new NodeMembership(
     store,
     { ...config.cluster, dataDir: config.dataDir, version: serverVersion() },

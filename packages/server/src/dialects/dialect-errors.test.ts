@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../config.js";
 import { createTestApp, type TestApp } from "../testing/test-app.js";
 
 // Every dialect answers a bad key and an unknown sandbox in its provider's shape (through `app.inject()`).
@@ -17,7 +18,13 @@ interface DialectCase {
   keyHeaders(key: string): Record<string, string>;
   unauthorized: { status: number; body: unknown };
   notFound: unknown;
+  /** A create that would work on a node with room. */
+  create: { url: string; body: unknown; headers?: Record<string, string> };
+  /** The status and body a create gets when no node has room. */
+  noCapacity: { status: number; body: unknown };
 }
+
+const NO_ROOM = expect.stringMatching(/^no node of the cluster has room for this sandbox/);
 
 const cases: DialectCase[] = [
   {
@@ -26,6 +33,8 @@ const cases: DialectCase[] = [
     keyHeaders: (key) => ({ "x-api-key": key }),
     unauthorized: { status: 401, body: { code: 401, message: "Invalid API key" } },
     notFound: { code: 404, message: NOT_FOUND },
+    create: { url: "/e2b/sandboxes", body: { templateID: "base" } },
+    noCapacity: { status: 503, body: { code: 503, message: NO_ROOM } },
   },
   {
     name: "OpenSandbox",
@@ -36,6 +45,11 @@ const cases: DialectCase[] = [
       body: { code: "INVALID_API_KEY", message: "Authentication credentials are invalid. Check your API key." },
     },
     notFound: { code: "SANDBOX::SANDBOX_NOT_FOUND", message: NOT_FOUND },
+    create: {
+      url: "/opensandbox/v1/sandboxes",
+      body: { image: { uri: "base" }, timeout: 600, resourceLimits: { cpu: "1", memory: "1Gi" }, entrypoint: ["sh"] },
+    },
+    noCapacity: { status: 503, body: { code: "SANDBOX::UNAVAILABLE", message: NO_ROOM } },
   },
   {
     name: "Vercel",
@@ -46,6 +60,8 @@ const cases: DialectCase[] = [
       body: { error: { code: "forbidden", message: "Not authorized", invalidToken: true } },
     },
     notFound: { error: { code: "not_found", message: NOT_FOUND } },
+    create: { url: "/vercel/v2/sandboxes", body: {} },
+    noCapacity: { status: 503, body: { error: { code: "service_unavailable", message: NO_ROOM } } },
   },
   {
     name: "Leap0",
@@ -53,6 +69,8 @@ const cases: DialectCase[] = [
     keyHeaders: (key) => ({ authorization: `Bearer ${key}` }),
     unauthorized: { status: 401, body: { message: "Invalid API key" } },
     notFound: { message: NOT_FOUND },
+    create: { url: "/leap0/v1/sandbox", body: { template_name: "base", vcpu: 1, memory_mib: 1024 } },
+    noCapacity: { status: 503, body: { message: NO_ROOM } },
   },
   {
     name: "ZWRM",
@@ -60,6 +78,8 @@ const cases: DialectCase[] = [
     keyHeaders: (key) => ({ authorization: `Bearer ${key}` }),
     unauthorized: { status: 401, body: { error: "Invalid API key", code: "unauthorized" } },
     notFound: { error: NOT_FOUND, code: "not_found" },
+    create: { url: "/zwrm/v1/sandboxes", body: { template: "base" } },
+    noCapacity: { status: 503, body: { error: NO_ROOM, code: "unavailable" } },
   },
   {
     name: "Nullspace",
@@ -72,6 +92,11 @@ const cases: DialectCase[] = [
       },
     },
     notFound: { error: { code: "not_found", message: NOT_FOUND, status: 404, request_id: expect.any(String) } },
+    create: { url: "/nullspace/v1/sandboxes", body: {}, headers: { "idempotency-key": "no-room-1" } },
+    noCapacity: {
+      status: 503,
+      body: { error: { code: "unavailable", message: NO_ROOM, status: 503, request_id: expect.any(String) } },
+    },
   },
 ];
 
@@ -86,5 +111,52 @@ describe.each(cases)("$name dialect without root", (dialect) => {
     const res = await t.app.inject({ method: "GET", url: dialect.url, headers: dialect.keyHeaders(t.apiKey) });
     expect(res.statusCode).toBe(404);
     expect(res.json()).toEqual(dialect.notFound);
+  });
+});
+
+describe("a create no node has room for", () => {
+  let full: TestApp;
+  beforeAll(async () => {
+    // One node with less memory than the smallest sandbox asks (memory is not overcommitted by default):
+    // every create is refused before anything starts.
+    const base = loadConfig();
+    full = await createTestApp({
+      cluster: { ...base.cluster, capacity: { vcpus: 1, memoryMb: 128, diskMb: 8192, sandboxes: 4 } },
+    });
+    await full.services.membership.register("http://127.0.0.1:9");
+  });
+  afterAll(() => full.close());
+
+  it("answers 503 no_capacity with Retry-After and the nodes it tried in the native envelope", async () => {
+    const res = await full.app.inject({
+      method: "POST",
+      url: "/v1/sandboxes",
+      headers: { authorization: `Bearer ${full.apiKey}`, "content-type": "application/json" },
+      payload: {},
+    });
+    expect(res.statusCode).toBe(503);
+    expect(res.headers["retry-after"]).toBe("5");
+    expect(res.json()).toEqual({
+      error: {
+        code: "no_capacity",
+        message: NO_ROOM,
+        details: {
+          requested: { vcpus: 1, memoryMb: 1024, diskMb: 4096 },
+          nodes: [{ node: full.services.membership.nodeId, reason: "memoryMb 0 of 128 allocated, 1024 requested" }],
+        },
+      },
+    });
+  });
+
+  it.each(cases)("answers $name's create in its shape, with Retry-After", async (dialect) => {
+    const res = await full.app.inject({
+      method: "POST",
+      url: dialect.create.url,
+      headers: { ...dialect.keyHeaders(full.apiKey), "content-type": "application/json", ...dialect.create.headers },
+      payload: JSON.stringify(dialect.create.body),
+    });
+    expect(res.statusCode).toBe(dialect.noCapacity.status);
+    expect(res.headers["retry-after"]).toBe("5");
+    expect(res.json()).toEqual(dialect.noCapacity.body);
   });
 });

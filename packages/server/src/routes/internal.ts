@@ -1,7 +1,21 @@
+import type { CreateSandboxParams } from "@sandpit/contract";
 import type { FastifyInstance } from "fastify";
+import { z } from "zod";
 import type { NodeClient } from "../cluster/node-client.js";
 import type { NodeMembership } from "../cluster/node-membership.js";
-import { ApiError } from "../errors.js";
+import { ApiError, validationError } from "../errors.js";
+import type { WarmPoolService } from "../services/warm-pool-service.js";
+
+/**
+ * A create another node placed here. `params` were validated where the client's request arrived (the
+ * native schema or a dialect's), by a node that signed this request: they are taken as they are.
+ */
+const placedCreateSchema = z.object({
+  org: z.object({ id: z.string().min(1), name: z.string(), createdAt: z.number() }),
+  params: z.custom<CreateSandboxParams>((p) => typeof p === "object" && p !== null && !Array.isArray(p)),
+  limits: z.object({ maxSandboxes: z.number().int().nonnegative().optional() }),
+  offer: z.string().min(1).max(255),
+});
 
 /**
  * The internal API under `/internal/v1`: what nodes of a cluster ask of each other. Every request must be
@@ -9,7 +23,7 @@ import { ApiError } from "../errors.js";
  */
 export function internalRoutes(
   app: FastifyInstance,
-  services: { nodeClient: NodeClient; membership: NodeMembership },
+  services: { nodeClient: NodeClient; membership: NodeMembership; warmPools: WarmPoolService },
 ): void {
   app.register(
     async (internal) => {
@@ -22,6 +36,15 @@ export function internalRoutes(
 
       /** This node as registered: lets a node check that another one answers and who it is. */
       internal.get("/node", async () => ({ node: services.membership.node ?? null }));
+
+      /** Creates a sandbox here that another node placed on this one; answers its record (201). */
+      internal.post("/sandboxes", async (request, reply) => {
+        const parsed = placedCreateSchema.safeParse(request.body);
+        if (!parsed.success) throw validationError(parsed.error);
+        const placed = await services.warmPools.createPlaced(parsed.data);
+        reply.code(201);
+        return placed;
+      });
     },
     { prefix: "/internal/v1" },
   );

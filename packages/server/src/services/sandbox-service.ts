@@ -391,6 +391,11 @@ export class SandboxService {
     return updated;
   }
 
+  /** The snapshot a create starts from (`snapshotId` or a snapshot source), if any. */
+  snapshotIdOf(params: CreateSandboxParams): string | undefined {
+    return this.origins.snapshotIdOf(params);
+  }
+
   /** The caller's sandbox, or 404 — also when it belongs to another organisation. */
   async get(org: OrgRecord, id: string): Promise<SandboxRecord> {
     const record = await this.store.getSandbox(id);

@@ -58,6 +58,7 @@ export class SnapshotService {
       orgId: org.id,
       name,
       sourceSandboxId: source.id,
+      nodeId: source.nodeId,
       status: "creating",
       template: source.template,
       vcpus: source.vcpus,

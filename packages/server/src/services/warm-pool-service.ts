@@ -1,6 +1,8 @@
 import { performance } from "node:perf_hooks";
 import type { CreateSandboxParams } from "@sandpit/contract";
 import type { FastifyBaseLogger } from "fastify";
+import type { PlacementRequest } from "../cluster/placement.js";
+import type { PlacedCreate, SandboxPlacer } from "../cluster/sandbox-placer.js";
 import type { OrgRecord, SandboxRecord, WarmPoolRecord } from "../domain/index.js";
 import { ApiError } from "../errors.js";
 import { now } from "../lib/clock.js";
@@ -27,6 +29,24 @@ export interface WarmPoolCheckout {
 }
 
 /**
+ * Pooled sandboxes are plain template sandboxes: anything that shapes the filesystem or the main process
+ * at create (an image, a source, a snapshot, an entrypoint, a user, volumes) needs a cold start — and so
+ * does brokered HTTPS, which needs the caller's organisation CA in the sandbox (pooled ones trust the pool's).
+ */
+function shapedCreate(params: CreateSandboxParams): boolean {
+  return Boolean(
+    params.snapshotId ||
+      params.image ||
+      params.source ||
+      params.runtime ||
+      params.entrypoint ||
+      params.user ||
+      params.volumes.length > 0 ||
+      (params.networkPolicy?.transforms?.length ?? 0) > 0,
+  );
+}
+
+/**
  * Warm pools: ready sandboxes per template and size, taken by creates that match and refilled in the
  * background. A checkout moves the sandbox to the caller's organisation and applies the request's env,
  * metadata, timeout, policy and ports before it is returned.
@@ -38,6 +58,7 @@ export class WarmPoolService {
   constructor(
     private readonly store: Store,
     private readonly sandboxes: SandboxService,
+    private readonly placer: SandboxPlacer,
     private readonly log: FastifyBaseLogger,
     private readonly metrics?: ServerMetrics,
   ) {}
@@ -79,9 +100,10 @@ export class WarmPoolService {
   }
 
   /**
-   * The one way clients' sandboxes are created (native API and every dialect): from a warm pool when one
-   * matches (or is named), cold otherwise; held to the organisation's quota tightened by `limits`, and
-   * counted in the create metric.
+   * The one way clients' sandboxes are created (native API and every dialect): on the node placement
+   * chooses (this one or another, over the internal API), from a warm pool there when one matches (or is
+   * named), cold otherwise; held to the organisation's quota tightened by `limits`, and counted in the
+   * create metric.
    */
   async createSandbox(
     org: OrgRecord,
@@ -89,9 +111,79 @@ export class WarmPoolService {
     limits: CreateLimits = {},
   ): Promise<{ record: SandboxRecord; checkout?: WarmPoolCheckout }> {
     const started = performance.now();
-    const created = await this.placeSandbox(org, params, limits);
+    const { request, warmReady } = await this.placementOf(org, params);
+    const created = await this.placer.place(
+      request,
+      { org, params, limits },
+      () => this.placeSandbox(org, params, limits),
+      warmReady,
+    );
     this.metrics?.observeCreate((performance.now() - started) / 1000, created.checkout?.hit ? "warm_pool" : "cold");
     return created;
+  }
+
+  /** A create another node placed on this one (the internal API): made here, under the placing node's offer. */
+  createPlaced(create: PlacedCreate): Promise<{ record: SandboxRecord; checkout?: WarmPoolCheckout }> {
+    return this.placer.accept(create, () => this.placeSandbox(create.org, create.params, create.limits));
+  }
+
+  /**
+   * What the create asks of placement: its size (a snapshot's or a pool's when it comes from one), the
+   * nodes it may go to (`placement`, or the node that holds what it needs: a snapshot's files, volumes),
+   * and where a warm-pool member for it is ready.
+   */
+  private async placementOf(
+    org: OrgRecord,
+    params: CreateSandboxParams,
+  ): Promise<{ request: PlacementRequest; warmReady?: Map<string, number> }> {
+    const snapshotId = this.sandboxes.snapshotIdOf(params);
+    const snapshot = snapshotId ? await this.store.getSnapshot(snapshotId) : undefined;
+    const ownSnapshot = snapshot?.orgId === org.id ? snapshot : undefined;
+    // Snapshots and volumes are kept in the data directory of the node that made them.
+    const pinned = ownSnapshot
+      ? { node: ownSnapshot.nodeId ?? this.store.nodeId, why: `snapshot ${ownSnapshot.id} is kept on its node` }
+      : params.volumes.length > 0
+        ? { node: this.store.nodeId, why: "volumes are mounted from the node the create arrives at" }
+        : undefined;
+    const asked = params.placement?.node;
+    if (pinned && asked !== undefined && asked !== pinned.node) {
+      const message = `${pinned.why} (${pinned.node})`;
+      throw new ApiError("validation_failed", `Invalid request: placement.node: ${message}`, {
+        fields: [{ field: "placement.node", rule: "conflict", message }],
+      });
+    }
+    const size = ownSnapshot ?? params.resources;
+    const request: PlacementRequest = {
+      vcpus: size.vcpus,
+      memoryMb: size.memoryMb,
+      diskMb: size.diskMb,
+      node: asked ?? pinned?.node,
+      labels: params.placement?.labels,
+    };
+    const pool = shapedCreate(params) ? undefined : await this.poolFor(params);
+    if (!pool) return { request };
+    const ready = await this.store.listSandboxes(this.poolOrg!.id, {
+      statuses: ["running"],
+      metadata: { [POOL_TAG]: pool.id },
+    });
+    const warmReady = new Map<string, number>();
+    for (const s of ready) warmReady.set(s.nodeId, (warmReady.get(s.nodeId) ?? 0) + 1);
+    return { request: { ...request, vcpus: pool.vcpus, memoryMb: pool.memoryMb, diskMb: pool.diskMb }, warmReady };
+  }
+
+  /** The warm pool a create would check out from (named, or matching its template and size). */
+  private async poolFor(params: CreateSandboxParams): Promise<WarmPoolRecord | undefined> {
+    if (params.warmPool?.mode === "bypass") return undefined;
+    const pools = await this.store.listWarmPools();
+    return params.warmPool?.poolId
+      ? pools.find((p) => p.id === params.warmPool?.poolId)
+      : pools.find(
+          (p) =>
+            p.template === params.template &&
+            p.vcpus === params.resources.vcpus &&
+            p.memoryMb === params.resources.memoryMb &&
+            p.diskMb === params.resources.diskMb,
+        );
   }
 
   private async placeSandbox(
@@ -100,18 +192,7 @@ export class WarmPoolService {
     limits: CreateLimits,
   ): Promise<{ record: SandboxRecord; checkout?: WarmPoolCheckout }> {
     const mode = params.warmPool?.mode ?? "prefer";
-    // Pooled sandboxes are plain template sandboxes: anything that shapes the filesystem or the main
-    // process at create (an image, a source, a snapshot, an entrypoint, a user) needs a cold start.
-    const shaped =
-      params.snapshotId ||
-      params.image ||
-      params.source ||
-      params.runtime ||
-      params.entrypoint ||
-      params.user ||
-      params.volumes.length > 0 ||
-      // Brokered HTTPS needs the caller's organisation CA in the sandbox; pooled ones trust the pool's.
-      (params.networkPolicy?.transforms?.length ?? 0) > 0;
+    const shaped = shapedCreate(params);
     if (shaped && mode === "require") {
       throw new ApiError(
         "conflict",
@@ -122,16 +203,7 @@ export class WarmPoolService {
     if (mode === "bypass" || shaped) {
       return { record: await this.sandboxes.create(org, params, limits) };
     }
-    const pools = await this.store.listWarmPools();
-    const pool = params.warmPool?.poolId
-      ? pools.find((p) => p.id === params.warmPool?.poolId)
-      : pools.find(
-          (p) =>
-            p.template === params.template &&
-            p.vcpus === params.resources.vcpus &&
-            p.memoryMb === params.resources.memoryMb &&
-            p.diskMb === params.resources.diskMb,
-        );
+    const pool = await this.poolFor(params);
     if (params.warmPool?.poolId && !pool)
       throw new ApiError("not_found", `warm pool ${params.warmPool.poolId} not found`);
     if (!pool) {
@@ -213,7 +285,10 @@ export class WarmPoolService {
         }
       }
     } catch (e) {
-      this.log.error({ err: e }, "warm pool refill failed");
+      // Pool members are held to this node's capacity like any sandbox: a full node fills its pools later.
+      if (e instanceof ApiError && e.code === "no_capacity")
+        this.log.warn({ err: e }, "warm pool refill waits for room");
+      else this.log.error({ err: e }, "warm pool refill failed");
     } finally {
       this.refilling = false;
     }

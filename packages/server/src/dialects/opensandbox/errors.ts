@@ -46,6 +46,7 @@ const LIFECYCLE_CODES: Partial<Record<ErrorCode, string>> = {
   not_implemented: "SANDBOX::API_NOT_SUPPORTED",
   internal: "SANDBOX::UNKNOWN_ERROR",
   runtime_unavailable: "SANDBOX::UNAVAILABLE",
+  no_capacity: "SANDBOX::UNAVAILABLE",
 };
 
 /**

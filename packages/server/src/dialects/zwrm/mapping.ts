@@ -235,6 +235,7 @@ const CODES: Partial<Record<ApiError["code"], string>> = {
   not_implemented: "not_supported",
   internal: "internal_error",
   runtime_unavailable: "unavailable",
+  no_capacity: "unavailable",
 };
 
 /**
