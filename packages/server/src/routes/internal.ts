@@ -1,7 +1,15 @@
 import type { FastifyInstance } from "fastify";
+import { z } from "zod";
 import type { NodeClient } from "../cluster/node-client.js";
 import type { NodeMembership } from "../cluster/node-membership.js";
-import { ApiError } from "../errors.js";
+import { ApiError, validationError } from "../errors.js";
+import type { SandboxMoves } from "../services/sandbox-moves.js";
+import { toSandbox } from "../services/sandbox-service.js";
+
+const adoptRequestSchema = z.object({
+  from: z.string().min(1).describe("The node the sandbox lives on now"),
+  resume: z.boolean().describe("Resume it here (it was running) or keep it paused"),
+});
 
 /**
  * The internal API under `/internal/v1`: what nodes of a cluster ask of each other. Every request must be
@@ -9,7 +17,7 @@ import { ApiError } from "../errors.js";
  */
 export function internalRoutes(
   app: FastifyInstance,
-  services: { nodeClient: NodeClient; membership: NodeMembership },
+  services: { nodeClient: NodeClient; membership: NodeMembership; moves: SandboxMoves },
 ): void {
   app.register(
     async (internal) => {
@@ -22,6 +30,16 @@ export function internalRoutes(
 
       /** This node as registered: lets a node check that another one answers and who it is. */
       internal.get("/node", async () => ({ node: services.membership.node ?? null }));
+
+      /**
+       * Take a paused sandbox over from its node (draining, lost or gone) and, with `resume`, resume it
+       * here from its image on shared storage. Answers the sandbox as it is here.
+       */
+      internal.post<{ Params: { id: string } }>("/sandboxes/:id/adopt", async (request) => {
+        const parsed = adoptRequestSchema.safeParse(request.body);
+        if (!parsed.success) throw validationError(parsed.error, "body");
+        return { sandbox: toSandbox(await services.moves.adopt(request.params.id, parsed.data)) };
+      });
     },
     { prefix: "/internal/v1" },
   );
