@@ -3,11 +3,11 @@
 // another, and a snapshot taken on one node starts a child on another.
 import { existsSync } from "node:fs";
 import path from "node:path";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { apiClient, type SandboxBody, waitFor } from "../helpers/api.js";
 import { startCluster, type TestCluster, type TestNode } from "../helpers/cluster.js";
 import { keeperState, startKeeper } from "../helpers/memory-keeper.js";
+import { queryDatabase } from "../helpers/postgres.js";
 
 let cluster: TestCluster;
 
@@ -19,19 +19,9 @@ afterAll(async () => {
   await cluster?.close();
 }, 120_000);
 
-async function query<T>(sql: string, values: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({ connectionString: cluster.databaseUrl });
-  await client.connect();
-  try {
-    return (await client.query(sql, values)).rows as T[];
-  } finally {
-    await client.end();
-  }
-}
-
 /** What `sandpit nodes drain` does in the database (Store.setNodeState). */
 async function setNodeState(node: TestNode, state: "ready" | "draining") {
-  await query("UPDATE nodes SET state = $1 WHERE id = $2", [state, node.nodeId]);
+  await queryDatabase(cluster.databaseUrl, "UPDATE nodes SET state = $1 WHERE id = $2", [state, node.nodeId]);
 }
 
 const nodeById = (id: string) => cluster.nodes.find((n) => n.nodeId === id)!;
