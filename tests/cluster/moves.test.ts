@@ -115,6 +115,9 @@ describe("moves between nodes", () => {
 
   it("a sandbox paused on a node that then dies resumes through another node and continues", async () => {
     const [a, b] = cluster.nodes as [TestNode, TestNode, TestNode];
+    // Another paused sandbox of node A, made first: its slot on A is the one the moved sandbox gets on B.
+    const other = await apiClient(a).createSandbox({});
+    expect((await apiClient(a).post(`/v1/sandboxes/${other.id}/pause`)).status).toBe(200);
     const { sandbox, keeper, api } = await sandboxWithState(a);
     const paused = await api.post<SandboxBody>(`/v1/sandboxes/${sandbox.id}/pause`);
     expect(paused.body.status).toBe("paused");
@@ -144,6 +147,19 @@ describe("moves between nodes", () => {
     expect((await onB.exec(sandbox.id, { command: "cat /root/marker.txt" })).stdout).toBe("kept-on-disk\n");
     const moved = (await eventsOf(b, sandbox.id)).find((e) => e.type === "sandbox.moved");
     expect(moved?.data).toMatchObject({ from: a.nodeId, to: b.nodeId });
+
+    // Destroying the other one through node B removes its image, and leaves B's network slot of the same
+    // number (A's slots are not B's) to the sandbox that holds it.
+    const [slots] = await queryDatabase<{ other: number; moved: number }>(
+      cluster.databaseUrl,
+      "SELECT (SELECT net_index FROM sandboxes WHERE id = $1) AS other, (SELECT net_index FROM sandboxes WHERE id = $2) AS moved",
+      [other.id, sandbox.id],
+    );
+    expect(slots!.other).toBe(slots!.moved);
+    expect((await onB.del(`/v1/sandboxes/${other.id}`)).status).toBe(204);
+    expect(existsSync(path.join(cluster.sharedDir, "sandboxes", other.id))).toBe(false);
+    expect(existsSync(`/var/run/netns/${b.netPrefix}-sandbox-${slots!.moved}`)).toBe(true);
+    expect((await onB.exec(sandbox.id, { command: "cat /etc/hostname" })).stdout.trim()).toBe(sandbox.id);
 
     // Node A comes back: it clears what it had of the sandbox on its host and leaves the one on B alone.
     await a.restart();
