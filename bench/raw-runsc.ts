@@ -23,12 +23,13 @@ export class RawRunsc {
     return run("runsc", [`--root=${path.join(this.dir, "state")}`, "--platform=systrap", "--network=none", ...args]);
   }
 
-  async start(id: string): Promise<void> {
+  /** Starts a container whose init runs `init` (default: `sleep infinity`). */
+  async start(id: string, init = ["/bin/sleep", "infinity"]): Promise<void> {
     const bundle = path.join(this.dir, id);
     await mkdir(bundle, { recursive: true });
     const spec = {
       ociVersion: "1.0.2",
-      process: { args: ["/bin/sleep", "infinity"], env: ["PATH=/usr/bin:/bin"], cwd: "/", user: { uid: 0, gid: 0 } },
+      process: { args: init, env: ["PATH=/usr/bin:/bin"], cwd: "/", user: { uid: 0, gid: 0 } },
       root: { path: this.rootfs, readonly: true },
       hostname: id,
       mounts: [{ destination: "/proc", type: "proc", source: "proc" }],

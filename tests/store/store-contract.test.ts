@@ -675,4 +675,48 @@ describe("PostgreSQL store shared by nodes", () => {
       await b.close();
     }
   });
+
+  it("moves a paused sandbox to exactly one node, only once its node stopped serving, with a slot of the new node", async () => {
+    const url = await cluster.createDatabase("moves");
+    const [a, b, c] = await Promise.all(["node-a", "node-b", "node-c"].map((nodeId) => PgStore.open(url, { nodeId })));
+    try {
+      const registration = (id: string) => ({
+        id,
+        url: `http://${id}`,
+        capacity: { vcpus: 2, memoryMb: 2048, diskMb: 10_000, sandboxes: 100 },
+        labels: {},
+        version: "test",
+        startedAt: Date.now(),
+      });
+      for (const store of [a!, b!, c!]) await store.registerNode(registration(store.nodeId), 60_000);
+      const orgId = (await a!.ensureOrg("acme")).id;
+      const onA = await a!.insertSandbox(sandbox(orgId, { status: "paused" }), 10, NO_QUOTA);
+      // Node B holds slot 0 already: the moved sandbox takes its next free one.
+      await b!.insertSandbox(sandbox(orgId, { status: "running" }), 10, NO_QUOTA);
+
+      // Node A is ready with a live lease: nobody takes its sandbox.
+      expect(await b!.moveSandboxHere(onA.id, "node-a", 10)).toBeUndefined();
+      await a!.setNodeState("node-a", "draining");
+      // Two nodes at once: one takes it.
+      const results = await Promise.all([b!, c!].map((store) => store.moveSandboxHere(onA.id, "node-a", 10)));
+      const taken = results.filter((r) => r !== undefined);
+      expect(taken).toHaveLength(1);
+      const winner = taken[0]!;
+      expect(winner.netIndex).toBe(winner.nodeId === "node-b" ? 1 : 0);
+      expect(await a!.sandboxOwner(onA.id)).toMatchObject({ nodeId: winner.nodeId });
+      const moved = (await a!.listEvents(orgId, { sandboxId: onA.id, order: "asc", limit: 10 })).filter(
+        (e) => e.type === "sandbox.moved",
+      );
+      expect(moved.map((e) => e.data)).toEqual([{ status: "paused", from: "node-a", to: winner.nodeId }]);
+
+      // Only a paused sandbox moves; and a lease that ran out counts like a lost node.
+      const running = await c!.insertSandbox(sandbox(orgId, { status: "running" }), 10, NO_QUOTA);
+      await c!.renewNodeLease("node-c", (await c!.getNode("node-c"))!.epoch, -1);
+      expect(await b!.moveSandboxHere(running.id, "node-c", 10)).toBeUndefined();
+      const pausedOnC = await c!.insertSandbox(sandbox(orgId, { status: "paused" }), 10, NO_QUOTA);
+      expect(await b!.moveSandboxHere(pausedOnC.id, "node-c", 10)).toMatchObject({ nodeId: "node-b" });
+    } finally {
+      await Promise.all([a!, b!, c!].map((store) => store.close()));
+    }
+  });
 });

@@ -31,6 +31,7 @@ export const eventTypes = [
   "sandbox.expired",
   "sandbox.error",
   "sandbox.destroyed",
+  "sandbox.moved",
   "snapshot.created",
 ] as const satisfies readonly EventType[];
 

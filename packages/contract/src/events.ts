@@ -8,6 +8,8 @@ import { timestampSchema } from "./common.js";
  * - `sandbox.expired`: its timeout ran out; `data.action` is what follows (destroy or pause)
  * - `sandbox.error`: it died or could not start; `data.reason` is oom, crashed, start_failed or lost
  * - `sandbox.destroyed`: `data.reason` is requested, expired, or another cause
+ * - `sandbox.moved`: another node of the cluster took the paused sandbox over (`data.from`, `data.to`:
+ *   node ids) to resume it there — a drain moves running sandboxes paused → moved → resumed (reason `move`)
  * - `snapshot.created`: a snapshot of the sandbox is ready
  */
 export const eventTypes = [
@@ -17,6 +19,7 @@ export const eventTypes = [
   "sandbox.expired",
   "sandbox.error",
   "sandbox.destroyed",
+  "sandbox.moved",
   "snapshot.created",
 ] as const;
 export const eventTypeSchema = z.enum(eventTypes);

@@ -31,6 +31,7 @@ import { MetricsSampler } from "./services/metrics-sampler.js";
 import { PortService } from "./services/port-service.js";
 import { QuotaService } from "./services/quota-service.js";
 import { SandboxDeaths } from "./services/sandbox-deaths.js";
+import { SandboxMoves } from "./services/sandbox-moves.js";
 import { SandboxOrigins } from "./services/sandbox-origin.js";
 import { SandboxService } from "./services/sandbox-service.js";
 import { SandboxSupervisor } from "./services/sandbox-supervisor.js";
@@ -135,6 +136,7 @@ export async function createServices(
     subnet: config.sandboxSubnet,
     netPrefix,
     agentBinary: config.agentBinary,
+    sharedDir: config.cluster.sharedDir,
   });
   await runtime.prepare();
   return wireServices(config, {
@@ -161,7 +163,8 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
     templateBuilds.build(orgId, name, work, build),
   );
   const auth = new AuthService(store);
-  const snapshotDir = (id: string) => path.join(config.dataDir, "snapshots", id);
+  // On shared storage every node creates from a snapshot, whichever node took it.
+  const snapshotDir = (id: string) => path.join(config.cluster.sharedDir ?? config.dataDir, "snapshots", id);
   const outbound = new OutboundGuard({
     allowedHosts: config.outboundAllowedHosts,
     sandboxSubnet: config.sandboxSubnet,
@@ -203,6 +206,8 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
       log: logger,
       // The exec service needs this service, so it is made after it; the starter reaches it when called.
       startMainProcess: (record, agent, argv) => exec.startMainProcess(record, agent, argv),
+      // The moves need this service and the node's membership, so they are made later.
+      resumeElsewhere: (record) => moves.resumeElsewhere(record),
     },
     {
       maxPorts: config.maxPorts,
@@ -247,6 +252,15 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
     { ...config.cluster, dataDir: config.dataDir, version: serverVersion() },
     logger,
   );
+  const moves: SandboxMoves = new SandboxMoves({
+    store,
+    runtime,
+    sandboxes,
+    nodeClient,
+    membership,
+    log: logger,
+    sharedStorage: config.cluster.sharedDir !== undefined,
+  });
 
   return {
     services: {
@@ -274,6 +288,7 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
       volumes,
       membership,
       nodeClient,
+      moves,
     },
     store,
     reconcile: () => supervisor.reconcile(),
@@ -288,9 +303,12 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
       ]);
       // Refilling starts sandboxes: it runs beside the tick, never twice at once.
       void warmPools.refill();
+      // So does a drain's moving of sandboxes to other nodes.
+      moves.drainIfDraining();
     },
     async close() {
       membership.leave();
+      await moves.idle();
       metricsSampler.stop();
       sandboxes.close();
       webhooks.close();

@@ -67,6 +67,17 @@ export function checkoutEvent(after: SandboxRecord, poolId: string, at: number):
   };
 }
 
+/** A paused sandbox that another node took over (a drain, or its node was lost): it resumes there. */
+export function movedEvent(after: SandboxRecord, from: string, at: number): EventDraft {
+  return {
+    orgId: after.orgId,
+    sandboxId: after.id,
+    type: "sandbox.moved",
+    at,
+    data: { status: after.status, from, to: after.nodeId },
+  };
+}
+
 /** A snapshot that became ready. */
 export function snapshotEvents(before: SnapshotRecord, after: SnapshotRecord, at: number): EventDraft[] {
   if (before.status === after.status || after.status !== "ready") return [];

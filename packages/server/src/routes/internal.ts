@@ -4,6 +4,8 @@ import { z } from "zod";
 import type { NodeClient } from "../cluster/node-client.js";
 import type { NodeMembership } from "../cluster/node-membership.js";
 import { ApiError, validationError } from "../errors.js";
+import type { SandboxMoves } from "../services/sandbox-moves.js";
+import { toSandbox } from "../services/sandbox-service.js";
 import type { WarmPoolService } from "../services/warm-pool-service.js";
 
 /**
@@ -17,13 +19,18 @@ const placedCreateSchema = z.object({
   offer: z.string().min(1).max(255),
 });
 
+const adoptRequestSchema = z.object({
+  from: z.string().min(1).describe("The node the sandbox lives on now"),
+  resume: z.boolean().describe("Resume it here (it was running) or keep it paused"),
+});
+
 /**
  * The internal API under `/internal/v1`: what nodes of a cluster ask of each other. Every request must be
  * signed by a node (NodeClient): clients, whatever key they hold, get 401. Not in the OpenAPI document.
  */
 export function internalRoutes(
   app: FastifyInstance,
-  services: { nodeClient: NodeClient; membership: NodeMembership; warmPools: WarmPoolService },
+  services: { nodeClient: NodeClient; membership: NodeMembership; warmPools: WarmPoolService; moves: SandboxMoves },
 ): void {
   app.register(
     async (internal) => {
@@ -44,6 +51,16 @@ export function internalRoutes(
         const placed = await services.warmPools.createPlaced(parsed.data);
         reply.code(201);
         return placed;
+      });
+
+      /**
+       * Take a paused sandbox over from its node (draining, lost or gone) and, with `resume`, resume it
+       * here from its image on shared storage. Answers the sandbox as it is here.
+       */
+      internal.post<{ Params: { id: string } }>("/sandboxes/:id/adopt", async (request) => {
+        const parsed = adoptRequestSchema.safeParse(request.body);
+        if (!parsed.success) throw validationError(parsed.error, "body");
+        return { sandbox: toSandbox(await services.moves.adopt(request.params.id, parsed.data)) };
       });
     },
     { prefix: "/internal/v1" },

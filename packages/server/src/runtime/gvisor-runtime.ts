@@ -53,6 +53,13 @@ export interface GvisorRuntimeOptions {
   subnet: string;
   netPrefix: string;
   agentBinary: string;
+  /**
+   * Storage every node of a cluster reaches (SANDPIT_SHARED_DIR): paused sandboxes leave a complete
+   * image in its `sandboxes/` (checkpoint, disk, layer list), so that any node resumes them, and the
+   * agent layer they all reference lives in its `agent-layers/`. Unset (one host): both stay in the
+   * data directory.
+   */
+  sharedDir?: string;
 }
 
 /** One gVisor sandbox (runsc, systrap) per Sandpit sandbox, with its own netns, rootfs and cgroup. */
@@ -73,18 +80,29 @@ export class GvisorRuntime implements SandboxRuntime {
 
   /**
    * Copies the agent binary into a content-addressed read-only layer. Running sandboxes keep the layer
-   * they started with, so a rebuilt agent never changes under them.
+   * they started with, so a rebuilt agent never changes under them. With shared storage the layer is
+   * there: a sandbox restored on another node finds the very file its agent runs from.
    */
   async prepare(): Promise<void> {
     const binary = await readFile(this.opts.agentBinary).catch(() => {
       throw new Error(`agent binary missing at ${this.opts.agentBinary}: run "npm run build"`);
     });
     const digest = createHash("sha256").update(binary).digest("hex").slice(0, 16);
-    const layer = path.join(this.opts.dataDir, "agent-layers", digest);
-    const target = path.join(layer, AGENT_PATH);
-    await mkdir(path.dirname(target), { recursive: true });
-    await copyFile(this.opts.agentBinary, target);
-    await chmod(target, 0o755);
+    const layer = path.join(this.opts.sharedDir ?? this.opts.dataDir, "agent-layers", digest);
+    if (!existsSync(layer)) {
+      // Made aside and renamed into place: nodes sharing the directory never see a half-written layer.
+      const partial = `${layer}.${process.pid}.partial`;
+      const target = path.join(partial, AGENT_PATH);
+      await rm(partial, { recursive: true, force: true });
+      await mkdir(path.dirname(target), { recursive: true });
+      await copyFile(this.opts.agentBinary, target);
+      await chmod(target, 0o755);
+      await rename(partial, layer).catch(async (e: NodeJS.ErrnoException) => {
+        await rm(partial, { recursive: true, force: true });
+        // Another node put the same layer in place meanwhile.
+        if (!existsSync(layer)) throw e;
+      });
+    }
     this.agentLayer = layer;
     await this.spareDisks.reset();
   }
@@ -101,47 +119,89 @@ export class GvisorRuntime implements SandboxRuntime {
     return path.join(this.opts.dataDir, "volume-mounts", id);
   }
 
-  private checkpointDir(id: string) {
-    return path.join(this.sandboxDir(id), "checkpoint");
+  /** The paused image of a sandbox on shared storage (the layout of a snapshot); undefined on one host. */
+  private pausedImageDir(id: string): string | undefined {
+    return this.opts.sharedDir && path.join(this.opts.sharedDir, "sandboxes", id);
   }
 
+  private checkpointDir(id: string) {
+    return path.join(this.pausedImageDir(id) ?? this.sandboxDir(id), "checkpoint");
+  }
+
+  /**
+   * Checkpoints the sandbox. With shared storage the checkpoint is written there, followed by a copy of
+   * its disk and its layer list: the image is complete — any node can resume it — once `checkpoint`
+   * appears, which is renamed into place last.
+   */
   async pause(id: string): Promise<void> {
     const image = this.checkpointDir(id);
     const partial = `${image}.partial`;
     await rm(partial, { recursive: true, force: true });
     await mkdir(partial, { recursive: true });
     await this.opts.runsc.checkpoint(id, partial);
-    // The image becomes the one to resume from only once it is complete.
-    await rm(image, { recursive: true, force: true });
-    await rename(partial, image);
     this.sandboxPids.delete(id);
     const deletion = this.opts.runsc
       .deleteForce(id)
       .catch(() => undefined)
       .finally(() => this.pendingDeletes.delete(id));
     this.pendingDeletes.set(id, deletion);
+    await rm(image, { recursive: true, force: true });
+    const shared = this.pausedImageDir(id);
+    if (shared) {
+      const rootfs = new SandboxRootfs(this.sandboxDir(id));
+      await rootfs.sync();
+      await runCommand(["cp", "--sparse=always", rootfs.diskImage, path.join(shared, "disk.img")]);
+      await writeFile(path.join(shared, "layers.json"), JSON.stringify(await rootfs.lowerDirs()));
+    }
+    // The image becomes the one to resume from only once it is complete.
+    await rename(partial, image);
   }
 
-  async resume(spec: Pick<SandboxLaunchSpec, "id" | "netIndex" | "agentToken">): Promise<AgentEndpoint> {
-    const a = addressingFor(this.opts.subnet, this.opts.netPrefix, spec.netIndex);
+  /**
+   * Continues a paused sandbox. Where it was paused, its disk, rootfs and bundle are still in place and
+   * only its memory is restored; on another node (it moved) it is restored from its image on shared
+   * storage, under this node's network slot. Either way, an image on shared storage is stale once the
+   * sandbox runs again, and is removed.
+   */
+  async resume(spec: Omit<SandboxLaunchSpec, "layers" | "seeds" | "files">): Promise<AgentEndpoint> {
+    const shared = this.pausedImageDir(spec.id);
     const dir = this.sandboxDir(spec.id);
-    await this.pendingDeletes.get(spec.id);
-    await this.opts.runsc.deleteForce(spec.id);
-    await this.opts.network.configureSandboxEnd(a);
-    await this.opts.runsc.restore(
-      path.join(dir, "bundle"),
-      spec.id,
-      this.checkpointDir(spec.id),
-      path.join(dir, "runsc.log"),
-      path.join(dir, "runsc.out"),
-    );
-    const endpoint: AgentEndpoint = { host: a.sandboxIp, port: AGENT_PORT, token: spec.agentToken };
-    await this.waitForAgent(spec.id, endpoint);
+    let endpoint: AgentEndpoint;
+    if (shared && !existsSync(path.join(dir, "bundle", "config.json"))) {
+      endpoint = await this.startFromSnapshot(spec, shared);
+    } else {
+      const a = addressingFor(this.opts.subnet, this.opts.netPrefix, spec.netIndex);
+      await this.pendingDeletes.get(spec.id);
+      await this.opts.runsc.deleteForce(spec.id);
+      await this.opts.network.configureSandboxEnd(a);
+      await this.opts.runsc.restore(
+        path.join(dir, "bundle"),
+        spec.id,
+        this.checkpointDir(spec.id),
+        path.join(dir, "runsc.log"),
+        path.join(dir, "runsc.out"),
+      );
+      endpoint = { host: a.sandboxIp, port: AGENT_PORT, token: spec.agentToken };
+      await this.waitForAgent(spec.id, endpoint);
+    }
+    if (shared) await rm(shared, { recursive: true, force: true });
     return endpoint;
   }
 
   async hasCheckpoint(id: string): Promise<boolean> {
     return existsSync(path.join(this.checkpointDir(id), "checkpoint.img"));
+  }
+
+  async missingLayers(id: string): Promise<string[] | undefined> {
+    const shared = this.pausedImageDir(id);
+    if (!shared || !(await this.hasCheckpoint(id))) return undefined;
+    const layers = JSON.parse(await readFile(path.join(shared, "layers.json"), "utf8")) as string[];
+    return layers.filter((layer) => !existsSync(layer));
+  }
+
+  async discardImage(id: string): Promise<void> {
+    const shared = this.pausedImageDir(id);
+    if (shared) await rm(shared, { recursive: true, force: true });
   }
 
   async applyNetworkPolicy(target: EgressTarget, policy: NetworkPolicy): Promise<void> {

@@ -53,10 +53,22 @@ export interface SandboxRuntime {
   start(spec: SandboxLaunchSpec): Promise<AgentEndpoint>;
   /**
    * Saves the sandbox's memory and processes and stops it; its filesystem and network stay in place.
-   * Resume continues it exactly where it was.
+   * Resume continues it exactly where it was. With shared storage the saved image is complete there
+   * (memory, disk, layer list), so that another node can resume it.
    */
   pause(id: string): Promise<void>;
-  resume(spec: Pick<SandboxLaunchSpec, "id" | "netIndex" | "agentToken">): Promise<AgentEndpoint>;
+  /**
+   * Continues a paused sandbox: on the node that paused it, or on another one from its image on shared
+   * storage (then under `netIndex`, this node's slot, and with the other fields of the spec).
+   */
+  resume(spec: Omit<SandboxLaunchSpec, "layers" | "seeds" | "files">): Promise<AgentEndpoint>;
+  /**
+   * For a paused sandbox whose image is on shared storage: the read-only layers it needs that this node
+   * lacks (none: it can resume here). Undefined when there is no such image.
+   */
+  missingLayers(id: string): Promise<string[] | undefined>;
+  /** Removes a paused sandbox's image from shared storage: the sandbox is gone for good. */
+  discardImage(id: string): Promise<void>;
   /** Copies a paused sandbox into a snapshot directory; returns the snapshot's size in bytes. */
   copySnapshot(id: string, snapshotDir: string): Promise<number>;
   /** Starts a new sandbox that continues a snapshot (processes, memory, files). */

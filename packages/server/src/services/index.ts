@@ -11,6 +11,7 @@ import type { IdempotencyService } from "./idempotency-service.js";
 import type { MetricsSampler } from "./metrics-sampler.js";
 import type { PortService } from "./port-service.js";
 import type { QuotaService } from "./quota-service.js";
+import type { SandboxMoves } from "./sandbox-moves.js";
 import type { SandboxService } from "./sandbox-service.js";
 import type { ServerMetrics } from "./server-metrics.js";
 import type { SnapshotService } from "./snapshot-service.js";
@@ -54,4 +55,6 @@ export interface AppServices {
   membership: NodeMembership;
   /** Signed requests between nodes (internal calls, forwarded requests) and their check. */
   nodeClient: NodeClient;
+  /** Sandboxes that change node: resumes elsewhere, drains. */
+  moves: SandboxMoves;
 }

@@ -32,7 +32,8 @@ export class SandboxDeaths {
     if (inFlight) return inFlight;
     const run = (async () => {
       const current = await this.store.getSandbox(id);
-      if (current?.status !== "running") return current;
+      // Running on another node (it moved there): not this node's to judge.
+      if (current?.status !== "running" || current.nodeId !== this.store.nodeId) return current;
       const reason = await this.runtime.deathReason(id);
       this.log.warn({ sandboxId: id, reason }, "sandbox died");
       this.agents.forget(id);

@@ -129,6 +129,12 @@ export interface SandboxServiceDeps {
    * passes a function that reaches it once both exist.
    */
   startMainProcess: MainProcessStarter;
+  /**
+   * Late-bound, like the starter: the cluster's moves (SandboxMoves) decide whether a paused sandbox
+   * resumes on another node — it lives on a node that is gone or draining — and do it there; undefined
+   * means it resumes here.
+   */
+  resumeElsewhere?: (record: SandboxRecord) => Promise<SandboxRecord | undefined>;
 }
 
 /**
@@ -144,10 +150,13 @@ export class SandboxService {
   private readonly deaths: SandboxDeaths;
   private readonly log: FastifyBaseLogger;
   private readonly startMainProcess: MainProcessStarter;
+  private readonly resumeElsewhere: SandboxServiceDeps["resumeElsewhere"];
   private readonly destroying = new Map<string, Promise<void>>();
   private readonly resuming = new Map<string, Promise<SandboxRecord>>();
   private readonly metadataWrites = new Map<string, Promise<SandboxRecord>>();
   private readonly pausing = new Map<string, Promise<SandboxRecord>>();
+  /** Moves between nodes under way on this node (out of it, or into it): calls wait for them. */
+  private readonly moving = new Map<string, Promise<unknown>>();
   /** Last API activity (exec, files, port traffic) per running sandbox, for idle timeouts. */
   private readonly lastActivity = new Map<string, number>();
 
@@ -171,6 +180,7 @@ export class SandboxService {
     this.deaths = deps.deaths;
     this.log = deps.log;
     this.startMainProcess = deps.startMainProcess;
+    this.resumeElsewhere = deps.resumeElsewhere;
   }
 
   private async readySnapshot(org: OrgRecord, id: string) {
@@ -537,16 +547,33 @@ export class SandboxService {
     return this.resumeById(id);
   }
 
-  /** One resume per sandbox at a time: concurrent callers (and auto-resumes) share it. */
+  /**
+   * One resume per sandbox at a time: concurrent callers (and auto-resumes) share it. A sandbox whose
+   * node is gone or draining resumes on another node (resumeElsewhere).
+   */
   private resumeById(id: string): Promise<SandboxRecord> {
     const inFlight = this.resuming.get(id);
     if (inFlight) return inFlight;
-    const run = this.doResume(id).finally(() => this.resuming.delete(id));
+    const run = (async () => {
+      // A move under way decides where it runs: the resume follows it.
+      await this.moving.get(id)?.catch(() => undefined);
+      const record = await this.store.getSandbox(id);
+      const moved = record?.status === "paused" ? await this.resumeElsewhere?.(record) : undefined;
+      return moved ?? (await this.doResume(id));
+    })().finally(() => this.resuming.delete(id));
     this.resuming.set(id, run);
     return run;
   }
 
-  private async doResume(id: string): Promise<SandboxRecord> {
+  /**
+   * Resumes a paused sandbox that another node's move handed to this one (`why`: the resume's reason);
+   * its image is on shared storage.
+   */
+  resumeMovedHere(id: string, why: string): Promise<SandboxRecord> {
+    return this.doResume(id, why);
+  }
+
+  private async doResume(id: string, why?: string): Promise<SandboxRecord> {
     const record = await this.store.updateSandbox(id, { status: "resuming" }, ["paused"]);
     if (!record) {
       const current = (await this.store.getSandbox(id))!;
@@ -554,7 +581,15 @@ export class SandboxService {
       return current;
     }
     try {
-      const endpoint = await this.runtime.resume({ id, netIndex: record.netIndex!, agentToken: record.agentToken });
+      const endpoint = await this.runtime.resume({
+        id,
+        netIndex: record.netIndex!,
+        agentToken: record.agentToken,
+        vcpus: record.vcpus,
+        memoryMb: record.memoryMb,
+        diskMb: record.diskMb,
+        mounts: await this.volumes.launchSpecs(record.volumes),
+      });
       await this.runtime.applyNetworkPolicy(egressTarget(record), record.networkPolicy);
       this.agents.connect(id, endpoint);
     } catch (e) {
@@ -563,12 +598,35 @@ export class SandboxService {
       await this.store.updateSandbox(id, { status: "paused" }, ["resuming"]);
       throw new ApiError("internal", `sandbox ${id} could not be resumed: ${e instanceof Error ? e.message : e}`);
     }
-    this.log.info({ sandboxId: id }, "sandbox resumed");
+    this.log.info({ sandboxId: id, why }, "sandbox resumed");
     this.lastActivity.set(id, now());
-    const updated = await this.store.updateSandbox(id, { status: "running", expiresAt: expiryFrom(record, now()) }, [
-      "resuming",
-    ]);
+    const updated = await this.store.updateSandbox(
+      id,
+      { status: "running", expiresAt: expiryFrom(record, now()) },
+      ["resuming"],
+      why,
+    );
     return updated ?? (await this.store.getSandbox(id))!;
+  }
+
+  /**
+   * Notes a move of the sandbox between nodes under way here (out of or into this node): calls that
+   * arrive meanwhile wait for it instead of finding the sandbox half gone.
+   */
+  trackMove<T>(id: string, move: Promise<T>): Promise<T> {
+    this.moving.set(id, move);
+    const forget = () => {
+      if (this.moving.get(id) === move) this.moving.delete(id);
+    };
+    move.then(forget, forget);
+    return move;
+  }
+
+  /** Forgets a sandbox that moved to another node: its host state here goes (the image lives on there). */
+  async releaseMovedAway(id: string, netIndex: number | null): Promise<void> {
+    this.agents.forget(id);
+    this.lastActivity.delete(id);
+    await this.runtime.destroy(id, netIndex);
   }
 
   /**
@@ -577,6 +635,23 @@ export class SandboxService {
    */
   private async usable(given: SandboxRecord): Promise<SandboxRecord> {
     let record = given;
+    const move = this.moving.get(record.id);
+    if (move) {
+      await within(
+        move.catch(() => undefined),
+        AUTO_RESUME_WAIT_MS,
+      );
+      record = (await this.store.getSandbox(record.id)) ?? record;
+      if (record.nodeId !== this.store.nodeId) {
+        // Asked of the node it left: the retry reaches the node it lives on now.
+        throw new ApiError(
+          "runtime_unavailable",
+          `sandbox ${record.id} moved to node ${record.nodeId}; retry`,
+          { node: record.nodeId },
+          { "retry-after": "1" },
+        );
+      }
+    }
     if (record.autoResume && record.status === "pausing") {
       await this.pausing.get(record.id)?.catch(() => undefined);
       record = (await this.store.getSandbox(record.id)) ?? record;
@@ -587,8 +662,7 @@ export class SandboxService {
     }
     const resumed = this.resumeById(record.id);
     resumed.catch(() => undefined);
-    const timeout = new Promise<undefined>((r) => setTimeout(() => r(undefined), AUTO_RESUME_WAIT_MS).unref());
-    const result = await Promise.race([resumed, timeout]);
+    const result = await within(resumed, AUTO_RESUME_WAIT_MS);
     if (!result) {
       throw new ApiError("runtime_unavailable", `sandbox ${record.id} is resuming; retry shortly`, undefined, {
         "retry-after": "2",
@@ -661,7 +735,9 @@ export class SandboxService {
       const cause = reason ?? "requested";
       await this.store.updateSandbox(id, { status: "destroying", ...(reason ? { reason } : {}) }, undefined, cause);
       this.agents.forget(id);
-      await this.runtime.destroy(id, record.netIndex);
+      // A sandbox of another node (one that is gone) holds no network slot here: only leftovers go.
+      await this.runtime.destroy(id, record.nodeId === this.store.nodeId ? record.netIndex : null);
+      await this.runtime.discardImage(id);
       await this.store.markRunningCommandsLost(id);
       await this.store.updateSandbox(id, { status: "destroyed", destroyedAt: now(), netIndex: null }, undefined, cause);
       this.log.info({ sandboxId: id, reason }, "sandbox destroyed");
@@ -734,6 +810,12 @@ export class SandboxService {
   close() {
     this.agents.close();
   }
+}
+
+/** What `promise` gives within `ms`; undefined when it takes longer (it goes on). */
+function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  const timeout = new Promise<undefined>((r) => setTimeout(() => r(undefined), ms).unref());
+  return Promise.race([promise, timeout]);
 }
 
 /** `internetAccess: false` is deny-all; it cannot be combined with a different policy. */

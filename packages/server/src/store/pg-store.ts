@@ -27,6 +27,7 @@ import { VolumeMissingError, VolumeNameTakenError } from "../domain/index.js";
 import {
   checkoutEvent,
   type EventDraft,
+  movedEvent,
   sandboxTransitionEvents,
   snapshotEvents,
   type TransitionCause,
@@ -404,6 +405,33 @@ export class PgStore implements Store {
       statuses,
     ]);
     return rows.map(sandboxFromRow);
+  }
+
+  async moveSandboxHere(id: string, from: string, maxNetIndex: number): Promise<SandboxRecord | undefined> {
+    if (from === this.nodeId) return undefined;
+    return this.withEvents(async (tx) => {
+      await run(tx, "SELECT pg_advisory_xact_lock(?::int, hashtext(?))", [ADVISORY_LOCKS.netSlots, this.nodeId]);
+      const used = await all<{ net_index: number }>(
+        tx,
+        "SELECT net_index FROM sandboxes WHERE node_id = ? AND net_index IS NOT NULL ORDER BY net_index",
+        [this.nodeId],
+      );
+      const slot = lowestFreeSlot(
+        used.map((r) => r.net_index),
+        maxNetIndex,
+      );
+      // The lease is judged by the database's clock, as the nodes renew it.
+      const row = await first<SandboxRow>(
+        tx,
+        `UPDATE sandboxes SET node_id = ?, net_index = ? WHERE id = ? AND node_id = ? AND status = 'paused'
+         AND NOT EXISTS (SELECT 1 FROM nodes WHERE id = ? AND state = 'ready' AND lease_expires_at > ${DB_NOW})
+         RETURNING *`,
+        [this.nodeId, slot, id, from, from],
+      );
+      if (!row) return { result: undefined, events: [] };
+      const after = sandboxFromRow(row);
+      return { result: after, events: [movedEvent(after, from, Date.now())] };
+    });
   }
 
   async updateSandbox(

@@ -28,6 +28,7 @@ import { VolumeMissingError, VolumeNameTakenError } from "../domain/index.js";
 import {
   checkoutEvent,
   type EventDraft,
+  movedEvent,
   sandboxTransitionEvents,
   snapshotEvents,
   type TransitionCause,
@@ -348,6 +349,27 @@ export class SqliteStore implements Store {
       .prepare(`SELECT * FROM sandboxes WHERE node_id = ? AND ${inList("status", statuses)}`)
       .all(this.nodeId, ...statuses) as SandboxRow[];
     return rows.map(sandboxFromRow);
+  }
+
+  async moveSandboxHere(id: string, from: string, maxNetIndex: number): Promise<SandboxRecord | undefined> {
+    return this.withEvents(() => {
+      const before = this.sandboxRow(id);
+      const fromServes = this.db
+        .prepare("SELECT 1 FROM nodes WHERE id = ? AND state = 'ready' AND lease_expires_at > ?")
+        .get(from, Date.now());
+      if (before?.status !== "paused" || before.nodeId !== from || from === this.nodeId || fromServes) {
+        return { result: undefined, events: [] };
+      }
+      const used = this.db
+        .prepare("SELECT net_index FROM sandboxes WHERE node_id = ? AND net_index IS NOT NULL ORDER BY net_index")
+        .pluck()
+        .all(this.nodeId) as number[];
+      this.db
+        .prepare("UPDATE sandboxes SET node_id = ?, net_index = ? WHERE id = ?")
+        .run(this.nodeId, lowestFreeSlot(used, maxNetIndex), id);
+      const after = this.sandboxRow(id)!;
+      return { result: after, events: [movedEvent(after, from, Date.now())] };
+    });
   }
 
   async updateSandbox(

@@ -107,6 +107,13 @@ export interface Store {
     onlyIf?: SandboxStatus[],
     cause?: TransitionCause,
   ): Promise<SandboxRecord | undefined>;
+  /**
+   * Takes a paused sandbox over from node `from` to this store's node, with a free network slot of this
+   * node, atomically: only while it is paused on `from` and `from` is not a ready node with a live lease
+   * (it is draining, lost, or its lease ran out), so that two nodes never both take it and a node that
+   * serves its sandboxes keeps them. Records `sandbox.moved`. Undefined when the condition did not hold.
+   */
+  moveSandboxHere(id: string, from: string, maxNetIndex: number): Promise<SandboxRecord | undefined>;
   /** Removes destroyed sandboxes (and their commands) destroyed before `before`. */
   purgeDestroyed(before: number): Promise<number>;
 

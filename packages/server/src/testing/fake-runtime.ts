@@ -35,6 +35,10 @@ export class FakeRuntime implements SandboxRuntime {
     throw new Error("the fake runtime starts no sandboxes");
   }
   async captureLayer(): Promise<void> {}
+  async missingLayers(): Promise<string[] | undefined> {
+    return undefined;
+  }
+  async discardImage(): Promise<void> {}
   async hasCheckpoint(): Promise<boolean> {
     return false;
   }
