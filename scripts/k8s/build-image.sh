@@ -26,8 +26,10 @@ k8s_apt_install mmdebstrap umoci
   k8s_die "build the checkout first (npm ci && npm run build)"
 
 # What the server runs besides node: see scripts/install-system-deps.sh (the same list, minus the
-# compilers that build the agent, which the image gets built).
-node_packages=(nodejs runsc nftables iproute2 mmdebstrap e2fsprogs util-linux mount ca-certificates curl git tar
+# compilers that build the agent, which the image gets built). tini is PID 1: every sandbox's runsc
+# process is re-parented to PID 1 when `runsc run -detach` returns, and node does not reap orphans, so
+# without an init their zombies would make `runsc delete` wait forever.
+node_packages=(tini nodejs runsc nftables iproute2 mmdebstrap e2fsprogs util-linux mount ca-certificates curl git tar
   gzip xz-utils procps conntrack attr zstd)
 postgres_packages=(postgresql postgresql-client ca-certificates)
 
@@ -54,7 +56,7 @@ rootfs() { # name packages... → prints the tar's path
 }
 
 # Packs an OCI image from a root filesystem tar plus an optional directory laid over it as a second layer.
-pack() { # name tag rootfs.tar overlay-dir|"" entrypoint-json env... → $images/name.tar
+pack() { # name tag rootfs.tar overlay-dir|"" "entrypoint words" env... → $images/name.tar
   local name=$1 tag=$2 base=$3 overlay=$4 entrypoint=$5
   shift 5
   local work
@@ -68,8 +70,8 @@ pack() { # name tag rootfs.tar overlay-dir|"" entrypoint-json env... → $images
     cp -a "$overlay/." "$work/bundle/rootfs/"
     umoci repack --image "$work/oci:$tag" "$work/bundle"
   fi
-  local config=(--config.entrypoint "$entrypoint" --config.workingdir /)
-  local e
+  local config=(--config.workingdir /) word e
+  for word in $entrypoint; do config+=(--config.entrypoint "$word"); done
   for e in "$@"; do config+=(--config.env "$e"); done
   umoci config --image "$work/oci:$tag" "${config[@]}"
   umoci gc --layout "$work/oci"
@@ -98,14 +100,15 @@ done
 cp -a node_modules "$app/"
 (cd "$app" && npm prune --omit=dev --offline --no-audit --no-fund --ignore-scripts >/dev/null)
 k8s_step "packing localhost/sandpit-node:dev ($(du -sh "$app" | cut -f1) of Sandpit)"
-pack sandpit-node dev "$(rootfs node "${node_packages[@]}")" "$stage" '["node","/opt/sandpit/packages/cli/bin/sandpit.js","serve"]' \
+pack sandpit-node dev "$(rootfs node "${node_packages[@]}")" "$stage" "/usr/bin/tini -- node /opt/sandpit/packages/cli/bin/sandpit.js serve" \
   "$path_env" SANDPIT_DATA_DIR=/var/lib/sandpit SANDPIT_LISTEN=0.0.0.0:8080
 
-if [[ ! -f $images/sandpit-postgres.tar || scripts/k8s/postgres-entrypoint.sh -nt $images/sandpit-postgres.tar ]]; then
+pg_tar=$images/sandpit-postgres.tar
+if [[ ! -f $pg_tar || scripts/k8s/postgres-entrypoint.sh -nt $pg_tar || scripts/k8s/build-image.sh -nt $pg_tar ]]; then
   k8s_step "packing localhost/sandpit-postgres:dev"
   pgstage=$(mktemp -d "$images/.stage-pg.XXXXXX")
   install -D -m755 scripts/k8s/postgres-entrypoint.sh "$pgstage/usr/local/bin/docker-entrypoint.sh"
-  pack sandpit-postgres dev "$(rootfs postgres "${postgres_packages[@]}")" "$pgstage" '["/usr/local/bin/docker-entrypoint.sh"]' \
+  pack sandpit-postgres dev "$(rootfs postgres "${postgres_packages[@]}")" "$pgstage" /usr/local/bin/docker-entrypoint.sh \
     "$path_env" PGDATA=/var/lib/postgresql/data
   rm -rf "$pgstage"
 fi
