@@ -4,8 +4,9 @@
 #                                   checkout, built (`npm run build` first), with production dependencies
 #   localhost/sandpit-postgres:dev  Debian 13 + postgresql, with an entrypoint that follows the official
 #                                   postgres image's conventions (POSTGRES_USER/PASSWORD/DB, PGDATA)
-# Root filesystems come from Debian's archive with mmdebstrap and are cached per package list; only the
-# layer holding the checkout is rebuilt when the code changes. umoci packs them as OCI images.
+# Root filesystems come from Debian's archive with mmdebstrap and are cached, packed as a base layer,
+# per package list; only the layer holding the checkout is made again when the code changes. umoci packs
+# the OCI images.
 #
 # Usage: scripts/k8s/build-image.sh [--import]   (--import: into containerd's k8s.io namespace, at
 #        $CONTAINERD_ADDRESS or containerd's default socket). Prints the archives' paths.
@@ -33,15 +34,18 @@ node_packages=(tini nodejs runsc nftables iproute2 mmdebstrap e2fsprogs util-lin
   gzip xz-utils procps conntrack attr zstd)
 postgres_packages=(postgresql postgresql-client ca-certificates)
 
-# A Debian 13 root filesystem with the packages given, cached as a tar named after its package list.
-rootfs() { # name packages... → prints the tar's path
+# A Debian 13 root filesystem with the packages given, packed once as a one-layer OCI layout (tag `dev`)
+# and cached under a name made of its package list. Prints the layout's path.
+base_layout() { # name packages...
   local name=$1
   shift
   local key
   key=$(printf '%s\n' "$mirror" "$@" | sha256sum | cut -c1-12)
-  local tar=$images/$name-rootfs-$key.tar
-  if [[ ! -f $tar ]]; then
+  local layout=$images/$name-base-$key
+  if [[ ! -d $layout ]]; then
     k8s_step "mmdebstrap $name root filesystem ($*)"
+    local work
+    work=$(mktemp -d "$images/.base-$name.XXXXXX")
     local hooks=(--customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*')
     # The package makes a cluster of its own; the image's entrypoint makes one in PGDATA instead.
     [[ $name == postgres ]] &&
@@ -49,31 +53,37 @@ rootfs() { # name packages... → prints the tar's path
     mmdebstrap -q --format=tar --variant=minbase --include="$(
       IFS=,
       echo "$*"
-    )" "${hooks[@]}" trixie "$tar.tmp" "$mirror"
-    mv "$tar.tmp" "$tar"
+    )" "${hooks[@]}" trixie "$work/rootfs.tar" "$mirror"
+    umoci init --layout "$work/oci"
+    umoci new --image "$work/oci:dev"
+    umoci unpack --image "$work/oci:dev" "$work/bundle" >/dev/null
+    tar -C "$work/bundle/rootfs" -xf "$work/rootfs.tar"
+    umoci repack --image "$work/oci:dev" "$work/bundle"
+    umoci gc --layout "$work/oci"
+    mv "$work/oci" "$layout"
+    rm -rf "$work"
   fi
-  echo "$tar"
+  echo "$layout"
 }
 
-# Packs an OCI image from a root filesystem tar plus an optional directory laid over it as a second layer.
-pack() { # name tag rootfs.tar overlay-dir|"" "entrypoint words" env... → $images/name.tar
-  local name=$1 tag=$2 base=$3 overlay=$4 entrypoint=$5
-  shift 5
+# An OCI archive $images/NAME.tar: the base layout plus one layer holding the top-level entries of a
+# staging directory (added verbatim, so rebuilding it costs only that layer), entrypoint and env set.
+pack() { # name base-layout staging-dir "entrypoint words" env...
+  local name=$1 base=$2 stage=$3 entrypoint=$4
+  shift 4
   local work
   work=$(mktemp -d "$images/.pack-$name.XXXXXX")
-  umoci init --layout "$work/oci"
-  umoci new --image "$work/oci:$tag"
-  umoci unpack --image "$work/oci:$tag" "$work/bundle" >/dev/null
-  tar -C "$work/bundle/rootfs" -xf "$base"
-  umoci repack --image "$work/oci:$tag" "$work/bundle"
-  if [[ -n $overlay ]]; then
-    cp -a "$overlay/." "$work/bundle/rootfs/"
-    umoci repack --image "$work/oci:$tag" "$work/bundle"
-  fi
+  # Blobs are content-addressed and never rewritten, so the copy links them; index.json is copied.
+  mkdir "$work/oci"
+  cp -al "$base/blobs" "$work/oci/blobs"
+  cp "$base/index.json" "$base/oci-layout" "$work/oci/"
+  # Top-level entries only: an entry for "." would give the image's / the staging directory's mode.
+  (cd "$stage" && tar --owner=0 --group=0 --numeric-owner -cf "$work/layer.tar" -- *)
+  umoci raw add-layer --image "$work/oci:dev" "$work/layer.tar"
   local config=(--config.workingdir /) word e
   for word in $entrypoint; do config+=(--config.entrypoint "$word"); done
   for e in "$@"; do config+=(--config.env "$e"); done
-  umoci config --image "$work/oci:$tag" "${config[@]}"
+  umoci config --image "$work/oci:dev" "${config[@]}"
   umoci gc --layout "$work/oci"
   tar -C "$work/oci" -cf "$images/$name.tar.tmp" .
   mv "$images/$name.tar.tmp" "$images/$name.tar"
@@ -100,7 +110,8 @@ done
 cp -a node_modules "$app/"
 (cd "$app" && npm prune --omit=dev --offline --no-audit --no-fund --ignore-scripts >/dev/null)
 k8s_step "packing localhost/sandpit-node:dev ($(du -sh "$app" | cut -f1) of Sandpit)"
-pack sandpit-node dev "$(rootfs node "${node_packages[@]}")" "$stage" "/usr/bin/tini -- node /opt/sandpit/packages/cli/bin/sandpit.js serve" \
+node_base=$(base_layout node "${node_packages[@]}")
+pack sandpit-node "$node_base" "$stage" "/usr/bin/tini -- node /opt/sandpit/packages/cli/bin/sandpit.js serve" \
   "$path_env" SANDPIT_DATA_DIR=/var/lib/sandpit SANDPIT_LISTEN=0.0.0.0:8080
 
 pg_tar=$images/sandpit-postgres.tar
@@ -108,7 +119,8 @@ if [[ ! -f $pg_tar || scripts/k8s/postgres-entrypoint.sh -nt $pg_tar || scripts/
   k8s_step "packing localhost/sandpit-postgres:dev"
   pgstage=$(mktemp -d "$images/.stage-pg.XXXXXX")
   install -D -m755 scripts/k8s/postgres-entrypoint.sh "$pgstage/usr/local/bin/docker-entrypoint.sh"
-  pack sandpit-postgres dev "$(rootfs postgres "${postgres_packages[@]}")" "$pgstage" /usr/local/bin/docker-entrypoint.sh \
+  pg_base=$(base_layout postgres "${postgres_packages[@]}")
+  pack sandpit-postgres "$pg_base" "$pgstage" /usr/local/bin/docker-entrypoint.sh \
     "$path_env" PGDATA=/var/lib/postgresql/data
   rm -rf "$pgstage"
 fi

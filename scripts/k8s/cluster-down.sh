@@ -2,7 +2,7 @@
 # Stops the cluster scripts/k8s/cluster-up.sh started and undoes its host changes: processes by PID,
 # containers and their shims, pod network namespaces, the CNI bridge, kube-proxy's iptables rules and the
 # tables they created, cgroups, mounts, saved sysctls, and the cluster's directory. The cache of built
-# binaries and images ($SANDPIT_K8S_CACHE) stays. Safe to run twice or after a failed start.
+# binaries and images ($SANDPIT_K8S_CACHE, containerd's image store included) stays. Safe to run twice or after a failed start.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/k8s/lib.sh
@@ -48,7 +48,8 @@ done
 ip link delete "$bridge" 2>/dev/null
 
 # Mounts under the cluster's directories (pod volumes, container root filesystems), deepest first.
-awk -v a="$K8S_RUN" -v b="$containerd_state" 'index($2, a) == 1 || index($2, b) == 1 {print $2}' /proc/mounts |
+awk -v a="$K8S_RUN" -v b="$containerd_state" -v c="$SANDPIT_K8S_CACHE/containerd" \
+  'index($2, a) == 1 || index($2, b) == 1 || index($2, c) == 1 {print $2}' /proc/mounts |
   sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
 
 # The kubelet's pod cgroups, deepest first (empty once the containers are gone).
@@ -74,5 +75,8 @@ for d in /var/log/pods/* /var/log/containers/*; do
   grep -qxF "$d" "$K8S_RUN/pod-logs.before" 2>/dev/null || rm -rf "$d"
 done
 
+# containerd's root stays in the cache for its images; what it knew of pods goes (the containers and their
+# snapshots were removed above).
+rm -rf "$SANDPIT_K8S_CACHE/containerd/io.containerd.grpc.v1.cri"
 rm -rf "$containerd_state" "$K8S_RUN"
 k8s_step "cluster down"

@@ -5,6 +5,8 @@
 # Kubernetes source; pods use imagePullPolicy: Never). Stop it with scripts/k8s/cluster-down.sh.
 #
 # Everything listens on loopback: the apiserver and kubelet on 127.0.0.1, NodePorts only on 127.0.0.0/8.
+# So `kubectl exec/logs/port-forward` do not work (the apiserver reaches a kubelet at an address the node
+# advertises, and a node cannot advertise loopback); container logs are in /var/log/pods.
 # Host changes, all undone by cluster-down.sh: the CNI bridge `spk8s0` (pods in 10.244.0.0/24), the
 # iptables rules of kube-proxy (Services in 10.96.0.0/16), the cgroups under /kubepods, and the sysctls
 # that kube-proxy sets (their old values are saved first).
@@ -24,6 +26,8 @@ bridge=spk8s0
 pod_cidr=10.244.0.0/24
 service_cidr=10.96.0.0/16
 containerd_state=/run/sandpit-k8s-containerd
+# containerd's root (image content and unpacked layers) is kept in the cache: importing an image that is
+# already there costs nothing, and cluster-down.sh does not have to delete a gigabyte of files.
 
 k8s_step "host packages"
 k8s_apt_install etcd-server containerd runc containernetworking-plugins iptables conntrack umoci mmdebstrap \
@@ -84,7 +88,7 @@ kubectl=$K8S_BIN/kubectl
 
 cat >"$K8S_RUN/containerd.toml" <<EOF
 version = 2
-root = "$K8S_RUN/containerd"
+root = "$SANDPIT_K8S_CACHE/containerd"
 state = "$containerd_state"
 [grpc]
   address = "$containerd_state/containerd.sock"
