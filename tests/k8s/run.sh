@@ -98,7 +98,13 @@ api_key=$(openssl rand -hex 32)
   --from-literal=cluster-secret="$(openssl rand -hex 32)" --from-literal=postgres-password="$pg_password" \
   --from-literal=database-url="postgres://sandpit:$pg_password@$pg_ip:5432/sandpit" >/dev/null
 "$kubectl" -n sandpit rollout status statefulset/sandpit-postgres --timeout=300s
-"$kubectl" -n sandpit rollout status daemonset/sandpit-node --timeout=300s
+# (`rollout status` does not follow an OnDelete DaemonSet.)
+nodes_ready() {
+  local counts
+  counts=$("$kubectl" -n sandpit get daemonset sandpit-node -o 'jsonpath={.status.desiredNumberScheduled} {.status.numberReady}')
+  [[ $counts =~ ^([1-9][0-9]*)\ ([0-9]+)$ && ${BASH_REMATCH[1]} == "${BASH_REMATCH[2]}" ]]
+}
+k8s_wait_for 300 "the node pods to be ready" "" nodes_ready
 deploy_seconds=$((SECONDS - s))
 
 svc_ip=$("$kubectl" -n sandpit get service sandpit -o 'jsonpath={.spec.clusterIP}')
