@@ -690,9 +690,9 @@ describe("PostgreSQL store shared by nodes", () => {
       });
       for (const store of [a!, b!, c!]) await store.registerNode(registration(store.nodeId), 60_000);
       const orgId = (await a!.ensureOrg("acme")).id;
-      const onA = await a!.insertSandbox(sandbox(orgId, { status: "paused" }), 10, NO_QUOTA);
+      const onA = await a!.insertSandbox(sandbox(orgId, { status: "paused" }), 10, NO_QUOTA, ANY_ROOM);
       // Node B holds slot 0 already: the moved sandbox takes its next free one.
-      await b!.insertSandbox(sandbox(orgId, { status: "running" }), 10, NO_QUOTA);
+      await b!.insertSandbox(sandbox(orgId, { status: "running" }), 10, NO_QUOTA, ANY_ROOM);
 
       // Node A is ready with a live lease: nobody takes its sandbox.
       expect(await b!.moveSandboxHere(onA.id, "node-a", 10)).toBeUndefined();
@@ -710,10 +710,10 @@ describe("PostgreSQL store shared by nodes", () => {
       expect(moved.map((e) => e.data)).toEqual([{ status: "paused", from: "node-a", to: winner.nodeId }]);
 
       // Only a paused sandbox moves; and a lease that ran out counts like a lost node.
-      const running = await c!.insertSandbox(sandbox(orgId, { status: "running" }), 10, NO_QUOTA);
+      const running = await c!.insertSandbox(sandbox(orgId, { status: "running" }), 10, NO_QUOTA, ANY_ROOM);
       await c!.renewNodeLease("node-c", (await c!.getNode("node-c"))!.epoch, -1);
       expect(await b!.moveSandboxHere(running.id, "node-c", 10)).toBeUndefined();
-      const pausedOnC = await c!.insertSandbox(sandbox(orgId, { status: "paused" }), 10, NO_QUOTA);
+      const pausedOnC = await c!.insertSandbox(sandbox(orgId, { status: "paused" }), 10, NO_QUOTA, ANY_ROOM);
       expect(await b!.moveSandboxHere(pausedOnC.id, "node-c", 10)).toMatchObject({ nodeId: "node-b" });
     } finally {
       await Promise.all([a!, b!, c!].map((store) => store.close()));
