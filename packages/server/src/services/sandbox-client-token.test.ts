@@ -25,7 +25,12 @@ function service(records: SandboxRecord[], key = randomBytes(32)) {
       log: {} as FastifyBaseLogger,
       startMainProcess: async () => "",
     },
-    { maxPorts: 0, defaultQuota: { maxSandboxes: 1, maxVcpus: 1, maxMemoryMb: 1 }, snapshotDir: (id) => id },
+    {
+      maxPorts: 0,
+      defaultQuota: { maxSandboxes: 1, maxVcpus: 1, maxMemoryMb: 1 },
+      snapshotDir: (id) => id,
+      overcommit: { cpu: 1, memory: 1, disk: 1 },
+    },
     key,
   );
 }
