@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { FastifyBaseLogger } from "fastify";
+import { NodeForwarder } from "./cluster/node-forwarder.js";
 import type { ServerConfig } from "./config.js";
 import { ImageService } from "./images/image-service.js";
 import { RegistryClient } from "./images/registry-client.js";
@@ -221,6 +222,7 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
   const webhooks = new WebhookService(store, outbound, logger, config.webhooks);
   webhooks.start();
   const metricsSampler = new MetricsSampler(store, runtime, logger, config.metricsIntervalMs);
+  const forwarder = new NodeForwarder({ nodeId: "local", secret: undefined, ownerOf: async () => undefined });
 
   return {
     services: {
@@ -246,6 +248,7 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
       adminKey: config.adminKey,
       maxUploadBytes: config.maxUploadBytes,
       volumes,
+      forwarder,
     },
     store,
     reconcile: () => supervisor.reconcile(),

@@ -1,3 +1,4 @@
+import type { NodeForwarder } from "../cluster/node-forwarder.js";
 import type { ImageService } from "../images/image-service.js";
 import type { EgressAudit } from "../network/egress-audit.js";
 import type { TemplateService } from "../templates/template-service.js";
@@ -48,4 +49,6 @@ export interface AppServices {
   adminKey: string | undefined;
   maxUploadBytes: number;
   volumes: VolumeService;
+  /** Passes requests for sandboxes on other nodes to them, and checks those other nodes pass here. */
+  forwarder: NodeForwarder;
 }

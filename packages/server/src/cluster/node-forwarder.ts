@@ -1,0 +1,260 @@
+import http from "node:http";
+import https from "node:https";
+import net from "node:net";
+import type { Duplex } from "node:stream";
+import tls from "node:tls";
+import { ApiError } from "../errors.js";
+import { claimsForwarded, FORWARD_HEADERS, signForward, verifyForward } from "./forward-signature.js";
+
+/** The response header naming the node that answered a request. */
+export const ANSWERED_BY_HEADER = "x-sandpit-node";
+
+/** Where a sandbox lives, as the store knows it. */
+export interface SandboxOwner {
+  nodeId: string;
+  /** The node's internal base URL (`http://10.0.0.7:8080`). */
+  url: string;
+  state: "ready" | "draining" | "lost";
+}
+
+export interface NodeForwarderOptions {
+  /** This node's id. */
+  nodeId: string;
+  /** The cluster secret nodes sign forwarded requests with; without one, nothing is forwarded or accepted. */
+  secret: string | undefined;
+  /** The node a sandbox lives on, or undefined for an unknown sandbox. */
+  ownerOf(sandboxId: string): Promise<SandboxOwner | undefined>;
+  now?: () => number;
+}
+
+/** Headers that describe one connection, not the request: never passed on (RFC 9110 §7.6.1). */
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "upgrade",
+  "te",
+  "trailer",
+  "proxy-authorization",
+  "proxy-authenticate",
+]);
+
+/** Seconds a client waits before retrying a request that reached a node its sandbox has just left. */
+const RETRY_AFTER_SECONDS = "1";
+
+/** The headers of a message minus hop-by-hop ones (and those its Connection header names) and `drop`. */
+function endToEnd(headers: http.IncomingHttpHeaders, drop: readonly string[] = []): http.OutgoingHttpHeaders {
+  const named = String(headers.connection ?? "")
+    .split(",")
+    .map((h) => h.trim().toLowerCase());
+  const out: http.OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || named.includes(name) || drop.includes(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+function appendForwardedFor(req: http.IncomingMessage): string {
+  const prior = req.headers["x-forwarded-for"];
+  const client = req.socket.remoteAddress ?? "";
+  return prior ? `${Array.isArray(prior) ? prior.join(", ") : prior}, ${client}` : client;
+}
+
+/**
+ * Passes requests for a sandbox that lives on another node to that node (its owner), and checks the
+ * requests other nodes pass here. A forwarded request is signed with the cluster secret (see
+ * forward-signature.ts) and goes at most one hop: a node that receives a forwarded request for a sandbox
+ * it does not own answers 503 with Retry-After (the sandbox is moving) instead of passing it on. The
+ * client's own credentials travel unchanged; the owner checks them as if the client had come to it.
+ */
+export class NodeForwarder {
+  readonly nodeId: string;
+  private readonly secret: string | undefined;
+  private readonly ownerOf: (sandboxId: string) => Promise<SandboxOwner | undefined>;
+  private readonly now: () => number;
+  private readonly agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
+
+  constructor(options: NodeForwarderOptions) {
+    this.nodeId = options.nodeId;
+    this.secret = options.secret;
+    this.ownerOf = options.ownerOf;
+    this.now = options.now ?? Date.now;
+  }
+
+  /**
+   * Whether another node forwarded this request: true only with a valid signature. Headers that claim a
+   * forward without one are refused (403): they would otherwise pass as a hop that must not go further.
+   */
+  forwardedByNode(req: http.IncomingMessage): boolean {
+    if (!claimsForwarded(req.headers)) return false;
+    const verdict = this.secret
+      ? verifyForward(
+          this.secret,
+          { method: req.method ?? "GET", path: req.url ?? "/", headers: req.headers },
+          this.now(),
+        )
+      : { ok: false as const, reason: "this node has no cluster secret" };
+    if (!verdict.ok) {
+      throw new ApiError("forbidden", `The request claims to be forwarded by a node, but ${verdict.reason}`, {
+        header: FORWARD_HEADERS[0],
+      });
+    }
+    return true;
+  }
+
+  /**
+   * The node that must answer a request for `sandboxId`, when that is not this one. Undefined: answer
+   * here (this node owns the sandbox, the sandbox is unknown and the local route answers 404, or its
+   * node is lost and the shared database is all there is). Checks the forwarding headers first.
+   */
+  async destination(req: http.IncomingMessage, sandboxId: string | undefined): Promise<SandboxOwner | undefined> {
+    const forwarded = this.forwardedByNode(req);
+    if (sandboxId === undefined || !this.secret) return undefined;
+    const owner = await this.ownerOf(sandboxId);
+    if (!owner || owner.nodeId === this.nodeId || owner.state === "lost") return undefined;
+    if (forwarded) {
+      throw new ApiError(
+        "runtime_unavailable",
+        `sandbox ${sandboxId} is not on node ${this.nodeId} (it is on ${owner.nodeId}, perhaps moving); retry shortly`,
+        undefined,
+        { "retry-after": RETRY_AFTER_SECONDS },
+      );
+    }
+    return owner;
+  }
+
+  private sign(req: http.IncomingMessage): Record<string, string> {
+    return signForward(this.secret!, {
+      nodeId: this.nodeId,
+      method: req.method ?? "GET",
+      path: req.url ?? "/",
+      at: this.now(),
+    });
+  }
+
+  private unreachable(owner: SandboxOwner, e: Error): ApiError {
+    return new ApiError(
+      "runtime_unavailable",
+      `node ${owner.nodeId}, where the sandbox lives, does not answer (${e.message}); retry shortly`,
+      undefined,
+      { "retry-after": RETRY_AFTER_SECONDS },
+    );
+  }
+
+  /**
+   * Passes one HTTP exchange to `owner`, streaming both bodies (backpressure included): resolves once the
+   * owner's response has started to flow back, rejects (with the 503 to answer) when the owner cannot be
+   * reached before it answered. Either side going away ends the other.
+   */
+  forwardHttp(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    owner: SandboxOwner,
+    requestId: string,
+  ): Promise<void> {
+    const target = new URL(owner.url);
+    const secure = target.protocol === "https:";
+    const headers: http.OutgoingHttpHeaders = {
+      ...endToEnd(req.headers, FORWARD_HEADERS),
+      "x-forwarded-for": appendForwardedFor(req),
+      "x-request-id": requestId,
+      ...this.sign(req),
+    };
+    // `Expect: 100-continue` goes to the owner, which decides: the body leaves only once it asks for it.
+    const expectsContinue = String(req.headers.expect ?? "").toLowerCase() === "100-continue";
+    return new Promise((resolve, reject) => {
+      let bodySent = false;
+      const sendBody = () => {
+        if (bodySent) return;
+        bodySent = true;
+        req.pipe(upstream);
+      };
+      const upstream = (secure ? https : http).request(
+        {
+          host: target.hostname,
+          port: target.port || (secure ? 443 : 80),
+          method: req.method,
+          path: req.url,
+          headers,
+          agent: secure ? this.agents.https : this.agents.http,
+        },
+        (up) => {
+          res.removeHeader(ANSWERED_BY_HEADER);
+          res.writeHead(up.statusCode ?? 502, up.statusMessage, endToEnd(up.headers));
+          res.flushHeaders();
+          up.pipe(res);
+          up.on("close", () => {
+            if (!up.complete) res.destroy();
+          });
+          // Answered without asking for the body: the connection still expects it, so it is not reused.
+          if (!bodySent) up.on("end", () => upstream.destroy());
+          resolve();
+        },
+      );
+      upstream.setNoDelay(true);
+      upstream.on("error", (e) => {
+        if (res.headersSent) res.destroy();
+        else reject(this.unreachable(owner, e));
+      });
+      upstream.on("continue", sendBody);
+      res.on("close", () => {
+        if (!res.writableFinished) upstream.destroy();
+      });
+      if (expectsContinue) upstream.flushHeaders();
+      else sendBody();
+    });
+  }
+
+  /**
+   * Tunnels an HTTP Upgrade (a WebSocket) to `owner`: the request line and headers, signed, then bytes
+   * both ways. The owner's answer (101, or an error) goes back as it wrote it.
+   */
+  forwardUpgrade(
+    req: http.IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    owner: SandboxOwner,
+    reject: (error: ApiError) => void,
+  ): void {
+    const target = new URL(owner.url);
+    const secure = target.protocol === "https:";
+    const port = Number(target.port || (secure ? 443 : 80));
+    let connected = false;
+    const onConnect = () => {
+      connected = true;
+      const lines = [`${req.method} ${req.url} HTTP/1.1`];
+      const forwardNames = new Set<string>(FORWARD_HEADERS);
+      for (let i = 0; i < req.rawHeaders.length; i += 2) {
+        const name = req.rawHeaders[i]!;
+        const lower = name.toLowerCase();
+        if (forwardNames.has(lower) || lower === "x-forwarded-for") continue;
+        lines.push(`${name}: ${req.rawHeaders[i + 1]}`);
+      }
+      lines.push(`X-Forwarded-For: ${appendForwardedFor(req)}`);
+      for (const [name, value] of Object.entries(this.sign(req))) lines.push(`${name}: ${value}`);
+      upstream.write(`${lines.join("\r\n")}\r\n\r\n`);
+      if (head.length) upstream.write(head);
+      upstream.pipe(socket);
+      socket.pipe(upstream);
+    };
+    const upstream = secure
+      ? tls.connect({ host: target.hostname, port, servername: target.hostname }, onConnect)
+      : net.connect(port, target.hostname, onConnect);
+    upstream.setNoDelay(true);
+    const close = () => {
+      upstream.destroy();
+      socket.destroy();
+    };
+    upstream.on("error", (e) => {
+      if (connected) close();
+      else reject(this.unreachable(owner, e));
+    });
+    upstream.on("close", () => {
+      if (connected) close();
+    });
+    socket.on("error", close);
+    socket.on("close", close);
+  }
+}
