@@ -9,7 +9,12 @@ import { forSandbox, forwardToOwners } from "../http/sandbox-forwarding.js";
 import { TrafficRouter } from "../http/traffic-router.js";
 import { onUpgrade, rejectUpgrade } from "../http/upgrades.js";
 import { continueOnFirstRead } from "../http/upload-limit.js";
-import { FORWARD_SIGNATURE_HEADER, FORWARDED_AT_HEADER, FORWARDED_BY_HEADER, signForward } from "./forward-signature.js";
+import {
+  FORWARD_SIGNATURE_HEADER,
+  FORWARDED_AT_HEADER,
+  FORWARDED_BY_HEADER,
+  signForward,
+} from "./forward-signature.js";
 import { NodeForwarder, type SandboxOwner } from "./node-forwarder.js";
 
 // The mechanism between two real Fastify servers on loopback: node "a" owns the sandboxes, node "b"
