@@ -15,7 +15,7 @@ import {
   FORWARDED_BY_HEADER,
   signForward,
 } from "./forward-signature.js";
-import { NodeForwarder, type SandboxOwner } from "./node-forwarder.js";
+import { clientAddressOf, NodeForwarder, type SandboxOwner } from "./node-forwarder.js";
 
 // The mechanism between two real Fastify servers on loopback: node "a" owns the sandboxes, node "b"
 // forwards to it. Routes here are stand-ins that show what passed through (no sandboxes, no root).
@@ -69,6 +69,7 @@ async function startNode(nodeId: string): Promise<TestNode> {
     node: nodeId,
     requestId: request.id,
     authorization: request.headers.authorization ?? null,
+    client: clientAddressOf(request.raw),
     query: request.query,
   }));
   app.get("/v1/sandboxes/:id/stream", forSandbox("id"), async (_request, reply) => {
@@ -144,10 +145,14 @@ interface Answer {
 
 function request(
   url: string,
-  options: { method?: string; path: string; headers?: http.OutgoingHttpHeaders; body?: Buffer },
+  options: { method?: string; path: string; headers?: http.OutgoingHttpHeaders; body?: Buffer; localAddress?: string },
 ): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = http.request(new URL(options.path, url), { method: options.method ?? "GET", headers: options.headers });
+    const req = http.request(new URL(options.path, url), {
+      method: options.method ?? "GET",
+      headers: options.headers,
+      localAddress: options.localAddress,
+    });
     req.on("response", (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
@@ -183,16 +188,19 @@ afterAll(async () => {
 });
 
 describe("a request for a sandbox on another node", () => {
-  it("is answered by its owner, with the client's credentials, query and request id, naming the owner", async () => {
+  it("is answered by its owner, with the client's credentials, address, query and request id, naming the owner", async () => {
     const answer = await request(nodes.b.url, {
       path: `/v1/sandboxes/${ON_A}?x=1&y=two`,
       headers: { authorization: "Bearer user-key", "x-request-id": "req-forwarded-1" },
+      // The client is 127.0.0.2; node b reaches node a from 127.0.0.1.
+      localAddress: "127.0.0.2",
     });
     expect(answer.status).toBe(200);
     expect(json(answer)).toEqual({
       node: "a",
       requestId: "req-forwarded-1",
       authorization: "Bearer user-key",
+      client: "127.0.0.2",
       query: { x: "1", y: "two" },
     });
     expect(answer.headers["x-sandpit-node"]).toBe("a");

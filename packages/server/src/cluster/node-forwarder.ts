@@ -56,9 +56,20 @@ function endToEnd(headers: http.IncomingHttpHeaders, drop: readonly string[] = [
   return out;
 }
 
+/** The address of the client of each request another node forwarded here (as that node saw it). */
+const forwardedClients = new WeakMap<http.IncomingMessage, string>();
+
+/**
+ * The address of the client that sent a request: its peer's, or for a request another node forwarded,
+ * the client's as that node saw it (the last X-Forwarded-For entry, which only a verified node adds).
+ */
+export function clientAddressOf(req: http.IncomingMessage): string {
+  return forwardedClients.get(req) ?? req.socket.remoteAddress ?? "";
+}
+
 function appendForwardedFor(req: http.IncomingMessage): string {
   const prior = req.headers["x-forwarded-for"];
-  const client = req.socket.remoteAddress ?? "";
+  const client = clientAddressOf(req);
   return prior ? `${Array.isArray(prior) ? prior.join(", ") : prior}, ${client}` : client;
 }
 
@@ -101,6 +112,9 @@ export class NodeForwarder {
         header: FORWARD_HEADERS[0],
       });
     }
+    const forwardedFor = String(req.headers["x-forwarded-for"] ?? "").split(",");
+    const client = forwardedFor[forwardedFor.length - 1]!.trim();
+    if (client) forwardedClients.set(req, client);
     return true;
   }
 
