@@ -54,6 +54,7 @@ export interface SandboxBody {
   id: string;
   status: string;
   reason: string | null;
+  node: string;
   template: string;
   user: string | null;
   mainCommandId: string | null;

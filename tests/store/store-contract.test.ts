@@ -50,7 +50,7 @@ const backends: { name: string; fresh(): Promise<{ open(): Promise<Store> }> }[]
 let seq = 0;
 const unique = (prefix: string) => `${prefix}${String(++seq).padStart(20, "0")}`.slice(0, prefix.length + 20);
 
-function sandbox(orgId: string, fields: Partial<SandboxRecord> = {}): Omit<SandboxRecord, "netIndex"> {
+function sandbox(orgId: string, fields: Partial<SandboxRecord> = {}): Omit<SandboxRecord, "netIndex" | "nodeId"> {
   return {
     id: unique("sbx_"),
     orgId,
@@ -150,7 +150,7 @@ describe.each(backends)("$name store", (backend) => {
     const record = sandbox(org, { metadata: { team: "red", "a.b": "dotted", 'q"uote': "x" } });
     const inserted = await store.insertSandbox(record, 1000, NO_QUOTA);
     expect(await store.getSandbox(record.id)).toEqual(inserted);
-    expect(inserted).toEqual({ ...record, netIndex: inserted.netIndex });
+    expect(inserted).toEqual({ ...record, nodeId: store.nodeId, netIndex: inserted.netIndex });
     const running = await store.insertSandbox(
       sandbox(org, { status: "running", metadata: { team: "red" } }),
       1000,
@@ -519,6 +519,40 @@ describe.each(backends)("$name store", (backend) => {
     expect((await store.getSandbox(s.id))?.metadata).toEqual({ "k\uFFFD": "a\uFFFDb", slash: "\\u0000" });
   });
 
+  it("registers its node with a new epoch each time, renews the lease only for that epoch, and fences a lost node", async () => {
+    const registration = {
+      id: store.nodeId,
+      url: "http://127.0.0.1:1",
+      capacity: { vcpus: 2, memoryMb: 4096, diskMb: 10_000, sandboxes: 100 },
+      labels: { zone: "a" },
+      version: "test",
+      startedAt: Date.now(),
+    };
+    const first = await store.registerNode(registration, 10_000);
+    expect(first).toMatchObject({ ...registration, state: "ready" });
+    expect(first.leaseExpiresAt).toBeGreaterThan(Date.now() + 5_000);
+    const again = await store.registerNode({ ...registration, url: "http://127.0.0.1:2" }, 10_000);
+    expect(again.epoch).toBe(first.epoch + 1);
+    expect(again.url).toBe("http://127.0.0.1:2");
+    // The process that held the old epoch is fenced; the new one renews.
+    expect(await store.renewNodeLease(store.nodeId, first.epoch, 10_000)).toBeUndefined();
+    expect(await store.renewNodeLease(store.nodeId, again.epoch, 10_000)).toMatchObject({ epoch: again.epoch });
+    // A drained node registering again stays drained (an operator's decision outlives restarts).
+    await store.setNodeState(store.nodeId, "draining");
+    expect((await store.registerNode(registration, 10_000)).state).toBe("draining");
+    // A node declared lost cannot renew; registering again brings it back, ready.
+    const lost = await store.setNodeState(store.nodeId, "lost");
+    expect(await store.renewNodeLease(store.nodeId, lost!.epoch, 10_000)).toBeUndefined();
+    const back = await store.registerNode(registration, 10_000);
+    expect(back).toMatchObject({ state: "ready", epoch: lost!.epoch + 1 });
+    expect((await store.listNodes()).map((n) => n.id)).toEqual([store.nodeId]);
+
+    const s = await store.insertSandbox(sandbox(orgId), 100, NO_QUOTA);
+    expect(s.nodeId).toBe(store.nodeId);
+    expect(await store.sandboxOwner(s.id)).toEqual({ nodeId: store.nodeId, url: registration.url, state: "ready" });
+    expect(await store.sandboxOwner("sbx_nope")).toBeUndefined();
+  });
+
   it("keeps everything across a reopen, without running its migrations again", async () => {
     const s = await store.insertSandbox(sandbox(orgId), 1000, NO_QUOTA);
     const second = await reopen();
@@ -532,17 +566,43 @@ describe.each(backends)("$name store", (backend) => {
 });
 
 describe("PostgreSQL store held by a server", () => {
-  it("refuses a second server on the same database until the first lets go", async () => {
+  it("refuses a second server as the same node until the first lets go; other nodes start at once", async () => {
     const url = await cluster.createDatabase("held");
-    const first = await PgStore.open(url, { exclusive: true });
-    await expect(PgStore.open(url, { exclusive: true, exclusiveWaitMs: 300 })).rejects.toThrow(
-      /another Sandpit server is using this database/,
+    const first = await PgStore.open(url, { nodeId: "n1", holdNode: true });
+    await expect(PgStore.open(url, { nodeId: "n1", holdNode: true, holdWaitMs: 300 })).rejects.toThrow(
+      /another Sandpit server is running as node n1/,
     );
+    const other = await PgStore.open(url, { nodeId: "n2", holdNode: true, holdWaitMs: 300 });
+    await other.close();
     // Tools that only read or add keys are not servers: they may open it meanwhile.
     const tool = await PgStore.open(url);
     await tool.close();
     await first.close();
-    const second = await PgStore.open(url, { exclusive: true, exclusiveWaitMs: 300 });
+    const second = await PgStore.open(url, { nodeId: "n1", holdNode: true, holdWaitMs: 300 });
     await second.close();
+  });
+});
+
+describe("PostgreSQL store shared by nodes", () => {
+  it("gives each node its own network slots and its own sandboxes to supervise", async () => {
+    const url = await cluster.createDatabase("nodes");
+    const a = await PgStore.open(url, { nodeId: "node-a" });
+    const b = await PgStore.open(url, { nodeId: "node-b" });
+    try {
+      const orgId = (await a.ensureOrg("acme")).id;
+      const [onA, onB] = await Promise.all([
+        a.insertSandbox(sandbox(orgId), 10, NO_QUOTA),
+        b.insertSandbox(sandbox(orgId), 10, NO_QUOTA),
+      ]);
+      // Slot 0 on both: each node has its own subnet.
+      expect([onA.nodeId, onA.netIndex, onB.nodeId, onB.netIndex]).toEqual(["node-a", 0, "node-b", 0]);
+      expect((await a.sandboxesInStatus(["creating"])).map((s) => s.id)).toEqual([onA.id]);
+      expect((await b.sandboxesInStatus(["creating"])).map((s) => s.id)).toEqual([onB.id]);
+      // Lists of an organisation see every node's sandboxes.
+      expect((await b.listSandboxes(orgId, {})).map((s) => s.id).sort()).toEqual([onA.id, onB.id].sort());
+    } finally {
+      await a.close();
+      await b.close();
+    }
   });
 });

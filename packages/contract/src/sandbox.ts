@@ -162,6 +162,7 @@ export const sandboxSchema = z.object({
   id: sandboxIdSchema,
   status: sandboxStatusSchema,
   reason: z.string().nullable().describe("Why the sandbox is in `error` (oom, crashed, ...) or was destroyed"),
+  node: z.string().describe("The node of the cluster the sandbox lives on"),
   template: z.string().describe("Template name, or `image:<uri>` for a sandbox made from an image"),
   user: z.string().nullable().describe("Default user of commands (null: root)"),
   mainCommandId: z.string().nullable().describe("The command started from the entrypoint at create"),

@@ -1,7 +1,9 @@
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { FastifyBaseLogger } from "fastify";
 import { NodeForwarder } from "./cluster/node-forwarder.js";
+import { NodeMembership } from "./cluster/node-membership.js";
 import type { ServerConfig } from "./config.js";
 import { ImageService } from "./images/image-service.js";
 import { RegistryClient } from "./images/registry-client.js";
@@ -63,6 +65,12 @@ export interface Composition {
   maintain(tick: number): Promise<void>;
   /** Stops every service, then the drivers, then the store. Sandboxes keep running. */
   close(): Promise<void>;
+}
+
+/** The server package's version, as nodes report it. */
+function serverVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
 }
 
 export function parseHostPort(value: string, defaultPort?: number): { host: string; port: number } {
@@ -222,7 +230,16 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
   const webhooks = new WebhookService(store, outbound, logger, config.webhooks);
   webhooks.start();
   const metricsSampler = new MetricsSampler(store, runtime, logger, config.metricsIntervalMs);
-  const forwarder = new NodeForwarder({ nodeId: "local", secret: undefined, ownerOf: async () => undefined });
+  const membership = new NodeMembership(
+    store,
+    { ...config.cluster, dataDir: config.dataDir, version: serverVersion() },
+    logger,
+  );
+  const forwarder = new NodeForwarder({
+    nodeId: config.cluster.nodeId,
+    secret: config.cluster.secret,
+    ownerOf: (sandboxId) => store.sandboxOwner(sandboxId),
+  });
 
   return {
     services: {
@@ -248,6 +265,7 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
       adminKey: config.adminKey,
       maxUploadBytes: config.maxUploadBytes,
       volumes,
+      membership,
       forwarder,
     },
     store,
@@ -265,6 +283,7 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
       void warmPools.refill();
     },
     async close() {
+      membership.leave();
       metricsSampler.stop();
       sandboxes.close();
       webhooks.close();

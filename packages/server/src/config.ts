@@ -1,5 +1,25 @@
+import { createHash } from "node:crypto";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import type { NodeCapacity } from "./domain/index.js";
+
+/** This server as a node of a cluster (with SQLite: the one node there is). */
+export interface ClusterConfig {
+  /** Stable across restarts: the node's sandboxes are found again under it. */
+  nodeId: string;
+  /** URL the other nodes reach this one at; unset: the address it listens on. */
+  nodeUrl: string | undefined;
+  /** Key of node-to-node requests (HMAC); every node of a cluster has the same. */
+  secret: string | undefined;
+  /** Directory every node reaches (NFS, a ReadWriteMany volume) for paused images and snapshots. */
+  sharedDir: string | undefined;
+  /** A node that has not renewed its lease for this long is lost, ms. */
+  leaseTtlMs: number;
+  labels: Record<string, string>;
+  /** Overrides of what the host offers (by default measured at start). */
+  capacity: Partial<NodeCapacity>;
+}
 
 export interface ServerConfig {
   /** host:port to listen on. */
@@ -60,6 +80,7 @@ export interface ServerConfig {
   /** Debian mirror used to build templates. */
   debianMirror: string;
   logLevel: string;
+  cluster: ClusterConfig;
 }
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -122,6 +143,51 @@ function parseDatabaseUrl(raw: string | undefined): string | undefined {
   return raw;
 }
 
+/** `k=v,k2=v2` (node labels). */
+function parseLabels(raw: string | undefined): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const pair of (raw ?? "")
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new Error(`SANDPIT_NODE_LABELS: expected key=value, got "${pair}"`);
+    labels[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
+  }
+  return labels;
+}
+
+/** `vcpus=8,memoryMb=16384,...` overrides of the node's capacity. */
+function parseCapacity(raw: string | undefined): Partial<NodeCapacity> {
+  const capacity: Partial<NodeCapacity> = {};
+  const keys: (keyof NodeCapacity)[] = ["vcpus", "memoryMb", "diskMb", "sandboxes"];
+  for (const [key, value] of Object.entries(parseLabels(raw))) {
+    const n = Number(value);
+    if (!keys.includes(key as keyof NodeCapacity) || !Number.isFinite(n) || n <= 0) {
+      throw new Error(`SANDPIT_NODE_CAPACITY: expected ${keys.join("|")}=<positive number>, got "${key}=${value}"`);
+    }
+    capacity[key as keyof NodeCapacity] = n;
+  }
+  return capacity;
+}
+
+/** Host name and data directory: two servers on one host (own data dirs) are two nodes. */
+function defaultNodeId(dataDir: string): string {
+  const host = os
+    .hostname()
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, "-");
+  return `${host}-${createHash("sha256").update(dataDir).digest("hex").slice(0, 6)}`;
+}
+
+function nodeIdFrom(raw: string | undefined, dataDir: string): string {
+  if (!raw) return defaultNodeId(dataDir);
+  if (!/^[a-z0-9][a-z0-9.-]{0,62}$/.test(raw)) {
+    throw new Error(`SANDPIT_NODE_ID must be 1-63 lowercase letters, digits, dots and dashes, got "${raw}"`);
+  }
+  return raw;
+}
+
 function envOptionalInt(name: string): number | null {
   return process.env[name] ? envInt(name, 0) : null;
 }
@@ -178,6 +244,15 @@ export function loadConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
     metricsIntervalMs: envInt("SANDPIT_METRICS_INTERVAL_MS", 5000),
     metricsPublic: env.SANDPIT_METRICS_PUBLIC === "true",
     logLevel: env.SANDPIT_LOG_LEVEL ?? "info",
+    cluster: {
+      nodeId: nodeIdFrom(env.SANDPIT_NODE_ID, dataDir),
+      nodeUrl: env.SANDPIT_NODE_URL || undefined,
+      secret: env.SANDPIT_CLUSTER_SECRET || undefined,
+      sharedDir: env.SANDPIT_SHARED_DIR ? path.resolve(env.SANDPIT_SHARED_DIR) : undefined,
+      leaseTtlMs: envInt("SANDPIT_NODE_LEASE_TTL_MS", 10_000),
+      labels: parseLabels(env.SANDPIT_NODE_LABELS),
+      capacity: parseCapacity(env.SANDPIT_NODE_CAPACITY),
+    },
     ...overrides,
   };
 }

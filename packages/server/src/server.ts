@@ -42,7 +42,10 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   if (!/^[a-z]{1,4}$/.test(netPrefix)) throw new Error("SANDPIT_NET_PREFIX must be 1-4 lowercase letters");
   // Asynchronous writes: a synchronous write to a slow reader (a pipe, a busy journald) would stall the
   // event loop, and every request with it. pino flushes what is buffered when the process exits.
-  const logger = pino({ level: config.logLevel, base: { service: "sandpit" } }, pino.destination({ sync: false }));
+  const logger = pino(
+    { level: config.logLevel, base: { service: "sandpit", node: config.cluster.nodeId } },
+    pino.destination({ sync: false }),
+  );
   await mkdir(config.dataDir, { recursive: true });
 
   const composition = await createServices(config, { logger, netPrefix });
@@ -74,8 +77,14 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   const app = buildApp(services, logger);
   const { host, port } = parseHostPort(config.listen);
   const address = await app.listen({ host, port });
+  await services.membership.join(address);
   logger.info(
-    { address, dataDir: config.dataDir, store: config.databaseUrl ? "postgresql" : "sqlite" },
+    {
+      address,
+      node: config.cluster.nodeId,
+      dataDir: config.dataDir,
+      store: config.databaseUrl ? "postgresql" : "sqlite",
+    },
     "sandpit listening",
   );
 

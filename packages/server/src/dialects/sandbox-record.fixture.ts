@@ -8,6 +8,7 @@ export function sandboxRecord(overrides: Partial<SandboxRecord> = {}): SandboxRe
   return {
     id: "sbx_aaaaaaaaaaaaaaaaaaaa",
     orgId: "org",
+    nodeId: "local",
     status: "running",
     reason: null,
     template: "base",

@@ -5,6 +5,7 @@ export * from "./egress.js";
 export * from "./event.js";
 export * from "./idempotency.js";
 export * from "./lifecycle-events.js";
+export * from "./node.js";
 export * from "./org.js";
 export * from "./sandbox.js";
 export * from "./snapshot.js";

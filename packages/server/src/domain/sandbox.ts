@@ -3,6 +3,8 @@ import type { NetworkPolicy, SandboxStatus } from "@sandpit/contract";
 export interface SandboxRecord {
   id: string;
   orgId: string;
+  /** The node it lives on (its processes, disk and network slot are there). */
+  nodeId: string;
   status: SandboxStatus;
   reason: string | null;
   template: string;

@@ -6,6 +6,8 @@ export interface SnapshotRecord {
   orgId: string;
   name: string | null;
   sourceSandboxId: string;
+  /** The node that took it (absent in snapshots taken before nodes existed). */
+  nodeId?: string;
   status: "creating" | "ready" | "failed";
   template: string;
   vcpus: number;

@@ -1,4 +1,5 @@
 import type { NodeForwarder } from "../cluster/node-forwarder.js";
+import type { NodeMembership } from "../cluster/node-membership.js";
 import type { ImageService } from "../images/image-service.js";
 import type { EgressAudit } from "../network/egress-audit.js";
 import type { TemplateService } from "../templates/template-service.js";
@@ -49,6 +50,8 @@ export interface AppServices {
   adminKey: string | undefined;
   maxUploadBytes: number;
   volumes: VolumeService;
+  /** This server as a node of the cluster (with SQLite: the only node). */
+  membership: NodeMembership;
   /** Passes requests for sandboxes on other nodes to them, and checks those other nodes pass here. */
   forwarder: NodeForwarder;
 }

@@ -84,6 +84,7 @@ export function toSandbox(r: SandboxRecord): Sandbox {
     id: r.id,
     status: r.status,
     reason: r.reason,
+    node: r.nodeId,
     template: r.template,
     user: r.user,
     mainCommandId: r.mainCommandId,

@@ -70,7 +70,9 @@ export class WarmPoolService {
   }
 
   private async pooled(poolId: string): Promise<SandboxRecord[]> {
+    // Each node keeps its own pools filled: a pooled sandbox is checked out where it runs.
     return this.store.listSandboxes(this.poolOrg!.id, {
+      nodeId: this.store.nodeId,
       statuses: ["creating", "running"],
       metadata: { [POOL_TAG]: poolId },
     });

@@ -10,10 +10,10 @@ export type Queryable = pg.Pool | pg.PoolClient;
 export const ADVISORY_LOCKS = {
   /** Held while migrations run, so that two servers starting at once do not both apply one. */
   migrate: 7_353_100_001,
-  /** Held by the one server using the database, for as long as it runs. */
-  server: 7_353_100_002,
-  /** Held while a create chooses a network slot (slots are global, not per organisation). */
-  netSlots: 7_353_100_003,
+  /** With the node id's hash: held by the server running as that node, for as long as it runs. */
+  node: 7_353_102,
+  /** With the node id's hash: held while a create on that node chooses a network slot. */
+  netSlots: 7_353_103,
   /** Held while events are inserted, until commit: ids become visible in the order they are handed out. */
   events: 7_353_100_004,
   /** The same for the egress log's sequence numbers. */

@@ -9,8 +9,10 @@ import type {
   EventFilter,
   EventRecord,
   IdempotencyRecord,
+  NodeRecord,
   OrgQuota,
   OrgRecord,
+  SandboxOwner,
   SandboxRecord,
   SnapshotRecord,
   VolumeRecord,
@@ -52,6 +54,9 @@ import {
   type IdempotencyRow,
   idempotencyFromRow,
   lowestFreeSlot,
+  type NodeRow,
+  nodeFromRow,
+  nodeRegistrationValues,
   type OrgRow,
   orgByKeySql,
   orgFromRow,
@@ -71,7 +76,7 @@ import {
   type VolumeRow,
   volumeFromRow,
 } from "./sql-rows.js";
-import type { SandboxFilter, SandboxPatch, Store } from "./store.js";
+import type { NodeRegistration, SandboxFilter, SandboxPatch, Store } from "./store.js";
 
 /**
  * Schema versions, applied in order; `sandpit_migrations` records which ran. The tables and columns are
@@ -120,20 +125,33 @@ const migrations = [
    CREATE TABLE volumes (id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), name TEXT NOT NULL,
      size_mb INTEGER NOT NULL, created_at BIGINT NOT NULL, UNIQUE (org_id, name));
    ${pgEventsSchema}`,
+  `ALTER TABLE sandboxes ADD COLUMN node_id TEXT NOT NULL DEFAULT '';
+   DROP INDEX sandboxes_net_index;
+   CREATE UNIQUE INDEX sandboxes_net_index ON sandboxes (node_id, net_index) WHERE net_index IS NOT NULL;
+   CREATE INDEX sandboxes_node_status ON sandboxes (node_id, status);
+   CREATE TABLE nodes (
+     id TEXT PRIMARY KEY, url TEXT NOT NULL, state TEXT NOT NULL, epoch BIGINT NOT NULL,
+     lease_expires_at BIGINT NOT NULL, capacity_json JSONB NOT NULL, labels_json JSONB NOT NULL,
+     version TEXT NOT NULL, started_at BIGINT NOT NULL, heartbeat_at BIGINT NOT NULL);`,
 ];
+
+/** The database's clock in ms: leases are judged by one clock, whatever the nodes' clocks say. */
+const DB_NOW = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /** Egress log entries per INSERT (12 parameters each; PostgreSQL takes at most 65535). */
 const EGRESS_ROWS_PER_INSERT = 1000;
 
 export interface PgStoreOptions {
+  /** The node this store works for (see Store.nodeId). */
+  nodeId?: string;
   /**
-   * Hold the database for this process for as long as it runs (the server does): a second server on the
-   * same database is refused. Servers do not share sandboxes yet: each would take the other's sandboxes,
-   * which it cannot see on its own host, for dead.
+   * Hold the node's identity for as long as this process runs (a server does): a second server started
+   * with the same node id waits, then is refused — two processes would each take the other's sandboxes,
+   * which it cannot see on its host, for dead.
    */
-  exclusive?: boolean;
-  /** How long to wait for another server to let go of the database (a restart after a crash). */
-  exclusiveWaitMs?: number;
+  holdNode?: boolean;
+  /** How long to wait for another process to let go of the node (a restart after a crash). */
+  holdWaitMs?: number;
 }
 
 /** The store in a PostgreSQL database (`SANDPIT_DATABASE_URL`), with the same semantics as the SQLite store. */
@@ -142,20 +160,24 @@ export class PgStore implements Store {
 
   private constructor(
     private readonly pool: pg.Pool,
-    /** The connection that holds the server's lock (exclusive stores). */
+    readonly nodeId: string,
+    /** The connection that holds the node's lock (servers' stores). */
     private readonly holder: pg.Client | undefined,
   ) {
     this.events = new PgEvents(pool);
   }
 
-  /** Connects, brings the schema up to date, and takes the database for this server when `exclusive`. */
+  /** Connects, brings the schema up to date, and takes the node for this process when `holdNode`. */
   static async open(url: string, opts: PgStoreOptions = {}): Promise<PgStore> {
     const pool = createPool(url);
+    const nodeId = opts.nodeId ?? "local";
     let holder: pg.Client | undefined;
     try {
-      if (opts.exclusive) holder = await holdDatabase(url, opts.exclusiveWaitMs ?? 15_000);
+      if (opts.holdNode) holder = await holdNode(url, nodeId, opts.holdWaitMs ?? 15_000);
       await migrate(pool);
-      return new PgStore(pool, holder);
+      // Sandboxes of a database from before nodes existed belong to the first node that starts on it.
+      await run(pool, "UPDATE sandboxes SET node_id = ? WHERE node_id = ''", [nodeId]);
+      return new PgStore(pool, nodeId, holder);
     } catch (e) {
       await holder?.end().catch(() => undefined);
       await pool.end();
@@ -178,6 +200,54 @@ export class PgStore implements Store {
     });
     this.events.notify(recorded);
     return result;
+  }
+
+  async registerNode(node: NodeRegistration, leaseTtlMs: number): Promise<NodeRecord> {
+    const row = await first<NodeRow>(
+      this.pool,
+      `INSERT INTO nodes (id, url, capacity_json, labels_json, version, started_at, state, epoch, lease_expires_at,
+         heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, 'ready', 1, ${DB_NOW} + ?, ${DB_NOW})
+       ON CONFLICT (id) DO UPDATE SET url = excluded.url, capacity_json = excluded.capacity_json,
+         labels_json = excluded.labels_json, version = excluded.version, started_at = excluded.started_at,
+         state = CASE WHEN nodes.state = 'draining' THEN 'draining' ELSE 'ready' END, epoch = nodes.epoch + 1,
+         lease_expires_at = excluded.lease_expires_at, heartbeat_at = excluded.heartbeat_at
+       RETURNING *`,
+      [...nodeRegistrationValues(node), leaseTtlMs],
+    );
+    return nodeFromRow(row!);
+  }
+
+  async renewNodeLease(id: string, epoch: number, leaseTtlMs: number): Promise<NodeRecord | undefined> {
+    const row = await first<NodeRow>(
+      this.pool,
+      `UPDATE nodes SET lease_expires_at = ${DB_NOW} + ?, heartbeat_at = ${DB_NOW}
+       WHERE id = ? AND epoch = ? AND state <> 'lost' RETURNING *`,
+      [leaseTtlMs, id, epoch],
+    );
+    return row && nodeFromRow(row);
+  }
+
+  async getNode(id: string): Promise<NodeRecord | undefined> {
+    const row = await first<NodeRow>(this.pool, "SELECT * FROM nodes WHERE id = ?", [id]);
+    return row && nodeFromRow(row);
+  }
+
+  async listNodes(): Promise<NodeRecord[]> {
+    return (await all<NodeRow>(this.pool, "SELECT * FROM nodes ORDER BY id")).map(nodeFromRow);
+  }
+
+  async setNodeState(id: string, state: NodeRecord["state"]): Promise<NodeRecord | undefined> {
+    const row = await first<NodeRow>(this.pool, "UPDATE nodes SET state = ? WHERE id = ? RETURNING *", [state, id]);
+    return row && nodeFromRow(row);
+  }
+
+  async sandboxOwner(sandboxId: string): Promise<SandboxOwner | undefined> {
+    const row = await first<{ node_id: string; url: string; state: NodeRecord["state"] }>(
+      this.pool,
+      "SELECT s.node_id, n.url, n.state FROM sandboxes s JOIN nodes n ON n.id = s.node_id WHERE s.id = ?",
+      [sandboxId],
+    );
+    return row && { nodeId: row.node_id, url: row.url, state: row.state };
   }
 
   async ensureOrg(name: string): Promise<OrgRecord> {
@@ -207,7 +277,7 @@ export class PgStore implements Store {
   }
 
   async insertSandbox(
-    record: Omit<SandboxRecord, "netIndex">,
+    record: Omit<SandboxRecord, "netIndex" | "nodeId">,
     maxNetIndex: number,
     quota: OrgQuota,
   ): Promise<SandboxRecord> {
@@ -219,13 +289,16 @@ export class PgStore implements Store {
           throw new VolumeMissingError(mount.volumeId);
         }
       }
-      await lockUntilCommit(tx, ADVISORY_LOCKS.netSlots);
+      // Slots are per node (each node has its own subnet): creates on other nodes do not wait for this one.
+      await run(tx, "SELECT pg_advisory_xact_lock(?::int, hashtext(?))", [ADVISORY_LOCKS.netSlots, this.nodeId]);
       const used = await all<{ net_index: number }>(
         tx,
-        "SELECT net_index FROM sandboxes WHERE net_index IS NOT NULL ORDER BY net_index",
+        "SELECT net_index FROM sandboxes WHERE node_id = ? AND net_index IS NOT NULL ORDER BY net_index",
+        [this.nodeId],
       );
       const full: SandboxRecord = {
         ...record,
+        nodeId: this.nodeId,
         netIndex: lowestFreeSlot(
           used.map((r) => r.net_index),
           maxNetIndex,
@@ -275,7 +348,10 @@ export class PgStore implements Store {
   }
 
   async sandboxesInStatus(statuses: SandboxStatus[]): Promise<SandboxRecord[]> {
-    const rows = await all<SandboxRow>(this.pool, "SELECT * FROM sandboxes WHERE status = ANY(?)", [statuses]);
+    const rows = await all<SandboxRow>(this.pool, "SELECT * FROM sandboxes WHERE node_id = ? AND status = ANY(?)", [
+      this.nodeId,
+      statuses,
+    ]);
     return rows.map(sandboxFromRow);
   }
 
@@ -405,9 +481,9 @@ export class PgStore implements Store {
       // SKIP LOCKED: concurrent checkouts take different pooled sandboxes instead of queueing for one.
       const row = await first<SandboxRow>(
         tx,
-        `SELECT * FROM sandboxes WHERE org_id = ? AND status = 'running' AND metadata_json ->> 'sandpit.pool' = ?
-         ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED`,
-        [poolOrgId, poolId],
+        `SELECT * FROM sandboxes WHERE org_id = ? AND node_id = ? AND status = 'running'
+         AND metadata_json ->> 'sandpit.pool' = ? ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED`,
+        [poolOrgId, this.nodeId, poolId],
       );
       if (!row) return { result: undefined, events: [] };
       await this.checkQuota(tx, orgId, quota, row.vcpus, row.memory_mb);
@@ -640,24 +716,25 @@ async function migrate(pool: pg.Pool) {
 }
 
 /**
- * Takes the server's session lock on a connection of its own, held until the store closes (or the
+ * Takes the node's session lock on a connection of its own, held until the store closes (or the
  * process dies: PostgreSQL ends the session when its socket closes). A server that was just killed may
  * still hold it for a moment, so this waits up to `waitMs`.
  */
-async function holdDatabase(url: string, waitMs: number): Promise<pg.Client> {
+async function holdNode(url: string, nodeId: string, waitMs: number): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url, keepAlive: true });
   client.on("error", () => undefined);
   await client.connect();
   const deadline = Date.now() + waitMs;
   for (;;) {
-    const { rows } = await client.query<{ held: boolean }>("SELECT pg_try_advisory_lock($1) AS held", [
-      ADVISORY_LOCKS.server,
-    ]);
+    const { rows } = await client.query<{ held: boolean }>(
+      "SELECT pg_try_advisory_lock($1::int, hashtext($2)) AS held",
+      [ADVISORY_LOCKS.node, nodeId],
+    );
     if (rows[0]?.held) return client;
     if (Date.now() >= deadline) {
       await client.end().catch(() => undefined);
       throw new Error(
-        "another Sandpit server is using this database: several servers on one database are not supported yet",
+        `another Sandpit server is running as node ${nodeId} on this database: give each server its own SANDPIT_NODE_ID`,
       );
     }
     await new Promise((r) => setTimeout(r, 250));

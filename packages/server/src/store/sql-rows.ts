@@ -7,6 +7,8 @@ import type {
   EventFilter,
   EventRecord,
   IdempotencyRecord,
+  NodeCapacity,
+  NodeRecord,
   OrgQuota,
   OrgRecord,
   SandboxRecord,
@@ -17,7 +19,7 @@ import type {
 } from "../domain/index.js";
 import { QuotaExceededError } from "../domain/index.js";
 import type { EventDraft } from "../domain/lifecycle-events.js";
-import type { SandboxFilter, SandboxPatch } from "./store.js";
+import type { NodeRegistration, SandboxFilter, SandboxPatch } from "./store.js";
 
 /*
  * What the SQL stores (SQLite and PostgreSQL) share: both have the same tables and column names, so one
@@ -71,6 +73,7 @@ export interface SandboxRow {
   public_ports: FlagColumn;
   traffic_token: string;
   net_index: number | null;
+  node_id: string;
   agent_token: string;
   user_name: string | null;
   all_ports: FlagColumn;
@@ -191,6 +194,7 @@ export const sandboxColumns: Record<keyof SandboxPatch, string> = {
   publicPorts: "public_ports",
   trafficToken: "traffic_token",
   netIndex: "net_index",
+  nodeId: "node_id",
   agentToken: "agent_token",
   user: "user_name",
   allPorts: "all_ports",
@@ -297,6 +301,37 @@ export function egressInsertValues(e: Omit<EgressLogRecord, "seq">): unknown[] {
   ];
 }
 
+export interface NodeRow {
+  id: string;
+  url: string;
+  state: NodeRecord["state"];
+  epoch: number | string;
+  lease_expires_at: number | string;
+  capacity_json: JsonColumn;
+  labels_json: JsonColumn;
+  version: string;
+  started_at: number | string;
+  heartbeat_at: number | string;
+}
+
+/** PostgreSQL returns BIGINT columns as strings. */
+const int = (v: number | string) => Number(v);
+
+export function nodeFromRow(r: NodeRow): NodeRecord {
+  return {
+    id: r.id,
+    url: r.url,
+    state: r.state,
+    epoch: int(r.epoch),
+    leaseExpiresAt: int(r.lease_expires_at),
+    capacity: fromJson<NodeCapacity>(r.capacity_json),
+    labels: fromJson<Record<string, string>>(r.labels_json),
+    version: r.version,
+    startedAt: int(r.started_at),
+    heartbeatAt: int(r.heartbeat_at),
+  };
+}
+
 export function orgFromRow(r: OrgRow): OrgRecord {
   return { id: r.id, name: r.name, createdAt: r.created_at };
 }
@@ -324,6 +359,7 @@ export function sandboxFromRow(r: SandboxRow): SandboxRecord {
     publicPorts: flag(r.public_ports),
     trafficToken: r.traffic_token,
     netIndex: r.net_index,
+    nodeId: r.node_id,
     agentToken: r.agent_token,
     user: r.user_name,
     allPorts: flag(r.all_ports),
@@ -527,6 +563,10 @@ export function sandboxListWhere(orgId: string, filter: SandboxFilter, metadataE
   } else if (!filter.includeDestroyed) {
     where.push("status <> 'destroyed'");
   }
+  if (filter.nodeId !== undefined) {
+    where.push("node_id = ?");
+    values.push(filter.nodeId);
+  }
   for (const [key, value] of Object.entries(filter.metadata ?? {})) {
     where.push(metadataEquals);
     values.push(key, value);
@@ -612,4 +652,9 @@ export function lowestFreeSlot(used: number[], max: number): number {
   }
   if (slot > max) throw new Error("no free network slot");
   return slot;
+}
+
+/** Columns of a node's registration, in the order of `nodeUpsertSql`'s first placeholders. */
+export function nodeRegistrationValues(node: NodeRegistration): unknown[] {
+  return [node.id, node.url, toJsonText(node.capacity), toJsonText(node.labels), node.version, node.startedAt];
 }

@@ -11,8 +11,10 @@ import type {
   EventFilter,
   EventRecord,
   IdempotencyRecord,
+  NodeRecord,
   OrgQuota,
   OrgRecord,
+  SandboxOwner,
   SandboxRecord,
   SnapshotRecord,
   VolumeRecord,
@@ -44,6 +46,9 @@ import {
   idempotencyFromRow,
   inList,
   lowestFreeSlot,
+  type NodeRow,
+  nodeFromRow,
+  nodeRegistrationValues,
   type OrgRow,
   orgByKeySql,
   orgFromRow,
@@ -64,7 +69,7 @@ import {
   volumeFromRow,
 } from "./sql-rows.js";
 import { eventsMigration, SqliteEvents } from "./sqlite-events.js";
-import type { SandboxFilter, SandboxPatch, Store } from "./store.js";
+import type { NodeRegistration, SandboxFilter, SandboxPatch, Store } from "./store.js";
 
 /** Schema versions, applied in order; `PRAGMA user_version` records how many ran. */
 const migrations = [
@@ -118,6 +123,13 @@ const migrations = [
      size_mb INTEGER NOT NULL, created_at INTEGER NOT NULL, UNIQUE (org_id, name));
    ALTER TABLE sandboxes ADD COLUMN volumes_json TEXT NOT NULL DEFAULT '[]';`,
   eventsMigration,
+  `ALTER TABLE sandboxes ADD COLUMN node_id TEXT NOT NULL DEFAULT '';
+   DROP INDEX sandboxes_net_index;
+   CREATE UNIQUE INDEX sandboxes_net_index ON sandboxes(node_id, net_index) WHERE net_index IS NOT NULL;
+   CREATE TABLE nodes (
+     id TEXT PRIMARY KEY, url TEXT NOT NULL, state TEXT NOT NULL, epoch INTEGER NOT NULL,
+     lease_expires_at INTEGER NOT NULL, capacity_json TEXT NOT NULL, labels_json TEXT NOT NULL,
+     version TEXT NOT NULL, started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL);`,
 ];
 
 /** The embedded default store: one SQLite file in the data directory, WAL mode. */
@@ -125,7 +137,11 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly events: SqliteEvents;
 
-  constructor(file: string) {
+  constructor(
+    file: string,
+    /** The node this store works for (see Store.nodeId); a SQLite store has only this one. */
+    readonly nodeId = "local",
+  ) {
     mkdirSync(path.dirname(file), { recursive: true });
     this.db = new Database(file);
     this.db.pragma("journal_mode = WAL");
@@ -133,6 +149,8 @@ export class SqliteStore implements Store {
     this.db.pragma("foreign_keys = ON");
     this.db.pragma("busy_timeout = 5000");
     this.migrate();
+    // Sandboxes from before nodes existed, or of a data directory whose node was renamed, are this node's.
+    this.db.prepare("UPDATE sandboxes SET node_id = ? WHERE node_id <> ?").run(nodeId, nodeId);
     this.events = new SqliteEvents(this.db);
   }
 
@@ -157,6 +175,50 @@ export class SqliteStore implements Store {
         this.db.pragma(`user_version = ${v + 1}`);
       })();
     }
+  }
+
+  async registerNode(node: NodeRegistration, leaseTtlMs: number): Promise<NodeRecord> {
+    const now = Date.now();
+    this.db
+      .prepare(
+        `INSERT INTO nodes (id, url, capacity_json, labels_json, version, started_at, state, epoch, lease_expires_at,
+           heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, 'ready', 1, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET url = excluded.url, capacity_json = excluded.capacity_json,
+           labels_json = excluded.labels_json, version = excluded.version, started_at = excluded.started_at,
+           state = CASE WHEN nodes.state = 'draining' THEN 'draining' ELSE 'ready' END, epoch = nodes.epoch + 1,
+           lease_expires_at = excluded.lease_expires_at, heartbeat_at = excluded.heartbeat_at`,
+      )
+      .run(...nodeRegistrationValues(node), now + leaseTtlMs, now);
+    return (await this.getNode(node.id))!;
+  }
+
+  async renewNodeLease(id: string, epoch: number, leaseTtlMs: number): Promise<NodeRecord | undefined> {
+    const now = Date.now();
+    const { changes } = this.db
+      .prepare("UPDATE nodes SET lease_expires_at = ?, heartbeat_at = ? WHERE id = ? AND epoch = ? AND state <> 'lost'")
+      .run(now + leaseTtlMs, now, id, epoch);
+    return changes ? this.getNode(id) : undefined;
+  }
+
+  async getNode(id: string): Promise<NodeRecord | undefined> {
+    const row = this.db.prepare("SELECT * FROM nodes WHERE id = ?").get(id) as NodeRow | undefined;
+    return row && nodeFromRow(row);
+  }
+
+  async listNodes(): Promise<NodeRecord[]> {
+    return (this.db.prepare("SELECT * FROM nodes ORDER BY id").all() as NodeRow[]).map(nodeFromRow);
+  }
+
+  async setNodeState(id: string, state: NodeRecord["state"]): Promise<NodeRecord | undefined> {
+    this.db.prepare("UPDATE nodes SET state = ? WHERE id = ?").run(state, id);
+    return this.getNode(id);
+  }
+
+  async sandboxOwner(sandboxId: string): Promise<SandboxOwner | undefined> {
+    const row = this.db
+      .prepare("SELECT s.node_id, n.url, n.state FROM sandboxes s JOIN nodes n ON n.id = s.node_id WHERE s.id = ?")
+      .get(sandboxId) as { node_id: string; url: string; state: NodeRecord["state"] } | undefined;
+    return row && { nodeId: row.node_id, url: row.url, state: row.state };
   }
 
   async ensureOrg(name: string): Promise<OrgRecord> {
@@ -185,7 +247,7 @@ export class SqliteStore implements Store {
   }
 
   async insertSandbox(
-    record: Omit<SandboxRecord, "netIndex">,
+    record: Omit<SandboxRecord, "netIndex" | "nodeId">,
     maxNetIndex: number,
     quota: OrgQuota,
   ): Promise<SandboxRecord> {
@@ -197,10 +259,10 @@ export class SqliteStore implements Store {
         }
       }
       const used = this.db
-        .prepare("SELECT net_index FROM sandboxes WHERE net_index IS NOT NULL ORDER BY net_index")
+        .prepare("SELECT net_index FROM sandboxes WHERE node_id = ? AND net_index IS NOT NULL ORDER BY net_index")
         .pluck()
-        .all() as number[];
-      const full: SandboxRecord = { ...record, netIndex: lowestFreeSlot(used, maxNetIndex) };
+        .all(this.nodeId) as number[];
+      const full: SandboxRecord = { ...record, nodeId: this.nodeId, netIndex: lowestFreeSlot(used, maxNetIndex) };
       const insert = sandboxInsert(full);
       this.db.prepare(insert.sql).run(...insert.values);
       return full;
@@ -244,8 +306,8 @@ export class SqliteStore implements Store {
 
   async sandboxesInStatus(statuses: SandboxStatus[]): Promise<SandboxRecord[]> {
     const rows = this.db
-      .prepare(`SELECT * FROM sandboxes WHERE ${inList("status", statuses)}`)
-      .all(...statuses) as SandboxRow[];
+      .prepare(`SELECT * FROM sandboxes WHERE node_id = ? AND ${inList("status", statuses)}`)
+      .all(this.nodeId, ...statuses) as SandboxRow[];
     return rows.map(sandboxFromRow);
   }
 
@@ -398,10 +460,10 @@ export class SqliteStore implements Store {
     return this.withEvents(() => {
       const row = this.db
         .prepare(
-          `SELECT * FROM sandboxes WHERE org_id = ? AND status = 'running'
+          `SELECT * FROM sandboxes WHERE org_id = ? AND node_id = ? AND status = 'running'
            AND json_extract(metadata_json, '$."sandpit.pool"') = ? ORDER BY created_at LIMIT 1`,
         )
-        .get(poolOrgId, poolId) as SandboxRow | undefined;
+        .get(poolOrgId, this.nodeId, poolId) as SandboxRow | undefined;
       if (!row) return { result: undefined, events: [] };
       this.checkQuota(orgId, quota, row.vcpus, row.memory_mb);
       const set = setClause({ ...patch, orgId }, { ...sandboxColumns, orgId: "org_id" });

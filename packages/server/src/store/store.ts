@@ -8,8 +8,10 @@ import type {
   EventFilter,
   EventRecord,
   IdempotencyRecord,
+  NodeRecord,
   OrgQuota,
   OrgRecord,
+  SandboxOwner,
   SandboxRecord,
   SnapshotRecord,
   VolumeRecord,
@@ -22,8 +24,13 @@ export interface SandboxFilter {
   statuses?: SandboxStatus[];
   metadata?: Record<string, string>;
   includeDestroyed?: boolean;
+  /** Only the sandboxes living on this node. */
+  nodeId?: string;
   limit?: number;
 }
+
+/** What a node tells about itself when it (re-)registers. */
+export type NodeRegistration = Pick<NodeRecord, "id" | "url" | "capacity" | "labels" | "version" | "startedAt">;
 
 export type SandboxPatch = Partial<Omit<SandboxRecord, "id" | "orgId" | "createdAt">>;
 
@@ -32,6 +39,28 @@ export type SandboxPatch = Partial<Omit<SandboxRecord, "id" | "orgId" | "created
  * (pg-store.ts); tests/store/store-contract.test.ts runs the same cases against both.
  */
 export interface Store {
+  /**
+   * The node this store works for: new sandboxes are inserted on it, and the node-local questions
+   * (sandboxesInStatus, net slots, warm-pool checkouts) are about it.
+   */
+  readonly nodeId: string;
+
+  /**
+   * Registers the node (again): a new epoch, a fresh lease of `leaseTtlMs` (the database's clock), state
+   * `ready` unless an operator drained it.
+   */
+  registerNode(node: NodeRegistration, leaseTtlMs: number): Promise<NodeRecord>;
+  /**
+   * Extends the node's lease when it still holds `epoch` and was not declared lost; undefined otherwise
+   * (the node is fenced and must register again).
+   */
+  renewNodeLease(id: string, epoch: number, leaseTtlMs: number): Promise<NodeRecord | undefined>;
+  getNode(id: string): Promise<NodeRecord | undefined>;
+  listNodes(): Promise<NodeRecord[]>;
+  setNodeState(id: string, state: NodeRecord["state"]): Promise<NodeRecord | undefined>;
+  /** The node a sandbox lives on and how to reach it (one query: it runs for every forwarded request). */
+  sandboxOwner(sandboxId: string): Promise<SandboxOwner | undefined>;
+
   ensureOrg(name: string): Promise<OrgRecord>;
   addApiKey(orgId: string, keyHash: string, label: string): Promise<void>;
   orgByApiKeyHash(keyHash: string): Promise<OrgRecord | undefined>;
@@ -42,12 +71,17 @@ export interface Store {
    * concurrent creates never take an organisation over its quota (QuotaExceededError). Also atomically
    * checks that every volume it mounts still exists (VolumeMissingError).
    */
-  insertSandbox(record: Omit<SandboxRecord, "netIndex">, maxNetIndex: number, quota: OrgQuota): Promise<SandboxRecord>;
+  insertSandbox(
+    record: Omit<SandboxRecord, "netIndex" | "nodeId">,
+    maxNetIndex: number,
+    quota: OrgQuota,
+  ): Promise<SandboxRecord>;
   /** The organisation's own quota (null fields: the server default applies). */
   getOrgQuota(orgId: string): Promise<OrgQuota>;
   setOrgQuota(orgId: string, quota: OrgQuota): Promise<void>;
   getSandbox(id: string): Promise<SandboxRecord | undefined>;
   listSandboxes(orgId: string, filter: SandboxFilter): Promise<SandboxRecord[]>;
+  /** This node's sandboxes in those statuses. */
   sandboxesInStatus(statuses: SandboxStatus[]): Promise<SandboxRecord[]>;
   /**
    * Applies the patch; when `onlyIf` is given, only while the sandbox is in one of those statuses.

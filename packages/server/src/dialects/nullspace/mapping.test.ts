@@ -19,6 +19,7 @@ import { createSandboxSchema } from "./schemas.js";
 const record: SandboxRecord = {
   id: "sbx_aaaaaaaaaaaaaaaaaaaa",
   orgId: "org",
+  nodeId: "local",
   status: "running",
   reason: null,
   template: "base",
