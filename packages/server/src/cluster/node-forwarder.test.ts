@@ -4,18 +4,14 @@ import type { AddressInfo } from "node:net";
 import Fastify, { type FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket, WebSocketServer } from "ws";
+import type { SandboxOwner } from "../domain/index.js";
 import { ApiError, errorEnvelope } from "../errors.js";
 import { forSandbox, forwardToOwners } from "../http/sandbox-forwarding.js";
 import { TrafficRouter } from "../http/traffic-router.js";
 import { onUpgrade, rejectUpgrade } from "../http/upgrades.js";
 import { continueOnFirstRead } from "../http/upload-limit.js";
-import {
-  FORWARD_SIGNATURE_HEADER,
-  FORWARDED_AT_HEADER,
-  FORWARDED_BY_HEADER,
-  signForward,
-} from "./forward-signature.js";
-import { clientAddressOf, NodeForwarder, type SandboxOwner } from "./node-forwarder.js";
+import { NODE_AUTH_HEADERS, signNodeRequest } from "./node-auth.js";
+import { clientAddressOf, NodeForwarder } from "./node-forwarder.js";
 
 // The mechanism between two real Fastify servers on loopback: node "a" owns the sandboxes, node "b"
 // forwards to it. Routes here are stand-ins that show what passed through (no sandboxes, no root).
@@ -350,7 +346,7 @@ describe("a request for a sandbox on another node", () => {
 
 describe("forwarding between nodes", () => {
   const signed = (path: string, nodeId = "b", at = Date.now(), secret = SECRET) =>
-    signForward(secret, { nodeId, method: "GET", path, at });
+    signNodeRequest(secret, nodeId, "GET", path, at);
 
   it("goes one hop: a forwarded request for a sandbox the receiver does not own gets 503 + Retry-After", async () => {
     const path = `/v1/sandboxes/${ON_A}`;
@@ -363,13 +359,13 @@ describe("forwarding between nodes", () => {
   it("refuses headers that claim a forward without a valid signature (forged, stale, other secret, other path)", async () => {
     const path = `/v1/sandboxes/${ON_A}`;
     const forgeries: http.OutgoingHttpHeaders[] = [
-      { [FORWARDED_BY_HEADER]: "b" },
-      { ...signed(path), [FORWARD_SIGNATURE_HEADER]: "AAAA" },
+      { [NODE_AUTH_HEADERS.from]: "b" },
+      { ...signed(path), [NODE_AUTH_HEADERS.signature]: "AAAA" },
       signed(path, "b", Date.now() - 10 * 60_000),
       signed(path, "b", Date.now(), "another-secret"),
       signed(`/v1/sandboxes/${ON_A}/files`),
-      { ...signed(path), [FORWARDED_BY_HEADER]: "a" },
-      { ...signed(path), [FORWARDED_AT_HEADER]: String(Date.now() + 1) },
+      { ...signed(path), [NODE_AUTH_HEADERS.from]: "a" },
+      { ...signed(path), [NODE_AUTH_HEADERS.at]: String(Date.now() + 1) },
     ];
     for (const headers of forgeries) {
       const answer = await request(nodes.a.url, { path, headers });
@@ -378,7 +374,7 @@ describe("forwarding between nodes", () => {
     }
     // The same on an upgrade.
     const ws = new WebSocket(`${nodes.a.url.replace("http", "ws")}/v1/sandboxes/${ON_A}/echo`, {
-      headers: { authorization: "Bearer user-key", [FORWARDED_BY_HEADER]: "b" },
+      headers: { authorization: "Bearer user-key", [NODE_AUTH_HEADERS.from]: "b" },
     });
     const status = await new Promise<number>((resolve) =>
       ws.on("unexpected-response", (_req, res) => resolve(res.statusCode!)),

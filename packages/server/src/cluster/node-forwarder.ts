@@ -3,24 +3,19 @@ import https from "node:https";
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import tls from "node:tls";
+import type { SandboxOwner } from "../domain/index.js";
 import { ApiError } from "../errors.js";
-import { claimsForwarded, FORWARD_HEADERS, signForward, verifyForward } from "./forward-signature.js";
+import { claimsNodeOrigin, NODE_AUTH_HEADERS, signNodeRequest, verifyNodeRequest } from "./node-auth.js";
 
 /** The response header naming the node that answered a request. */
 export const ANSWERED_BY_HEADER = "x-sandpit-node";
 
-/** Where a sandbox lives, as the store knows it. */
-export interface SandboxOwner {
-  nodeId: string;
-  /** The node's internal base URL (`http://10.0.0.7:8080`). */
-  url: string;
-  state: "ready" | "draining" | "lost";
-}
+const NODE_HEADERS: readonly string[] = Object.values(NODE_AUTH_HEADERS);
 
 export interface NodeForwarderOptions {
   /** This node's id. */
   nodeId: string;
-  /** The cluster secret nodes sign forwarded requests with; without one, nothing is forwarded or accepted. */
+  /** The cluster secret nodes sign their requests with; without one, nothing is forwarded or accepted. */
   secret: string | undefined;
   /** The node a sandbox lives on, or undefined for an unknown sandbox. */
   ownerOf(sandboxId: string): Promise<SandboxOwner | undefined>;
@@ -99,18 +94,16 @@ export class NodeForwarder {
    * forward without one are refused (403): they would otherwise pass as a hop that must not go further.
    */
   forwardedByNode(req: http.IncomingMessage): boolean {
-    if (!claimsForwarded(req.headers)) return false;
-    const verdict = this.secret
-      ? verifyForward(
-          this.secret,
-          { method: req.method ?? "GET", path: req.url ?? "/", headers: req.headers },
-          this.now(),
-        )
-      : { ok: false as const, reason: "this node has no cluster secret" };
-    if (!verdict.ok) {
-      throw new ApiError("forbidden", `The request claims to be forwarded by a node, but ${verdict.reason}`, {
-        header: FORWARD_HEADERS[0],
-      });
+    if (!claimsNodeOrigin(req.headers)) return false;
+    const verified =
+      this.secret && verifyNodeRequest(this.secret, req.headers, req.method ?? "GET", req.url ?? "/", this.now());
+    if (!verified) {
+      throw new ApiError(
+        "forbidden",
+        `The request claims to come from a node of the cluster (${NODE_HEADERS.join(", ")}), but its signature ` +
+          "does not hold for this method, path and time",
+        { header: NODE_AUTH_HEADERS.signature },
+      );
     }
     const forwardedFor = String(req.headers["x-forwarded-for"] ?? "").split(",");
     const client = forwardedFor[forwardedFor.length - 1]!.trim();
@@ -140,12 +133,7 @@ export class NodeForwarder {
   }
 
   private sign(req: http.IncomingMessage): Record<string, string> {
-    return signForward(this.secret!, {
-      nodeId: this.nodeId,
-      method: req.method ?? "GET",
-      path: req.url ?? "/",
-      at: this.now(),
-    });
+    return signNodeRequest(this.secret!, this.nodeId, req.method ?? "GET", req.url ?? "/", this.now());
   }
 
   private unreachable(owner: SandboxOwner, e: Error): ApiError {
@@ -171,7 +159,7 @@ export class NodeForwarder {
     const target = new URL(owner.url);
     const secure = target.protocol === "https:";
     const headers: http.OutgoingHttpHeaders = {
-      ...endToEnd(req.headers, FORWARD_HEADERS),
+      ...endToEnd(req.headers, NODE_HEADERS),
       "x-forwarded-for": appendForwardedFor(req),
       "x-request-id": requestId,
       ...this.sign(req),
@@ -239,11 +227,10 @@ export class NodeForwarder {
     const onConnect = () => {
       connected = true;
       const lines = [`${req.method} ${req.url} HTTP/1.1`];
-      const forwardNames = new Set<string>(FORWARD_HEADERS);
       for (let i = 0; i < req.rawHeaders.length; i += 2) {
         const name = req.rawHeaders[i]!;
         const lower = name.toLowerCase();
-        if (forwardNames.has(lower) || lower === "x-forwarded-for") continue;
+        if (NODE_HEADERS.includes(lower) || lower === "x-forwarded-for") continue;
         lines.push(`${name}: ${req.rawHeaders[i + 1]}`);
       }
       lines.push(`X-Forwarded-For: ${appendForwardedFor(req)}`);
