@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { PgStore } from "../packages/server/src/store/pg-store.js";
 import { apiClient } from "../tests/helpers/api.js";
 import { startCluster } from "../tests/helpers/cluster.js";
 import { repoRoot } from "../tests/helpers/paths.js";
@@ -105,12 +106,31 @@ async function main() {
       const read = await api.get<Buffer>(`/v1/sandboxes/${id}/files?path=/tmp/bench-big`);
       if (read.body.length !== BIG_FILE_BYTES) throw new Error("short read");
     });
+    // The owner look-up every request for a sandbox makes (on the node it reaches, and again on the owner).
+    log("owner look-up");
+    const store = await PgStore.open(cluster.databaseUrl, { nodeId: "bench", holdNode: false });
+    try {
+      for (let i = 0; i < 20; i++) await store.sandboxOwner(id);
+      const lookups: number[] = [];
+      for (let i = 0; i < N; i++) lookups.push(await timeIt(() => store.sandboxOwner(id)));
+      const l = summarize(lookups);
+      results["store.sandboxOwner"] = l;
+      rows.push({ metric: "store.sandboxOwner (one query)", owner: fmt(l), forwarded: "", added: "", goal: "" });
+    } finally {
+      await store.close();
+    }
     await viaOwner.del(`/v1/sandboxes/${id}`);
   } finally {
     await cluster.close();
   }
 
-  const header: Row = { metric: "metric", owner: "via owner (A)", forwarded: "via B → A", added: "added", goal: "goal" };
+  const header: Row = {
+    metric: "metric",
+    owner: "via owner (A)",
+    forwarded: "via B → A",
+    added: "added",
+    goal: "goal",
+  };
   const keys = Object.keys(header) as (keyof Row)[];
   const widths = keys.map((k) => Math.max(...[header, ...rows].map((r) => r[k].length)));
   const line = (r: Row) => `| ${keys.map((k, i) => r[k].padEnd(widths[i]!)).join(" | ")} |`;

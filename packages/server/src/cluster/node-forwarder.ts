@@ -185,8 +185,12 @@ export class NodeForwarder {
         (up) => {
           res.removeHeader(ANSWERED_BY_HEADER);
           res.writeHead(up.statusCode ?? 502, up.statusMessage, endToEnd(up.headers));
-          res.flushHeaders();
           up.pipe(res);
+          // Headers leave with the first chunk of the body when it came with them (one packet), else on
+          // their own at once: a stream that is quiet at first must still show that it started.
+          setImmediate(() => {
+            if (!res.headersSent && !res.destroyed) res.flushHeaders();
+          });
           up.on("close", () => {
             if (!up.complete) res.destroy();
           });
