@@ -240,23 +240,32 @@ describe("every dialect through a node that does not own the sandbox", () => {
     }
   });
 
-  it("Vercel: get the sandbox and run a command through B", async () => {
-    const answeredBy: string[] = [];
-    const vercel = await VercelSandbox.get({
-      name: sandbox.id,
-      token: b.apiKey,
+  it("Vercel: a sandbox by name and its session, created through A, used through B", async () => {
+    /** The SDK's credentials against one node, recording which node answered. */
+    const via = (node: TestNode, answeredBy: string[]) => ({
+      token: node.apiKey,
       teamId: "team_sandpit",
       projectId: "prj_cluster",
-      fetch: async (input, init) => {
-        const res = await fetch(String(input).replace("https://vercel.com/api", `${b.url}/vercel`), init);
+      fetch: async (input: string | URL | Request, init?: RequestInit) => {
+        const res = await fetch(String(input).replace("https://vercel.com/api", `${node.url}/vercel`), init);
         answeredBy.push(res.headers.get(NODE_HEADER) ?? "(none)");
         return res;
       },
     });
-    const run = await vercel.runCommand("sh", ["-c", "echo from-vercel"]);
+    const onA: string[] = [];
+    const created = await VercelSandbox.create({ name: "fwd-named", ...via(a, onA) });
+    const throughB: string[] = [];
+    // By name: the node that gets the request finds the name's newest session, and its node answers.
+    const named = await VercelSandbox.get({ name: "fwd-named", ...via(b, throughB) });
+    expect(named.name).toBe(created.name);
+    const run = await named.runCommand("sh", ["-c", "echo from-vercel"]);
     expect(await run.stdout()).toBe("from-vercel\n");
-    expect(answeredBy.length).toBeGreaterThan(0);
-    expect(new Set(answeredBy)).toEqual(new Set([a.nodeId]));
+    // By session id too.
+    const bySession = await VercelSandbox.get({ name: sandbox.id, ...via(b, throughB) });
+    expect((await bySession.runCommand("true")).exitCode).toBe(0);
+    expect(new Set(onA)).toEqual(new Set([a.nodeId]));
+    expect(throughB.length).toBeGreaterThan(2);
+    expect(new Set(throughB)).toEqual(new Set([a.nodeId]));
   });
 
   it("Leap0, ZWRM and Nullspace: a call each through C", async () => {

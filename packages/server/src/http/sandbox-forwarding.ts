@@ -7,6 +7,8 @@ declare module "fastify" {
   interface FastifyContextConfig {
     /** The route parameter that holds a sandbox id: the node the sandbox lives on answers the route. */
     sandboxParam?: string;
+    /** For routes that name a sandbox another way (Vercel's sandbox names): its id, when there is one. */
+    sandboxOf?: (request: FastifyRequest) => Promise<string | undefined>;
   }
 }
 
@@ -17,12 +19,21 @@ declare module "fastify" {
  */
 export const forSandbox = (param: string) => ({ config: { sandboxParam: param } });
 
-/** The sandbox a request is for: sandbox traffic (envd, ports) by host or path, or a route's sandbox param. */
-function sandboxOf(request: FastifyRequest, traffic: TrafficRouter): string | undefined {
+/**
+ * Route options of a route that names a sandbox some other way than by its id: `resolve` finds the id
+ * (it may authenticate the caller; its errors are the route's).
+ */
+export const forSandboxResolvedBy = (resolve: (request: FastifyRequest) => Promise<string | undefined>) => ({
+  config: { sandboxOf: resolve },
+});
+
+/** The sandbox a request is for: sandbox traffic (envd, ports) by host or path, or as its route names it. */
+async function sandboxOf(request: FastifyRequest, traffic: TrafficRouter): Promise<string | undefined> {
   const byTraffic = traffic.sandboxOf(request.raw);
   if (byTraffic !== undefined) return byTraffic;
-  const param = request.routeOptions.config.sandboxParam;
-  return param ? (request.params as Record<string, string | undefined>)[param] : undefined;
+  const { sandboxParam, sandboxOf: resolve } = request.routeOptions.config;
+  if (sandboxParam) return (request.params as Record<string, string | undefined>)[sandboxParam];
+  return resolve?.(request);
 }
 
 /**
@@ -34,7 +45,7 @@ function sandboxOf(request: FastifyRequest, traffic: TrafficRouter): string | un
 export function forwardToOwners(app: FastifyInstance, forwarder: NodeForwarder, traffic: TrafficRouter): void {
   app.addHook("onRequest", async (request, reply) => {
     reply.raw.setHeader(ANSWERED_BY_HEADER, forwarder.nodeId);
-    const owner = await forwarder.destination(request.raw, sandboxOf(request, traffic));
+    const owner = await forwarder.destination(request.raw, await sandboxOf(request, traffic));
     if (!owner) return;
     await forwarder.forwardHttp(request.raw, reply.raw, owner, request.id);
     reply.hijack();

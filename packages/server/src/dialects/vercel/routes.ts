@@ -12,7 +12,7 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
 import type { OrgRecord, SandboxRecord } from "../../domain/index.js";
 import { ApiError } from "../../errors.js";
-import { forSandbox } from "../../http/sandbox-forwarding.js";
+import { forSandbox, forSandboxResolvedBy } from "../../http/sandbox-forwarding.js";
 import { sendNdjson } from "../../http/streaming.js";
 import { uploadBody } from "../../http/upload-limit.js";
 import { FRAMING_ALLOWANCE } from "../../lib/upload-budget.js";
@@ -179,6 +179,12 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
     return newest;
   }
 
+  /** Routes that take a sandbox's name are answered by the node its newest session lives on. */
+  const namedSandbox = forSandboxResolvedBy(async (request) => {
+    const { params, query } = request as Request;
+    return (await findByName(await authenticate(request), params.name, query.projectId))?.id;
+  });
+
   /** Brings back a stopped persistent sandbox; its session gets the sandbox's default timeout again. */
   async function resume(org: OrgRecord, record: SandboxRecord): Promise<SandboxRecord> {
     const resumed = await sandboxes.resume(org, record.id);
@@ -227,7 +233,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
     return { sandboxes: page.map(sandboxOf), pagination };
   });
 
-  app.get<Route>("/v2/sandboxes/:name", forSandbox("name"), async (request) => {
+  app.get<Route>("/v2/sandboxes/:name", namedSandbox, async (request) => {
     const org = await authenticate(request);
     let record = await byName(org, request.params.name, request.query.projectId);
     let resumed = false;
@@ -238,7 +244,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
     return { sandbox: sandboxOf(record), session: sessionOf(record), routes: routesOf(request, record), resumed };
   });
 
-  app.patch<Route>("/v2/sandboxes/:name", forSandbox("name"), async (request) => {
+  app.patch<Route>("/v2/sandboxes/:name", namedSandbox, async (request) => {
     const org = await authenticate(request);
     const body = parse(updateSandboxSchema, request.body ?? {});
     for (const field of Object.keys(body)) {
@@ -251,7 +257,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
     return { sandbox: sandboxOf(record), routes: routesOf(request, record) };
   });
 
-  app.delete<Route>("/v2/sandboxes/:name", forSandbox("name"), async (request) => {
+  app.delete<Route>("/v2/sandboxes/:name", namedSandbox, async (request) => {
     const org = await authenticate(request);
     const record = await byName(org, request.params.name, request.query.projectId);
     const live = SANDBOX_ID_PATTERN.test(request.params.name)
@@ -281,7 +287,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
    * its own name, or its session id when none is given. It copies the source's settings; of the SDK's
    * overrides only `name` and `timeout` are taken.
    */
-  app.post<Route>("/v2/sandboxes/:name/fork", forSandbox("name"), async (request) => {
+  app.post<Route>("/v2/sandboxes/:name/fork", namedSandbox, async (request) => {
     const org = await authenticate(request);
     const { name, timeout, ...overrides } = parse(forkSandboxSchema, request.body ?? {});
     for (const [field, value] of Object.entries(overrides)) {
