@@ -30,13 +30,22 @@ interface TestNode {
 }
 
 const owners = new Map<string, SandboxOwner>();
+/** While set, the store does not answer (PostgreSQL is down). */
+let storeDown = false;
 const nodes: Record<"a" | "b", TestNode> = {} as Record<"a" | "b", TestNode>;
 
 async function startNode(nodeId: string): Promise<TestNode> {
   // As the real app does: a request keeps the id its client gave it.
   const app = Fastify({ genReqId: (req) => String(req.headers["x-request-id"] ?? "none") });
   const node: TestNode = { app, url: "", closed: [] };
-  const forwarder = new NodeForwarder({ nodeId, secret: SECRET, ownerOf: async (id) => owners.get(id) });
+  const forwarder = new NodeForwarder({
+    nodeId,
+    secret: SECRET,
+    ownerOf: async (id) => {
+      if (storeDown) throw new Error("connect ECONNREFUSED 127.0.0.1:5432");
+      return owners.get(id);
+    },
+  });
   app.setErrorHandler((error: ApiError | Error, _request, reply) => {
     const apiError = error instanceof ApiError ? error : new ApiError("internal", error.message);
     for (const [k, v] of Object.entries(apiError.headers ?? {})) reply.header(k, v);
@@ -341,6 +350,21 @@ describe("a request for a sandbox on another node", () => {
     expect(answer.status).toBe(503);
     expect(answer.headers["retry-after"]).toBe("1");
     expect(json(answer)).toMatchObject({ error: { code: "runtime_unavailable" } });
+  });
+});
+
+describe("while the database does not answer", () => {
+  it("forwards to the owner it last knew, and answers unknown sandboxes here", async () => {
+    expect(json(await request(nodes.b.url, { path: `/v1/sandboxes/${ON_A}` })).node).toBe("a");
+    storeDown = true;
+    try {
+      const known = await request(nodes.b.url, { path: `/v1/sandboxes/${ON_A}` });
+      expect(json(known).node).toBe("a");
+      const unknown = await request(nodes.b.url, { path: "/v1/sandboxes/sbx_vvvvvvvvvvvvvvvvvvvv" });
+      expect(json(unknown).node).toBe("b");
+    } finally {
+      storeDown = false;
+    }
   });
 });
 

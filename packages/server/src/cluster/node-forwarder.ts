@@ -35,6 +35,9 @@ const HOP_BY_HOP = new Set([
   "proxy-authenticate",
 ]);
 
+/** How many sandboxes' owners are remembered for when the database is unreachable (least recent go first). */
+const LAST_KNOWN_OWNERS = 10_000;
+
 /** Seconds a client waits before retrying a request that reached a node its sandbox has just left. */
 const RETRY_AFTER_SECONDS = "1";
 
@@ -80,6 +83,8 @@ export class NodeForwarder {
   private readonly secret: string | undefined;
   private readonly ownerOf: (sandboxId: string) => Promise<SandboxOwner | undefined>;
   private readonly now: () => number;
+  /** The owner each recently asked-for sandbox had, for when the database cannot be asked. */
+  private readonly lastKnownOwners = new Map<string, SandboxOwner>();
   private readonly agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
 
   constructor(options: NodeForwarderOptions) {
@@ -119,7 +124,7 @@ export class NodeForwarder {
   async destination(req: http.IncomingMessage, sandboxId: string | undefined): Promise<SandboxOwner | undefined> {
     const forwarded = this.forwardedByNode(req);
     if (sandboxId === undefined || !this.secret) return undefined;
-    const owner = await this.ownerOf(sandboxId);
+    const owner = await this.lookUpOwner(sandboxId);
     if (!owner || owner.nodeId === this.nodeId || owner.state === "lost") return undefined;
     if (forwarded) {
       throw new ApiError(
@@ -128,6 +133,27 @@ export class NodeForwarder {
         undefined,
         { "retry-after": RETRY_AFTER_SECONDS },
       );
+    }
+    return owner;
+  }
+
+  /**
+   * The sandbox's owner from the store. While the database does not answer, the owner it last named:
+   * sandboxes keep answering where nothing needs writing (unknown ones are answered here).
+   */
+  private async lookUpOwner(sandboxId: string): Promise<SandboxOwner | undefined> {
+    let owner: SandboxOwner | undefined;
+    try {
+      owner = await this.ownerOf(sandboxId);
+    } catch {
+      return this.lastKnownOwners.get(sandboxId);
+    }
+    this.lastKnownOwners.delete(sandboxId);
+    if (owner) {
+      this.lastKnownOwners.set(sandboxId, owner);
+      if (this.lastKnownOwners.size > LAST_KNOWN_OWNERS) {
+        this.lastKnownOwners.delete(this.lastKnownOwners.keys().next().value!);
+      }
     }
     return owner;
   }
