@@ -56,8 +56,8 @@ describe("forged forwarding", () => {
     for (const node of [a, b]) {
       for (const forged of forgeries) {
         const res = await call(node, "GET", path, { ...user, ...forged });
-        expect(res.status, `${node.nodeId} ${JSON.stringify(forged)}`).toBe(403);
-        expect(res.body).toMatchObject({ error: { code: "forbidden" } });
+        expect(res.status, `${node.nodeId} ${JSON.stringify(forged)}`).toBe(401);
+        expect(res.body).toMatchObject({ error: { code: "unauthorized" } });
       }
     }
     // The same request without the forged headers works: only the claim was refused.
@@ -75,7 +75,7 @@ describe("forged forwarding", () => {
         ws.on("unexpected-response", (_req, res) => resolve(res.statusCode!));
         ws.on("open", () => reject(new Error("the forged upgrade was accepted")));
       });
-      expect(status).toBe(403);
+      expect(status).toBe(401);
     }
   });
 
@@ -88,6 +88,9 @@ describe("forged forwarding", () => {
       body: JSON.stringify({ command: "id" }),
     });
     expect(res.status).toBe(401);
+    // Refused for want of a user key, not for the node signature (which holds).
+    const refusal = (await res.json()) as { error: { message: string } };
+    expect(refusal.error.message).not.toMatch(/node/);
     // And through a non-owner, a wrong key is refused by the owner as it would be directly.
     const wrongKey = await call(b, "GET", `/v1/sandboxes/${sandbox.id}`, { authorization: "Bearer sp_wrong" });
     expect(wrongKey.status).toBe(401);

@@ -88,3 +88,26 @@ describe("native API without root", () => {
     expect(Object.keys(doc.paths).filter((p) => prefixes.some((prefix) => p.startsWith(prefix)))).toEqual([]);
   });
 });
+
+describe("internal API between nodes", () => {
+  it("answers only requests signed by a node of the cluster: no key, a client's key or forged node headers get 401", async () => {
+    const url = "/internal/v1/node";
+    const anonymous = await t.app.inject({ method: "GET", url });
+    expect(anonymous.statusCode).toBe(401);
+    const client = await t.app.inject({ method: "GET", url, headers: { authorization: `Bearer ${t.apiKey}` } });
+    expect(client.statusCode).toBe(401);
+    const forged = await t.app.inject({
+      method: "GET",
+      url,
+      headers: {
+        "x-sandpit-node-from": "node-x",
+        "x-sandpit-node-at": String(Date.now()),
+        "x-sandpit-node-signature": "00",
+      },
+    });
+    expect(forged.statusCode).toBe(401);
+    expect(forged.json().error.code).toBe("unauthorized");
+    const signed = await t.app.inject({ method: "GET", url, headers: t.services.nodeClient.sign("GET", url) });
+    expect(signed.statusCode).toBe(200);
+  });
+});

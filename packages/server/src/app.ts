@@ -28,6 +28,7 @@ import { eventRoutes } from "./routes/events.js";
 import { execRoutes } from "./routes/exec.js";
 import { fileRoutes } from "./routes/files.js";
 import { imageRoutes } from "./routes/images.js";
+import { internalRoutes } from "./routes/internal.js";
 import { metricsRoutes } from "./routes/metrics.js";
 import { openApiRoutes } from "./routes/openapi.js";
 import { portRoutes } from "./routes/ports.js";
@@ -160,6 +161,7 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   egressRoutes(app, authenticate, services.egressAudit, services.sandboxes);
   eventRoutes(app, authenticate, services.events);
   webhookRoutes(app, authenticate, services.webhooks);
+  internalRoutes(app, services);
   metricsRoutes(app, authenticate, services.sandboxes, services.metricsSampler, services.serverMetrics, {
     metricsPublic: services.metricsPublic,
     adminKey: services.adminKey,

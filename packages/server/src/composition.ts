@@ -1,13 +1,15 @@
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { FastifyBaseLogger } from "fastify";
+import { NodeClient } from "./cluster/node-client.js";
 import { NodeForwarder } from "./cluster/node-forwarder.js";
 import { NodeMembership } from "./cluster/node-membership.js";
 import type { ServerConfig } from "./config.js";
 import { ImageService } from "./images/image-service.js";
 import { RegistryClient } from "./images/registry-client.js";
-import { loadOrCreateServerKey } from "./lib/server-key.js";
+import { loadOrCreateSharedKey } from "./lib/server-key.js";
 import { blockedDestinations, isBlockedAddress } from "./network/blocked-destinations.js";
 import { DnsProxy, hostUpstream } from "./network/dns-proxy.js";
 import { EgressAudit } from "./network/egress-audit.js";
@@ -203,7 +205,7 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
       startMainProcess: (record, agent, argv) => exec.startMainProcess(record, agent, argv),
     },
     { maxPorts: config.maxPorts, defaultQuota: config.defaultQuota, snapshotDir },
-    await loadOrCreateServerKey(path.join(config.dataDir, "sandbox-client-token.key")),
+    await loadOrCreateSharedKey(store, "sandbox-client-token", path.join(config.dataDir, "sandbox-client-token.key")),
   );
   const supervisor = new SandboxSupervisor(store, runtime, sandboxes, deaths, logger);
   const snapshots = new SnapshotService(store, sandboxes, runtime, snapshotDir, logger);
@@ -230,16 +232,16 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
   const webhooks = new WebhookService(store, outbound, logger, config.webhooks);
   webhooks.start();
   const metricsSampler = new MetricsSampler(store, runtime, logger, config.metricsIntervalMs);
+  const nodeClient = new NodeClient(
+    config.cluster.nodeId,
+    config.cluster.secret ?? (await store.sharedKey("node-auth", randomBytes(32))).toString("hex"),
+  );
   const membership = new NodeMembership(
     store,
     { ...config.cluster, dataDir: config.dataDir, version: serverVersion() },
     logger,
   );
-  const forwarder = new NodeForwarder({
-    nodeId: config.cluster.nodeId,
-    secret: config.cluster.secret,
-    ownerOf: (sandboxId) => store.sandboxOwner(sandboxId),
-  });
+  const forwarder = new NodeForwarder(nodeClient, (sandboxId) => store.sandboxOwner(sandboxId));
 
   return {
     services: {
@@ -266,6 +268,7 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
       maxUploadBytes: config.maxUploadBytes,
       volumes,
       membership,
+      nodeClient,
       forwarder,
     },
     store,

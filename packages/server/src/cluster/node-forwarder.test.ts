@@ -11,6 +11,7 @@ import { TrafficRouter } from "../http/traffic-router.js";
 import { onUpgrade, rejectUpgrade } from "../http/upgrades.js";
 import { continueOnFirstRead } from "../http/upload-limit.js";
 import { NODE_AUTH_HEADERS, signNodeRequest } from "./node-auth.js";
+import { NodeClient } from "./node-client.js";
 import { clientAddressOf, NodeForwarder } from "./node-forwarder.js";
 
 // The mechanism between two real Fastify servers on loopback: node "a" owns the sandboxes, node "b"
@@ -38,13 +39,9 @@ async function startNode(nodeId: string): Promise<TestNode> {
   // As the real app does: a request keeps the id its client gave it.
   const app = Fastify({ genReqId: (req) => String(req.headers["x-request-id"] ?? "none") });
   const node: TestNode = { app, url: "", closed: [] };
-  const forwarder = new NodeForwarder({
-    nodeId,
-    secret: SECRET,
-    ownerOf: async (id) => {
-      if (storeDown) throw new Error("connect ECONNREFUSED 127.0.0.1:5432");
-      return owners.get(id);
-    },
+  const forwarder = new NodeForwarder(new NodeClient(nodeId, SECRET), async (id) => {
+    if (storeDown) throw new Error("connect ECONNREFUSED 127.0.0.1:5432");
+    return owners.get(id);
   });
   app.setErrorHandler((error: ApiError | Error, _request, reply) => {
     const apiError = error instanceof ApiError ? error : new ApiError("internal", error.message);
@@ -393,8 +390,8 @@ describe("forwarding between nodes", () => {
     ];
     for (const headers of forgeries) {
       const answer = await request(nodes.a.url, { path, headers });
-      expect(answer.status, JSON.stringify(headers)).toBe(403);
-      expect(json(answer)).toMatchObject({ error: { code: "forbidden" } });
+      expect(answer.status, JSON.stringify(headers)).toBe(401);
+      expect(json(answer)).toMatchObject({ error: { code: "unauthorized" } });
     }
     // The same on an upgrade.
     const ws = new WebSocket(`${nodes.a.url.replace("http", "ws")}/v1/sandboxes/${ON_A}/echo`, {
@@ -403,7 +400,7 @@ describe("forwarding between nodes", () => {
     const status = await new Promise<number>((resolve) =>
       ws.on("unexpected-response", (_req, res) => resolve(res.statusCode!)),
     );
-    expect(status).toBe(403);
+    expect(status).toBe(401);
     // A genuine one is answered.
     const genuine = await request(nodes.a.url, { path, headers: signed(path) });
     expect(json(genuine).node).toBe("a");

@@ -5,22 +5,13 @@ import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import type { SandboxOwner } from "../domain/index.js";
 import { ApiError } from "../errors.js";
-import { claimsNodeOrigin, NODE_AUTH_HEADERS, signNodeRequest, verifyNodeRequest } from "./node-auth.js";
+import { NODE_AUTH_HEADERS } from "./node-auth.js";
+import type { NodeClient } from "./node-client.js";
 
 /** The response header naming the node that answered a request. */
 export const ANSWERED_BY_HEADER = "x-sandpit-node";
 
 const NODE_HEADERS: readonly string[] = Object.values(NODE_AUTH_HEADERS);
-
-export interface NodeForwarderOptions {
-  /** This node's id. */
-  nodeId: string;
-  /** The cluster secret nodes sign their requests with; without one, nothing is forwarded or accepted. */
-  secret: string | undefined;
-  /** The node a sandbox lives on, or undefined for an unknown sandbox. */
-  ownerOf(sandboxId: string): Promise<SandboxOwner | undefined>;
-  now?: () => number;
-}
 
 /** Headers that describe one connection, not the request: never passed on (RFC 9110 §7.6.1). */
 const HOP_BY_HOP = new Set([
@@ -73,38 +64,38 @@ function appendForwardedFor(req: http.IncomingMessage): string {
 
 /**
  * Passes requests for a sandbox that lives on another node to that node (its owner), and checks the
- * requests other nodes pass here. A forwarded request is signed with the cluster secret (see
- * forward-signature.ts) and goes at most one hop: a node that receives a forwarded request for a sandbox
+ * requests other nodes pass here. A forwarded request is signed with the cluster secret (NodeClient)
+ * and goes at most one hop: a node that receives a forwarded request for a sandbox
  * it does not own answers 503 with Retry-After (the sandbox is moving) instead of passing it on. The
  * client's own credentials travel unchanged; the owner checks them as if the client had come to it.
  */
 export class NodeForwarder {
-  readonly nodeId: string;
-  private readonly secret: string | undefined;
-  private readonly ownerOf: (sandboxId: string) => Promise<SandboxOwner | undefined>;
-  private readonly now: () => number;
   /** The owner each recently asked-for sandbox had, for when the database cannot be asked. */
   private readonly lastKnownOwners = new Map<string, SandboxOwner>();
   private readonly agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
 
-  constructor(options: NodeForwarderOptions) {
-    this.nodeId = options.nodeId;
-    this.secret = options.secret;
-    this.ownerOf = options.ownerOf;
-    this.now = options.now ?? Date.now;
+  constructor(
+    /** Signs what this node forwards, checks what other nodes forward here. */
+    private readonly nodes: NodeClient,
+    /** The node a sandbox lives on (one query), or undefined for an unknown sandbox. */
+    private readonly ownerOf: (sandboxId: string) => Promise<SandboxOwner | undefined>,
+  ) {}
+
+  /** This node's id. */
+  get nodeId(): string {
+    return this.nodes.self;
   }
 
   /**
    * Whether another node forwarded this request: true only with a valid signature. Headers that claim a
-   * forward without one are refused (403): they would otherwise pass as a hop that must not go further.
+   * forward without one are refused (401, as on the internal API): they would otherwise pass as a hop that must not go further.
    */
   forwardedByNode(req: http.IncomingMessage): boolean {
-    if (!claimsNodeOrigin(req.headers)) return false;
-    const verified =
-      this.secret && verifyNodeRequest(this.secret, req.headers, req.method ?? "GET", req.url ?? "/", this.now());
-    if (!verified) {
+    const verdict = this.nodes.verify(req.headers, req.method ?? "GET", req.url ?? "/");
+    if (verdict === undefined) return false;
+    if (verdict === "forged") {
       throw new ApiError(
-        "forbidden",
+        "unauthorized",
         `The request claims to come from a node of the cluster (${NODE_HEADERS.join(", ")}), but its signature ` +
           "does not hold for this method, path and time",
         { header: NODE_AUTH_HEADERS.signature },
@@ -123,7 +114,7 @@ export class NodeForwarder {
    */
   async destination(req: http.IncomingMessage, sandboxId: string | undefined): Promise<SandboxOwner | undefined> {
     const forwarded = this.forwardedByNode(req);
-    if (sandboxId === undefined || !this.secret) return undefined;
+    if (sandboxId === undefined) return undefined;
     const owner = await this.lookUpOwner(sandboxId);
     if (!owner || owner.nodeId === this.nodeId || owner.state === "lost") return undefined;
     if (forwarded) {
@@ -159,7 +150,7 @@ export class NodeForwarder {
   }
 
   private sign(req: http.IncomingMessage): Record<string, string> {
-    return signNodeRequest(this.secret!, this.nodeId, req.method ?? "GET", req.url ?? "/", this.now());
+    return this.nodes.sign(req.method ?? "GET", req.url ?? "/");
   }
 
   private unreachable(owner: SandboxOwner, e: Error): ApiError {

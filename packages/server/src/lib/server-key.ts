@@ -14,6 +14,19 @@ export async function loadOrCreateServerKey(file: string): Promise<Buffer> {
   return readFile(file);
 }
 
+/**
+ * A key the whole cluster shares: this server's own (`file`, see loadOrCreateServerKey) is offered to the
+ * store, and the first one stored wins — tokens one node issues then hold on every node. A single node
+ * (SQLite) keeps using its file.
+ */
+export async function loadOrCreateSharedKey(
+  store: { sharedKey(name: string, initial: Buffer): Promise<Buffer> },
+  name: string,
+  file: string,
+): Promise<Buffer> {
+  return store.sharedKey(name, await loadOrCreateServerKey(file));
+}
+
 /** HMAC-SHA256 of `message` under `key`, base64url. */
 export function keyedToken(key: Buffer, message: string): string {
   return createHmac("sha256", key).update(message).digest("base64url");

@@ -1,3 +1,4 @@
+import type { NodeClient } from "../cluster/node-client.js";
 import type { NodeForwarder } from "../cluster/node-forwarder.js";
 import type { NodeMembership } from "../cluster/node-membership.js";
 import type { ImageService } from "../images/image-service.js";
@@ -52,6 +53,8 @@ export interface AppServices {
   volumes: VolumeService;
   /** This server as a node of the cluster (with SQLite: the only node). */
   membership: NodeMembership;
+  /** Signed requests between nodes (internal calls, forwarded requests) and their check. */
+  nodeClient: NodeClient;
   /** Passes requests for sandboxes on other nodes to them, and checks those other nodes pass here. */
   forwarder: NodeForwarder;
 }

@@ -6,7 +6,7 @@ import { type OrgRecord, type SandboxVolumeRecord, VolumeNameTakenError, type Vo
 import { ApiError } from "../errors.js";
 import { iso, now } from "../lib/clock.js";
 import { randomBase32 } from "../lib/ids.js";
-import { keyedToken, loadOrCreateServerKey, tokensEqual } from "../lib/server-key.js";
+import { keyedToken, loadOrCreateSharedKey, tokensEqual } from "../lib/server-key.js";
 import { VolumeDisk } from "../runtime/volume-disk.js";
 import { openDirBeneath, type VolumeMountSpec } from "../runtime/volume-mounts.js";
 import type { Store } from "../store/store.js";
@@ -64,7 +64,7 @@ export class VolumeService {
    * reboot).
    */
   async init(): Promise<void> {
-    this.tokenKey = await loadOrCreateServerKey(this.tokenKeyFile);
+    this.tokenKey = await loadOrCreateSharedKey(this.store, "volume-access-token", this.tokenKeyFile);
     for (const allowed of this.allowedHostPaths) {
       const real = await realpath(allowed).catch(() => undefined);
       if (real) this.hostPathPrefixes.push(real);

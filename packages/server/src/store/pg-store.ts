@@ -132,7 +132,8 @@ const migrations = [
    CREATE TABLE nodes (
      id TEXT PRIMARY KEY, url TEXT NOT NULL, state TEXT NOT NULL, epoch BIGINT NOT NULL,
      lease_expires_at BIGINT NOT NULL, capacity_json JSONB NOT NULL, labels_json JSONB NOT NULL,
-     version TEXT NOT NULL, started_at BIGINT NOT NULL, heartbeat_at BIGINT NOT NULL);`,
+     version TEXT NOT NULL, started_at BIGINT NOT NULL, heartbeat_at BIGINT NOT NULL);
+   CREATE TABLE shared_keys (name TEXT PRIMARY KEY, key BYTEA NOT NULL);`,
 ];
 
 /** The database's clock in ms: leases are judged by one clock, whatever the nodes' clocks say. */
@@ -248,6 +249,14 @@ export class PgStore implements Store {
       [sandboxId],
     );
     return row && { nodeId: row.node_id, url: row.url, state: row.state };
+  }
+
+  async sharedKey(name: string, initial: Buffer): Promise<Buffer> {
+    await run(this.pool, "INSERT INTO shared_keys (name, key) VALUES (?, ?) ON CONFLICT (name) DO NOTHING", [
+      name,
+      initial,
+    ]);
+    return (await first<{ key: Buffer }>(this.pool, "SELECT key FROM shared_keys WHERE name = ?", [name]))!.key;
   }
 
   async ensureOrg(name: string): Promise<OrgRecord> {

@@ -221,6 +221,11 @@ export class SqliteStore implements Store {
     return row && { nodeId: row.node_id, url: row.url, state: row.state };
   }
 
+  /** One node has no one to share with: the key stays where the caller keeps it (a 0600 file). */
+  async sharedKey(_name: string, initial: Buffer): Promise<Buffer> {
+    return initial;
+  }
+
   async ensureOrg(name: string): Promise<OrgRecord> {
     const existing = this.db.prepare("SELECT * FROM orgs WHERE name = ?").get(name) as OrgRow | undefined;
     if (existing) return orgFromRow(existing);

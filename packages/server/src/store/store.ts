@@ -60,6 +60,11 @@ export interface Store {
   setNodeState(id: string, state: NodeRecord["state"]): Promise<NodeRecord | undefined>;
   /** The node a sandbox lives on and how to reach it (one query: it runs for every forwarded request). */
   sandboxOwner(sandboxId: string): Promise<SandboxOwner | undefined>;
+  /**
+   * A key every node of the cluster shares (tokens one node issues open the sandbox on any node): the
+   * stored one, or `initial` stored now when there is none yet (the first writer wins; all get its key).
+   */
+  sharedKey(name: string, initial: Buffer): Promise<Buffer>;
 
   ensureOrg(name: string): Promise<OrgRecord>;
   addApiKey(orgId: string, keyHash: string, label: string): Promise<void>;
