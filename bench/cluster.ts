@@ -4,8 +4,16 @@
 // Usage: npm run bench:cluster  (prints a table, writes bench/results/cluster-<timestamp>.json)
 import { randomBytes } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
+import Fastify from "fastify";
+import { NodeClient } from "../packages/server/src/cluster/node-client.js";
+import { NodeForwarder } from "../packages/server/src/cluster/node-forwarder.js";
+import type { SandboxOwner } from "../packages/server/src/domain/index.js";
+import { forSandbox, forwardToOwners } from "../packages/server/src/http/sandbox-forwarding.js";
+import { TrafficRouter } from "../packages/server/src/http/traffic-router.js";
 import { PgStore } from "../packages/server/src/store/pg-store.js";
 import { apiClient } from "../tests/helpers/api.js";
 import { startCluster } from "../tests/helpers/cluster.js";
@@ -32,14 +40,67 @@ interface Row {
 const ms = (n: number) => `${n.toFixed(2)} ms`;
 const fmt = (s: Summary) => `p50 ${ms(s.p50)} / p95 ${ms(s.p95)}`;
 
+/**
+ * The forwarding mechanism alone: two Fastify servers in this process with the real forwarder, a route
+ * that answers at once and an owner table in memory (no database, no sandbox, no other processes to
+ * wait for), GETs via the owner and via the other one.
+ */
+async function hopInProcess(rounds: number): Promise<{ owner: Summary; forwarded: Summary }> {
+  const owners = new Map<string, SandboxOwner>();
+  const servers = await Promise.all(
+    ["a", "b"].map(async (nodeId) => {
+      const app = Fastify();
+      const forwarder = new NodeForwarder(new NodeClient(nodeId, "bench-secret"), async (id) => owners.get(id));
+      forwardToOwners(app, forwarder, new TrafficRouter(undefined));
+      app.get("/v1/sandboxes/:id", forSandbox("id"), async () => ({ ok: true }));
+      await app.listen({ host: "127.0.0.1", port: 0 });
+      return { app, url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` };
+    }),
+  );
+  const [a, b] = servers as [(typeof servers)[0], (typeof servers)[0]];
+  owners.set("sbx_bench", { nodeId: "a", url: a.url, state: "ready" });
+  const agent = new http.Agent({ keepAlive: true });
+  const get = (base: string) =>
+    new Promise<void>((resolve, reject) =>
+      http
+        .get(`${base}/v1/sandboxes/sbx_bench`, { agent }, (res) => {
+          res.resume();
+          res.on("end", resolve);
+        })
+        .on("error", reject),
+    );
+  try {
+    for (let i = 0; i < 100; i++) await Promise.all([get(a.url), get(b.url)]);
+    const owner: number[] = [];
+    const forwarded: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      owner.push(await timeIt(() => get(a.url)));
+      forwarded.push(await timeIt(() => get(b.url)));
+    }
+    return { owner: summarize(owner), forwarded: summarize(forwarded) };
+  } finally {
+    agent.destroy();
+    await Promise.all(servers.map((s) => s.app.close()));
+  }
+}
+
 async function main() {
+  log("the hop in one process");
+  const hop = await hopInProcess(N * 10);
   const cluster = await startCluster(3);
   const [a, b] = cluster.nodes;
   if (!a || !b) throw new Error("the cluster has fewer than two nodes");
   const viaOwner = apiClient(a);
   const viaOther = apiClient(b);
   const rows: Row[] = [];
-  const results: Record<string, unknown> = { rounds: N, bigRounds: N_BIG };
+  const results: Record<string, unknown> = { rounds: N, bigRounds: N_BIG, hopInProcess: hop };
+  rows.push({
+    metric: "GET, forwarder alone (one process, no database)",
+    owner: fmt(hop.owner),
+    forwarded: fmt(hop.forwarded),
+    added: `p50 +${ms(hop.forwarded.p50 - hop.owner.p50)}`,
+    goal: "",
+  });
   try {
     const sandbox = await viaOwner.createSandbox({});
     const id = sandbox.id;
