@@ -1,6 +1,7 @@
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
+import { apiClient, type ErrorBody, type SandboxBody } from "../helpers/api.js";
+import { startPortApp, websocketEcho } from "../helpers/port-app.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 
 let server: TestServer;
@@ -9,93 +10,6 @@ let sandbox: SandboxBody;
 let publicSandbox: SandboxBody;
 const DOMAIN = "sandpit.test";
 
-/** An HTTP + WebSocket echo server, written for the sandbox's own Node.js (no packages needed). */
-const appSource = `
-const http = require("http"), crypto = require("crypto");
-const srv = http.createServer((req, res) => {
-  if (req.url.startsWith("/stream")) {
-    res.writeHead(200, { "content-type": "text/plain" });
-    let i = 0;
-    const t = setInterval(() => { res.write("tick " + i + "\\n"); if (++i === 3) { clearInterval(t); res.end(); } }, 300);
-    return;
-  }
-  let body = "";
-  req.on("data", (c) => (body += c));
-  req.on("end", () => {
-    res.writeHead(200, { "content-type": "application/json" });
-    res.end(JSON.stringify({ method: req.method, url: req.url, body, token: req.headers["x-sandpit-traffic-token"] || null }));
-  });
-});
-srv.on("upgrade", (req, sock) => {
-  const accept = crypto.createHash("sha1").update(req.headers["sec-websocket-key"] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest("base64");
-  sock.write("HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Accept: " + accept + "\\r\\n\\r\\n");
-  sock.on("data", (buf) => {
-    const len = buf[1] & 127, mask = buf.subarray(2, 6);
-    const data = Buffer.from(buf.subarray(6, 6 + len).map((b, i) => b ^ mask[i % 4]));
-    sock.write(Buffer.concat([Buffer.from([0x81, data.length + 5]), Buffer.from("echo:"), data]));
-  });
-});
-srv.listen(8000, "0.0.0.0");
-`;
-
-async function startApp(id: string) {
-  await api.put(`/v1/sandboxes/${id}/files?path=/workspace/app.js`, appSource);
-  await api.post(`/v1/sandboxes/${id}/exec`, { command: "node /workspace/app.js", background: true });
-  await waitFor(
-    async () => {
-      const r = await api.exec(id, {
-        command: "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/ || true",
-      });
-      return r.stdout === "200" ? true : undefined;
-    },
-    20_000,
-    "the app to listen",
-  );
-}
-
-/** A WebSocket round trip by hand: upgrade, one masked text frame out, one frame back. */
-function websocketEcho(path: string, headers: Record<string, string>, message: string): Promise<string> {
-  const { port } = new URL(server.url);
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(Number(port), "127.0.0.1", () => {
-      const extra = Object.entries(headers)
-        .map(([k, v]) => `${k}: ${v}\r\n`)
-        .join("");
-      socket.write(
-        `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-          `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`,
-      );
-    });
-    let buffer = Buffer.alloc(0);
-    let upgraded = false;
-    socket.on("data", (chunk) => {
-      buffer = Buffer.concat([buffer, chunk]);
-      if (!upgraded) {
-        const end = buffer.indexOf("\r\n\r\n");
-        if (end < 0) return;
-        const head = buffer.subarray(0, end).toString();
-        if (!head.startsWith("HTTP/1.1 101")) {
-          socket.destroy();
-          resolve(head.split("\r\n")[0]!);
-          return;
-        }
-        upgraded = true;
-        buffer = buffer.subarray(end + 4);
-        const payload = Buffer.from(message);
-        const mask = Buffer.from([1, 2, 3, 4]);
-        socket.write(
-          Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, payload.map((b, i) => b ^ mask[i % 4]!)]),
-        );
-      }
-      if (upgraded && buffer.length >= 2 && buffer.length >= 2 + (buffer[1]! & 127)) {
-        socket.destroy();
-        resolve(buffer.subarray(2, 2 + (buffer[1]! & 127)).toString());
-      }
-    });
-    socket.on("error", reject);
-  });
-}
-
 beforeAll(async () => {
   server = await startTestServer({ SANDPIT_DOMAIN: DOMAIN });
   api = apiClient(server);
@@ -103,7 +17,7 @@ beforeAll(async () => {
     api.createSandbox({ ports: [8000] }),
     api.createSandbox({ ports: [8000], publicPorts: true }),
   ]);
-  await Promise.all([startApp(sandbox.id), startApp(publicSandbox.id)]);
+  await Promise.all([startPortApp(api, sandbox.id), startPortApp(api, publicSandbox.id)]);
 });
 
 afterAll(async () => {
@@ -187,16 +101,20 @@ describe("exposed ports", () => {
 
   it("proxies WebSockets with the token and refuses them without", async () => {
     const path = `/v1/sandboxes/${sandbox.id}/ports/8000/ws`;
-    expect(await websocketEcho(path, { "X-Sandpit-Traffic-Token": sandbox.trafficToken }, "hi")).toBe("echo:hi");
-    expect(await websocketEcho(`${path}?sandpit_token=${sandbox.trafficToken}`, {}, "q")).toBe("echo:q");
-    expect(await websocketEcho(path, {}, "hi")).toBe("HTTP/1.1 401 Unauthorized");
-    expect(await websocketEcho(path, { "X-Sandpit-Traffic-Token": "wrong" }, "hi")).toBe("HTTP/1.1 403 Forbidden");
+    expect(await websocketEcho(server.url, path, { "X-Sandpit-Traffic-Token": sandbox.trafficToken }, "hi")).toBe(
+      "echo:hi",
+    );
+    expect(await websocketEcho(server.url, `${path}?sandpit_token=${sandbox.trafficToken}`, {}, "q")).toBe("echo:q");
+    expect(await websocketEcho(server.url, path, {}, "hi")).toBe("HTTP/1.1 401 Unauthorized");
+    expect(await websocketEcho(server.url, path, { "X-Sandpit-Traffic-Token": "wrong" }, "hi")).toBe(
+      "HTTP/1.1 403 Forbidden",
+    );
   });
 
   it("needs no token for a sandbox created with publicPorts", async () => {
     const res = await fetch(`${server.url}/v1/sandboxes/${publicSandbox.id}/ports/8000/open`);
     expect(res.status).toBe(200);
-    const ws = await websocketEcho(`/v1/sandboxes/${publicSandbox.id}/ports/8000/ws`, {}, "pub");
+    const ws = await websocketEcho(server.url, `/v1/sandboxes/${publicSandbox.id}/ports/8000/ws`, {}, "pub");
     expect(ws).toBe("echo:pub");
   });
 

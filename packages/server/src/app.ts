@@ -17,6 +17,7 @@ import { vercelDialect } from "./dialects/vercel/routes.js";
 import { zwrmDialect } from "./dialects/zwrm/routes.js";
 import { ApiError, clientConnectionError, errorEnvelope, toApiError } from "./errors.js";
 import { recordIdempotentResponse } from "./http/idempotency.js";
+import { forwardToOwners } from "./http/sandbox-forwarding.js";
 import { TrafficRouter } from "./http/traffic-router.js";
 import { continueOnFirstRead } from "./http/upload-limit.js";
 import { newRequestId } from "./lib/ids.js";
@@ -133,8 +134,10 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
     return services.auth.authenticate(key);
   };
 
-  // Traffic for sandboxes (envd, exposed ports) is recognised by one hook before routing.
+  // Traffic for sandboxes (envd, exposed ports) is recognised by one hook before routing; requests for a
+  // sandbox on another node go there first.
   const traffic = new TrafficRouter(services.ports.domain);
+  forwardToOwners(app, services.forwarder, traffic);
   app.addHook("onRequest", traffic.hook);
 
   openApiRoutes(app, authenticate);

@@ -4,6 +4,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { FastifyBaseLogger } from "fastify";
 import { NodeClient } from "./cluster/node-client.js";
+import { NodeForwarder } from "./cluster/node-forwarder.js";
 import { NodeMembership } from "./cluster/node-membership.js";
 import { SandboxPlacer } from "./cluster/sandbox-placer.js";
 import type { ServerConfig } from "./config.js";
@@ -261,6 +262,7 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
     log: logger,
     sharedStorage: config.cluster.sharedDir !== undefined,
   });
+  const forwarder = new NodeForwarder(nodeClient, (sandboxId) => store.sandboxOwner(sandboxId));
 
   return {
     services: {
@@ -289,6 +291,7 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
       membership,
       nodeClient,
       moves,
+      forwarder,
     },
     store,
     reconcile: () => supervisor.reconcile(),

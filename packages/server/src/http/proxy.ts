@@ -1,6 +1,7 @@
 import http from "node:http";
 import net from "node:net";
 import type { Duplex } from "node:stream";
+import { clientAddressOf } from "../cluster/node-forwarder.js";
 import { ApiError } from "../errors.js";
 import { type PortTarget, TRAFFIC_TOKEN_HEADER } from "../services/port-service.js";
 
@@ -19,7 +20,7 @@ const upstreamAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 function forwardHeaders(req: http.IncomingMessage): http.OutgoingHttpHeaders {
   const headers: http.OutgoingHttpHeaders = {};
   for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
-  headers["x-forwarded-for"] = req.socket.remoteAddress ?? "";
+  headers["x-forwarded-for"] = clientAddressOf(req);
   headers["x-forwarded-host"] = req.headers.host ?? "";
   return headers;
 }

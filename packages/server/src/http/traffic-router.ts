@@ -31,7 +31,11 @@ export function parseSandboxHost(host: string | undefined, domain: string | unde
 export class TrafficRouter {
   private readonly portHandlers = new Map<number, TrafficHandler<SandboxPortTarget>>();
   private otherPorts: TrafficHandler<SandboxPortTarget> | undefined;
-  private readonly pathHandlers: { claims(url: string): boolean; handle: TrafficHandler<undefined> }[] = [];
+  private readonly pathHandlers: {
+    claims(url: string): boolean;
+    sandboxOf(req: http.IncomingMessage): string | undefined;
+    handle: TrafficHandler<undefined>;
+  }[] = [];
 
   constructor(readonly domain: string | undefined) {}
 
@@ -55,9 +59,24 @@ export class TrafficRouter {
     this.otherPorts = handler;
   }
 
-  /** Requests by path (URL with its query) that a handler claims before routing. */
-  onPath(claims: (url: string) => boolean, handle: TrafficHandler<undefined>): void {
-    this.pathHandlers.push({ claims, handle });
+  /**
+   * Requests by path (URL with its query) that a handler claims before routing; `sandboxOf` names the
+   * sandbox such a request is for, so that the node it lives on answers it.
+   */
+  onPath(
+    claims: (url: string) => boolean,
+    sandboxOf: (req: http.IncomingMessage) => string | undefined,
+    handle: TrafficHandler<undefined>,
+  ): void {
+    this.pathHandlers.push({ claims, sandboxOf, handle });
+  }
+
+  /** The sandbox a request is traffic for (by host name or by a claimed path), if it is sandbox traffic. */
+  sandboxOf(req: http.IncomingMessage): string | undefined {
+    const target = this.sandboxPortOf(req);
+    if (target && (this.portHandlers.has(target.port) || this.otherPorts)) return target.sandboxId;
+    const url = req.url ?? "/";
+    return this.pathHandlers.find((h) => h.claims(url))?.sandboxOf(req);
   }
 
   /** The `onRequest` hook: hands the request to its handler, or leaves it to Fastify's routes. */

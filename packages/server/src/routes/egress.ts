@@ -85,6 +85,7 @@ export function egressRoutes(
     {
       method: "GET",
       url: "/v1/sandboxes/{id}/egress-log",
+      sandboxParam: "id",
       summary: "A sandbox's outbound connection attempts (see GET /v1/egress-log)",
       tags: ["network"],
       query: egressLogQuerySchema,

@@ -19,6 +19,7 @@ export function execRoutes(app: FastifyInstance, authenticate: Authenticate, exe
     {
       method: "POST",
       url: "/v1/sandboxes/{id}/exec",
+      sandboxParam: "id",
       summary:
         "Run a command. JSON result by default; a live stream with Accept: application/x-ndjson; " +
         "{commandId} at once with background: true",
@@ -50,6 +51,7 @@ export function execRoutes(app: FastifyInstance, authenticate: Authenticate, exe
     {
       method: "GET",
       url: "/v1/sandboxes/{id}/commands",
+      sandboxParam: "id",
       summary: "List the commands run in the sandbox (foreground and background)",
       tags: ["exec"],
       responses: { 200: { description: "Commands", schema: z.object({ commands: z.array(commandSchema) }) } },
@@ -63,6 +65,7 @@ export function execRoutes(app: FastifyInstance, authenticate: Authenticate, exe
     {
       method: "GET",
       url: "/v1/sandboxes/{id}/commands/{commandId}",
+      sandboxParam: "id",
       summary: "Status of a command",
       tags: ["exec"],
       responses: { 200: { description: "Command", schema: commandSchema }, 404: { description: "Not found" } },
@@ -76,6 +79,7 @@ export function execRoutes(app: FastifyInstance, authenticate: Authenticate, exe
     {
       method: "GET",
       url: "/v1/sandboxes/{id}/commands/{commandId}/logs",
+      sandboxParam: "id",
       summary: "Output of a background command from its start, streamed until it exits (NDJSON)",
       tags: ["exec"],
       responses: { 200: { description: "NDJSON exec events", contentType: "application/x-ndjson" } },
@@ -95,6 +99,7 @@ export function execRoutes(app: FastifyInstance, authenticate: Authenticate, exe
     {
       method: "POST",
       url: "/v1/sandboxes/{id}/commands/{commandId}/kill",
+      sandboxParam: "id",
       summary: "Send a signal to a background command's process group",
       tags: ["exec"],
       body: killCommandRequestSchema,
@@ -113,6 +118,7 @@ export function execRoutes(app: FastifyInstance, authenticate: Authenticate, exe
     {
       method: "POST",
       url: "/v1/sandboxes/{id}/commands/{commandId}/stdin",
+      sandboxParam: "id",
       summary: "Send input to a background command started with stdinOpen; close: true ends its input",
       tags: ["exec"],
       body: commandStdinRequestSchema,

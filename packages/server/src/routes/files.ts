@@ -24,6 +24,7 @@ export function fileRoutes(app: FastifyInstance, authenticate: Authenticate, fil
       {
         method: "PUT",
         url: "/v1/sandboxes/{id}/files",
+        sandboxParam: "id",
         summary: "Write a file (raw body); parent directories are created",
         tags: ["files"],
         query: writeFileQuerySchema,
@@ -49,6 +50,7 @@ export function fileRoutes(app: FastifyInstance, authenticate: Authenticate, fil
     {
       method: "GET",
       url: "/v1/sandboxes/{id}/files",
+      sandboxParam: "id",
       summary: "Read a file (raw bytes)",
       tags: ["files"],
       query: filePathQuerySchema,
@@ -70,6 +72,7 @@ export function fileRoutes(app: FastifyInstance, authenticate: Authenticate, fil
     {
       method: "GET",
       url: "/v1/sandboxes/{id}/files/list",
+      sandboxParam: "id",
       summary: "List a directory",
       tags: ["files"],
       query: filePathQuerySchema,
@@ -84,6 +87,7 @@ export function fileRoutes(app: FastifyInstance, authenticate: Authenticate, fil
     {
       method: "GET",
       url: "/v1/sandboxes/{id}/files/watch",
+      sandboxParam: "id",
       summary:
         "Stream changes under a directory as NDJSON (ready, then create, modify, delete, rename, chmod) " +
         "until the client disconnects",
@@ -109,6 +113,7 @@ export function fileRoutes(app: FastifyInstance, authenticate: Authenticate, fil
     {
       method: "DELETE",
       url: "/v1/sandboxes/{id}/files",
+      sandboxParam: "id",
       summary: "Remove a file or (recursive=true) a directory",
       tags: ["files"],
       query: removeFileQuerySchema,
@@ -127,6 +132,7 @@ export function fileRoutes(app: FastifyInstance, authenticate: Authenticate, fil
     {
       method: "POST",
       url: "/v1/sandboxes/{id}/files/mkdir",
+      sandboxParam: "id",
       summary: "Create a directory",
       tags: ["files"],
       body: mkdirRequestSchema,

@@ -27,6 +27,7 @@ export function metricsRoutes(
     {
       method: "GET",
       url: "/v1/sandboxes/{id}/metrics",
+      sandboxParam: "id",
       summary:
         "A sandbox's resource use over the last 10 minutes: CPU, memory, disk, network and processes, one " +
         "sample per interval (SANDPIT_METRICS_INTERVAL_MS) while it runs",

@@ -62,6 +62,7 @@ export function portRoutes(
     {
       method: "GET",
       url: "/v1/sandboxes/{id}/ports",
+      sandboxParam: "id",
       summary: "Exposed ports and their URLs",
       tags: ["network"],
       responses: { 200: { description: "Ports", schema: listPortsResponseSchema } },
@@ -83,6 +84,7 @@ export function portRoutes(
     {
       method: "PUT",
       url: "/v1/sandboxes/{id}/network-policy",
+      sandboxParam: "id",
       summary: "Replace the egress policy of a running sandbox (applied at once, atomically)",
       tags: ["network"],
       body: networkPolicySchema,
@@ -106,18 +108,19 @@ export function portRoutes(
   traffic.onOtherPorts((request, reply, byHost) => proxy(request, reply, parseProxied(request.raw, byHost)!));
   traffic.onPath(
     (url) => PATH_PATTERN.test(url),
+    (req) => PATH_PATTERN.exec(req.url ?? "")?.[1],
     (request, reply) => proxy(request, reply, parseProxied(request.raw, undefined)!),
   );
 
-  onUpgrade(
-    app,
-    (req) => parseProxied(req, traffic.sandboxPortOf(req)) !== undefined,
-    (req, socket, head) => {
+  onUpgrade(app, {
+    claims: (req) => parseProxied(req, traffic.sandboxPortOf(req)) !== undefined,
+    sandboxOf: (req) => parseProxied(req, traffic.sandboxPortOf(req))?.sandboxId,
+    handle: (req, socket, head) => {
       const proxied = parseProxied(req, traffic.sandboxPortOf(req))!;
       ports.resolve(proxied.sandboxId, proxied.port, proxied.token).then(
         (target) => proxyUpgrade(req, socket, head, target, proxied.upstreamPath),
         (e: unknown) => rejectUpgrade(socket, e),
       );
     },
-  );
+  });
 }

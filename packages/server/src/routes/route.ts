@@ -25,6 +25,8 @@ export interface RouteDefinition<B extends z.ZodType | undefined, Q extends z.Zo
   responses: Record<number, ResponseDoc>;
   /** Public routes skip authentication. */
   public?: boolean;
+  /** The path parameter that holds a sandbox id: the node the sandbox lives on answers the route. */
+  sandboxParam?: string;
 }
 
 type Parsed<T> = T extends z.ZodType ? z.output<T> : undefined;
@@ -67,6 +69,7 @@ export function route<B extends z.ZodType | undefined, Q extends z.ZodType | und
   app.route({
     method: def.method,
     url: fastifyUrl,
+    config: { sandboxParam: def.sandboxParam },
     handler: async (request, reply) => {
       const org = def.public ? (undefined as unknown as OrgRecord) : await authenticate(request);
       if (def.body && request.body === undefined) {

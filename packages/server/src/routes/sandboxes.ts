@@ -86,6 +86,7 @@ export function sandboxRoutes(
     {
       method: "GET",
       url: "/v1/sandboxes/{id}",
+      sandboxParam: "id",
       summary: "Get a sandbox",
       tags: ["sandboxes"],
       responses: { 200: { description: "The sandbox", schema: sandboxSchema }, 404: { description: "Not found" } },
@@ -99,6 +100,7 @@ export function sandboxRoutes(
     {
       method: "PATCH",
       url: "/v1/sandboxes/{id}",
+      sandboxParam: "id",
       summary: "Change a sandbox's metadata (merge: a string sets a key, null removes it)",
       tags: ["sandboxes"],
       body: updateSandboxRequestSchema,
@@ -118,6 +120,7 @@ export function sandboxRoutes(
     {
       method: "DELETE",
       url: "/v1/sandboxes/{id}",
+      sandboxParam: "id",
       summary: "Destroy a sandbox (idempotent)",
       tags: ["sandboxes"],
       responses: { 204: { description: "Destroyed" }, 404: { description: "Not found" } },
@@ -135,6 +138,7 @@ export function sandboxRoutes(
     {
       method: "POST",
       url: "/v1/sandboxes/{id}/timeout",
+      sandboxParam: "id",
       summary: "Set a new expiry, timeoutMs from now (keepalive)",
       tags: ["sandboxes"],
       body: setTimeoutRequestSchema,
@@ -149,6 +153,7 @@ export function sandboxRoutes(
     {
       method: "POST",
       url: "/v1/sandboxes/{id}/pause",
+      sandboxParam: "id",
       summary: "Checkpoint memory and processes and stop the sandbox (status paused)",
       tags: ["lifecycle"],
       responses: { 200: { description: "The paused sandbox", schema: sandboxSchema }, 409: { description: "State" } },
@@ -163,6 +168,7 @@ export function sandboxRoutes(
       {
         method: "POST",
         url,
+        sandboxParam: "id",
         summary: "Resume a paused sandbox with its processes and memory as they were",
         tags: ["lifecycle"],
         responses: {

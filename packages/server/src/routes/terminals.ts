@@ -26,6 +26,7 @@ export function terminalRoutes(
     {
       method: "POST",
       url: "/v1/sandboxes/{id}/terminals",
+      sandboxParam: "id",
       summary:
         "Start a program (default: a login shell) on a new terminal; connect to it with a WebSocket at " +
         "/v1/sandboxes/{id}/terminals/{terminalId}",
@@ -45,6 +46,7 @@ export function terminalRoutes(
     {
       method: "GET",
       url: "/v1/sandboxes/{id}/terminals",
+      sandboxParam: "id",
       summary: "List the sandbox's terminals",
       tags: ["terminals"],
       responses: { 200: { description: "Terminals", schema: listTerminalsResponseSchema } },
@@ -58,6 +60,7 @@ export function terminalRoutes(
     {
       method: "GET",
       url: "/v1/sandboxes/{id}/terminals/{terminalId}",
+      sandboxParam: "id",
       summary:
         "A terminal. As a WebSocket (Upgrade; key in Authorization or ?access_token=): binary messages are " +
         'raw input and output; text messages {"type":"input","data"} and {"type":"resize","cols","rows"} from ' +
@@ -74,6 +77,7 @@ export function terminalRoutes(
     {
       method: "POST",
       url: "/v1/sandboxes/{id}/terminals/{terminalId}/input",
+      sandboxParam: "id",
       summary: "Send input to the terminal, as typed (text, or bytes as base64)",
       tags: ["terminals"],
       body: terminalInputSchema,
@@ -93,6 +97,7 @@ export function terminalRoutes(
     {
       method: "POST",
       url: "/v1/sandboxes/{id}/terminals/{terminalId}/resize",
+      sandboxParam: "id",
       summary: "Resize the terminal (the program gets SIGWINCH)",
       tags: ["terminals"],
       body: terminalSizeSchema,
@@ -107,6 +112,7 @@ export function terminalRoutes(
     {
       method: "DELETE",
       url: "/v1/sandboxes/{id}/terminals/{terminalId}",
+      sandboxParam: "id",
       summary: "End the terminal's program",
       tags: ["terminals"],
       responses: { 204: { description: "Ended" } },
@@ -119,10 +125,10 @@ export function terminalRoutes(
   );
 
   const sockets = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
-  onUpgrade(
-    app,
-    (req) => TERMINAL_SOCKET.test(req.url ?? ""),
-    (req, socket, head) => {
+  onUpgrade(app, {
+    claims: (req) => TERMINAL_SOCKET.test(req.url ?? ""),
+    sandboxOf: (req) => TERMINAL_SOCKET.exec(req.url ?? "")?.[1],
+    handle: (req, socket, head) => {
       const [, sandboxId, terminalId] = (req.url ?? "").match(TERMINAL_SOCKET) ?? [];
       const header = req.headers.authorization;
       const key = header?.startsWith("Bearer ")
@@ -139,5 +145,5 @@ export function terminalRoutes(
         })
         .catch((e: unknown) => rejectUpgrade(socket, e));
     },
-  );
+  });
 }

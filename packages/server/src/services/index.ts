@@ -1,4 +1,5 @@
 import type { NodeClient } from "../cluster/node-client.js";
+import type { NodeForwarder } from "../cluster/node-forwarder.js";
 import type { NodeMembership } from "../cluster/node-membership.js";
 import type { ImageService } from "../images/image-service.js";
 import type { EgressAudit } from "../network/egress-audit.js";
@@ -57,4 +58,6 @@ export interface AppServices {
   nodeClient: NodeClient;
   /** Sandboxes that change node: resumes elsewhere, drains. */
   moves: SandboxMoves;
+  /** Passes requests for sandboxes on other nodes to them, and checks those other nodes pass here. */
+  forwarder: NodeForwarder;
 }

@@ -164,13 +164,19 @@ export class TerminalService {
    * message and a normal close when the program ends. A new client replaces the previous one.
    */
   async attach(org: OrgRecord, sandboxId: string, terminalId: string, socket: WebSocket): Promise<void> {
+    // A client may type as soon as the socket opens, before the terminal is looked up: what it sends
+    // meanwhile is held and handled first, in order (a socket without a listener drops messages).
+    const early: [Buffer, boolean][] = [];
+    const hold = (data: Buffer, isBinary: boolean) => early.push([data, isBinary]);
+    socket.on("message", hold);
     const t = await this.state(org, sandboxId, terminalId);
+    socket.off("message", hold);
     t.socket?.close(4000, "another client attached");
     t.socket = socket;
     t.detachedAt = null;
     const abort = new AbortController();
     const send = (m: TerminalServerMessage) => socket.send(JSON.stringify(m));
-    socket.on("message", (data: Buffer, isBinary: boolean) => {
+    const onMessage = (data: Buffer, isBinary: boolean) => {
       if (isBinary) {
         this.write(t, data).catch((e: unknown) => send({ type: "error", code: "input_failed", message: String(e) }));
         return;
@@ -189,7 +195,9 @@ export class TerminalService {
       const m = message.data;
       const done = m.type === "input" ? this.write(t, Buffer.from(m.data)) : this.applySize(t, m.cols, m.rows);
       done.catch((e: unknown) => send({ type: "error", code: `${m.type}_failed`, message: String(e) }));
-    });
+    };
+    socket.on("message", onMessage);
+    for (const [data, isBinary] of early) onMessage(data, isBinary);
     socket.on("close", () => {
       abort.abort();
       if (t.socket === socket) {

@@ -132,20 +132,19 @@ export function registerEnvd(
     }
   }
 
+  const sandboxIdHeader = (req: http.IncomingMessage) => {
+    const header = req.headers["e2b-sandbox-id"];
+    return typeof header === "string" ? header : undefined;
+  };
   // Before routing: envd requests are streamed, any method, unparsed body.
   traffic.onPath(
     (url) =>
       url === ENVD_PATH_PREFIX || url.startsWith(`${ENVD_PATH_PREFIX}/`) || url.startsWith(`${ENVD_PATH_PREFIX}?`),
+    sandboxIdHeader,
     async (request, reply) => {
       const raw = request.raw;
       reply.hijack();
-      const header = raw.headers["e2b-sandbox-id"];
-      await handle(
-        raw,
-        reply.raw,
-        typeof header === "string" ? header : undefined,
-        (raw.url ?? "/").slice(ENVD_PATH_PREFIX.length) || "/",
-      );
+      await handle(raw, reply.raw, sandboxIdHeader(raw), (raw.url ?? "/").slice(ENVD_PATH_PREFIX.length) || "/");
     },
   );
   traffic.onPort(ENVD_PORT, async (request, reply, target) => {

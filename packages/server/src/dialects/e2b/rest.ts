@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
 import type { OrgRecord, SandboxRecord } from "../../domain/index.js";
 import { ApiError, toApiError } from "../../errors.js";
+import { forSandbox } from "../../http/sandbox-forwarding.js";
 import type { AppServices } from "../../services/index.js";
 import { type DialectContext, registerDialect, singleHeader } from "../dialect.js";
 import {
@@ -139,20 +140,20 @@ function routes({ app, services, authenticate, parse }: DialectContext<E2bRestSe
   app.get("/sandboxes", (request, reply) => list(request, reply, true));
   app.get("/v2/sandboxes", (request, reply) => list(request, reply, false));
 
-  app.get<{ Params: { id: string } }>("/sandboxes/:id", async (request) => {
+  app.get<{ Params: { id: string } }>("/sandboxes/:id", forSandbox("id"), async (request) => {
     const org = await authenticate(request);
     const record = await live(org, request.params.id);
     return sandboxDetailOf(record, domain, sandboxes.clientToken(record.id, "e2b-envd"));
   });
 
-  app.delete<{ Params: { id: string } }>("/sandboxes/:id", async (request, reply) => {
+  app.delete<{ Params: { id: string } }>("/sandboxes/:id", forSandbox("id"), async (request, reply) => {
     const org = await authenticate(request);
     await live(org, request.params.id);
     await sandboxes.destroy(org, request.params.id);
     reply.code(204);
   });
 
-  app.post<{ Params: { id: string } }>("/sandboxes/:id/timeout", async (request, reply) => {
+  app.post<{ Params: { id: string } }>("/sandboxes/:id/timeout", forSandbox("id"), async (request, reply) => {
     const org = await authenticate(request);
     const { timeout } = parse(timeoutBodySchema, request.body);
     await live(org, request.params.id);
@@ -160,7 +161,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<E2bRestSe
     reply.code(204);
   });
 
-  app.post<{ Params: { id: string } }>("/sandboxes/:id/refreshes", async (request, reply) => {
+  app.post<{ Params: { id: string } }>("/sandboxes/:id/refreshes", forSandbox("id"), async (request, reply) => {
     const org = await authenticate(request);
     const { duration } = parse(refreshBodySchema, request.body ?? {});
     const record = await live(org, request.params.id);
@@ -170,7 +171,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<E2bRestSe
     reply.code(204);
   });
 
-  app.post<{ Params: { id: string } }>("/sandboxes/:id/pause", async (request, reply) => {
+  app.post<{ Params: { id: string } }>("/sandboxes/:id/pause", forSandbox("id"), async (request, reply) => {
     const org = await authenticate(request);
     const record = await live(org, request.params.id);
     if (record.status === "paused" || record.status === "pausing") {
@@ -191,11 +192,11 @@ function routes({ app, services, authenticate, parse }: DialectContext<E2bRestSe
     reply.code(wasPaused ? 201 : 200);
     return sandboxOf(record, domain, sandboxes.clientToken(record.id, "e2b-envd"));
   };
-  app.post("/sandboxes/:id/connect", connect);
-  app.post("/v2/sandboxes/:id/connect", connect);
-  app.post("/sandboxes/:id/resume", connect);
+  app.post("/sandboxes/:id/connect", forSandbox("id"), connect);
+  app.post("/v2/sandboxes/:id/connect", forSandbox("id"), connect);
+  app.post("/sandboxes/:id/resume", forSandbox("id"), connect);
 
-  app.put<{ Params: { id: string } }>("/sandboxes/:id/network", async (request, reply) => {
+  app.put<{ Params: { id: string } }>("/sandboxes/:id/network", forSandbox("id"), async (request, reply) => {
     const org = await authenticate(request);
     const body = parse(
       z.object({ allowOut: z.array(z.string()).optional(), denyOut: z.array(z.string()).optional() }).passthrough(),
@@ -212,7 +213,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<E2bRestSe
     reply.code(204);
   });
 
-  app.post<{ Params: { id: string } }>("/sandboxes/:id/snapshots", async (request, reply) => {
+  app.post<{ Params: { id: string } }>("/sandboxes/:id/snapshots", forSandbox("id"), async (request, reply) => {
     const org = await authenticate(request);
     const { name } = parse(snapshotBodySchema, request.body ?? {});
     await live(org, request.params.id);
@@ -221,7 +222,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<E2bRestSe
     return { snapshotID: snapshot.id, names: [snapshot.name ?? snapshot.id] };
   });
 
-  app.get<{ Params: { id: string } }>("/sandboxes/:id/metrics", async (request) => {
+  app.get<{ Params: { id: string } }>("/sandboxes/:id/metrics", forSandbox("id"), async (request) => {
     const org = await authenticate(request);
     const { start, end } = parse(metricsQuerySchema, request.query, "query");
     const record = await live(org, request.params.id);
@@ -235,7 +236,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<E2bRestSe
   });
 
   /** Forks succeed or fail one by one: each entry carries the sandbox or the error that stopped it. */
-  app.post<{ Params: { id: string } }>("/sandboxes/:id/fork", async (request, reply) => {
+  app.post<{ Params: { id: string } }>("/sandboxes/:id/fork", forSandbox("id"), async (request, reply) => {
     const org = await authenticate(request);
     const { count, timeout } = parse(forkBodySchema, request.body ?? {});
     await live(org, request.params.id);

@@ -1,6 +1,7 @@
 import { createSandboxRequestSchema } from "@sandpit/contract";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { z } from "zod";
+import { forSandbox } from "../../http/sandbox-forwarding.js";
 import type { AppServices } from "../../services/index.js";
 import { bearerToken, type DialectContext, type DialectServices, registerDialect, singleHeader } from "../dialect.js";
 import {
@@ -76,23 +77,23 @@ function routes(
     return pageOf(records, query);
   });
 
-  app.get("/v1/sandbox/:id", async (request: WithId) => {
+  app.get("/v1/sandbox/:id", forSandbox("id"), async (request: WithId) => {
     const org = await authenticate(request);
     return sandboxOf(await sandboxes.get(org, request.params.id));
   });
 
-  app.delete("/v1/sandbox/:id", async (request: WithId) => {
+  app.delete("/v1/sandbox/:id", forSandbox("id"), async (request: WithId) => {
     const org = await authenticate(request);
     await sandboxes.destroy(org, request.params.id);
     return { message: `Sandbox ${request.params.id} deleted` };
   });
 
-  app.post("/v1/sandbox/:id/pause", async (request: WithId) => {
+  app.post("/v1/sandbox/:id/pause", forSandbox("id"), async (request: WithId) => {
     const org = await authenticate(request);
     return sandboxOf(await sandboxes.pause(org, request.params.id));
   });
 
-  app.post("/v1/sandbox/:id/resume", async (request: WithId) => {
+  app.post("/v1/sandbox/:id/resume", forSandbox("id"), async (request: WithId) => {
     const org = await authenticate(request);
     return sandboxOf(await sandboxes.resume(org, request.params.id));
   });

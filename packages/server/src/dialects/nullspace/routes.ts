@@ -4,6 +4,7 @@ import type { OrgRecord } from "../../domain/index.js";
 import { ApiError } from "../../errors.js";
 import { claimIdempotencyKey } from "../../http/idempotency.js";
 import { proxyHttp } from "../../http/proxy.js";
+import { forSandbox } from "../../http/sandbox-forwarding.js";
 import type { AppServices } from "../../services/index.js";
 import type { VolumeService } from "../../services/volume-service.js";
 import { bearerToken, type DialectContext, type DialectServices, registerDialect, singleHeader } from "../dialect.js";
@@ -91,12 +92,12 @@ function routes({ app, services, authenticate, parse }: DialectContext<Nullspace
     return sandboxOf(record, { checkout, withTrafficToken: true });
   });
 
-  app.get<{ Params: { id: string } }>("/v1/sandboxes/:id", async (request) => {
+  app.get<{ Params: { id: string } }>("/v1/sandboxes/:id", forSandbox("id"), async (request) => {
     const org = await authenticate(request);
     return sandboxOf(await sandboxes.get(org, request.params.id));
   });
 
-  app.delete<{ Params: { id: string } }>("/v1/sandboxes/:id", async (request, reply) => {
+  app.delete<{ Params: { id: string } }>("/v1/sandboxes/:id", forSandbox("id"), async (request, reply) => {
     const org = await authenticate(request);
     await sandboxes.destroy(org, request.params.id);
     reply.code(204);
@@ -124,6 +125,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<Nullspace
     app.route<{ Params: { id: string; port: string } }>({
       method: [...ALL_METHODS],
       url,
+      ...forSandbox("id"),
       onRequest: proxy,
       handler: async () => undefined,
     });

@@ -1,6 +1,7 @@
 import { type NetworkPolicy, networkPolicySchema as sandpitPolicySchema } from "@sandpit/contract";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ApiError } from "../../errors.js";
+import { forSandbox } from "../../http/sandbox-forwarding.js";
 import type { AppServices } from "../../services/index.js";
 import { type DialectContext, type DialectServices, registerDialect } from "../dialect.js";
 import { execdErrorReply } from "./errors.js";
@@ -57,26 +58,26 @@ function routes({ app, services, parse }: DialectContext<EgressServices>) {
     return statusOf(networkPolicyOf(updated.networkPolicy));
   };
 
-  app.get("/:sandboxId/policy", async (request: WithSandbox) => {
+  app.get("/:sandboxId/policy", forSandbox("sandboxId"), async (request: WithSandbox) => {
     const { record } = await open(request);
     return statusOf(networkPolicyOf(record.networkPolicy));
   });
 
-  app.patch("/:sandboxId/policy", async (request: WithSandbox) => {
+  app.patch("/:sandboxId/policy", forSandbox("sandboxId"), async (request: WithSandbox) => {
     const rules = parse(patchRulesSchema, request.body);
     if (rules.length === 0) throw new ApiError("bad_request", "at least one rule is required");
     const { record } = await open(request);
     return apply(request, mergeRules(networkPolicyOf(record.networkPolicy), rules));
   });
 
-  app.delete("/:sandboxId/policy", async (request: WithSandbox) => {
+  app.delete("/:sandboxId/policy", forSandbox("sandboxId"), async (request: WithSandbox) => {
     const targets = new Set(parse(deleteRulesSchema, request.body).map((t) => t.toLowerCase()));
     const { record } = await open(request);
     const current = networkPolicyOf(record.networkPolicy);
     return apply(request, { ...current, egress: current.egress.filter((r) => !targets.has(r.target.toLowerCase())) });
   });
 
-  app.all("/:sandboxId/credential-vault*", async (request: WithSandbox) => {
+  app.all("/:sandboxId/credential-vault*", forSandbox("sandboxId"), async (request: WithSandbox) => {
     await open(request);
     throw new ApiError(
       "not_implemented",

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { ApiError } from "../../errors.js";
+import { forSandbox } from "../../http/sandbox-forwarding.js";
 import type { AppServices } from "../../services/index.js";
 import { type DialectContext, type DialectServices, registerDialect } from "../dialect.js";
 import { execdErrorReply } from "./errors.js";
@@ -58,7 +59,7 @@ function routes({ app, services, parse }: DialectContext<ExecdServices>) {
   // Uploads are streamed to the sandbox as they arrive: the body is read by the route, not parsed.
   app.addContentTypeParser("multipart/form-data", (_request, _payload, done) => done(null));
 
-  app.get("/:sandboxId/ping", async (request: WithSandbox, reply) => {
+  app.get("/:sandboxId/ping", forSandbox("sandboxId"), async (request: WithSandbox, reply) => {
     const access = await open(request);
     await services.sandboxes.checkAgent(access.org, access.record.id, 2000);
     return reply.code(200).type("text/plain").send("");
@@ -66,7 +67,7 @@ function routes({ app, services, parse }: DialectContext<ExecdServices>) {
 
   // ---- commands ----
 
-  app.post("/:sandboxId/command", async (request: WithSandbox, reply) => {
+  app.post("/:sandboxId/command", forSandbox("sandboxId"), async (request: WithSandbox, reply) => {
     const access = await open(request);
     const body = parse(runCommandSchema, request.body ?? {});
     if (body.background) {
@@ -77,41 +78,45 @@ function routes({ app, services, parse }: DialectContext<ExecdServices>) {
     await sendSse(request, reply, await commands.run(access, body, abort.signal), () => abort.abort());
   });
 
-  app.delete("/:sandboxId/command", async (request: WithSandbox, reply) => {
+  app.delete("/:sandboxId/command", forSandbox("sandboxId"), async (request: WithSandbox, reply) => {
     const access = await open(request);
     const { id } = parse(interruptQuerySchema, request.query, "query");
     await commands.interrupt(access, id);
     return reply.code(200).send();
   });
 
-  app.get("/:sandboxId/command/status/:id", async (request: WithSandbox<{ id: string }>) =>
+  app.get("/:sandboxId/command/status/:id", forSandbox("sandboxId"), async (request: WithSandbox<{ id: string }>) =>
     commands.status(await open(request), request.params.id),
   );
 
-  app.get("/:sandboxId/command/:id/logs", async (request: WithSandbox<{ id: string }>, reply) => {
-    const access = await open(request);
-    const { cursor } = parse(logsQuerySchema, request.query, "query");
-    const logs = await commands.logs(access, request.params.id, cursor);
-    return reply
-      .header("EXECD-COMMANDS-TAIL-CURSOR", String(logs.cursor))
-      .type("text/plain; charset=utf-8")
-      .send(logs.content);
-  });
+  app.get(
+    "/:sandboxId/command/:id/logs",
+    forSandbox("sandboxId"),
+    async (request: WithSandbox<{ id: string }>, reply) => {
+      const access = await open(request);
+      const { cursor } = parse(logsQuerySchema, request.query, "query");
+      const logs = await commands.logs(access, request.params.id, cursor);
+      return reply
+        .header("EXECD-COMMANDS-TAIL-CURSOR", String(logs.cursor))
+        .type("text/plain; charset=utf-8")
+        .send(logs.content);
+    },
+  );
 
   // ---- files ----
 
-  app.get("/:sandboxId/files/info", async (request: WithSandbox) => {
+  app.get("/:sandboxId/files/info", forSandbox("sandboxId"), async (request: WithSandbox) => {
     const access = await open(request);
     return files.info(access, parse(pathsQuerySchema, request.query, "query").path);
   });
 
-  app.delete("/:sandboxId/files", async (request: WithSandbox, reply) => {
+  app.delete("/:sandboxId/files", forSandbox("sandboxId"), async (request: WithSandbox, reply) => {
     const access = await open(request);
     await files.deleteFiles(access, parse(pathsQuerySchema, request.query, "query").path);
     return reply.code(200).send();
   });
 
-  app.post("/:sandboxId/files/upload", async (request: WithSandbox, reply) => {
+  app.post("/:sandboxId/files/upload", forSandbox("sandboxId"), async (request: WithSandbox, reply) => {
     const access = await open(request);
     if (!String(request.headers["content-type"] ?? "").startsWith("multipart/form-data")) {
       throw new ApiError("bad_request", "uploads are multipart/form-data: a metadata part, then its file part");
@@ -120,7 +125,7 @@ function routes({ app, services, parse }: DialectContext<ExecdServices>) {
     return reply.code(200).send();
   });
 
-  app.get("/:sandboxId/files/download", async (request: WithSandbox, reply) => {
+  app.get("/:sandboxId/files/download", forSandbox("sandboxId"), async (request: WithSandbox, reply) => {
     const access = await open(request);
     const q = parse(downloadQuerySchema, request.query, "query");
     const file = await files.download(access, q.path, {
@@ -149,26 +154,26 @@ function routes({ app, services, parse }: DialectContext<ExecdServices>) {
     return reply.send(file.body);
   });
 
-  app.post("/:sandboxId/files/mv", async (request: WithSandbox, reply) => {
+  app.post("/:sandboxId/files/mv", forSandbox("sandboxId"), async (request: WithSandbox, reply) => {
     const access = await open(request);
     await files.move(access, parse(moveFilesSchema, request.body));
     return reply.code(200).send();
   });
 
-  app.post("/:sandboxId/files/permissions", async (request: WithSandbox, reply) => {
+  app.post("/:sandboxId/files/permissions", forSandbox("sandboxId"), async (request: WithSandbox, reply) => {
     const access = await open(request);
     await files.setPermissions(access, parse(permissionsByPathSchema, request.body));
     return reply.code(200).send();
   });
 
-  app.post("/:sandboxId/files/replace", async (request: WithSandbox, reply) => {
+  app.post("/:sandboxId/files/replace", forSandbox("sandboxId"), async (request: WithSandbox, reply) => {
     const access = await open(request);
     const { verbose } = parse(replaceQuerySchema, request.query, "query");
     const counts = await files.replace(access, parse(replaceContentsSchema, request.body));
     return verbose === "true" ? counts : reply.code(200).send();
   });
 
-  app.get("/:sandboxId/files/search", async (request: WithSandbox) => {
+  app.get("/:sandboxId/files/search", forSandbox("sandboxId"), async (request: WithSandbox) => {
     const access = await open(request);
     const q = parse(searchQuerySchema, request.query, "query");
     return files.search(access, q.path, q.pattern);
@@ -176,19 +181,19 @@ function routes({ app, services, parse }: DialectContext<ExecdServices>) {
 
   // ---- directories ----
 
-  app.get("/:sandboxId/directories/list", async (request: WithSandbox) => {
+  app.get("/:sandboxId/directories/list", forSandbox("sandboxId"), async (request: WithSandbox) => {
     const access = await open(request);
     const q = parse(listDirectoryQuerySchema, request.query, "query");
     return files.listDirectory(access, q.path, q.depth);
   });
 
-  app.post("/:sandboxId/directories", async (request: WithSandbox, reply) => {
+  app.post("/:sandboxId/directories", forSandbox("sandboxId"), async (request: WithSandbox, reply) => {
     const access = await open(request);
     await files.makeDirectories(access, parse(permissionsByPathSchema, request.body));
     return reply.code(200).send();
   });
 
-  app.delete("/:sandboxId/directories", async (request: WithSandbox, reply) => {
+  app.delete("/:sandboxId/directories", forSandbox("sandboxId"), async (request: WithSandbox, reply) => {
     const access = await open(request);
     await files.deleteDirectories(access, parse(pathsQuerySchema, request.query, "query").path);
     return reply.code(200).send();
@@ -196,9 +201,11 @@ function routes({ app, services, parse }: DialectContext<ExecdServices>) {
 
   // ---- metrics ----
 
-  app.get("/:sandboxId/metrics", async (request: WithSandbox) => files.metrics(await open(request)));
+  app.get("/:sandboxId/metrics", forSandbox("sandboxId"), async (request: WithSandbox) =>
+    files.metrics(await open(request)),
+  );
 
-  app.get("/:sandboxId/metrics/watch", async (request: WithSandbox, reply) => {
+  app.get("/:sandboxId/metrics/watch", forSandbox("sandboxId"), async (request: WithSandbox, reply) => {
     const access = await open(request);
     const abort = new AbortController();
     async function* samples() {

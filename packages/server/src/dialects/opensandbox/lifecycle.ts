@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
 import type { OrgRecord, SandboxRecord } from "../../domain/index.js";
 import { ApiError } from "../../errors.js";
+import { forSandbox } from "../../http/sandbox-forwarding.js";
 import type { AppServices } from "../../services/index.js";
 import { type DialectContext, type DialectServices, registerDialect, singleHeader } from "../dialect.js";
 import { lifecycleErrorReply } from "./errors.js";
@@ -208,20 +209,20 @@ function routes({ app, services, authenticate, parse }: DialectContext<Lifecycle
     };
   });
 
-  app.get<{ Params: { id: string } }>("/v1/sandboxes/:id", async (request) => {
+  app.get<{ Params: { id: string } }>("/v1/sandboxes/:id", forSandbox("id"), async (request) => {
     const org = await authenticate(request);
     const record = await sandboxes.get(org, request.params.id);
     return sandboxOf(record, await entrypointOf(org, record));
   });
 
-  app.delete<{ Params: { id: string } }>("/v1/sandboxes/:id", async (request, reply) => {
+  app.delete<{ Params: { id: string } }>("/v1/sandboxes/:id", forSandbox("id"), async (request, reply) => {
     const org = await authenticate(request);
     await live(org, request.params.id);
     await sandboxes.destroy(org, request.params.id);
     reply.code(204);
   });
 
-  app.post<{ Params: { id: string } }>("/v1/sandboxes/:id/pause", async (request, reply) => {
+  app.post<{ Params: { id: string } }>("/v1/sandboxes/:id/pause", forSandbox("id"), async (request, reply) => {
     const org = await authenticate(request);
     const record = await live(org, request.params.id);
     if (record.status !== "running") {
@@ -234,7 +235,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<Lifecycle
     reply.code(202);
   });
 
-  app.post<{ Params: { id: string } }>("/v1/sandboxes/:id/resume", async (request, reply) => {
+  app.post<{ Params: { id: string } }>("/v1/sandboxes/:id/resume", forSandbox("id"), async (request, reply) => {
     const org = await authenticate(request);
     const record = await live(org, request.params.id);
     if (record.status !== "paused" && record.status !== "resuming") {
@@ -247,7 +248,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<Lifecycle
     reply.code(202);
   });
 
-  app.post<{ Params: { id: string } }>("/v1/sandboxes/:id/renew-expiration", async (request) => {
+  app.post<{ Params: { id: string } }>("/v1/sandboxes/:id/renew-expiration", forSandbox("id"), async (request) => {
     const org = await authenticate(request);
     const { expiresAt } = parse(renewExpirationSchema, request.body ?? {});
     const record = await live(org, request.params.id);
@@ -270,39 +271,43 @@ function routes({ app, services, authenticate, parse }: DialectContext<Lifecycle
     return { expiresAt: new Date(updated.expiresAt ?? target).toISOString() };
   });
 
-  app.get<{ Params: { id: string; port: string } }>("/v1/sandboxes/:id/endpoints/:port", async (request) => {
-    const org = await authenticate(request);
-    const port = parse(z.coerce.number().int().min(1).max(65_535), request.params.port, "query");
-    const q = parse(endpointQuerySchema, request.query, "query");
-    if (q.expires !== undefined) {
-      throw new ApiError("not_implemented", "signed endpoints (expires) are not supported: endpoints carry headers", {
-        field: "expires",
-      });
-    }
-    const record = await live(org, request.params.id);
-    const host = request.host;
-    if (port === EXECD_PORT) {
+  app.get<{ Params: { id: string; port: string } }>(
+    "/v1/sandboxes/:id/endpoints/:port",
+    forSandbox("id"),
+    async (request) => {
+      const org = await authenticate(request);
+      const port = parse(z.coerce.number().int().min(1).max(65_535), request.params.port, "query");
+      const q = parse(endpointQuerySchema, request.query, "query");
+      if (q.expires !== undefined) {
+        throw new ApiError("not_implemented", "signed endpoints (expires) are not supported: endpoints carry headers", {
+          field: "expires",
+        });
+      }
+      const record = await live(org, request.params.id);
+      const host = request.host;
+      if (port === EXECD_PORT) {
+        return {
+          endpoint: `${host}${EXECD_PREFIX}/${record.id}`,
+          headers: { "X-EXECD-ACCESS-TOKEN": sandboxes.clientToken(record.id, CLIENT_SERVICES.execd) },
+        };
+      }
+      if (port === EGRESS_PORT) {
+        return {
+          endpoint: `${host}${EGRESS_PREFIX}/${record.id}`,
+          headers: { "OPENSANDBOX-EGRESS-AUTH": sandboxes.clientToken(record.id, CLIENT_SERVICES.egress) },
+        };
+      }
+      if (!record.allPorts && !record.ports.includes(port)) {
+        throw new ApiError("not_found", `port ${port} of sandbox ${record.id} is not exposed`);
+      }
       return {
-        endpoint: `${host}${EXECD_PREFIX}/${record.id}`,
-        headers: { "X-EXECD-ACCESS-TOKEN": sandboxes.clientToken(record.id, CLIENT_SERVICES.execd) },
+        endpoint: `${host}/v1/sandboxes/${record.id}/ports/${port}`,
+        ...(record.publicPorts ? {} : { headers: { "X-Sandpit-Traffic-Token": record.trafficToken } }),
       };
-    }
-    if (port === EGRESS_PORT) {
-      return {
-        endpoint: `${host}${EGRESS_PREFIX}/${record.id}`,
-        headers: { "OPENSANDBOX-EGRESS-AUTH": sandboxes.clientToken(record.id, CLIENT_SERVICES.egress) },
-      };
-    }
-    if (!record.allPorts && !record.ports.includes(port)) {
-      throw new ApiError("not_found", `port ${port} of sandbox ${record.id} is not exposed`);
-    }
-    return {
-      endpoint: `${host}/v1/sandboxes/${record.id}/ports/${port}`,
-      ...(record.publicPorts ? {} : { headers: { "X-Sandpit-Traffic-Token": record.trafficToken } }),
-    };
-  });
+    },
+  );
 
-  app.patch<{ Params: { id: string } }>("/v1/sandboxes/:id/metadata", async (request) => {
+  app.patch<{ Params: { id: string } }>("/v1/sandboxes/:id/metadata", forSandbox("id"), async (request) => {
     const org = await authenticate(request);
     const patch = parse(patchMetadataSchema, request.body ?? {});
     await live(org, request.params.id);
@@ -312,7 +317,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<Lifecycle
 
   // ---- snapshots ----
 
-  app.post<{ Params: { id: string } }>("/v1/sandboxes/:id/snapshots", async (request, reply) => {
+  app.post<{ Params: { id: string } }>("/v1/sandboxes/:id/snapshots", forSandbox("id"), async (request, reply) => {
     const org = await authenticate(request);
     const { name } = parse(createSnapshotSchema, request.body ?? {});
     await live(org, request.params.id);

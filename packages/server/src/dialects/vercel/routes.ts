@@ -12,6 +12,7 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
 import type { OrgRecord, SandboxRecord } from "../../domain/index.js";
 import { ApiError } from "../../errors.js";
+import { forSandbox, forSandboxResolvedBy } from "../../http/sandbox-forwarding.js";
 import { sendNdjson } from "../../http/streaming.js";
 import { uploadBody } from "../../http/upload-limit.js";
 import { FRAMING_ALLOWANCE } from "../../lib/upload-budget.js";
@@ -178,6 +179,12 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
     return newest;
   }
 
+  /** Routes that take a sandbox's name are answered by the node its newest session lives on. */
+  const namedSandbox = forSandboxResolvedBy(async (request) => {
+    const { params, query } = request as Request;
+    return (await findByName(await authenticate(request), params.name, query.projectId))?.id;
+  });
+
   /** Brings back a stopped persistent sandbox; its session gets the sandbox's default timeout again. */
   async function resume(org: OrgRecord, record: SandboxRecord): Promise<SandboxRecord> {
     const resumed = await sandboxes.resume(org, record.id);
@@ -226,7 +233,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
     return { sandboxes: page.map(sandboxOf), pagination };
   });
 
-  app.get<Route>("/v2/sandboxes/:name", async (request) => {
+  app.get<Route>("/v2/sandboxes/:name", namedSandbox, async (request) => {
     const org = await authenticate(request);
     let record = await byName(org, request.params.name, request.query.projectId);
     let resumed = false;
@@ -237,7 +244,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
     return { sandbox: sandboxOf(record), session: sessionOf(record), routes: routesOf(request, record), resumed };
   });
 
-  app.patch<Route>("/v2/sandboxes/:name", async (request) => {
+  app.patch<Route>("/v2/sandboxes/:name", namedSandbox, async (request) => {
     const org = await authenticate(request);
     const body = parse(updateSandboxSchema, request.body ?? {});
     for (const field of Object.keys(body)) {
@@ -250,7 +257,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
     return { sandbox: sandboxOf(record), routes: routesOf(request, record) };
   });
 
-  app.delete<Route>("/v2/sandboxes/:name", async (request) => {
+  app.delete<Route>("/v2/sandboxes/:name", namedSandbox, async (request) => {
     const org = await authenticate(request);
     const record = await byName(org, request.params.name, request.query.projectId);
     const live = SANDBOX_ID_PATTERN.test(request.params.name)
@@ -280,7 +287,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
    * its own name, or its session id when none is given. It copies the source's settings; of the SDK's
    * overrides only `name` and `timeout` are taken.
    */
-  app.post<Route>("/v2/sandboxes/:name/fork", async (request) => {
+  app.post<Route>("/v2/sandboxes/:name/fork", namedSandbox, async (request) => {
     const org = await authenticate(request);
     const { name, timeout, ...overrides } = parse(forkSandboxSchema, request.body ?? {});
     for (const [field, value] of Object.entries(overrides)) {
@@ -335,13 +342,13 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
   ] as const) {
     const wrap = (r: SandboxRecord) => ({ [key]: sessionOf(r) });
 
-    app.get<Route>(base, async (request) => {
+    app.get<Route>(base, forSandbox("id"), async (request) => {
       const org = await authenticate(request);
       const record = await sandboxes.get(org, request.params.id);
       return { ...wrap(record), routes: routesOf(request, record) };
     });
 
-    app.post<Route>(`${base}/cmd`, async (request, reply) => {
+    app.post<Route>(`${base}/cmd`, forSandbox("id"), async (request, reply) => {
       const org = await authenticate(request);
       const body = parse(runCommandSchema, request.body ?? {});
       const record = await sandboxes.get(org, request.params.id);
@@ -364,7 +371,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
       return reply;
     });
 
-    app.get<Route>(`${base}/cmd/:cmdId`, async (request, reply) => {
+    app.get<Route>(`${base}/cmd/:cmdId`, forSandbox("id"), async (request, reply) => {
       const org = await authenticate(request);
       const { id, cmdId } = request.params;
       if (request.query.wait === "true") {
@@ -384,14 +391,14 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
       return { command };
     });
 
-    app.post<Route>(`${base}/cmd/:cmdId/kill`, async (request) => {
+    app.post<Route>(`${base}/cmd/:cmdId/kill`, forSandbox("id"), async (request) => {
       const org = await authenticate(request);
       const { signal } = parse(killCommandSchema, request.body ?? {});
       await exec.kill(org, request.params.id, request.params.cmdId, signal);
       return { command: commandOf(await exec.get(org, request.params.id, request.params.cmdId)) };
     });
 
-    app.get<Route>(`${base}/cmd/:cmdId/logs`, async (request, reply) => {
+    app.get<Route>(`${base}/cmd/:cmdId/logs`, forSandbox("id"), async (request, reply) => {
       const org = await authenticate(request);
       const { id, cmdId } = request.params;
       // Checked up front: the stream starts at once, since a command may be quiet for long.
@@ -403,7 +410,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
       return reply;
     });
 
-    app.post<Route>(`${base}/fs/mkdir`, async (request) => {
+    app.post<Route>(`${base}/fs/mkdir`, forSandbox("id"), async (request) => {
       const org = await authenticate(request);
       const body = parse(pathRequestSchema, request.body ?? {});
       const record = await sandboxes.get(org, request.params.id);
@@ -411,7 +418,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
       return {};
     });
 
-    app.post<Route>(`${base}/fs/read`, async (request, reply) => {
+    app.post<Route>(`${base}/fs/read`, forSandbox("id"), async (request, reply) => {
       const org = await authenticate(request);
       const body = parse(pathRequestSchema, request.body ?? {});
       const record = await sandboxes.get(org, request.params.id);
@@ -420,7 +427,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
       return reply.send(file.body);
     });
 
-    app.post<Route>(`${base}/fs/write`, async (request) => {
+    app.post<Route>(`${base}/fs/write`, forSandbox("id"), async (request) => {
       const org = await authenticate(request);
       if (!(request.body && typeof (request.body as Readable).pipe === "function")) {
         throw new ApiError(
@@ -444,7 +451,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
       return {};
     });
 
-    app.post<Route>(`${base}/stop`, async (request) => {
+    app.post<Route>(`${base}/stop`, forSandbox("id"), async (request) => {
       const org = await authenticate(request);
       const record = await sandboxes.get(org, request.params.id);
       // A persistent sandbox keeps its state for the next session; any other ends with its session.
@@ -454,7 +461,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
       return key === "session" ? { ...wrap(after), sandbox: sandboxOf(after) } : wrap(after);
     });
 
-    app.post<Route>(`${base}/extend-timeout`, async (request) => {
+    app.post<Route>(`${base}/extend-timeout`, forSandbox("id"), async (request) => {
       const org = await authenticate(request);
       const { duration } = parse(extendTimeoutSchema, request.body ?? {});
       const record = await sandboxes.get(org, request.params.id);
@@ -470,13 +477,13 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
       return wrap(await sandboxes.setTimeout(org, record.id, Math.max(timeoutMs, limits.timeoutMs.min)));
     });
 
-    app.post<Route>(`${base}/network-policy`, async (request) => {
+    app.post<Route>(`${base}/network-policy`, forSandbox("id"), async (request) => {
       const org = await authenticate(request);
       const record = await sandboxes.get(org, request.params.id);
       return wrap(await setPolicy(org, record.id, request.body ?? {}));
     });
 
-    app.post<Route>(`${base}/snapshot`, async (request) => {
+    app.post<Route>(`${base}/snapshot`, forSandbox("id"), async (request) => {
       const org = await authenticate(request);
       const body = parse(createSnapshotSchema, request.body ?? {});
       if (body.expiration !== undefined && body.expiration !== 0) {
@@ -491,7 +498,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
       return { snapshot: snapshotOf(snapshot), ...wrap(await sandboxes.get(org, record.id)) };
     });
 
-    app.post<Route>(`${base}/interactive`, async (request) => {
+    app.post<Route>(`${base}/interactive`, forSandbox("id"), async (request) => {
       await authenticate(request);
       throw new ApiError(
         "not_implemented",

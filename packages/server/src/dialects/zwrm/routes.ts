@@ -2,6 +2,7 @@ import { createSandboxRequestSchema } from "@sandpit/contract";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { OrgRecord, SandboxRecord } from "../../domain/index.js";
 import { ApiError, notFound } from "../../errors.js";
+import { forSandbox } from "../../http/sandbox-forwarding.js";
 import { uploadBody, writeUpload } from "../../http/upload-limit.js";
 import type { AppServices } from "../../services/index.js";
 import { bearerToken, type DialectContext, type DialectServices, registerDialect, singleHeader } from "../dialect.js";
@@ -86,16 +87,16 @@ function routes({ app, services, authenticate, parse }: DialectContext<ZwrmServi
     return { sandboxes: records.map(sandboxOf) };
   });
 
-  app.get("/v1/sandboxes/:id", async (request: WithId) => sandboxOf((await owned(request)).record));
+  app.get("/v1/sandboxes/:id", forSandbox("id"), async (request: WithId) => sandboxOf((await owned(request)).record));
 
   // Idempotent: destroying a destroyed sandbox answers 204 again.
-  app.delete("/v1/sandboxes/:id", async (request: WithId, reply) => {
+  app.delete("/v1/sandboxes/:id", forSandbox("id"), async (request: WithId, reply) => {
     const { org, record } = await owned(request);
     if (record.status !== "destroyed") await sandboxes.destroy(org, record.id);
     reply.code(204);
   });
 
-  app.post("/v1/sandboxes/:id/keepalive", async (request: WithId) => {
+  app.post("/v1/sandboxes/:id/keepalive", forSandbox("id"), async (request: WithId) => {
     const { org, record } = await owned(request);
     const body = parse(keepaliveSchema, request.body);
     if (record.lifecycle !== "ephemeral") {
@@ -107,7 +108,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<ZwrmServi
     return sandboxOf(await sandboxes.setTimeout(org, record.id, body?.timeout ?? record.timeoutMs));
   });
 
-  app.post("/v1/sandboxes/:id/wake", async (request: WithId) => {
+  app.post("/v1/sandboxes/:id/wake", forSandbox("id"), async (request: WithId) => {
     const { org, record } = await owned(request);
     const woken = await sandboxes.resume(org, record.id);
     // Waking counts as activity: the idle timer starts again.
@@ -115,7 +116,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<ZwrmServi
     return sandboxOf(woken);
   });
 
-  app.post("/v1/sandboxes/:id/exec", async (request: WithId) => {
+  app.post("/v1/sandboxes/:id/exec", forSandbox("id"), async (request: WithId) => {
     const { org, record } = await owned(request);
     const body = parse(execSchema, request.body ?? {});
     const result = await exec.run(org, record.id, {
@@ -133,7 +134,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<ZwrmServi
     };
   });
 
-  app.get("/v1/sandboxes/:id/download", async (request: WithId, reply) => {
+  app.get("/v1/sandboxes/:id/download", forSandbox("id"), async (request: WithId, reply) => {
     const { org, record } = await owned(request);
     const file = await files.read(org, record.id, filePath(request));
     reply.header("content-type", "application/octet-stream").header("content-length", file.size);
@@ -154,7 +155,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<ZwrmServi
       await writeUpload(body, (b) => files.write(org, record.id, path, b, size));
       reply.code(204);
     };
-    scope.post("/v1/sandboxes/:id/upload", upload);
-    scope.put("/v1/sandboxes/:id/upload", upload);
+    scope.post("/v1/sandboxes/:id/upload", forSandbox("id"), upload);
+    scope.put("/v1/sandboxes/:id/upload", forSandbox("id"), upload);
   });
 }
