@@ -29,7 +29,7 @@ const nodeById = (id: string) => cluster.nodes.find((n) => n.nodeId === id)!;
 /** A running sandbox on `node` with the memory keeper counting and a file on its disk. */
 async function sandboxWithState(node: TestNode) {
   const api = apiClient(node);
-  const sandbox = await api.createSandbox({ timeoutMs: 600_000 });
+  const sandbox = await api.createSandbox({ timeoutMs: 600_000, placement: { node: node.nodeId } });
   expect(sandbox.node).toBe(node.nodeId);
   await api.exec(sandbox.id, { command: "echo kept-on-disk > /root/marker.txt && sync" });
   const keeper = await startKeeper(api, sandbox.id);
@@ -103,7 +103,7 @@ describe("moves between nodes", () => {
     expect(existsSync(path.join(cluster.sharedDir, "snapshots", snap.body.id))).toBe(true);
 
     const onC = apiClient(c);
-    const child = await onC.createSandbox({ snapshotId: snap.body.id });
+    const child = await onC.createSandbox({ snapshotId: snap.body.id, placement: { node: c.nodeId } });
     expect(child.node).toBe(c.nodeId);
     const state = await keeperState(onC, child.id);
     expect(state.token).toBe(keeper.token);
@@ -116,7 +116,7 @@ describe("moves between nodes", () => {
   it("a sandbox paused on a node that then dies resumes through another node and continues", async () => {
     const [a, b] = cluster.nodes as [TestNode, TestNode, TestNode];
     // Another paused sandbox of node A, made first: its slot on A is the one the moved sandbox gets on B.
-    const other = await apiClient(a).createSandbox({});
+    const other = await apiClient(a).createSandbox({ placement: { node: a.nodeId } });
     expect((await apiClient(a).post(`/v1/sandboxes/${other.id}/pause`)).status).toBe(200);
     const { sandbox, keeper, api } = await sandboxWithState(a);
     const paused = await api.post<SandboxBody>(`/v1/sandboxes/${sandbox.id}/pause`);

@@ -24,7 +24,9 @@ describe("nodes of a cluster", () => {
     );
     expect(nodes.map((n) => [n.id, n.url, n.state])).toEqual(cluster.nodes.map((n) => [n.nodeId, n.url, "ready"]));
 
-    const created = await Promise.all(cluster.nodes.map((node) => apiClient(node).createSandbox({})));
+    const created = await Promise.all(
+      cluster.nodes.map((node) => apiClient(node).createSandbox({ placement: { node: node.nodeId } })),
+    );
     expect(created.map((s) => s.node)).toEqual(cluster.nodes.map((n) => n.nodeId));
     const rows = await query<{ id: string; node_id: string; net_index: number }>(
       "SELECT id, node_id, net_index FROM sandboxes WHERE id = ANY($1) ORDER BY node_id",

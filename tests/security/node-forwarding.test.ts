@@ -17,7 +17,7 @@ let sandbox: SandboxBody;
 beforeAll(async () => {
   cluster = await startCluster(2);
   [a, b] = cluster.nodes as [TestNode, TestNode];
-  sandbox = await apiClient(a).createSandbox({});
+  sandbox = await apiClient(a).createSandbox({ placement: { node: a.nodeId } });
   expect(sandbox.node).toBe(a.nodeId);
 }, 300_000);
 

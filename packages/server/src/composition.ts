@@ -226,7 +226,14 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
     config.cluster.secret ?? (await store.sharedKey("node-auth", randomBytes(32))).toString("hex"),
   );
   const placer = new SandboxPlacer(store, nodeClient, config.cluster.overcommit, logger);
-  const warmPools = new WarmPoolService(store, sandboxes, placer, logger, serverMetrics);
+  const warmPools = new WarmPoolService(
+    store,
+    sandboxes,
+    placer,
+    logger,
+    serverMetrics,
+    config.cluster.sharedDir !== undefined,
+  );
   await warmPools.init(config.warmPools);
   const exec: ExecService = new ExecService(sandboxes, store, config.maxOutputBytes, serverMetrics);
   const terminals = new TerminalService(sandboxes, exec, logger);

@@ -61,6 +61,8 @@ export class WarmPoolService {
     private readonly placer: SandboxPlacer,
     private readonly log: FastifyBaseLogger,
     private readonly metrics?: ServerMetrics,
+    /** Snapshots are on storage every node reaches (SANDPIT_SHARED_DIR): a child may start on any node. */
+    private readonly sharedSnapshots = false,
   ) {}
 
   /** Registers the pools from the configuration (they are kept in the database with admin-made ones). */
@@ -139,12 +141,13 @@ export class WarmPoolService {
     const snapshotId = this.sandboxes.snapshotIdOf(params);
     const snapshot = snapshotId ? await this.store.getSnapshot(snapshotId) : undefined;
     const ownSnapshot = snapshot?.orgId === org.id ? snapshot : undefined;
-    // Snapshots and volumes are kept in the data directory of the node that made them.
-    const pinned = ownSnapshot
-      ? { node: ownSnapshot.nodeId ?? this.store.nodeId, why: `snapshot ${ownSnapshot.id} is kept on its node` }
-      : params.volumes.length > 0
-        ? { node: this.store.nodeId, why: "volumes are mounted from the node the create arrives at" }
-        : undefined;
+    // Volumes, and snapshots without shared storage, are kept in the data directory of the node that made them.
+    const pinned =
+      ownSnapshot && !this.sharedSnapshots
+        ? { node: ownSnapshot.nodeId ?? this.store.nodeId, why: `snapshot ${ownSnapshot.id} is kept on its node` }
+        : params.volumes.length > 0
+          ? { node: this.store.nodeId, why: "volumes are mounted from the node the create arrives at" }
+          : undefined;
     const asked = params.placement?.node;
     if (pinned && asked !== undefined && asked !== pinned.node) {
       const message = `${pinned.why} (${pinned.node})`;
