@@ -9,6 +9,7 @@ import type { ExecService } from "./exec-service.js";
 import type { FileService } from "./file-service.js";
 import type { IdempotencyService } from "./idempotency-service.js";
 import type { MetricsSampler } from "./metrics-sampler.js";
+import type { NodeService } from "./node-service.js";
 import type { PortService } from "./port-service.js";
 import type { QuotaService } from "./quota-service.js";
 import type { SandboxService } from "./sandbox-service.js";
@@ -54,4 +55,6 @@ export interface AppServices {
   membership: NodeMembership;
   /** Signed requests between nodes (internal calls, forwarded requests) and their check. */
   nodeClient: NodeClient;
+  /** The cluster's nodes for operators: list, drain, undrain. */
+  nodes: NodeService;
 }

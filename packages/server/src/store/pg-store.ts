@@ -9,6 +9,7 @@ import type {
   EventFilter,
   EventRecord,
   IdempotencyRecord,
+  NodeLoad,
   NodeRecord,
   OrgQuota,
   OrgRecord,
@@ -19,7 +20,13 @@ import type {
   WarmPoolRecord,
   WebhookRecord,
 } from "../domain/index.js";
-import { VolumeMissingError, VolumeNameTakenError } from "../domain/index.js";
+import {
+  NODE_BOUND_STATUSES,
+  NODE_LOST_REASON,
+  NodeFencedError,
+  VolumeMissingError,
+  VolumeNameTakenError,
+} from "../domain/index.js";
 import {
   checkoutEvent,
   type EventDraft,
@@ -54,8 +61,11 @@ import {
   type IdempotencyRow,
   idempotencyFromRow,
   lowestFreeSlot,
+  type NodeLoadRow,
   type NodeRow,
   nodeFromRow,
+  nodeLoadSql,
+  nodeLoadsFromRows,
   nodeRegistrationValues,
   type OrgRow,
   orgByKeySql,
@@ -76,7 +86,7 @@ import {
   type VolumeRow,
   volumeFromRow,
 } from "./sql-rows.js";
-import type { NodeRegistration, SandboxFilter, SandboxPatch, Store } from "./store.js";
+import type { LostNode, NodeRegistration, SandboxFilter, SandboxPatch, Store } from "./store.js";
 
 /**
  * Schema versions, applied in order; `sandpit_migrations` records which ran. The tables and columns are
@@ -134,6 +144,7 @@ const migrations = [
      lease_expires_at BIGINT NOT NULL, capacity_json JSONB NOT NULL, labels_json JSONB NOT NULL,
      version TEXT NOT NULL, started_at BIGINT NOT NULL, heartbeat_at BIGINT NOT NULL);
    CREATE TABLE shared_keys (name TEXT PRIMARY KEY, key BYTEA NOT NULL);`,
+  `CREATE TABLE cluster_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL);`,
 ];
 
 /** The database's clock in ms: leases are judged by one clock, whatever the nodes' clocks say. */
@@ -158,6 +169,8 @@ export interface PgStoreOptions {
 /** The store in a PostgreSQL database (`SANDPIT_DATABASE_URL`), with the same semantics as the SQLite store. */
 export class PgStore implements Store {
   private readonly events: PgEvents;
+  /** The lease epoch this node's writes about its sandboxes carry (see `fence`); none before it registered. */
+  private epoch: number | undefined;
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -228,6 +241,35 @@ export class PgStore implements Store {
     return row && nodeFromRow(row);
   }
 
+  fence(epoch: number): void {
+    this.epoch = epoch;
+  }
+
+  /**
+   * The condition a write about a sandbox carries once the store is fenced: the sandbox is not this node's,
+   * or this node still holds the lease of its epoch (not lost, not run out by the database's clock). It is
+   * part of the write's own statement, so no state change of the node can come between check and write.
+   */
+  private leaseCondition(nodeColumn: string): { sql: string; values: unknown[] } {
+    if (this.epoch === undefined) return { sql: "TRUE", values: [] };
+    return {
+      sql: `(${nodeColumn} <> ? OR EXISTS (SELECT 1 FROM nodes WHERE id = ? AND epoch = ? AND state <> 'lost'
+        AND lease_expires_at > ${DB_NOW}))`,
+      values: [this.nodeId, this.nodeId, this.epoch],
+    };
+  }
+
+  /** Throws NodeFencedError unless this node holds its lease (for a transaction that writes a new row). */
+  private async assertLeaseHeld(tx: pg.PoolClient): Promise<void> {
+    const lease = this.leaseCondition("?::text");
+    if (lease.values.length === 0) return;
+    if (!(await first(tx, `SELECT 1 AS held WHERE ${lease.sql}`, [this.nodeId, ...lease.values]))) throw this.fenced();
+  }
+
+  private fenced(): NodeFencedError {
+    return new NodeFencedError(this.nodeId, this.epoch ?? 0);
+  }
+
   async getNode(id: string): Promise<NodeRecord | undefined> {
     const row = await first<NodeRow>(this.pool, "SELECT * FROM nodes WHERE id = ?", [id]);
     return row && nodeFromRow(row);
@@ -237,9 +279,74 @@ export class PgStore implements Store {
     return (await all<NodeRow>(this.pool, "SELECT * FROM nodes ORDER BY id")).map(nodeFromRow);
   }
 
-  async setNodeState(id: string, state: NodeRecord["state"]): Promise<NodeRecord | undefined> {
-    const row = await first<NodeRow>(this.pool, "UPDATE nodes SET state = ? WHERE id = ? RETURNING *", [state, id]);
+  async setNodeState(
+    id: string,
+    state: NodeRecord["state"],
+    onlyIf?: NodeRecord["state"][],
+  ): Promise<NodeRecord | undefined> {
+    const row = await first<NodeRow>(
+      this.pool,
+      `UPDATE nodes SET state = ? WHERE id = ?${onlyIf ? " AND state = ANY(?)" : ""} RETURNING *`,
+      onlyIf ? [state, id, onlyIf] : [state, id],
+    );
     return row && nodeFromRow(row);
+  }
+
+  async nodeLoads(): Promise<NodeLoad[]> {
+    return nodeLoadsFromRows(await all<NodeLoadRow>(this.pool, nodeLoadSql));
+  }
+
+  async declareLostNodes(graceMs: number): Promise<LostNode[]> {
+    return this.withEvents(async (tx) => {
+      const nodes = await all<NodeRow>(
+        tx,
+        `UPDATE nodes SET state = 'lost' WHERE id <> ? AND state <> 'lost' AND lease_expires_at < ${DB_NOW} - ?
+         RETURNING *`,
+        [this.nodeId, graceMs],
+      );
+      const lost: LostNode[] = [];
+      const events: EventDraft[] = [];
+      const at = Date.now();
+      for (const node of nodes.map(nodeFromRow)) {
+        const before = await all<SandboxRow>(
+          tx,
+          "SELECT * FROM sandboxes WHERE node_id = ? AND status = ANY(?) ORDER BY id FOR UPDATE",
+          [node.id, NODE_BOUND_STATUSES],
+        );
+        const after = await all<SandboxRow>(
+          tx,
+          `UPDATE sandboxes SET status = 'error', reason = ?, net_index = NULL WHERE node_id = ? AND status = ANY(?)
+           RETURNING *`,
+          [NODE_LOST_REASON, node.id, NODE_BOUND_STATUSES],
+        );
+        const ids = after.map((r) => r.id);
+        await run(
+          tx,
+          "UPDATE commands SET status = 'lost', finished_at = ? WHERE sandbox_id = ANY(?) AND status = 'running'",
+          [at, ids],
+        );
+        for (const a of after.map(sandboxFromRow)) {
+          const b = before.find((r) => r.id === a.id);
+          if (b) events.push(...sandboxTransitionEvents(sandboxFromRow(b), a, at, NODE_LOST_REASON));
+        }
+        lost.push({ node, sandboxIds: ids.sort() });
+      }
+      return { result: lost, events };
+    });
+  }
+
+  async holdClusterLease(name: string, ttlMs: number): Promise<boolean> {
+    // Only a node that holds its own lease may hold a cluster lease: a lost or stalled one gives it up.
+    const row = await first<{ holder: string }>(
+      this.pool,
+      `INSERT INTO cluster_leases AS l (name, holder, expires_at) VALUES (?, ?, ${DB_NOW} + ?)
+       ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+       WHERE (l.holder = excluded.holder OR l.expires_at < ${DB_NOW})
+         AND EXISTS (SELECT 1 FROM nodes WHERE id = excluded.holder AND state <> 'lost' AND lease_expires_at > ${DB_NOW})
+       RETURNING holder`,
+      [name, this.nodeId, ttlMs],
+    );
+    return row?.holder === this.nodeId;
   }
 
   async sandboxOwner(sandboxId: string): Promise<SandboxOwner | undefined> {
@@ -291,6 +398,8 @@ export class PgStore implements Store {
     quota: OrgQuota,
   ): Promise<SandboxRecord> {
     return this.transaction(async (tx) => {
+      // A node whose lease ran out places nothing on itself: the cluster may be declaring it lost.
+      await this.assertLeaseHeld(tx);
       await this.checkQuota(tx, record.orgId, quota, record.vcpus, record.memoryMb);
       for (const mount of record.volumes) {
         // FOR SHARE: a delete of the volume (FOR UPDATE) waits for this create, and then sees its sandbox.
@@ -373,16 +482,19 @@ export class PgStore implements Store {
     const set = setClause(patch, sandboxColumns);
     const condition = onlyIf?.length ? " AND status = ANY(?)" : "";
     const conditionValues = onlyIf?.length ? [onlyIf] : [];
+    const lease = this.leaseCondition("node_id");
     // Every status change of every sandbox passes here: its lifecycle event is written with it.
     return this.withEvents(async (tx) => {
       const before = await first<SandboxRow>(tx, "SELECT * FROM sandboxes WHERE id = ? FOR UPDATE", [id]);
       const after = set.empty
         ? await first<SandboxRow>(tx, `SELECT * FROM sandboxes WHERE id = ?${condition}`, [id, ...conditionValues])
-        : await first<SandboxRow>(tx, `UPDATE sandboxes SET ${set.sql} WHERE id = ?${condition} RETURNING *`, [
-            ...set.values,
-            id,
-            ...conditionValues,
-          ]);
+        : await first<SandboxRow>(
+            tx,
+            `UPDATE sandboxes SET ${set.sql} WHERE id = ?${condition} AND ${lease.sql} RETURNING *`,
+            [...set.values, id, ...conditionValues, ...lease.values],
+          );
+      // The row is locked: when its status allowed the write and nothing was written, the lease refused it.
+      if (before && !after && !set.empty && (!onlyIf?.length || onlyIf.includes(before.status))) throw this.fenced();
       if (!before || !after) return { result: undefined, events: [] };
       const [b, a] = [sandboxFromRow(before), sandboxFromRow(after)];
       return { result: a, events: sandboxTransitionEvents(b, a, Date.now(), cause) };
@@ -497,12 +609,14 @@ export class PgStore implements Store {
       if (!row) return { result: undefined, events: [] };
       await this.checkQuota(tx, orgId, quota, row.vcpus, row.memory_mb);
       const set = setClause({ ...patch, orgId }, { ...sandboxColumns, orgId: "org_id" });
-      const taken = sandboxFromRow(
-        (await first<SandboxRow>(tx, `UPDATE sandboxes SET ${set.sql} WHERE id = ? RETURNING *`, [
-          ...set.values,
-          row.id,
-        ]))!,
+      const lease = this.leaseCondition("node_id");
+      const updated = await first<SandboxRow>(
+        tx,
+        `UPDATE sandboxes SET ${set.sql} WHERE id = ? AND ${lease.sql} RETURNING *`,
+        [...set.values, row.id, ...lease.values],
       );
+      if (!updated) throw this.fenced();
+      const taken = sandboxFromRow(updated);
       return { result: taken, events: [checkoutEvent(taken, poolId, Date.now())] };
     });
   }

@@ -8,6 +8,7 @@ import type {
   EventRecord,
   IdempotencyRecord,
   NodeCapacity,
+  NodeLoad,
   NodeRecord,
   OrgQuota,
   OrgRecord,
@@ -17,7 +18,7 @@ import type {
   WebhookDeliveryRecord,
   WebhookRecord,
 } from "../domain/index.js";
-import { QuotaExceededError } from "../domain/index.js";
+import { NODE_BOUND_STATUSES, QuotaExceededError } from "../domain/index.js";
 import type { EventDraft } from "../domain/lifecycle-events.js";
 import type { NodeRegistration, SandboxFilter, SandboxPatch } from "./store.js";
 
@@ -657,4 +658,33 @@ export function lowestFreeSlot(used: number[], max: number): number {
 /** Columns of a node's registration, in the order of `nodeUpsertSql`'s first placeholders. */
 export function nodeRegistrationValues(node: NodeRegistration): unknown[] {
   return [node.id, node.url, toJsonText(node.capacity), toJsonText(node.labels), node.version, node.startedAt];
+}
+
+/** Sandboxes per node and status, with what they hold: one row per node and status. */
+export const nodeLoadSql = `SELECT node_id, status, count(*) AS n, coalesce(sum(vcpus), 0) AS vcpus,
+  coalesce(sum(memory_mb), 0) AS memory_mb FROM sandboxes WHERE status <> 'destroyed' GROUP BY node_id, status`;
+
+export interface NodeLoadRow {
+  node_id: string;
+  status: SandboxStatus;
+  n: number;
+  vcpus: number;
+  memory_mb: number;
+}
+
+export function nodeLoadsFromRows(rows: NodeLoadRow[]): NodeLoad[] {
+  const loads = new Map<string, NodeLoad>();
+  for (const r of rows) {
+    let load = loads.get(r.node_id);
+    if (!load) {
+      load = { nodeId: r.node_id, sandboxes: {}, vcpus: 0, memoryMb: 0 };
+      loads.set(r.node_id, load);
+    }
+    load.sandboxes[r.status] = Number(r.n);
+    if (NODE_BOUND_STATUSES.includes(r.status)) {
+      load.vcpus += Number(r.vcpus);
+      load.memoryMb += Number(r.memory_mb);
+    }
+  }
+  return [...loads.values()].sort((a, b) => a.nodeId.localeCompare(b.nodeId));
 }

@@ -291,6 +291,8 @@ const CODES: Partial<Record<ApiError["code"], string>> = {
   not_implemented: "not_supported",
   internal: "internal_error",
   runtime_unavailable: "unavailable",
+  node_fenced: "unavailable",
+  database_unavailable: "unavailable",
 };
 
 /**

@@ -46,6 +46,8 @@ const LIFECYCLE_CODES: Partial<Record<ErrorCode, string>> = {
   not_implemented: "SANDBOX::API_NOT_SUPPORTED",
   internal: "SANDBOX::UNKNOWN_ERROR",
   runtime_unavailable: "SANDBOX::UNAVAILABLE",
+  node_fenced: "SANDBOX::UNAVAILABLE",
+  database_unavailable: "SANDBOX::UNAVAILABLE",
 };
 
 /**
