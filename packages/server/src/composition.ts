@@ -261,13 +261,14 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
   // leave the host before the node registers again (a new epoch) and picks up the rest.
   membership.onFenced = async () => {
     const removed = await supervisor.removeStrays();
-    logger.warn({ node: membership.nodeId, removed }, "fenced: removed the sandboxes the cluster wrote off");
+    logger.warn({ removed }, "fenced: removed the sandboxes the cluster wrote off");
     await membership.rejoin();
     await supervisor.reconcile().catch((e) => logger.error({ err: e }, "reconcile after rejoining failed"));
   };
   const clusterJobs = new ClusterJobs(
     store,
-    { nodeId: config.cluster.nodeId, leaseTtlMs: config.cluster.leaseTtlMs, lostGraceMs: LOST_NODE_GRACE_MS },
+    membership,
+    { leaseTtlMs: config.cluster.leaseTtlMs, lostGraceMs: LOST_NODE_GRACE_MS },
     [
       {
         name: "lost_nodes",
@@ -294,6 +295,7 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
     serverMetrics,
     logger,
   );
+  clusterJobs.start();
 
   return {
     services: {
@@ -333,6 +335,7 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
       if (own) void warmPools.refill();
     },
     async close() {
+      clusterJobs.stop();
       membership.leave();
       metricsSampler.stop();
       sandboxes.close();

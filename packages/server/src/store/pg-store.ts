@@ -336,15 +336,15 @@ export class PgStore implements Store {
   }
 
   async holdClusterLease(name: string, ttlMs: number): Promise<boolean> {
-    // Only a node that holds its own lease may hold a cluster lease: a lost or stalled one gives it up.
+    // Only a node that holds its own lease may hold a cluster lease: a lost or stalled one cannot keep it.
     const row = await first<{ holder: string }>(
       this.pool,
-      `INSERT INTO cluster_leases AS l (name, holder, expires_at) VALUES (?, ?, ${DB_NOW} + ?)
+      `INSERT INTO cluster_leases AS l (name, holder, expires_at)
+       SELECT ?, id, ${DB_NOW} + ? FROM nodes WHERE id = ? AND state <> 'lost' AND lease_expires_at > ${DB_NOW}
        ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-       WHERE (l.holder = excluded.holder OR l.expires_at < ${DB_NOW})
-         AND EXISTS (SELECT 1 FROM nodes WHERE id = excluded.holder AND state <> 'lost' AND lease_expires_at > ${DB_NOW})
+       WHERE l.holder = excluded.holder OR l.expires_at < ${DB_NOW}
        RETURNING holder`,
-      [name, this.nodeId, ttlMs],
+      [name, ttlMs, this.nodeId],
     );
     return row?.holder === this.nodeId;
   }
