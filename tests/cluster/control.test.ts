@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ApiResponse, apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
 import { startCluster, type TestCluster, type TestNode } from "../helpers/cluster.js";
 import { repoRoot } from "../helpers/paths.js";
+import { scrapeSample } from "../helpers/prometheus.js";
 import { startWebhookReceiver, type WebhookReceiver } from "../helpers/webhook-receiver.js";
 
 const ADMIN_KEY = `sp_admin_${randomBytes(16).toString("hex")}`;
@@ -39,18 +40,8 @@ async function nodesSeenBy(node: TestNode): Promise<ClusterNode[]> {
   return res.body.nodes;
 }
 
-/** One sample of a Prometheus metric (0 when the series is absent). */
-async function metric(node: TestNode, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = (await admin(node).get("/metrics")).body.toString();
-  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  for (const line of text.split("\n")) {
-    const match = /^([a-z_]+)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const have = (match[2] ?? "").split(",").filter(Boolean);
-    if (wanted.every((w) => have.includes(w)) && have.length === wanted.length) return Number(match[3]);
-  }
-  return 0;
-}
+const metric = (node: TestNode, name: string, labels: Record<string, string> = {}) =>
+  scrapeSample(node, ADMIN_KEY, name, labels);
 
 async function query<T>(sql: string, values: unknown[] = []): Promise<T[]> {
   const client = new pg.Client({ connectionString: cluster.databaseUrl });

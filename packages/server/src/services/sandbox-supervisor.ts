@@ -22,6 +22,7 @@ export class SandboxSupervisor {
 
   /** Expiry and liveness: runs every second. */
   async tick(): Promise<void> {
+    await this.failAbandonedCreates();
     const running = await this.store.sandboxesInStatus(["running"]);
     const t = now();
     await Promise.all(
@@ -41,6 +42,19 @@ export class SandboxSupervisor {
         }
       }),
     );
+  }
+
+  /**
+   * Creates that ended without recording how (the database was unreachable when the create failed, and
+   * the sandbox was removed from the host): they are recorded as failed, as a restart would.
+   */
+  private async failAbandonedCreates(): Promise<void> {
+    for (const s of await this.store.sandboxesInStatus(["creating"])) {
+      if (this.sandboxes.isCreating(s.id)) continue;
+      this.log.warn({ sandboxId: s.id }, "recording an abandoned create as failed");
+      await this.runtime.destroy(s.id, s.netIndex);
+      await this.store.updateSandbox(s.id, { status: "error", reason: "start_failed", netIndex: null }, ["creating"]);
+    }
   }
 
   /**

@@ -24,6 +24,7 @@ import {
   NODE_BOUND_STATUSES,
   NODE_LOST_REASON,
   NodeFencedError,
+  StoreUnavailableError,
   VolumeMissingError,
   VolumeNameTakenError,
 } from "../domain/index.js";
@@ -147,6 +148,9 @@ const migrations = [
   `CREATE TABLE cluster_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL);`,
 ];
 
+/** Statuses of a sandbox that still lives on its node (what reads during an outage may answer). */
+const LIVE_STATUSES: SandboxStatus[] = ["creating", "running", "pausing", "paused", "resuming"];
+
 /** The database's clock in ms: leases are judged by one clock, whatever the nodes' clocks say. */
 const DB_NOW = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
@@ -171,14 +175,46 @@ export class PgStore implements Store {
   private readonly events: PgEvents;
   /** The lease epoch this node's writes about its sandboxes carry (see `fence`); none before it registered. */
   private epoch: number | undefined;
+  /**
+   * This node's live sandboxes as last read or written here. While the database is unreachable, reads of
+   * them answer from it: this node is the one that changes them (nobody declares a node lost while the
+   * database is down), so running sandboxes keep serving what needs no write.
+   */
+  private readonly lastKnown = new Map<string, SandboxRecord>();
 
   private constructor(
     private readonly pool: pg.Pool,
     readonly nodeId: string,
     /** The connection that holds the node's lock (servers' stores). */
-    private readonly holder: pg.Client | undefined,
+    private holder: pg.Client | undefined,
+    private readonly url: string,
   ) {
     this.events = new PgEvents(pool);
+    this.keepHolding();
+  }
+
+  private closed = false;
+
+  /**
+   * The node's lock lives as long as its connection: when the database restarts, the connection ends and
+   * the lock with it. It is taken again, on a new connection, once the database is back.
+   */
+  private keepHolding() {
+    const held = this.holder;
+    held?.once("end", async () => {
+      while (!this.closed && this.holder === held) {
+        await new Promise((r) => setTimeout(r, 1000));
+        if (this.closed) return;
+        const again = await holdNode(this.url, this.nodeId, 0).catch(() => undefined);
+        if (!again) continue;
+        if (this.closed) {
+          await again.end().catch(() => undefined);
+          return;
+        }
+        this.holder = again;
+        this.keepHolding();
+      }
+    });
   }
 
   /** Connects, brings the schema up to date, and takes the node for this process when `holdNode`. */
@@ -191,7 +227,7 @@ export class PgStore implements Store {
       await migrate(pool);
       // Sandboxes of a database from before nodes existed belong to the first node that starts on it.
       await run(pool, "UPDATE sandboxes SET node_id = ? WHERE node_id = ''", [nodeId]);
-      return new PgStore(pool, nodeId, holder);
+      return new PgStore(pool, nodeId, holder, url);
     } catch (e) {
       await holder?.end().catch(() => undefined);
       await pool.end();
@@ -425,7 +461,7 @@ export class PgStore implements Store {
       const insert = sandboxInsert(full);
       await run(tx, insert.sql, insert.values);
       return full;
-    });
+    }).then((full) => this.remember(full));
   }
 
   /**
@@ -451,8 +487,22 @@ export class PgStore implements Store {
   }
 
   async getSandbox(id: string): Promise<SandboxRecord | undefined> {
-    const row = await first<SandboxRow>(this.pool, "SELECT * FROM sandboxes WHERE id = ?", [id]);
-    return row && sandboxFromRow(row);
+    try {
+      const row = await first<SandboxRow>(this.pool, "SELECT * FROM sandboxes WHERE id = ?", [id]);
+      if (!row) this.lastKnown.delete(id);
+      return row && this.remember(sandboxFromRow(row));
+    } catch (e) {
+      const known = this.lastKnown.get(id);
+      if (e instanceof StoreUnavailableError && known) return known;
+      throw e;
+    }
+  }
+
+  /** Keeps this node's live sandboxes for reads during an outage (see `lastKnown`). */
+  private remember(record: SandboxRecord): SandboxRecord {
+    if (record.nodeId === this.nodeId && LIVE_STATUSES.includes(record.status)) this.lastKnown.set(record.id, record);
+    else this.lastKnown.delete(record.id);
+    return record;
   }
 
   async listSandboxes(orgId: string, filter: SandboxFilter): Promise<SandboxRecord[]> {
@@ -498,7 +548,7 @@ export class PgStore implements Store {
       if (!before || !after) return { result: undefined, events: [] };
       const [b, a] = [sandboxFromRow(before), sandboxFromRow(after)];
       return { result: a, events: sandboxTransitionEvents(b, a, Date.now(), cause) };
-    });
+    }).then((updated) => updated && this.remember(updated));
   }
 
   async purgeDestroyed(before: number): Promise<number> {
@@ -618,7 +668,7 @@ export class PgStore implements Store {
       if (!updated) throw this.fenced();
       const taken = sandboxFromRow(updated);
       return { result: taken, events: [checkoutEvent(taken, poolId, Date.now())] };
-    });
+    }).then((taken) => taken && this.remember(taken));
   }
 
   async listWarmPools(): Promise<WarmPoolRecord[]> {
@@ -815,6 +865,7 @@ export class PgStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await this.holder?.end().catch(() => undefined);
     await this.pool.end();
   }
