@@ -1,9 +1,9 @@
 // Several `sandpit serve` processes on one PostgreSQL are nodes of one cluster: each registers, holds a
 // lease, and keeps its own sandboxes (own network slots, own supervision).
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { apiClient } from "../helpers/api.js";
 import { startCluster, type TestCluster } from "../helpers/cluster.js";
+import { queryDatabase } from "../helpers/postgres.js";
 
 let cluster: TestCluster;
 
@@ -15,15 +15,7 @@ afterAll(async () => {
   await cluster?.close();
 }, 120_000);
 
-async function query<T>(sql: string, values: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({ connectionString: cluster.databaseUrl });
-  await client.connect();
-  try {
-    return (await client.query(sql, values)).rows as T[];
-  } finally {
-    await client.end();
-  }
-}
+const query = <T>(sql: string, values: unknown[] = []) => queryDatabase<T>(cluster.databaseUrl, sql, values);
 
 describe("nodes of a cluster", () => {
   it("register with their URL and a lease, and each keeps the sandboxes created on it", async () => {

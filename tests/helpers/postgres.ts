@@ -114,3 +114,14 @@ export async function startPostgres(): Promise<TestPostgres> {
     },
   };
 }
+
+/** Reads (or writes) a database directly, as an operator would, on a connection of its own. */
+export async function queryDatabase<T>(url: string, sql: string, values: unknown[] = []): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query(sql, values)).rows as T[];
+  } finally {
+    await client.end();
+  }
+}

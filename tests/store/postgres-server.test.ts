@@ -1,9 +1,8 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { apiClient, type SandboxBody } from "../helpers/api.js";
-import { startPostgres, type TestPostgres } from "../helpers/postgres.js";
+import { queryDatabase, startPostgres, type TestPostgres } from "../helpers/postgres.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 
 let cluster: TestPostgres;
@@ -23,16 +22,7 @@ afterAll(async () => {
   await cluster?.close();
 });
 
-/** Reads the database directly, as an operator would. */
-async function query<T>(sql: string, values: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
-  try {
-    return (await client.query(sql, values)).rows as T[];
-  } finally {
-    await client.end();
-  }
-}
+const query = <T>(sql: string, values: unknown[] = []) => queryDatabase<T>(databaseUrl, sql, values);
 
 describe("a server on PostgreSQL", () => {
   it("keeps its sandboxes in the database, and picks them up again after kill -9", async () => {
