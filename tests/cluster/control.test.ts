@@ -2,15 +2,15 @@
 // cluster-wide jobs on one node, a killed node's sandboxes written off once (events and webhooks once),
 // and a node stopped past its lease fenced: its late writes refused, its written-off sandboxes removed,
 // then back as a ready node.
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import type { ClusterNode } from "@sandpit/contract";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ApiResponse, apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
-import { startCluster, type TestCluster, type TestNode } from "../helpers/cluster.js";
+import { containersOf, startCluster, type TestCluster, type TestNode } from "../helpers/cluster.js";
 import { repoRoot } from "../helpers/paths.js";
+import { queryDatabase } from "../helpers/postgres.js";
 import { scrapeSample } from "../helpers/prometheus.js";
 import { startWebhookReceiver, type WebhookReceiver } from "../helpers/webhook-receiver.js";
 
@@ -43,23 +43,7 @@ async function nodesSeenBy(node: TestNode): Promise<ClusterNode[]> {
 const metric = (node: TestNode, name: string, labels: Record<string, string> = {}) =>
   scrapeSample(node, ADMIN_KEY, name, labels);
 
-async function query<T>(sql: string, values: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({ connectionString: cluster.databaseUrl });
-  await client.connect();
-  try {
-    return (await client.query(sql, values)).rows as T[];
-  } finally {
-    await client.end();
-  }
-}
-
-/** The runsc containers on a node's host. */
-function containersOf(node: TestNode): string[] {
-  const out = execFileSync("runsc", [`--root=${path.join(node.dataDir, "runsc")}`, "list", "-quiet"], {
-    encoding: "utf8",
-  });
-  return out.split("\n").filter(Boolean);
-}
+const query = <T>(sql: string, values: unknown[] = []) => queryDatabase<T>(cluster.databaseUrl, sql, values);
 
 const statusVia = async (node: TestNode, id: string) =>
   (await apiClient(node).get<SandboxBody>(`/v1/sandboxes/${id}`)).body;

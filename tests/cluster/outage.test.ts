@@ -1,13 +1,12 @@
 // PostgreSQL stopped for 10 s under a two-node cluster, then started again: running sandboxes keep
 // answering what needs no write (exec, file reads), writes and creates answer a clear 503, creates in
 // flight end once (running, or failed and cleaned up), and the nodes reconnect — nobody is declared lost.
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ApiResponse, apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
-import { startCluster, type TestCluster, type TestNode } from "../helpers/cluster.js";
+import { containersOf, startCluster, type TestCluster, type TestNode } from "../helpers/cluster.js";
+import { queryDatabase } from "../helpers/postgres.js";
 import { scrapeSample } from "../helpers/prometheus.js";
 
 const ADMIN_KEY = `sp_admin_${randomBytes(16).toString("hex")}`;
@@ -21,15 +20,7 @@ afterAll(async () => {
   await cluster?.close();
 }, 120_000);
 
-async function query<T>(sql: string, values: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({ connectionString: cluster.databaseUrl });
-  await client.connect();
-  try {
-    return (await client.query(sql, values)).rows as T[];
-  } finally {
-    await client.end();
-  }
-}
+const query = <T>(sql: string, values: unknown[] = []) => queryDatabase<T>(cluster.databaseUrl, sql, values);
 
 const alive = (node: TestNode) => {
   try {
@@ -39,13 +30,6 @@ const alive = (node: TestNode) => {
     return false;
   }
 };
-
-function containersOf(node: TestNode): string[] {
-  const out = execFileSync("runsc", [`--root=${path.join(node.dataDir, "runsc")}`, "list", "-quiet"], {
-    encoding: "utf8",
-  });
-  return out.split("\n").filter(Boolean);
-}
 
 const OUTAGE_MS = 10_000;
 

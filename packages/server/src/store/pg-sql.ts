@@ -105,6 +105,13 @@ export async function inTransaction<T>(pool: pg.Pool, work: (tx: pg.PoolClient) 
     throw isConnectionError(e) ? new StoreUnavailableError(e) : e;
   });
   let broken: Error | undefined;
+  // The pool listens for errors of idle connections only: one that breaks while this transaction holds it
+  // (the database shut down between two statements) would otherwise be an unhandled 'error' event. The
+  // next statement fails on it, and the connection is dropped instead of going back to the pool.
+  const onError = (e: Error) => {
+    broken = e;
+  };
+  tx.on("error", onError);
   try {
     await query(tx, "BEGIN", []);
     const result = await work(tx);
@@ -117,6 +124,7 @@ export async function inTransaction<T>(pool: pg.Pool, work: (tx: pg.PoolClient) 
     });
     throw e;
   } finally {
+    tx.off("error", onError);
     tx.release(broken);
   }
 }
