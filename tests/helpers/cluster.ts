@@ -1,6 +1,8 @@
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { rm } from "node:fs/promises";
+import path from "node:path";
 import { startPostgres, type TestPostgres } from "./postgres.js";
 import { startTestServer, type TestServer } from "./server.js";
 
@@ -67,4 +69,12 @@ export async function startCluster(n: number, env: Record<string, string> = {}):
     throw e;
   }
   return cluster;
+}
+
+/** Ids of the runsc containers on a node's host (what it runs, whatever its database says). */
+export function containersOf(node: Pick<TestNode, "dataDir">): string[] {
+  const out = execFileSync("runsc", [`--root=${path.join(node.dataDir, "runsc")}`, "list", "-quiet"], {
+    encoding: "utf8",
+  });
+  return out.split("\n").filter(Boolean);
 }

@@ -9,6 +9,10 @@ export interface TestPostgres {
   dir: string;
   /** Creates an empty database and answers its URL. */
   createDatabase(name: string): Promise<string>;
+  /** Stops the postmaster (fast shutdown: clients' connections end), keeping the data: an outage. */
+  stop(): Promise<void>;
+  /** Starts it again on the same data, after `stop`. */
+  start(): Promise<void>;
   /** Stops the postmaster this helper started and removes the cluster. */
   close(): Promise<void>;
 }
@@ -47,6 +51,13 @@ async function stopPostmaster(dir: string) {
   if (existsSync(`/proc/${pid}`)) process.kill(pid, "SIGKILL");
 }
 
+function startPostmaster(dir: string) {
+  // No TCP at all; durability is not what these tests are about.
+  const options = `-c listen_addresses='' -k ${dir} -c fsync=off -c synchronous_commit=off -c full_page_writes=off`;
+  const data = path.join(dir, "data");
+  asPostgres([pgBin("pg_ctl"), "-D", data, "-l", path.join(dir, "log"), "-o", options, "-w", "start"]);
+}
+
 /** Clusters of test processes that died before their teardown. */
 async function removeAbandoned() {
   for (const name of readdirSync("/var/tmp")) {
@@ -73,9 +84,7 @@ export async function startPostgres(): Promise<TestPostgres> {
   chownSync(dir, uid, gid);
   try {
     asPostgres([pgBin("initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
-    // No TCP at all; durability is not what these tests are about.
-    const options = `-c listen_addresses='' -k ${dir} -c fsync=off -c synchronous_commit=off -c full_page_writes=off`;
-    asPostgres([pgBin("pg_ctl"), "-D", data, "-l", path.join(dir, "log"), "-o", options, "-w", "start"]);
+    startPostmaster(dir);
   } catch (e) {
     await stopPostmaster(dir);
     rmSync(dir, { recursive: true, force: true });
@@ -94,6 +103,10 @@ export async function startPostgres(): Promise<TestPostgres> {
         await admin.end();
       }
       return urlOf(name);
+    },
+    stop: () => stopPostmaster(dir),
+    async start() {
+      startPostmaster(dir);
     },
     async close() {
       await stopPostmaster(dir);

@@ -2,8 +2,6 @@
 // real HTTP receivers on loopback (SANDPIT_OUTBOUND_ALLOWED_HOSTS lets the server reach them).
 import { spawn } from "node:child_process";
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { Events, Webhooks } from "sandpit";
 import { afterAll, describe, expect, it } from "vitest";
@@ -11,6 +9,7 @@ import { apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers
 import { repoRoot, serverEntry } from "../helpers/paths.js";
 import type { TestServer } from "../helpers/server.js";
 import { useTestServer } from "../helpers/use-test-server.js";
+import { type ReceivedWebhook, startWebhookReceiver, type WebhookReceiver } from "../helpers/webhook-receiver.js";
 
 let server: TestServer;
 let api: ReturnType<typeof apiClient>;
@@ -102,42 +101,15 @@ async function openStream(query: string, headers: Record<string, string> = {}) {
   };
 }
 
-interface Received {
-  headers: IncomingHttpHeaders;
-  body: string;
-  answered: number;
-}
-
-/**
- * A webhook receiver on loopback. Request n is answered with `statuses[n]` (the last one for the rest);
- * `statuses` may be replaced while it runs.
- */
+/** Receivers of this file, closed after it. */
+const openReceivers: WebhookReceiver[] = [];
 async function startReceiver(initial: number[]) {
-  const receiver = { statuses: initial, received: [] as Received[], url: "" };
-  const server: Server = createServer((req, res) => {
-    let body = "";
-    req.on("data", (c: Buffer) => {
-      body += c.toString();
-    });
-    req.on("end", () => {
-      const { statuses, received } = receiver;
-      const answered = statuses[Math.min(received.length, statuses.length - 1)]!;
-      received.push({ headers: req.headers, body, answered });
-      res.writeHead(answered).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  openReceivers.push(server);
-  receiver.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+  const receiver = await startWebhookReceiver(initial);
+  openReceivers.push(receiver);
   return receiver;
 }
-
-const openReceivers: Server[] = [];
 afterAll(async () => {
-  for (const s of openReceivers) {
-    s.closeAllConnections();
-    await new Promise((r) => s.close(r));
-  }
+  for (const r of openReceivers) await r.close();
 });
 
 const otherOrgApi = async (name: string) => {
@@ -292,7 +264,7 @@ describe("the event stream", () => {
 });
 
 /** Checks X-Sandpit-Signature the way a receiver would: HMAC-SHA256 of "t.body" with the secret. */
-function verify(received: Received, secret: string) {
+function verify(received: ReceivedWebhook, secret: string) {
   const header = String(received.headers["x-sandpit-signature"]);
   const match = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(header);
   expect(match, header).not.toBeNull();

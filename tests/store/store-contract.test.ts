@@ -2,10 +2,12 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import path from "node:path";
 import type { SandboxStatus } from "@sandpit/contract";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type EventRecord,
   NoCapacityError,
+  NodeFencedError,
   QuotaExceededError,
   type SandboxRecord,
   type SnapshotRecord,
@@ -623,6 +625,44 @@ describe.each(backends)("$name store", (backend) => {
     }
   });
 
+  it("counts each node's sandboxes by status and what they hold, and changes a node's state only from the states given", async () => {
+    const loadOrg = (await store.ensureOrg("load-org")).id;
+    const before = (await store.nodeUsage()).find((l) => l.nodeId === store.nodeId);
+    const running = await store.insertSandbox(
+      sandbox(loadOrg, { status: "running", vcpus: 2, memoryMb: 512 }),
+      1000,
+      NO_QUOTA,
+      ANY_ROOM,
+    );
+    await store.insertSandbox(
+      sandbox(loadOrg, { status: "paused", vcpus: 4, memoryMb: 2048 }),
+      1000,
+      NO_QUOTA,
+      ANY_ROOM,
+    );
+    const after = (await store.nodeUsage()).find((l) => l.nodeId === store.nodeId)!;
+    expect((after.sandboxes.running ?? 0) - (before?.sandboxes.running ?? 0)).toBe(1);
+    expect((after.sandboxes.paused ?? 0) - (before?.sandboxes.paused ?? 0)).toBe(1);
+    // A paused sandbox holds no vCPUs or memory of the node.
+    expect(after.vcpus - (before?.vcpus ?? 0)).toBe(2);
+    expect(after.memoryMb - (before?.memoryMb ?? 0)).toBe(512);
+    await store.updateSandbox(running.id, { status: "destroyed" });
+
+    const registration = {
+      id: store.nodeId,
+      url: "http://127.0.0.1:1",
+      capacity: { vcpus: 2, memoryMb: 4096, diskMb: 10_000, sandboxes: 100 },
+      labels: {},
+      version: "test",
+      startedAt: Date.now(),
+    };
+    await store.registerNode(registration, 10_000);
+    expect(await store.setNodeState(store.nodeId, "draining", ["ready"])).toMatchObject({ state: "draining" });
+    expect(await store.setNodeState(store.nodeId, "ready", ["lost"])).toBeUndefined();
+    expect((await store.getNode(store.nodeId))?.state).toBe("draining");
+    expect(await store.setNodeState(store.nodeId, "ready", ["draining"])).toMatchObject({ state: "ready" });
+  });
+
   it("keeps everything across a reopen, without running its migrations again", async () => {
     const s = await store.insertSandbox(sandbox(orgId), 1000, NO_QUOTA, ANY_ROOM);
     const second = await reopen();
@@ -717,6 +757,145 @@ describe("PostgreSQL store shared by nodes", () => {
       expect(await b!.moveSandboxHere(pausedOnC.id, "node-c", 10)).toMatchObject({ nodeId: "node-b" });
     } finally {
       await Promise.all([a!, b!, c!].map((store) => store.close()));
+    }
+  });
+});
+
+describe("PostgreSQL store of a cluster", () => {
+  const registration = (id: string) => ({
+    id,
+    url: `http://${id}.invalid`,
+    capacity: { vcpus: 2, memoryMb: 4096, diskMb: 10_000, sandboxes: 100 },
+    labels: {},
+    version: "test",
+    startedAt: Date.now(),
+  });
+  const expire = async (url: string, id: string) => {
+    // As if the node had stopped renewing a while ago (the database's clock judges leases).
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    await client.query("UPDATE nodes SET lease_expires_at = lease_expires_at - 60000 WHERE id = $1", [id]);
+    await client.end();
+  };
+
+  it("refuses a fenced node's writes about its sandboxes once its lease ran out, in the write itself", async () => {
+    const url = await cluster.createDatabase("fencing");
+    const a = await PgStore.open(url, { nodeId: "node-a" });
+    const b = await PgStore.open(url, { nodeId: "node-b" });
+    try {
+      const orgId = (await a.ensureOrg("acme")).id;
+      a.fence((await a.registerNode(registration("node-a"), 10_000)).epoch);
+      b.fence((await b.registerNode(registration("node-b"), 10_000)).epoch);
+      const onA = await a.insertSandbox(sandbox(orgId, { status: "running" }), 10, NO_QUOTA, ANY_ROOM);
+      const onB = await b.insertSandbox(sandbox(orgId, { status: "running" }), 10, NO_QUOTA, ANY_ROOM);
+      expect(await a.updateSandbox(onA.id, { metadata: { k: "1" } })).toMatchObject({ metadata: { k: "1" } });
+
+      await expire(url, "node-a");
+      await expect(a.updateSandbox(onA.id, { metadata: { k: "late" } })).rejects.toBeInstanceOf(NodeFencedError);
+      await expect(a.updateSandbox(onA.id, { status: "paused" }, ["running"])).rejects.toBeInstanceOf(NodeFencedError);
+      await expect(a.insertSandbox(sandbox(orgId), 10, NO_QUOTA, ANY_ROOM)).rejects.toBeInstanceOf(NodeFencedError);
+      expect(await b.getSandbox(onA.id)).toMatchObject({ status: "running", metadata: { k: "1" } });
+      // A status condition that does not hold is not the lease's doing: undefined, as always.
+      expect(await a.updateSandbox(onA.id, { status: "running" }, ["paused"])).toBeUndefined();
+      // Other nodes' sandboxes, and the other nodes, are not concerned.
+      expect(await b.updateSandbox(onB.id, { metadata: { k: "b" } })).toMatchObject({ metadata: { k: "b" } });
+
+      // Registered again: a new epoch, and its writes apply again.
+      a.fence((await a.registerNode(registration("node-a"), 10_000)).epoch);
+      expect(await a.updateSandbox(onA.id, { metadata: { k: "2" } })).toMatchObject({ metadata: { k: "2" } });
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("declares a node lost once, with its running sandboxes (one event each) but not its paused ones", async () => {
+    const url = await cluster.createDatabase("lost_nodes");
+    const a = await PgStore.open(url, { nodeId: "node-a" });
+    const b = await PgStore.open(url, { nodeId: "node-b" });
+    try {
+      const orgId = (await a.ensureOrg("acme")).id;
+      const epochA = (await a.registerNode(registration("node-a"), 10_000)).epoch;
+      a.fence(epochA);
+      b.fence((await b.registerNode(registration("node-b"), 10_000)).epoch);
+      const running = await a.insertSandbox(sandbox(orgId, { status: "running" }), 10, NO_QUOTA, ANY_ROOM);
+      const creating = await a.insertSandbox(sandbox(orgId, { status: "creating" }), 10, NO_QUOTA, ANY_ROOM);
+      const paused = await a.insertSandbox(sandbox(orgId, { status: "paused" }), 10, NO_QUOTA, ANY_ROOM);
+      const onB = await b.insertSandbox(sandbox(orgId, { status: "running" }), 10, NO_QUOTA, ANY_ROOM);
+      await a.insertCommand({
+        id: "cmd_lost",
+        sandboxId: running.id,
+        argv: ["sleep", "9"],
+        cwd: "/",
+        background: true,
+        status: "running",
+        pid: 1,
+        exitCode: null,
+        timedOut: false,
+        startedAt: Date.now(),
+        finishedAt: null,
+      });
+
+      // Within its lease (and its grace) a node is not lost.
+      expect(await b.declareLostNodes(1000)).toEqual([]);
+      await expire(url, "node-a");
+      // No node declares itself lost: a node that runs the job is alive.
+      expect(await a.declareLostNodes(1000)).toEqual([]);
+      const [lost, ...more] = await b.declareLostNodes(1000);
+      expect(more).toEqual([]);
+      expect(lost!.node).toMatchObject({ id: "node-a", state: "lost", epoch: epochA });
+      expect(lost!.sandboxIds).toEqual([running.id, creating.id].sort());
+      expect(await b.declareLostNodes(1000)).toEqual([]);
+
+      expect(await b.getSandbox(running.id)).toMatchObject({ status: "error", reason: "node_lost", netIndex: null });
+      expect(await b.getSandbox(creating.id)).toMatchObject({ status: "error", reason: "node_lost" });
+      expect(await b.getSandbox(paused.id)).toMatchObject({ status: "paused" });
+      expect(await b.getSandbox(onB.id)).toMatchObject({ status: "running" });
+      expect((await b.getCommand(running.id, "cmd_lost"))?.status).toBe("lost");
+      const errors = await b.listEvents(orgId, { types: ["sandbox.error"], order: "asc", limit: 100 });
+      expect(errors.map((e) => [e.sandboxId, e.data.reason, e.data.node, e.data.previousStatus]).sort()).toEqual(
+        [
+          [running.id, "node_lost", "node-a", "running"],
+          [creating.id, "node_lost", "node-a", "creating"],
+        ].sort(),
+      );
+      // The lost node's late writes are refused, whatever it thought the sandbox's status was.
+      await expect(a.updateSandbox(running.id, { metadata: { late: "yes" } })).rejects.toBeInstanceOf(NodeFencedError);
+      expect(await a.renewNodeLease("node-a", epochA, 10_000)).toBeUndefined();
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("gives a cluster lease to one node at a time, and to another once it ran out or its holder was lost", async () => {
+    const url = await cluster.createDatabase("cluster_leases");
+    const [a, b] = await Promise.all([
+      PgStore.open(url, { nodeId: "node-a" }),
+      PgStore.open(url, { nodeId: "node-b" }),
+    ]);
+    try {
+      await a.registerNode(registration("node-a"), 10_000);
+      await b.registerNode(registration("node-b"), 10_000);
+      const takes = await Promise.all([a, b, a, b].map((s) => s.holdClusterLease("jobs", 10_000)));
+      expect(takes.filter(Boolean).length).toBe(2);
+      const holder = takes[0] ? a : b;
+      const other = holder === a ? b : a;
+      expect(await holder.holdClusterLease("jobs", 10_000)).toBe(true);
+      expect(await other.holdClusterLease("jobs", 10_000)).toBe(false);
+      // Another lease is another question.
+      expect(await other.holdClusterLease("other", 10_000)).toBe(true);
+      // Run out: the other node takes it.
+      expect(await holder.holdClusterLease("jobs", 1)).toBe(true);
+      await new Promise((r) => setTimeout(r, 20));
+      expect(await other.holdClusterLease("jobs", 10_000)).toBe(true);
+      expect(await holder.holdClusterLease("jobs", 10_000)).toBe(false);
+      // A holder whose own node lease ran out cannot keep it.
+      await expire(url, other.nodeId);
+      expect(await other.holdClusterLease("jobs", 10_000)).toBe(false);
+    } finally {
+      await a.close();
+      await b.close();
     }
   });
 });

@@ -10,6 +10,7 @@ import { infoCommand } from "./commands/info.js";
 import { keysCreateCommand } from "./commands/keys.js";
 import { lsCommand } from "./commands/ls.js";
 import { metricsCommand } from "./commands/metrics.js";
+import { nodesDrainCommand, nodesLsCommand, nodesUndrainCommand } from "./commands/nodes.js";
 import { rmCommand } from "./commands/rm.js";
 import { serveCommand } from "./commands/serve.js";
 import { shellCommand } from "./commands/shell.js";
@@ -39,10 +40,13 @@ export const commands: CliCommand[] = [
   volumesCreateCommand,
   volumesRmCommand,
   keysCreateCommand,
+  nodesLsCommand,
+  nodesDrainCommand,
+  nodesUndrainCommand,
   serveCommand,
 ];
 
-const GROUPS = new Set(["templates", "images", "volumes", "keys"]);
+const GROUPS = new Set(["templates", "images", "volumes", "keys", "nodes"]);
 
 /** The streams a run writes to; the process's own by default. */
 export type Io = Pick<Context, "stdout" | "stderr" | "stdin">;

@@ -34,6 +34,10 @@ export const errorStatus = {
   not_implemented: 501,
   runtime_unavailable: 503,
   no_capacity: 503,
+  /** The node serving the request lost its cluster lease; another node or a retry after Retry-After works. */
+  node_fenced: 503,
+  /** The database (PostgreSQL) cannot be reached right now; retry after Retry-After. */
+  database_unavailable: 503,
   timeout: 504,
   insufficient_storage: 507,
 } as const satisfies Record<string, number>;

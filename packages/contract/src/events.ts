@@ -6,11 +6,13 @@ import { timestampSchema } from "./common.js";
  * - `sandbox.created`: it is running (cold start or taken from a warm pool)
  * - `sandbox.paused` / `sandbox.resumed`: `data.reason` says why it paused (requested, timeout, idle, snapshot)
  * - `sandbox.expired`: its timeout ran out; `data.action` is what follows (destroy or pause)
- * - `sandbox.error`: it died or could not start; `data.reason` is oom, crashed, start_failed or lost
+ * - `sandbox.error`: it died or could not start; `data.reason` is oom, crashed, start_failed, lost, or
+ *   node_lost (its node stopped renewing its lease in the cluster)
  * - `sandbox.destroyed`: `data.reason` is requested, expired, or another cause
  * - `sandbox.moved`: another node of the cluster took the paused sandbox over (`data.from`, `data.to`:
  *   node ids) to resume it there — a drain moves running sandboxes paused → moved → resumed (reason `move`)
  * - `snapshot.created`: a snapshot of the sandbox is ready
+ * `data.node` names the node of the cluster the sandbox lives on.
  */
 export const eventTypes = [
   "sandbox.created",

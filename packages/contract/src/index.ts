@@ -7,6 +7,7 @@ export * from "./files.js";
 export * from "./images.js";
 export * from "./metrics.js";
 export * from "./network.js";
+export * from "./nodes.js";
 export * from "./sandbox.js";
 export * from "./snapshots.js";
 export * from "./templates.js";

@@ -75,6 +75,7 @@ export {
 export { type FileEntry, Files, type ReadFormat, type WriteData, type WriteInfo } from "./files.js";
 export { type Image, type ImagePullEvent, Images, type PullCallbacks, type PullImageRequest } from "./images.js";
 export { parseNdjson, parseNdjsonEvents } from "./ndjson.js";
+export { type ClusterNode, type NodeState, Nodes } from "./nodes.js";
 export {
   type CreateSandboxRequest,
   type MetricsSample,

@@ -30,6 +30,7 @@ import { fileRoutes } from "./routes/files.js";
 import { imageRoutes } from "./routes/images.js";
 import { internalRoutes } from "./routes/internal.js";
 import { metricsRoutes } from "./routes/metrics.js";
+import { nodeRoutes } from "./routes/nodes.js";
 import { openApiRoutes } from "./routes/openapi.js";
 import { portRoutes } from "./routes/ports.js";
 import type { Authenticate } from "./routes/route.js";
@@ -162,6 +163,7 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   eventRoutes(app, authenticate, services.events);
   webhookRoutes(app, authenticate, services.webhooks);
   internalRoutes(app, services);
+  nodeRoutes(app, authenticate, services.nodes, services.adminKey);
   metricsRoutes(app, authenticate, services.sandboxes, services.metricsSampler, services.serverMetrics, {
     metricsPublic: services.metricsPublic,
     adminKey: services.adminKey,

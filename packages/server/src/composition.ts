@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { FastifyBaseLogger } from "fastify";
+import { ClusterJobs } from "./cluster/cluster-jobs.js";
 import { NodeClient } from "./cluster/node-client.js";
 import { NodeForwarder } from "./cluster/node-forwarder.js";
 import { NodeMembership } from "./cluster/node-membership.js";
@@ -29,6 +30,7 @@ import { FileService } from "./services/file-service.js";
 import { IdempotencyService } from "./services/idempotency-service.js";
 import type { AppServices } from "./services/index.js";
 import { MetricsSampler } from "./services/metrics-sampler.js";
+import { NodeService } from "./services/node-service.js";
 import { PortService } from "./services/port-service.js";
 import { QuotaService } from "./services/quota-service.js";
 import { SandboxDeaths } from "./services/sandbox-deaths.js";
@@ -65,11 +67,21 @@ export interface Composition {
   store: Store;
   /** Brings the host and the database into agreement; once, before the server takes requests. */
   reconcile(): Promise<void>;
-  /** One round of background work (deaths, expiries, purges, warm-pool refills); `tick` counts the rounds. */
+  /**
+   * One round of background work; `tick` counts the rounds. This node's own sandboxes (deaths, expiries,
+   * idle timeouts, warm-pool refills) on every node; the cluster-wide jobs (lost nodes, purges) on the node
+   * that leads them (ClusterJobs).
+   */
   maintain(tick: number): Promise<void>;
   /** Stops every service, then the drivers, then the store. Sandboxes keep running. */
   close(): Promise<void>;
 }
+
+/**
+ * How long past its lease a node is declared lost: a moment for a renewal that is on its way (the lease
+ * itself is SANDPIT_NODE_LEASE_TTL_MS).
+ */
+const LOST_NODE_GRACE_MS = 1000;
 
 /** The server package's version, as nodes report it. */
 function serverVersion(): string {
@@ -218,9 +230,14 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
     },
     await loadOrCreateSharedKey(store, "sandbox-client-token", path.join(config.dataDir, "sandbox-client-token.key")),
   );
-  const supervisor = new SandboxSupervisor(store, runtime, sandboxes, deaths, logger);
+  const supervisor = new SandboxSupervisor(store, runtime, sandboxes, deaths, agents, logger);
   const snapshots = new SnapshotService(store, sandboxes, runtime, snapshotDir, logger);
-  const serverMetrics: ServerMetrics = new ServerMetrics(store, () => warmPools.list());
+  const nodes = new NodeService(store);
+  const serverMetrics: ServerMetrics = new ServerMetrics(
+    store,
+    () => warmPools.list(),
+    () => nodes.list(),
+  );
   const nodeClient = new NodeClient(
     config.cluster.nodeId,
     config.cluster.secret ?? (await store.sharedKey("node-auth", randomBytes(32))).toString("hex"),
@@ -270,6 +287,45 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
     sharedStorage: config.cluster.sharedDir !== undefined,
   });
   const forwarder = new NodeForwarder(nodeClient, (sandboxId) => store.sandboxOwner(sandboxId));
+  // Cut off long enough to be declared lost: the cluster wrote this node's running sandboxes off, so they
+  // leave the host before the node registers again (a new epoch) and picks up the rest.
+  membership.onFenced = async () => {
+    const removed = await supervisor.removeStrays();
+    logger.warn({ removed }, "fenced: removed the sandboxes the cluster wrote off");
+    await membership.rejoin();
+    await supervisor.reconcile().catch((e) => logger.error({ err: e }, "reconcile after rejoining failed"));
+  };
+  const clusterJobs = new ClusterJobs(
+    store,
+    membership,
+    { leaseTtlMs: config.cluster.leaseTtlMs, lostGraceMs: LOST_NODE_GRACE_MS },
+    [
+      {
+        name: "lost_nodes",
+        everyTicks: 1,
+        needsSettledLease: true,
+        async run() {
+          for (const { node, sandboxIds } of await store.declareLostNodes(LOST_NODE_GRACE_MS)) {
+            logger.warn(
+              { lostNode: node.id, epoch: node.epoch, sandboxes: sandboxIds },
+              "node lost: its lease ran out",
+            );
+          }
+        },
+      },
+      {
+        name: "purge_destroyed",
+        everyTicks: 1,
+        run: async () => void (await store.purgeDestroyed(Date.now() - config.destroyedRetentionMs)),
+      },
+      { name: "purge_idempotency_keys", everyTicks: 1, run: () => idempotency.purge() },
+      { name: "purge_events", everyTicks: 60, run: () => events.purge() },
+      { name: "purge_egress_log", everyTicks: 60, run: () => egressAudit.purge() },
+    ],
+    serverMetrics,
+    logger,
+  );
+  clusterJobs.start();
 
   return {
     services: {
@@ -299,24 +355,23 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
       nodeClient,
       moves,
       forwarder,
+      nodes,
     },
     store,
     reconcile: () => supervisor.reconcile(),
     async maintain(tick) {
-      await Promise.all([
-        supervisor.tick(),
-        terminals.sweep(),
-        tick % 60 === 0 ? egressAudit.purge() : undefined,
-        tick % 60 === 0 ? events.purge() : undefined,
-        store.purgeDestroyed(Date.now() - config.destroyedRetentionMs),
-        idempotency.purge(),
-      ]);
+      // A fenced node leaves its sandboxes alone until it registered again.
+      const own = !membership.fenced;
+      await Promise.all([own ? supervisor.tick() : undefined, terminals.sweep(), clusterJobs.tick(tick)]);
       // Refilling starts sandboxes: it runs beside the tick, never twice at once.
-      void warmPools.refill();
-      // So does a drain's moving of sandboxes to other nodes.
-      moves.drainIfDraining();
+      if (own) {
+        void warmPools.refill();
+        // So does a drain's moving of sandboxes to other nodes.
+        moves.drainIfDraining();
+      }
     },
     async close() {
+      clusterJobs.stop();
       membership.leave();
       await moves.idle();
       metricsSampler.stop();

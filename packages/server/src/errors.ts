@@ -2,6 +2,7 @@ import { type ErrorCode, errorStatus, type FieldIssue } from "@sandpit/contract"
 import type { FastifyError, FastifyRequest } from "fastify";
 import type { ZodError } from "zod";
 import { AgentError } from "./agent/agent-client.js";
+import { NodeFencedError, StoreUnavailableError } from "./domain/index.js";
 
 /** An error the API answers with: a code from the registry, a message for humans, optional details. */
 export class ApiError extends Error {
@@ -79,6 +80,21 @@ export function toApiError(error: FastifyError | ApiError | Error, request: Fast
   }
   if (e.code?.startsWith("FST_ERR_CTP_") || error instanceof SyntaxError) {
     return new ApiError("bad_request", `Malformed request body: ${error.message}`);
+  }
+  // Both pass: the client retries (another node, or this one once it registered again / the database is back).
+  if (error instanceof NodeFencedError) {
+    return new ApiError(
+      "node_fenced",
+      `${error.message}; retry shortly`,
+      { node: error.nodeId },
+      { "retry-after": "2" },
+    );
+  }
+  if (error instanceof StoreUnavailableError) {
+    request.log.warn({ err: error.cause }, "database unavailable");
+    return new ApiError("database_unavailable", "the database is unavailable; retry shortly", undefined, {
+      "retry-after": "2",
+    });
   }
   // The agent refused the request itself (a path or argument it cannot use): the caller's mistake.
   if (error instanceof AgentError && error.status >= 400 && error.status < 500) {

@@ -19,15 +19,17 @@ export async function measuredCapacity(dataDir: string, overrides: Partial<NodeC
 }
 
 /**
- * This server's membership of the cluster: it registers the node (a new epoch), renews the lease every
- * third of its time to live, and says when the lease was lost to the cluster (`onFenced`: the node was
- * declared lost or another process registered as it) — from then on its writes about sandboxes are
- * refused and it must not serve them until it registers again.
+ * This server's membership of the cluster: it registers the node (a new epoch, which the store's writes
+ * about this node's sandboxes carry from then on: `Store.fence`), renews the lease every third of its time
+ * to live, and says when the lease was lost to the cluster (`onFenced`: the node was declared lost or
+ * another process registered as it) — from then on its writes about sandboxes are refused and it must not
+ * serve them until it registers again (`rejoin`).
  */
 export class NodeMembership {
   private current: NodeRecord | undefined;
   private timer: NodeJS.Timeout | undefined;
   private renewing = false;
+  private fencedNow = false;
 
   constructor(
     private readonly store: Store,
@@ -35,10 +37,18 @@ export class NodeMembership {
     private readonly log: FastifyBaseLogger,
   ) {}
 
-  /** Called once when the lease is found lost; the default registers again at once. */
+  /**
+   * Called when the lease is found lost, until it resolves (a failure is retried at the next renewal);
+   * it must end with `rejoin`. The default rejoins at once.
+   */
   onFenced: (lost: NodeRecord | undefined) => Promise<void> = async () => {
-    await this.register(this.current?.url ?? "");
+    await this.rejoin();
   };
+
+  /** Between finding the lease lost and registering again: the node's background work waits. */
+  get fenced(): boolean {
+    return this.fencedNow;
+  }
 
   get nodeId(): string {
     return this.store.nodeId;
@@ -69,8 +79,15 @@ export class NodeMembership {
       },
       this.config.leaseTtlMs,
     );
+    this.store.fence(this.current.epoch);
+    this.fencedNow = false;
     this.log.info({ node: this.nodeId, epoch: this.current.epoch, url }, "node registered");
     return this.current;
+  }
+
+  /** Registers again at the same URL, after the lease was lost: a new epoch. */
+  rejoin(): Promise<NodeRecord> {
+    return this.register(this.current?.url ?? "");
   }
 
   private async renew(): Promise<void> {
@@ -82,6 +99,7 @@ export class NodeMembership {
         this.current = renewed;
         return;
       }
+      this.fencedNow = true;
       const now = await this.store.getNode(this.nodeId);
       this.log.error(
         { node: this.nodeId, epoch: this.current.epoch, state: now?.state, currentEpoch: now?.epoch },

@@ -75,6 +75,18 @@ describe("sandbox transitions as events", () => {
   });
 });
 
+describe("events of a cluster", () => {
+  it("name the node the sandbox lives on", () => {
+    const onNode = (status: SandboxStatus, reason: string | null = null) => ({
+      ...at(status, reason),
+      nodeId: "node-2",
+    });
+    const [lost] = sandboxTransitionEvents(onNode("running"), onNode("error", "node_lost"), 1, "node_lost");
+    expect(lost).toMatchObject({ type: "sandbox.error", data: { node: "node-2", reason: "node_lost" } });
+    expect(checkoutEvent(onNode("running"), "pool1", 1).data).toMatchObject({ node: "node-2" });
+  });
+});
+
 describe("snapshot transitions as events", () => {
   const snap = { id: "snp_1", orgId: "org_a", sourceSandboxId: base.id, name: "n", sizeBytes: 10 } as SnapshotRecord;
   it("records a snapshot when it becomes ready, for its source sandbox", () => {

@@ -18,7 +18,7 @@ export type TransitionCause = string | undefined;
  * The lifecycle events a sandbox status change means. Transitional statuses (creating, pausing,
  * resuming, destroying) are not events of their own: a pause is recorded when it is done, and a pause
  * that failed back to `running` records nothing. A timeout is recorded as `sandbox.expired` when it
- * starts what it causes (the destroy or the pause).
+ * starts what it causes (the destroy or the pause). Every event names the node it happened on (`node`).
  */
 export function sandboxTransitionEvents(
   before: SandboxRecord,
@@ -32,7 +32,7 @@ export function sandboxTransitionEvents(
     sandboxId: after.id,
     type,
     at,
-    data: { status: after.status, ...data },
+    data: { status: after.status, node: after.nodeId, ...data },
   });
   switch (after.status) {
     case "running":
@@ -63,7 +63,7 @@ export function checkoutEvent(after: SandboxRecord, poolId: string, at: number):
     sandboxId: after.id,
     type: "sandbox.created",
     at,
-    data: { status: after.status, ...createdData(after), warmPool: poolId },
+    data: { status: after.status, node: after.nodeId, ...createdData(after), warmPool: poolId },
   };
 }
 
@@ -87,7 +87,12 @@ export function snapshotEvents(before: SnapshotRecord, after: SnapshotRecord, at
       sandboxId: after.sourceSandboxId,
       type: "snapshot.created",
       at,
-      data: { snapshotId: after.id, name: after.name, sizeBytes: after.sizeBytes },
+      data: {
+        snapshotId: after.id,
+        name: after.name,
+        sizeBytes: after.sizeBytes,
+        ...(after.nodeId ? { node: after.nodeId } : {}),
+      },
     },
   ];
 }

@@ -16,7 +16,7 @@ import {
   type AgentExecRequest,
   AgentUnreachableError,
 } from "../agent/agent-client.js";
-import type { CommandRecord, OrgRecord, SandboxRecord } from "../domain/index.js";
+import { type CommandRecord, type OrgRecord, type SandboxRecord, StoreUnavailableError } from "../domain/index.js";
 import { ApiError, notFound, validationError } from "../errors.js";
 import { iso, now } from "../lib/clock.js";
 import { newCommandId } from "../lib/ids.js";
@@ -86,6 +86,20 @@ export function toStreamEvent(e: AgentExecEvent, commandId: string): ExecStreamE
         timedOut: e.timedOut,
         truncated: e.truncated,
       };
+  }
+}
+
+/**
+ * Writes a foreground command's record, which is bookkeeping: the caller gets the command's outcome on
+ * its stream. While the database is unreachable the command runs unrecorded (false) rather than failing.
+ */
+async function bookkeeping(write: () => Promise<void>): Promise<boolean> {
+  try {
+    await write();
+    return true;
+  } catch (e) {
+    if (e instanceof StoreUnavailableError) return false;
+    throw e;
   }
 }
 
@@ -190,12 +204,13 @@ export class ExecService {
         // A command that is producing output keeps its sandbox from counting as idle.
         this.sandboxes.touch(sandboxId);
         if (event.type === "started") {
-          await this.store.insertCommand(this.newRecord(sandboxId, commandId, request, false, event.pid));
-          recorded = true;
+          recorded = await bookkeeping(() =>
+            this.store.insertCommand(this.newRecord(sandboxId, commandId, request, false, event.pid)),
+          );
         } else if (event.type === "exit") {
           finished = true;
           this.metrics?.observeExec((performance.now() - started) / 1000);
-          await this.store.updateCommand(commandId, exitPatch(event));
+          if (recorded) await bookkeeping(() => this.store.updateCommand(commandId, exitPatch(event)));
         }
         yield toStreamEvent(event, commandId);
       }
@@ -204,7 +219,9 @@ export class ExecService {
       await this.sandboxes.explainAgentFailure(sandboxId, e);
     } finally {
       // The client went away (the agent kills the command then) or the stream broke.
-      if (recorded && !finished) await this.store.updateCommand(commandId, { status: "killed", finishedAt: now() });
+      if (recorded && !finished) {
+        await bookkeeping(() => this.store.updateCommand(commandId, { status: "killed", finishedAt: now() }));
+      }
     }
   }
 

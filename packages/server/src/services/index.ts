@@ -10,6 +10,7 @@ import type { ExecService } from "./exec-service.js";
 import type { FileService } from "./file-service.js";
 import type { IdempotencyService } from "./idempotency-service.js";
 import type { MetricsSampler } from "./metrics-sampler.js";
+import type { NodeService } from "./node-service.js";
 import type { PortService } from "./port-service.js";
 import type { QuotaService } from "./quota-service.js";
 import type { SandboxMoves } from "./sandbox-moves.js";
@@ -60,4 +61,6 @@ export interface AppServices {
   moves: SandboxMoves;
   /** Passes requests for sandboxes on other nodes to them, and checks those other nodes pass here. */
   forwarder: NodeForwarder;
+  /** The cluster's nodes for operators: list, drain, undrain. */
+  nodes: NodeService;
 }

@@ -152,6 +152,7 @@ export class SandboxService {
   private readonly startMainProcess: MainProcessStarter;
   private readonly resumeElsewhere: SandboxServiceDeps["resumeElsewhere"];
   private readonly destroying = new Map<string, Promise<void>>();
+  private readonly creating = new Set<string>();
   private readonly resuming = new Map<string, Promise<SandboxRecord>>();
   private readonly metadataWrites = new Map<string, Promise<SandboxRecord>>();
   private readonly pausing = new Map<string, Promise<SandboxRecord>>();
@@ -254,13 +255,22 @@ export class SandboxService {
     const origin = snapshot ? undefined : await this.origins.resolve(org, params, params.resources.diskMb);
     try {
       const quota = await this.quotaFor(org.id, options);
-      return await this.createFrom(org, params, networkPolicy, snapshot, origin, quota);
+      // Known as in flight from before its record exists until it ends: a `creating` record of this node
+      // that is not in flight was left behind (see `isCreating`).
+      const id = newSandboxId();
+      this.creating.add(id);
+      try {
+        return await this.createFrom(id, org, params, networkPolicy, snapshot, origin, quota);
+      } finally {
+        this.creating.delete(id);
+      }
     } finally {
       await origin?.release();
     }
   }
 
   private async createFrom(
+    id: string,
     org: OrgRecord,
     params: CreateSandboxParams,
     networkPolicy: NetworkPolicy,
@@ -282,7 +292,7 @@ export class SandboxService {
     let record = await this.store
       .insertSandbox(
         {
-          id: newSandboxId(),
+          id,
           orgId: org.id,
           status: "creating",
           reason: null,
@@ -717,6 +727,14 @@ export class SandboxService {
   async destroy(org: OrgRecord, id: string): Promise<void> {
     await this.get(org, id);
     await this.destroyById(id, null);
+  }
+
+  /**
+   * Whether a create of the sandbox is under way in this process. A `creating` record of this node that
+   * is not was left behind: its create failed and could not even record that (the database was away).
+   */
+  isCreating(id: string): boolean {
+    return this.creating.has(id);
   }
 
   /** Whether a teardown of the sandbox is under way. */

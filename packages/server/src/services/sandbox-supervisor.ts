@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from "fastify";
 import { now } from "../lib/clock.js";
 import type { SandboxRuntime } from "../runtime/runtime.js";
 import type { Store } from "../store/store.js";
+import type { AgentPool } from "./agent-pool.js";
 import type { SandboxDeaths } from "./sandbox-deaths.js";
 import { egressTarget, expiryFrom, LIVE, type SandboxService } from "./sandbox-service.js";
 
@@ -15,11 +16,13 @@ export class SandboxSupervisor {
     private readonly runtime: SandboxRuntime,
     private readonly sandboxes: SandboxService,
     private readonly deaths: SandboxDeaths,
+    private readonly agents: AgentPool,
     private readonly log: FastifyBaseLogger,
   ) {}
 
   /** Expiry and liveness: runs every second. */
   async tick(): Promise<void> {
+    await this.failAbandonedCreates();
     const running = await this.store.sandboxesInStatus(["running"]);
     const t = now();
     await Promise.all(
@@ -39,6 +42,19 @@ export class SandboxSupervisor {
         }
       }),
     );
+  }
+
+  /**
+   * Creates that ended without recording how (the database was unreachable when the create failed, and
+   * the sandbox was removed from the host): they are recorded as failed, as a restart would.
+   */
+  private async failAbandonedCreates(): Promise<void> {
+    for (const s of await this.store.sandboxesInStatus(["creating"])) {
+      if (this.sandboxes.isCreating(s.id)) continue;
+      this.log.warn({ sandboxId: s.id }, "recording an abandoned create as failed");
+      await this.runtime.destroy(s.id, s.netIndex);
+      await this.store.updateSandbox(s.id, { status: "error", reason: "start_failed", netIndex: null }, ["creating"]);
+    }
   }
 
   /**
@@ -68,17 +84,30 @@ export class SandboxSupervisor {
       // The firewall table was rebuilt at start: every live sandbox gets its policy back.
       else await this.runtime.applyNetworkPolicy(egressTarget(s), s.networkPolicy);
     }
+    await this.removeStrays();
+  }
+
+  /**
+   * Removes from the host every sandbox the database does not count as one of this node's live ones
+   * (left over by a crash, or written off by the cluster while this node was cut off: `node_lost`), and
+   * the network slots no live sandbox holds. Needs no write: a fenced node does it before registering again.
+   */
+  async removeStrays(): Promise<string[]> {
     const live = await this.store.sandboxesInStatus(LIVE);
     const liveIds = new Set(live.map((s) => s.id));
+    const removed: string[] = [];
     for (const id of await this.runtime.listIds()) {
       if (!liveIds.has(id)) {
         this.log.warn({ sandboxId: id }, "removing sandbox without a live record");
+        this.agents.forget(id);
         await this.runtime.destroy(id, null);
+        removed.push(id);
       }
     }
     const liveSlots = new Set(live.map((s) => s.netIndex));
     for (const slot of await this.runtime.listNetSlots()) {
       if (!liveSlots.has(slot)) await this.runtime.releaseNetSlot(slot);
     }
+    return removed;
   }
 }

@@ -1,25 +1,31 @@
-import { type ErrorCode, type SandboxStatus, sandboxStatuses } from "@sandpit/contract";
+import { type ErrorCode, nodeStates, type SandboxStatus, sandboxStatuses } from "@sandpit/contract";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { ClusterJobMetrics } from "../cluster/cluster-jobs.js";
 import type { Store } from "../store/store.js";
+import type { NodeWithLoad } from "./node-service.js";
 
 /** Sandboxes the gauge reports: all states but destroyed, which only counts what is still retained. */
 const GAUGED_STATUSES = sandboxStatuses.filter((s) => s !== "destroyed");
 
 /**
  * The server's Prometheus metrics, in their own registry (several servers may share a process):
- * sandboxes by state, create and exec latency, API errors by code, warm pool sizes, and Node.js's
+ * sandboxes by state, create and exec latency, API errors by code, warm pool sizes, the cluster's nodes
+ * (state, capacity, allocated; labelled by node), which node leads the cluster's jobs, and Node.js's
  * process metrics.
  */
-export class ServerMetrics {
+export class ServerMetrics implements ClusterJobMetrics {
   readonly registry = new Registry();
   private readonly createSeconds: Histogram<"source">;
   private readonly execSeconds: Histogram;
   private readonly apiErrors: Counter<"code" | "api">;
+  private readonly clusterJobRuns: Counter<"job">;
+  private readonly leader: Gauge;
 
-  /** The gauges read the store and the warm pools when Prometheus scrapes. */
+  /** The gauges read the store, the warm pools and the nodes when Prometheus scrapes. */
   constructor(
     store: Pick<Store, "sandboxesInStatus">,
     warmPools: () => Promise<{ id: string; size: number; ready: number }[]>,
+    nodes: () => Promise<NodeWithLoad[]> = async () => [],
   ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
@@ -55,6 +61,76 @@ export class ServerMetrics {
         for (const pool of await warmPools()) this.set({ pool: pool.id }, pool.size);
       },
     });
+    // A scrape collects the three node gauges at once: one look at the nodes serves them all.
+    let scrape: Promise<NodeWithLoad[]> | undefined;
+    const nodesOnce = () => {
+      scrape ??= nodes().finally(() => {
+        scrape = undefined;
+      });
+      return scrape;
+    };
+    new Gauge({
+      name: "sandpit_node_state",
+      help: "Each node of the cluster's state: 1 for the state it is in (ready, draining, lost), else 0",
+      labelNames: ["node", "state"],
+      registers,
+      async collect() {
+        this.reset();
+        for (const { node } of await nodesOnce()) {
+          for (const state of nodeStates) this.set({ node: node.id, state }, node.state === state ? 1 : 0);
+        }
+      },
+    });
+    new Gauge({
+      name: "sandpit_node_capacity",
+      help: "What each node offers (resource: vcpus, memory_mb, disk_mb, sandboxes)",
+      labelNames: ["node", "resource"],
+      registers,
+      async collect() {
+        this.reset();
+        for (const { node } of await nodesOnce()) {
+          const c = node.capacity;
+          for (const [resource, value] of Object.entries({
+            vcpus: c.vcpus,
+            memory_mb: c.memoryMb,
+            disk_mb: c.diskMb,
+            sandboxes: c.sandboxes,
+          })) {
+            this.set({ node: node.id, resource }, value);
+          }
+        }
+      },
+    });
+    new Gauge({
+      name: "sandpit_node_allocated",
+      help:
+        "What each node's sandboxes hold (resource: vcpus and memory_mb of those not paused, sandboxes: " +
+        "all but destroyed ones and those in error)",
+      labelNames: ["node", "resource"],
+      registers,
+      async collect() {
+        this.reset();
+        for (const { node, load } of await nodesOnce()) {
+          const held = Object.entries(load.sandboxes)
+            .filter(([status]) => status !== "error")
+            .reduce((sum, [, n]) => sum + n, 0);
+          this.set({ node: node.id, resource: "vcpus" }, load.vcpus);
+          this.set({ node: node.id, resource: "memory_mb" }, load.memoryMb);
+          this.set({ node: node.id, resource: "sandboxes" }, held);
+        }
+      },
+    });
+    this.leader = new Gauge({
+      name: "sandpit_cluster_leader",
+      help: "1 while this node holds the lease of the cluster's background jobs",
+      registers,
+    });
+    this.clusterJobRuns = new Counter({
+      name: "sandpit_cluster_job_runs_total",
+      help: "Runs of cluster-wide background jobs on this node (only the leading node runs them)",
+      labelNames: ["job"],
+      registers,
+    });
     this.createSeconds = new Histogram({
       name: "sandpit_sandbox_create_duration_seconds",
       help: "Time from a create request to a running sandbox (source: cold start or warm pool checkout)",
@@ -86,6 +162,14 @@ export class ServerMetrics {
 
   countError(code: ErrorCode, api = "sandpit"): void {
     this.apiErrors.inc({ code, api });
+  }
+
+  countClusterJob(job: string): void {
+    this.clusterJobRuns.inc({ job });
+  }
+
+  setLeading(leading: boolean): void {
+    this.leader.set(leading ? 1 : 0);
   }
 
   /** The text exposition format. */

@@ -1,4 +1,5 @@
 import pg from "pg";
+import { StoreUnavailableError } from "../domain/index.js";
 
 /** A pool, or a client inside a transaction. */
 export type Queryable = pg.Pool | pg.PoolClient;
@@ -53,8 +54,35 @@ function param(value: unknown): unknown {
   return typeof value === "string" && value.includes("\0") ? value.replaceAll("\0", "\uFFFD") : value;
 }
 
+const CONNECTION_ERRNOS = new Set(["ECONNREFUSED", "ENOENT", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH"]);
+
+/**
+ * Whether an error means the database could not be reached or went away (rather than refusing the
+ * statement): a socket error, the pool or client giving up on the connection, or the server shutting
+ * down or still starting (SQLSTATE classes 08 and 57P).
+ */
+export function isConnectionError(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  const code = (e as { code?: unknown }).code;
+  if (typeof code === "string" && (CONNECTION_ERRNOS.has(code) || code.startsWith("08") || code.startsWith("57P"))) {
+    return true;
+  }
+  return /Connection terminated|connection error|timeout exceeded when trying to connect|not queryable/i.test(
+    e.message,
+  );
+}
+
+/** Runs a query; a lost or refused connection becomes a StoreUnavailableError (the API answers 503). */
+async function query(db: Queryable, sql: string, values: unknown[]): Promise<pg.QueryResult> {
+  try {
+    return await db.query(numbered(sql), values.map(param));
+  } catch (e) {
+    throw isConnectionError(e) ? new StoreUnavailableError(e) : e;
+  }
+}
+
 export async function all<T>(db: Queryable, sql: string, values: unknown[] = []): Promise<T[]> {
-  return (await db.query(numbered(sql), values.map(param))).rows as T[];
+  return (await query(db, sql, values)).rows as T[];
 }
 
 export async function first<T>(db: Queryable, sql: string, values: unknown[] = []): Promise<T | undefined> {
@@ -63,22 +91,31 @@ export async function first<T>(db: Queryable, sql: string, values: unknown[] = [
 
 /** Runs a statement; returns how many rows it changed. */
 export async function run(db: Queryable, sql: string, values: unknown[] = []): Promise<number> {
-  return (await db.query(numbered(sql), values.map(param))).rowCount ?? 0;
+  return (await query(db, sql, values)).rowCount ?? 0;
 }
 
 /** Waits for a transaction-scoped advisory lock (released at commit or rollback). */
 export async function lockUntilCommit(tx: pg.PoolClient, key: number): Promise<void> {
-  await tx.query("SELECT pg_advisory_xact_lock($1)", [key]);
+  await query(tx, "SELECT pg_advisory_xact_lock(?)", [key]);
 }
 
 /** Runs `work` in a transaction on one connection of the pool: committed when it returns, rolled back when it throws. */
 export async function inTransaction<T>(pool: pg.Pool, work: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
-  const tx = await pool.connect();
+  const tx = await pool.connect().catch((e: unknown) => {
+    throw isConnectionError(e) ? new StoreUnavailableError(e) : e;
+  });
   let broken: Error | undefined;
+  // The pool listens for errors of idle connections only: one that breaks while this transaction holds it
+  // (the database shut down between two statements) would otherwise be an unhandled 'error' event. The
+  // next statement fails on it, and the connection is dropped instead of going back to the pool.
+  const onError = (e: Error) => {
+    broken = e;
+  };
+  tx.on("error", onError);
   try {
-    await tx.query("BEGIN");
+    await query(tx, "BEGIN", []);
     const result = await work(tx);
-    await tx.query("COMMIT");
+    await query(tx, "COMMIT", []);
     return result;
   } catch (e) {
     // A connection that cannot even roll back is not given back to the pool.
@@ -87,6 +124,7 @@ export async function inTransaction<T>(pool: pg.Pool, work: (tx: pg.PoolClient) 
     });
     throw e;
   } finally {
+    tx.off("error", onError);
     tx.release(broken);
   }
 }

@@ -12,6 +12,7 @@ import type {
   NodeCapacity,
   NodeLoad,
   NodeRecord,
+  NodeUsage,
   OrgQuota,
   OrgRecord,
   Overcommit,
@@ -23,7 +24,14 @@ import type {
   WarmPoolRecord,
   WebhookRecord,
 } from "../domain/index.js";
-import { VolumeMissingError, VolumeNameTakenError } from "../domain/index.js";
+import {
+  NODE_BOUND_STATUSES,
+  NODE_LOST_REASON,
+  NodeFencedError,
+  StoreUnavailableError,
+  VolumeMissingError,
+  VolumeNameTakenError,
+} from "../domain/index.js";
 import {
   checkoutEvent,
   type EventDraft,
@@ -65,10 +73,13 @@ import {
   idempotencyFromRow,
   lowestFreeSlot,
   type NodeRow,
+  type NodeUsageRow,
   nodeAllocationSql,
   nodeAllocationValues,
   nodeFromRow,
   nodeRegistrationValues,
+  nodeUsageFromRows,
+  nodeUsageSql,
   type OrgRow,
   orgByKeySql,
   orgFromRow,
@@ -88,7 +99,7 @@ import {
   type VolumeRow,
   volumeFromRow,
 } from "./sql-rows.js";
-import type { NodeRegistration, SandboxFilter, SandboxPatch, Store } from "./store.js";
+import type { LostNode, NodeRegistration, SandboxFilter, SandboxPatch, Store } from "./store.js";
 
 /**
  * Schema versions, applied in order; `sandpit_migrations` records which ran. The tables and columns are
@@ -146,7 +157,11 @@ const migrations = [
      lease_expires_at BIGINT NOT NULL, capacity_json JSONB NOT NULL, labels_json JSONB NOT NULL,
      version TEXT NOT NULL, started_at BIGINT NOT NULL, heartbeat_at BIGINT NOT NULL);
    CREATE TABLE shared_keys (name TEXT PRIMARY KEY, key BYTEA NOT NULL);`,
+  `CREATE TABLE cluster_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL);`,
 ];
+
+/** Statuses of a sandbox that still lives on its node (what reads during an outage may answer). */
+const LIVE_STATUSES: SandboxStatus[] = ["creating", "running", "pausing", "paused", "resuming"];
 
 /** The database's clock in ms: leases are judged by one clock, whatever the nodes' clocks say. */
 const DB_NOW = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
@@ -170,14 +185,48 @@ export interface PgStoreOptions {
 /** The store in a PostgreSQL database (`SANDPIT_DATABASE_URL`), with the same semantics as the SQLite store. */
 export class PgStore implements Store {
   private readonly events: PgEvents;
+  /** The lease epoch this node's writes about its sandboxes carry (see `fence`); none before it registered. */
+  private epoch: number | undefined;
+  /**
+   * This node's live sandboxes as last read or written here. While the database is unreachable, reads of
+   * them answer from it: this node is the one that changes them (nobody declares a node lost while the
+   * database is down), so running sandboxes keep serving what needs no write.
+   */
+  private readonly lastKnown = new Map<string, SandboxRecord>();
 
   private constructor(
     private readonly pool: pg.Pool,
     readonly nodeId: string,
     /** The connection that holds the node's lock (servers' stores). */
-    private readonly holder: pg.Client | undefined,
+    private holder: pg.Client | undefined,
+    private readonly url: string,
   ) {
     this.events = new PgEvents(pool);
+    this.keepHolding();
+  }
+
+  private closed = false;
+
+  /**
+   * The node's lock lives as long as its connection: when the database restarts, the connection ends and
+   * the lock with it. It is taken again, on a new connection, once the database is back.
+   */
+  private keepHolding() {
+    const held = this.holder;
+    held?.once("end", async () => {
+      while (!this.closed && this.holder === held) {
+        await new Promise((r) => setTimeout(r, 1000));
+        if (this.closed) return;
+        const again = await holdNode(this.url, this.nodeId, 0).catch(() => undefined);
+        if (!again) continue;
+        if (this.closed) {
+          await again.end().catch(() => undefined);
+          return;
+        }
+        this.holder = again;
+        this.keepHolding();
+      }
+    });
   }
 
   /** Connects, brings the schema up to date, and takes the node for this process when `holdNode`. */
@@ -190,7 +239,7 @@ export class PgStore implements Store {
       await migrate(pool);
       // Sandboxes of a database from before nodes existed belong to the first node that starts on it.
       await run(pool, "UPDATE sandboxes SET node_id = ? WHERE node_id = ''", [nodeId]);
-      return new PgStore(pool, nodeId, holder);
+      return new PgStore(pool, nodeId, holder, url);
     } catch (e) {
       await holder?.end().catch(() => undefined);
       await pool.end();
@@ -240,6 +289,35 @@ export class PgStore implements Store {
     return row && nodeFromRow(row);
   }
 
+  fence(epoch: number): void {
+    this.epoch = epoch;
+  }
+
+  /**
+   * The condition a write about a sandbox carries once the store is fenced: the sandbox is not this node's,
+   * or this node still holds the lease of its epoch (not lost, not run out by the database's clock). It is
+   * part of the write's own statement, so no state change of the node can come between check and write.
+   */
+  private leaseCondition(nodeColumn: string): { sql: string; values: unknown[] } {
+    if (this.epoch === undefined) return { sql: "TRUE", values: [] };
+    return {
+      sql: `(${nodeColumn} <> ? OR EXISTS (SELECT 1 FROM nodes WHERE id = ? AND epoch = ? AND state <> 'lost'
+        AND lease_expires_at > ${DB_NOW}))`,
+      values: [this.nodeId, this.nodeId, this.epoch],
+    };
+  }
+
+  /** Throws NodeFencedError unless this node holds its lease (for a transaction that writes a new row). */
+  private async assertLeaseHeld(tx: pg.PoolClient): Promise<void> {
+    const lease = this.leaseCondition("?::text");
+    if (lease.values.length === 0) return;
+    if (!(await first(tx, `SELECT 1 AS held WHERE ${lease.sql}`, [this.nodeId, ...lease.values]))) throw this.fenced();
+  }
+
+  private fenced(): NodeFencedError {
+    return new NodeFencedError(this.nodeId, this.epoch ?? 0);
+  }
+
   async getNode(id: string): Promise<NodeRecord | undefined> {
     const row = await first<NodeRow>(this.pool, "SELECT * FROM nodes WHERE id = ?", [id]);
     return row && nodeFromRow(row);
@@ -249,9 +327,74 @@ export class PgStore implements Store {
     return (await all<NodeRow>(this.pool, "SELECT * FROM nodes ORDER BY id")).map(nodeFromRow);
   }
 
-  async setNodeState(id: string, state: NodeRecord["state"]): Promise<NodeRecord | undefined> {
-    const row = await first<NodeRow>(this.pool, "UPDATE nodes SET state = ? WHERE id = ? RETURNING *", [state, id]);
+  async setNodeState(
+    id: string,
+    state: NodeRecord["state"],
+    onlyIf?: NodeRecord["state"][],
+  ): Promise<NodeRecord | undefined> {
+    const row = await first<NodeRow>(
+      this.pool,
+      `UPDATE nodes SET state = ? WHERE id = ?${onlyIf ? " AND state = ANY(?)" : ""} RETURNING *`,
+      onlyIf ? [state, id, onlyIf] : [state, id],
+    );
     return row && nodeFromRow(row);
+  }
+
+  async nodeUsage(): Promise<NodeUsage[]> {
+    return nodeUsageFromRows(await all<NodeUsageRow>(this.pool, nodeUsageSql));
+  }
+
+  async declareLostNodes(graceMs: number): Promise<LostNode[]> {
+    return this.withEvents(async (tx) => {
+      const nodes = await all<NodeRow>(
+        tx,
+        `UPDATE nodes SET state = 'lost' WHERE id <> ? AND state <> 'lost' AND lease_expires_at < ${DB_NOW} - ?
+         RETURNING *`,
+        [this.nodeId, graceMs],
+      );
+      const lost: LostNode[] = [];
+      const events: EventDraft[] = [];
+      const at = Date.now();
+      for (const node of nodes.map(nodeFromRow)) {
+        const before = await all<SandboxRow>(
+          tx,
+          "SELECT * FROM sandboxes WHERE node_id = ? AND status = ANY(?) ORDER BY id FOR UPDATE",
+          [node.id, NODE_BOUND_STATUSES],
+        );
+        const after = await all<SandboxRow>(
+          tx,
+          `UPDATE sandboxes SET status = 'error', reason = ?, net_index = NULL WHERE node_id = ? AND status = ANY(?)
+           RETURNING *`,
+          [NODE_LOST_REASON, node.id, NODE_BOUND_STATUSES],
+        );
+        const ids = after.map((r) => r.id);
+        await run(
+          tx,
+          "UPDATE commands SET status = 'lost', finished_at = ? WHERE sandbox_id = ANY(?) AND status = 'running'",
+          [at, ids],
+        );
+        for (const a of after.map(sandboxFromRow)) {
+          const b = before.find((r) => r.id === a.id);
+          if (b) events.push(...sandboxTransitionEvents(sandboxFromRow(b), a, at, NODE_LOST_REASON));
+        }
+        lost.push({ node, sandboxIds: ids.sort() });
+      }
+      return { result: lost, events };
+    });
+  }
+
+  async holdClusterLease(name: string, ttlMs: number): Promise<boolean> {
+    // Only a node that holds its own lease may hold a cluster lease: a lost or stalled one cannot keep it.
+    const row = await first<{ holder: string }>(
+      this.pool,
+      `INSERT INTO cluster_leases AS l (name, holder, expires_at)
+       SELECT ?, id, ${DB_NOW} + ? FROM nodes WHERE id = ? AND state <> 'lost' AND lease_expires_at > ${DB_NOW}
+       ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+       WHERE l.holder = excluded.holder OR l.expires_at < ${DB_NOW}
+       RETURNING holder`,
+      [name, ttlMs, this.nodeId],
+    );
+    return row?.holder === this.nodeId;
   }
 
   async sandboxOwner(sandboxId: string): Promise<SandboxOwner | undefined> {
@@ -304,6 +447,8 @@ export class PgStore implements Store {
     overcommit: Overcommit,
   ): Promise<SandboxRecord> {
     return this.transaction(async (tx) => {
+      // A node whose lease ran out places nothing on itself: the cluster may be declaring it lost.
+      await this.assertLeaseHeld(tx);
       await this.checkQuota(tx, record.orgId, quota, record.vcpus, record.memoryMb);
       await this.checkNodeRoom(tx, record, overcommit);
       for (const mount of record.volumes) {
@@ -330,7 +475,7 @@ export class PgStore implements Store {
       const insert = sandboxInsert(full);
       await run(tx, insert.sql, insert.values);
       return full;
-    });
+    }).then((full) => this.remember(full));
   }
 
   /**
@@ -385,8 +530,22 @@ export class PgStore implements Store {
   }
 
   async getSandbox(id: string): Promise<SandboxRecord | undefined> {
-    const row = await first<SandboxRow>(this.pool, "SELECT * FROM sandboxes WHERE id = ?", [id]);
-    return row && sandboxFromRow(row);
+    try {
+      const row = await first<SandboxRow>(this.pool, "SELECT * FROM sandboxes WHERE id = ?", [id]);
+      if (!row) this.lastKnown.delete(id);
+      return row && this.remember(sandboxFromRow(row));
+    } catch (e) {
+      const known = this.lastKnown.get(id);
+      if (e instanceof StoreUnavailableError && known) return known;
+      throw e;
+    }
+  }
+
+  /** Keeps this node's live sandboxes for reads during an outage (see `lastKnown`). */
+  private remember(record: SandboxRecord): SandboxRecord {
+    if (record.nodeId === this.nodeId && LIVE_STATUSES.includes(record.status)) this.lastKnown.set(record.id, record);
+    else this.lastKnown.delete(record.id);
+    return record;
   }
 
   async listSandboxes(orgId: string, filter: SandboxFilter): Promise<SandboxRecord[]> {
@@ -443,20 +602,23 @@ export class PgStore implements Store {
     const set = setClause(patch, sandboxColumns);
     const condition = onlyIf?.length ? " AND status = ANY(?)" : "";
     const conditionValues = onlyIf?.length ? [onlyIf] : [];
+    const lease = this.leaseCondition("node_id");
     // Every status change of every sandbox passes here: its lifecycle event is written with it.
     return this.withEvents(async (tx) => {
       const before = await first<SandboxRow>(tx, "SELECT * FROM sandboxes WHERE id = ? FOR UPDATE", [id]);
       const after = set.empty
         ? await first<SandboxRow>(tx, `SELECT * FROM sandboxes WHERE id = ?${condition}`, [id, ...conditionValues])
-        : await first<SandboxRow>(tx, `UPDATE sandboxes SET ${set.sql} WHERE id = ?${condition} RETURNING *`, [
-            ...set.values,
-            id,
-            ...conditionValues,
-          ]);
+        : await first<SandboxRow>(
+            tx,
+            `UPDATE sandboxes SET ${set.sql} WHERE id = ?${condition} AND ${lease.sql} RETURNING *`,
+            [...set.values, id, ...conditionValues, ...lease.values],
+          );
+      // The row is locked: when its status allowed the write and nothing was written, the lease refused it.
+      if (before && !after && !set.empty && (!onlyIf?.length || onlyIf.includes(before.status))) throw this.fenced();
       if (!before || !after) return { result: undefined, events: [] };
       const [b, a] = [sandboxFromRow(before), sandboxFromRow(after)];
       return { result: a, events: sandboxTransitionEvents(b, a, Date.now(), cause) };
-    });
+    }).then((updated) => updated && this.remember(updated));
   }
 
   async purgeDestroyed(before: number): Promise<number> {
@@ -567,14 +729,16 @@ export class PgStore implements Store {
       if (!row) return { result: undefined, events: [] };
       await this.checkQuota(tx, orgId, quota, row.vcpus, row.memory_mb);
       const set = setClause({ ...patch, orgId }, { ...sandboxColumns, orgId: "org_id" });
-      const taken = sandboxFromRow(
-        (await first<SandboxRow>(tx, `UPDATE sandboxes SET ${set.sql} WHERE id = ? RETURNING *`, [
-          ...set.values,
-          row.id,
-        ]))!,
+      const lease = this.leaseCondition("node_id");
+      const updated = await first<SandboxRow>(
+        tx,
+        `UPDATE sandboxes SET ${set.sql} WHERE id = ? AND ${lease.sql} RETURNING *`,
+        [...set.values, row.id, ...lease.values],
       );
+      if (!updated) throw this.fenced();
+      const taken = sandboxFromRow(updated);
       return { result: taken, events: [checkoutEvent(taken, poolId, Date.now())] };
-    });
+    }).then((taken) => taken && this.remember(taken));
   }
 
   async listWarmPools(): Promise<WarmPoolRecord[]> {
@@ -771,6 +935,7 @@ export class PgStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await this.holder?.end().catch(() => undefined);
     await this.pool.end();
   }

@@ -9,6 +9,7 @@ import type {
   IdempotencyRecord,
   NodeCapacity,
   NodeRecord,
+  NodeUsage,
   OrgQuota,
   OrgRecord,
   SandboxRecord,
@@ -19,6 +20,7 @@ import type {
 } from "../domain/index.js";
 import {
   COMPUTE_STATUSES,
+  NODE_BOUND_STATUSES,
   NoCapacityError,
   type Overcommit,
   QuotaExceededError,
@@ -708,4 +710,33 @@ export function allocationFromRow(r: AllocationRow | undefined): NodeCapacity {
 /** Columns of a node's registration, in the order of `nodeUpsertSql`'s first placeholders. */
 export function nodeRegistrationValues(node: NodeRegistration): unknown[] {
   return [node.id, node.url, toJsonText(node.capacity), toJsonText(node.labels), node.version, node.startedAt];
+}
+
+/** Sandboxes per node and status, with what they hold: one row per node and status. */
+export const nodeUsageSql = `SELECT node_id, status, count(*) AS n, coalesce(sum(vcpus), 0) AS vcpus,
+  coalesce(sum(memory_mb), 0) AS memory_mb FROM sandboxes WHERE status <> 'destroyed' GROUP BY node_id, status`;
+
+export interface NodeUsageRow {
+  node_id: string;
+  status: SandboxStatus;
+  n: number;
+  vcpus: number;
+  memory_mb: number;
+}
+
+export function nodeUsageFromRows(rows: NodeUsageRow[]): NodeUsage[] {
+  const loads = new Map<string, NodeUsage>();
+  for (const r of rows) {
+    let load = loads.get(r.node_id);
+    if (!load) {
+      load = { nodeId: r.node_id, sandboxes: {}, vcpus: 0, memoryMb: 0 };
+      loads.set(r.node_id, load);
+    }
+    load.sandboxes[r.status] = Number(r.n);
+    if (NODE_BOUND_STATUSES.includes(r.status)) {
+      load.vcpus += Number(r.vcpus);
+      load.memoryMb += Number(r.memory_mb);
+    }
+  }
+  return [...loads.values()].sort((a, b) => a.nodeId.localeCompare(b.nodeId));
 }

@@ -14,6 +14,7 @@ import type {
   NodeCapacity,
   NodeLoad,
   NodeRecord,
+  NodeUsage,
   OrgQuota,
   OrgRecord,
   Overcommit,
@@ -24,7 +25,7 @@ import type {
   WarmPoolRecord,
   WebhookRecord,
 } from "../domain/index.js";
-import { VolumeMissingError, VolumeNameTakenError } from "../domain/index.js";
+import { NODE_BOUND_STATUSES, NODE_LOST_REASON, VolumeMissingError, VolumeNameTakenError } from "../domain/index.js";
 import {
   checkoutEvent,
   type EventDraft,
@@ -56,10 +57,13 @@ import {
   inList,
   lowestFreeSlot,
   type NodeRow,
+  type NodeUsageRow,
   nodeAllocationSql,
   nodeAllocationValues,
   nodeFromRow,
   nodeRegistrationValues,
+  nodeUsageFromRows,
+  nodeUsageSql,
   type OrgRow,
   orgByKeySql,
   orgFromRow,
@@ -80,7 +84,7 @@ import {
   volumeFromRow,
 } from "./sql-rows.js";
 import { eventsMigration, SqliteEvents } from "./sqlite-events.js";
-import type { NodeRegistration, SandboxFilter, SandboxPatch, Store } from "./store.js";
+import type { LostNode, NodeRegistration, SandboxFilter, SandboxPatch, Store } from "./store.js";
 
 /** Schema versions, applied in order; `PRAGMA user_version` records how many ran. */
 const migrations = [
@@ -211,6 +215,9 @@ export class SqliteStore implements Store {
     return changes ? this.getNode(id) : undefined;
   }
 
+  /** The only node of its host: no other node can take its sandboxes over, so there is nothing to fence. */
+  fence(_epoch: number): void {}
+
   async getNode(id: string): Promise<NodeRecord | undefined> {
     const row = this.db.prepare("SELECT * FROM nodes WHERE id = ?").get(id) as NodeRow | undefined;
     return row && nodeFromRow(row);
@@ -220,9 +227,59 @@ export class SqliteStore implements Store {
     return (this.db.prepare("SELECT * FROM nodes ORDER BY id").all() as NodeRow[]).map(nodeFromRow);
   }
 
-  async setNodeState(id: string, state: NodeRecord["state"]): Promise<NodeRecord | undefined> {
-    this.db.prepare("UPDATE nodes SET state = ? WHERE id = ?").run(state, id);
-    return this.getNode(id);
+  async setNodeState(
+    id: string,
+    state: NodeRecord["state"],
+    onlyIf?: NodeRecord["state"][],
+  ): Promise<NodeRecord | undefined> {
+    const condition = onlyIf ? ` AND ${inList("state", onlyIf)}` : "";
+    const { changes } = this.db
+      .prepare(`UPDATE nodes SET state = ? WHERE id = ?${condition}`)
+      .run(state, id, ...(onlyIf ?? []));
+    return changes ? this.getNode(id) : undefined;
+  }
+
+  async nodeUsage(): Promise<NodeUsage[]> {
+    return nodeUsageFromRows(this.db.prepare(nodeUsageSql).all() as NodeUsageRow[]);
+  }
+
+  async declareLostNodes(graceMs: number): Promise<LostNode[]> {
+    return this.withEvents(() => {
+      const at = Date.now();
+      const nodes = (
+        this.db
+          .prepare("SELECT * FROM nodes WHERE id <> ? AND state <> 'lost' AND lease_expires_at < ?")
+          .all(this.nodeId, at - graceMs) as NodeRow[]
+      ).map(nodeFromRow);
+      const lost: LostNode[] = [];
+      const events: EventDraft[] = [];
+      for (const node of nodes) {
+        this.db.prepare("UPDATE nodes SET state = 'lost' WHERE id = ?").run(node.id);
+        const stranded = (
+          this.db
+            .prepare(
+              `SELECT * FROM sandboxes WHERE node_id = ? AND ${inList("status", NODE_BOUND_STATUSES)} ORDER BY id`,
+            )
+            .all(node.id, ...NODE_BOUND_STATUSES) as SandboxRow[]
+        ).map(sandboxFromRow);
+        for (const before of stranded) {
+          this.db
+            .prepare("UPDATE sandboxes SET status = 'error', reason = ?, net_index = NULL WHERE id = ?")
+            .run(NODE_LOST_REASON, before.id);
+          this.db
+            .prepare("UPDATE commands SET status = 'lost', finished_at = ? WHERE sandbox_id = ? AND status = 'running'")
+            .run(at, before.id);
+          events.push(...sandboxTransitionEvents(before, this.sandboxRow(before.id)!, at, NODE_LOST_REASON));
+        }
+        lost.push({ node: { ...node, state: "lost" }, sandboxIds: stranded.map((s) => s.id) });
+      }
+      return { result: lost, events };
+    });
+  }
+
+  /** The only node of its host runs the cluster's jobs. */
+  async holdClusterLease(_name: string, _ttlMs: number): Promise<boolean> {
+    return true;
   }
 
   async sandboxOwner(sandboxId: string): Promise<SandboxOwner | undefined> {

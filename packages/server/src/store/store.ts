@@ -10,6 +10,7 @@ import type {
   IdempotencyRecord,
   NodeLoad,
   NodeRecord,
+  NodeUsage,
   OrgQuota,
   OrgRecord,
   Overcommit,
@@ -29,6 +30,12 @@ export interface SandboxFilter {
   /** Only the sandboxes living on this node. */
   nodeId?: string;
   limit?: number;
+}
+
+/** A node the cluster declared lost, with its sandboxes that turned `error` (`node_lost`) with it. */
+export interface LostNode {
+  node: NodeRecord;
+  sandboxIds: string[];
 }
 
 /** What a node tells about itself when it (re-)registers. */
@@ -57,9 +64,30 @@ export interface Store {
    * (the node is fenced and must register again).
    */
   renewNodeLease(id: string, epoch: number, leaseTtlMs: number): Promise<NodeRecord | undefined>;
+  /**
+   * From now on, this node's writes about its own sandboxes (updateSandbox, insertSandbox, checkoutPooled)
+   * apply only while it holds the lease of `epoch`: same epoch, not lost, not run out by the database's
+   * clock — checked in the write's own statement. A refused write throws NodeFencedError. A store that is
+   * its host's only node (SQLite) has no one to be fenced from: there it changes nothing.
+   */
+  fence(epoch: number): void;
   getNode(id: string): Promise<NodeRecord | undefined>;
   listNodes(): Promise<NodeRecord[]>;
-  setNodeState(id: string, state: NodeRecord["state"]): Promise<NodeRecord | undefined>;
+  /** Sets the state; with `onlyIf`, only from one of those states (undefined when the condition failed). */
+  setNodeState(id: string, state: NodeRecord["state"], onlyIf?: NodeRecord["state"][]): Promise<NodeRecord | undefined>;
+  /** Sandboxes on each node by status, and the vCPUs and memory they hold (for operators). */
+  nodeUsage(): Promise<NodeUsage[]>;
+  /**
+   * Declares lost every other node whose lease ran out more than `graceMs` ago (the database's clock) and,
+   * in the same transaction, turns its creating/running/pausing/resuming sandboxes `error` with reason
+   * `node_lost` (conditional updates: each is written, with its event, once). Paused sandboxes stay paused.
+   */
+  declareLostNodes(graceMs: number): Promise<LostNode[]>;
+  /**
+   * Takes or keeps the cluster-wide lease `name` for this node for `ttlMs` (the database's clock): true
+   * while this node holds it. A lease another node holds is taken only once it ran out. SQLite: always true.
+   */
+  holdClusterLease(name: string, ttlMs: number): Promise<boolean>;
   /** The node a sandbox lives on and how to reach it (one query: it runs for every forwarded request). */
   sandboxOwner(sandboxId: string): Promise<SandboxOwner | undefined>;
   /**

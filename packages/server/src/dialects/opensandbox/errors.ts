@@ -47,6 +47,8 @@ const LIFECYCLE_CODES: Partial<Record<ErrorCode, string>> = {
   internal: "SANDBOX::UNKNOWN_ERROR",
   runtime_unavailable: "SANDBOX::UNAVAILABLE",
   no_capacity: "SANDBOX::UNAVAILABLE",
+  node_fenced: "SANDBOX::UNAVAILABLE",
+  database_unavailable: "SANDBOX::UNAVAILABLE",
 };
 
 /**

@@ -304,6 +304,8 @@ const CODES: Partial<Record<ApiError["code"], { status?: number; code: string }>
   internal: { code: "internal_server_error" },
   runtime_unavailable: { code: "service_unavailable" },
   no_capacity: { code: "service_unavailable" },
+  node_fenced: { code: "service_unavailable" },
+  database_unavailable: { code: "service_unavailable" },
 };
 
 /** Where a call landed on a session that cannot take it: Vercel's 410 and 422 let the SDK resume it. */

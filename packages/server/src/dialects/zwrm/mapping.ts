@@ -236,6 +236,8 @@ const CODES: Partial<Record<ApiError["code"], string>> = {
   internal: "internal_error",
   runtime_unavailable: "unavailable",
   no_capacity: "unavailable",
+  node_fenced: "unavailable",
+  database_unavailable: "unavailable",
 };
 
 /**
