@@ -58,7 +58,7 @@ async function hopInProcess(rounds: number): Promise<{ owner: Summary; forwarded
     }),
   );
   const [a, b] = servers as [(typeof servers)[0], (typeof servers)[0]];
-  owners.set("sbx_bench", { nodeId: "a", url: a.url, state: "ready" });
+  owners.set("sbx_bench", { nodeId: "a", url: a.url, state: "ready", leaseLive: true });
   const agent = new http.Agent({ keepAlive: true });
   const get = (base: string) =>
     new Promise<void>((resolve, reject) =>

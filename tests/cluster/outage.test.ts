@@ -53,8 +53,8 @@ describe("a PostgreSQL outage", () => {
   it("leaves running sandboxes answering reads and execs, answers writes with a 503, and loses nothing", async () => {
     const [a, b] = cluster.nodes as [TestNode, TestNode];
     const api = apiClient(a);
-    const s = await api.createSandbox({ metadata: { k: "before" } });
-    const onB = await apiClient(b).createSandbox({});
+    const s = await api.createSandbox({ placement: { node: a.nodeId }, metadata: { k: "before" } });
+    const onB = await apiClient(b).createSandbox({ placement: { node: b.nodeId } });
     expect((await api.put(`/v1/sandboxes/${s.id}/files?path=%2Ftmp%2Fnote`, "kept\n")).status).toBe(201);
     const epochs = await query<{ id: string; epoch: number }>("SELECT id, epoch FROM nodes ORDER BY id");
 

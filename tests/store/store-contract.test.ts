@@ -571,7 +571,12 @@ describe.each(backends)("$name store", (backend) => {
 
     const s = await store.insertSandbox(sandbox(orgId), 100, NO_QUOTA, ANY_ROOM);
     expect(s.nodeId).toBe(store.nodeId);
-    expect(await store.sandboxOwner(s.id)).toEqual({ nodeId: store.nodeId, url: registration.url, state: "ready" });
+    expect(await store.sandboxOwner(s.id)).toEqual({
+      nodeId: store.nodeId,
+      url: registration.url,
+      state: "ready",
+      leaseLive: true,
+    });
     expect(await store.sandboxOwner("sbx_nope")).toBeUndefined();
   });
 

@@ -20,6 +20,7 @@ const SECRET = "test-cluster-secret";
 const DOMAIN = "sandpit.test";
 const ON_A = "sbx_aaaaaaaaaaaaaaaaaaaa";
 const ON_GONE_NODE = "sbx_gggggggggggggggggggg";
+const ON_STOPPED_NODE = "sbx_ssssssssssssssssssss";
 
 interface TestNode {
   app: FastifyInstance;
@@ -175,13 +176,16 @@ async function until(condition: () => boolean): Promise<void> {
 beforeAll(async () => {
   nodes.a = await startNode("a");
   nodes.b = await startNode("b");
-  owners.set(ON_A, { nodeId: "a", url: nodes.a.url, state: "ready" });
+  owners.set(ON_A, { nodeId: "a", url: nodes.a.url, state: "ready", leaseLive: true });
   // A node that is registered but does not answer (its port is closed).
   const gone = http.createServer();
   await new Promise<void>((r) => gone.listen(0, "127.0.0.1", r));
   const port = (gone.address() as AddressInfo).port;
   await new Promise<void>((r) => gone.close(() => r()));
-  owners.set(ON_GONE_NODE, { nodeId: "gone", url: `http://127.0.0.1:${port}`, state: "ready" });
+  owners.set(ON_GONE_NODE, { nodeId: "gone", url: `http://127.0.0.1:${port}`, state: "ready", leaseLive: true });
+  // A node whose lease ran out (stopped, cut off) but not declared lost yet: it may accept connections and
+  // never answer, so it is not waited for.
+  owners.set(ON_STOPPED_NODE, { nodeId: "a", url: nodes.a.url, state: "ready", leaseLive: false });
 });
 
 afterAll(async () => {
@@ -340,6 +344,11 @@ describe("a request for a sandbox on another node", () => {
     expect(byHost.headers["x-sandpit-node"]).toBe("a");
     const byPath = await request(nodes.b.url, { path: "/traffic/x", headers: { "x-sandbox": ON_A } });
     expect(byPath.body.toString()).toBe("path traffic on a");
+  });
+
+  it("is answered here when its node's lease ran out, not sent to a node that may never answer", async () => {
+    const answer = await request(nodes.b.url, { path: `/v1/sandboxes/${ON_STOPPED_NODE}` });
+    expect(answer.headers["x-sandpit-node"]).toBe("b");
   });
 
   it("answers 503 with Retry-After when the owner does not answer", async () => {

@@ -116,7 +116,9 @@ export class NodeForwarder {
     const forwarded = this.forwardedByNode(req);
     if (sandboxId === undefined) return undefined;
     const owner = await this.lookUpOwner(sandboxId);
-    if (!owner || owner.nodeId === this.nodeId || owner.state === "lost") return undefined;
+    // A node declared lost, or one whose lease ran out (stopped, cut off), is not waited for: its sandboxes
+    // are answered here from the database (reads), resumed elsewhere, or refused by the services.
+    if (!owner || owner.nodeId === this.nodeId || owner.state === "lost" || !owner.leaseLive) return undefined;
     if (forwarded) {
       throw new ApiError(
         "runtime_unavailable",

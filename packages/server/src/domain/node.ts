@@ -34,6 +34,8 @@ export interface SandboxOwner {
   nodeId: string;
   url: string;
   state: NodeRecord["state"];
+  /** Its lease has not run out (the database's clock): a node that stopped answering shows here first. */
+  leaseLive: boolean;
 }
 
 /**

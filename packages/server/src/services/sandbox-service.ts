@@ -662,6 +662,16 @@ export class SandboxService {
         );
       }
     }
+    if (record.nodeId !== this.store.nodeId && record.status !== "paused") {
+      // Its processes, network slot and ports are on that node: the slot's address here is another
+      // sandbox's, so nothing of this host may stand in for it.
+      throw new ApiError(
+        "runtime_unavailable",
+        `sandbox ${record.id} runs on node ${record.nodeId}, which does not answer; retry shortly`,
+        { node: record.nodeId },
+        { "retry-after": "2" },
+      );
+    }
     if (record.autoResume && record.status === "pausing") {
       await this.pausing.get(record.id)?.catch(() => undefined);
       record = (await this.store.getSandbox(record.id)) ?? record;

@@ -398,12 +398,13 @@ export class PgStore implements Store {
   }
 
   async sandboxOwner(sandboxId: string): Promise<SandboxOwner | undefined> {
-    const row = await first<{ node_id: string; url: string; state: NodeRecord["state"] }>(
+    const row = await first<{ node_id: string; url: string; state: NodeRecord["state"]; lease_live: boolean }>(
       this.pool,
-      "SELECT s.node_id, n.url, n.state FROM sandboxes s JOIN nodes n ON n.id = s.node_id WHERE s.id = ?",
+      `SELECT s.node_id, n.url, n.state, n.lease_expires_at > ${DB_NOW} AS lease_live
+       FROM sandboxes s JOIN nodes n ON n.id = s.node_id WHERE s.id = ?`,
       [sandboxId],
     );
-    return row && { nodeId: row.node_id, url: row.url, state: row.state };
+    return row && { nodeId: row.node_id, url: row.url, state: row.state, leaseLive: row.lease_live };
   }
 
   async sharedKey(name: string, initial: Buffer): Promise<Buffer> {

@@ -284,9 +284,14 @@ export class SqliteStore implements Store {
 
   async sandboxOwner(sandboxId: string): Promise<SandboxOwner | undefined> {
     const row = this.db
-      .prepare("SELECT s.node_id, n.url, n.state FROM sandboxes s JOIN nodes n ON n.id = s.node_id WHERE s.id = ?")
-      .get(sandboxId) as { node_id: string; url: string; state: NodeRecord["state"] } | undefined;
-    return row && { nodeId: row.node_id, url: row.url, state: row.state };
+      .prepare(
+        `SELECT s.node_id, n.url, n.state, n.lease_expires_at > ? AS lease_live
+         FROM sandboxes s JOIN nodes n ON n.id = s.node_id WHERE s.id = ?`,
+      )
+      .get(Date.now(), sandboxId) as
+      | { node_id: string; url: string; state: NodeRecord["state"]; lease_live: number }
+      | undefined;
+    return row && { nodeId: row.node_id, url: row.url, state: row.state, leaseLive: row.lease_live === 1 };
   }
 
   /** One node has no one to share with: the key stays where the caller keeps it (a 0600 file). */
