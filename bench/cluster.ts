@@ -24,6 +24,7 @@ const N = Number(process.env.BENCH_CLUSTER_ROUNDS ?? 200);
 const FILE_BYTES = 64 * 1024;
 const BIG_FILE_BYTES = 8 * 1024 * 1024;
 const N_BIG = Number(process.env.BENCH_CLUSTER_BIG_ROUNDS ?? 20);
+const N_CREATE = Number(process.env.BENCH_CLUSTER_CREATES ?? 6);
 
 function log(line: string) {
   process.stderr.write(`[bench:cluster] ${line}\n`);
@@ -102,7 +103,7 @@ async function main() {
     goal: "",
   });
   try {
-    const sandbox = await viaOwner.createSandbox({});
+    const sandbox = await viaOwner.createSandbox({ placement: { node: a.nodeId } });
     const id = sandbox.id;
     const probe = await viaOther.get(`/v1/sandboxes/${id}`);
     if (probe.headers.get("x-sandpit-node") !== a.nodeId) {
@@ -166,6 +167,33 @@ async function main() {
       expectOk((await api.put(`/v1/sandboxes/${id}/files?path=/tmp/bench-big`, big)).status, "PUT");
       const read = await api.get<Buffer>(`/v1/sandboxes/${id}/files?path=/tmp/bench-big`);
       if (read.body.length !== BIG_FILE_BYTES) throw new Error("short read");
+    });
+    // A create through A, made on A as a single node would (pinned), against one placed by the cluster
+    // over the three nodes (least allocated first: mostly another node, over the internal API).
+    log("create: on the receiving node vs placed over three nodes");
+    const pinned: number[] = [];
+    const placed: number[] = [];
+    const placedOn: Record<string, number> = {};
+    for (let i = 0; i < N_CREATE; i++) {
+      for (const [samples, body] of [
+        [pinned, { placement: { node: a.nodeId } }],
+        [placed, {}],
+      ] as const) {
+        let made: { id: string; node: string } | undefined;
+        samples.push(await timeIt(async () => (made = await viaOwner.createSandbox(body))));
+        if (samples === placed) placedOn[made!.node] = (placedOn[made!.node] ?? 0) + 1;
+        await viaOwner.del(`/v1/sandboxes/${made!.id}`);
+      }
+    }
+    const p1 = summarize(pinned);
+    const p3 = summarize(placed);
+    results["create"] = { onReceivingNode: p1, placedOverThree: p3, placedOn };
+    rows.push({
+      metric: `create (→ running), placed over 3 nodes vs on A (${JSON.stringify(placedOn)})`,
+      owner: fmt(p1),
+      forwarded: fmt(p3),
+      added: `p50 +${ms(p3.p50 - p1.p50)}`,
+      goal: "",
     });
     // The owner look-up every request for a sandbox makes (on the node it reaches, and again on the owner).
     log("owner look-up");
