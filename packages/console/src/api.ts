@@ -1,4 +1,5 @@
 import type {
+  ClusterNode,
   CreateSandboxRequest,
   ErrorBody,
   EventType,
@@ -13,6 +14,7 @@ import type {
 } from "@sandpit/contract";
 
 export type {
+  ClusterNode,
   EventType,
   FileEntry,
   MetricsSample,
@@ -45,14 +47,20 @@ export interface SandboxFilter {
   metadata: Record<string, string>;
 }
 
-const KEY_STORAGE = "sandpit.console.apiKey";
+/** A key of this browser tab: kept in sessionStorage, so it is gone when the tab closes. */
+function tabKey(storageKey: string) {
+  return {
+    key: (): string | null => sessionStorage.getItem(storageKey),
+    save: (key: string) => sessionStorage.setItem(storageKey, key),
+    clear: () => sessionStorage.removeItem(storageKey),
+  };
+}
 
-/** The API key of this browser tab: kept in sessionStorage, so it is gone when the tab closes. */
-export const session = {
-  key: (): string | null => sessionStorage.getItem(KEY_STORAGE),
-  save: (key: string) => sessionStorage.setItem(KEY_STORAGE, key),
-  clear: () => sessionStorage.removeItem(KEY_STORAGE),
-};
+/** The organisation's API key the console signed in with. */
+export const session = tabKey("sandpit.console.apiKey");
+
+/** The server's admin key (SANDPIT_ADMIN_KEY), asked for by the Nodes view only. */
+export const adminSession = tabKey("sandpit.console.adminKey");
 
 /**
  * The `/v1` API as the console uses it, with the key as `Authorization: Bearer`. Every call goes to the
@@ -191,6 +199,18 @@ export class ConsoleApi {
 
   async killTerminal(id: string, terminalId: string): Promise<void> {
     await this.request(`/sandboxes/${id}/terminals/${terminalId}`, { method: "DELETE" });
+  }
+
+  /** The cluster's nodes; needs a ConsoleApi made with the admin key. */
+  async listNodes(): Promise<ClusterNode[]> {
+    return (await this.json<{ nodes: ClusterNode[] }>("/nodes")).nodes;
+  }
+
+  /** Drain stops placing new sandboxes on the node; undrain lets it take them again (admin key). */
+  setNodeDraining(id: string, draining: boolean): Promise<ClusterNode> {
+    return this.json<ClusterNode>(`/nodes/${encodeURIComponent(id)}/${draining ? "drain" : "undrain"}`, {
+      method: "POST",
+    });
   }
 
   /**

@@ -1,10 +1,11 @@
 import { render } from "preact";
 import { useMemo, useState } from "preact/hooks";
-import { ConsoleApi, session } from "./api";
+import { adminSession, ConsoleApi, session } from "./api";
 import { Link, useRoute } from "./router";
 import "./styles.css";
 import { EventLog } from "./views/event-log";
 import { Login } from "./views/login";
+import { NodeList } from "./views/node-list";
 import { SandboxDetail, type SandboxTab } from "./views/sandbox-detail";
 import { SandboxList } from "./views/sandbox-list";
 
@@ -42,6 +43,7 @@ function App() {
       api={api}
       onSignOut={() => {
         session.clear();
+        adminSession.clear();
         setKey(null);
       }}
     />
@@ -58,6 +60,7 @@ function Shell({ api, onSignOut }: { api: ConsoleApi; onSignOut: () => void }) {
       <SandboxDetail api={api} id={sandbox[1]!} tab={(sandbox[2] ?? "overview") as SandboxTab} query={route.query} />
     );
   } else if (route.path === "/events") page = <EventLog api={api} />;
+  else if (route.path === "/nodes") page = <NodeList />;
   else page = <p class="empty">Nothing here: {route.path}</p>;
 
   return (
@@ -72,6 +75,9 @@ function Shell({ api, onSignOut }: { api: ConsoleApi; onSignOut: () => void }) {
           </Link>
           <Link to="/events" class={route.path === "/events" ? "nav-link active" : "nav-link"}>
             Events
+          </Link>
+          <Link to="/nodes" class={route.path === "/nodes" ? "nav-link active" : "nav-link"} testId="nav-nodes">
+            Nodes
           </Link>
         </nav>
         <button type="button" class="ghost" onClick={onSignOut} data-testid="sign-out">

@@ -21,6 +21,7 @@ const TABS: { tab: SandboxTab; label: string; suffix: string }[] = [
 function Details({ sandbox, now }: { sandbox: Sandbox; now: number }) {
   const rows: [string, string][] = [
     ["Template", sandbox.template],
+    ["Node", sandbox.node],
     [
       "Resources",
       `${sandbox.resources.vcpus} vCPU · ${formatMb(sandbox.resources.memoryMb)} memory · ${formatMb(sandbox.resources.diskMb)} disk`,
@@ -48,7 +49,7 @@ function Details({ sandbox, now }: { sandbox: Sandbox; now: number }) {
   return (
     <dl class="details">
       {rows.map(([k, v]) => (
-        <div key={k}>
+        <div key={k} data-testid={`detail-${k.toLowerCase().replace(/ /g, "-")}`}>
           <dt>{k}</dt>
           <dd>{v}</dd>
         </div>

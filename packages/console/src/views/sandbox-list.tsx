@@ -132,6 +132,7 @@ export function SandboxList({ api }: { api: ConsoleApi }) {
             <th>Sandbox</th>
             <th>State</th>
             <th>Template</th>
+            <th>Node</th>
             <th>Age</th>
             <th>Resources</th>
             <th>CPU</th>
@@ -162,6 +163,9 @@ export function SandboxList({ api }: { api: ConsoleApi }) {
                   {s.reason && <div class="muted small">{s.reason}</div>}
                 </td>
                 <td>{s.template}</td>
+                <td class="mono small" data-testid="node">
+                  {s.node}
+                </td>
                 <td title={s.createdAt}>{age(s.createdAt, now)}</td>
                 <td>
                   {s.resources.vcpus} vCPU · {formatMb(s.resources.memoryMb)} · {formatMb(s.resources.diskMb)} disk
