@@ -15,6 +15,7 @@ const IDLE_S = Number(process.env.BENCH_DB_IDLE_S ?? 20);
 /** Statements of the background work of an idle node (lease renewals, retention purges). */
 const BACKGROUND = new Set([
   "UPDATE nodes",
+  "INSERT cluster_leases",
   "DELETE sandboxes",
   "DELETE idempotency_keys",
   "DELETE egress_log",
