@@ -5,6 +5,7 @@ import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import type { SandboxOwner } from "../domain/index.js";
 import { ApiError } from "../errors.js";
+import { endToEnd } from "../http/hop-by-hop.js";
 import { NODE_AUTH_HEADERS } from "./node-auth.js";
 import type { NodeClient } from "./node-client.js";
 
@@ -13,37 +14,14 @@ export const ANSWERED_BY_HEADER = "x-sandpit-node";
 
 const NODE_HEADERS: readonly string[] = Object.values(NODE_AUTH_HEADERS);
 
-/** Headers that describe one connection, not the request: never passed on (RFC 9110 §7.6.1). */
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "transfer-encoding",
-  "upgrade",
-  "te",
-  "trailer",
-  "proxy-authorization",
-  "proxy-authenticate",
-]);
+/** A client's proxy credentials are for the node it reached, not for the next one (nor its challenges back). */
+const PROXY_AUTH = ["proxy-authorization", "proxy-authenticate"];
 
 /** How many sandboxes' owners are remembered for when the database is unreachable (least recent go first). */
 const LAST_KNOWN_OWNERS = 10_000;
 
 /** Seconds a client waits before retrying a request that reached a node its sandbox has just left. */
 const RETRY_AFTER_SECONDS = "1";
-
-/** The headers of a message minus hop-by-hop ones (and those its Connection header names) and `drop`. */
-function endToEnd(headers: http.IncomingHttpHeaders, drop: readonly string[] = []): http.OutgoingHttpHeaders {
-  const named = String(headers.connection ?? "")
-    .split(",")
-    .map((h) => h.trim().toLowerCase());
-  const out: http.OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || named.includes(name) || drop.includes(name)) continue;
-    out[name] = value;
-  }
-  return out;
-}
 
 /** The address of the client of each request another node forwarded here (as that node saw it). */
 const forwardedClients = new WeakMap<http.IncomingMessage, string>();
@@ -178,7 +156,7 @@ export class NodeForwarder {
     const target = new URL(owner.url);
     const secure = target.protocol === "https:";
     const headers: http.OutgoingHttpHeaders = {
-      ...endToEnd(req.headers, NODE_HEADERS),
+      ...endToEnd(req.headers, [...NODE_HEADERS, ...PROXY_AUTH]),
       "x-forwarded-for": appendForwardedFor(req),
       "x-request-id": requestId,
       ...this.sign(req),
@@ -203,7 +181,7 @@ export class NodeForwarder {
         },
         (up) => {
           res.removeHeader(ANSWERED_BY_HEADER);
-          res.writeHead(up.statusCode ?? 502, up.statusMessage, endToEnd(up.headers));
+          res.writeHead(up.statusCode ?? 502, up.statusMessage, endToEnd(up.headers, PROXY_AUTH));
           up.pipe(res);
           // Headers leave with the first chunk of the body when it came with them (one packet), else on
           // their own at once: a stream that is quiet at first must still show that it started.

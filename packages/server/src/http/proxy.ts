@@ -4,22 +4,12 @@ import type { Duplex } from "node:stream";
 import { clientAddressOf } from "../cluster/node-forwarder.js";
 import { ApiError } from "../errors.js";
 import { type PortTarget, TRAFFIC_TOKEN_HEADER } from "../services/port-service.js";
+import { endToEnd } from "./hop-by-hop.js";
 
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "transfer-encoding",
-  "upgrade",
-  "te",
-  "trailer",
-  TRAFFIC_TOKEN_HEADER,
-]);
 const upstreamAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
 function forwardHeaders(req: http.IncomingMessage): http.OutgoingHttpHeaders {
-  const headers: http.OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
+  const headers = endToEnd(req.headers, [TRAFFIC_TOKEN_HEADER]);
   headers["x-forwarded-for"] = clientAddressOf(req);
   headers["x-forwarded-host"] = req.headers.host ?? "";
   return headers;
@@ -47,9 +37,7 @@ export function proxyHttp(req: http.IncomingMessage, res: http.ServerResponse, t
       agent: upstreamAgent,
     },
     (up) => {
-      const headers: http.OutgoingHttpHeaders = {};
-      for (const [k, v] of Object.entries(up.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
-      res.writeHead(up.statusCode ?? 502, headers);
+      res.writeHead(up.statusCode ?? 502, endToEnd(up.headers, [TRAFFIC_TOKEN_HEADER]));
       res.flushHeaders();
       up.pipe(res);
     },
