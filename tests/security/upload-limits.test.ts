@@ -6,6 +6,7 @@ import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import zlib from "node:zlib";
@@ -182,6 +183,33 @@ describe("upload limits", () => {
     const unknown = await send("PUT", url("/up/native/x"), { ...octet, "content-encoding": "zstd" }, bomb);
     expect(unknown.status).toBe(400);
     expect(JSON.parse(unknown.text).error.message).toMatch(/content-encoding: zstd/);
+  });
+
+  it("a client that sends the whole body before reading gets its 413, and the connection serves the next request", async () => {
+    const target = `/v1/sandboxes/${sandbox.id}/files?path=${encodeURIComponent("/up/native/eager")}`;
+    const body = randomBytes(8 * LIMIT);
+    // Two requests on one connection, the second behind the refused body: the server must read that body
+    // to its end (a client like fetch writes it all before it reads) and then answer the next request.
+    const raw = await new Promise<string>((resolve, reject) => {
+      const url = new URL(server.url);
+      const socket = net.connect(Number(url.port), url.hostname);
+      const received: Buffer[] = [];
+      socket.on("data", (c: Buffer) => received.push(c));
+      socket.on("end", () => resolve(Buffer.concat(received).toString("latin1")));
+      socket.on("error", reject);
+      socket.write(
+        `PUT ${target} HTTP/1.1\r\nHost: sandpit\r\nAuthorization: Bearer ${server.apiKey}\r\n` +
+          `Content-Type: application/octet-stream\r\nContent-Length: ${body.length}\r\n\r\n`,
+      );
+      socket.write(body);
+      socket.write(
+        `GET /v1/sandboxes/${sandbox.id} HTTP/1.1\r\nHost: sandpit\r\nAuthorization: Bearer ${server.apiKey}\r\n` +
+          "Connection: close\r\n\r\n",
+      );
+    });
+    const statuses = [...raw.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+    expect(statuses, raw.slice(0, 600)).toEqual([413, 200]);
+    expect(raw).toContain(`"id":"${sandbox.id}"`);
   });
 
   it("E2B envd POST /files, octet-stream and multipart: 413 as {code, message}, gzip bombs leave nothing", async () => {

@@ -19,7 +19,7 @@ import { ApiError, clientConnectionError, errorEnvelope, toApiError } from "./er
 import { recordIdempotentResponse } from "./http/idempotency.js";
 import { forwardToOwners } from "./http/sandbox-forwarding.js";
 import { TrafficRouter } from "./http/traffic-router.js";
-import { continueOnFirstRead } from "./http/upload-limit.js";
+import { answerBeforeBody } from "./http/upload-limit.js";
 import { newRequestId } from "./lib/ids.js";
 import { adminRoutes } from "./routes/admin.js";
 import { consoleRoutes } from "./routes/console.js";
@@ -100,7 +100,7 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
     return parseJson(request, body as string, done);
   });
 
-  continueOnFirstRead(app.server);
+  answerBeforeBody(app.server);
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);
   });

@@ -9,7 +9,7 @@ import { ApiError, errorEnvelope } from "../errors.js";
 import { forSandbox, forwardToOwners } from "../http/sandbox-forwarding.js";
 import { TrafficRouter } from "../http/traffic-router.js";
 import { onUpgrade, rejectUpgrade } from "../http/upgrades.js";
-import { continueOnFirstRead } from "../http/upload-limit.js";
+import { answerBeforeBody } from "../http/upload-limit.js";
 import { NODE_AUTH_HEADERS, signNodeRequest } from "./node-auth.js";
 import { NodeClient } from "./node-client.js";
 import { clientAddressOf, NodeForwarder } from "./node-forwarder.js";
@@ -134,7 +134,7 @@ async function startNode(nodeId: string): Promise<TestNode> {
     },
   });
 
-  continueOnFirstRead(app.server);
+  answerBeforeBody(app.server);
   await app.listen({ host: "127.0.0.1", port: 0 });
   node.url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   return node;

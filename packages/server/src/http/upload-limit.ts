@@ -35,7 +35,7 @@ function contentCodings(header: string | string[] | undefined): string[] {
  * that it fails with the 413 at the first decoded byte over `limit` (a few KB of gzip cannot become a
  * huge file). `size` is the declared length when it is also the decoded one; over the limit, the
  * request is refused from its headers, before anything is read (and before `100 Continue`, see
- * `continueOnFirstRead`). On any failure the request itself is only unpiped, never destroyed: its
+ * `answerBeforeBody`). On any failure the request itself is only unpiped, never destroyed: its
  * connection still carries the answer. `allowance` adds framing bytes for container formats.
  */
 export function uploadBody(
@@ -167,20 +167,44 @@ export async function receiveMultipart(
   if (failure !== undefined) throw failure;
 }
 
+/** How long a client still sending a body that was answered before it was read may go on. */
+const LINGER_MS = 30_000;
+
 /**
- * Node answers `Expect: 100-continue` with `100 Continue` before any handler runs, so a client is told to
- * send a body that is about to be refused from its headers. Installed on the server, this sends
- * `100 Continue` only once something starts reading the body, and never after the answer began: a
- * request refused before reading gets its final answer instead, and the client sends nothing.
+ * Requests answered before their body was read (an upload refused from its headers or midway):
+ * - Node answers `Expect: 100-continue` with `100 Continue` before any handler runs, so a client would be
+ *   told to send a body that is about to be refused. Here `100 Continue` goes only once something starts
+ *   reading the body; a request refused before that gets its final answer with `Connection: close`: the
+ *   client sends nothing, and the connection, which still owes a body, is not reused.
+ * - Without it the client is already sending. The rest of the body is read and thrown away (for at most
+ *   `lingerMs`), so that the client gets to read the answer: closing at once would reset the connection
+ *   under a client still writing (fetch fails with EPIPE instead of showing the 413).
  */
-export function continueOnFirstRead(server: http.Server): void {
+export function answerBeforeBody(server: http.Server, lingerMs = LINGER_MS): void {
   server.on("checkContinue", (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const keepAlive = res.shouldKeepAlive;
+    res.shouldKeepAlive = false;
     const read = req._read;
     req._read = function (this: http.IncomingMessage, size: number) {
       req._read = read;
-      if (!res.headersSent) res.writeContinue();
+      if (!res.headersSent) {
+        res.shouldKeepAlive = keepAlive;
+        res.writeContinue();
+      }
       read.call(this, size);
     };
     server.emit("request", req, res);
+  });
+  server.prependListener("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+    res.once("finish", () => {
+      if (req.complete || req.socket.destroyed) return;
+      const giveUp = setTimeout(() => req.socket.destroy(), lingerMs);
+      giveUp.unref();
+      const done = () => clearTimeout(giveUp);
+      req.once("end", done);
+      req.socket.once("close", done);
+      // Node already discards the body of a request nothing read; one a handler stopped reading is paused.
+      req.resume();
+    });
   });
 }

@@ -10,15 +10,15 @@ import { ApiError } from "../errors.js";
 export const FRAMING_ALLOWANCE = 1024 * 1024;
 
 /**
- * The 413 for an upload over the limit. The connection closes after it: the rest of the body is never
- * read, and a client still sending it (or waiting for `100 Continue`) learns that it can stop.
+ * The 413 for an upload over the limit. The rest of the body is never written anywhere: how the
+ * connection ends (a client waiting for `100 Continue`, one still sending) is `answerBeforeBody`'s job.
  */
 export function uploadTooLarge(limit: number, declared?: number): ApiError {
   const message =
     declared === undefined
       ? `upload is larger than the limit of ${limit} bytes`
       : `upload of ${declared} bytes is over the limit of ${limit} bytes`;
-  return new ApiError("payload_too_large", message, { limit }, { connection: "close" });
+  return new ApiError("payload_too_large", message, { limit });
 }
 
 /** A byte allowance shared by the streams of one upload (the files of a multipart body, of an archive). */
