@@ -1,3 +1,4 @@
+export * from "./code.js";
 export * from "./common.js";
 export * from "./egress.js";
 export * from "./errors.js";

@@ -22,6 +22,7 @@ import { TrafficRouter } from "./http/traffic-router.js";
 import { answerBeforeBody } from "./http/upload-limit.js";
 import { newRequestId } from "./lib/ids.js";
 import { adminRoutes } from "./routes/admin.js";
+import { codeRoutes } from "./routes/code.js";
 import { consoleRoutes } from "./routes/console.js";
 import { egressRoutes } from "./routes/egress.js";
 import { eventRoutes } from "./routes/events.js";
@@ -145,6 +146,7 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   consoleRoutes(app);
   sandboxRoutes(app, authenticate, services.sandboxes, services.warmPools);
   execRoutes(app, authenticate, services.exec);
+  codeRoutes(app, authenticate, services.code);
   fileRoutes(app, authenticate, services.files, services.maxUploadBytes);
   templateRoutes(app, authenticate, services.templates, services.templateBuilds);
   imageRoutes(app, authenticate, services.images);

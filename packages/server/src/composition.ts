@@ -24,6 +24,7 @@ import { Runsc } from "./runtime/runsc.js";
 import type { SandboxRuntime } from "./runtime/runtime.js";
 import { AgentPool } from "./services/agent-pool.js";
 import { AuthService } from "./services/auth-service.js";
+import { CodeService } from "./services/code-service.js";
 import { EventService } from "./services/event-service.js";
 import { ExecService } from "./services/exec-service.js";
 import { FileService } from "./services/file-service.js";
@@ -149,6 +150,7 @@ export async function createServices(
     subnet: config.sandboxSubnet,
     netPrefix,
     agentBinary: config.agentBinary,
+    codeServerDir: config.codeServerDir,
     sharedDir: config.cluster.sharedDir,
   });
   await runtime.prepare();
@@ -254,6 +256,7 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
   await warmPools.init(config.warmPools);
   const exec: ExecService = new ExecService(sandboxes, store, config.maxOutputBytes, serverMetrics);
   const terminals = new TerminalService(sandboxes, exec, logger);
+  const code = new CodeService(sandboxes, exec);
   const templateBuilds: TemplateBuildService = new TemplateBuildService(
     templates,
     sandboxes,
@@ -332,6 +335,7 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
       auth,
       sandboxes,
       exec,
+      code,
       files,
       templates,
       templateBuilds,

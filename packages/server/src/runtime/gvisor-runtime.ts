@@ -27,6 +27,8 @@ import { releaseMounts, stageMounts } from "./volume-mounts.js";
 
 export const AGENT_PORT = 49982;
 const AGENT_PATH = "/.sandpit/sandpit-agent";
+/** Where the in-sandbox code server (code contexts) lies in every sandbox, beside the agent. */
+export const CODE_SERVER_DIR = "/.sandpit/code";
 /**
  * The agent reads its token from this file and removes it before it listens: the token is never in its
  * environment or argv, where any process of the sandbox could read it.
@@ -53,6 +55,8 @@ export interface GvisorRuntimeOptions {
   subnet: string;
   netPrefix: string;
   agentBinary: string;
+  /** The in-sandbox code server's files (packages/agent/code), shipped with the agent at CODE_SERVER_DIR. */
+  codeServerDir: string;
   /**
    * Storage every node of a cluster reaches (SANDPIT_SHARED_DIR): paused sandboxes leave a complete
    * image in its `sandboxes/` (checkpoint, disk, layer list), so that any node resumes them, and the
@@ -79,16 +83,18 @@ export class GvisorRuntime implements SandboxRuntime {
   }
 
   /**
-   * Copies the agent binary into a content-addressed read-only layer. Running sandboxes keep the layer
-   * they started with, so a rebuilt agent never changes under them. With shared storage the layer is
-   * there: a sandbox restored on another node finds the very file its agent runs from.
+   * Copies the agent binary and the code server into a content-addressed read-only layer. Running
+   * sandboxes keep the layer they started with, so a rebuilt agent never changes under them. With shared
+   * storage the layer is there: a sandbox restored on another node finds the very files its agent runs from.
    */
   async prepare(): Promise<void> {
     const binary = await readFile(this.opts.agentBinary).catch(() => {
       throw new Error(`agent binary missing at ${this.opts.agentBinary}: run "npm run build"`);
     });
-    const digest = createHash("sha256").update(binary).digest("hex").slice(0, 16);
-    const layer = path.join(this.opts.sharedDir ?? this.opts.dataDir, "agent-layers", digest);
+    const codeFiles = (await readdir(this.opts.codeServerDir)).sort();
+    const digest = createHash("sha256").update(binary);
+    for (const name of codeFiles) digest.update(name).update(await readFile(path.join(this.opts.codeServerDir, name)));
+    const layer = path.join(this.opts.sharedDir ?? this.opts.dataDir, "agent-layers", digest.digest("hex").slice(0, 16));
     if (!existsSync(layer)) {
       // Made aside and renamed into place: nodes sharing the directory never see a half-written layer.
       const partial = `${layer}.${process.pid}.partial`;
@@ -97,6 +103,12 @@ export class GvisorRuntime implements SandboxRuntime {
       await mkdir(path.dirname(target), { recursive: true });
       await copyFile(this.opts.agentBinary, target);
       await chmod(target, 0o755);
+      const codeDir = path.join(partial, CODE_SERVER_DIR);
+      await mkdir(codeDir, { recursive: true });
+      for (const name of codeFiles) {
+        await copyFile(path.join(this.opts.codeServerDir, name), path.join(codeDir, name));
+        await chmod(path.join(codeDir, name), 0o644);
+      }
       await rename(partial, layer).catch(async (e: NodeJS.ErrnoException) => {
         await rm(partial, { recursive: true, force: true });
         // Another node put the same layer in place meanwhile.

@@ -5,6 +5,7 @@ import type { ImageService } from "../images/image-service.js";
 import type { EgressAudit } from "../network/egress-audit.js";
 import type { TemplateService } from "../templates/template-service.js";
 import type { AuthService } from "./auth-service.js";
+import type { CodeService } from "./code-service.js";
 import type { EventService } from "./event-service.js";
 import type { ExecService } from "./exec-service.js";
 import type { FileService } from "./file-service.js";
@@ -31,6 +32,8 @@ export interface AppServices {
   auth: AuthService;
   sandboxes: SandboxService;
   exec: ExecService;
+  /** Code contexts (live interpreters) and cells run in them. */
+  code: CodeService;
   files: FileService;
   templates: TemplateService;
   templateBuilds: TemplateBuildService;

@@ -38,6 +38,23 @@ type BuiltinTemplate =
   | { name: string; description: string; debian: DebianTemplateDefinition }
   | { name: string; description: string; parent: string; buildLayer?: LayerBuilder };
 
+const baseDebianPackages = [
+  "bash",
+  "coreutils",
+  "python3",
+  "python-is-python3",
+  "nodejs",
+  "git",
+  "curl",
+  "ca-certificates",
+  "procps",
+  "tar",
+  "gzip",
+  "xz-utils",
+  "less",
+  "iproute2",
+];
+
 export const builtinTemplates: BuiltinTemplate[] = [
   {
     name: "base",
@@ -46,21 +63,31 @@ export const builtinTemplates: BuiltinTemplate[] = [
       name: "base",
       description: "",
       suite: "trixie",
+      packages: baseDebianPackages,
+    },
+  },
+  {
+    name: "code-interpreter",
+    description:
+      "Python 3.13 with a Jupyter kernel (ipykernel) and numpy, pandas, matplotlib, seaborn, scipy, sympy, " +
+      "requests, beautifulsoup4 and openpyxl; Node.js and bash: for code contexts",
+    debian: {
+      name: "code-interpreter",
+      description: "",
+      suite: "trixie",
       packages: [
-        "bash",
-        "coreutils",
-        "python3",
-        "python-is-python3",
-        "nodejs",
-        "git",
-        "curl",
-        "ca-certificates",
-        "procps",
-        "tar",
-        "gzip",
-        "xz-utils",
-        "less",
-        "iproute2",
+        ...baseDebianPackages,
+        "python3-ipykernel",
+        "python3-jupyter-client",
+        "python3-numpy",
+        "python3-pandas",
+        "python3-matplotlib",
+        "python3-seaborn",
+        "python3-scipy",
+        "python3-sympy",
+        "python3-requests",
+        "python3-bs4",
+        "python3-openpyxl",
       ],
     },
   },

@@ -1,0 +1,264 @@
+import { createHmac } from "node:crypto";
+import http from "node:http";
+import readline from "node:readline";
+import {
+  type CodeContext,
+  type CodeEvent,
+  type CodeExecution,
+  type CreateCodeContextRequest,
+  codeContextSchema,
+  codeEventSchema,
+  createCodeContextRequestSchema,
+  DEFAULT_CELL_TIMEOUT_MS,
+  type ErrorCode,
+  errorCodes,
+  type RunCodeRequest,
+  runCodeRequestSchema,
+} from "@sandpit/contract";
+import { z } from "zod";
+import type { OrgRecord, SandboxRecord } from "../domain/index.js";
+import { ApiError, validationError } from "../errors.js";
+import { CODE_SERVER_DIR } from "../runtime/gvisor-runtime.js";
+import type { ExecService } from "./exec-service.js";
+import type { SandboxService } from "./sandbox-service.js";
+
+/** Port of the in-sandbox code server (beside the agent's 49982; E2B's 49999 stays free for users). */
+export const CODE_SERVER_PORT = 49981;
+const CODE_SERVER_READY_TIMEOUT_MS = 15_000;
+
+/** A cell that started: the context it runs in, and its events until `end`. */
+export interface RunningCell {
+  contextId: string;
+  events: AsyncIterable<CodeEvent>;
+}
+
+const startEventSchema = z.object({ type: z.literal("start"), contextId: z.string() });
+
+/**
+ * Code contexts: live interpreters (Python through a Jupyter kernel, JavaScript, bash) in a sandbox. They
+ * are served by the in-sandbox code server (packages/agent/code), which the first code request starts as
+ * the sandbox's user; being processes of the sandbox, contexts keep their state across pause, resume,
+ * snapshots and forks, and their memory counts in the sandbox's limit. The server keeps nothing about them.
+ */
+export class CodeService {
+  private readonly starting = new Map<string, Promise<void>>();
+  private readonly agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 10_000, timeout: 60_000 });
+
+  constructor(
+    private readonly sandboxes: SandboxService,
+    private readonly exec: ExecService,
+  ) {}
+
+  async createContext(org: OrgRecord, sandboxId: string, body: CreateCodeContextRequest): Promise<CodeContext> {
+    const parsed = createCodeContextRequestSchema.safeParse(body);
+    if (!parsed.success) throw validationError(parsed.error);
+    return codeContextSchema.parse(await this.call(org, sandboxId, "POST", "/contexts", parsed.data));
+  }
+
+  async listContexts(org: OrgRecord, sandboxId: string): Promise<CodeContext[]> {
+    const answer = await this.call(org, sandboxId, "GET", "/contexts");
+    return z.object({ contexts: z.array(codeContextSchema) }).parse(answer).contexts;
+  }
+
+  async restartContext(org: OrgRecord, sandboxId: string, contextId: string): Promise<CodeContext> {
+    const path = `/contexts/${encodeURIComponent(contextId)}/restart`;
+    return codeContextSchema.parse(await this.call(org, sandboxId, "POST", path));
+  }
+
+  async deleteContext(org: OrgRecord, sandboxId: string, contextId: string): Promise<void> {
+    await this.call(org, sandboxId, "DELETE", `/contexts/${encodeURIComponent(contextId)}`);
+  }
+
+  /**
+   * Starts a cell; resolves once it runs (errors up front — no such context, no interpreter — reject).
+   * Aborting `signal` (the client went away) interrupts the cell; the context keeps its state.
+   */
+  async run(org: OrgRecord, sandboxId: string, body: RunCodeRequest, signal?: AbortSignal): Promise<RunningCell> {
+    const parsed = runCodeRequestSchema.safeParse(body);
+    if (!parsed.success) throw validationError(parsed.error);
+    const request = { ...parsed.data, timeoutMs: parsed.data.timeoutMs ?? DEFAULT_CELL_TIMEOUT_MS };
+    const res = await this.open(org, sandboxId, "POST", "/execute", request, signal);
+    const lines = readline.createInterface({ input: res, crlfDelay: Number.POSITIVE_INFINITY });
+    const iterator = lines[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    const start = first.done ? undefined : startEventSchema.safeParse(JSON.parse(first.value));
+    if (!start?.success) {
+      res.destroy();
+      throw new ApiError("upstream_unavailable", "the sandbox's code server ended the cell before it started");
+    }
+    this.sandboxes.touch(sandboxId);
+    const touch = () => this.sandboxes.touch(sandboxId);
+    async function* events(): AsyncGenerator<CodeEvent> {
+      try {
+        for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
+          if (next.value.trim() === "") continue;
+          touch();
+          const event = codeEventSchema.parse(JSON.parse(next.value));
+          yield event;
+          if (event.type === "end") return;
+        }
+        throw new ApiError("sandbox_failed", "the sandbox's code server went away during the cell");
+      } finally {
+        res.destroy();
+      }
+    }
+    return { contextId: start.data.contextId, events: events() };
+  }
+
+  /** Runs a cell to its end and gathers its events. */
+  async runToEnd(
+    org: OrgRecord,
+    sandboxId: string,
+    body: RunCodeRequest,
+    signal?: AbortSignal,
+  ): Promise<CodeExecution> {
+    const cell = await this.run(org, sandboxId, body, signal);
+    const execution: CodeExecution = {
+      contextId: cell.contextId,
+      stdout: [],
+      stderr: [],
+      results: [],
+      error: null,
+      status: "ok",
+      executionCount: null,
+      durationMs: 0,
+    };
+    for await (const event of cell.events) {
+      if (event.type === "stdout" || event.type === "stderr") execution[event.type].push(event.text);
+      else if (event.type === "result") execution.results.push({ isMainResult: event.isMainResult, data: event.data });
+      else if (event.type === "error")
+        execution.error = { name: event.name, value: event.value, traceback: event.traceback };
+      else {
+        execution.status = event.status;
+        execution.executionCount = event.executionCount;
+        execution.durationMs = event.durationMs;
+      }
+    }
+    return execution;
+  }
+
+  /** A JSON request to the sandbox's code server; its error answers become the API's. */
+  private async call(org: OrgRecord, sandboxId: string, method: string, path: string, body?: unknown) {
+    const res = await this.open(org, sandboxId, method, path, body);
+    const chunks: Buffer[] = [];
+    for await (const chunk of res) chunks.push(chunk as Buffer);
+    const text = Buffer.concat(chunks).toString();
+    return text === "" ? undefined : (JSON.parse(text) as unknown);
+  }
+
+  /** Sends a request to the sandbox's code server (started first when it is not running) and checks its status. */
+  private async open(
+    org: OrgRecord,
+    sandboxId: string,
+    method: string,
+    path: string,
+    body?: unknown,
+    signal?: AbortSignal,
+  ): Promise<http.IncomingMessage> {
+    const record = await this.sandboxes.requireUsable(org, sandboxId);
+    await this.ensureServer(org, record);
+    const res = await this.send(record, method, path, body, signal);
+    if (res.statusCode !== undefined && res.statusCode >= 400) throw await this.failure(res);
+    return res;
+  }
+
+  private async send(
+    record: SandboxRecord,
+    method: string,
+    path: string,
+    body?: unknown,
+    signal?: AbortSignal,
+  ): Promise<http.IncomingMessage> {
+    const { host, port } = await this.sandboxes.portAddress(record, CODE_SERVER_PORT);
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        {
+          host,
+          port,
+          method,
+          path,
+          agent: this.agent,
+          headers: {
+            authorization: `Bearer ${codeServerToken(record)}`,
+            ...(payload !== undefined ? { "content-type": "application/json" } : {}),
+          },
+          ...(signal ? { signal } : {}),
+        },
+        resolve,
+      );
+      req.on("error", reject);
+      req.end(payload);
+    });
+  }
+
+  /** The code server's error answer (the API's envelope) as an ApiError. */
+  private async failure(res: http.IncomingMessage): Promise<ApiError> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of res) chunks.push(chunk as Buffer);
+    const parsed = z
+      .object({
+        error: z.object({
+          code: z.string(),
+          message: z.string(),
+          details: z.record(z.string(), z.unknown()).optional(),
+        }),
+      })
+      .safeParse(JSON.parse(Buffer.concat(chunks).toString() || "{}"));
+    if (!parsed.success)
+      return new ApiError("upstream_unavailable", `the sandbox's code server answered ${res.statusCode}`);
+    const { code, message, details } = parsed.data.error;
+    const known = (errorCodes as string[]).includes(code) ? (code as ErrorCode) : "internal";
+    return new ApiError(known, message, details);
+  }
+
+  /** Starts the sandbox's code server unless it answers; concurrent first requests start it once. */
+  private async ensureServer(org: OrgRecord, record: SandboxRecord): Promise<void> {
+    if (await this.healthy(record)) return;
+    let starting = this.starting.get(record.id);
+    if (!starting) {
+      starting = this.startServer(org, record).finally(() => this.starting.delete(record.id));
+      this.starting.set(record.id, starting);
+    }
+    await starting;
+  }
+
+  private async healthy(record: SandboxRecord): Promise<boolean> {
+    try {
+      const res = await this.send(record, "GET", "/health", undefined, AbortSignal.timeout(2_000));
+      res.resume();
+      return res.statusCode === 200;
+    } catch {
+      return false;
+    }
+  }
+
+  private async startServer(org: OrgRecord, record: SandboxRecord): Promise<void> {
+    if (await this.healthy(record)) return;
+    const check = await this.exec.run(org, record.id, {
+      command: `command -v python3 >/dev/null || { echo "python3 is not installed" >&2; exit 1; }; test -f ${CODE_SERVER_DIR}/server.py || { echo "it started before code contexts existed" >&2; exit 1; }`,
+    });
+    if (check.exitCode !== 0) {
+      throw new ApiError(
+        "language_unavailable",
+        `this sandbox cannot run code contexts: ${check.stderr.trim() || `exit ${check.exitCode}`} (the code-interpreter template has everything)`,
+      );
+    }
+    // A background command of the sandbox's user: it shows in the sandbox's command list like the others.
+    await this.exec.startBackground(org, record.id, {
+      args: ["python3", `${CODE_SERVER_DIR}/server.py`],
+      env: { SANDPIT_CODE_LISTEN: `0.0.0.0:${CODE_SERVER_PORT}`, SANDPIT_CODE_TOKEN: codeServerToken(record) },
+    });
+    const deadline = Date.now() + CODE_SERVER_READY_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      if (await this.healthy(record)) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new ApiError("sandbox_failed", "the sandbox's code server did not start (see its command's output)");
+  }
+}
+
+/** The bearer token of a sandbox's code server, derived from its agent token: nothing more to store. */
+function codeServerToken(record: SandboxRecord): string {
+  return createHmac("sha256", record.agentToken).update("sandpit-code-server").digest("hex");
+}
