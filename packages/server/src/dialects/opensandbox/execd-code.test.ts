@@ -63,7 +63,7 @@ describe("execd code events", () => {
     const events = await mapped(
       [
         { type: "stdout", text: "x\n" },
-        { type: "error", name: "ExitError", value: "exit status 3", traceback: "" },
+        { type: "error", name: "ExitCode", value: "exit status 3", traceback: "" },
         { type: "end", status: "error", executionCount: 2, durationMs: 5 },
       ],
       "session",
@@ -95,11 +95,13 @@ describe("execd code events", () => {
     await expect(iterator.next()).rejects.toThrow("code server went away");
   });
 
-  it("reads exit statuses from bash errors", () => {
-    expect(exitCodeOf({ name: "ExitError", value: "3" })).toBe(3);
-    expect(exitCodeOf({ name: "ExitError", value: "exit status 127" })).toBe(127);
-    expect(exitCodeOf({ name: "ExitError", value: "command exited with code 2" })).toBe(2);
-    expect(exitCodeOf({ name: "TimeoutError", value: "the cell ran over 100 ms" })).toBeUndefined();
+  it("reads exit statuses from the code server's ExitCode errors only", () => {
+    expect(exitCodeOf({ name: "ExitCode", value: "exit status 127" })).toBe(127);
+    expect(exitCodeOf({ name: "ExitCode", value: "exit status 3" })).toBe(3);
+    expect(
+      exitCodeOf({ name: "TimeoutError", value: "the cell ran longer than its timeout of 100 ms" }),
+    ).toBeUndefined();
+    expect(exitCodeOf({ name: "ValueError", value: "3" })).toBeUndefined();
   });
 });
 

@@ -43,9 +43,10 @@ export function codeLanguageOf(language: string): CodeLanguage {
 /** What a running cell is for: an execd code cell, or a command in a bash session. */
 export type CellKind = "code" | "session";
 
-/** The exit status of a bash cell that failed, from its error (`exit status 3`, `exit code 3` or `3`). */
+/** The exit status of a bash cell whose last command failed: the code server's `ExitCode` error, `exit status 3`. */
 export function exitCodeOf(error: { name: string; value: string }): number | undefined {
-  const match = /^(?:.*\bexit(?:ed)? (?:status|code|with code) )?(-?\d+)$/.exec(error.value.trim());
+  if (error.name !== "ExitCode") return undefined;
+  const match = /(-?\d+)\s*$/.exec(error.value);
   return match ? Number(match[1]) : undefined;
 }
 
