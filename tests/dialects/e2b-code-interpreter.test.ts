@@ -167,6 +167,22 @@ describe("@e2b/code-interpreter SDK", () => {
     expect(later.text).toBe("unset");
   });
 
+  it("keeps a context's variables across pause and resume, and in a fork child", async () => {
+    expect(await sandbox.betaPause()).toBe(true);
+    sandbox = await Sandbox.connect(sandbox.sandboxId);
+    expect((await sandbox.runCode("x")).text).toBe("41");
+    const [child] = await sandbox.fork();
+    if (child instanceof Error) throw child;
+    try {
+      expect(child!.sandboxId).not.toBe(sandbox.sandboxId);
+      expect((await child!.runCode("x")).text).toBe("41");
+      await child!.runCode("x = 'child'");
+      expect((await sandbox.runCode("x")).text).toBe("41");
+    } finally {
+      await child!.kill();
+    }
+  });
+
   it("refuses a language it does not have with a 400 in E2B's shape", async () => {
     const res = await sandboxUrlRequest("/execute", {
       method: "POST",
