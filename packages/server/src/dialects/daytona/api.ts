@@ -4,8 +4,9 @@ import type { OrgRecord, SandboxRecord } from "../../domain/index.js";
 import { ApiError } from "../../errors.js";
 import { forSandboxResolvedBy } from "../../http/sandbox-forwarding.js";
 import type { AppServices } from "../../services/index.js";
+import { TRAFFIC_TOKEN_QUERY } from "../../services/port-service.js";
 import { bearerToken, type DialectContext, type DialectServices, registerDialect } from "../dialect.js";
-import { daytonaErrorReply } from "./errors.js";
+import { acceptEmptyForms, daytonaErrorReply } from "./errors.js";
 import {
   createRequestFrom,
   DAYTONA_API_PREFIX,
@@ -45,6 +46,8 @@ export function daytonaApiDialect(app: FastifyInstance, services: DaytonaApiServ
 
 function routes({ app, services, authenticate, parse }: DialectContext<DaytonaApiServices>) {
   const { sandboxes, warmPools, templates, ports } = services;
+
+  acceptEmptyForms(app);
 
   const baseOf = (request: FastifyRequest) => `${request.protocol}://${request.host}`;
   const toolboxUrlOf = (request: FastifyRequest) => `${baseOf(request)}${DAYTONA_TOOLBOX_PREFIX}`;
@@ -192,15 +195,20 @@ function routes({ app, services, authenticate, parse }: DialectContext<DaytonaAp
   });
 
   /**
-   * A port's preview link: Sandpit's port URL, with the sandbox's traffic token as Daytona's preview
-   * token (sent as `x-daytona-preview-token` or, as Sandpit takes it, `X-Sandpit-Traffic-Token`).
+   * A port's preview link: Sandpit's port URL, working as returned — for a private sandbox it carries
+   * the sandbox's traffic token (Daytona's preview token, also returned as `token`) in its query.
    */
   app.get("/sandbox/:id/ports/:port/preview-url", oneSandbox, async (request: Route) => {
     const org = await authenticate(request);
     const port = parse(portParamSchema, request.params.port, "query");
     const record = await live(org, request.params.id);
-    const [url] = ports.urls(baseOf(request), record.id, [port]);
-    return { sandboxId: record.id, url: (url!.hostUrl ?? url!.url).replace(/\/$/, ""), token: record.trafficToken };
+    const [link] = ports.urls(baseOf(request), record.id, [port]);
+    const url = link!.hostUrl ?? link!.url;
+    return {
+      sandboxId: record.id,
+      url: record.publicPorts ? url : `${url}?${TRAFFIC_TOKEN_QUERY}=${record.trafficToken}`,
+      token: record.trafficToken,
+    };
   });
 
   /** The SDK's event feed: Sandpit pushes no events; the SDK then polls `GET /sandbox/{id}` instead. */

@@ -1,7 +1,7 @@
 import { STATUS_CODES } from "node:http";
 import type { ErrorCode, FieldIssue } from "@sandpit/contract";
-import type { FastifyRequest } from "fastify";
-import type { ApiError } from "../../errors.js";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { ApiError } from "../../errors.js";
 import { daytonaField } from "./mapping.js";
 
 /** Who answered, as Daytona's error bodies say it (the SDK picks its error classes by source and code). */
@@ -57,4 +57,15 @@ export function daytonaErrorReply(
       method: request.method,
     },
   };
+}
+
+/**
+ * Axios sends `application/x-www-form-urlencoded` on the SDK's bodiless POSTs (stop, createFolder, move…):
+ * an empty body of that type is no body. No route takes a form.
+ */
+export function acceptEmptyForms(app: FastifyInstance) {
+  app.addContentTypeParser("application/x-www-form-urlencoded", { parseAs: "string" }, (_request, body, done) => {
+    if (body === "") done(null, undefined);
+    else done(new ApiError("bad_request", "Content-Type must be application/json"), undefined);
+  });
 }

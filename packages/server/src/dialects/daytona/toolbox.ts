@@ -10,7 +10,7 @@ import type { AppServices } from "../../services/index.js";
 import type { SandboxFiles } from "../../services/sandbox-files.js";
 import { bearerToken, type DialectContext, type DialectServices, registerDialect } from "../dialect.js";
 import { resolvePath } from "../opensandbox/execd-session.js";
-import { daytonaErrorReply } from "./errors.js";
+import { acceptEmptyForms, daytonaErrorReply } from "./errors.js";
 import { DAYTONA_TOOLBOX_PREFIX, fileInfoOf, splitCommand } from "./mapping.js";
 import {
   bulkDownloadSchema,
@@ -67,6 +67,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<DaytonaTo
 
   // Uploads are streamed to the sandbox as they arrive: the body is read by the route, not parsed.
   app.addContentTypeParser("multipart/form-data", (_request, _payload, done) => done(null));
+  acceptEmptyForms(app);
 
   const open = async (request: WithSandbox): Promise<{ org: OrgRecord; record: SandboxRecord }> => {
     const org = await authenticate(request);
@@ -309,7 +310,9 @@ function routes({ app, services, authenticate, parse }: DialectContext<DaytonaTo
           for await (const chunk of file.body) yield chunk as Buffer;
         } else {
           const code = failure!.code === "file_not_found" ? "FILE_NOT_FOUND" : failure!.code.toUpperCase();
-          const body = Buffer.from(JSON.stringify({ message: failure!.message, statusCode: failure!.status, code }));
+          const body = Buffer.from(
+            JSON.stringify({ message: failure!.message, statusCode: failure!.status, code, source: "DAYTONA_DAEMON" }),
+          );
           yield Buffer.from(head("error", p, "application/json", body.length));
           yield body;
         }
