@@ -84,7 +84,7 @@ describe("native API without root", () => {
     }
     expect(doc.paths["/v1/sandboxes"].post.requestBody).toBeDefined();
     // Dialects describe themselves in their providers' documents, not in Sandpit's.
-    const prefixes = ["/e2b", "/opensandbox", "/vercel", "/leap0", "/zwrm", "/nullspace"];
+    const prefixes = ["/e2b", "/opensandbox", "/vercel", "/leap0", "/zwrm", "/nullspace", "/daytona"];
     expect(Object.keys(doc.paths).filter((p) => prefixes.some((prefix) => p.startsWith(prefix)))).toEqual([]);
   });
 });

@@ -8,6 +8,7 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from "fastify";
+import { daytonaDialect } from "./dialects/daytona/index.js";
 import { dialectFor, sendDialectError } from "./dialects/dialect.js";
 import { e2bDialect } from "./dialects/e2b/index.js";
 import { leap0Dialect } from "./dialects/leap0/routes.js";
@@ -157,6 +158,7 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   leap0Dialect(app, services);
   openSandboxDialect(app, services);
   vercelDialect(app, services);
+  daytonaDialect(app, services);
   adminRoutes(app, authenticate, services.quotas, services.warmPools, services.adminKey);
   snapshotRoutes(app, authenticate, services.snapshots);
   volumeRoutes(app, authenticate, services.volumes);

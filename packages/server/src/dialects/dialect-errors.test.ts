@@ -26,6 +26,20 @@ interface DialectCase {
 
 const NO_ROOM = expect.stringMatching(/^no node of the cluster has room for this sandbox/);
 
+/** Daytona's error body (NestJS's, with the code and source the SDK picks its error classes by). */
+function daytonaError(status: number, error: string, message: unknown, code: string, path: string, method = "GET") {
+  return {
+    statusCode: status,
+    error,
+    message,
+    code,
+    source: "DAYTONA_API",
+    timestamp: expect.any(String),
+    path,
+    method,
+  };
+}
+
 const cases: DialectCase[] = [
   {
     name: "E2B",
@@ -80,6 +94,33 @@ const cases: DialectCase[] = [
     notFound: { error: NOT_FOUND, code: "not_found" },
     create: { url: "/zwrm/v1/sandboxes", body: { template: "base" } },
     noCapacity: { status: 503, body: { error: NO_ROOM, code: "unavailable" } },
+  },
+  {
+    name: "Daytona",
+    url: `/daytona/api/sandbox/${ID}`,
+    keyHeaders: (key) => ({ authorization: `Bearer ${key}` }),
+    unauthorized: {
+      status: 401,
+      body: daytonaError(
+        401,
+        "Unauthorized",
+        "Unauthorized: Invalid API key",
+        "UNAUTHORIZED",
+        `/daytona/api/sandbox/${ID}`,
+      ),
+    },
+    notFound: daytonaError(
+      404,
+      "Not Found",
+      `Sandbox with ID or name ${ID} not found`,
+      "SANDBOX_NOT_FOUND",
+      `/daytona/api/sandbox/${ID}`,
+    ),
+    create: { url: "/daytona/api/sandbox", body: {} },
+    noCapacity: {
+      status: 503,
+      body: daytonaError(503, "Service Unavailable", NO_ROOM, "NO_CAPACITY", "/daytona/api/sandbox", "POST"),
+    },
   },
   {
     name: "Nullspace",
