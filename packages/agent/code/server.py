@@ -222,15 +222,21 @@ class PythonContext(Context):
         self.runtime_dir = None
 
     def start(self):
-        try:
-            from jupyter_client import KernelManager
-            from jupyter_client.kernelspec import NoSuchKernel
-        except ImportError:
-            raise unavailable("python", "jupyter_client is not installed (Debian: python3-jupyter-client)")
         import importlib.util
 
-        if importlib.util.find_spec("ipykernel") is None:
-            raise unavailable("python", "ipykernel is not installed (Debian: python3-ipykernel)")
+        missing = [
+            package
+            for module, package in (("ipykernel", "python3-ipykernel"), ("jupyter_client", "python3-jupyter-client"))
+            if importlib.util.find_spec(module) is None
+        ]
+        if missing:
+            raise unavailable(
+                "python",
+                f"no Jupyter kernel: install {' and '.join(missing)} (the code-interpreter template has them)",
+            )
+        from jupyter_client import KernelManager
+        from jupyter_client.kernelspec import NoSuchKernel
+
         self.runtime_dir = tempfile.mkdtemp(prefix="sandpit-code-python-")
         km = KernelManager(kernel_name="python3", connection_file=os.path.join(self.runtime_dir, "kernel.json"))
         try:
