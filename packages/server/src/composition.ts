@@ -289,7 +289,10 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
     log: logger,
     sharedStorage: config.cluster.sharedDir !== undefined,
   });
-  const forwarder = new NodeForwarder(nodeClient, (sandboxId) => store.sandboxOwner(sandboxId));
+  // With SQLite this server is the only node: every sandbox is its own, no request needs an owner look-up.
+  const forwarder = new NodeForwarder(nodeClient, (sandboxId) =>
+    config.databaseUrl ? store.sandboxOwner(sandboxId) : Promise.resolve(undefined),
+  );
   // Cut off long enough to be declared lost: the cluster wrote this node's running sandboxes off, so they
   // leave the host before the node registers again (a new epoch) and picks up the rest.
   membership.onFenced = async () => {
