@@ -2,7 +2,7 @@
 // the code-interpreter template, served by the in-sandbox code server (packages/agent/code).
 import type { CodeContext, CodeEvent, CodeExecution } from "@sandpit/contract";
 import { beforeAll, describe, expect, it } from "vitest";
-import { type apiClient, type ErrorBody, type SandboxBody } from "../helpers/api.js";
+import type { apiClient, ErrorBody, SandboxBody } from "../helpers/api.js";
 import type { TestServer } from "../helpers/server.js";
 import { useTestServer } from "../helpers/use-test-server.js";
 
@@ -100,7 +100,11 @@ describe("python contexts", () => {
 
     const bare = await run({ code: "fig, ax = plt.subplots()\nax.bar(['a', 'b'], [1, 2])\nfig" });
     const image = bare.results.find((r) => typeof r.data["image/png"] === "string");
-    expect(Buffer.from(image!.data["image/png"] as string, "base64").subarray(0, 8).equals(PNG_SIGNATURE)).toBe(true);
+    expect(
+      Buffer.from(image!.data["image/png"] as string, "base64")
+        .subarray(0, 8)
+        .equals(PNG_SIGNATURE),
+    ).toBe(true);
   });
 
   it("returns a pandas DataFrame as text/html beside text/plain", async () => {
@@ -237,7 +241,7 @@ describe("javascript and bash contexts", () => {
   });
 
   it("keeps bash's cwd, variables and functions; a failing last command is an error", async () => {
-    const first = await run({ language: "bash", code: "cd /tmp\nGREETING=hello\ngreet() { echo \"$GREETING $1\"; }" });
+    const first = await run({ language: "bash", code: 'cd /tmp\nGREETING=hello\ngreet() { echo "$GREETING $1"; }' });
     expect(first.status).toBe("ok");
     const second = await run({ language: "bash", code: "pwd\ngreet world\necho oops >&2" });
     expect(second.stdout.join("")).toBe("/tmp\nhello world\n");
