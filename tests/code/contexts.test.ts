@@ -238,6 +238,12 @@ describe("javascript and bash contexts", () => {
     const looping = await run({ language: "javascript", code: "while (true) {}", timeoutMs: 1000 });
     expect(looping.status).toBe("timeout");
     expect(value(await run({ language: "javascript", code: "base" }))).toBe("40");
+
+    // process.exit() ends the interpreter (and the cell, at once); the next cell gets a fresh one.
+    const exited = await run({ language: "javascript", code: "process.exit(3)", timeoutMs: 30_000 });
+    expect(exited.status).toBe("error");
+    expect(exited.error!.name).toBe("ContextExited");
+    expect(value(await run({ language: "javascript", code: "typeof base" }))).toBe("'undefined'");
   });
 
   it("keeps bash's cwd, variables and functions; a failing last command is an error", async () => {
@@ -252,6 +258,9 @@ describe("javascript and bash contexts", () => {
     const slept = await run({ language: "bash", code: "sleep 600", timeoutMs: 1000 });
     expect(slept.status).toBe("timeout");
     expect((await run({ language: "bash", code: "echo $GREETING" })).stdout.join("")).toBe("hello\n");
+    const exited = await run({ language: "bash", code: "exit 4" });
+    expect(exited.error!.name).toBe("ContextExited");
+    expect((await run({ language: "bash", code: 'echo "[$GREETING]"' })).stdout.join("")).toBe("[]\n");
   });
 });
 

@@ -6,6 +6,7 @@
 // cells share one realm, so `instanceof Error` and friends behave as in a plain node script.
 
 const fs = require("node:fs");
+const net = require("node:net");
 const path = require("node:path");
 const readline = require("node:readline");
 const util = require("node:util");
@@ -204,7 +205,8 @@ async function runCell({ cell, code, env }) {
 }
 
 const lines = readline.createInterface({
-  input: fs.createReadStream(null, { fd: commandFd }),
+  // A socket on the pipe (epoll), not an fs stream: a pending threadpool read of a pipe makes process.exit() hang.
+  input: new net.Socket({ fd: commandFd, readable: true, writable: false }),
   crlfDelay: Number.POSITIVE_INFINITY,
 });
 let queue = Promise.resolve();

@@ -447,6 +447,7 @@ class DriverContext(Context):
             for fd in pass_fds:
                 os.close(fd)
         self.events = queue.Queue()
+        self.cell_number = 0  # a fresh interpreter counts from 1, as a fresh kernel does
         process, events = self.process, self.events
         for name, stream in (("stdout", process.stdout), ("stderr", process.stderr)):
             threading.Thread(target=self._read_output, args=(name, stream, events), daemon=True).start()
