@@ -202,7 +202,7 @@ class Context:
                 "type": "error",
                 "name": "ContextExited",
                 "value": f"the {self.language} interpreter exited during the cell"
-                + (" (the context was deleted or restarted)" if self.deleted or self.restarting else "")
+                + (" (the context was deleted)" if self.deleted else " (the context was restarted)" if self.restarting else "")
                 + "; the next cell starts a new one with a fresh state",
                 "traceback": "",
             }
@@ -328,6 +328,7 @@ class PythonContext(Context):
                     except Exception:
                         pass
             elif time.monotonic() - interrupted_at > INTERRUPT_GRACE_S:
+                self.kill()  # it ignores interrupts: no polite shutdown either
                 self.close()
                 self.start()
                 if stop == "timeout":
