@@ -15,7 +15,12 @@ useTestServer((s, a) => {
 
 const runsc = (...args: string[]) =>
   execFileSync("runsc", [`--root=${path.join(server.dataDir, "runsc")}`, ...args], { encoding: "utf8" });
-const containerIds = () => runsc("list", "-quiet").split("\n").filter(Boolean);
+/** Sandboxes with a runsc container (one resumed in place runs as `<id>.<n>`). */
+const containerIds = () =>
+  runsc("list", "-quiet")
+    .split("\n")
+    .filter(Boolean)
+    .map((container) => container.replace(/\.\d+$/, ""));
 
 async function statusOf(id: string) {
   return (await api.get<SandboxBody>(`/v1/sandboxes/${id}`)).body;

@@ -512,8 +512,14 @@ describe("OpenSandbox lifecycle API over raw HTTP", () => {
       headers: { ...sessions.body.headers, "content-type": "application/json" },
       body: "{}",
     });
-    expect(session.status).toBe(501);
-    expect(await session.json()).toMatchObject({ code: "NOT_SUPPORTED" });
+    // Bash sessions are Sandpit's bash code contexts (tests/dialects/opensandbox-code.test.ts drives them).
+    expect(session.status).toBe(200);
+    const { session_id } = (await session.json()) as { session_id: string };
+    const ended = await fetch(`http://${sessions.body.endpoint}/session/${session_id}`, {
+      method: "DELETE",
+      headers: sessions.body.headers,
+    });
+    expect(ended.status).toBe(200);
 
     const sdkError = await Sandbox.connect({ sandboxId: "sbx_aaaaaaaaaaaaaaaaaaaa", skipHealthCheck: true })
       .then((s) => s.getInfo())

@@ -71,10 +71,16 @@ export async function startCluster(n: number, env: Record<string, string> = {}):
   return cluster;
 }
 
-/** Ids of the runsc containers on a node's host (what it runs, whatever its database says). */
+/**
+ * The sandboxes whose runsc containers are on a node's host (what it runs, whatever its database says):
+ * a sandbox resumed in place runs as container `<id>.<n>`.
+ */
 export function containersOf(node: Pick<TestNode, "dataDir">): string[] {
   const out = execFileSync("runsc", [`--root=${path.join(node.dataDir, "runsc")}`, "list", "-quiet"], {
     encoding: "utf8",
   });
-  return out.split("\n").filter(Boolean);
+  return out
+    .split("\n")
+    .filter(Boolean)
+    .map((container) => container.replace(/\.\d+$/, ""));
 }

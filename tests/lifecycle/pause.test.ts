@@ -1,3 +1,6 @@
+import { execFileSync } from "node:child_process";
+import { readdirSync } from "node:fs";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { type apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
 import { keeperState, startKeeper } from "../helpers/memory-keeper.js";
@@ -65,6 +68,33 @@ describe("pause and resume", () => {
     // Resume of a running sandbox is a no-op; `wake` is an alias.
     expect((await api.post<SandboxBody>(`/v1/sandboxes/${s.id}/wake`)).body.status).toBe("running");
     await api.del(`/v1/sandboxes/${s.id}`);
+  });
+
+  it("resumes right after a pause, again and again, and leaves no container or cgroup behind", async () => {
+    const s = await api.createSandbox({ timeoutMs: 600_000 });
+    await startKeeper(api, s.id);
+    const before = await state(s.id);
+    for (let round = 0; round < 3; round++) {
+      expect((await api.post(`/v1/sandboxes/${s.id}/pause`)).status).toBe(200);
+      // At once: an agent that pauses and resumes in a loop does not wait for anything.
+      const resumed = await api.post<SandboxBody>(`/v1/sandboxes/${s.id}/resume`);
+      expect(resumed.status).toBe(200);
+      expect(resumed.body.status).toBe("running");
+      const after = await state(s.id);
+      expect(after.pid).toBe(before.pid);
+      expect(after.token).toBe(before.token);
+    }
+    // The paused containers are torn down in the background: only the running one stays.
+    const containers = () =>
+      execFileSync("runsc", [`--root=${path.join(server.dataDir, "runsc")}`, "list", "-quiet"], { encoding: "utf8" })
+        .split("\n")
+        .filter((c) => c.startsWith(s.id));
+    const cgroups = () => readdirSync("/sys/fs/cgroup/memory/sandpit").filter((c) => c.startsWith(s.id));
+    await waitFor(async () => (containers().length === 1 ? true : undefined), 30_000, "one container to remain");
+    expect(cgroups()).toHaveLength(1);
+    expect((await api.del(`/v1/sandboxes/${s.id}`)).status).toBe(204);
+    expect(containers()).toEqual([]);
+    expect(cgroups()).toEqual([]);
   });
 
   it("destroys a paused sandbox and refuses to pause one that is not running", async () => {

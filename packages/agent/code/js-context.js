@@ -4,7 +4,6 @@
 //
 // Cells run in node's main context (vm.Script.runInThisContext): objects made by required modules and by
 // cells share one realm, so `instanceof Error` and friends behave as in a plain node script.
-"use strict";
 
 const fs = require("node:fs");
 const path = require("node:path");
@@ -40,7 +39,11 @@ function send(event) {
 
 function describeError(error) {
   if (error instanceof Error || (error && typeof error === "object" && "stack" in error)) {
-    return { name: String(error.name ?? "Error"), value: String(error.message ?? ""), traceback: String(error.stack ?? "") };
+    return {
+      name: String(error.name ?? "Error"),
+      value: String(error.message ?? ""),
+      traceback: String(error.stack ?? ""),
+    };
   }
   return { name: "Error", value: `Uncaught ${inspect(error)}`, traceback: "" };
 }
@@ -56,7 +59,8 @@ function patternNames(pattern, names) {
       names.push(pattern.name);
       break;
     case "ObjectPattern":
-      for (const property of pattern.properties) patternNames(property.type === "RestElement" ? property.argument : property.value, names);
+      for (const property of pattern.properties)
+        patternNames(property.type === "RestElement" ? property.argument : property.value, names);
       break;
     case "ArrayPattern":
       for (const element of pattern.elements) if (element) patternNames(element, names);
@@ -167,7 +171,14 @@ async function runCell({ cell, code, env }) {
   } catch (error) {
     if (isInterruption(error)) {
       status = "interrupted";
-      send({ cell, type: "error", interrupted: true, name: "Interrupted", value: "the cell was interrupted", traceback: "" });
+      send({
+        cell,
+        type: "error",
+        interrupted: true,
+        name: "Interrupted",
+        value: "the cell was interrupted",
+        traceback: "",
+      });
     } else {
       status = "error";
       send({ cell, type: "error", ...describeError(error) });
@@ -182,7 +193,10 @@ async function runCell({ cell, code, env }) {
   send({ cell, type: "end", status });
 }
 
-const lines = readline.createInterface({ input: fs.createReadStream(null, { fd: commandFd }), crlfDelay: Number.POSITIVE_INFINITY });
+const lines = readline.createInterface({
+  input: fs.createReadStream(null, { fd: commandFd }),
+  crlfDelay: Number.POSITIVE_INFINITY,
+});
 let queue = Promise.resolve();
 lines.on("line", (line) => {
   const command = JSON.parse(line);

@@ -1,10 +1,19 @@
 import type http from "node:http";
 import type { FastifyReply, FastifyRequest } from "fastify";
 
-/** A port of a sandbox, as a request names it. */
+/** A port of a sandbox, as a request names it, and what the request asks of that port. */
 export interface SandboxPortTarget {
   sandboxId: string;
   port: number;
+  /** The path and query for the port: the whole URL by host name, the part after the prefix by headers. */
+  path: string;
+}
+
+/** Requests under `prefix` whose headers name a sandbox and one of its ports (E2B's `E2B_SANDBOX_URL`). */
+export interface HeaderTargets {
+  prefix: string;
+  sandboxIdHeader: string;
+  portHeader: string;
 }
 
 /** Handles a request before routing: it hijacks the reply (any method, unparsed body). */
@@ -13,7 +22,10 @@ export type TrafficHandler<T> = (request: FastifyRequest, reply: FastifyReply, t
 const HOST_PATTERN = /^(\d{1,5})-(sbx_[a-z2-7]{20})\./;
 
 /** `{port}-{id}.{domain}` → the port and sandbox, when the Host header names one. */
-export function parseSandboxHost(host: string | undefined, domain: string | undefined): SandboxPortTarget | undefined {
+export function parseSandboxHost(
+  host: string | undefined,
+  domain: string | undefined,
+): Omit<SandboxPortTarget, "path"> | undefined {
   if (!domain || !host) return undefined;
   const name = host.replace(/:\d+$/, "").toLowerCase();
   if (!name.endsWith(`.${domain}`)) return undefined;
@@ -22,11 +34,27 @@ export function parseSandboxHost(host: string | undefined, domain: string | unde
   return { sandboxId: m[2]!, port: Number(m[1]) };
 }
 
+/** A port number as a header gives it: digits only, 1-65535. */
+export function parsePortHeader(value: string | string[] | undefined): number | undefined {
+  if (typeof value !== "string" || !/^\d{1,5}$/.test(value.trim())) return undefined;
+  const port = Number(value.trim());
+  return port >= 1 && port <= 65535 ? port : undefined;
+}
+
+/** The part of a URL under `prefix` (`/`, `/x`, `?q`), or undefined when the URL is not under it. */
+export function underPrefix(url: string, prefix: string): string | undefined {
+  if (url === prefix) return "/";
+  if (url.startsWith(`${prefix}/`)) return url.slice(prefix.length);
+  if (url.startsWith(`${prefix}?`)) return `/${url.slice(prefix.length)}`;
+  return undefined;
+}
+
 /**
  * The one place that sends traffic for sandboxes past Fastify's router, from a single `onRequest` hook:
  * a host name `{port}-{id}.{domain}` belongs to that port whatever the path (a port with its own
- * handler, such as E2B's envd, gets it; every other port goes to the port proxy); otherwise the first
- * path handler whose `claims` accepts the URL gets the request. Anything else is routed as usual.
+ * handler, such as E2B's envd, gets it; every other port goes to the port proxy); so does a request under
+ * a header-target prefix whose headers name a sandbox and a port; otherwise the first path handler whose
+ * `claims` accepts the URL gets the request. Anything else is routed as usual.
  */
 export class TrafficRouter {
   private readonly portHandlers = new Map<number, TrafficHandler<SandboxPortTarget>>();
@@ -36,15 +64,35 @@ export class TrafficRouter {
     sandboxOf(req: http.IncomingMessage): string | undefined;
     handle: TrafficHandler<undefined>;
   }[] = [];
+  private readonly headerTargets: HeaderTargets[] = [];
 
   constructor(readonly domain: string | undefined) {}
 
   /**
-   * The sandbox port a request names outside its path. Today that is its host name; routing by E2B's
-   * `E2b-Sandbox-Port` header belongs here too, so that every handler sees one answer.
+   * The sandbox port a request names: by its host name, or by headers under a header-target prefix (a
+   * request there without both headers is left to the path handlers).
    */
   sandboxPortOf(req: http.IncomingMessage): SandboxPortTarget | undefined {
-    return parseSandboxHost(req.headers.host, this.domain);
+    const url = req.url ?? "/";
+    const byHost = parseSandboxHost(req.headers.host, this.domain);
+    if (byHost) return { ...byHost, path: url };
+    for (const t of this.headerTargets) {
+      const path = underPrefix(url, t.prefix);
+      if (path === undefined) continue;
+      const sandboxId = req.headers[t.sandboxIdHeader];
+      const port = parsePortHeader(req.headers[t.portHeader]);
+      if (typeof sandboxId === "string" && sandboxId && port !== undefined) return { sandboxId, port, path };
+    }
+    return undefined;
+  }
+
+  /** Requests under `prefix` that name their sandbox and port in headers go to that port's handler. */
+  onHeaderTargets(targets: HeaderTargets): void {
+    this.headerTargets.push({
+      ...targets,
+      sandboxIdHeader: targets.sandboxIdHeader.toLowerCase(),
+      portHeader: targets.portHeader.toLowerCase(),
+    });
   }
 
   /** Requests for this sandbox port, whatever the sandbox. */

@@ -26,18 +26,21 @@ interface ProxiedRequest {
 }
 
 /**
- * Finds out whether a request is port traffic, by the port its host name names (`byHost`) or by path,
- * and what it targets.
+ * Finds out whether a request is port traffic, by the port its host name or headers name (`byHost`) or by
+ * path, and what it targets.
  */
 function parseProxied(req: http.IncomingMessage, byHost: SandboxPortTarget | undefined): ProxiedRequest | undefined {
-  const url = new URL(req.url ?? "/", "http://x");
+  const url = new URL(byHost?.path ?? req.url ?? "/", "http://x");
   let token = req.headers[TRAFFIC_TOKEN_HEADER] as string | undefined;
   if (url.searchParams.has(TRAFFIC_TOKEN_QUERY)) {
     token ??= url.searchParams.get(TRAFFIC_TOKEN_QUERY) ?? undefined;
     url.searchParams.delete(TRAFFIC_TOKEN_QUERY);
   }
   const search = url.searchParams.size ? `?${url.searchParams.toString()}` : "";
-  if (byHost) return { ...byHost, upstreamPath: `${url.pathname}${search}`, token };
+  if (byHost) {
+    const { sandboxId, port } = byHost;
+    return { sandboxId, port, upstreamPath: `${url.pathname}${search}`, token };
+  }
   const m = PATH_PATTERN.exec(req.url ?? "");
   if (!m) return undefined;
   const rest = new URL(m[3] ?? "/", "http://x").pathname;

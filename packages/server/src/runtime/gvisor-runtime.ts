@@ -72,10 +72,13 @@ export class GvisorRuntime implements SandboxRuntime {
   /** runsc-sandbox process of each sandbox, with its start time so that a reused pid is not mistaken. */
   private readonly sandboxPids = new Map<string, { pid: number; startTime: string }>();
   /**
-   * `runsc delete` after a checkpoint takes 1-2 s here although the sandbox is already gone: pause does
-   * not wait for it; whatever needs the container id again (resume, destroy) waits first.
+   * `runsc delete` after a checkpoint takes 1-2 s on hosts whose init reaps orphans late (runsc waits
+   * for the exited sandbox process, a zombie until reaped): pause does not wait for it, and a resume
+   * restores under a new container id (see `containerOf`) instead of waiting; destroy waits. By container id.
    */
   private readonly pendingDeletes = new Map<string, Promise<void>>();
+  /** The runsc container each sandbox runs as now (see `containerOf`). */
+  private readonly containers = new Map<string, string>();
   private readonly spareDisks: SpareDisks;
 
   constructor(private readonly opts: GvisorRuntimeOptions) {
@@ -94,7 +97,11 @@ export class GvisorRuntime implements SandboxRuntime {
     const codeFiles = (await readdir(this.opts.codeServerDir)).sort();
     const digest = createHash("sha256").update(binary);
     for (const name of codeFiles) digest.update(name).update(await readFile(path.join(this.opts.codeServerDir, name)));
-    const layer = path.join(this.opts.sharedDir ?? this.opts.dataDir, "agent-layers", digest.digest("hex").slice(0, 16));
+    const layer = path.join(
+      this.opts.sharedDir ?? this.opts.dataDir,
+      "agent-layers",
+      digest.digest("hex").slice(0, 16),
+    );
     if (!existsSync(layer)) {
       // Made aside and renamed into place: nodes sharing the directory never see a half-written layer.
       const partial = `${layer}.${process.pid}.partial`;
@@ -121,6 +128,39 @@ export class GvisorRuntime implements SandboxRuntime {
 
   private sandboxDir(id: string) {
     return path.join(this.opts.dataDir, "sandboxes", id);
+  }
+
+  private containerIdFile(id: string) {
+    return path.join(this.sandboxDir(id), "container-id");
+  }
+
+  /**
+   * The runsc container (and cgroup) a sandbox runs as: its own id when it starts, `<id>.<n>` after its
+   * n-th resume in place — so that a resume never waits for the paused container's teardown. Kept in
+   * its directory for the next server process.
+   */
+  private async containerOf(id: string): Promise<string> {
+    const known = this.containers.get(id);
+    if (known) return known;
+    const saved = (await readFile(this.containerIdFile(id), "utf8").catch(() => "")).trim();
+    const container = saved || id;
+    this.containers.set(id, container);
+    return container;
+  }
+
+  /** Deletes a stopped container in the background; destroying the sandbox waits for it. */
+  private deleteInBackground(container: string): void {
+    const deletion = this.opts.runsc
+      .deleteForce(container)
+      .catch(() => undefined)
+      .finally(() => this.pendingDeletes.delete(container));
+    this.pendingDeletes.set(container, deletion);
+  }
+
+  /** The deletions still running of a sandbox's earlier containers. */
+  private async deletionsOf(id: string): Promise<void> {
+    const mine = [...this.pendingDeletes].filter(([container]) => sandboxOfContainer(container) === id);
+    await Promise.all(mine.map(([, deletion]) => deletion));
   }
 
   /**
@@ -150,13 +190,10 @@ export class GvisorRuntime implements SandboxRuntime {
     const partial = `${image}.partial`;
     await rm(partial, { recursive: true, force: true });
     await mkdir(partial, { recursive: true });
-    await this.opts.runsc.checkpoint(id, partial);
+    const container = await this.containerOf(id);
+    await this.opts.runsc.checkpoint(container, partial);
     this.sandboxPids.delete(id);
-    const deletion = this.opts.runsc
-      .deleteForce(id)
-      .catch(() => undefined)
-      .finally(() => this.pendingDeletes.delete(id));
-    this.pendingDeletes.set(id, deletion);
+    this.deleteInBackground(container);
     await rm(image, { recursive: true, force: true });
     const shared = this.pausedImageDir(id);
     if (shared) {
@@ -183,12 +220,18 @@ export class GvisorRuntime implements SandboxRuntime {
       endpoint = await this.startFromSnapshot(spec, shared);
     } else {
       const a = addressingFor(this.opts.subnet, this.opts.netPrefix, spec.netIndex);
-      await this.pendingDeletes.get(spec.id);
-      await this.opts.runsc.deleteForce(spec.id);
+      const container = nextContainer(spec.id, await this.containerOf(spec.id));
+      // Its own cgroup too: the paused container's teardown removes that container's cgroup.
+      const bundleConfig = path.join(dir, "bundle", "config.json");
+      const config = JSON.parse(await readFile(bundleConfig, "utf8")) as { linux: { cgroupsPath: string } };
+      config.linux.cgroupsPath = `/${CGROUP_PARENT}/${container}`;
+      await writeFile(bundleConfig, JSON.stringify(config));
+      await writeFile(this.containerIdFile(spec.id), container);
+      this.containers.set(spec.id, container);
       await this.opts.network.configureSandboxEnd(a);
       await this.opts.runsc.restore(
         path.join(dir, "bundle"),
-        spec.id,
+        container,
         this.checkpointDir(spec.id),
         path.join(dir, "runsc.log"),
         path.join(dir, "runsc.out"),
@@ -323,6 +366,9 @@ export class GvisorRuntime implements SandboxRuntime {
     const a = addressingFor(this.opts.subnet, this.opts.netPrefix, spec.netIndex);
     const dir = this.sandboxDir(spec.id);
     const rootfs = new SandboxRootfs(dir);
+    // A new container of its own id (a sandbox that moved back here starts over).
+    this.containers.set(spec.id, spec.id);
+    await rm(this.containerIdFile(spec.id), { force: true });
     try {
       // Independent of each other: the network and the disk are made at the same time.
       await Promise.all([this.opts.network.setUp(a), rootfs.create(rootfsSpec)]);
@@ -394,7 +440,7 @@ export class GvisorRuntime implements SandboxRuntime {
   async alive(id: string): Promise<boolean> {
     let known = this.sandboxPids.get(id);
     if (!known) {
-      const state = await this.opts.runsc.state(id);
+      const state = await this.opts.runsc.state(await this.containerOf(id));
       if (state?.status !== "running" || !state.pid) return false;
       const startTime = await this.processStartTime(state.pid);
       if (!startTime) return false;
@@ -408,17 +454,20 @@ export class GvisorRuntime implements SandboxRuntime {
   }
 
   async status(id: string): Promise<RuntimeStatus> {
-    const state = await this.opts.runsc.state(id);
+    const state = await this.opts.runsc.state(await this.containerOf(id));
     if (!state) return { state: "missing" };
     return { state: state.status === "running" ? "running" : "stopped" };
   }
 
-  private cgroupFile(controller: string, id: string, file: string) {
-    return `/sys/fs/cgroup/${controller}/${CGROUP_PARENT}/${id}/${file}`;
+  private cgroupFile(controller: string, container: string, file: string) {
+    return `/sys/fs/cgroup/${controller}/${CGROUP_PARENT}/${container}/${file}`;
   }
 
   async deathReason(id: string): Promise<SandboxDeathReason> {
-    const oomControl = await readFile(this.cgroupFile("memory", id, "memory.oom_control"), "utf8").catch(() => "");
+    const container = await this.containerOf(id);
+    const oomControl = await readFile(this.cgroupFile("memory", container, "memory.oom_control"), "utf8").catch(
+      () => "",
+    );
     const kills = /oom_kill (\d+)/.exec(oomControl)?.[1];
     if (kills && Number(kills) > 0) return "oom";
     const log = await readFile(path.join(this.sandboxDir(id), "runsc.log"), "utf8").catch(() => "");
@@ -432,15 +481,16 @@ export class GvisorRuntime implements SandboxRuntime {
    * transmitted bytes are what the sandbox received.
    */
   async stats(sandbox: Pick<SandboxLaunchSpec, "id" | "netIndex">): Promise<SandboxStats | undefined> {
-    const { id } = sandbox;
+    const container = await this.containerOf(sandbox.id);
+    const id = sandbox.id;
     const iface = addressingFor(this.opts.subnet, this.opts.netPrefix, sandbox.netIndex).hostIface;
     const counter = async (file: string) => Number((await readFile(file, "utf8")).trim());
     try {
       const [cpuUsageNs, memoryUsage, memoryStat, memoryLimitBytes, disk, hostTx, hostRx] = await Promise.all([
-        counter(this.cgroupFile("cpuacct", id, "cpuacct.usage")),
-        counter(this.cgroupFile("memory", id, "memory.usage_in_bytes")),
-        readFile(this.cgroupFile("memory", id, "memory.stat"), "utf8"),
-        counter(this.cgroupFile("memory", id, "memory.limit_in_bytes")),
+        counter(this.cgroupFile("cpuacct", container, "cpuacct.usage")),
+        counter(this.cgroupFile("memory", container, "memory.usage_in_bytes")),
+        readFile(this.cgroupFile("memory", container, "memory.stat"), "utf8"),
+        counter(this.cgroupFile("memory", container, "memory.limit_in_bytes")),
         statfs(new SandboxRootfs(this.sandboxDir(id)).diskMount),
         counter(`/sys/class/net/${iface}/statistics/tx_bytes`),
         counter(`/sys/class/net/${iface}/statistics/rx_bytes`),
@@ -463,12 +513,14 @@ export class GvisorRuntime implements SandboxRuntime {
 
   async destroy(id: string, netIndex: number | null): Promise<void> {
     this.sandboxPids.delete(id);
-    await this.pendingDeletes.get(id);
-    await this.opts.runsc.deleteForce(id);
+    const container = await this.containerOf(id);
+    await this.deletionsOf(id);
+    await this.opts.runsc.deleteForce(container);
     await releaseMounts(this.volumeMountsDir(id));
     await new SandboxRootfs(this.sandboxDir(id)).remove();
+    this.containers.delete(id);
     for (const controller of ["memory", "cpu", "cpuacct", "pids", "cpuset", "devices", "freezer", "blkio"]) {
-      await rmdir(`/sys/fs/cgroup/${controller}/${CGROUP_PARENT}/${id}`).catch(() => undefined);
+      await rmdir(`/sys/fs/cgroup/${controller}/${CGROUP_PARENT}/${container}`).catch(() => undefined);
     }
     if (netIndex !== null) {
       const a = addressingFor(this.opts.subnet, this.opts.netPrefix, netIndex);
@@ -480,7 +532,13 @@ export class GvisorRuntime implements SandboxRuntime {
   }
 
   async listIds(): Promise<string[]> {
-    const ids = new Set((await this.opts.runsc.list()).map((c) => c.id));
+    const ids = new Set<string>();
+    for (const { id: container } of await this.opts.runsc.list()) {
+      const id = sandboxOfContainer(container);
+      ids.add(id);
+      // A container the records do not know (a crash between resume's steps) is still found by destroy.
+      if (container !== id && !existsSync(this.containerIdFile(id))) this.containers.set(id, container);
+    }
     for (const parent of ["sandboxes", "volume-mounts"]) {
       const dirs = await readdir(path.join(this.opts.dataDir, parent)).catch(() => [] as string[]);
       for (const d of dirs) ids.add(d);
@@ -496,7 +554,18 @@ export class GvisorRuntime implements SandboxRuntime {
     return this.opts.network.tearDown(addressingFor(this.opts.subnet, this.opts.netPrefix, slot));
   }
 
-  execFallback(id: string, argv: string[], opts?: FallbackExecOptions) {
-    return this.opts.runsc.exec(id, argv, opts);
+  async execFallback(id: string, argv: string[], opts?: FallbackExecOptions) {
+    return this.opts.runsc.exec(await this.containerOf(id), argv, opts);
   }
+}
+
+/** The sandbox a runsc container belongs to: `<id>` and `<id>.<n>` are both the sandbox `<id>`. */
+export function sandboxOfContainer(container: string): string {
+  return container.replace(/\.\d+$/, "");
+}
+
+/** The container a sandbox resumes in place as: the next generation after `current`. */
+export function nextContainer(id: string, current: string): string {
+  const generation = current === id ? 0 : Number(current.slice(id.length + 1));
+  return `${id}.${generation + 1}`;
 }

@@ -452,7 +452,21 @@ export class SandboxService {
     if (!token || !tokensEqual(token, this.clientToken(sandboxId, service))) return undefined;
     const record = await this.store.getSandbox(sandboxId);
     if (!record) return undefined;
-    return { org: { id: record.orgId, name: "", createdAt: 0 }, record };
+    return { org: orgOf(record), record };
+  }
+
+  /**
+   * The sandbox its traffic token opens, with its organisation: the sandbox's own token, or none at all
+   * for a sandbox whose ports are public; undefined for a wrong token and an unknown sandbox alike.
+   */
+  async byTrafficToken(
+    sandboxId: string,
+    token: string | undefined,
+  ): Promise<{ org: OrgRecord; record: SandboxRecord } | undefined> {
+    const record = await this.store.getSandbox(sandboxId);
+    if (!record) return undefined;
+    const allowed = token === undefined ? record.publicPorts : tokensEqual(token, record.trafficToken);
+    return allowed ? { org: orgOf(record), record } : undefined;
   }
 
   list(org: OrgRecord, filter: SandboxFilter): Promise<SandboxRecord[]> {
@@ -874,4 +888,9 @@ export function assertStatus(record: SandboxRecord, allowed: SandboxStatus[], ac
     status: record.status,
     allowed,
   });
+}
+
+/** The organisation a sandbox belongs to, as far as a token that opened the sandbox proves it. */
+function orgOf(record: SandboxRecord): OrgRecord {
+  return { id: record.orgId, name: "", createdAt: 0 };
 }

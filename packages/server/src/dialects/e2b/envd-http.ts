@@ -3,39 +3,21 @@ import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ApiError } from "../../errors.js";
-import type { TrafficRouter } from "../../http/traffic-router.js";
+import { parsePortHeader, type TrafficRouter, underPrefix } from "../../http/traffic-router.js";
 import { receiveMultipart, uploadBody, writeUpload } from "../../http/upload-limit.js";
-import { AgentFailure } from "../../services/agent-failures.js";
 import type { ExecService } from "../../services/exec-service.js";
 import type { FileService } from "../../services/file-service.js";
 import type { SandboxService } from "../../services/sandbox-service.js";
+import { sendError, sendJson } from "./envd-replies.js";
 import { EnvdRpc } from "./envd-rpc.js";
 import { basicUser, type EnvdSession, EnvdSessions } from "./envd-session.js";
 import { ENVD_PORT } from "./mapping.js";
 
 /** Where E2B clients reach envd when `E2B_SANDBOX_URL` points at Sandpit: `<sandpit>/e2b/envd`. */
 export const ENVD_PATH_PREFIX = "/e2b/envd";
-
-function sendJson(res: http.ServerResponse, status: number, body: unknown) {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
-  res.end(text);
-}
-
-/** envd's REST errors: `{code, message}` with the HTTP status as the code. */
-function sendError(res: http.ServerResponse, e: unknown) {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  if (e instanceof ApiError) for (const [k, v] of Object.entries(e.headers ?? {})) res.setHeader(k, v);
-  let status = e instanceof ApiError ? e.status : 500;
-  let message = e instanceof Error ? e.message : String(e);
-  // envd answers a file it may not touch with 401 and a full disk with its own words.
-  if (e instanceof AgentFailure && e.reason === "permission_denied") status = 401;
-  if (e instanceof AgentFailure && e.reason === "no_space") message = `not enough disk space: ${e.message}`;
-  sendJson(res, status, { code: status, message });
-}
+/** The headers that name the sandbox and its port under `E2B_SANDBOX_URL` (lower case, as Node has them). */
+export const SANDBOX_ID_HEADER = "e2b-sandbox-id";
+export const SANDBOX_PORT_HEADER = "e2b-sandbox-port";
 
 /**
  * E2B's in-sandbox daemon ("envd") for every Sandpit sandbox: `/health`, `/files` (download; upload as
@@ -49,7 +31,16 @@ export function registerEnvd(
   const { maxUploadBytes } = deps;
   const sessions = new EnvdSessions(deps.sandboxes, deps.files);
   const rpc = new EnvdRpc(sessions, deps.exec);
-  const connect = connectNodeAdapter({ routes: (router) => rpc.register(router) });
+  const connect = connectNodeAdapter({
+    routes: (router) => rpc.register(router),
+    // A path that is neither REST nor a Connect method gets an error body like every other answer
+    // (the server speaks HTTP/1.1 only, so the response is Node's http one).
+    fallback: (req, res) =>
+      sendError(
+        res as http.ServerResponse,
+        new ApiError("not_found", `envd has no ${req.method} ${(req.url ?? "/").split("?")[0]}`),
+      ),
+  });
 
   const open = (req: http.IncomingMessage, sandboxId: string | undefined, url: URL): Promise<EnvdSession> =>
     sessions.open(
@@ -124,7 +115,7 @@ export function registerEnvd(
         return;
       }
       // Connect RPC: the adapter reads the sandbox id and token from the headers.
-      if (sandboxId && !req.headers["e2b-sandbox-id"]) req.headers["e2b-sandbox-id"] = sandboxId;
+      if (sandboxId && !req.headers[SANDBOX_ID_HEADER]) req.headers[SANDBOX_ID_HEADER] = sandboxId;
       req.url = path;
       connect(req, res);
     } catch (e) {
@@ -133,22 +124,37 @@ export function registerEnvd(
   }
 
   const sandboxIdHeader = (req: http.IncomingMessage) => {
-    const header = req.headers["e2b-sandbox-id"];
+    const header = req.headers[SANDBOX_ID_HEADER];
     return typeof header === "string" ? header : undefined;
   };
-  // Before routing: envd requests are streamed, any method, unparsed body.
+  // Before routing: envd requests are streamed, any method, unparsed body. A request under the prefix
+  // that names a port (E2b-Sandbox-Port) goes to that port's handler, envd's own included (below).
   traffic.onPath(
-    (url) =>
-      url === ENVD_PATH_PREFIX || url.startsWith(`${ENVD_PATH_PREFIX}/`) || url.startsWith(`${ENVD_PATH_PREFIX}?`),
+    (url) => underPrefix(url, ENVD_PATH_PREFIX) !== undefined,
     sandboxIdHeader,
     async (request, reply) => {
       const raw = request.raw;
       reply.hijack();
-      await handle(raw, reply.raw, sandboxIdHeader(raw), (raw.url ?? "/").slice(ENVD_PATH_PREFIX.length) || "/");
+      reply.raw.setHeader("x-request-id", request.id);
+      // A port header with a sandbox id would have been routed to that port; what is left is a mistake.
+      const portHeader = raw.headers[SANDBOX_PORT_HEADER];
+      if (portHeader !== undefined) {
+        const port = parsePortHeader(portHeader);
+        if (port === undefined) {
+          sendError(reply.raw, new ApiError("bad_request", "E2b-Sandbox-Port must be a port number (1-65535)"));
+          return;
+        }
+        if (port !== ENVD_PORT) {
+          sendError(reply.raw, new ApiError("bad_request", `missing E2b-Sandbox-Id (for port ${port})`));
+          return;
+        }
+      }
+      await handle(raw, reply.raw, sandboxIdHeader(raw), underPrefix(raw.url ?? "/", ENVD_PATH_PREFIX) ?? "/");
     },
   );
   traffic.onPort(ENVD_PORT, async (request, reply, target) => {
     reply.hijack();
-    await handle(request.raw, reply.raw, target.sandboxId, request.raw.url ?? "/");
+    reply.raw.setHeader("x-request-id", request.id);
+    await handle(request.raw, reply.raw, target.sandboxId, target.path);
   });
 }

@@ -8,6 +8,12 @@ export const ENVD_VERSION = "0.5.7";
 /** The port E2B's SDK addresses its in-sandbox daemon on. */
 export const ENVD_PORT = 49983;
 
+/** E2B's template names that mean a built-in template: `@e2b/code-interpreter` creates `code-interpreter-v1`. */
+const E2B_TEMPLATE_ALIASES: Readonly<Record<string, string>> = { "code-interpreter-v1": "code-interpreter" };
+
+/** An E2B template name as Sandpit's. */
+export const templateFrom = (templateId: string): string => E2B_TEMPLATE_ALIASES[templateId] ?? templateId;
+
 const networkSchema = z
   .object({
     allowPublicTraffic: z.boolean().optional(),
@@ -70,7 +76,7 @@ export function networkPolicyFrom(
 export function createRequestFrom(body: NewSandbox): CreateSandboxRequest {
   const policy = networkPolicyFrom(body);
   return {
-    template: body.templateID,
+    template: templateFrom(body.templateID),
     // E2B's API default is 15 s; its SDK always sends the user's timeout (default 300 s).
     timeoutMs: Math.max(1, body.timeout ?? 15) * 1000,
     env: body.envVars ?? {},

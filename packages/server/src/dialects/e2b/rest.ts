@@ -17,6 +17,7 @@ import {
   sandboxDetailOf,
   sandboxOf,
   stateOf,
+  templateFrom,
 } from "./mapping.js";
 import { type E2bVolumeServices, e2bVolumeRoutes } from "./volumes.js";
 
@@ -123,7 +124,10 @@ function routes({ app, services, authenticate, parse }: DialectContext<E2bRestSe
       metadata: parseMetadataQuery(q.metadata),
       limit: 10_000,
     });
-    if (q.template) records = records.filter((r) => r.template === q.template);
+    if (q.template) {
+      const template = templateFrom(q.template);
+      records = records.filter((r) => r.template === template);
+    }
     if (q.startedAfter) {
       const after = Date.parse(q.startedAfter);
       records = records.filter((r) => (r.startedAt ?? r.createdAt) >= after);

@@ -88,6 +88,9 @@ const EXECD_CODES: Partial<Record<ErrorCode, string>> = {
   // execd answers an unknown command id with 404 INVALID_REQUEST_BODY.
   command_not_found: "INVALID_REQUEST_BODY",
   not_implemented: "NOT_SUPPORTED",
+  code_context_not_found: "CONTEXT_NOT_FOUND",
+  // A language OpenSandbox runs (java, go…) that Sandpit's code contexts do not.
+  language_unavailable: "NOT_SUPPORTED",
   unauthorized: "UNAUTHORIZED",
   forbidden: "PERMISSION_DENIED",
   internal: "RUNTIME_ERROR",

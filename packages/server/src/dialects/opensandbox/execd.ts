@@ -1,14 +1,19 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ApiError } from "../../errors.js";
 import { forSandbox } from "../../http/sandbox-forwarding.js";
 import type { AppServices } from "../../services/index.js";
 import { type DialectContext, type DialectServices, registerDialect } from "../dialect.js";
 import { execdErrorReply } from "./errors.js";
+import { ExecdCode } from "./execd-code.js";
 import { ExecdCommands } from "./execd-commands.js";
 import { ExecdFiles } from "./execd-files.js";
 import { accessSandbox } from "./execd-session.js";
 import { EXECD_PREFIX } from "./lifecycle.js";
 import {
+  contextsQuerySchema,
+  createCodeContextSchema,
+  createSessionSchema,
+  deleteContextsQuerySchema,
   downloadQuerySchema,
   interruptQuerySchema,
   listDirectoryQuerySchema,
@@ -18,23 +23,29 @@ import {
   permissionsByPathSchema,
   replaceContentsSchema,
   replaceQuerySchema,
+  runCodeSchema,
   runCommandSchema,
+  runInSessionSchema,
   searchQuerySchema,
 } from "./schemas.js";
 import { sendSse } from "./sse.js";
 
 type WithSandbox<T = object> = FastifyRequest<{ Params: { sandboxId: string } & T }>;
+type WithContext = WithSandbox<{ contextId: string }>;
+type WithSession = WithSandbox<{ sessionId: string }>;
 
 /** How long a `/metrics/watch` stream waits between samples. */
 const METRICS_EVERY_MS = 1000;
 
 /** What OpenSandbox's execd API uses. */
-export type ExecdServices = DialectServices & Pick<AppServices, "sandboxes" | "exec" | "files" | "maxUploadBytes">;
+export type ExecdServices = DialectServices &
+  Pick<AppServices, "sandboxes" | "exec" | "files" | "code" | "maxUploadBytes">;
 
 /**
  * OpenSandbox's in-sandbox execd API for every Sandpit sandbox, at `/opensandbox/execd/<sandboxId>` (the
  * endpoint the lifecycle API hands out for port 44772): ping, commands with SSE streaming, background
- * commands with status and logs, files, directories and metrics. Callers send the sandbox's
+ * commands with status and logs, files, directories, metrics, code contexts (`/code`) and bash sessions
+ * (`/session`) on Sandpit's code contexts. Callers send the sandbox's
  * `X-EXECD-ACCESS-TOKEN` or an API key of its organisation.
  */
 export function execdDialect(app: FastifyInstance, services: ExecdServices) {
@@ -54,6 +65,7 @@ export function execdDialect(app: FastifyInstance, services: ExecdServices) {
 function routes({ app, services, parse }: DialectContext<ExecdServices>) {
   const commands = new ExecdCommands(services);
   const files = new ExecdFiles(services);
+  const code = new ExecdCode(services, commands);
   const open = (request: WithSandbox) => accessSandbox(services, request, request.params.sandboxId, "execd");
 
   // Uploads are streamed to the sandbox as they arrive: the body is read by the route, not parsed.
@@ -217,23 +229,63 @@ function routes({ app, services, parse }: DialectContext<ExecdServices>) {
     await sendSse(request, reply, samples(), () => abort.abort());
   });
 
-  // ---- what Sandpit's execd does not offer ----
+  // ---- code contexts and bash sessions ----
 
-  const notSupported = (what: string) => async (request: WithSandbox, _reply: FastifyReply) => {
-    await open(request);
-    throw new ApiError("not_implemented", `${what} are not supported by Sandpit's execd yet; use POST /command`);
-  };
-  for (const url of ["/:sandboxId/session", "/:sandboxId/session/:id", "/:sandboxId/session/:id/run"]) {
-    app.all(url, notSupported("bash sessions"));
-  }
-  for (const url of [
-    "/:sandboxId/code",
-    "/:sandboxId/code/context",
-    "/:sandboxId/code/contexts",
-    "/:sandboxId/code/contexts/:id",
-  ]) {
-    app.all(url, notSupported("code interpreter contexts"));
-  }
+  app.post("/:sandboxId/code/context", forSandbox("sandboxId"), async (request: WithSandbox) => {
+    const access = await open(request);
+    return code.createContext(access, parse(createCodeContextSchema, request.body ?? {}));
+  });
+
+  app.get("/:sandboxId/code/contexts", forSandbox("sandboxId"), async (request: WithSandbox) => {
+    const access = await open(request);
+    return code.listContexts(access, parse(contextsQuerySchema, request.query, "query").language);
+  });
+
+  app.delete("/:sandboxId/code/contexts", forSandbox("sandboxId"), async (request: WithSandbox, reply) => {
+    const access = await open(request);
+    await code.deleteContexts(access, parse(deleteContextsQuerySchema, request.query, "query").language);
+    return reply.code(200).send();
+  });
+
+  app.get("/:sandboxId/code/contexts/:contextId", forSandbox("sandboxId"), async (request: WithContext) =>
+    code.getContext(await open(request), request.params.contextId),
+  );
+
+  app.delete("/:sandboxId/code/contexts/:contextId", forSandbox("sandboxId"), async (request: WithContext, reply) => {
+    await code.deleteContext(await open(request), request.params.contextId);
+    return reply.code(200).send();
+  });
+
+  app.post("/:sandboxId/code", forSandbox("sandboxId"), async (request: WithSandbox, reply) => {
+    const access = await open(request);
+    const body = parse(runCodeSchema, request.body ?? {});
+    const abort = new AbortController();
+    await sendSse(request, reply, await code.run(access, body, abort.signal), () => abort.abort());
+  });
+
+  app.delete("/:sandboxId/code", forSandbox("sandboxId"), async (request: WithSandbox, reply) => {
+    const access = await open(request);
+    await code.interrupt(access, parse(interruptQuerySchema, request.query, "query").id);
+    return reply.code(200).send();
+  });
+
+  app.post("/:sandboxId/session", forSandbox("sandboxId"), async (request: WithSandbox) => {
+    const access = await open(request);
+    return code.createSession(access, parse(createSessionSchema, request.body ?? {}).cwd);
+  });
+
+  app.post("/:sandboxId/session/:sessionId/run", forSandbox("sandboxId"), async (request: WithSession, reply) => {
+    const access = await open(request);
+    const body = parse(runInSessionSchema, request.body ?? {});
+    const abort = new AbortController();
+    const events = await code.runInSession(access, request.params.sessionId, body, abort.signal);
+    await sendSse(request, reply, events, () => abort.abort());
+  });
+
+  app.delete("/:sandboxId/session/:sessionId", forSandbox("sandboxId"), async (request: WithSession, reply) => {
+    await code.deleteSession(await open(request), request.params.sessionId);
+    return reply.code(200).send();
+  });
 }
 
 async function* toAsync<T>(items: T[]): AsyncGenerator<T> {

@@ -198,6 +198,37 @@ export const interruptQuerySchema = z.object({ id: z.string().min(1, "must not b
 
 export const replaceQuerySchema = z.object({ verbose: z.enum(["true", "false"]).optional() });
 
+// ---- execd code contexts and bash sessions ----
+
+const nonBlank = z.string().refine((s) => s.trim() !== "", "must not be empty");
+
+/** `POST /code/context` (execd also takes the context's working directory). */
+export const createCodeContextSchema = z.object({
+  language: z.string().min(1, "must not be empty").default("python"),
+  cwd: z.string().min(1, "must not be empty").optional(),
+});
+
+/** `POST /code`: without a context language, the code is a stateless shell command. */
+export const runCodeSchema = z.object({
+  code: nonBlank,
+  context: z.object({ id: z.string().optional(), language: z.string().optional() }).optional(),
+});
+export type ExecdRunCode = z.infer<typeof runCodeSchema>;
+
+export const contextsQuerySchema = z.object({ language: z.string().min(1, "must not be empty").optional() });
+export const deleteContextsQuerySchema = z.object({ language: z.string().min(1, "must not be empty") });
+
+/** `POST /session` (the body may be empty). */
+export const createSessionSchema = z.object({ cwd: z.string().min(1, "must not be empty").optional() });
+
+/** `POST /session/{sessionId}/run`. */
+export const runInSessionSchema = z.object({
+  command: nonBlank,
+  cwd: z.string().min(1, "must not be empty").optional(),
+  timeout: z.number().int().min(0).optional(),
+});
+export type RunInSession = z.infer<typeof runInSessionSchema>;
+
 // ---- egress sidecar ----
 
 export const patchRulesSchema = z.array(networkRuleSchema);
