@@ -6,6 +6,7 @@
 // cells share one realm, so `instanceof Error` and friends behave as in a plain node script.
 
 const fs = require("node:fs");
+const net = require("node:net");
 const path = require("node:path");
 const readline = require("node:readline");
 const util = require("node:util");
@@ -42,10 +43,19 @@ function describeError(error) {
     return {
       name: String(error.name ?? "Error"),
       value: String(error.message ?? ""),
-      traceback: String(error.stack ?? ""),
+      traceback: cellFrames(String(error.stack ?? "")),
     };
   }
   return { name: "Error", value: `Uncaught ${inspect(error)}`, traceback: "" };
+}
+
+/** A stack without the driver's own frames (they come after the cell's, from where it ran the cell). */
+function cellFrames(stack) {
+  const lines = stack.split("\n");
+  const driver = lines.findIndex(
+    (line) => /^\s+at /.test(line) && (line.includes("(node:vm:") || line.includes(__filename)),
+  );
+  return (driver < 0 ? lines : lines.slice(0, driver)).join("\n");
 }
 
 function isInterruption(error) {
@@ -80,7 +90,7 @@ function patternNames(pattern, names) {
  * (so they persist like a plain cell's) and whose last expression is its value — as node's REPL does.
  */
 function wrapTopLevelAwait(code) {
-  if (!acorn) return `(async () => {\n${code}\n})()`;
+  if (!acorn) return `(async () => {${code}\n})()`;
   const ast = acorn.parse(code, { ecmaVersion: "latest", sourceType: "script", allowAwaitOutsideFunction: true });
   const source = (node) => code.slice(node.start, node.end);
   const hoisted = [];
@@ -108,7 +118,8 @@ function wrapTopLevelAwait(code) {
   }
   let body = code;
   for (const { node, text } of edits.reverse()) body = body.slice(0, node.start) + text + body.slice(node.end);
-  return `${hoisted.join(" ")}\n(async () => {${prologue.join(" ")}\n${body}\n})()`;
+  // All on the cell's first line: the lines of a stack trace stay the cell's.
+  return `${hoisted.join(" ")} (async () => {${prologue.join(" ")} ${body}\n})()`;
 }
 
 function compile(code, number) {
@@ -134,10 +145,10 @@ process.on("SIGINT", () => {
   if (waiting) waiting();
 });
 process.on("uncaughtException", (error) => {
-  process.stderr.write(`Uncaught ${error && error.stack ? error.stack : inspect(error)}\n`);
+  process.stderr.write(`Uncaught ${error?.stack ? error.stack : inspect(error)}\n`);
 });
 process.on("unhandledRejection", (reason) => {
-  process.stderr.write(`Unhandled promise rejection: ${reason && reason.stack ? reason.stack : inspect(reason)}\n`);
+  process.stderr.write(`Unhandled promise rejection: ${reason?.stack ? reason.stack : inspect(reason)}\n`);
 });
 
 function withEnv(env) {
@@ -194,7 +205,8 @@ async function runCell({ cell, code, env }) {
 }
 
 const lines = readline.createInterface({
-  input: fs.createReadStream(null, { fd: commandFd }),
+  // A socket on the pipe (epoll), not an fs stream: a pending threadpool read of a pipe makes process.exit() hang.
+  input: new net.Socket({ fd: commandFd, readable: true, writable: false }),
   crlfDelay: Number.POSITIVE_INFINITY,
 });
 let queue = Promise.resolve();

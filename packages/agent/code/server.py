@@ -202,7 +202,7 @@ class Context:
                 "type": "error",
                 "name": "ContextExited",
                 "value": f"the {self.language} interpreter exited during the cell"
-                + (" (the context was deleted or restarted)" if self.deleted or self.restarting else "")
+                + (" (the context was deleted)" if self.deleted else " (the context was restarted)" if self.restarting else "")
                 + "; the next cell starts a new one with a fresh state",
                 "traceback": "",
             }
@@ -222,15 +222,21 @@ class PythonContext(Context):
         self.runtime_dir = None
 
     def start(self):
-        try:
-            from jupyter_client import KernelManager
-            from jupyter_client.kernelspec import NoSuchKernel
-        except ImportError:
-            raise unavailable("python", "jupyter_client is not installed (Debian: python3-jupyter-client)")
         import importlib.util
 
-        if importlib.util.find_spec("ipykernel") is None:
-            raise unavailable("python", "ipykernel is not installed (Debian: python3-ipykernel)")
+        missing = [
+            package
+            for module, package in (("ipykernel", "python3-ipykernel"), ("jupyter_client", "python3-jupyter-client"))
+            if importlib.util.find_spec(module) is None
+        ]
+        if missing:
+            raise unavailable(
+                "python",
+                f"no Jupyter kernel: install {' and '.join(missing)} (the code-interpreter template has them)",
+            )
+        from jupyter_client import KernelManager
+        from jupyter_client.kernelspec import NoSuchKernel
+
         self.runtime_dir = tempfile.mkdtemp(prefix="sandpit-code-python-")
         km = KernelManager(kernel_name="python3", connection_file=os.path.join(self.runtime_dir, "kernel.json"))
         try:
@@ -322,6 +328,7 @@ class PythonContext(Context):
                     except Exception:
                         pass
             elif time.monotonic() - interrupted_at > INTERRUPT_GRACE_S:
+                self.kill()  # it ignores interrupts: no polite shutdown either
                 self.close()
                 self.start()
                 if stop == "timeout":
@@ -441,6 +448,7 @@ class DriverContext(Context):
             for fd in pass_fds:
                 os.close(fd)
         self.events = queue.Queue()
+        self.cell_number = 0  # a fresh interpreter counts from 1, as a fresh kernel does
         process, events = self.process, self.events
         for name, stream in (("stdout", process.stdout), ("stderr", process.stderr)):
             threading.Thread(target=self._read_output, args=(name, stream, events), daemon=True).start()
