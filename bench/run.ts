@@ -8,9 +8,10 @@ import path from "node:path";
 import { Sandbox } from "sandpit";
 import { repoRoot, testTemplatesDir } from "../tests/helpers/paths.js";
 import { startTestServer } from "../tests/helpers/server.js";
+import { benchCode } from "./code.js";
 import { measureSpawnFloors } from "./floor.js";
 import { RawRunsc } from "./raw-runsc.js";
-import { hostMemoryUsed, type Summary, summarize, timeIt } from "./stats.js";
+import { type BenchRow, fmt, hostMemoryUsed, ms, printRows, summarize, timeIt } from "./stats.js";
 
 const N_CREATE = Number(process.env.BENCH_CREATES ?? 8);
 const N_EXEC = Number(process.env.BENCH_EXECS ?? 100);
@@ -18,17 +19,8 @@ const N_IDLE = Number(process.env.BENCH_IDLE ?? 50);
 const UPLOAD_MB = 100;
 const FILE_ROUNDS = Number(process.env.BENCH_FILE_ROUNDS ?? 3);
 
-interface Row {
-  metric: string;
-  sandpit: string;
-  raw: string;
-  ratio: string;
-  goal: string;
-}
-const rows: Row[] = [];
+const rows: BenchRow[] = [];
 const results: Record<string, unknown> = {};
-const ms = (n: number) => `${n.toFixed(1)} ms`;
-const fmt = (s: Summary) => `p50 ${ms(s.p50)} / p95 ${ms(s.p95)}`;
 
 function log(line: string) {
   process.stderr.write(`[bench] ${line}\n`);
@@ -126,6 +118,12 @@ async function main() {
       spawnFloor: { p50: floorP50, p95: floorP95 },
       spawnFloorAfterIdle: { p50: idleFloorP50, p95: idleFloorP95 },
     };
+
+    // --- code contexts: a cell's round trip beside execs, and create → first result
+    log("code contexts");
+    const code = await benchCode(conn, { execs: N_EXEC, log });
+    rows.push(...code.rows);
+    results.code = code.results;
 
     // --- upload and download of 100 MB
     log("upload/download");
@@ -341,21 +339,7 @@ async function main() {
     await server.close();
   }
 
-  const header: Row = {
-    metric: "metric",
-    sandpit: "sandpit",
-    raw: "raw runsc (same run)",
-    ratio: "ratio",
-    goal: "goal",
-  };
-  const widths = (Object.keys(header) as (keyof Row)[]).map((k) =>
-    Math.max(...[header, ...rows].map((r) => r[k].length)),
-  );
-  const line = (r: Row) =>
-    `| ${(Object.keys(header) as (keyof Row)[]).map((k, i) => r[k].padEnd(widths[i]!)).join(" | ")} |`;
-  console.log(line(header));
-  console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
-  for (const r of rows) console.log(line(r));
+  printRows(rows);
 
   const dir = path.join(repoRoot, "bench", "results");
   await mkdir(dir, { recursive: true });

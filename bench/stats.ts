@@ -31,3 +31,32 @@ export async function hostMemoryUsed(): Promise<number> {
   const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, "m").exec(info)?.[1] ?? 0);
   return (kb("MemTotal") - kb("MemAvailable")) * 1024;
 }
+
+/** One row of a benchmark table: Sandpit's figure beside what it is compared with, measured in the same run. */
+export interface BenchRow {
+  metric: string;
+  sandpit: string;
+  raw: string;
+  ratio: string;
+  goal: string;
+}
+
+/** Prints rows as a Markdown table. */
+export function printRows(rows: BenchRow[]): void {
+  const header: BenchRow = {
+    metric: "metric",
+    sandpit: "sandpit",
+    raw: "raw runsc (same run)",
+    ratio: "ratio",
+    goal: "goal",
+  };
+  const keys = Object.keys(header) as (keyof BenchRow)[];
+  const widths = keys.map((k) => Math.max(...[header, ...rows].map((r) => r[k].length)));
+  const line = (r: BenchRow) => `| ${keys.map((k, i) => r[k].padEnd(widths[i]!)).join(" | ")} |`;
+  console.log(line(header));
+  console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
+  for (const r of rows) console.log(line(r));
+}
+
+export const ms = (n: number) => `${n.toFixed(1)} ms`;
+export const fmt = (s: Summary) => `p50 ${ms(s.p50)} / p95 ${ms(s.p95)}`;

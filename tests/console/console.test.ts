@@ -2,9 +2,10 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type { ClusterNode } from "@sandpit/contract";
-import { type Browser, chromium, type Locator, type Page, type Route } from "playwright-core";
+import type { Browser, Locator, Page, Route } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { apiClient, type ErrorBody, type SandboxBody } from "../helpers/api.js";
+import { launchBrowser } from "../helpers/browser.js";
 import { repoRoot } from "../helpers/paths.js";
 import { type TestServer, testLogDir } from "../helpers/server.js";
 import { useTestServer } from "../helpers/use-test-server.js";
@@ -23,21 +24,13 @@ useTestServer(
   { SANDPIT_ADMIN_KEY: ADMIN_KEY },
 );
 
-const CHROMIUM = process.env.SANDPIT_TEST_CHROMIUM ?? "/usr/bin/chromium";
 const SCREENSHOTS = path.join(repoRoot, "docs/console");
 
 let browser: Browser;
 let page: Page;
 
 beforeAll(async () => {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    // Chromium's own sandbox cannot start as root (the test machine runs tests as root).
-    args: process.getuid?.() === 0 ? ["--no-sandbox"] : [],
-  });
-  page = await browser.newPage({ viewport: { width: 1360, height: 860 }, acceptDownloads: true });
-  // Destroy and delete ask for confirmation.
-  page.on("dialog", (dialog) => dialog.accept());
+  ({ browser, page } = await launchBrowser());
   if (process.env.SANDPIT_CONSOLE_SCREENSHOTS === "1") mkdirSync(SCREENSHOTS, { recursive: true });
 });
 

@@ -1,6 +1,13 @@
 import { readFileSync } from "node:fs";
 import { type ParsedArgs, parseCommandArgs, stringOption, UsageError } from "./args.js";
 import { type CliCommand, type Context, globalOptions } from "./command.js";
+import {
+  contextsCreateCommand,
+  contextsLsCommand,
+  contextsRestartCommand,
+  contextsRmCommand,
+  runCodeCommand,
+} from "./commands/code.js";
 import { cpCommand } from "./commands/cp.js";
 import { createCommand } from "./commands/create.js";
 import { eventsCommand } from "./commands/events.js";
@@ -26,6 +33,11 @@ export const commands: CliCommand[] = [
   infoCommand,
   metricsCommand,
   execCommand,
+  runCodeCommand,
+  contextsLsCommand,
+  contextsCreateCommand,
+  contextsRestartCommand,
+  contextsRmCommand,
   cpCommand,
   rmCommand,
   timeoutCommand,
@@ -46,14 +58,15 @@ export const commands: CliCommand[] = [
   serveCommand,
 ];
 
-const GROUPS = new Set(["templates", "images", "volumes", "keys", "nodes"]);
+const GROUPS = new Set(["templates", "images", "volumes", "keys", "nodes", "contexts"]);
 
 /** The streams a run writes to; the process's own by default. */
 export type Io = Pick<Context, "stdout" | "stderr" | "stdin">;
 
 /**
  * Runs the CLI on `argv` (without `node` and the script) and resolves with the exit status:
- * 0 on success, the command's own status for `exec`, 1 for errors and 2 for usage errors.
+ * 0 on success, the command's own status for `exec` (1 for a cell that raised, for `run-code`), 1 for errors
+ * and 2 for usage errors.
  * Errors are printed as one line, `sandpit: <message> (<code>)`, on stderr.
  */
 export async function run(

@@ -1,5 +1,7 @@
 import type {
   ClusterNode,
+  CodeEvent,
+  CodeLanguage,
   CreateSandboxRequest,
   ErrorBody,
   EventType,
@@ -12,9 +14,12 @@ import type {
   Template,
   Terminal,
 } from "@sandpit/contract";
+import { ndjsonValues } from "./code-output";
 
 export type {
   ClusterNode,
+  CodeEvent,
+  CodeLanguage,
   EventType,
   FileEntry,
   MetricsSample,
@@ -199,6 +204,33 @@ export class ConsoleApi {
 
   async killTerminal(id: string, terminalId: string): Promise<void> {
     await this.request(`/sandboxes/${id}/terminals/${terminalId}`, { method: "DELETE" });
+  }
+
+  /**
+   * Runs a cell in the language's default context, handing its events to `onEvent` as they arrive; resolves
+   * after `end`. Aborting `signal` interrupts the cell (the context keeps its state).
+   */
+  async runCode(
+    id: string,
+    cell: { code: string; language: CodeLanguage },
+    onEvent: (event: CodeEvent) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const res = await this.request(`/sandboxes/${id}/code/run`, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/x-ndjson" },
+      body: JSON.stringify(cell),
+      ...(signal ? { signal } : {}),
+    });
+    if (!res.body) throw new ApiError(0, "invalid_response", "the server answered without a body");
+    for await (const value of ndjsonValues(res.body)) {
+      const event = value as CodeEvent | { type: "error"; code: string; message: string };
+      // The stream's own failure (not an error the cell raised) has the API's code and message.
+      if (event.type === "error" && "code" in event) throw new ApiError(0, event.code, event.message);
+      onEvent(event);
+      if (event.type === "end") return;
+    }
+    throw new ApiError(0, "network_error", "the cell's stream ended before the cell did");
   }
 
   /** The cluster's nodes; needs a ConsoleApi made with the admin key. */

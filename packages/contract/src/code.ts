@@ -89,6 +89,9 @@ export const codeEventSchema = z.discriminatedUnion("type", [
 ]);
 export type CodeEvent = z.infer<typeof codeEventSchema>;
 
+/** Response header of a cell streamed as NDJSON: the id of the context it runs in (the events don't say). */
+export const CODE_CONTEXT_HEADER = "x-code-context-id";
+
 /** A finished cell, gathered from its events (the answer without `Accept: application/x-ndjson`). */
 export const codeExecutionSchema = z.object({
   contextId: z.string(),

@@ -24,6 +24,18 @@ export {
   type StreamResponse,
 } from "./api-client.js";
 export {
+  Code,
+  type CodeCallbacks,
+  type CodeContext,
+  type CodeError,
+  type CodeEvent,
+  type CodeExecution,
+  type CodeLanguage,
+  type CodeResult,
+  type CreateCodeContextOptions,
+  type RunCodeOptions,
+} from "./code.js";
+export {
   CommandHandle,
   type CommandInfo,
   type CommandResult,

@@ -10,6 +10,7 @@ import {
   sandboxSchema,
 } from "@sandpit/contract";
 import { ApiClient } from "./api-client.js";
+import { Code } from "./code.js";
 import { Commands } from "./commands.js";
 import { type ConnectionOptions, resolveConfig } from "./config.js";
 import { Files } from "./files.js";
@@ -53,6 +54,8 @@ export class Sandbox {
   readonly files: Files;
   /** Interactive programs on terminals in this sandbox. */
   readonly terminals: Terminals;
+  /** Runs cells in live interpreters (code contexts) of this sandbox. */
+  readonly code: Code;
   #info: SandboxInfo;
   readonly #client: ApiClient;
 
@@ -63,6 +66,7 @@ export class Sandbox {
     this.commands = new Commands(info.id, client);
     this.files = new Files(info.id, client);
     this.terminals = new Terminals(info.id, client);
+    this.code = new Code(info.id, client);
   }
 
   /**

@@ -3,17 +3,19 @@ import type { ConsoleApi, Sandbox } from "../api";
 import { age, formatDuration, formatMb, formatTime } from "../format";
 import { useNow, usePolling } from "../hooks";
 import { Link } from "../router";
+import { CodeCell } from "./code-cell";
 import { ErrorBanner, Panel, SandboxActions, StateBadge } from "./common";
 import { EventTable } from "./event-log";
 import { FileBrowser } from "./file-browser";
 import { MetricsPanel } from "./metrics-panel";
 import { TerminalPanel } from "./terminal-panel";
 
-export type SandboxTab = "overview" | "terminal" | "files" | "events";
+export type SandboxTab = "overview" | "terminal" | "code" | "files" | "events";
 
 const TABS: { tab: SandboxTab; label: string; suffix: string }[] = [
   { tab: "overview", label: "Overview", suffix: "" },
   { tab: "terminal", label: "Terminal", suffix: "/terminal" },
+  { tab: "code", label: "Code", suffix: "/code" },
   { tab: "files", label: "Files", suffix: "/files" },
   { tab: "events", label: "Events", suffix: "/events" },
 ];
@@ -58,7 +60,7 @@ function Details({ sandbox, now }: { sandbox: Sandbox; now: number }) {
   );
 }
 
-/** One sandbox: its state and actions, and tabs for overview, terminal, files and events. */
+/** One sandbox: its state and actions, and tabs for overview, terminal, code, files and events. */
 export function SandboxDetail({
   api,
   id,
@@ -120,6 +122,14 @@ export function SandboxDetail({
           <TerminalPanel api={api} sandboxId={s.id} />
         ) : (
           <p class="empty">The terminal needs a running sandbox; this one is {s.status}.</p>
+        ))}
+      {tab === "code" &&
+        (running ? (
+          <Panel title="Code">
+            <CodeCell api={api} sandboxId={s.id} />
+          </Panel>
+        ) : (
+          <p class="empty">Code runs in a running sandbox; this one is {s.status}.</p>
         ))}
       {tab === "files" &&
         (running ? (

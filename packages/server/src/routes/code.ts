@@ -1,4 +1,5 @@
 import {
+  CODE_CONTEXT_HEADER,
   codeContextSchema,
   codeExecutionSchema,
   createCodeContextRequestSchema,
@@ -35,8 +36,12 @@ export function codeRoutes(app: FastifyInstance, authenticate: Authenticate, cod
         if (!reply.raw.writableFinished) abort.abort();
       });
       if (wantsNdjson(request)) {
+        // The cell already started (errors up front were thrown), so the response starts at once: a quiet
+        // cell must not hold back the headers. The context the cell ran in goes in a header, as the
+        // events don't carry it.
         const cell = await code.run(org, params.id!, body, abort.signal);
-        await sendNdjson(request, reply, cell.events, () => abort.abort());
+        reply.raw.setHeader(CODE_CONTEXT_HEADER, cell.contextId);
+        await sendNdjson(request, reply, cell.events, () => abort.abort(), { startAtOnce: true });
         return undefined;
       }
       return code.runToEnd(org, params.id!, body, abort.signal);
