@@ -101,39 +101,51 @@ describe("files", () => {
   });
 });
 
+type WatchEvent = { type: string; path: string; from?: string; isDir?: boolean };
+
+/** A native watch of a directory: its events as they stream, waiting for one, and stopping it. */
+async function watchFiles(dir: string) {
+  const abort = new AbortController();
+  const res = await fetch(`${server.url}/v1/sandboxes/${id()}/files/watch?path=${q(dir)}&recursive=true`, {
+    headers: { authorization: `Bearer ${server.apiKey}` },
+    signal: abort.signal,
+  });
+  expect(res.status).toBe(200);
+  expect(res.headers.get("content-type")).toContain("application/x-ndjson");
+  const events: WatchEvent[] = [];
+  const reading = (async () => {
+    const reader = res.body!.getReader();
+    let pending = "";
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        pending += Buffer.from(value).toString();
+        const lines = pending.split("\n");
+        pending = lines.pop() ?? "";
+        for (const line of lines) if (line) events.push(JSON.parse(line));
+      }
+    } catch {
+      // aborted at the end of the test
+    }
+  })();
+  const seen = (type: string, path: string) =>
+    waitFor(
+      async () => (events.some((e) => e.type === type && e.path === path) ? true : undefined),
+      10_000,
+      `${type} ${path}`,
+    );
+  const stop = async () => {
+    abort.abort();
+    await reading;
+  };
+  return { events, seen, stop };
+}
+
 describe("file watch", () => {
   it("streams create, modify, rename and delete events, recursively when asked", async () => {
     await api.exec(id(), { command: "mkdir -p /watched/sub" });
-    const abort = new AbortController();
-    const res = await fetch(`${server.url}/v1/sandboxes/${id()}/files/watch?path=/watched&recursive=true`, {
-      headers: { authorization: `Bearer ${server.apiKey}` },
-      signal: abort.signal,
-    });
-    expect(res.status).toBe(200);
-    expect(res.headers.get("content-type")).toContain("application/x-ndjson");
-    const events: { type: string; path: string; from?: string; isDir?: boolean }[] = [];
-    const reading = (async () => {
-      const reader = res.body!.getReader();
-      let pending = "";
-      try {
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) return;
-          pending += Buffer.from(value).toString();
-          const lines = pending.split("\n");
-          pending = lines.pop() ?? "";
-          for (const line of lines) if (line) events.push(JSON.parse(line));
-        }
-      } catch {
-        // aborted at the end of the test
-      }
-    })();
-    const seen = (type: string, path: string) =>
-      waitFor(
-        async () => (events.some((e) => e.type === type && e.path === path) ? true : undefined),
-        10_000,
-        `${type} ${path}`,
-      );
+    const { events, seen, stop } = await watchFiles("/watched");
     await seen("ready", "/watched");
 
     await api.exec(id(), { command: "echo one > /watched/a.txt" });
@@ -151,13 +163,33 @@ describe("file watch", () => {
     expect(events.find((e) => e.path === "/watched/new")?.isDir).toBe(true);
     await api.exec(id(), { command: "rm /watched/b.txt" });
     await seen("delete", "/watched/b.txt");
-    abort.abort();
-    await reading;
+    await stop();
 
     const notDir = await api.get<ErrorBody>(`/v1/sandboxes/${id()}/files/watch?path=/etc/hostname`);
     expect(notDir.status).toBe(400);
     const missing = await api.get<ErrorBody>(`/v1/sandboxes/${id()}/files/watch?path=/nope`);
     expect(missing.status).toBe(404);
+  });
+
+  it("shows an upload as the user's create and write of the file, nothing of Sandpit's temp file", async () => {
+    await api.exec(id(), { command: "mkdir -p /uploads && echo old > /uploads/existing.txt" });
+    const { events, seen, stop } = await watchFiles("/uploads");
+    await seen("ready", "/uploads");
+    const upload = async (path: string, body: string) =>
+      expect((await api.put(`/v1/sandboxes/${id()}/files?path=${q(path)}`, Buffer.from(body))).status).toBe(201);
+    await upload("/uploads/new.txt", "one");
+    await upload("/uploads/existing.txt", "two");
+    await upload("/uploads/new.txt", "three");
+    // A change made afterwards, once seen, means every event of the uploads has arrived.
+    await api.exec(id(), { command: "mkdir /uploads/done" });
+    await seen("create", "/uploads/done");
+    await stop();
+    expect(events.filter((e) => e.type !== "ready" && e.path !== "/uploads/done")).toEqual([
+      { type: "create", path: "/uploads/new.txt", isDir: false },
+      { type: "modify", path: "/uploads/new.txt", isDir: false },
+      { type: "modify", path: "/uploads/existing.txt", isDir: false },
+      { type: "modify", path: "/uploads/new.txt", isDir: false },
+    ]);
   });
 });
 

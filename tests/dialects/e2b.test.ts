@@ -4,6 +4,7 @@ import http from "node:http";
 import {
   AuthenticationError,
   CommandExitError,
+  FilesystemEventType,
   FileType,
   Sandbox,
   Volume,
@@ -154,6 +155,24 @@ describe("e2b SDK", () => {
     expect(moved.path).toBe("/home/user/notes/b.txt");
     await sandbox.files.remove("/home/user/notes");
     expect(await sandbox.files.exists("/home/user/notes/b.txt")).toBe(false);
+  });
+
+  it("watchDir shows writes as the user's create and write events, never Sandpit's upload temp file", async () => {
+    const sandbox = await newSandbox();
+    await sandbox.files.write("/home/user/w/existing.txt", "old");
+    const events: { name: string; type: string }[] = [];
+    const watcher = await sandbox.files.watchDir("/home/user/w", (e) => void events.push(e), { recursive: true });
+    await sandbox.files.write("/home/user/w/new.txt", "one");
+    await sandbox.files.write("/home/user/w/existing.txt", "two");
+    // A change made afterwards, once seen, means every event of the writes has arrived.
+    await sandbox.commands.run("mkdir /home/user/w/done", { user: "root" });
+    await waitFor(async () => (events.some((e) => e.name === "done") ? true : undefined), 10_000, "done event");
+    await watcher.stop();
+    expect(events.filter((e) => e.name !== "done").map((e) => ({ name: e.name, type: e.type }))).toEqual([
+      { name: "new.txt", type: FilesystemEventType.CREATE },
+      { name: "new.txt", type: FilesystemEventType.WRITE },
+      { name: "existing.txt", type: FilesystemEventType.WRITE },
+    ]);
   });
 
   it("sets the timeout, pauses and connects with memory kept, lists by metadata, and kills", async () => {

@@ -418,6 +418,80 @@ describe("OpenSandbox SDK: images and volumes", () => {
   });
 });
 
+describe("OpenSandbox SDK: README promises (ready-to-use endpoints, non-expiring sandboxes, unsupported APIs)", () => {
+  it("getEndpointUrl(port) answers as returned and with a path appended, with no header sent", async () => {
+    const sandbox = await newSandbox();
+    await sandbox.commands.run(
+      "mkdir -p /tmp/site/sub && echo root > /tmp/site/index.html && echo deep > /tmp/site/sub/a.txt",
+    );
+    await sandbox.commands.run("cd /tmp/site && python3 -m http.server 8000", { background: true });
+    const url = await sandbox.getEndpointUrl(8000);
+    expect(url).toMatch(/^http:\/\//);
+    const deadline = Date.now() + 20_000;
+    let first = await fetch(url);
+    while (first.status !== 200 && Date.now() < deadline) {
+      await first.body?.cancel();
+      await new Promise((r) => setTimeout(r, 100));
+      first = await fetch(url);
+    }
+    expect(first.status).toBe(200);
+    expect(await first.text()).toBe("root\n");
+    const deep = await fetch(`${url}/sub/a.txt?x=1`);
+    expect(deep.status).toBe(200);
+    expect(await deep.text()).toBe("deep\n");
+    // The token in the URL is the sandbox's own: another token in its place is refused.
+    const forged = await fetch(url.replace(/sandpit_token\/[^/]+/, "sandpit_token/wrong"));
+    expect(forged.status).toBe(403);
+    await sandbox.kill();
+  });
+
+  it("creates a non-expiring sandbox with timeoutSeconds: null (no expiresAt; renew refused)", async () => {
+    const manual = await Sandbox.create({ image: "ubuntu", timeoutSeconds: null });
+    created.push(manual);
+    const info = await manual.getInfo();
+    expect(info.status.state).toBe("Running");
+    expect(info.expiresAt ?? null).toBeNull();
+    const native = await fetch(`${server.url}/v1/sandboxes/${manual.id}`, {
+      headers: { authorization: `Bearer ${server.apiKey}` },
+    }).then((r) => r.json() as Promise<Record<string, unknown>>);
+    expect(native).toMatchObject({ lifecycle: "persistent", expiresAt: null, autoResume: true });
+    expect((await manual.commands.run("echo alive")).logs.stdout.map((m) => m.text).join("")).toBe("alive\n");
+    const renew = await manual.renew(600).catch((e: unknown) => e);
+    expect(renew).toBeInstanceOf(SandboxApiException);
+    expect((renew as SandboxApiException).statusCode).toBe(409);
+    expect((renew as SandboxApiException).error.code).toBe("SANDBOX::INVALID_STATE");
+    await manual.kill();
+  });
+
+  it("answers isolation.capabilities and unknown execd paths with NOT_SUPPORTED, never No route", async () => {
+    const sandbox = await newSandbox({ image: "base" });
+    // The SDK's isolation client throws a plain Error carrying the status and the body.
+    const caps = await sandbox.isolation.capabilities().catch((e: unknown) => e);
+    expect(caps).toBeInstanceOf(Error);
+    expect((caps as Error).message).toMatch(/failed: 501 .*"code":"NOT_SUPPORTED".*isolated sessions/);
+
+    const { endpoint, headers } = await sandbox.getEndpoint(44772);
+    for (const [method, path] of [
+      ["GET", "/v1/isolated/sessions"],
+      ["POST", "/v1/isolated/session"],
+      ["GET", "/no/such/api"],
+      ["DELETE", "/ping"],
+    ] as const) {
+      const res = await fetch(`http://${endpoint}${path}`, { method, headers });
+      expect(res.status).toBe(501);
+      const body = (await res.json()) as Wire;
+      expect(Object.keys(body).sort()).toEqual(["code", "message"]);
+      expect(body.code).toBe("NOT_SUPPORTED");
+      expect(body.message).not.toMatch(/No route/);
+    }
+    const egress = await sandbox.getEndpoint(18080);
+    const unknownEgress = await fetch(`http://${egress.endpoint}/nothing`, { headers: egress.headers });
+    expect(unknownEgress.status).toBe(501);
+    expect(((await unknownEgress.json()) as Wire).code).toBe("NOT_SUPPORTED");
+    await sandbox.kill();
+  });
+});
+
 describe("OpenSandbox lifecycle API over raw HTTP", () => {
   it("answers create with 202, Pending/Running, X-Request-ID and Location, and GET with the image", async () => {
     const res = await raw("POST", "/v1/sandboxes", {

@@ -312,7 +312,8 @@ void handle_file_put(struct http_conn *c)
         goto out;
     }
     unsigned long n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
-    snprintf(tmp, tl, "%s/.sandpit-upload.%d.%lu", strcmp(dir, "/") == 0 ? "" : dir, (int)getpid(), n);
+    snprintf(tmp, tl, "%s/" UPLOAD_TEMP_PREFIX "%c.%d.%lu", strcmp(dir, "/") == 0 ? "" : dir,
+             exists ? UPLOAD_TEMP_WRITES : UPLOAD_TEMP_CREATES, (int)getpid(), n);
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
         http_send_errno(c, errno, path);

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "files.h"
 #include "json.h"
 #include "util.h"
 
@@ -120,12 +121,31 @@ static int send_event(struct http_conn *c, const char *type, const char *path, c
     return rc;
 }
 
-/* A rename is a MOVED_FROM and a MOVED_TO with one cookie; an unmatched half is a delete or a create. */
+/* A rename is a MOVED_FROM and a MOVED_TO with one cookie; an unmatched half is a delete or a create.
+ * `upload` is set when the file moved is an upload's temp file (its UPLOAD_TEMP_* letter). */
 struct pending_move {
     uint32_t cookie;
     char path[PATH_MAX];
     int is_dir;
+    char upload;
 };
+
+/* An upload's temp file: its letter (UPLOAD_TEMP_CREATES or UPLOAD_TEMP_WRITES), else 0. A temp file of
+ * another writer (the server writes volumes the same way, without the letter) counts as a write. */
+static char upload_temp_kind(const char *name)
+{
+    size_t pl = sizeof UPLOAD_TEMP_PREFIX - 1;
+    if (strncmp(name, UPLOAD_TEMP_PREFIX, pl) != 0) return 0;
+    return name[pl] == UPLOAD_TEMP_CREATES && name[pl + 1] == '.' ? UPLOAD_TEMP_CREATES : UPLOAD_TEMP_WRITES;
+}
+
+/* What an upload did to its target, as the events a direct write would give: a new file is created and
+ * written, an existing one written. */
+static int send_upload(struct http_conn *c, const char *path, char kind)
+{
+    if (kind == UPLOAD_TEMP_CREATES && send_event(c, "create", path, NULL, 0) != 0) return -1;
+    return send_event(c, "modify", path, NULL, 0);
+}
 
 void handle_file_watch(struct http_conn *c)
 {
@@ -186,8 +206,8 @@ void handle_file_watch(struct http_conn *c)
         /* the client sends nothing on this connection while watching: it can only close it */
         if (fds[1].revents && http_peek(c) < 0) break;
         if (pr == 0 && movep->cookie) {
-            /* moved out of the watched tree */
-            if (send_event(c, "delete", movep->path, NULL, movep->is_dir) != 0) break;
+            /* moved out of the watched tree (an upload's temp file was never shown) */
+            if (!movep->upload && send_event(c, "delete", movep->path, NULL, movep->is_dir) != 0) break;
             movep->cookie = 0;
             continue;
         }
@@ -213,8 +233,13 @@ void handle_file_watch(struct http_conn *c)
             if (n <= 0 || (size_t)n >= sizeof full) continue;
             int is_dir = (ev->mask & IN_ISDIR) != 0;
             if (movep->cookie && !((ev->mask & IN_MOVED_TO) && ev->cookie == movep->cookie)) {
-                failed = send_event(c, "delete", movep->path, NULL, movep->is_dir) != 0;
+                if (!movep->upload) failed = send_event(c, "delete", movep->path, NULL, movep->is_dir) != 0;
                 movep->cookie = 0;
+            }
+            char upload = is_dir ? 0 : upload_temp_kind(ev->name);
+            if (upload && !(ev->mask & IN_MOVED_FROM)) {
+                /* the temp file being made, written, chmod-ed or cleaned up: Sandpit's doing, not the user's */
+                continue;
             }
             if (ev->mask & IN_CREATE) {
                 failed = failed || send_event(c, "create", full, NULL, is_dir) != 0;
@@ -223,8 +248,12 @@ void handle_file_watch(struct http_conn *c)
                 movep->cookie = ev->cookie;
                 snprintf(movep->path, sizeof movep->path, "%s", full);
                 movep->is_dir = is_dir;
+                movep->upload = upload;
             } else if (ev->mask & IN_MOVED_TO) {
-                if (movep->cookie && ev->cookie == movep->cookie) {
+                if (movep->cookie && ev->cookie == movep->cookie && movep->upload) {
+                    failed = failed || send_upload(c, full, movep->upload) != 0;
+                    movep->cookie = 0;
+                } else if (movep->cookie && ev->cookie == movep->cookie) {
                     failed = failed || send_event(c, "rename", full, movep->path, is_dir) != 0;
                     movep->cookie = 0;
                 } else {

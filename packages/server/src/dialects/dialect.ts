@@ -17,6 +17,8 @@ export interface DialectSpec {
   apiKey(request: FastifyRequest): string | undefined;
   /** The provider's error response for a Sandpit error (status and body). */
   errorReply(error: ApiError, request: FastifyRequest): { status: number; body: unknown };
+  /** The error for a path the dialect has no route for (default 404 "No route"). */
+  unknownRoute?(request: FastifyRequest, path: string): ApiError;
 }
 
 /** The services every dialect needs: its keys are Sandpit API keys, its errors are counted. */
@@ -85,9 +87,12 @@ export function registerDialect<S extends DialectServices>(
       scope.setErrorHandler((error: FastifyError | ApiError, request, reply) =>
         send(reply, request, toApiError(error, request)),
       );
-      scope.setNotFoundHandler((request, reply) =>
-        send(reply, request, new ApiError("not_found", `No route for ${request.method} ${request.url.split("?")[0]}`)),
-      );
+      scope.setNotFoundHandler((request, reply) => {
+        const path = request.url.split("?")[0] ?? "";
+        const error =
+          spec.unknownRoute?.(request, path) ?? new ApiError("not_found", `No route for ${request.method} ${path}`);
+        return send(reply, request, error);
+      });
       routes({
         app: scope,
         services,

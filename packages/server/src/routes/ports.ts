@@ -8,6 +8,7 @@ import { onUpgrade, rejectUpgrade } from "../http/upgrades.js";
 import {
   type PortService,
   type PortTarget,
+  splitTokenPath,
   TRAFFIC_TOKEN_HEADER,
   TRAFFIC_TOKEN_QUERY,
 } from "../services/port-service.js";
@@ -37,14 +38,16 @@ function parseProxied(req: http.IncomingMessage, byHost: SandboxPortTarget | und
     url.searchParams.delete(TRAFFIC_TOKEN_QUERY);
   }
   const search = url.searchParams.size ? `?${url.searchParams.toString()}` : "";
-  if (byHost) {
-    const { sandboxId, port } = byHost;
-    return { sandboxId, port, upstreamPath: `${url.pathname}${search}`, token };
+  let target: { sandboxId: string; port: number; path: string };
+  if (byHost) target = { ...byHost, path: url.pathname };
+  else {
+    const m = PATH_PATTERN.exec(req.url ?? "");
+    if (!m) return undefined;
+    target = { sandboxId: m[1]!, port: Number(m[2]), path: new URL(m[3] ?? "/", "http://x").pathname };
   }
-  const m = PATH_PATTERN.exec(req.url ?? "");
-  if (!m) return undefined;
-  const rest = new URL(m[3] ?? "/", "http://x").pathname;
-  return { sandboxId: m[1]!, port: Number(m[2]), upstreamPath: `${rest}${search}`, token };
+  const inPath = splitTokenPath(target.path);
+  token ??= inPath.token;
+  return { sandboxId: target.sandboxId, port: target.port, upstreamPath: `${inPath.path}${search}`, token };
 }
 
 /**

@@ -4,6 +4,23 @@ import type { SandboxService } from "./sandbox-service.js";
 
 export const TRAFFIC_TOKEN_HEADER = "x-sandpit-traffic-token";
 export const TRAFFIC_TOKEN_QUERY = "sandpit_token";
+/**
+ * The token may also lead the path (`…/ports/3000/sandpit_token/<token>/app/page`): a URL that carries its
+ * own token and still works with paths appended to it, which a query parameter does not.
+ */
+const TOKEN_PATH = /^\/sandpit_token\/([^/?]+)(\/.*)?$/;
+
+/** The path of port traffic with a leading token segment taken out, and that token. */
+export function splitTokenPath(path: string): { path: string; token: string | undefined } {
+  const m = TOKEN_PATH.exec(path);
+  return m ? { path: m[2] ?? "/", token: decodeURIComponent(m[1]!) } : { path, token: undefined };
+}
+
+/** Where the proxy serves a sandbox port by path (no trailing slash), optionally with the token in it. */
+export function portPath(sandboxId: string, port: number, token?: string): string {
+  const tokenSegment = token === undefined ? "" : `/${TRAFFIC_TOKEN_QUERY}/${encodeURIComponent(token)}`;
+  return `/v1/sandboxes/${sandboxId}/ports/${port}${tokenSegment}`;
+}
 
 export interface PortTarget {
   sandboxId: string;
@@ -13,7 +30,7 @@ export interface PortTarget {
 
 /**
  * Who may reach a sandbox's exposed port, and where it is. Port traffic is authorised by the sandbox's
- * traffic token (header or query), not by an API key, so that browsers and webhooks can use the URL;
+ * traffic token (header, query or leading path segment), not by an API key, so that browsers and webhooks can use the URL;
  * sandboxes created with `publicPorts: true` need none.
  */
 export class PortService {
@@ -40,7 +57,7 @@ export class PortService {
     const portSuffix = /:(\d+)$/.exec(new URL(baseUrl).host)?.[0] ?? "";
     return ports.map((port) => ({
       port,
-      url: `${baseUrl}/v1/sandboxes/${sandboxId}/ports/${port}/`,
+      url: `${baseUrl}${portPath(sandboxId, port)}/`,
       hostUrl: this.domain ? `${scheme}://${port}-${sandboxId}.${this.domain}${portSuffix}/` : null,
     }));
   }

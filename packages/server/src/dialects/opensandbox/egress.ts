@@ -4,7 +4,7 @@ import { ApiError } from "../../errors.js";
 import { forSandbox } from "../../http/sandbox-forwarding.js";
 import type { AppServices } from "../../services/index.js";
 import { type DialectContext, type DialectServices, registerDialect } from "../dialect.js";
-import { execdErrorReply } from "./errors.js";
+import { execdErrorReply, unsupportedExecdPath } from "./errors.js";
 import { accessSandbox } from "./execd-session.js";
 import { EGRESS_PREFIX } from "./lifecycle.js";
 import { egressModeOf, mergeRules, networkPolicyFrom, networkPolicyOf } from "./mapping.js";
@@ -29,6 +29,7 @@ export function egressDialect(app: FastifyInstance, services: EgressServices) {
       prefix: EGRESS_PREFIX,
       apiKey: () => undefined,
       errorReply: (error) => execdErrorReply(error),
+      unknownRoute: (request, path) => unsupportedExecdPath(request.method, path, EGRESS_PREFIX),
     },
     routes,
   );

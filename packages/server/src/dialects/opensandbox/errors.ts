@@ -1,5 +1,5 @@
 import type { ErrorCode, FieldIssue } from "@sandpit/contract";
-import type { ApiError } from "../../errors.js";
+import { ApiError } from "../../errors.js";
 
 /** OpenSandbox's error body (lifecycle API, execd and the egress sidecar alike). */
 export interface OpenSandboxErrorBody {
@@ -100,4 +100,19 @@ const EXECD_CODES: Partial<Record<ErrorCode, string>> = {
 export function execdErrorReply(error: ApiError): { status: number; body: OpenSandboxErrorBody } {
   const code = EXECD_CODES[error.code] ?? (error.status >= 500 ? "RUNTIME_ERROR" : error.code.toUpperCase());
   return { status: error.status, body: { code, message: validationMessage(error) } };
+}
+
+/**
+ * What execd (or the egress sidecar) answers for a path Sandpit does not serve: OpenSandbox's NOT_SUPPORTED,
+ * naming the path below the sandbox's prefix. Isolated sessions get their own reason.
+ */
+export function unsupportedExecdPath(method: string, path: string, prefix: string): ApiError {
+  const below = path.startsWith(`${prefix}/`) ? path.slice(prefix.length + 1).replace(/^[^/]*/, "") : path;
+  if (below === "/v1/isolated" || below.startsWith("/v1/isolated/")) {
+    return new ApiError(
+      "not_implemented",
+      "isolated sessions (/v1/isolated) are not supported: every Sandpit sandbox is already its own gVisor sandbox",
+    );
+  }
+  return new ApiError("not_implemented", `${method} ${below || "/"} is not supported by this execd`);
 }

@@ -3,7 +3,7 @@ import { ApiError } from "../../errors.js";
 import { forSandbox } from "../../http/sandbox-forwarding.js";
 import type { AppServices } from "../../services/index.js";
 import { type DialectContext, type DialectServices, registerDialect } from "../dialect.js";
-import { execdErrorReply } from "./errors.js";
+import { execdErrorReply, unsupportedExecdPath } from "./errors.js";
 import { ExecdCode } from "./execd-code.js";
 import { ExecdCommands } from "./execd-commands.js";
 import { ExecdFiles } from "./execd-files.js";
@@ -57,6 +57,7 @@ export function execdDialect(app: FastifyInstance, services: ExecdServices) {
       prefix: EXECD_PREFIX,
       apiKey: () => undefined,
       errorReply: (error) => execdErrorReply(error),
+      unknownRoute: (request, path) => unsupportedExecdPath(request.method, path, EXECD_PREFIX),
     },
     routes,
   );

@@ -5,6 +5,7 @@ import type { OrgRecord, SandboxRecord } from "../../domain/index.js";
 import { ApiError } from "../../errors.js";
 import { forSandbox } from "../../http/sandbox-forwarding.js";
 import type { AppServices } from "../../services/index.js";
+import { portPath } from "../../services/port-service.js";
 import { type DialectContext, type DialectServices, registerDialect, singleHeader } from "../dialect.js";
 import { lifecycleErrorReply } from "./errors.js";
 import { CLIENT_SERVICES } from "./execd-session.js";
@@ -69,9 +70,6 @@ function refuseUnsupported(body: OpenSandboxCreateSandbox) {
   }
   if (body.platform && (body.platform.os !== "linux" || body.platform.arch !== HOST_ARCH)) {
     throw invalid("platform", `this server runs linux/${HOST_ARCH} sandboxes only`);
-  }
-  if (body.timeout === null || body.timeout === undefined) {
-    throw invalid("timeout", "is required: Sandpit sandboxes always expire (60 to 86400 seconds)");
   }
 }
 
@@ -180,7 +178,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<Lifecycle
       const summary = problems.map((i) => `${i.field}: ${i.message}`).join("; ");
       throw new ApiError("validation_failed", `Invalid request: ${summary}`, { fields: problems });
     }
-    const native = createRequestFrom(body, await startupOf(org, body), resources, body.timeout!, volumes.mounts);
+    const native = createRequestFrom(body, await startupOf(org, body), resources, body.timeout ?? null, volumes.mounts);
     const params = parse(createSandboxRequestSchema, native);
     await ensureVolumes(org, volumes.wanted);
     const record = await createForWaitingClient(reply, async () => (await warmPools.createSandbox(org, params)).record);
@@ -252,6 +250,9 @@ function routes({ app, services, authenticate, parse }: DialectContext<Lifecycle
     const org = await authenticate(request);
     const { expiresAt } = parse(renewExpirationSchema, request.body ?? {});
     const record = await live(org, request.params.id);
+    if (record.lifecycle === "persistent") {
+      throw new ApiError("invalid_state", `sandbox ${record.id} was created without a timeout: it does not expire`);
+    }
     const target = Date.parse(expiresAt);
     const now = Date.now();
     if (target <= now) throw invalid("expiresAt", "must be in the future", "SANDBOX::INVALID_EXPIRATION");
@@ -300,9 +301,12 @@ function routes({ app, services, authenticate, parse }: DialectContext<Lifecycle
       if (!record.allPorts && !record.ports.includes(port)) {
         throw new ApiError("not_found", `port ${port} of sandbox ${record.id} is not exposed`);
       }
+      // The token rides in the path, so that the URL works as returned ("ready to use") and with paths
+      // appended; the header is handed out too for clients that send the endpoint's headers.
+      if (record.publicPorts) return { endpoint: `${host}${portPath(record.id, port)}` };
       return {
-        endpoint: `${host}/v1/sandboxes/${record.id}/ports/${port}`,
-        ...(record.publicPorts ? {} : { headers: { "X-Sandpit-Traffic-Token": record.trafficToken } }),
+        endpoint: `${host}${portPath(record.id, port, record.trafficToken)}`,
+        headers: { "X-Sandpit-Traffic-Token": record.trafficToken },
       };
     },
   );

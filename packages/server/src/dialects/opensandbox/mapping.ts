@@ -1,6 +1,7 @@
 import {
   type CreateSandboxRequest,
   type FieldIssue,
+  limits,
   type NetworkPolicy,
   type NetworkPolicyInput,
   type SandboxStatus,
@@ -429,6 +430,18 @@ export type Startup =
   | { snapshotId: string };
 
 /**
+ * A timeout as Sandpit's lifecycle. Without one (null or omitted) the sandbox does not expire: Sandpit's
+ * persistent lifecycle, which holds the organisation's quotas like any sandbox and only pauses after the
+ * longest idle time Sandpit allows, to be resumed by the next call.
+ */
+export function lifetimeOf(timeoutSeconds: number | null): Partial<CreateSandboxRequest> {
+  if (timeoutSeconds === null) {
+    return { lifecycle: "persistent", idleTimeoutMs: limits.timeoutMs.max, autoResume: true };
+  }
+  return { timeoutMs: timeoutSeconds * 1000 };
+}
+
+/**
  * An OpenSandbox create request as Sandpit's native one (validated by the contract after). Every port
  * is reachable through the endpoints call, which hands out the sandbox's traffic token.
  */
@@ -436,7 +449,7 @@ export function createRequestFrom(
   body: OpenSandboxCreateSandbox,
   startup: Startup,
   resources: ResourcesFromLimits["resources"],
-  timeoutSeconds: number,
+  timeoutSeconds: number | null,
   mounts: VolumeMountInput[],
 ): CreateSandboxRequest {
   const metadata = { ...(body.metadata ?? {}) };
@@ -454,7 +467,7 @@ export function createRequestFrom(
     ...("snapshotId" in startup ? { snapshotId: startup.snapshotId } : {}),
     ...(entrypoint ? { entrypoint } : {}),
     resources,
-    timeoutMs: timeoutSeconds * 1000,
+    ...lifetimeOf(timeoutSeconds),
     env: body.env ?? {},
     metadata,
     ...(policy ? { networkPolicy: policy } : {}),

@@ -80,6 +80,12 @@ function refuseUnsupported(body: VercelCreateSandbox) {
     throw notSupported("snapshotExpiration", "expiring snapshots (Sandpit keeps them until deleted)");
   }
   if (body.keepLastSnapshots !== undefined) throw notSupported("keepLastSnapshots", "snapshot retention policies");
+  if (body.__interactive) {
+    throw notSupported(
+      "__interactive",
+      "the sandbox CLI's interactive sessions (interactivePort; use `sandpit shell`)",
+    );
+  }
 }
 
 /** The Vercel paths of one page of a list, and the cursor of the next (an offset). */
@@ -146,7 +152,9 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
     return ports.urls(base, r.id, r.ports).map((p) => ({
       port: p.port,
       url: (p.hostUrl ?? p.url).replace(/\/$/, ""),
-      subdomain: `${p.port}-${r.id}`,
+      // The SDK's `domain(port)` is `https://${subdomain}.vercel.run`: with a port host, the subdomain is that
+      // host and a path ending in `#`, so that the `.vercel.run` the SDK appends is a fragment no server sees.
+      subdomain: p.hostUrl ? `${p.hostUrl.replace(/^https?:\/\//, "")}#` : `${p.port}-${r.id}`,
     }));
   };
 

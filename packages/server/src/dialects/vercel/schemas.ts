@@ -164,6 +164,8 @@ export function createSandboxSchema(version: "v1" | "v2") {
       networkId: z.string().optional(),
       snapshotExpiration: z.number().optional(),
       keepLastSnapshots: z.record(z.string(), z.unknown()).optional(),
+      // Sent by Vercel's `sandbox` CLI for `run` and `create --connect`.
+      __interactive: z.boolean().optional(),
     })
     .superRefine((body, ctx) => {
       if (body.source?.type === "snapshot" && body.runtime !== undefined) {
