@@ -291,6 +291,17 @@ describe("contexts are processes of the sandbox", () => {
   });
 });
 
+describe("the code server", () => {
+  it("is started again when something inside the sandbox killed it; the next cell runs", async () => {
+    await run({ code: "before_kill = 1" });
+    await api.exec(sandbox.id, { command: "pkill -KILL -f /.sandpit/code/server.py; sleep 0.2" });
+    const after = await run({ code: "'before_kill' in globals()" });
+    expect(after.status).toBe("ok");
+    // A new server with new interpreters: the killed one's variables went with it.
+    expect(value(after)).toBe("False");
+  });
+});
+
 describe("a sandbox without a Python kernel", () => {
   it("runs bash and JavaScript contexts but answers 409 language_unavailable for python", async () => {
     const base = await api.createSandbox({ template: "base" });

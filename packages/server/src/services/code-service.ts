@@ -42,6 +42,8 @@ const startEventSchema = z.object({ type: z.literal("start"), contextId: z.strin
  */
 export class CodeService {
   private readonly starting = new Map<string, Promise<void>>();
+  /** Sandboxes whose code server answered (it lives as long as the sandbox's processes do). */
+  private readonly serving = new Set<string>();
   private readonly agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 10_000, timeout: 60_000 });
 
   constructor(
@@ -156,8 +158,18 @@ export class CodeService {
     signal?: AbortSignal,
   ): Promise<http.IncomingMessage> {
     const record = await this.sandboxes.requireUsable(org, sandboxId);
-    await this.ensureServer(org, record);
-    const res = await this.send(record, method, path, body, signal);
+    // A code server that answered once is not asked again before each cell: a cell is one round trip.
+    if (!this.serving.has(record.id)) await this.ensureServer(org, record);
+    let res: http.IncomingMessage;
+    try {
+      res = await this.send(record, method, path, body, signal);
+    } catch (e) {
+      if (!neverReachedServer(e) || signal?.aborted) throw e;
+      // It went away (killed inside the sandbox), or a kept-alive connection went stale: start it if need be.
+      this.serving.delete(record.id);
+      await this.ensureServer(org, record);
+      res = await this.send(record, method, path, body, signal);
+    }
     if (res.statusCode !== undefined && res.statusCode >= 400) throw await this.failure(res);
     return res;
   }
@@ -187,7 +199,10 @@ export class CodeService {
         },
         resolve,
       );
-      req.on("error", reject);
+      req.on("error", (e: NodeJS.ErrnoException & { reusedSocket?: boolean }) => {
+        e.reusedSocket = req.reusedSocket;
+        reject(e);
+      });
       req.end(payload);
     });
   }
@@ -214,13 +229,16 @@ export class CodeService {
 
   /** Starts the sandbox's code server unless it answers; concurrent first requests start it once. */
   private async ensureServer(org: OrgRecord, record: SandboxRecord): Promise<void> {
-    if (await this.healthy(record)) return;
-    let starting = this.starting.get(record.id);
-    if (!starting) {
-      starting = this.startServer(org, record).finally(() => this.starting.delete(record.id));
-      this.starting.set(record.id, starting);
+    if (!(await this.healthy(record))) {
+      let starting = this.starting.get(record.id);
+      if (!starting) {
+        starting = this.startServer(org, record).finally(() => this.starting.delete(record.id));
+        this.starting.set(record.id, starting);
+      }
+      await starting;
     }
-    await starting;
+    if (this.serving.size > 100_000) this.serving.clear();
+    this.serving.add(record.id);
   }
 
   private async healthy(record: SandboxRecord): Promise<boolean> {
@@ -261,4 +279,14 @@ export class CodeService {
 /** The bearer token of a sandbox's code server, derived from its agent token: nothing more to store. */
 function codeServerToken(record: SandboxRecord): string {
   return createHmac("sha256", record.agentToken).update("sandpit-code-server").digest("hex");
+}
+
+/**
+ * A request that failed before the code server could have acted on it: nothing listens (refused), or a
+ * kept-alive connection turned out to be closed when it was reused.
+ */
+function neverReachedServer(e: unknown): boolean {
+  const error = e as NodeJS.ErrnoException & { reusedSocket?: boolean };
+  if (error.code === "ECONNREFUSED") return true;
+  return error.reusedSocket === true && (error.code === "ECONNRESET" || error.code === "EPIPE");
 }
