@@ -44,7 +44,7 @@ export class CodeService {
   private readonly starting = new Map<string, Promise<void>>();
   /** Sandboxes whose code server answered (it lives as long as the sandbox's processes do). */
   private readonly serving = new Set<string>();
-  private readonly agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 10_000, timeout: 60_000 });
+  private readonly agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 10_000, timeout: 60_000, noDelay: true });
 
   constructor(
     private readonly sandboxes: SandboxService,
