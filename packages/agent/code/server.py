@@ -240,7 +240,10 @@ class PythonContext(Context):
         self.runtime_dir = tempfile.mkdtemp(prefix="sandpit-code-python-")
         km = KernelManager(kernel_name="python3", connection_file=os.path.join(self.runtime_dir, "kernel.json"))
         try:
-            km.start_kernel(cwd=self.cwd, env=self.process_env())
+            # History in memory: %history works, and no cell waits on a SQLite write (slow under gVisor).
+            km.start_kernel(
+                cwd=self.cwd, env=self.process_env(), extra_arguments=["--HistoryManager.hist_file=:memory:"]
+            )
         except NoSuchKernel:
             raise unavailable("python", "no python3 Jupyter kernel (Debian: python3-ipykernel)")
         kc = km.client()
