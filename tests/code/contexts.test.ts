@@ -2,7 +2,7 @@
 // the code-interpreter template, served by the in-sandbox code server (packages/agent/code).
 import type { CodeContext, CodeEvent, CodeExecution } from "@sandpit/contract";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { apiClient, ErrorBody, SandboxBody } from "../helpers/api.js";
+import { type apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
 import type { TestServer } from "../helpers/server.js";
 import { useTestServer } from "../helpers/use-test-server.js";
 
@@ -72,6 +72,21 @@ async function stream(
   }
   return events;
 }
+
+describe("a code-interpreter sandbox", () => {
+  it("starts its default Python kernel as soon as it exists, before any cell asks", async () => {
+    // No code request has been made yet: only the template's warm contexts can have started a kernel.
+    const kernel = await waitFor(
+      async () =>
+        (await api.exec(sandbox.id, { command: "pgrep -f ipykernel_launcher || true" })).stdout.trim() || undefined,
+      60_000,
+      "the warm Python kernel to start",
+    );
+    expect(kernel).toMatch(/^\d+/);
+    const contexts = await api.get<{ contexts: CodeContext[] }>(`/v1/sandboxes/${sandbox.id}/code/contexts`);
+    expect(contexts.body.contexts).toContainEqual(expect.objectContaining({ id: "default-python", isDefault: true }));
+  });
+});
 
 describe("python contexts", () => {
   it("keeps state across cells of the default context and counts executions", async () => {

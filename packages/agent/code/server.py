@@ -27,6 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 # Interpreters are children of this process: they must never see the server's address or its token.
 LISTEN = os.environ.pop("SANDPIT_CODE_LISTEN", "127.0.0.1:49981")
 TOKEN = os.environ.pop("SANDPIT_CODE_TOKEN", "")
+# Languages whose default context starts with the server, before any cell asks for it (comma-separated).
+WARM = [l for l in os.environ.pop("SANDPIT_CODE_WARM", "").split(",") if l]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LANGUAGES = ("python", "javascript", "bash")
@@ -963,6 +965,16 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
+def warm_up():
+    """Starts the default contexts of WARM; a cell that comes meanwhile waits for its context to be ready."""
+    for language in WARM:
+        if language in LANGUAGES:
+            try:
+                REGISTRY.default(language)
+            except Exception:
+                traceback.print_exc()  # the first cell in that language tries again and says why
+
+
 def main():
     host, _, port = LISTEN.rpartition(":")
     server = Server((host or "0.0.0.0", int(port)), Handler)
@@ -970,6 +982,7 @@ def main():
     # ignored disposition), and bash cannot trap an interrupt it inherited as ignored.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+    threading.Thread(target=warm_up, daemon=True).start()
     try:
         server.serve_forever()
     finally:

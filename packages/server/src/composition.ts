@@ -256,7 +256,17 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
   await warmPools.init(config.warmPools);
   const exec: ExecService = new ExecService(sandboxes, store, config.maxOutputBytes, serverMetrics);
   const terminals = new TerminalService(sandboxes, exec, logger);
-  const code = new CodeService(sandboxes, exec);
+  const code = new CodeService(sandboxes, exec, (template) => templates.warmCodeContexts(template));
+  // Sandboxes of templates with warm code contexts (code-interpreter) start their interpreters at once.
+  store.onEvents((events) => {
+    for (const event of events) {
+      if (event.type !== "sandbox.created" || event.data.node !== store.nodeId) continue;
+      if (templates.warmCodeContexts(String(event.data.template)).length === 0) continue;
+      code.warmUp(event.sandboxId).catch((err: unknown) => {
+        logger.warn({ err, sandbox: event.sandboxId }, "starting the warm code contexts failed");
+      });
+    }
+  });
   const templateBuilds: TemplateBuildService = new TemplateBuildService(
     templates,
     sandboxes,

@@ -5,6 +5,7 @@ import {
   type CodeContext,
   type CodeEvent,
   type CodeExecution,
+  type CodeLanguage,
   type CreateCodeContextRequest,
   codeContextSchema,
   codeEventSchema,
@@ -21,6 +22,7 @@ import { ApiError, validationError } from "../errors.js";
 import { CODE_SERVER_DIR } from "../runtime/gvisor-runtime.js";
 import type { ExecService } from "./exec-service.js";
 import type { SandboxService } from "./sandbox-service.js";
+import { POOL_TAG } from "./warm-pool-service.js";
 
 /** Port of the in-sandbox code server (beside the agent's 49982; E2B's 49999 stays free for users). */
 export const CODE_SERVER_PORT = 49981;
@@ -49,6 +51,8 @@ export class CodeService {
   constructor(
     private readonly sandboxes: SandboxService,
     private readonly exec: ExecService,
+    /** The languages whose default context a template's sandboxes start warm (see TemplateService). */
+    private readonly warmContextsOf: (template: string) => CodeLanguage[] = () => [],
   ) {}
 
   async createContext(org: OrgRecord, sandboxId: string, body: CreateCodeContextRequest): Promise<CodeContext> {
@@ -228,6 +232,17 @@ export class CodeService {
   }
 
   /** Starts the sandbox's code server unless it answers; concurrent first requests start it once. */
+  /**
+   * Starts a new sandbox's code server when its template has warm contexts: their interpreters start
+   * while the client gets ready for its first cell.
+   */
+  async warmUp(sandboxId: string): Promise<void> {
+    const record = await this.sandboxes.getUnscoped(sandboxId);
+    // A pool's sandbox gets its user's env when it is checked out: its interpreters start then.
+    if (!record || record.status !== "running" || record.metadata[POOL_TAG] !== undefined) return;
+    if (this.warmContextsOf(record.template).length > 0) await this.ensureServer(ownOrg(record), record);
+  }
+
   private async ensureServer(org: OrgRecord, record: SandboxRecord): Promise<void> {
     if (!(await this.healthy(record))) {
       let starting = this.starting.get(record.id);
@@ -265,7 +280,12 @@ export class CodeService {
     // A background command of the sandbox's user: it shows in the sandbox's command list like the others.
     await this.exec.startBackground(org, record.id, {
       args: ["python3", `${CODE_SERVER_DIR}/server.py`],
-      env: { SANDPIT_CODE_LISTEN: `0.0.0.0:${CODE_SERVER_PORT}`, SANDPIT_CODE_TOKEN: codeServerToken(record) },
+      env: {
+        SANDPIT_CODE_LISTEN: `0.0.0.0:${CODE_SERVER_PORT}`,
+        SANDPIT_CODE_TOKEN: codeServerToken(record),
+        // Whatever request starts it, the template's warm contexts come with it.
+        SANDPIT_CODE_WARM: this.warmContextsOf(record.template).join(","),
+      },
     });
     const deadline = Date.now() + CODE_SERVER_READY_TIMEOUT_MS;
     while (Date.now() < deadline) {
@@ -274,6 +294,11 @@ export class CodeService {
     }
     throw new ApiError("sandbox_failed", "the sandbox's code server did not start (see its command's output)");
   }
+}
+
+/** The organisation that owns a sandbox, for work the server does on its behalf. */
+function ownOrg(record: SandboxRecord): OrgRecord {
+  return { id: record.orgId, name: "", createdAt: 0 };
 }
 
 /** The bearer token of a sandbox's code server, derived from its agent token: nothing more to store. */

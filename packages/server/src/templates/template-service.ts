@@ -2,7 +2,7 @@ import { EventEmitter } from "node:events";
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
-import type { Template, TemplateBuildEvent } from "@sandpit/contract";
+import type { CodeLanguage, Template, TemplateBuildEvent } from "@sandpit/contract";
 import { ApiError, notFound } from "../errors.js";
 import { iso } from "../lib/clock.js";
 import { randomBase32 } from "../lib/ids.js";
@@ -34,9 +34,13 @@ type LayerBuilder = (
 ) => Promise<void>;
 
 /** A template Sandpit ships: a Debian root filesystem, or a layer over another template. */
-type BuiltinTemplate =
+type BuiltinTemplate = (
   | { name: string; description: string; debian: DebianTemplateDefinition }
-  | { name: string; description: string; parent: string; buildLayer?: LayerBuilder };
+  | { name: string; description: string; parent: string; buildLayer?: LayerBuilder }
+) & {
+  /** Code contexts whose default context starts with each sandbox, before its first cell asks. */
+  warmCodeContexts?: CodeLanguage[];
+};
 
 const baseDebianPackages = [
   "bash",
@@ -71,6 +75,7 @@ export const builtinTemplates: BuiltinTemplate[] = [
     description:
       "Python 3.13 with a Jupyter kernel (ipykernel) and numpy, pandas, matplotlib, seaborn, scipy, sympy, " +
       "requests, beautifulsoup4 and openpyxl; Node.js and bash: for code contexts",
+    warmCodeContexts: ["python"],
     debian: {
       name: "code-interpreter",
       description: "",
@@ -207,6 +212,11 @@ export class TemplateService {
     if (!meta || !def) return meta;
     if (!("debian" in def) && !(await this.currentMeta(null, def.parent))) return undefined;
     return meta.definition === (await this.definitionOf(def)) ? meta : undefined;
+  }
+
+  /** The code contexts a template's sandboxes start warm (its Python kernel, for code-interpreter). */
+  warmCodeContexts(name: string): CodeLanguage[] {
+    return this.builtin(name)?.warmCodeContexts ?? [];
   }
 
   isBuiltin(name: string): boolean {
