@@ -75,16 +75,17 @@ async function stream(
 
 describe("a code-interpreter sandbox", () => {
   it("starts its default Python kernel as soon as it exists, before any cell asks", async () => {
-    // No code request has been made yet: only the template's warm contexts can have started a kernel.
-    const kernel = await waitFor(
-      async () =>
-        (await api.exec(sandbox.id, { command: "pgrep -f ipykernel_launcher || true" })).stdout.trim() || undefined,
+    // No cell has run yet: only the template's warm contexts can have made the default python context.
+    const contexts = async () =>
+      (await api.get<{ contexts: CodeContext[] }>(`/v1/sandboxes/${sandbox.id}/code/contexts`)).body.contexts;
+    const warm = await waitFor(
+      async () => (await contexts()).find((c) => c.id === "default-python"),
       60_000,
-      "the warm Python kernel to start",
+      "the warm Python context to be ready",
     );
-    expect(kernel).toMatch(/^\d+/);
-    const contexts = await api.get<{ contexts: CodeContext[] }>(`/v1/sandboxes/${sandbox.id}/code/contexts`);
-    expect(contexts.body.contexts).toContainEqual(expect.objectContaining({ id: "default-python", isDefault: true }));
+    expect(warm).toMatchObject({ language: "python", isDefault: true });
+    const kernels = await api.exec(sandbox.id, { command: "pgrep -f '[i]pykernel_launcher' | wc -l" });
+    expect(Number(kernels.stdout.trim())).toBe(1);
   });
 });
 
