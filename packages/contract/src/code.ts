@@ -104,3 +104,38 @@ export const codeExecutionSchema = z.object({
   durationMs: z.number(),
 });
 export type CodeExecution = z.infer<typeof codeExecutionSchema>;
+
+/** A cell's execution before any of its events. */
+export function emptyCodeExecution(contextId: string): CodeExecution {
+  return {
+    contextId,
+    stdout: [],
+    stderr: [],
+    results: [],
+    error: null,
+    status: "ok",
+    executionCount: null,
+    durationMs: 0,
+  };
+}
+
+/** Adds one of a cell's events to its gathered execution. */
+export function gatherCodeEvent(execution: CodeExecution, event: CodeEvent): void {
+  switch (event.type) {
+    case "stdout":
+    case "stderr":
+      execution[event.type].push(event.text);
+      break;
+    case "result":
+      execution.results.push({ isMainResult: event.isMainResult, data: event.data });
+      break;
+    case "error":
+      execution.error = { name: event.name, value: event.value, traceback: event.traceback };
+      break;
+    case "end":
+      execution.status = event.status;
+      execution.executionCount = event.executionCount;
+      execution.durationMs = event.durationMs;
+      break;
+  }
+}

@@ -7,6 +7,8 @@ import {
   type CodeLanguage,
   codeContextSchema,
   codeEventSchema,
+  emptyCodeExecution,
+  gatherCodeEvent,
   type RunCodeRequest,
 } from "@sandpit/contract";
 import { z } from "zod";
@@ -189,44 +191,27 @@ async function gatherExecution(
   callbacks: CodeCallbacks,
   context: { contextId: string; requestId: string | undefined },
 ): Promise<CodeExecution> {
-  const execution: CodeExecution = {
-    contextId: context.contextId,
-    stdout: [],
-    stderr: [],
-    results: [],
-    error: null,
-    status: "ok",
-    executionCount: null,
-    durationMs: 0,
-  };
+  const execution = emptyCodeExecution(context.contextId);
   let ended = false;
   for await (const line of lines) {
     // The server ends the stream right after `end`: reading to its end lets the connection be reused.
     if (ended) continue;
     if (isStreamFailure(line)) throw streamEventError(line, context.requestId);
+    gatherCodeEvent(execution, line);
     switch (line.type) {
       case "stdout":
-        execution.stdout.push(line.text);
         callbacks.onStdout?.(line.text);
         break;
       case "stderr":
-        execution.stderr.push(line.text);
         callbacks.onStderr?.(line.text);
         break;
-      case "result": {
-        const result = { isMainResult: line.isMainResult, data: line.data };
-        execution.results.push(result);
-        callbacks.onResult?.(result);
+      case "result":
+        callbacks.onResult?.(execution.results[execution.results.length - 1]!);
         break;
-      }
       case "error":
-        execution.error = { name: line.name, value: line.value, traceback: line.traceback };
-        callbacks.onError?.(execution.error);
+        callbacks.onError?.(execution.error!);
         break;
       case "end":
-        execution.status = line.status;
-        execution.executionCount = line.executionCount;
-        execution.durationMs = line.durationMs;
         ended = true;
         break;
     }

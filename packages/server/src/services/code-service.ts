@@ -12,7 +12,9 @@ import {
   createCodeContextRequestSchema,
   DEFAULT_CELL_TIMEOUT_MS,
   type ErrorCode,
+  emptyCodeExecution,
   errorCodes,
+  gatherCodeEvent,
   type RunCodeRequest,
   runCodeRequestSchema,
 } from "@sandpit/contract";
@@ -121,27 +123,8 @@ export class CodeService {
     signal?: AbortSignal,
   ): Promise<CodeExecution> {
     const cell = await this.run(org, sandboxId, body, signal);
-    const execution: CodeExecution = {
-      contextId: cell.contextId,
-      stdout: [],
-      stderr: [],
-      results: [],
-      error: null,
-      status: "ok",
-      executionCount: null,
-      durationMs: 0,
-    };
-    for await (const event of cell.events) {
-      if (event.type === "stdout" || event.type === "stderr") execution[event.type].push(event.text);
-      else if (event.type === "result") execution.results.push({ isMainResult: event.isMainResult, data: event.data });
-      else if (event.type === "error")
-        execution.error = { name: event.name, value: event.value, traceback: event.traceback };
-      else {
-        execution.status = event.status;
-        execution.executionCount = event.executionCount;
-        execution.durationMs = event.durationMs;
-      }
-    }
+    const execution = emptyCodeExecution(cell.contextId);
+    for await (const event of cell.events) gatherCodeEvent(execution, event);
     return execution;
   }
 
