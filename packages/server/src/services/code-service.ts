@@ -1,6 +1,7 @@
 import { createHmac } from "node:crypto";
 import http from "node:http";
 import readline from "node:readline";
+import { text } from "node:stream/consumers";
 import {
   type CodeContext,
   type CodeEvent,
@@ -130,11 +131,8 @@ export class CodeService {
 
   /** A JSON request to the sandbox's code server; its error answers become the API's. */
   private async call(org: OrgRecord, sandboxId: string, method: string, path: string, body?: unknown) {
-    const res = await this.open(org, sandboxId, method, path, body);
-    const chunks: Buffer[] = [];
-    for await (const chunk of res) chunks.push(chunk as Buffer);
-    const text = Buffer.concat(chunks).toString();
-    return text === "" ? undefined : (JSON.parse(text) as unknown);
+    const answer = await text(await this.open(org, sandboxId, method, path, body));
+    return answer === "" ? undefined : (JSON.parse(answer) as unknown);
   }
 
   /** Sends a request to the sandbox's code server (started first when it is not running) and checks its status. */
@@ -195,8 +193,7 @@ export class CodeService {
 
   /** The code server's error answer (the API's envelope) as an ApiError. */
   private async failure(res: http.IncomingMessage): Promise<ApiError> {
-    const chunks: Buffer[] = [];
-    for await (const chunk of res) chunks.push(chunk as Buffer);
+    const answer = await text(res);
     const parsed = z
       .object({
         error: z.object({
@@ -205,7 +202,7 @@ export class CodeService {
           details: z.record(z.string(), z.unknown()).optional(),
         }),
       })
-      .safeParse(JSON.parse(Buffer.concat(chunks).toString() || "{}"));
+      .safeParse(JSON.parse(answer || "{}"));
     if (!parsed.success)
       return new ApiError("upstream_unavailable", `the sandbox's code server answered ${res.statusCode}`);
     const { code, message, details } = parsed.data.error;

@@ -1,4 +1,5 @@
 import type http from "node:http";
+import { text } from "node:stream/consumers";
 import { MAX_CELL_TIMEOUT_MS } from "@sandpit/contract";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { z } from "zod";
@@ -34,13 +35,11 @@ const header = (req: http.IncomingMessage, name: string) => {
 };
 
 async function readJson<T extends z.ZodType>(req: http.IncomingMessage, schema: T): Promise<z.infer<T>> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of uploadBody(req, MAX_BODY_BYTES).body) chunks.push(chunk as Buffer);
-  const text = Buffer.concat(chunks).toString("utf8");
+  const body = await text(uploadBody(req, MAX_BODY_BYTES).body);
   let json: unknown = {};
-  if (text.trim() !== "") {
+  if (body.trim() !== "") {
     try {
-      json = JSON.parse(text);
+      json = JSON.parse(body);
     } catch {
       throw new ApiError("bad_request", "the body is not JSON");
     }
