@@ -17,7 +17,7 @@ export default async function setup() {
     process.env.SANDPIT_DEBIAN_MIRROR ?? "http://deb.debian.org/debian",
   );
   // base first (mmdebstrap), then the runtime presets over it (npm downloads of Node).
-  for (const name of ["base", "python3.13", "node22", "node24", "code-interpreter"]) {
+  for (const name of ["base", "python3.13", "node22", "node24", "code-interpreter", "desktop"]) {
     if ((await templates.get(null, name)).status === "ready") continue;
     const build = templates.startBuild(name);
     build.on("event", (e: { type: string; phase?: string; percent?: number | null }) => {

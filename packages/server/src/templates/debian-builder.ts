@@ -11,6 +11,8 @@ export interface DebianTemplateDefinition {
   description: string;
   suite: string;
   packages: string[];
+  /** Shell commands run after the packages are installed, with `$1` the root filesystem (mmdebstrap hooks). */
+  hooks?: string[];
 }
 
 /** mmdebstrap's stage messages, in order, with how far along the build is when each appears. */
@@ -44,6 +46,7 @@ export async function buildDebianRootfs(
       '--customize-hook=rm -f "$1/etc/resolv.conf" "$1/etc/hostname"',
       // An unprivileged account (uid 1000) beside root, as E2B's and most images' `user`.
       '--customize-hook=chroot "$1" useradd --create-home --uid 1000 --user-group --shell /bin/bash user',
+      ...(def.hooks ?? []).map((hook) => `--customize-hook=${hook}`),
       def.suite,
       target,
       mirror,

@@ -96,6 +96,49 @@ export const builtinTemplates: BuiltinTemplate[] = [
       ],
     },
   },
+  {
+    name: "desktop",
+    description:
+      "A graphical desktop for computer-use agents: a virtual display (Xvfb), Xfce, Chromium, xdotool, " +
+      "scrot, x11vnc and noVNC, on the base template's tools",
+    debian: {
+      name: "desktop",
+      description: "",
+      suite: "trixie",
+      packages: [
+        ...baseDebianPackages,
+        "xvfb",
+        "x11-utils",
+        "x11-xserver-utils",
+        "xfce4-session",
+        "xfwm4",
+        "xfdesktop4",
+        "xfce4-panel",
+        "xfce4-terminal",
+        "xfconf",
+        "dbus-x11",
+        "xdotool",
+        "wmctrl",
+        "scrot",
+        "x11vnc",
+        "novnc",
+        "websockify",
+        "chromium",
+        "xdg-utils",
+        "libgtk-3-bin",
+        "net-tools",
+        "fonts-dejavu-core",
+        "python3-xlib",
+        "python3-pil",
+      ],
+      hooks: [
+        // Where E2B's desktop SDK starts noVNC from (`/opt/noVNC/utils/novnc_proxy`).
+        'ln -s /usr/share/novnc "$1/opt/noVNC"',
+        // gVisor is the sandbox: Chromium's own (namespaces, /dev/shm) adds nothing and does not start in it.
+        'mkdir -p "$1/etc/chromium.d" && echo \'export CHROMIUM_FLAGS="$CHROMIUM_FLAGS --no-sandbox --disable-dev-shm-usage"\' > "$1/etc/chromium.d/sandpit"',
+      ],
+    },
+  },
   // Debian 13's python3 is 3.13: the preset is the base template under the runtime's name.
   { name: "python3.13", description: "Python 3.13 (Debian 13's python3) on the base template", parent: "base" },
   {
@@ -200,7 +243,10 @@ export class TemplateService {
    * parent's build, the builder's version.
    */
   private async definitionOf(def: BuiltinTemplate): Promise<string> {
-    if ("debian" in def) return `v${BUILDER_VERSION}:debian:${def.debian.suite}:${def.debian.packages.join(",")}`;
+    if ("debian" in def) {
+      const { suite, packages, hooks = [] } = def.debian;
+      return `v${BUILDER_VERSION}:debian:${suite}:${packages.join(",")}${hooks.length ? `:hooks:${hooks.join("\n")}` : ""}`;
+    }
     const parent = await this.meta(this.templateDir(null, def.parent));
     return `v${BUILDER_VERSION}:layer:${def.name}:over:${def.parent}@${parent?.builtAt ?? "unbuilt"}`;
   }
