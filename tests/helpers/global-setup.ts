@@ -16,15 +16,19 @@ export default async function setup() {
     testTemplatesDir,
     process.env.SANDPIT_DEBIAN_MIRROR ?? "http://deb.debian.org/debian",
   );
-  // base first (mmdebstrap), then the runtime presets over it (npm downloads of Node).
-  for (const name of ["base", "python3.13", "node22", "node24", "code-interpreter", "desktop"]) {
-    if ((await templates.get(null, name)).status === "ready") continue;
-    const build = templates.startBuild(name);
-    build.on("event", (e: { type: string; phase?: string; percent?: number | null }) => {
-      if (e.type === "progress") process.stderr.write(`[template ${name}] ${e.phase} ${e.percent ?? ""}%\n`);
-    });
-    await build.done;
-  }
+  // All at once: the Debian ones (base, code-interpreter, desktop) are mmdebstrap runs that mostly wait on
+  // downloads, and the presets over base join base's build.
+  const names = ["base", "python3.13", "node22", "node24", "code-interpreter", "desktop"];
+  await Promise.all(
+    names.map(async (name) => {
+      if ((await templates.get(null, name)).status === "ready") return;
+      const build = templates.startBuild(name);
+      build.on("event", (e: { type: string; phase?: string; percent?: number | null }) => {
+        if (e.type === "progress") process.stderr.write(`[template ${name}] ${e.phase} ${e.percent ?? ""}%\n`);
+      });
+      await build.done;
+    }),
+  );
   return async function teardown() {
     for (const name of await readdir("/var/tmp").catch(() => [] as string[])) {
       const dataDir = path.join("/var/tmp", name);
