@@ -223,6 +223,34 @@ describe("requests refused before routing", () => {
   });
 });
 
+describe("WebSocket upgrades the client abandons", () => {
+  it("survives a client that resets the connection of a refused upgrade (the Daytona SDK's socket.io does)", async () => {
+    const url = new URL(server.url);
+    // Each client waits for the 404 and then resets instead of closing: the server's socket, half-closed
+    // after its answer, reads ECONNRESET.
+    const resetAfterAnswer = (path: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = net.connect(Number(url.port), url.hostname, () =>
+          socket.write(
+            `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+              "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+          ),
+        );
+        socket.once("data", (c: Buffer) => {
+          socket.resetAndDestroy();
+          resolve(c.toString("latin1").split("\r\n")[0] ?? "");
+        });
+        socket.on("error", reject);
+      });
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => resetAfterAnswer(i % 2 ? "/daytona/api/socket.io/?EIO=4" : "/nope")),
+    );
+    for (const line of answers) expect(line).toMatch(/^HTTP\/1\.1 404/);
+    await new Promise((r) => setTimeout(r, 200));
+    await expectHealthy();
+  });
+});
+
 describe("Content-Type: application/json with an empty body", () => {
   it("is accepted on routes without a body, and a route that needs one names the missing body", async () => {
     const json = { "content-type": "application/json" };

@@ -38,6 +38,9 @@ function upgradesOf(app: FastifyInstance): AppUpgrades {
     upgrades = registered;
     upgradesByApp.set(app, registered);
     app.server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      // Node takes its own error listener off an upgraded socket: without one, a client that resets the
+      // connection (after a refusal, or mid-handshake) would raise an uncaught ECONNRESET and end the process.
+      socket.on("error", () => socket.destroy());
       const route = registered.routes.find((r) => r.claims(req));
       if (!route) {
         rejectUpgrade(socket, new ApiError("not_found", `No route for ${req.method} ${(req.url ?? "").split("?")[0]}`));
