@@ -88,25 +88,26 @@ class RetriesTest(SandboxTestCase):
         handle = sandbox.commands.run("echo ran >> /tmp/runs", background=True)
         handle.wait()
 
+        self.assertEqual(self.sandbox.files.read("/tmp/runs"), "ran\n")
+        started = [c for c in self.sandbox.commands.list() if "echo ran >> /tmp/runs" in " ".join(c.command)]
+        self.assertEqual([c.command_id for c in started], [handle.command_id])
+        self.assertIn(handle.command_id.encode(), proxy.lost[0])
         execs = [r for r in proxy.requests if r[1].endswith("/exec")]
         self.assertEqual(len(execs), 2)
         keys = {key for _, _, key in execs}
         self.assertEqual(len(keys), 1)
         self.assertIsNotNone(next(iter(keys)))
-        self.assertIn(handle.command_id.encode(), proxy.lost[0])
-        self.assertEqual(self.sandbox.files.read("/tmp/runs"), "ran\n")
-        started = [c for c in self.sandbox.commands.list() if "echo ran >> /tmp/runs" in " ".join(c.command)]
-        self.assertEqual([c.command_id for c in started], [handle.command_id])
 
     def test_a_retried_create_makes_one_sandbox(self) -> None:
         proxy = self._through(lambda method, path, seen: method == "POST" and path == "/v1/sandboxes" and seen == 0)
         config = ConnectionConfig.resolve(api_url=proxy.url)
         sandbox = Sandbox.create(config=config, metadata={**SUITE, "kind": "retried"})
-        self.track(sandbox)
+        listed = self.track(Sandbox.list(metadata={"kind": "retried"}))
+        self.assertEqual([s.id for s in listed], [sandbox.id])
         created = [r for r in proxy.requests if r[:2] == ("POST", "/v1/sandboxes")]
         self.assertEqual(len(created), 2)
+        self.assertIsNotNone(created[0][2])
         self.assertEqual(created[0][2], created[1][2])
-        self.assertEqual([s.id for s in Sandbox.list(metadata={"kind": "retried"})], [sandbox.id])
 
     def test_a_streamed_command_whose_answer_is_lost_is_not_run_again(self) -> None:
         # A foreground command streams its output live and the server cannot replay it: the SDK raises
