@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import unittest
-from typing import Any, List
+from typing import List, TypeVar, Union, cast
 
 from sandpit import Sandbox
 
 #: Metadata on every sandbox these tests create, so list filters see only theirs.
 SUITE = {"suite": "sdk-python"}
+
+T = TypeVar("T", bound=Union[Sandbox, List[Sandbox]])
 
 
 def require_server() -> None:
@@ -39,7 +41,10 @@ class SandboxTestCase(unittest.TestCase):
                 pass
 
     @classmethod
-    def track(cls, sandbox: Any) -> Any:
+    def track(cls, sandbox: T) -> T:
         """Kills ``sandbox`` (a Sandbox or a list of them) at the end of the class."""
-        cls._extra.extend(sandbox if isinstance(sandbox, list) else [sandbox])
+        if isinstance(sandbox, Sandbox):
+            cls._extra.append(sandbox)
+        else:
+            cls._extra.extend(cast(List[Sandbox], sandbox))
         return sandbox

@@ -29,7 +29,7 @@ class LossyProxy:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, *args: object) -> None:
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
                 pass
 
             def _forward(self) -> None:

@@ -12,10 +12,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import IO, Any, Callable, Dict, Iterator, Mapping, Optional, Union
+from typing import IO, Any, Callable, Dict, Iterator, Mapping, Optional, Union, cast
 from urllib.parse import quote, urlencode, urlsplit
 
-from .errors import NetworkError, SandpitError, ServerError, TimeoutError, make_error
+from .errors import NetworkError, SandpitError, ServerError, TimeoutError, as_object, make_error
 
 DEFAULT_API_URL = "http://127.0.0.1:8080"
 #: Client-side limit of one request in seconds: for JSON answers the whole exchange, for streamed ones
@@ -118,7 +118,7 @@ class StreamResponse:
     response: http.client.HTTPResponse
     connection: http.client.HTTPConnection
     request_id: Optional[str]
-    headers: Dict[str, str] = field(default_factory=dict)
+    headers: Dict[str, str] = field(default_factory=lambda: {})
 
     def lines(self) -> Iterator[Any]:
         """Parsed JSON values, one per non-blank line, until the server ends the stream."""
@@ -283,7 +283,7 @@ class ApiClient:
         payload: Optional[Body] = None
         if json is not None:
             send_headers["content-type"] = "application/json"
-            payload = jsonlib.dumps(json).encode()
+            payload = jsonlib.dumps(json, default=_json_default).encode()
         elif body is not None:
             send_headers["content-type"] = "application/octet-stream"
             payload = bytes(body) if isinstance(body, bytearray) else body
@@ -342,19 +342,18 @@ class ApiClient:
         code = _FALLBACK_CODES.get(status, "internal" if status >= 500 else "http_error")
         message = f"HTTP {status} {response.reason}".strip()
         details: Optional[Dict[str, Any]] = None
+        error: Dict[str, Any] = {}
         try:
-            error = jsonlib.loads(text).get("error")
-        except (ValueError, AttributeError):
-            error = None
+            error = as_object(as_object(jsonlib.loads(text)).get("error"))
+        except ValueError:
             if text.strip() and len(text) < 300:
                 message = f"{message}: {text.decode(errors='replace').strip()}"
-        if isinstance(error, dict):
-            if isinstance(error.get("code"), str):
-                code = error["code"]
-            if isinstance(error.get("message"), str) and error["message"]:
-                message = error["message"]
-            if isinstance(error.get("details"), dict):
-                details = error["details"]
+        if isinstance(error.get("code"), str):
+            code = str(error["code"])
+        if isinstance(error.get("message"), str) and error["message"]:
+            message = str(error["message"])
+        if isinstance(error.get("details"), dict):
+            details = as_object(error["details"])
         if status == 401 and not self.config.api_key:
             message += " (no API key configured: set SANDPIT_API_KEY or pass api_key)"
         retry_after = parse_retry_after(response.getheader("retry-after"))
@@ -380,6 +379,13 @@ class ApiClient:
 
     def _network_error(self, prefix: str, err: BaseException, request_id: Optional[str] = None) -> NetworkError:
         return NetworkError(f"{prefix}: {err or type(err).__name__}", code="network_error", request_id=request_id)
+
+
+def _json_default(value: object) -> Any:
+    # Mappings other than dict (a MappingProxyType, an os.environ) are JSON objects too.
+    if isinstance(value, Mapping):
+        return dict(cast(Mapping[str, Any], value))
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _query_value(value: Union[str, int, bool]) -> str:

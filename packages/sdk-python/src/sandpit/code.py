@@ -47,9 +47,9 @@ class Execution:
     """A finished cell. ``status`` is ``ok``, ``error``, ``timeout`` or ``interrupted``."""
 
     context_id: str
-    stdout: List[str] = field(default_factory=list)
-    stderr: List[str] = field(default_factory=list)
-    results: List[Result] = field(default_factory=list)
+    stdout: List[str] = field(default_factory=lambda: [])
+    stderr: List[str] = field(default_factory=lambda: [])
+    results: List[Result] = field(default_factory=lambda: [])
     error: Optional[ExecutionError] = None
     status: str = "ok"
     execution_count: Optional[int] = None

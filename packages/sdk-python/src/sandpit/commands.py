@@ -65,7 +65,7 @@ def timeout_ms(seconds: Optional[float], name: str = "timeout") -> Optional[int]
     """Seconds (as ``subprocess.run`` takes them) to the API's whole milliseconds."""
     if seconds is None:
         return None
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+    if isinstance(seconds, bool) or seconds <= 0:
         raise ValueError(f"{name} must be a positive number of seconds")
     return max(1, math.ceil(seconds * 1000))
 

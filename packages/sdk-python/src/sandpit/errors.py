@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Type
+from typing import Any, Dict, List, Mapping, Optional, Type, cast
+
+
+def as_object(value: object) -> Dict[str, Any]:
+    """A JSON object as a dict; anything else as an empty one."""
+    return cast(Dict[str, Any], value) if isinstance(value, dict) else {}
+
+
+def as_list(value: object) -> List[Any]:
+    """A JSON array as a list; anything else as an empty one."""
+    return cast(List[Any], value) if isinstance(value, list) else []
 
 
 @dataclass(frozen=True)
@@ -52,12 +62,12 @@ class ValidationError(SandpitError):
 
     @property
     def fields(self) -> List[FieldIssue]:
-        issues = []
-        for item in self.details.get("fields") or []:
-            if isinstance(item, dict) and isinstance(item.get("field"), str):
-                issues.append(
-                    FieldIssue(item["field"], str(item.get("rule", "invalid")), str(item.get("message", "is invalid")))
-                )
+        issues: List[FieldIssue] = []
+        for item in as_list(self.details.get("fields")):
+            entry = as_object(item)
+            if isinstance(entry.get("field"), str):
+                rule, message = entry.get("rule", "invalid"), entry.get("message", "is invalid")
+                issues.append(FieldIssue(str(entry["field"]), str(rule), str(message)))
         return issues
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
-from typing import IO, Any, List, Literal, Mapping, Optional, Union, overload
+from typing import IO, Any, Dict, List, Literal, Mapping, Optional, Union, overload
 
 from ._http import ApiClient, path_segment
 from .errors import NotFoundError, SandpitError
@@ -109,7 +109,7 @@ class Files:
 
     def make_dir(self, path: str, *, parents: bool = True, mode: Union[str, int, None] = None) -> None:
         """Creates a directory, and its missing parents unless ``parents=False``."""
-        request: dict = {"path": path, "parents": parents}
+        request: Dict[str, Any] = {"path": path, "parents": parents}
         if mode is not None:
             request["mode"] = _mode(mode)
         self._client.json("POST", self._path("/mkdir"), json=request)

@@ -138,7 +138,7 @@ class Sandbox:
             "network_policy": network_policy,
             **fields,
         }
-        request = {_camel(k): dict(v) if isinstance(v, Mapping) else v for k, v in named.items() if v is not None}
+        request = {_camel(k): v for k, v in named.items() if v is not None}
         client = _client(api_url, api_key, config)
         return cls(client.json("POST", "/sandboxes", json=request), client)
 
