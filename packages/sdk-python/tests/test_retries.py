@@ -6,7 +6,7 @@ import socket
 import threading
 import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from support import SUITE, SandboxTestCase
@@ -125,6 +125,90 @@ class RetriesTest(SandboxTestCase):
         sandbox = Sandbox.connect(self.sandbox.id, config=ConnectionConfig.resolve(api_url=proxy.url))
         self.assertEqual(sandbox.id, self.sandbox.id)
         self.assertEqual(len(proxy.requests), 3)
+
+
+#: An answer of the scripted server: status, headers, body.
+Answer = Tuple[int, Dict[str, str], bytes]
+
+
+class ScriptedServer:
+    """A loopback HTTP server that answers each request with the next of ``answers`` (status, headers,
+    body): the client's retry logic on its own, without a Sandpit server."""
+
+    def __init__(self, answers: List[Answer]) -> None:
+        self.seen: List[Tuple[str, Optional[str]]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
+                pass
+
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                server.seen.append((self.command, self.headers.get("idempotency-key")))
+                status, headers, body = answers[len(server.seen) - 1]
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class RetryPolicyTest(unittest.TestCase):
+    def _client(self, answers: List[Answer]) -> Tuple[sandpit.ApiClient, List[float], ScriptedServer]:
+        server = ScriptedServer(answers)
+        self.addCleanup(server.close)
+        slept: List[float] = []
+        client = sandpit.ApiClient(ConnectionConfig.resolve(api_url=server.url, api_key="k"), sleep=slept.append)
+        return client, slept, server
+
+    def test_429_and_503_wait_as_long_as_retry_after_says(self) -> None:
+        busy = b'{"error":{"code":"rate_limited","message":"slow down"}}'
+        client, slept, server = self._client(
+            [(429, {"retry-after": "7"}, busy), (503, {"retry-after": "2"}, b"{}"), (200, {}, b'{"ok":true}')]
+        )
+        self.assertEqual(client.json("POST", "/sandboxes", json={}), {"ok": True})
+        self.assertEqual(slept, [7.0, 2.0])
+        keys = {key for _, key in server.seen}
+        self.assertEqual(len(server.seen), 3)
+        self.assertEqual(len(keys), 1)
+        self.assertIsNotNone(keys.pop())
+
+    def test_a_retry_after_beyond_a_minute_is_not_waited_for(self) -> None:
+        later = b'{"error":{"code":"rate_limited","message":"later"}}'
+        client, slept, _ = self._client([(429, {"retry-after": "3600"}, later)])
+        with self.assertRaises(sandpit.RateLimitError) as raised:
+            client.json("GET", "/sandboxes")
+        self.assertEqual((raised.exception.retry_after, slept), (3600.0, []))
+
+    def test_other_4xx_are_not_retried_and_keep_the_apis_fields(self) -> None:
+        body = b'{"error":{"code":"quota_exceeded","message":"too many","details":{"limit":"maxSandboxes"}}}'
+        client, slept, server = self._client([(409, {}, body)])
+        with self.assertRaises(sandpit.ConflictError) as raised:
+            client.json("POST", "/sandboxes", json={})
+        error = raised.exception
+        self.assertEqual((error.code, error.message), ("quota_exceeded", "too many"))
+        self.assertEqual(error.details, {"limit": "maxSandboxes"})
+        self.assertEqual((len(server.seen), slept), (1, []))
+
+    def test_retries_stop_after_max_retries(self) -> None:
+        client, slept, server = self._client([(500, {}, b"")] * 4)
+        with self.assertRaises(sandpit.ServerError):
+            client.json("GET", "/sandboxes")
+        self.assertEqual((len(server.seen), len(slept)), (4, 3))
 
 
 class ClientTimeoutTest(unittest.TestCase):

@@ -58,6 +58,10 @@ class SandboxTest(SandboxTestCase):
         with Sandbox.create(metadata={**SUITE, "kind": "with"}, timeout_ms=120_000) as sandbox:
             self.assertEqual(sandbox.commands.run("echo inside").stdout, "inside\n")
         self.assertEqual(Sandbox.connect(sandbox.id).status, "destroyed")
+        with self.assertRaises(sandpit.ConflictError) as raised:
+            sandbox.commands.run("true")
+        self.assertEqual((raised.exception.code, raised.exception.status), ("invalid_state", 409))
+        self.assertIn("destroyed", raised.exception.message)
         sandbox.kill()  # killing twice succeeds
 
     def test_snapshot_and_a_sandbox_created_from_it(self) -> None:

@@ -72,7 +72,8 @@ def timeout_ms(seconds: Optional[float], name: str = "timeout") -> Optional[int]
 
 def stream_error(event: Mapping[str, Any], request_id: Optional[str]) -> SandpitError:
     """The typed exception for an ``error`` line of an output stream (a failure, not a program's error)."""
-    return make_error(str(event.get("message", "the stream failed")), code=str(event.get("code")), request_id=request_id)
+    message = str(event.get("message", "the stream failed"))
+    return make_error(message, code=str(event.get("code")), request_id=request_id)
 
 
 def gather_output(
@@ -251,7 +252,9 @@ class Commands:
         result = gather_output(response.lines(), on_stdout, on_stderr, response.request_id)
         if result is None:
             raise NetworkError(
-                "the output stream ended before the command exited", code="network_error", request_id=response.request_id
+                "the output stream ended before the command exited",
+                code="network_error",
+                request_id=response.request_id,
             )
         return result
 

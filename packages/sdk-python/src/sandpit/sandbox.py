@@ -186,7 +186,7 @@ class Sandbox:
 
     @property
     def status(self) -> str:
-        """``creating``, ``running``, ``pausing``, ``paused``, ``resuming``, ``destroying``, ``destroyed`` or ``error``."""
+        """Lifecycle state: ``creating``, ``running``, ``paused``, ``destroyed``, ``error``... as of the last answer."""
         return str(self.info["status"])
 
     @property
