@@ -82,6 +82,15 @@ class SandboxTest(SandboxTestCase):
         with self.assertRaises(sandpit.NotFoundError):
             Snapshot.get(snapshot.id)
 
+    def test_fork_continues_the_sandbox_in_a_new_one(self) -> None:
+        self.sandbox.files.write("/workspace/before-fork.txt", "forked")
+        children = self.track(self.sandbox.fork(1))
+        self.assertEqual(len(children), 1)
+        self.assertNotEqual(children[0].id, self.sandbox.id)
+        self.assertEqual(children[0].status, "running")
+        self.assertEqual(children[0].files.read("/workspace/before-fork.txt"), "forked")
+        self.assertEqual(self.sandbox.refresh().status, "running")
+
 
 class ErrorsTest(unittest.TestCase):
     @classmethod
