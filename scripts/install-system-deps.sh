@@ -34,9 +34,11 @@ fi
 # What the server needs.
 # attr (setfattr) marks opaque directories of unpacked image layers; zstd unpacks zstd layers; conntrack
 # counts the bytes of the egress audit log.
+# python3-pip, -venv, -setuptools and -wheel install the Python SDK (packages/sdk-python) into a venv
+# without PyPI: `pip install --no-build-isolation` builds it with Debian's setuptools and wheel.
 packages=(nftables iproute2 mmdebstrap e2fsprogs util-linux musl-tools make gcc libc6-dev
   ca-certificates curl git tar gzip procps sqlite3 conntrack
-  attr zstd)
+  attr zstd python3 python3-pip python3-venv python3-setuptools python3-wheel)
 # With --test, what the test suite needs as well:
 # docker-registry, apache2-utils (htpasswd) and busybox-static are for the image tests: they run their
 # own registries on loopback and build a tiny image from busybox.
