@@ -157,6 +157,15 @@ describe("e2b SDK", () => {
     expect(await sandbox.files.exists("/home/user/notes/b.txt")).toBe(false);
   });
 
+  it("makes the new directories of an upload the user's, so that the user's commands can add to them", async () => {
+    const sandbox = await newSandbox();
+    await sandbox.files.write("fresh/deeper/note.txt", "hi\n");
+    const owners = await sandbox.commands.run(
+      "stat -c %U fresh fresh/deeper fresh/deeper/note.txt && touch fresh/deeper/added",
+    );
+    expect(owners.stdout).toBe("user\nuser\nuser\n");
+  });
+
   it("watchDir shows writes as the user's create and write events, never Sandpit's upload temp file", async () => {
     const sandbox = await newSandbox();
     await sandbox.files.write("/home/user/w/existing.txt", "old");

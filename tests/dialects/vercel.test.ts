@@ -141,6 +141,31 @@ describe("@vercel/sandbox SDK", () => {
     expect(fetched.exitCode).toBe(3);
   });
 
+  it("runs commands as vercel-sandbox in its own /vercel/sandbox, sudo as root, and writes files as it", async () => {
+    const id = await sandbox.runCommand("sh", ["-c", "id -un; id -gn; pwd; stat -c %U /vercel/sandbox; echo $HOME"]);
+    expect(await id.stdout()).toBe(
+      "vercel-sandbox\nvercel-sandbox\n/vercel/sandbox\nvercel-sandbox\n/home/vercel-sandbox\n",
+    );
+    const root = await sandbox.runCommand({ cmd: "id", args: ["-un"], sudo: true });
+    expect((await root.stdout()).trim()).toBe("root");
+    // What a command writes is the user's, and the SDK's file calls read it.
+    const wrote = await sandbox.runCommand("sh", ["-c", "echo made by a command > by-command.txt"]);
+    expect(wrote.exitCode).toBe(0);
+    expect((await sandbox.readFileToBuffer({ path: "by-command.txt" }))?.toString()).toBe("made by a command\n");
+    // What the SDK writes is the user's too: a command can change it without sudo.
+    await sandbox.writeFiles([{ path: "owned/by-sdk.txt", content: Buffer.from("from the sdk\n") }]);
+    await sandbox.mkDir("owned-dir");
+    const owners = await sandbox.runCommand("sh", [
+      "-c",
+      "stat -c %U by-command.txt owned owned/by-sdk.txt owned-dir && echo changed >> owned/by-sdk.txt && touch owned-dir/x",
+    ]);
+    expect(await owners.stdout()).toBe("vercel-sandbox\nvercel-sandbox\nvercel-sandbox\nvercel-sandbox\n");
+    expect(owners.exitCode).toBe(0);
+    // Without sudo, root's files stay root's.
+    const denied = await sandbox.runCommand("sh", ["-c", "echo x > /etc/not-mine"]);
+    expect(denied.exitCode).not.toBe(0);
+  });
+
   it("streams the logs of a detached command, waits for it and kills another", async () => {
     const cmd = await sandbox.runCommand({
       cmd: "sh",

@@ -1,3 +1,4 @@
+import path from "node:path";
 import type { Readable } from "node:stream";
 import type { FileWatchEvent } from "@sandpit/contract";
 import { type AgentClient, AgentError, type AgentFileEntry } from "../agent/agent-client.js";
@@ -20,6 +21,8 @@ export type FileOwner = { uid: number; gid: number };
 export class SandboxFiles {
   /** The sandbox's users and groups (for owners by name); a missing passwd or group file is empty. */
   readonly accounts: SandboxAccounts;
+  /** Directories known to exist, so that a request writing many files checks each parent once. */
+  private readonly knownDirs = new Set<string>();
 
   constructor(
     readonly sandboxId: string,
@@ -51,11 +54,40 @@ export class SandboxFiles {
 
   /** Writes a file atomically; a stream body is sent chunked unless `size` is given. */
   write(
-    path: string,
+    file: string,
     body: Uint8Array | Readable,
     opts: { mode?: number; mkdirs?: boolean; size?: number; owner?: FileOwner } = {},
   ): Promise<{ size: number }> {
-    return this.call(path, () => this.agent.writeFile(this.resolve(path), body, opts));
+    return this.call(file, async () => {
+      const target = this.resolve(file);
+      if (opts.mkdirs && opts.owner) await this.makeParentsOwned(target, opts.owner);
+      return this.agent.writeFile(target, body, opts);
+    });
+  }
+
+  /**
+   * Makes the missing directories above `target`, each owned by `owner`: the agent's own `mkdirs` gives
+   * the owner only to what it writes, and a user's upload to a new directory must leave that directory
+   * the user's too (else the user's commands cannot add to it).
+   */
+  private async makeParentsOwned(target: string, owner: FileOwner): Promise<void> {
+    const dir = path.posix.dirname(target);
+    if (dir === target || this.knownDirs.has(dir)) return;
+    const exists = await this.agent.stat(dir).then(
+      () => true,
+      (e) => {
+        if (e instanceof AgentError && e.status === 404) return false;
+        throw e;
+      },
+    );
+    if (!exists) {
+      await this.makeParentsOwned(dir, owner);
+      await this.agent.mkdir(dir, { owner }).catch((e) => {
+        // Made meanwhile by a concurrent write: it exists, which is all this needs.
+        if (!(e instanceof AgentError && e.code === "exists")) throw e;
+      });
+    }
+    this.knownDirs.add(dir);
   }
 
   stat(path: string): Promise<SandboxFileInfo> {
@@ -71,8 +103,12 @@ export class SandboxFiles {
   }
 
   /** Creates a directory; resolves whether it was created (false: it existed). */
-  mkdir(path: string, opts: { parents?: boolean; mode?: number; owner?: FileOwner } = {}): Promise<boolean> {
-    return this.call(path, () => this.agent.mkdir(this.resolve(path), opts));
+  mkdir(dir: string, opts: { parents?: boolean; mode?: number; owner?: FileOwner } = {}): Promise<boolean> {
+    return this.call(dir, async () => {
+      const target = this.resolve(dir);
+      if (opts.parents && opts.owner) await this.makeParentsOwned(target, opts.owner);
+      return this.agent.mkdir(target, opts);
+    });
   }
 
   /** Renames `from` to `to` (errors name `from`). */

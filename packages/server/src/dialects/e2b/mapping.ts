@@ -1,6 +1,7 @@
 import type { CreateSandboxRequest, MetricsSample, NetworkPolicyInput } from "@sandpit/contract";
 import { z } from "zod";
 import type { SandboxRecord, VolumeRecord } from "../../domain/index.js";
+import type { SandboxLogEntry } from "../../services/sandbox-log.js";
 import type { VolumeEntry } from "../../services/volume-files.js";
 
 /** The envd version Sandpit's envd speaks: the SDK gates features (octet-stream uploads, …) on it. */
@@ -213,5 +214,26 @@ export function metricOf(sample: MetricsSample, vcpus: number) {
     memCache: 0,
     diskUsed: sample.diskBytes,
     diskTotal: sample.diskLimitBytes,
+  };
+}
+
+/** `SandboxLogEntry`: a line of Sandpit's sandbox log. */
+export function logEntryOf(entry: SandboxLogEntry) {
+  return {
+    timestamp: new Date(entry.at).toISOString(),
+    level: entry.level,
+    message: entry.message,
+    fields: { logger: entry.logger, ...entry.fields },
+  };
+}
+
+/**
+ * `SandboxLog` of the deprecated logs route: E2B's line is a JSON object (`level`, `logger` and the
+ * entry's fields), which `e2b sandbox logs` parses and prints.
+ */
+export function logLineOf(entry: ReturnType<typeof logEntryOf>) {
+  return {
+    timestamp: entry.timestamp,
+    line: JSON.stringify({ level: entry.level, message: entry.message, ...entry.fields }),
   };
 }

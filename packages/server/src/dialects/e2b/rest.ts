@@ -5,10 +5,13 @@ import type { OrgRecord, SandboxRecord } from "../../domain/index.js";
 import { ApiError, toApiError } from "../../errors.js";
 import { forSandbox } from "../../http/sandbox-forwarding.js";
 import type { AppServices } from "../../services/index.js";
+import { sandboxLog } from "../../services/sandbox-log.js";
 import { type DialectContext, registerDialect, singleHeader } from "../dialect.js";
 import {
   createRequestFrom,
   listedSandboxOf,
+  logEntryOf,
+  logLineOf,
   metricOf,
   networkPolicyFrom,
   newSandboxSchema,
@@ -19,6 +22,7 @@ import {
   stateOf,
   templateFrom,
 } from "./mapping.js";
+import { type E2bTemplateServices, e2bTemplateRoutes } from "./templates.js";
 import { type E2bVolumeServices, e2bVolumeRoutes } from "./volumes.js";
 
 const timeoutBodySchema = z.object({ timeout: z.number().int().min(0) }).passthrough();
@@ -42,6 +46,19 @@ const listQuerySchema = z.object({
   startedAfter: z.string().optional(),
 });
 
+const logsQuerySchema = z.object({
+  start: z.coerce.number().int().min(0).optional(),
+  limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+});
+const logsV2QuerySchema = z.object({
+  cursor: z.coerce.number().int().min(0).optional(),
+  limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+  direction: z.enum(["forward", "backward"]).default("forward"),
+  level: z.enum(["debug", "info", "warn", "error"]).optional(),
+  search: z.string().optional(),
+});
+const LEVELS = ["debug", "info", "warn", "error"] as const;
+
 const SNAPSHOT_ID = /^snp_[a-z2-7]{20}$/;
 
 /** Seconds (E2B) → milliseconds within Sandpit's bounds. */
@@ -49,7 +66,8 @@ const timeoutMs = (seconds: number) => Math.min(24 * 3600, Math.max(1, seconds))
 
 /** What E2B's REST API uses. */
 export type E2bRestServices = E2bVolumeServices &
-  Pick<AppServices, "sandboxes" | "warmPools" | "snapshots" | "metricsSampler">;
+  E2bTemplateServices &
+  Pick<AppServices, "sandboxes" | "warmPools" | "snapshots" | "metricsSampler" | "exec" | "events">;
 
 /**
  * E2B's REST API under `/e2b` (set `E2B_API_URL=http://<sandpit>/e2b`): sandboxes (create, get, list,
@@ -81,6 +99,7 @@ export function e2bRestDialect(
     (ctx) => {
       routes(ctx, domain);
       e2bVolumeRoutes(ctx);
+      e2bTemplateRoutes(ctx);
     },
   );
 }
@@ -226,6 +245,31 @@ function routes({ app, services, authenticate, parse }: DialectContext<E2bRestSe
     return { snapshotID: snapshot.id, names: [snapshot.name ?? snapshot.id] };
   });
 
+  /** A sandbox's log as Sandpit gathers it (lifecycle events, commands, background output), also once it ended. */
+  const logsOf = async (request: FastifyRequest<{ Params: { id: string } }>, since: number | undefined) => {
+    const org = await authenticate(request);
+    await sandboxes.get(org, request.params.id);
+    return (await sandboxLog(services, org, request.params.id, since)).map(logEntryOf);
+  };
+
+  app.get<{ Params: { id: string } }>("/sandboxes/:id/logs", forSandbox("id"), async (request) => {
+    const { start, limit } = parse(logsQuerySchema, request.query, "query");
+    const entries = (await logsOf(request, start)).slice(0, limit);
+    return { logEntries: entries, logs: entries.map(logLineOf) };
+  });
+
+  app.get<{ Params: { id: string } }>("/v2/sandboxes/:id/logs", forSandbox("id"), async (request) => {
+    const q = parse(logsV2QuerySchema, request.query, "query");
+    let entries = await logsOf(request, q.direction === "forward" ? q.cursor : undefined);
+    if (q.direction === "backward") {
+      entries = entries.filter((e) => q.cursor === undefined || Date.parse(e.timestamp) <= q.cursor).reverse();
+    }
+    const minimum = LEVELS.indexOf(q.level ?? "debug");
+    entries = entries.filter((e) => LEVELS.indexOf(e.level) >= minimum);
+    if (q.search !== undefined) entries = entries.filter((e) => e.message.includes(q.search ?? ""));
+    return { logs: entries.slice(0, q.limit) };
+  });
+
   app.get<{ Params: { id: string } }>("/sandboxes/:id/metrics", forSandbox("id"), async (request) => {
     const org = await authenticate(request);
     const { start, end } = parse(metricsQuerySchema, request.query, "query");
@@ -255,16 +299,6 @@ function routes({ app, services, authenticate, parse }: DialectContext<E2bRestSe
       const error = toApiError(r.reason as Error, request);
       return { error: { code: error.status, message: error.message } };
     });
-  });
-
-  /** E2B deletes snapshots through its templates path; other templates are not E2B's to delete here. */
-  app.delete<{ Params: { id: string } }>("/templates/:id", async (request, reply) => {
-    const org = await authenticate(request);
-    if (!SNAPSHOT_ID.test(request.params.id)) {
-      throw new ApiError("not_found", `snapshot ${request.params.id} not found`);
-    }
-    await snapshots.delete(org, request.params.id);
-    reply.code(204);
   });
 
   app.get("/snapshots", async (request) => {

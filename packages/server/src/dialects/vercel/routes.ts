@@ -36,6 +36,7 @@ import {
   type VercelRoute,
 } from "./mapping.js";
 import { toSandpitPolicy } from "./network-policy.js";
+import { ensureVercelUser, VERCEL_USER, vercelFiles } from "./sandbox-user.js";
 import {
   createSandboxSchema,
   createSnapshotSchema,
@@ -217,6 +218,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
     }
     const params = toNative(createRequestFrom(body, version !== "v1"));
     const { record } = await warmPools.createSandbox(org, params);
+    await ensureVercelUser(exec, org, record);
     const routes = routesOf(request, record);
     if (version === "v1") return { sandbox: sessionOf(record), routes };
     return { sandbox: sandboxOf(record), session: sessionOf(record), routes };
@@ -366,7 +368,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
         cwd,
         env: body.env,
         ...(body.timeout !== undefined ? { timeoutMs: body.timeout } : {}),
-        ...(body.sudo ? { user: "root" } : {}),
+        user: body.sudo ? "root" : VERCEL_USER,
       };
       if (!body.wait) {
         const started = await exec.startBackground(org, record.id, { ...params, background: true });
@@ -422,7 +424,8 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
       const org = await authenticate(request);
       const body = parse(pathRequestSchema, request.body ?? {});
       const record = await sandboxes.get(org, request.params.id);
-      await files.mkdir(org, record.id, resolvePath(record, body.path, body.cwd), false);
+      const { sandboxFiles, owner } = await vercelFiles(files, org, record.id);
+      await sandboxFiles.mkdir(resolvePath(record, body.path, body.cwd), owner);
       return {};
     });
 
@@ -452,9 +455,11 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
       const record = await sandboxes.requireUsable(org, request.params.id);
       // The archive as sent may be as large as what it holds, plus its headers.
       const { body } = uploadBody(request.raw, services.maxUploadBytes, FRAMING_ALLOWANCE);
+      const { sandboxFiles, owner } = await vercelFiles(files, org, record.id);
       await unpackArchive(body, extractDir, services.maxUploadBytes, {
-        writeFile: (p, content, size, mode) => files.write(org, record.id, p, content, size, mode),
-        mkdir: (p, mode) => files.mkdir(org, record.id, p, true, mode),
+        writeFile: (p, content, size, mode) =>
+          sandboxFiles.write(p, content, { mkdirs: true, size, ...(mode !== undefined ? { mode } : {}), ...owner }),
+        mkdir: (p, mode) => sandboxFiles.mkdir(p, { parents: true, ...(mode !== undefined ? { mode } : {}), ...owner }),
       });
       return {};
     });

@@ -1,0 +1,50 @@
+import type { OrgRecord, SandboxRecord } from "../../domain/index.js";
+import { ApiError } from "../../errors.js";
+import type { AppServices } from "../../services/index.js";
+import type { FileOwner, SandboxFiles } from "../../services/sandbox-files.js";
+
+/** The account Vercel runs commands and its file API as (`sudo: true` runs as root). */
+export const VERCEL_USER = "vercel-sandbox";
+
+/**
+ * Gives a new sandbox Vercel's account: made through the agent as root when the sandbox lacks it (Sandpit's
+ * templates have E2B's `user`, not this one — adding it to `base` would rebuild every built-in template),
+ * and its working directory (`/vercel/sandbox`, where git and tarball sources were unpacked as root) given
+ * to it, as on Vercel. Idempotent: a sandbox from a snapshot or fork already has it.
+ */
+export async function ensureVercelUser(
+  exec: AppServices["exec"],
+  org: OrgRecord,
+  record: Pick<SandboxRecord, "id" | "cwd">,
+): Promise<void> {
+  const script = [
+    `id -u ${VERCEL_USER} >/dev/null 2>&1 || useradd --create-home --user-group --shell /bin/bash ${VERCEL_USER}`,
+    `mkdir -p "$1" && chown -R ${VERCEL_USER}:${VERCEL_USER} "$1"`,
+  ].join(" && ");
+  const result = await exec.run(org, record.id, {
+    args: ["/bin/sh", "-c", script, "sh", record.cwd],
+    user: "root",
+    cwd: "/",
+    background: false,
+  });
+  if (result.exitCode !== 0) {
+    throw new ApiError(
+      "internal",
+      `could not create the ${VERCEL_USER} user in sandbox ${record.id}: ${result.stderr.trim()}`,
+    );
+  }
+}
+
+/**
+ * A sandbox's files as Vercel's file API writes them: owned by the account its commands run as, so
+ * that they can change what was uploaded. `owner` is spread into write and mkdir options.
+ */
+export async function vercelFiles(
+  files: AppServices["files"],
+  org: OrgRecord,
+  sandboxId: string,
+): Promise<{ sandboxFiles: SandboxFiles; owner: { owner?: FileOwner } }> {
+  const sandboxFiles = await files.open(org, sandboxId);
+  const account = await sandboxFiles.accounts.user(VERCEL_USER);
+  return { sandboxFiles, owner: account ? { owner: account } : {} };
+}
