@@ -166,6 +166,22 @@ describe("@vercel/sandbox SDK", () => {
     expect(denied.exitCode).not.toBe(0);
   });
 
+  it("gives Vercel's account to a sandbox that lacks it (made before commands ran as it) on its first command", async () => {
+    const old = await Sandbox.create({ ...credentials(), resources: { vcpus: 1 }, timeout: 60_000 });
+    const nativeId = old.currentSession().sessionId;
+    const removed = await api.exec(nativeId, {
+      command: "userdel vercel-sandbox && ! id vercel-sandbox",
+      user: "root",
+    });
+    expect(removed.exitCode).toBe(0);
+    const id = await old.runCommand("id", ["-un"]);
+    expect({ exitCode: id.exitCode, user: (await id.stdout()).trim() }).toEqual({
+      exitCode: 0,
+      user: "vercel-sandbox",
+    });
+    await old.stop();
+  });
+
   it("streams the logs of a detached command, waits for it and kills another", async () => {
     const cmd = await sandbox.runCommand({
       cmd: "sh",

@@ -36,7 +36,7 @@ import {
   type VercelRoute,
 } from "./mapping.js";
 import { toSandpitPolicy } from "./network-policy.js";
-import { ensureVercelUser, VERCEL_USER, vercelFiles } from "./sandbox-user.js";
+import { ensureVercelUser, vercelCommandUser, vercelFiles } from "./sandbox-user.js";
 import {
   createSandboxSchema,
   createSnapshotSchema,
@@ -368,7 +368,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
         cwd,
         env: body.env,
         ...(body.timeout !== undefined ? { timeoutMs: body.timeout } : {}),
-        user: body.sudo ? "root" : VERCEL_USER,
+        user: await vercelCommandUser({ exec, files }, org, record, body.sudo ?? false),
       };
       if (!body.wait) {
         const started = await exec.startBackground(org, record.id, { ...params, background: true });

@@ -35,6 +35,29 @@ export async function ensureVercelUser(
   }
 }
 
+/** Sandboxes seen to have Vercel's account (bounded: forgetting one only costs a lookup). */
+const hasVercelUser = new Set<string>();
+
+/**
+ * The user a Vercel command runs as: root with `sudo`, else Vercel's account — given first to a sandbox
+ * made before Sandpit ran Vercel's commands as that account, whose commands would otherwise fail.
+ */
+export async function vercelCommandUser(
+  services: Pick<AppServices, "exec" | "files">,
+  org: OrgRecord,
+  record: Pick<SandboxRecord, "id" | "cwd">,
+  sudo: boolean,
+): Promise<string> {
+  if (sudo) return "root";
+  if (!hasVercelUser.has(record.id)) {
+    const sandboxFiles = await services.files.open(org, record.id);
+    if (!(await sandboxFiles.accounts.user(VERCEL_USER))) await ensureVercelUser(services.exec, org, record);
+    if (hasVercelUser.size > 10_000) hasVercelUser.clear();
+    hasVercelUser.add(record.id);
+  }
+  return VERCEL_USER;
+}
+
 /**
  * A sandbox's files as Vercel's file API writes them: owned by the account its commands run as, so
  * that they can change what was uploaded. `owner` is spread into write and mkdir options.
