@@ -1,7 +1,7 @@
 // Every route of the native API has an SDK method: the server's own OpenAPI document against the SDK's
 // route table (`sdkRoutes`), whose every entry must name a method the SDK exports.
 import * as sdk from "sandpit";
-import { Meta, sdkRoutes } from "sandpit";
+import { Meta, type OpenApiDocument, sdkRoutes } from "sandpit";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { TestServer } from "../helpers/server.js";
 import { useTestServer } from "../helpers/use-test-server.js";
@@ -42,8 +42,9 @@ function coverageProblems(routes: string[], table: RouteTable) {
 }
 
 let routes: string[];
+let doc: OpenApiDocument;
 beforeAll(async () => {
-  const doc = await Meta.openApi({ apiUrl: server.url });
+  doc = await Meta.openApi({ apiUrl: server.url });
   routes = documentRoutes(doc.paths);
 });
 
@@ -60,5 +61,30 @@ describe("route coverage", () => {
     expect(coverageProblems(routes, misnamed).unknownMethods).toEqual([
       "POST /v1/sandboxes/{id}/fork -> Sandbox#spawn",
     ]);
+  });
+});
+
+describe("API docs page", () => {
+  const htmlEscaped = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
+  it("lists every route with its parameters, body fields and responses, self-contained, without a key", async () => {
+    const res = await fetch(`${server.url}/docs`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^text\/html/);
+    const page = await res.text();
+    for (const route of routes) {
+      const [method, path] = route.split(" ") as [string, string];
+      expect(page, route).toContain(`${method}</span> <code>${htmlEscaped(path)}</code>`);
+      const operation = doc.paths[path]![method.toLowerCase()] as { summary: string };
+      expect(page, route).toContain(htmlEscaped(operation.summary).replace(/"/g, "&quot;").replace(/'/g, "&#39;"));
+    }
+    // A query parameter, a body field of the create request, a response status, a tag section.
+    expect(page).toContain("<code>includeDestroyed</code>");
+    expect(page).toContain("<code>snapshotId</code>");
+    expect(page).toContain("<strong>201</strong>");
+    expect(page).toContain('id="tag-snapshots"');
+    // Nothing to fetch from elsewhere: no scripts, no external stylesheets or fonts.
+    expect(page).not.toMatch(/<script|<link|https?:\/\/(?!127\.0\.0\.1)/);
+    expect(res.headers.get("content-security-policy")).toContain("default-src 'none'");
   });
 });
