@@ -67,13 +67,19 @@ export class Admin {
 }
 
 const healthSchema = z.object({ ok: z.boolean() });
-const openApiSchema = z.looseObject({
+
+/** The OpenAPI 3 document of the native API: its version, paths and whatever else it holds. */
+export interface OpenApiDocument {
+  openapi: string;
+  /** Operations by path, then by lower-case HTTP method. */
+  paths: Record<string, Record<string, unknown>>;
+  [field: string]: unknown;
+}
+
+const openApiSchema: z.ZodType<OpenApiDocument> = z.looseObject({
   openapi: z.string(),
   paths: z.record(z.string(), z.record(z.string(), z.unknown())),
 });
-
-/** The OpenAPI 3 document of the native API, as far as the SDK reads it. */
-export type OpenApiDocument = z.infer<typeof openApiSchema>;
 
 /**
  * What the server says about itself: whether it is up and its OpenAPI document. Neither needs a key.
