@@ -1,6 +1,9 @@
 // The CLI's lifecycle, snapshot, network and logs commands as processes against a real server: stdout
 // (human and --json), stderr, exit codes. One sandbox for the file, plus what fork and snapshots make.
 import { spawnSync } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CliResult, cliEntry, runCli } from "../helpers/run-cli.js";
 import type { TestServer } from "../helpers/server.js";
@@ -164,6 +167,27 @@ describe("logs", () => {
       .split("\n")
       .map((line) => JSON.parse(line) as { type: string });
     expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(["stdout", "stderr", "exit"]));
+  });
+});
+
+describe("--json on the older commands", () => {
+  it("timeout, cp and rm print JSON on stdout", async () => {
+    const moved = json<{ id: string; expiresAt: string }>(await ok(["timeout", id, "20m", "--json"]));
+    expect(moved.id).toBe(id);
+    expect(Date.parse(moved.expiresAt)).toBeGreaterThan(Date.now() + 15 * 60_000);
+
+    const dir = await mkdtemp(path.join(tmpdir(), "sandpit-cli-json-"));
+    try {
+      await writeFile(path.join(dir, "five.txt"), "12345");
+      const copied = await ok(["cp", path.join(dir, "five.txt"), `${id}:/tmp/five.txt`, "--json"]);
+      expect(json(copied)).toEqual({ files: 1, bytes: 5, to: `${id}:/tmp/five.txt` });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+
+    const children = extra.splice(0);
+    expect(children.length).toBeGreaterThan(0);
+    expect(json(await ok(["rm", ...children, "--json"]))).toEqual(children);
   });
 });
 

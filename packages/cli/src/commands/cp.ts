@@ -4,9 +4,9 @@ import { chmod, mkdir, readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { type FileEntry, FileNotFoundError, Sandbox, SandpitError } from "sandpit";
-import { UsageError } from "../args.js";
-import type { CliCommand, Context } from "../command.js";
-import { humanBytes } from "../format.js";
+import { flagOption, UsageError } from "../args.js";
+import { type CliCommand, type Context, jsonOption } from "../command.js";
+import { humanBytes, toJson } from "../format.js";
 
 const REMOTE = /^(sbx_[A-Za-z0-9]+):(.*)$/;
 /** Files up to this size are sent in one buffer (and so can be retried); larger ones are streamed. */
@@ -23,10 +23,10 @@ interface Tally {
 
 export const cpCommand: CliCommand = {
   name: "cp",
-  usage: "SRC DST   (one side is ID:/path; directories are copied recursively; - is stdin/stdout)",
-  summary: "Copy files and directories between this machine and a sandbox",
-  options: {},
-  async run({ positionals }, ctx) {
+  usage: "SRC DST [--json]  (one side is ID:/path; directories are copied recursively; - is stdin/stdout)",
+  summary: "Copy files and directories between this machine and a sandbox (--json: {files, bytes, to} on stdout)",
+  options: { ...jsonOption },
+  async run({ values, positionals }, ctx) {
     if (positionals.length !== 2) throw new UsageError("cp: expects SRC and DST, one of them ID:/path");
     const [src, dst] = positionals.map(parseLocation) as [Location, Location];
     if (src.kind === dst.kind) {
@@ -44,6 +44,10 @@ export const cpCommand: CliCommand = {
         : await download(ctx, sandbox, remotePath, local, tally);
     if (target !== "-") {
       const where = src.kind === "local" ? `${sandbox.id}:${target}` : target;
+      if (flagOption(values, "json")) {
+        ctx.stdout.write(toJson({ files: tally.files, bytes: tally.bytes, to: where }));
+        return 0;
+      }
       const files = tally.files === 1 ? "1 file" : `${tally.files} files`;
       ctx.stderr.write(`Copied ${files} (${humanBytes(tally.bytes)}) to ${where}\n`);
     }
