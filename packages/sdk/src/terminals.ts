@@ -155,7 +155,9 @@ export class Terminals {
     const url = `${this.#client.config.apiUrl.replace(/^http/, "ws")}/v1${path}`;
     const headers: Record<string, string> = {};
     if (this.#client.config.apiKey) headers.authorization = `Bearer ${this.#client.config.apiKey}`;
-    const socket = new WebSocket(url, { headers });
+    // Without it, a proxy that never answers the upgrade would leave the caller waiting forever.
+    const timeoutMs = this.#client.config.timeoutMs;
+    const socket = new WebSocket(url, { headers, ...(timeoutMs > 0 ? { handshakeTimeout: timeoutMs } : {}) });
     let exitCode: number | undefined;
     const exit = new Promise<number>((resolve, reject) => {
       socket.on("message", (data: Buffer, isBinary: boolean) => {
