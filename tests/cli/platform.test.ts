@@ -1,6 +1,7 @@
 // The CLI's lifecycle, snapshot, network and logs commands as processes against a real server: stdout
 // (human and --json), stderr, exit codes. One sandbox for the file, plus what fork and snapshots make.
 import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -188,6 +189,37 @@ describe("--json on the older commands", () => {
     const children = extra.splice(0);
     expect(children.length).toBeGreaterThan(0);
     expect(json(await ok(["rm", ...children, "--json"]))).toEqual(children);
+  });
+});
+
+describe("progress", () => {
+  it("cp draws a progress bar on stderr when it is a terminal, and only its summary otherwise", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "sandpit-cli-progress-"));
+    try {
+      const big = path.join(dir, "big.bin");
+      await writeFile(big, randomBytes(3 * 1024 * 1024));
+      // `script` gives the CLI a pseudo-terminal; what it draws comes back on script's stdout.
+      const inTerminal = (args: string[]) =>
+        spawnSync(
+          "script",
+          ["-qec", [process.execPath, cliEntry, ...args].map((a) => `'${a}'`).join(" "), "/dev/null"],
+          { encoding: "utf8", env: { ...process.env, ...env() } },
+        );
+      const up = inTerminal(["cp", big, `${id}:/tmp/big.bin`]);
+      expect(up.status).toBe(0);
+      expect(up.stdout).toContain("\r\u001b[2K[");
+      expect(up.stdout).toMatch(/\[#+-*\] +\d+% copying: [\d.]+ \w+ of 3\.0 MiB/);
+      expect(up.stdout).toContain("100% copying: 3.0 MiB of 3.0 MiB");
+      expect(up.stdout).toContain(`Copied 1 file (3.0 MiB) to ${id}:/tmp/big.bin`);
+      const down = inTerminal(["cp", `${id}:/tmp/big.bin`, path.join(dir, "back.bin")]);
+      expect(down.status).toBe(0);
+      expect(down.stdout).toContain("100% copying: 3.0 MiB of 3.0 MiB");
+
+      const plain = await sandpit(["cp", big, `${id}:/tmp/big3.bin`]);
+      expect(plain).toEqual({ code: 0, stdout: "", stderr: `Copied 1 file (3.0 MiB) to ${id}:/tmp/big3.bin\n` });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
