@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { Sandbox } from "sandpit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CliResult, cliEntry, runCli } from "../helpers/run-cli.js";
 import type { TestServer } from "../helpers/server.js";
@@ -100,7 +101,7 @@ describe("network", () => {
     expect(data.ports.map((p) => p.port)).toEqual([8000]);
   });
 
-  it("policy replaces the egress policy; egress-log shows and follows the denied attempt", async () => {
+  it("policy replaces the egress policy and names what is wrong with a bad one", async () => {
     const policy = json<{ networkPolicy: unknown }>(
       await ok(["policy", id, "--allow-domain", "example.test", "--deny-cidr", "198.51.100.0/24", "--json"]),
     );
@@ -115,7 +116,11 @@ describe("network", () => {
     const invalid = await sandpit(["policy", id, "--deny-cidr", "not-a-cidr"]);
     expect(invalid.code).toBe(1);
     expect(invalid.stderr).toMatch(/deny\.cidrs\.0: must be an IPv4 address or CIDR/);
+  });
 
+  it("egress-log lists the denied attempt and --follow prints it as it happens", async () => {
+    const sandbox = await Sandbox.get(id, { apiUrl: server.url, apiKey: server.apiKey });
+    await sandbox.setNetworkPolicy({ mode: "custom", deny: { cidrs: ["198.51.100.0/24"] } });
     // Follow first, then make the attempt: the follower prints it as one JSON line and keeps going until stopped.
     const stop = new AbortController();
     let sawEntry: () => void = () => {};
