@@ -15,15 +15,19 @@ import { execCommand } from "./commands/exec.js";
 import { imagesLsCommand, imagesPullCommand } from "./commands/images.js";
 import { infoCommand } from "./commands/info.js";
 import { keysCreateCommand } from "./commands/keys.js";
+import { forkCommand, pauseCommand, resumeCommand } from "./commands/lifecycle.js";
 import { lsCommand } from "./commands/ls.js";
 import { metricsCommand } from "./commands/metrics.js";
+import { egressLogCommand, logsCommand, policyCommand, portsCommand } from "./commands/network.js";
 import { nodesDrainCommand, nodesLsCommand, nodesUndrainCommand } from "./commands/nodes.js";
 import { rmCommand } from "./commands/rm.js";
 import { serveCommand } from "./commands/serve.js";
 import { shellCommand } from "./commands/shell.js";
+import { snapshotCreateCommand, snapshotLsCommand, snapshotRmCommand } from "./commands/snapshots.js";
 import { templatesBuildCommand, templatesLsCommand, templatesRmCommand } from "./commands/templates.js";
 import { timeoutCommand } from "./commands/timeout.js";
 import { volumesCreateCommand, volumesLsCommand, volumesRmCommand } from "./commands/volumes.js";
+import { type CompletionShell, completionScript, completionShells } from "./completion.js";
 import { describeError } from "./format.js";
 
 /** Every subcommand, in the order `sandpit --help` lists them. */
@@ -32,7 +36,14 @@ export const commands: CliCommand[] = [
   lsCommand,
   infoCommand,
   metricsCommand,
+  pauseCommand,
+  resumeCommand,
+  snapshotCreateCommand,
+  snapshotLsCommand,
+  snapshotRmCommand,
+  forkCommand,
   execCommand,
+  logsCommand,
   runCodeCommand,
   contextsLsCommand,
   contextsCreateCommand,
@@ -41,6 +52,9 @@ export const commands: CliCommand[] = [
   cpCommand,
   rmCommand,
   timeoutCommand,
+  portsCommand,
+  policyCommand,
+  egressLogCommand,
   shellCommand,
   eventsCommand,
   templatesLsCommand,
@@ -58,7 +72,25 @@ export const commands: CliCommand[] = [
   serveCommand,
 ];
 
-const GROUPS = new Set(["templates", "images", "volumes", "keys", "nodes", "contexts"]);
+/** `sandpit completion bash|zsh`: generated from the table above, so it knows every command and option. */
+const completionCommand: CliCommand = {
+  name: "completion",
+  usage: "bash|zsh",
+  summary: 'Print a shell completion script (e.g. eval "$(sandpit completion bash)" in ~/.bashrc)',
+  options: {},
+  async run({ positionals }, ctx) {
+    const [shell, extra] = positionals;
+    if (!completionShells.includes(shell as CompletionShell) || extra !== undefined) {
+      throw new UsageError(`completion: expects one of ${completionShells.join(", ")}`);
+    }
+    ctx.stdout.write(completionScript(shell as CompletionShell, commands, globalOptions));
+    return 0;
+  },
+};
+commands.push(completionCommand);
+
+/** Commands whose name has two words: the first names the group. */
+const GROUPS = new Set(commands.filter((c) => c.name.includes(" ")).map((c) => c.name.split(" ")[0]!));
 
 /** The streams a run writes to; the process's own by default. */
 export type Io = Pick<Context, "stdout" | "stderr" | "stdin">;

@@ -1,3 +1,4 @@
+export * from "./admin.js";
 export * from "./code.js";
 export * from "./common.js";
 export * from "./egress.js";

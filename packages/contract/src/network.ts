@@ -73,6 +73,7 @@ export const exposedPortSchema = z.object({
   url: z.string().describe("Path-based URL on the API host"),
   hostUrl: z.string().nullable().describe("Host-based URL, when SANDPIT_DOMAIN is configured"),
 });
+export type ExposedPort = z.infer<typeof exposedPortSchema>;
 export const listPortsResponseSchema = z.object({
   ports: z.array(exposedPortSchema),
   public: z.boolean(),

@@ -200,3 +200,61 @@ describe("parseRetryAfter", () => {
     expect(parseRetryAfter("-3")).toBeUndefined();
   });
 });
+
+describe("idempotency of retried requests", () => {
+  const keyOf = (call: { init: RequestInit | undefined }) =>
+    (call.init?.headers as Record<string, string> | undefined)?.["idempotency-key"];
+
+  it("sends one generated Idempotency-Key with every attempt of a POST, and a new one per call", async () => {
+    const { fetch, calls } = scriptedFetch([
+      failure(503, "runtime_unavailable"),
+      json(200, { ok: true }),
+      json(200, { ok: true }),
+    ]);
+    const { api } = client(fetch);
+    await api.json(okSchema, "/thing", { method: "POST", json: {} });
+    await api.json(okSchema, "/thing", { method: "POST", json: {} });
+    expect(calls).toHaveLength(3);
+    expect(keyOf(calls[0]!)).toMatch(/^[0-9a-f-]{36}$/);
+    expect(keyOf(calls[1]!)).toBe(keyOf(calls[0]!));
+    expect(keyOf(calls[2]!)).not.toBe(keyOf(calls[0]!));
+  });
+
+  it("keeps a caller's Idempotency-Key and sends none on a GET", async () => {
+    const { fetch, calls } = scriptedFetch([json(200, { ok: true }), json(200, { ok: true })]);
+    const { api } = client(fetch);
+    await api.json(okSchema, "/thing", { method: "POST", json: {}, headers: { "Idempotency-Key": "mine" } });
+    await api.json(okSchema, "/thing");
+    expect(keyOf(calls[0]!)).toBe("mine");
+    expect(keyOf(calls[1]!)).toBeUndefined();
+  });
+
+  it("does not retry a streamed POST that may have run (the server cannot replay a stream)", async () => {
+    const { fetch, calls } = scriptedFetch([failure(503, "runtime_unavailable"), json(200, { ok: true })]);
+    const { api } = client(fetch);
+    const error = await api
+      .stream("/exec", { method: "POST", json: {}, headers: { accept: "application/x-ndjson" } })
+      .catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(ServerError);
+    expect(calls).toHaveLength(1);
+  });
+
+  it("retries a streamed POST the server turned away (429, connection refused) or that is repeatable", async () => {
+    const refused = new TypeError("fetch failed", {
+      cause: Object.assign(new Error("refused"), { code: "ECONNREFUSED" }),
+    });
+    const { fetch, calls } = scriptedFetch([
+      failure(429, "rate_limited"),
+      refused,
+      json(200, { ok: true }),
+      failure(503, "runtime_unavailable"),
+      json(200, { ok: true }),
+    ]);
+    const { api } = client(fetch);
+    const streamed = { method: "POST", json: {}, headers: { accept: "application/x-ndjson" } } as const;
+    await api.stream("/exec", streamed);
+    expect(calls).toHaveLength(3);
+    await api.stream("/templates/base/build", { ...streamed, repeatable: true });
+    expect(calls).toHaveLength(5);
+  });
+});

@@ -31,6 +31,13 @@ export interface RequestOptions {
   headers?: Record<string, string>;
   /** Cancels the request. */
   signal?: AbortSignal;
+  /**
+   * The request may run twice without harm (building a template joins the running build, pulling an
+   * image is a no-op the second time), so a streamed POST is retried like a GET.
+   */
+  repeatable?: boolean;
+  /** The path is relative to `{apiUrl}` instead of `{apiUrl}/v1` (the Prometheus `/metrics`). */
+  unversioned?: boolean;
 }
 
 /** A response whose body the caller reads as it arrives. */
@@ -46,7 +53,14 @@ export interface RetryHooks {
   random?: () => number;
 }
 
-type Attempt<T> = { ok: true; value: T } | { ok: false; error: SandpitError; retryable: boolean; delayMs?: number };
+/**
+ * Why an attempt failed, as far as retrying goes: `unsent` — the server turned it away before running it
+ * (connection refused, 429), `maybe-ran` — it may have run (a 5xx, a connection that broke off), `final`
+ * — retrying cannot help.
+ */
+type FailureKind = "unsent" | "maybe-ran" | "final";
+
+type Attempt<T> = { ok: true; value: T } | { ok: false; error: SandpitError; kind: FailureKind; delayMs?: number };
 
 /**
  * Backoff before retry number `attempt` (0 for the first retry): exponential from 250 ms, capped at
@@ -85,6 +99,11 @@ export function parseRetryAfter(value: string | null, now: number = Date.now()):
  * The transport under every SDK call: builds URLs, adds the API key, enforces the client-side timeout,
  * retries network errors, 429 and 5xx with exponential backoff (honouring `Retry-After`), turns error
  * bodies into typed errors and validates responses against the contract's schemas.
+ *
+ * A POST carries an `Idempotency-Key` generated once per call and sent again with each of its retries:
+ * the server answers a retry of a request it already ran with the stored response instead of running it
+ * twice. The server cannot replay a streamed answer (`Accept: application/x-ndjson`), so a streamed POST
+ * that may have run (5xx, broken connection) is not retried unless it is `repeatable`.
  *
  * @example
  * ```ts
@@ -154,12 +173,15 @@ export class ApiClient {
     streaming: boolean,
     read: (response: Response, requestId: string | undefined) => Promise<T>,
   ): Promise<T> {
-    const url = this.#url(path, opts.query);
+    const url = this.#url(path, opts);
     const retryable = !(opts.body instanceof ReadableStream);
+    const once = withIdempotencyKey(opts);
+    const replaySafe = replaySafeRequest(once);
     for (let attempt = 0; ; attempt++) {
-      const result = await this.#attempt(url, opts, streaming, read);
+      const result = await this.#attempt(url, once, streaming, read);
       if (result.ok) return result.value;
-      if (!retryable || !result.retryable || attempt >= this.config.maxRetries) throw result.error;
+      const worthRetrying = result.kind === "unsent" || (result.kind === "maybe-ran" && replaySafe);
+      if (!retryable || !worthRetrying || attempt >= this.config.maxRetries) throw result.error;
       await this.#sleep(result.delayMs ?? backoffDelayMs(attempt, this.#random));
       if (opts.signal?.aborted) throw opts.signal.reason;
     }
@@ -192,9 +214,13 @@ export class ApiClient {
       try {
         response = await fetchFn(url, this.#init(opts, signal));
       } catch (err) {
-        if (timedOut) return { ok: false, error: describeTimeout(), retryable: false };
+        if (timedOut) return { ok: false, error: describeTimeout(), kind: "final" };
         if (opts.signal?.aborted) throw opts.signal.reason;
-        return { ok: false, error: networkError(`cannot reach ${this.config.apiUrl}`, err), retryable: true };
+        return {
+          ok: false,
+          error: networkError(`cannot reach ${this.config.apiUrl}`, err),
+          kind: connectionRefused(err) ? "unsent" : "maybe-ran",
+        };
       }
       requestId = response.headers.get("x-request-id") ?? undefined;
       if (!response.ok) {
@@ -202,34 +228,34 @@ export class ApiClient {
         const retryAfterMs = parseRetryAfter(response.headers.get("retry-after"));
         if (response.status === 429 || response.status >= 500) {
           if (retryAfterMs !== undefined && retryAfterMs > MAX_RETRY_AFTER_MS) {
-            return { ok: false, error, retryable: false };
+            return { ok: false, error, kind: "final" };
           }
           return {
             ok: false,
             error,
-            retryable: true,
+            kind: response.status === 429 ? "unsent" : "maybe-ran",
             ...(retryAfterMs === undefined ? {} : { delayMs: retryAfterMs }),
           };
         }
-        return { ok: false, error, retryable: false };
+        return { ok: false, error, kind: "final" };
       }
       if (streaming) clearTimeout(timer);
       try {
         return { ok: true, value: await read(response, requestId) };
       } catch (err) {
-        if (timedOut) return { ok: false, error: describeTimeout(), retryable: false };
+        if (timedOut) return { ok: false, error: describeTimeout(), kind: "final" };
         if (opts.signal?.aborted) throw opts.signal.reason;
         if (err instanceof SandpitError) throw err;
-        return { ok: false, error: networkError("the response broke off", err, requestId), retryable: true };
+        return { ok: false, error: networkError("the response broke off", err, requestId), kind: "maybe-ran" };
       }
     } finally {
       clearTimeout(timer);
     }
   }
 
-  #url(path: string, query: RequestOptions["query"]): string {
-    const url = new URL(`${this.config.apiUrl}/v1${path}`);
-    for (const [key, value] of Object.entries(query ?? {})) {
+  #url(path: string, opts: RequestOptions): string {
+    const url = new URL(`${this.config.apiUrl}${opts.unversioned ? "" : "/v1"}${path}`);
+    for (const [key, value] of Object.entries(opts.query ?? {})) {
       if (value !== undefined) url.searchParams.append(key, String(value));
     }
     return url.toString();
@@ -282,6 +308,30 @@ export class ApiClient {
       retryAfterMs: parseRetryAfter(response.headers.get("retry-after")),
     });
   }
+}
+
+/** The request with an `Idempotency-Key` when it is a POST that has none: one key for all its attempts. */
+function withIdempotencyKey(opts: RequestOptions): RequestOptions {
+  if ((opts.method ?? "GET") !== "POST") return opts;
+  if (Object.keys(opts.headers ?? {}).some((name) => name.toLowerCase() === "idempotency-key")) return opts;
+  return { ...opts, headers: { ...opts.headers, "idempotency-key": crypto.randomUUID() } };
+}
+
+/**
+ * Whether sending the request again cannot do anything twice: every method but POST is idempotent
+ * (PATCH merges the same keys again), and the server replays a keyed POST's stored response unless the
+ * answer is streamed.
+ */
+function replaySafeRequest(opts: RequestOptions): boolean {
+  if (opts.repeatable === true || (opts.method ?? "GET") !== "POST") return true;
+  const accept = Object.entries(opts.headers ?? {}).find(([name]) => name.toLowerCase() === "accept")?.[1] ?? "";
+  return !accept.includes("application/x-ndjson");
+}
+
+/** The connection was refused: the request never reached a server. */
+function connectionRefused(err: unknown): boolean {
+  const cause = err instanceof Error ? err.cause : undefined;
+  return typeof cause === "object" && cause !== null && (cause as { code?: unknown }).code === "ECONNREFUSED";
 }
 
 function fallbackCode(status: number): SandpitErrorCode {

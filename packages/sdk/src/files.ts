@@ -46,7 +46,7 @@ export class Files {
    * Writes a file, creating its parent directories and replacing any file already there. Streams are
    * sent as they are read, without buffering the whole content (and so are not retried).
    *
-   * @param mode - Permission bits as an octal string (`"755"`) or a number (`0o755`); 644 by default.
+   * @param opts - `mode`: permission bits as an octal string (`"755"`) or a number (`0o755`); 644 by default.
    * @example
    * ```ts
    * await sandbox.files.write("/root/run.sh", "#!/bin/sh\necho hi\n", { mode: "755" });

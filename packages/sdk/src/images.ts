@@ -60,6 +60,7 @@ export class Images {
   ): AsyncGenerator<ImagePullEvent, void, undefined> {
     const response = await client(opts).stream("/images/pull", {
       method: "POST",
+      repeatable: true,
       headers: { accept: "application/x-ndjson" },
       json: image,
     });

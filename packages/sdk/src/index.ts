@@ -14,6 +14,16 @@
  */
 export type { ErrorCode, ExecStreamEvent, FieldIssue, Resources } from "@sandpit/contract";
 export {
+  Admin,
+  Meta,
+  type OpenApiDocument,
+  type OrgQuota,
+  type OrgQuotaResponse,
+  type PutWarmPoolRequest,
+  type WarmPool,
+  type WarmPoolStatus,
+} from "./admin.js";
+export {
   ApiClient,
   backoffDelayMs,
   type HttpMethod,
@@ -54,6 +64,12 @@ export {
   resolveConfig,
 } from "./config.js";
 export {
+  EgressLog,
+  type EgressLogEntry,
+  type EgressLogFilter,
+  type EgressLogFollowOptions,
+} from "./egress-log.js";
+export {
   AuthenticationError,
   type ClientErrorCode,
   ConflictError,
@@ -88,15 +104,21 @@ export { type FileEntry, Files, type ReadFormat, type WriteData, type WriteInfo 
 export { type Image, type ImagePullEvent, Images, type PullCallbacks, type PullImageRequest } from "./images.js";
 export { parseNdjson, parseNdjsonEvents } from "./ndjson.js";
 export { type ClusterNode, type NodeState, Nodes } from "./nodes.js";
+export { type SdkRoute, sdkRoutes } from "./routes.js";
 export {
   type CreateSandboxRequest,
+  type ExposedPort,
+  type MetadataPatch,
   type MetricsSample,
+  type NetworkPolicyInput,
   Sandbox,
   type SandboxFilter,
   type SandboxInfo,
   type SandboxMetrics,
+  type SandboxPorts,
   type SandboxStatus,
 } from "./sandbox.js";
+export { type Snapshot, Snapshots } from "./snapshots.js";
 export { parseSse, type SseMessage } from "./sse.js";
 export {
   type BuildCallbacks,

@@ -1,22 +1,53 @@
 import {
   type CreateSandboxRequest,
+  type ExposedPort,
+  listPortsResponseSchema,
   listSandboxesResponseSchema,
   type MetadataPatch,
   type MetricsSample,
+  type NetworkPolicyInput,
   type Sandbox as SandboxInfo,
   type SandboxMetrics,
   type SandboxStatus,
+  type Snapshot,
   sandboxMetricsSchema,
   sandboxSchema,
+  snapshotSchema,
 } from "@sandpit/contract";
 import { ApiClient } from "./api-client.js";
 import { Code } from "./code.js";
 import { Commands } from "./commands.js";
 import { type ConnectionOptions, resolveConfig } from "./config.js";
+import {
+  type EgressLogEntry,
+  type EgressLogFilter,
+  type EgressLogFollowOptions,
+  followEgressLog,
+  listEgressLog,
+} from "./egress-log.js";
 import { Files } from "./files.js";
 import { Terminals } from "./terminals.js";
 
-export type { CreateSandboxRequest, MetadataPatch, MetricsSample, SandboxInfo, SandboxMetrics, SandboxStatus };
+export type {
+  CreateSandboxRequest,
+  ExposedPort,
+  MetadataPatch,
+  MetricsSample,
+  NetworkPolicyInput,
+  SandboxInfo,
+  SandboxMetrics,
+  SandboxStatus,
+};
+
+/** The sandbox's exposed ports, as {@link Sandbox.ports} returns them. */
+export interface SandboxPorts {
+  /** Each exposed port with its URLs. */
+  ports: ExposedPort[];
+  /** Whether the URLs answer without a traffic token. */
+  public: boolean;
+  /** The header that carries a traffic token to a port that is not public. */
+  trafficTokenHeader: string;
+}
 
 /** Which sandboxes {@link Sandbox.list} returns. */
 export interface SandboxFilter {
@@ -91,8 +122,6 @@ export class Sandbox {
     const info = await client.json(sandboxSchema, "/sandboxes", {
       method: "POST",
       json: params,
-      // Lets the server recognise a retried create instead of starting a second sandbox.
-      headers: { "idempotency-key": crypto.randomUUID() },
     });
     return new Sandbox(info, client);
   }
@@ -261,9 +290,98 @@ export class Sandbox {
     this.#info = await this.#client.json(sandboxSchema, `${this.#path()}/pause`, { method: "POST" });
   }
 
-  /** Resumes a paused sandbox with its processes and memory as they were. */
+  /**
+   * Resumes a paused sandbox with its processes and memory as they were. (`POST .../wake` is the same
+   * route under another name.)
+   */
   async resume(): Promise<void> {
     this.#info = await this.#client.json(sandboxSchema, `${this.#path()}/resume`, { method: "POST" });
+  }
+
+  /**
+   * Snapshots the sandbox with its memory and processes; the sandbox keeps running. Start sandboxes
+   * from it with `Sandbox.create({ snapshotId: snapshot.id })`.
+   *
+   * @example
+   * ```ts
+   * const snapshot = await sandbox.snapshot({ name: "deps-installed" });
+   * ```
+   */
+  async snapshot(opts: { name?: string } = {}): Promise<Snapshot> {
+    return this.#client.json(snapshotSchema, `${this.#path()}/snapshots`, { method: "POST", json: opts });
+  }
+
+  /**
+   * Starts `count` (1–16) new running sandboxes that continue this one, processes and memory included.
+   *
+   * @example
+   * ```ts
+   * const [a, b] = await sandbox.fork(2);
+   * ```
+   */
+  async fork(count = 1): Promise<Sandbox[]> {
+    const { sandboxes } = await this.#client.json(listSandboxesResponseSchema, `${this.#path()}/fork`, {
+      method: "POST",
+      json: { count },
+    });
+    return sandboxes.map((info) => new Sandbox(info, this.#client));
+  }
+
+  /**
+   * The sandbox's exposed ports and their URLs (by path on the API host, and by host name when the
+   * server has a domain).
+   *
+   * @example
+   * ```ts
+   * const { ports } = await sandbox.ports();
+   * console.log(ports.find((p) => p.port === 8000)?.url);
+   * ```
+   */
+  async ports(): Promise<SandboxPorts> {
+    return this.#client.json(listPortsResponseSchema, `${this.#path()}/ports`);
+  }
+
+  /**
+   * Replaces the sandbox's egress policy, applied at once. Returns the updated sandbox.
+   *
+   * @example
+   * ```ts
+   * await sandbox.setNetworkPolicy({ mode: "custom", allow: { domains: ["pypi.org", "*.pythonhosted.org"] } });
+   * ```
+   */
+  async setNetworkPolicy(policy: NetworkPolicyInput): Promise<SandboxInfo> {
+    this.#info = await this.#client.json(sandboxSchema, `${this.#path()}/network-policy`, {
+      method: "PUT",
+      json: policy,
+    });
+    return this.toJSON();
+  }
+
+  /**
+   * The sandbox's outbound connection attempts, oldest first: destination, domain, allowed or denied
+   * and by which rule.
+   *
+   * @example
+   * ```ts
+   * const denied = await sandbox.egressLog({ decision: "denied" });
+   * ```
+   */
+  async egressLog(filter: EgressLogFilter = {}): Promise<EgressLogEntry[]> {
+    return listEgressLog(this.#client, `${this.#path()}/egress-log`, filter);
+  }
+
+  /**
+   * The sandbox's outbound connection attempts as they happen (the ones already logged first), as an
+   * async iterator; ends when `signal` aborts.
+   *
+   * @example
+   * ```ts
+   * const stop = new AbortController();
+   * for await (const entry of sandbox.followEgressLog({ signal: stop.signal })) console.log(entry.domain);
+   * ```
+   */
+  followEgressLog(options: EgressLogFollowOptions = {}): AsyncGenerator<EgressLogEntry, void, undefined> {
+    return followEgressLog(this.#client, `${this.#path()}/egress-log`, options);
   }
 
   /**

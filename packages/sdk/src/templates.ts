@@ -91,6 +91,8 @@ export class Templates {
   ): AsyncGenerator<TemplateBuildEvent, void, undefined> {
     const response = await client(opts).stream(`/templates/${encodeURIComponent(name)}/build`, {
       method: "POST",
+      // A second build request joins the running build.
+      repeatable: true,
       headers: { accept: "application/x-ndjson" },
     });
     yield* parseNdjsonEvents(templateBuildEventSchema, response.body, response.requestId);

@@ -1,5 +1,6 @@
 import {
   type CreateTerminalRequest,
+  listTerminalsResponseSchema,
   type Terminal as TerminalInfo,
   terminalSchema,
   terminalServerMessageSchema,
@@ -94,7 +95,7 @@ export class Terminals {
   /** Starts a program (default: a login shell) on a new terminal and connects to it. */
   async create(opts: TerminalOptions = {}): Promise<Terminal> {
     const { onData, ...request } = opts;
-    const info = await this.#client.json(terminalSchema, `/sandboxes/${this.#sandboxId}/terminals`, {
+    const info = await this.#client.json(terminalSchema, this.#terminalsPath(), {
       method: "POST",
       json: request,
     });
@@ -103,16 +104,60 @@ export class Terminals {
 
   /** Connects to a running terminal; output it produced while nobody was connected arrives first. */
   async connect(terminalId: string, opts: Pick<TerminalOptions, "onData"> = {}): Promise<Terminal> {
-    const info = await this.#client.json(terminalSchema, `/sandboxes/${this.#sandboxId}/terminals/${terminalId}`);
-    return this.#connect(info, opts.onData);
+    return this.#connect(await this.get(terminalId), opts.onData);
+  }
+
+  /** The sandbox's terminals, connected or not. */
+  async list(): Promise<TerminalInfo[]> {
+    const { terminals } = await this.#client.json(listTerminalsResponseSchema, this.#terminalsPath());
+    return terminals;
+  }
+
+  /** What the API says about one terminal, without connecting to it. */
+  async get(terminalId: string): Promise<TerminalInfo> {
+    return this.#client.json(terminalSchema, this.#terminalPath(terminalId));
+  }
+
+  /**
+   * Sends input to a terminal over HTTP, as typed, without holding its WebSocket (for scripts that
+   * drive a terminal someone else watches).
+   *
+   * @example
+   * ```ts
+   * await sandbox.terminals.sendInput(terminalId, "make test\r");
+   * ```
+   */
+  async sendInput(terminalId: string, data: string | Uint8Array): Promise<void> {
+    const json = typeof data === "string" ? { data } : { dataBase64: Buffer.from(data).toString("base64") };
+    await this.#client.empty(`${this.#terminalPath(terminalId)}/input`, { method: "POST", json });
+  }
+
+  /** Resizes a terminal over HTTP; its program gets SIGWINCH. */
+  async resize(terminalId: string, cols: number, rows: number): Promise<void> {
+    await this.#client.empty(`${this.#terminalPath(terminalId)}/resize`, { method: "POST", json: { cols, rows } });
+  }
+
+  /** Ends a terminal's program. */
+  async kill(terminalId: string): Promise<void> {
+    await this.#client.empty(this.#terminalPath(terminalId), { method: "DELETE" });
+  }
+
+  #terminalsPath(): string {
+    return `/sandboxes/${encodeURIComponent(this.#sandboxId)}/terminals`;
+  }
+
+  #terminalPath(terminalId: string): string {
+    return `${this.#terminalsPath()}/${encodeURIComponent(terminalId)}`;
   }
 
   async #connect(info: TerminalInfo, onData: ((data: Uint8Array) => void) | undefined): Promise<Terminal> {
-    const path = `/sandboxes/${this.#sandboxId}/terminals/${info.terminalId}`;
+    const path = this.#terminalPath(info.terminalId);
     const url = `${this.#client.config.apiUrl.replace(/^http/, "ws")}/v1${path}`;
     const headers: Record<string, string> = {};
     if (this.#client.config.apiKey) headers.authorization = `Bearer ${this.#client.config.apiKey}`;
-    const socket = new WebSocket(url, { headers });
+    // Without it, a proxy that never answers the upgrade would leave the caller waiting forever.
+    const timeoutMs = this.#client.config.timeoutMs;
+    const socket = new WebSocket(url, { headers, ...(timeoutMs > 0 ? { handshakeTimeout: timeoutMs } : {}) });
     let exitCode: number | undefined;
     const exit = new Promise<number>((resolve, reject) => {
       socket.on("message", (data: Buffer, isBinary: boolean) => {

@@ -4,9 +4,10 @@ import { chmod, mkdir, readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { type FileEntry, FileNotFoundError, Sandbox, SandpitError } from "sandpit";
-import { UsageError } from "../args.js";
-import type { CliCommand, Context } from "../command.js";
-import { humanBytes } from "../format.js";
+import { flagOption, UsageError } from "../args.js";
+import { type CliCommand, type Context, jsonOption } from "../command.js";
+import { humanBytes, toJson } from "../format.js";
+import { TransferProgress } from "../progress.js";
 
 const REMOTE = /^(sbx_[A-Za-z0-9]+):(.*)$/;
 /** Files up to this size are sent in one buffer (and so can be retried); larger ones are streamed. */
@@ -19,14 +20,16 @@ type Location = { kind: "local"; path: string } | { kind: "remote"; id: string; 
 interface Tally {
   files: number;
   bytes: number;
+  /** The bar on stderr while bytes flow (drawn only on a terminal). */
+  progress: TransferProgress;
 }
 
 export const cpCommand: CliCommand = {
   name: "cp",
-  usage: "SRC DST   (one side is ID:/path; directories are copied recursively; - is stdin/stdout)",
-  summary: "Copy files and directories between this machine and a sandbox",
-  options: {},
-  async run({ positionals }, ctx) {
+  usage: "SRC DST [--json]  (one side is ID:/path; directories are copied recursively; - is stdin/stdout)",
+  summary: "Copy files and directories between this machine and a sandbox (--json: {files, bytes, to} on stdout)",
+  options: { ...jsonOption },
+  async run({ values, positionals }, ctx) {
     if (positionals.length !== 2) throw new UsageError("cp: expects SRC and DST, one of them ID:/path");
     const [src, dst] = positionals.map(parseLocation) as [Location, Location];
     if (src.kind === dst.kind) {
@@ -37,13 +40,17 @@ export const cpCommand: CliCommand = {
     const sandbox = await Sandbox.get(remote.id, ctx.connection);
     const remotePath = path.posix.resolve(sandbox.cwd, remote.path === "" ? "." : remote.path);
     const keepsSlash = remote.path.endsWith("/") && remotePath !== "/" ? "/" : "";
-    const tally: Tally = { files: 0, bytes: 0 };
-    const target =
-      src.kind === "local"
-        ? await upload(ctx, sandbox, local, remotePath + keepsSlash, tally)
-        : await download(ctx, sandbox, remotePath, local, tally);
+    const tally: Tally = { files: 0, bytes: 0, progress: new TransferProgress(ctx.stderr, "copying") };
+    const target = await (src.kind === "local"
+      ? upload(ctx, sandbox, local, remotePath + keepsSlash, tally)
+      : download(ctx, sandbox, remotePath, local, tally)
+    ).finally(() => tally.progress.finish());
     if (target !== "-") {
       const where = src.kind === "local" ? `${sandbox.id}:${target}` : target;
+      if (flagOption(values, "json")) {
+        ctx.stdout.write(toJson({ files: tally.files, bytes: tally.bytes, to: where }));
+        return 0;
+      }
       const files = tally.files === 1 ? "1 file" : `${tally.files} files`;
       ctx.stderr.write(`Copied ${files} (${humanBytes(tally.bytes)}) to ${where}\n`);
     }
@@ -75,21 +82,34 @@ async function upload(ctx: Context, sandbox: Sandbox, local: string, remote: str
     const files: [string, string, number][] = [];
     await sandbox.files.mkdir(target, { mode: source.mode & 0o777 });
     await walkLocal(sandbox, local, target, files, ctx);
+    for (const [from] of files) tally.progress.expect((await stat(from)).size);
     await inParallel(files, async ([from, to, mode]) => {
-      tally.bytes += await uploadFile(sandbox, from, to, mode);
+      tally.bytes += await uploadFile(sandbox, from, to, mode, tally.progress);
       tally.files++;
     });
   } else {
-    tally.bytes += await uploadFile(sandbox, local, target, source.mode & 0o777);
+    tally.progress.expect(source.size);
+    tally.bytes += await uploadFile(sandbox, local, target, source.mode & 0o777, tally.progress);
     tally.files++;
   }
   return target;
 }
 
-async function uploadFile(sandbox: Sandbox, from: string, to: string, mode: number): Promise<number> {
+async function uploadFile(
+  sandbox: Sandbox,
+  from: string,
+  to: string,
+  mode: number,
+  progress: TransferProgress,
+): Promise<number> {
   const size = (await stat(from)).size;
-  const data = size <= BUFFER_LIMIT ? await readFile(from) : createReadStream(from);
-  return (await sandbox.files.write(to, data, { mode })).size;
+  if (size <= BUFFER_LIMIT) {
+    // A small file is one buffered request (retried if need be), counted once the server has it.
+    const written = await sandbox.files.write(to, await readFile(from), { mode });
+    progress.add(written.size);
+    return written.size;
+  }
+  return (await sandbox.files.write(to, progress.count(createReadStream(from)), { mode })).size;
 }
 
 /**
@@ -126,7 +146,7 @@ async function download(ctx: Context, sandbox: Sandbox, remote: string, local: s
   }
   if (local === "-") {
     if (entry.type === "dir") throw new UsageError("cp: cannot copy a directory to stdout");
-    tally.bytes += await downloadFile(sandbox, remote, ctx.stdout);
+    tally.bytes += await downloadFile(sandbox, remote, ctx.stdout, tally.progress);
     return "-";
   }
   const existing = await stat(local).catch(() => undefined);
@@ -138,14 +158,15 @@ async function download(ctx: Context, sandbox: Sandbox, remote: string, local: s
       throw new UsageError(`cp: cannot copy a directory onto the file ${local}`);
     const files: [string, string, number][] = [];
     await mkdir(target, { recursive: true });
-    await walkRemote(sandbox, remote, target, files, ctx);
+    await walkRemote(sandbox, remote, target, files, ctx, tally.progress);
     await inParallel(files, async ([from, to, mode]) => {
-      tally.bytes += await downloadFile(sandbox, from, to, mode);
+      tally.bytes += await downloadFile(sandbox, from, to, tally.progress, mode);
       tally.files++;
     });
   } else {
     if (intoDirectory) await mkdir(local, { recursive: true });
-    tally.bytes += await downloadFile(sandbox, remote, target, parseMode(entry.mode));
+    tally.progress.expect(entry.size);
+    tally.bytes += await downloadFile(sandbox, remote, target, tally.progress, parseMode(entry.mode));
     tally.files++;
   }
   return target;
@@ -157,14 +178,16 @@ async function walkRemote(
   localDir: string,
   files: [string, string, number][],
   ctx: Context,
+  progress: TransferProgress,
 ): Promise<void> {
   for (const entry of await sandbox.files.list(remoteDir)) {
     const from = path.posix.join(remoteDir, entry.name);
     const to = path.join(localDir, entry.name);
     if (entry.type === "dir") {
       await mkdir(to, { recursive: true });
-      await walkRemote(sandbox, from, to, files, ctx);
+      await walkRemote(sandbox, from, to, files, ctx, progress);
     } else if (entry.type === "file") {
+      progress.expect(entry.size);
       files.push([from, to, parseMode(entry.mode)]);
     } else {
       ctx.stderr.write(`sandpit: skipping ${sandbox.id}:${from}: not a regular file or directory\n`);
@@ -176,12 +199,13 @@ async function downloadFile(
   sandbox: Sandbox,
   from: string,
   to: string | NodeJS.WritableStream,
+  progress: TransferProgress,
   mode?: number,
 ): Promise<number> {
   const body = await sandbox.files.read(from, { format: "stream" });
   let bytes = 0;
   const counted = async function* () {
-    for await (const chunk of body as AsyncIterable<Uint8Array>) {
+    for await (const chunk of progress.count(body as AsyncIterable<Uint8Array>)) {
       bytes += chunk.length;
       yield chunk;
     }

@@ -16,7 +16,7 @@ import { parseVolumeFlags } from "./volumes.js";
 export const createCommand: CliCommand = {
   name: "create",
   usage:
-    "[--template NAME] [--vcpus N] [--memory MB] [--disk MB] [--timeout DURATION] [--env K=V]... [--metadata K=V]... [--cwd PATH] [--volume NAME:/path[:ro]]... [--json]",
+    "[--template NAME] [--vcpus N] [--memory MB] [--disk MB] [--timeout DURATION] [--env K=V]... [--metadata K=V]... [--cwd PATH] [--volume NAME:/path[:ro]]... [--port N]... [--snapshot SNAPSHOT_ID] [--json]",
   summary: "Create a sandbox and print its id",
   options: {
     template: { type: "string", short: "t" },
@@ -32,6 +32,8 @@ export const createCommand: CliCommand = {
     git: { type: "string" },
     tarball: { type: "string" },
     volume: { type: "string", short: "v", multiple: true },
+    port: { type: "string", short: "p", multiple: true },
+    snapshot: { type: "string" },
     ...jsonOption,
   },
   async run({ values, positionals }, ctx) {
@@ -54,6 +56,8 @@ export const createCommand: CliCommand = {
       runtime: stringOption(values, "runtime") as CreateSandboxRequest["runtime"],
       source: sourceFrom(stringOption(values, "git"), stringOption(values, "tarball")),
       volumes: parseVolumeFlags(listOption(values, "volume")),
+      ports: listOption(values, "port").map((port) => parseInteger("--port", port)),
+      snapshotId: stringOption(values, "snapshot"),
     };
     const image = stringOption(values, "image");
     if (image !== undefined) params.image = { uri: image };

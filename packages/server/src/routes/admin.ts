@@ -1,17 +1,16 @@
+import {
+  listWarmPoolsResponseSchema,
+  orgQuotaResponseSchema,
+  orgQuotaSchema,
+  putWarmPoolRequestSchema,
+  warmPoolSchema,
+} from "@sandpit/contract";
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { z } from "zod";
 import { ApiError } from "../errors.js";
 import { tokensEqual } from "../lib/server-key.js";
 import type { QuotaService } from "../services/quota-service.js";
 import type { WarmPoolService } from "../services/warm-pool-service.js";
 import { type Authenticate, route } from "./route.js";
-
-const limit = z.number().int().min(0).nullable();
-export const orgQuotaSchema = z.strictObject({
-  maxSandboxes: limit.describe("Sandboxes at once (paused ones count); null: the server default"),
-  maxVcpus: limit.describe("Sum of vcpus of the organisation's sandboxes"),
-  maxMemoryMb: limit.describe("Sum of memoryMb of the organisation's sandboxes"),
-});
 
 /**
  * Lets the request through when it carries the admin key as a Bearer token (compared in constant
@@ -24,19 +23,7 @@ export function requireAdminKey(request: FastifyRequest, adminKey: string | unde
   }
 }
 
-/** The admin API: operators set per-organisation quotas with SANDPIT_ADMIN_KEY. */
-const warmPoolSchema = z.strictObject({
-  template: z.string().min(1),
-  size: z.number().int().min(0).max(64),
-  resources: z
-    .strictObject({
-      vcpus: z.number().int().min(1).max(8).default(1),
-      memoryMb: z.number().int().min(256).max(16_384).default(1024),
-      diskMb: z.number().int().min(512).max(65_536).default(4096),
-    })
-    .prefault({}),
-});
-
+/** The admin API: operators set per-organisation quotas and warm pools with SANDPIT_ADMIN_KEY. */
 export function adminRoutes(
   app: FastifyInstance,
   authenticate: Authenticate,
@@ -45,7 +32,6 @@ export function adminRoutes(
   adminKey?: string,
 ) {
   const requireAdmin = (request: FastifyRequest) => requireAdminKey(request, adminKey, "the admin API");
-  const effective = z.object({ org: z.string(), own: orgQuotaSchema, effective: orgQuotaSchema });
 
   route(
     app,
@@ -56,7 +42,7 @@ export function adminRoutes(
       summary: "Warm pools (admin key)",
       tags: ["admin"],
       public: true,
-      responses: { 200: { description: "Pools" } },
+      responses: { 200: { description: "Pools", schema: listWarmPoolsResponseSchema } },
     },
     async ({ request }) => {
       requireAdmin(request);
@@ -73,8 +59,8 @@ export function adminRoutes(
       summary: "Create or resize a warm pool (admin key); it fills in the background",
       tags: ["admin"],
       public: true,
-      body: warmPoolSchema,
-      responses: { 200: { description: "The pool" } },
+      body: putWarmPoolRequestSchema,
+      responses: { 200: { description: "The pool", schema: warmPoolSchema } },
     },
     async ({ request, params, body }) => {
       requireAdmin(request);
@@ -110,7 +96,7 @@ export function adminRoutes(
       summary: "An organisation's quota (admin key)",
       tags: ["admin"],
       public: true,
-      responses: { 200: { description: "Quota", schema: effective } },
+      responses: { 200: { description: "Quota", schema: orgQuotaResponseSchema } },
     },
     async ({ request, params }) => {
       requireAdmin(request);
@@ -128,7 +114,7 @@ export function adminRoutes(
       tags: ["admin"],
       public: true,
       body: orgQuotaSchema,
-      responses: { 200: { description: "Quota", schema: effective } },
+      responses: { 200: { description: "Quota", schema: orgQuotaResponseSchema } },
     },
     async ({ request, params, body }) => {
       requireAdmin(request);

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
+import { renderApiDocsPage } from "../http/api-docs-page.js";
 import { type Authenticate, route, routeRegistry } from "./route.js";
 
 const errorBodySchema = z.object({
@@ -77,6 +78,14 @@ export function openApiDocument() {
 }
 
 export function openApiRoutes(app: FastifyInstance, authenticate: Authenticate) {
+  // A page for people, not an API route: it is left out of the document it shows.
+  app.get("/docs", async (_request, reply) => {
+    reply
+      .type("text/html; charset=utf-8")
+      .header("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'")
+      .header("x-content-type-options", "nosniff");
+    return renderApiDocsPage(openApiDocument());
+  });
   route(
     app,
     authenticate,
