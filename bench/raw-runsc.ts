@@ -1,9 +1,20 @@
 import { execFile, spawn } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
+import { testTemplatesDir } from "../tests/helpers/paths.js";
 
 const run = promisify(execFile);
+
+/** The base template's root filesystem (its only layer), for bare runsc. */
+export async function baseTemplateRootfs(): Promise<string> {
+  const meta = JSON.parse(await readFile(path.join(testTemplatesDir, "base", "template.json"), "utf8")) as {
+    layers: string[];
+  };
+  const [rootfs] = meta.layers;
+  if (!rootfs || meta.layers.length !== 1) throw new Error("the base template should be one layer");
+  return rootfs;
+}
 
 /**
  * Bare runsc on the same template and machine: the baseline every Sandpit figure is compared with.

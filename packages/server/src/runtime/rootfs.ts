@@ -1,5 +1,6 @@
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { phase } from "../lib/phases.js";
 import { runCommand, tryCommand } from "../lib/run-command.js";
 import { makeExt4Image } from "./ext4-image.js";
 import type { RootfsSeed } from "./runtime.js";
@@ -44,14 +45,17 @@ export class SandboxRootfs {
   }): Promise<void> {
     await mkdir(this.diskMount, { recursive: true });
     await mkdir(this.merged, { recursive: true });
-    if ("copyOf" in opts.disk) {
-      await runCommand(["cp", "--sparse=always", opts.disk.copyOf, this.diskImage]);
-    } else {
-      await (opts.disk.spares
-        ? opts.disk.spares.take(opts.disk.sizeMb, this.diskImage)
-        : makeExt4Image(this.diskImage, opts.disk.sizeMb));
-    }
-    await runCommand(["mount", "-o", "loop,noatime", this.diskImage, this.diskMount]);
+    const disk = opts.disk;
+    await phase("rootfs.disk", async () => {
+      if ("copyOf" in disk) {
+        await runCommand(["cp", "--sparse=always", disk.copyOf, this.diskImage]);
+      } else {
+        await (disk.spares
+          ? disk.spares.take(disk.sizeMb, this.diskImage)
+          : makeExt4Image(this.diskImage, disk.sizeMb));
+      }
+    });
+    await phase("rootfs.mount", () => runCommand(["mount", "-o", "loop,noatime", this.diskImage, this.diskMount]));
     await mkdir(this.upper, { recursive: true });
     await mkdir(this.work, { recursive: true });
     await writeFile(path.join(this.dir, "layers.json"), JSON.stringify(opts.lowerDirs));
@@ -66,15 +70,17 @@ export class SandboxRootfs {
       await writeFile(target, content, { mode: 0o600 });
     }
     for (const seed of opts.seeds) await this.copySeed(seed);
-    await runCommand([
-      "mount",
-      "-t",
-      "overlay",
-      "overlay",
-      "-o",
-      `lowerdir=${opts.lowerDirs.join(":")},upperdir=${this.upper},workdir=${this.work}`,
-      this.merged,
-    ]);
+    await phase("rootfs.overlay", () =>
+      runCommand([
+        "mount",
+        "-t",
+        "overlay",
+        "overlay",
+        "-o",
+        `lowerdir=${opts.lowerDirs.join(":")},upperdir=${this.upper},workdir=${this.work}`,
+        this.merged,
+      ]),
+    );
   }
 
   /**

@@ -24,6 +24,7 @@ import {
 import { ApiError, noCapacity, notFound } from "../errors.js";
 import { iso, now } from "../lib/clock.js";
 import { newSandboxId, newToken } from "../lib/ids.js";
+import { currentPhases, phase } from "../lib/phases.js";
 import { keyedToken, tokensEqual } from "../lib/server-key.js";
 import { MAX_SLOTS } from "../network/addressing.js";
 import { SeedTooLargeError } from "../runtime/rootfs.js";
@@ -252,7 +253,9 @@ export class SandboxService {
     // From a snapshot: sizing, template, environment, filesystem and egress policy come from it.
     const snapshotId = this.origins.snapshotIdOf(params);
     const snapshot = snapshotId ? await this.readySnapshot(org, snapshotId) : undefined;
-    const origin = snapshot ? undefined : await this.origins.resolve(org, params, params.resources.diskMb);
+    const origin = snapshot
+      ? undefined
+      : await phase("origin", () => this.origins.resolve(org, params, params.resources.diskMb));
     try {
       const quota = await this.quotaFor(org.id, options);
       // Known as in flight from before its record exists until it ends: a `creating` record of this node
@@ -289,8 +292,8 @@ export class SandboxService {
     const volumes = snapshot ? (snapshot.volumes ?? []) : await this.volumes.resolve(org, params.volumes);
     const mounts = await this.volumes.launchSpecs(volumes);
     const createdAt = now();
-    let record = await this.store
-      .insertSandbox(
+    let record = await phase("db", () =>
+      this.store.insertSandbox(
         {
           id,
           orgId: org.id,
@@ -329,24 +332,24 @@ export class SandboxService {
         MAX_SLOTS - 1,
         quota,
         this.limits.overcommit,
-      )
-      .catch((e) => {
-        if (e instanceof NoCapacityError) {
-          throw noCapacity(`no room for this sandbox: ${e.message}`, {
-            nodes: [{ node: e.nodeId, reason: describeShortfall(e.shortfall) }],
-          });
-        }
-        if (e instanceof VolumeMissingError) {
-          throw this.volumes.missing(volumes.find((v) => v.volumeId === e.volumeId) ?? { mountPath: "?" });
-        }
-        if (!(e instanceof QuotaExceededError)) throw e;
-        const names = { maxSandboxes: "sandboxes", maxVcpus: "vcpus", maxMemoryMb: "memory (MB)" } as const;
-        throw new ApiError(
-          "quota_exceeded",
-          `quota exceeded: at most ${e.max} ${names[e.limit]} for this organisation, ${e.current} in use`,
-          { limit: e.limit, max: e.max, current: e.current },
-        );
-      });
+      ),
+    ).catch((e) => {
+      if (e instanceof NoCapacityError) {
+        throw noCapacity(`no room for this sandbox: ${e.message}`, {
+          nodes: [{ node: e.nodeId, reason: describeShortfall(e.shortfall) }],
+        });
+      }
+      if (e instanceof VolumeMissingError) {
+        throw this.volumes.missing(volumes.find((v) => v.volumeId === e.volumeId) ?? { mountPath: "?" });
+      }
+      if (!(e instanceof QuotaExceededError)) throw e;
+      const names = { maxSandboxes: "sandboxes", maxVcpus: "vcpus", maxMemoryMb: "memory (MB)" } as const;
+      throw new ApiError(
+        "quota_exceeded",
+        `quota exceeded: at most ${e.max} ${names[e.limit]} for this organisation, ${e.current} in use`,
+        { limit: e.limit, max: e.max, current: e.current },
+      );
+    });
     const log = this.log.child({ sandboxId: record.id });
     try {
       const launch = {
@@ -357,6 +360,7 @@ export class SandboxService {
         netIndex: record.netIndex!,
         agentToken: record.agentToken,
         mounts,
+        egress: { target: egressTarget(record), policy: record.networkPolicy },
       };
       const endpoint = snapshot
         ? await this.runtime.startFromSnapshot(launch, this.limits.snapshotDir(snapshot.id))
@@ -367,11 +371,8 @@ export class SandboxService {
             files: origin!.files,
           });
       const agent = this.agents.connect(record.id, endpoint);
-      // Independent of each other, and both before anything of the user's runs.
-      await Promise.all([
-        this.runtime.applyNetworkPolicy(egressTarget(record), record.networkPolicy),
-        agent.mkdir(record.cwd, { parents: true }),
-      ]);
+      // The start applied the egress policy; the working directory too exists before anything of the user's runs.
+      await phase("cwd", () => agent.mkdir(record.cwd, { parents: true }));
       if (origin?.entrypoint.length) {
         const mainCommandId = await this.startMainProcess(record, agent, origin.entrypoint);
         record = (await this.store.updateSandbox(record.id, { mainCommandId })) ?? record;
@@ -397,17 +398,17 @@ export class SandboxService {
       throw new ApiError("internal", `sandbox failed to start: ${e instanceof Error ? e.message : String(e)}`);
     }
     const startedAt = now();
-    const updated = await this.store.updateSandbox(
-      record.id,
-      { status: "running", startedAt, expiresAt: expiryFrom(record, startedAt) },
-      ["creating"],
+    const updated = await phase("db", () =>
+      this.store.updateSandbox(record.id, { status: "running", startedAt, expiresAt: expiryFrom(record, startedAt) }, [
+        "creating",
+      ]),
     );
     if (!updated) {
       // Destroyed while it was starting: the destroy already cleaned up.
       record = (await this.store.getSandbox(record.id))!;
       return record;
     }
-    log.info({ template: record.template, ms: startedAt - createdAt }, "sandbox created");
+    log.info({ template: record.template, ms: startedAt - createdAt, phases: currentPhases() }, "sandbox created");
     return updated;
   }
 
