@@ -12,6 +12,7 @@ import { benchCode } from "./code.js";
 import { benchCreate } from "./create.js";
 import { measureSpawnFloors } from "./floor.js";
 import { baseTemplateRootfs, RawRunsc } from "./raw-runsc.js";
+import { ROOMY } from "./server-env.js";
 import { type BenchRow, fmt, hostMemoryUsed, ms, printRows, summarize, timeIt } from "./stats.js";
 
 const N_CREATE = Number(process.env.BENCH_CREATES ?? 8);
@@ -31,6 +32,7 @@ async function main() {
   execFileSync("npm", ["run", "build"], { cwd: repoRoot, stdio: "ignore" });
   const ADMIN_KEY = "bench-admin-key";
   const server = await startTestServer({
+    ...ROOMY,
     SANDPIT_ADMIN_KEY: ADMIN_KEY,
     SANDPIT_WARM_POOLS: JSON.stringify([
       { id: "bench", template: "base", size: 2, vcpus: 1, memoryMb: 512, diskMb: 2048 },

@@ -142,7 +142,7 @@ export async function createServices(
   await network.installFirewall({ subnet: config.sandboxSubnet, dnsPort, brokerPort, blockedCidrs });
   const runtime = new GvisorRuntime({
     dataDir: config.dataDir,
-    runsc: new Runsc(config.runscPath, path.join(config.dataDir, "runsc")),
+    runsc: new Runsc(config.runscPath, path.join(config.dataDir, "runsc"), config.runscPlatform),
     network,
     dns,
     broker,
