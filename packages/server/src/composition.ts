@@ -232,7 +232,9 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
     },
     await loadOrCreateSharedKey(store, "sandbox-client-token", path.join(config.dataDir, "sandbox-client-token.key")),
   );
-  const supervisor = new SandboxSupervisor(store, runtime, sandboxes, deaths, agents, logger);
+  const supervisor = new SandboxSupervisor(store, runtime, sandboxes, deaths, agents, logger, {
+    hibernateAfterMs: config.hibernateAfterMs,
+  });
   const snapshots = new SnapshotService(store, sandboxes, runtime, snapshotDir, logger);
   const nodes = new NodeService(store);
   const serverMetrics: ServerMetrics = new ServerMetrics(

@@ -1,10 +1,11 @@
 import type { FastifyBaseLogger } from "fastify";
+import type { SandboxRecord } from "../domain/sandbox.js";
 import { now } from "../lib/clock.js";
 import type { SandboxRuntime } from "../runtime/runtime.js";
 import type { Store } from "../store/store.js";
 import type { AgentPool } from "./agent-pool.js";
 import type { SandboxDeaths } from "./sandbox-deaths.js";
-import { egressTarget, expiryFrom, LIVE, type SandboxService } from "./sandbox-service.js";
+import { egressTarget, expiryFrom, isHibernated, LIVE, type SandboxService } from "./sandbox-service.js";
 
 /**
  * What runs beside the API: expiries, idle timeouts and deaths every tick, and bringing the host and the
@@ -18,21 +19,34 @@ export class SandboxSupervisor {
     private readonly deaths: SandboxDeaths,
     private readonly agents: AgentPool,
     private readonly log: FastifyBaseLogger,
+    private readonly opts: { hibernateAfterMs: number | null } = { hibernateAfterMs: null },
   ) {}
+
+  /**
+   * Activity is noted in memory only: after a (re)start, a sandbox counts as active from then on, not
+   * as idle since it started — a restart does not hibernate every sandbox at once.
+   */
+  private readonly startedAt = now();
 
   /** Expiry and liveness: runs every second. */
   async tick(): Promise<void> {
     await this.failAbandonedCreates();
-    const running = await this.store.sandboxesInStatus(["running"]);
+    const [running, paused] = await Promise.all([
+      this.store.sandboxesInStatus(["running"]),
+      this.store.sandboxesInStatus(["paused"]),
+    ]);
     const t = now();
-    await Promise.all(
-      running.map(async (s) => {
-        const idleSince = this.sandboxes.lastActivityOf(s.id) ?? s.startedAt ?? t;
+    const { hibernateAfterMs } = this.opts;
+    await Promise.all([
+      ...paused.filter((s) => isHibernated(s) && s.expiresAt !== null && s.expiresAt <= t).map((s) => this.expire(s)),
+      ...running.map(async (s) => {
+        const idleSince = this.sandboxes.lastActivityOf(s.id) ?? Math.max(s.startedAt ?? t, this.startedAt);
         if (s.expiresAt !== null && s.expiresAt <= t) {
-          if (s.timeoutAction === "pause") await this.sandboxes.pauseById(s.id, "timeout").catch(() => undefined);
-          else await this.sandboxes.destroyById(s.id, "expired");
+          await this.expire(s);
         } else if (s.idleTimeoutMs !== null && idleSince + s.idleTimeoutMs <= t) {
           await this.sandboxes.pauseById(s.id, "idle").catch(() => undefined);
+        } else if (hibernateAfterMs !== null && s.hibernate && idleSince + hibernateAfterMs <= t) {
+          await this.sandboxes.hibernate(s.id).catch(() => undefined);
         } else if (
           !this.sandboxes.isDestroying(s.id) &&
           !this.deaths.isMarking(s.id) &&
@@ -41,7 +55,18 @@ export class SandboxSupervisor {
           await this.deaths.markDead(s.id);
         }
       }),
-    );
+    ]);
+  }
+
+  /** A sandbox at its expiry (running, or hibernated: hibernation does not extend a lifetime). */
+  private async expire(s: SandboxRecord): Promise<void> {
+    if (s.timeoutAction === "destroy") return this.sandboxes.destroyById(s.id, "expired");
+    if (s.status === "paused") {
+      // Hibernated already: from now on an ordinary pause, which only a resume (or autoResume) ends.
+      await this.store.updateSandbox(s.id, { reason: null, expiresAt: null }, ["paused"], "timeout");
+      return;
+    }
+    await this.sandboxes.pauseById(s.id, "timeout").catch(() => undefined);
   }
 
   /**
