@@ -22,7 +22,7 @@ export class SpareDisks {
 
   constructor(
     private readonly dir: string,
-    private readonly perSize = 2,
+    private readonly perSize = 4,
     private readonly maxSizes = 3,
   ) {}
 

@@ -7,6 +7,9 @@ import type { AgentPool } from "./agent-pool.js";
 import type { SandboxDeaths } from "./sandbox-deaths.js";
 import { egressTarget, expiryFrom, isHibernated, LIVE, type SandboxService } from "./sandbox-service.js";
 
+/** Checkpoints of idle sandboxes run at most this many at a time (see `hibernateSoon`). */
+const HIBERNATIONS_AT_ONCE = 2;
+
 /**
  * What runs beside the API: expiries, idle timeouts and deaths every tick, and bringing the host and the
  * database into agreement when the server starts.
@@ -27,6 +30,7 @@ export class SandboxSupervisor {
    * as idle since it started — a restart does not hibernate every sandbox at once.
    */
   private readonly startedAt = now();
+  private readonly hibernating = new Set<string>();
 
   /** Expiry and liveness: runs every second. */
   async tick(): Promise<void> {
@@ -46,7 +50,7 @@ export class SandboxSupervisor {
         } else if (s.idleTimeoutMs !== null && idleSince + s.idleTimeoutMs <= t) {
           await this.sandboxes.pauseById(s.id, "idle").catch(() => undefined);
         } else if (hibernateAfterMs !== null && s.hibernate && idleSince + hibernateAfterMs <= t) {
-          await this.sandboxes.hibernate(s.id).catch(() => undefined);
+          this.hibernateSoon(s.id);
         } else if (
           !this.sandboxes.isDestroying(s.id) &&
           !this.deaths.isMarking(s.id) &&
@@ -56,6 +60,21 @@ export class SandboxSupervisor {
         }
       }),
     ]);
+  }
+
+  /**
+   * Starts a hibernation unless HIBERNATIONS_AT_ONCE are under way: many sandboxes that went idle
+   * together (a batch created at once) would otherwise be checkpointed all at once, a burst of runsc
+   * processes that stalls creates and API calls on a small host. The others wait for a later tick;
+   * the tick does not wait for a checkpoint.
+   */
+  private hibernateSoon(id: string): void {
+    if (this.hibernating.has(id) || this.hibernating.size >= HIBERNATIONS_AT_ONCE) return;
+    this.hibernating.add(id);
+    void this.sandboxes
+      .hibernate(id)
+      .catch(() => undefined)
+      .finally(() => this.hibernating.delete(id));
   }
 
   /** A sandbox at its expiry (running, or hibernated: hibernation does not extend a lifetime). */
