@@ -1,9 +1,20 @@
 import { execFile, spawn } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
+import { testTemplatesDir } from "../tests/helpers/paths.js";
 
 const run = promisify(execFile);
+
+/** The base template's root filesystem (its only layer), for bare runsc. */
+export async function baseTemplateRootfs(): Promise<string> {
+  const meta = JSON.parse(await readFile(path.join(testTemplatesDir, "base", "template.json"), "utf8")) as {
+    layers: string[];
+  };
+  const [rootfs] = meta.layers;
+  if (!rootfs || meta.layers.length !== 1) throw new Error("the base template should be one layer");
+  return rootfs;
+}
 
 /**
  * Bare runsc on the same template and machine: the baseline every Sandpit figure is compared with.
@@ -13,14 +24,24 @@ export class RawRunsc {
   private constructor(
     private readonly dir: string,
     private readonly rootfs: string,
+    private readonly platform: "systrap" | "ptrace",
   ) {}
 
-  static async create(rootfs: string): Promise<RawRunsc> {
-    return new RawRunsc(await mkdtemp("/var/tmp/sandpit-bench-raw-"), rootfs);
+  static async create(rootfs: string, platform: "systrap" | "ptrace" = "systrap"): Promise<RawRunsc> {
+    return new RawRunsc(await mkdtemp("/var/tmp/sandpit-bench-raw-"), rootfs, platform);
+  }
+
+  /** runsc's state directory: every runsc process of these containers has it in its argv. */
+  get stateDir(): string {
+    return path.join(this.dir, "state");
+  }
+
+  private globalFlags(): string[] {
+    return [`--root=${this.stateDir}`, `--platform=${this.platform}`, "--network=none"];
   }
 
   private runsc(...args: string[]) {
-    return run("runsc", [`--root=${path.join(this.dir, "state")}`, "--platform=systrap", "--network=none", ...args]);
+    return run("runsc", [...this.globalFlags(), ...args]);
   }
 
   /** Starts a container whose init runs `init` (default: `sleep infinity`). */
@@ -37,7 +58,7 @@ export class RawRunsc {
     };
     await writeFile(path.join(bundle, "config.json"), JSON.stringify(spec));
     // The detached sandbox inherits stdio: pipes would never close, so runsc writes nowhere.
-    const args = [`--root=${path.join(this.dir, "state")}`, "--platform=systrap", "--network=none"];
+    const args = this.globalFlags();
     await new Promise<void>((resolve, reject) => {
       const child = spawn("runsc", [...args, "run", "-detach", `-bundle=${bundle}`, id], { stdio: "ignore" });
       child.on("error", reject);
@@ -58,7 +79,7 @@ export class RawRunsc {
   }
 
   async restore(id: string): Promise<void> {
-    const args = [`--root=${path.join(this.dir, "state")}`, "--platform=systrap", "--network=none"];
+    const args = this.globalFlags();
     const image = `--image-path=${path.join(this.dir, `${id}.img`)}`;
     await new Promise<void>((resolve, reject) => {
       const child = spawn("runsc", [...args, "restore", image, "-detach", `-bundle=${path.join(this.dir, id)}`, id], {

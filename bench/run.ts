@@ -2,15 +2,17 @@
 // Usage: npm run bench  (prints a table, writes bench/results/<timestamp>.json)
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Sandbox } from "sandpit";
-import { repoRoot, testTemplatesDir } from "../tests/helpers/paths.js";
+import { repoRoot } from "../tests/helpers/paths.js";
 import { startTestServer } from "../tests/helpers/server.js";
 import { benchCode } from "./code.js";
+import { benchCreate } from "./create.js";
 import { measureSpawnFloors } from "./floor.js";
-import { RawRunsc } from "./raw-runsc.js";
+import { baseTemplateRootfs, RawRunsc } from "./raw-runsc.js";
+import { ROOMY } from "./server-env.js";
 import { type BenchRow, fmt, hostMemoryUsed, ms, printRows, summarize, timeIt } from "./stats.js";
 
 const N_CREATE = Number(process.env.BENCH_CREATES ?? 8);
@@ -26,60 +28,25 @@ function log(line: string) {
   process.stderr.write(`[bench] ${line}\n`);
 }
 
-/** The base template's root filesystem (its only layer), for bare runsc. */
-async function templateRootfs(): Promise<string> {
-  const meta = JSON.parse(await readFile(path.join(testTemplatesDir, "base", "template.json"), "utf8")) as {
-    layers: string[];
-  };
-  const [rootfs] = meta.layers;
-  if (!rootfs || meta.layers.length !== 1) throw new Error("the base template should be one layer");
-  return rootfs;
-}
-
 async function main() {
   execFileSync("npm", ["run", "build"], { cwd: repoRoot, stdio: "ignore" });
   const ADMIN_KEY = "bench-admin-key";
   const server = await startTestServer({
+    ...ROOMY,
     SANDPIT_ADMIN_KEY: ADMIN_KEY,
     SANDPIT_WARM_POOLS: JSON.stringify([
       { id: "bench", template: "base", size: 2, vcpus: 1, memoryMb: 512, diskMb: 2048 },
     ]),
   });
   const conn = { apiUrl: server.url, apiKey: server.apiKey };
-  const raw = await RawRunsc.create(await templateRootfs());
+  const raw = await RawRunsc.create(await baseTemplateRootfs());
   const rawId = (i: number) => `benchraw${String(i).padStart(12, "0")}`;
   try {
-    // --- create → first exec done, raw and Sandpit alternating so that both see the same conditions
-    log("create → first exec");
-    const rawCreate: number[] = [];
-    const spCreate: number[] = [];
-    for (let i = 0; i < N_CREATE; i++) {
-      rawCreate.push(
-        await timeIt(async () => {
-          await raw.start(rawId(i));
-          await raw.exec(rawId(i), "/bin/true");
-        }),
-      );
-      await raw.destroy(rawId(i));
-      let sandbox: Sandbox | undefined;
-      spCreate.push(
-        await timeIt(async () => {
-          sandbox = await Sandbox.create({}, conn);
-          await sandbox.commands.run("true");
-        }),
-      );
-      await sandbox?.kill();
-    }
-    const createRaw = summarize(rawCreate);
-    const createSp = summarize(spCreate);
-    rows.push({
-      metric: "create → first exec done",
-      sandpit: fmt(createSp),
-      raw: fmt(createRaw),
-      ratio: `${(createSp.p50 / createRaw.p50).toFixed(2)}×`,
-      goal: "≤ 1.25× raw",
-    });
-    results.create = { sandpit: createSp, raw: createRaw };
+    // --- create → first exec done, with the phases of Sandpit's create
+    const create = await benchCreate(server, raw, { creates: N_CREATE, log });
+    rows.push(create.row);
+    results.create = create.results;
+    const createSp = create.results.sandpit;
 
     // --- exec `true` round trip, and the spawn floor inside the sandbox
     log("exec round trip");

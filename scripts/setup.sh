@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything Sandpit needs that is missing on a Debian 12/13 host (as root): host packages,
-# runsc, Node.js if absent or too old, npm dependencies; then builds the agent and the TypeScript packages.
+# runsc, Node.js if absent or too old, npm dependencies, host limits for many sandboxes; then builds the agent and the TypeScript packages.
 # --test: also the host packages the test suite needs (a registry, chromium, tmux, PostgreSQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-system-deps.sh "$@"
+bash scripts/host-limits.sh
 
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if (( node_major < 20 )); then

@@ -72,6 +72,7 @@ function sandbox(orgId: string, fields: Partial<SandboxRecord> = {}): Omit<Sandb
     lifecycle: "ephemeral",
     idleTimeoutMs: null,
     autoResume: true,
+    hibernate: true,
     ports: [3000, 8080],
     allPorts: false,
     publicPorts: true,

@@ -154,6 +154,12 @@ export const createSandboxRequestSchema = z.strictObject({
     .optional()
     .describe("persistent only; default 10 minutes"),
   autoResume: z.boolean().default(false).describe("exec, file calls and port traffic resume a paused sandbox"),
+  hibernate: z
+    .boolean()
+    .default(true)
+    .describe(
+      "Idle for the server's quiet period (no API activity): paused, status paused with reason hibernated, and resumed by its next call; false keeps it running (background work)",
+    ),
   warmPool: z
     .strictObject({
       mode: z.enum(["prefer", "require", "bypass"]),
@@ -199,6 +205,7 @@ export const sandboxSchema = z.object({
   lifecycle: z.enum(["ephemeral", "persistent"]),
   idleTimeoutMs: z.number().int().nullable(),
   autoResume: z.boolean(),
+  hibernate: z.boolean().describe("Hibernated when idle (see the create request)"),
   ports: z.array(z.number().int()),
   allPorts: z.boolean(),
   publicPorts: z.boolean(),

@@ -142,7 +142,7 @@ export async function createServices(
   await network.installFirewall({ subnet: config.sandboxSubnet, dnsPort, brokerPort, blockedCidrs });
   const runtime = new GvisorRuntime({
     dataDir: config.dataDir,
-    runsc: new Runsc(config.runscPath, path.join(config.dataDir, "runsc")),
+    runsc: new Runsc(config.runscPath, path.join(config.dataDir, "runsc"), config.runscPlatform),
     network,
     dns,
     broker,
@@ -232,7 +232,9 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
     },
     await loadOrCreateSharedKey(store, "sandbox-client-token", path.join(config.dataDir, "sandbox-client-token.key")),
   );
-  const supervisor = new SandboxSupervisor(store, runtime, sandboxes, deaths, agents, logger);
+  const supervisor = new SandboxSupervisor(store, runtime, sandboxes, deaths, agents, logger, {
+    hibernateAfterMs: config.hibernateAfterMs,
+  });
   const snapshots = new SnapshotService(store, sandboxes, runtime, snapshotDir, logger);
   const nodes = new NodeService(store);
   const serverMetrics: ServerMetrics = new ServerMetrics(

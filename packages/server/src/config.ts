@@ -35,6 +35,13 @@ export interface ServerConfig {
   apiKey: string | undefined;
   /** runsc binary and its state directory (`runsc --root`). */
   runscPath: string;
+  /** gVisor platform of every sandbox of this server (SANDPIT_PLATFORM, default systrap; see README). */
+  runscPlatform: RunscPlatform;
+  /**
+   * A running sandbox with no API activity for this long is hibernated (paused, resumed by its next
+   * call) unless it opted out (SANDPIT_HIBERNATE_AFTER_MS; 0 turns hibernation off).
+   */
+  hibernateAfterMs: number | null;
   /** The agent binary that is copied into every sandbox. */
   agentBinary: string;
   /** The in-sandbox code server's files, shipped into every sandbox with the agent. */
@@ -192,6 +199,33 @@ function nodeIdFrom(raw: string | undefined, dataDir: string): string {
   return raw;
 }
 
+export const runscPlatforms = ["systrap", "ptrace"] as const;
+export type RunscPlatform = (typeof runscPlatforms)[number];
+
+function platformFrom(raw: string | undefined): RunscPlatform {
+  if (raw === undefined || raw === "") return "systrap";
+  if (!(runscPlatforms as readonly string[]).includes(raw)) {
+    throw new Error(`SANDPIT_PLATFORM must be one of ${runscPlatforms.join(", ")}, got "${raw}"`);
+  }
+  return raw as RunscPlatform;
+}
+
+/**
+ * Default 5 minutes: an idle systrap sandbox burns ~4 % of a core (gVisor's spinning threads), so ~50 idle
+ * ones fill two cores, while a paused one costs no CPU and a resume is ~0.2-0.6 s. Five minutes leaves
+ * interactive use (a human between commands, an agent thinking) untouched.
+ */
+const DEFAULT_HIBERNATE_AFTER_MS = 5 * 60_000;
+
+function hibernateAfterFrom(raw: string | undefined): number | null {
+  if (raw === undefined || raw === "") return DEFAULT_HIBERNATE_AFTER_MS;
+  const ms = Number(raw);
+  if (!Number.isInteger(ms) || ms < 0) {
+    throw new Error(`SANDPIT_HIBERNATE_AFTER_MS must be a whole number of milliseconds (0: off), got "${raw}"`);
+  }
+  return ms === 0 ? null : ms;
+}
+
 function envOptionalInt(name: string): number | null {
   return process.env[name] ? envInt(name, 0) : null;
 }
@@ -206,6 +240,8 @@ export function loadConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
     templatesDir: path.resolve(env.SANDPIT_TEMPLATES_DIR ?? path.join(dataDir, "templates")),
     apiKey: env.SANDPIT_API_KEY || undefined,
     runscPath: env.SANDPIT_RUNSC ?? "runsc",
+    runscPlatform: platformFrom(env.SANDPIT_PLATFORM),
+    hibernateAfterMs: hibernateAfterFrom(env.SANDPIT_HIBERNATE_AFTER_MS),
     agentBinary: env.SANDPIT_AGENT_BINARY ?? path.join(repoRoot, "packages/agent/build/sandpit-agent"),
     codeServerDir: path.join(repoRoot, "packages/agent/code"),
     sandboxSubnet: env.SANDPIT_SANDBOX_SUBNET ?? "10.231.0.0",

@@ -24,6 +24,7 @@ export function sandboxRecord(overrides: Partial<SandboxRecord> = {}): SandboxRe
     lifecycle: "ephemeral",
     idleTimeoutMs: null,
     autoResume: false,
+    hibernate: true,
     ports: [],
     allPorts: false,
     publicPorts: false,

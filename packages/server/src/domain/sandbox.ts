@@ -20,6 +20,11 @@ export interface SandboxRecord {
   lifecycle: "ephemeral" | "persistent";
   idleTimeoutMs: number | null;
   autoResume: boolean;
+  /**
+   * Hibernated after the server's quiet period without API activity (paused; its next call resumes it);
+   * false keeps it running while idle (background work that must not stop).
+   */
+  hibernate: boolean;
   ports: number[];
   /** Every port is reachable through the proxy, not only `ports`. */
   allPorts: boolean;

@@ -10,6 +10,7 @@ import {
 } from "@sandpit/contract";
 import type { FastifyInstance } from "fastify";
 import { ApiError } from "../errors.js";
+import { PhaseTimes, timingPhases } from "../lib/phases.js";
 import type { SandboxService } from "../services/sandbox-service.js";
 import { toSandbox } from "../services/sandbox-service.js";
 import type { WarmPoolService } from "../services/warm-pool-service.js";
@@ -44,8 +45,12 @@ export function sandboxRoutes(
       responses: { 201: { description: "Created", schema: sandboxSchema }, 400: { description: "Invalid" }, ...errors },
     },
     async ({ body, org, reply }) => {
-      const { record, checkout } = await warmPools.createSandbox(org, body);
-      reply.code(201).header("location", `/v1/sandboxes/${record.id}`);
+      // Each phase of the create (rootfs, netns, runsc, agent, nft, db, ...) in a Server-Timing header.
+      const phases = new PhaseTimes();
+      const started = performance.now();
+      const { record, checkout } = await timingPhases(phases, () => warmPools.createSandbox(org, body));
+      phases.add("total", performance.now() - started);
+      reply.code(201).header("location", `/v1/sandboxes/${record.id}`).header("server-timing", phases.serverTiming());
       return { ...toSandbox(record), ...(checkout ? { warmPoolCheckout: checkout } : {}) };
     },
   );

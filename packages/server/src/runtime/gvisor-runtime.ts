@@ -5,6 +5,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { NetworkPolicy } from "@sandpit/contract";
 import { AgentClient, type AgentEndpoint } from "../agent/agent-client.js";
+import { phase } from "../lib/phases.js";
 import { runCommand } from "../lib/run-command.js";
 import { addressingFor } from "../network/addressing.js";
 import type { DnsProxy } from "../network/dns-proxy.js";
@@ -369,10 +370,21 @@ export class GvisorRuntime implements SandboxRuntime {
     // A new container of its own id (a sandbox that moved back here starts over).
     this.containers.set(spec.id, spec.id);
     await rm(this.containerIdFile(spec.id), { force: true });
+    // Independent of each other: the network and the disk are made at the same time, and the egress
+    // policy is applied while runsc starts (it is host-side and only needs the veth).
+    const network = phase("netns", () => this.opts.network.setUp(a));
+    const { egress } = spec;
+    const policy = egress
+      ? network.then(() => phase("nft", () => this.applyNetworkPolicy(egress.target, egress.policy)))
+      : network;
+    // Awaited below or, on failure, waited for before the cleanup: never left rejected unobserved.
+    const policySettled = policy.then(
+      () => undefined,
+      () => undefined,
+    );
     try {
-      // Independent of each other: the network and the disk are made at the same time.
-      await Promise.all([this.opts.network.setUp(a), rootfs.create(rootfsSpec)]);
-      const mounts = await stageMounts(this.volumeMountsDir(spec.id), spec.mounts ?? []);
+      await Promise.all([network, phase("rootfs", () => rootfs.create(rootfsSpec))]);
+      const mounts = await phase("volumes", () => stageMounts(this.volumeMountsDir(spec.id), spec.mounts ?? []));
       const bundle = path.join(dir, "bundle");
       await mkdir(bundle, { recursive: true });
       const config = ociSpec({
@@ -396,11 +408,12 @@ export class GvisorRuntime implements SandboxRuntime {
         mounts,
       });
       await writeFile(path.join(bundle, "config.json"), JSON.stringify(config));
-      await boot(bundle, dir);
+      await phase("runsc", () => boot(bundle, dir));
       const endpoint: AgentEndpoint = { host: a.sandboxIp, port: AGENT_PORT, token: spec.agentToken };
-      await this.waitForAgent(spec.id, endpoint);
+      await Promise.all([phase("agent", () => this.waitForAgent(spec.id, endpoint)), policy]);
       return endpoint;
     } catch (e) {
+      await policySettled;
       await this.destroy(spec.id, spec.netIndex);
       throw e;
     }

@@ -1,9 +1,10 @@
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { phase } from "../lib/phases.js";
 import { runCommand, tryCommand } from "../lib/run-command.js";
 import { makeExt4Image } from "./ext4-image.js";
 import type { RootfsSeed } from "./runtime.js";
-import type { SpareDisks } from "./spare-disks.js";
+import { mountDisk, type SpareDisks } from "./spare-disks.js";
 
 /** `inside` (an absolute path in the sandbox) under `root` on the host; throws when it would leave root. */
 export function hostPathUnder(root: string, inside: string): string {
@@ -42,39 +43,44 @@ export class SandboxRootfs {
     privateFiles?: Record<string, string>;
     seeds: RootfsSeed[];
   }): Promise<void> {
-    await mkdir(this.diskMount, { recursive: true });
-    await mkdir(this.merged, { recursive: true });
-    if ("copyOf" in opts.disk) {
-      await runCommand(["cp", "--sparse=always", opts.disk.copyOf, this.diskImage]);
-    } else {
-      await (opts.disk.spares
-        ? opts.disk.spares.take(opts.disk.sizeMb, this.diskImage)
-        : makeExt4Image(this.diskImage, opts.disk.sizeMb));
-    }
-    await runCommand(["mount", "-o", "loop,noatime", this.diskImage, this.diskMount]);
-    await mkdir(this.upper, { recursive: true });
-    await mkdir(this.work, { recursive: true });
-    await writeFile(path.join(this.dir, "layers.json"), JSON.stringify(opts.lowerDirs));
-    for (const [file, content] of Object.entries(opts.files)) {
+    await Promise.all([mkdir(this.diskMount, { recursive: true }), mkdir(this.merged, { recursive: true })]);
+    const disk = opts.disk;
+    await phase("rootfs.disk", async () => {
+      if ("copyOf" in disk) {
+        await runCommand(["cp", "--sparse=always", disk.copyOf, this.diskImage]);
+        await mountDisk(this.diskImage, this.diskMount);
+      } else if (disk.spares) {
+        await disk.spares.take(disk.sizeMb, this.diskImage, this.diskMount);
+      } else {
+        await makeExt4Image(this.diskImage, disk.sizeMb);
+        await mountDisk(this.diskImage, this.diskMount);
+      }
+    });
+    // Independent files: written at the same time (each is a round trip through libuv's thread pool).
+    const write = async (file: string, content: string, mode?: number) => {
       const target = path.join(this.upper, file);
       await mkdir(path.dirname(target), { recursive: true });
-      await writeFile(target, content);
-    }
-    for (const [file, content] of Object.entries(opts.privateFiles ?? {})) {
-      const target = path.join(this.upper, file);
-      await mkdir(path.dirname(target), { recursive: true });
-      await writeFile(target, content, { mode: 0o600 });
-    }
-    for (const seed of opts.seeds) await this.copySeed(seed);
-    await runCommand([
-      "mount",
-      "-t",
-      "overlay",
-      "overlay",
-      "-o",
-      `lowerdir=${opts.lowerDirs.join(":")},upperdir=${this.upper},workdir=${this.work}`,
-      this.merged,
-    ]);
+      await writeFile(target, content, mode === undefined ? {} : { mode });
+    };
+    await phase("rootfs.files", () =>
+      Promise.all([
+        writeFile(path.join(this.dir, "layers.json"), JSON.stringify(opts.lowerDirs)),
+        ...Object.entries(opts.files).map(([file, content]) => write(file, content)),
+        ...Object.entries(opts.privateFiles ?? {}).map(([file, content]) => write(file, content, 0o600)),
+      ]),
+    );
+    for (const seed of opts.seeds) await phase("rootfs.seeds", () => this.copySeed(seed));
+    await phase("rootfs.overlay", () =>
+      runCommand([
+        "mount",
+        "-t",
+        "overlay",
+        "overlay",
+        "-o",
+        `lowerdir=${opts.lowerDirs.join(":")},upperdir=${this.upper},workdir=${this.work}`,
+        this.merged,
+      ]),
+    );
   }
 
   /**

@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
+import type { RunscPlatform } from "../config.js";
 import { CommandFailedError, runCommand } from "../lib/run-command.js";
 import { commandCapabilities } from "./oci-spec.js";
 
@@ -19,13 +20,15 @@ export class Runsc {
   constructor(
     private readonly binary: string,
     private readonly stateDir: string,
+    /** gVisor's platform: systrap (default) or ptrace, for every container of this state directory. */
+    private readonly platform: RunscPlatform = "systrap",
   ) {}
 
   private globalFlags(): string[] {
     // net-disconnect-ok: open TCP connections are cut at checkpoint instead of failing it.
     return [
       `--root=${this.stateDir}`,
-      "--platform=systrap",
+      `--platform=${this.platform}`,
       "--network=sandbox",
       "--overlay2=none",
       "--net-disconnect-ok",

@@ -19,6 +19,11 @@ export interface SandboxLaunchSpec {
   agentToken: string;
   /** Host directories bound into the sandbox (volumes); the same ones again when it continues a snapshot. */
   mounts?: VolumeMountSpec[];
+  /**
+   * The egress policy, applied while the sandbox boots (as `applyNetworkPolicy` would) and in place
+   * before the start returns.
+   */
+  egress?: { target: EgressTarget; policy: NetworkPolicy };
 }
 
 export interface RootfsSeed {

@@ -24,6 +24,7 @@ import {
 import { ApiError, noCapacity, notFound } from "../errors.js";
 import { iso, now } from "../lib/clock.js";
 import { newSandboxId, newToken } from "../lib/ids.js";
+import { currentPhases, phase } from "../lib/phases.js";
 import { keyedToken, tokensEqual } from "../lib/server-key.js";
 import { MAX_SLOTS } from "../network/addressing.js";
 import { SeedTooLargeError } from "../runtime/rootfs.js";
@@ -53,6 +54,14 @@ export function idleTimeoutFor(params: Pick<CreateSandboxParams, "lifecycle" | "
 }
 /** How long a call waits for an automatic resume before it answers 503 with Retry-After. */
 const AUTO_RESUME_WAIT_MS = 10_000;
+
+/** The reason a paused sandbox shows when it was hibernated for being idle (see `hibernate`). */
+export const HIBERNATED = "hibernated";
+
+/** Paused (or pausing, resuming) for being idle, not because anyone asked. */
+export function isHibernated(record: Pick<SandboxRecord, "reason" | "status">): boolean {
+  return record.reason === HIBERNATED && ["pausing", "paused", "resuming"].includes(record.status);
+}
 
 /** When a running sandbox expires: ephemeral ones after their timeout, persistent ones never. */
 export function expiryFrom(record: Pick<SandboxRecord, "lifecycle" | "timeoutMs">, from: number): number | null {
@@ -100,6 +109,7 @@ export function toSandbox(r: SandboxRecord): Sandbox {
     lifecycle: r.lifecycle,
     idleTimeoutMs: r.idleTimeoutMs,
     autoResume: r.autoResume,
+    hibernate: r.hibernate,
     ports: r.ports,
     allPorts: r.allPorts,
     publicPorts: r.publicPorts,
@@ -252,7 +262,9 @@ export class SandboxService {
     // From a snapshot: sizing, template, environment, filesystem and egress policy come from it.
     const snapshotId = this.origins.snapshotIdOf(params);
     const snapshot = snapshotId ? await this.readySnapshot(org, snapshotId) : undefined;
-    const origin = snapshot ? undefined : await this.origins.resolve(org, params, params.resources.diskMb);
+    const origin = snapshot
+      ? undefined
+      : await phase("origin", () => this.origins.resolve(org, params, params.resources.diskMb));
     try {
       const quota = await this.quotaFor(org.id, options);
       // Known as in flight from before its record exists until it ends: a `creating` record of this node
@@ -289,8 +301,8 @@ export class SandboxService {
     const volumes = snapshot ? (snapshot.volumes ?? []) : await this.volumes.resolve(org, params.volumes);
     const mounts = await this.volumes.launchSpecs(volumes);
     const createdAt = now();
-    let record = await this.store
-      .insertSandbox(
+    let record = await phase("db", () =>
+      this.store.insertSandbox(
         {
           id,
           orgId: org.id,
@@ -316,6 +328,7 @@ export class SandboxService {
           lifecycle: params.lifecycle,
           idleTimeoutMs: idleTimeoutFor(params),
           autoResume: params.autoResume,
+          hibernate: params.hibernate,
           ports: params.ports,
           allPorts: params.allPorts,
           publicPorts: params.publicPorts,
@@ -329,24 +342,24 @@ export class SandboxService {
         MAX_SLOTS - 1,
         quota,
         this.limits.overcommit,
-      )
-      .catch((e) => {
-        if (e instanceof NoCapacityError) {
-          throw noCapacity(`no room for this sandbox: ${e.message}`, {
-            nodes: [{ node: e.nodeId, reason: describeShortfall(e.shortfall) }],
-          });
-        }
-        if (e instanceof VolumeMissingError) {
-          throw this.volumes.missing(volumes.find((v) => v.volumeId === e.volumeId) ?? { mountPath: "?" });
-        }
-        if (!(e instanceof QuotaExceededError)) throw e;
-        const names = { maxSandboxes: "sandboxes", maxVcpus: "vcpus", maxMemoryMb: "memory (MB)" } as const;
-        throw new ApiError(
-          "quota_exceeded",
-          `quota exceeded: at most ${e.max} ${names[e.limit]} for this organisation, ${e.current} in use`,
-          { limit: e.limit, max: e.max, current: e.current },
-        );
-      });
+      ),
+    ).catch((e) => {
+      if (e instanceof NoCapacityError) {
+        throw noCapacity(`no room for this sandbox: ${e.message}`, {
+          nodes: [{ node: e.nodeId, reason: describeShortfall(e.shortfall) }],
+        });
+      }
+      if (e instanceof VolumeMissingError) {
+        throw this.volumes.missing(volumes.find((v) => v.volumeId === e.volumeId) ?? { mountPath: "?" });
+      }
+      if (!(e instanceof QuotaExceededError)) throw e;
+      const names = { maxSandboxes: "sandboxes", maxVcpus: "vcpus", maxMemoryMb: "memory (MB)" } as const;
+      throw new ApiError(
+        "quota_exceeded",
+        `quota exceeded: at most ${e.max} ${names[e.limit]} for this organisation, ${e.current} in use`,
+        { limit: e.limit, max: e.max, current: e.current },
+      );
+    });
     const log = this.log.child({ sandboxId: record.id });
     try {
       const launch = {
@@ -357,6 +370,7 @@ export class SandboxService {
         netIndex: record.netIndex!,
         agentToken: record.agentToken,
         mounts,
+        egress: { target: egressTarget(record), policy: record.networkPolicy },
       };
       const endpoint = snapshot
         ? await this.runtime.startFromSnapshot(launch, this.limits.snapshotDir(snapshot.id))
@@ -367,11 +381,8 @@ export class SandboxService {
             files: origin!.files,
           });
       const agent = this.agents.connect(record.id, endpoint);
-      // Independent of each other, and both before anything of the user's runs.
-      await Promise.all([
-        this.runtime.applyNetworkPolicy(egressTarget(record), record.networkPolicy),
-        agent.mkdir(record.cwd, { parents: true }),
-      ]);
+      // The start applied the egress policy; the working directory too exists before anything of the user's runs.
+      await phase("cwd", () => agent.mkdir(record.cwd, { parents: true }));
       if (origin?.entrypoint.length) {
         const mainCommandId = await this.startMainProcess(record, agent, origin.entrypoint);
         record = (await this.store.updateSandbox(record.id, { mainCommandId })) ?? record;
@@ -397,17 +408,17 @@ export class SandboxService {
       throw new ApiError("internal", `sandbox failed to start: ${e instanceof Error ? e.message : String(e)}`);
     }
     const startedAt = now();
-    const updated = await this.store.updateSandbox(
-      record.id,
-      { status: "running", startedAt, expiresAt: expiryFrom(record, startedAt) },
-      ["creating"],
+    const updated = await phase("db", () =>
+      this.store.updateSandbox(record.id, { status: "running", startedAt, expiresAt: expiryFrom(record, startedAt) }, [
+        "creating",
+      ]),
     );
     if (!updated) {
       // Destroyed while it was starting: the destroy already cleaned up.
       record = (await this.store.getSandbox(record.id))!;
       return record;
     }
-    log.info({ template: record.template, ms: startedAt - createdAt }, "sandbox created");
+    log.info({ template: record.template, ms: startedAt - createdAt, phases: currentPhases() }, "sandbox created");
     return updated;
   }
 
@@ -476,7 +487,8 @@ export class SandboxService {
   async setTimeout(org: OrgRecord, id: string, timeoutMs: number): Promise<SandboxRecord> {
     const record = await this.get(org, id);
     assertStatus(record, ["running", "paused"], "change the timeout of");
-    const expiresAt = record.status === "paused" ? null : expiryFrom({ ...record, timeoutMs }, now());
+    const expiresAt =
+      record.status === "paused" && !isHibernated(record) ? null : expiryFrom({ ...record, timeoutMs }, now());
     const updated = await this.store.updateSandbox(id, { timeoutMs, expiresAt }, ["running", "paused"]);
     if (!updated) return this.setTimeout(org, id, timeoutMs);
     return updated;
@@ -526,6 +538,11 @@ export class SandboxService {
    */
   async pause(org: OrgRecord, id: string): Promise<SandboxRecord> {
     const record = await this.get(org, id);
+    if (record.status === "paused" && isHibernated(record)) {
+      // Asked for: a plain pause from now on, resumed only when asked (or with autoResume), not expiring.
+      const updated = await this.store.updateSandbox(id, { reason: null, expiresAt: null }, ["paused"]);
+      return updated ?? this.pause(org, id);
+    }
     if (record.status === "paused") return record;
     assertStatus(record, ["running"], "pause");
     return this.pauseById(id, "requested");
@@ -540,8 +557,22 @@ export class SandboxService {
     return run;
   }
 
+  /**
+   * Hibernates an idle running sandbox: paused like any pause, but shown as paused with reason
+   * `hibernated`, resumed by its next call whatever its autoResume, and still expiring at its time.
+   */
+  hibernate(id: string): Promise<SandboxRecord> {
+    return this.pauseById(id, HIBERNATED);
+  }
+
   private async doPause(id: string, why: string): Promise<SandboxRecord> {
-    const claimed = await this.store.updateSandbox(id, { status: "pausing" }, ["running"], why);
+    const hibernating = why === HIBERNATED;
+    const claimed = await this.store.updateSandbox(
+      id,
+      { status: "pausing", ...(hibernating ? { reason: HIBERNATED } : {}) },
+      ["running"],
+      why,
+    );
     if (!claimed) {
       const current = (await this.store.getSandbox(id))!;
       assertStatus(current, ["paused"], "pause");
@@ -552,7 +583,7 @@ export class SandboxService {
       await this.runtime.pause(id);
     } catch (e) {
       this.log.error({ err: e, sandboxId: id }, "pause failed");
-      await this.store.updateSandbox(id, { status: "running" }, ["pausing"]);
+      await this.store.updateSandbox(id, { status: "running", reason: null }, ["pausing"]);
       if (await this.runtime.alive(id)) {
         throw new ApiError("internal", `sandbox ${id} could not be paused: ${e instanceof Error ? e.message : e}`);
       }
@@ -560,7 +591,9 @@ export class SandboxService {
     }
     this.lastActivity.delete(id);
     this.log.info({ sandboxId: id, why }, "sandbox paused");
-    return (await this.store.updateSandbox(id, { status: "paused", expiresAt: null }, ["pausing"], why))!;
+    // A hibernated sandbox keeps its expiry: hibernation saves the host's CPU, it does not extend a lifetime.
+    const paused = hibernating ? { status: "paused" as const } : { status: "paused" as const, expiresAt: null };
+    return (await this.store.updateSandbox(id, paused, ["pausing"], why))!;
   }
 
   /** Brings a paused sandbox back with its processes and memory as they were (idempotent when running). */
@@ -624,9 +657,11 @@ export class SandboxService {
     }
     this.log.info({ sandboxId: id, why }, "sandbox resumed");
     this.lastActivity.set(id, now());
+    // Out of hibernation it runs on to the expiry it had; out of a pause its timeout starts again.
+    const expiresAt = isHibernated(record) ? record.expiresAt : expiryFrom(record, now());
     const updated = await this.store.updateSandbox(
       id,
-      { status: "running", expiresAt: expiryFrom(record, now()) },
+      { status: "running", reason: null, expiresAt },
       ["resuming"],
       why,
     );
@@ -686,11 +721,13 @@ export class SandboxService {
         { "retry-after": "2" },
       );
     }
-    if (record.autoResume && record.status === "pausing") {
+    // A hibernated sandbox comes back on any call, as autoResume would bring back a paused one.
+    const resumes = (r: SandboxRecord) => r.autoResume || isHibernated(r);
+    if (resumes(record) && record.status === "pausing") {
       await this.pausing.get(record.id)?.catch(() => undefined);
       record = (await this.store.getSandbox(record.id)) ?? record;
     }
-    if (!record.autoResume || (record.status !== "paused" && record.status !== "resuming")) {
+    if (!resumes(record) || (record.status !== "paused" && record.status !== "resuming")) {
       assertStatus(record, ["running"], "use");
       return record;
     }

@@ -1,10 +1,14 @@
 import type { FastifyBaseLogger } from "fastify";
+import type { SandboxRecord } from "../domain/sandbox.js";
 import { now } from "../lib/clock.js";
 import type { SandboxRuntime } from "../runtime/runtime.js";
 import type { Store } from "../store/store.js";
 import type { AgentPool } from "./agent-pool.js";
 import type { SandboxDeaths } from "./sandbox-deaths.js";
-import { egressTarget, expiryFrom, LIVE, type SandboxService } from "./sandbox-service.js";
+import { egressTarget, expiryFrom, isHibernated, LIVE, type SandboxService } from "./sandbox-service.js";
+
+/** Checkpoints of idle sandboxes run at most this many at a time (see `hibernateSoon`). */
+const HIBERNATIONS_AT_ONCE = 2;
 
 /**
  * What runs beside the API: expiries, idle timeouts and deaths every tick, and bringing the host and the
@@ -18,21 +22,35 @@ export class SandboxSupervisor {
     private readonly deaths: SandboxDeaths,
     private readonly agents: AgentPool,
     private readonly log: FastifyBaseLogger,
+    private readonly opts: { hibernateAfterMs: number | null } = { hibernateAfterMs: null },
   ) {}
+
+  /**
+   * Activity is noted in memory only: after a (re)start, a sandbox counts as active from then on, not
+   * as idle since it started — a restart does not hibernate every sandbox at once.
+   */
+  private readonly startedAt = now();
+  private readonly hibernating = new Set<string>();
 
   /** Expiry and liveness: runs every second. */
   async tick(): Promise<void> {
     await this.failAbandonedCreates();
-    const running = await this.store.sandboxesInStatus(["running"]);
+    const [running, paused] = await Promise.all([
+      this.store.sandboxesInStatus(["running"]),
+      this.store.sandboxesInStatus(["paused"]),
+    ]);
     const t = now();
-    await Promise.all(
-      running.map(async (s) => {
-        const idleSince = this.sandboxes.lastActivityOf(s.id) ?? s.startedAt ?? t;
+    const { hibernateAfterMs } = this.opts;
+    await Promise.all([
+      ...paused.filter((s) => isHibernated(s) && s.expiresAt !== null && s.expiresAt <= t).map((s) => this.expire(s)),
+      ...running.map(async (s) => {
+        const idleSince = this.sandboxes.lastActivityOf(s.id) ?? Math.max(s.startedAt ?? t, this.startedAt);
         if (s.expiresAt !== null && s.expiresAt <= t) {
-          if (s.timeoutAction === "pause") await this.sandboxes.pauseById(s.id, "timeout").catch(() => undefined);
-          else await this.sandboxes.destroyById(s.id, "expired");
+          await this.expire(s);
         } else if (s.idleTimeoutMs !== null && idleSince + s.idleTimeoutMs <= t) {
           await this.sandboxes.pauseById(s.id, "idle").catch(() => undefined);
+        } else if (hibernateAfterMs !== null && s.hibernate && idleSince + hibernateAfterMs <= t) {
+          this.hibernateSoon(s.id);
         } else if (
           !this.sandboxes.isDestroying(s.id) &&
           !this.deaths.isMarking(s.id) &&
@@ -41,7 +59,33 @@ export class SandboxSupervisor {
           await this.deaths.markDead(s.id);
         }
       }),
-    );
+    ]);
+  }
+
+  /**
+   * Starts a hibernation unless HIBERNATIONS_AT_ONCE are under way: many sandboxes that went idle
+   * together (a batch created at once) would otherwise be checkpointed all at once, a burst of runsc
+   * processes that stalls creates and API calls on a small host. The others wait for a later tick;
+   * the tick does not wait for a checkpoint.
+   */
+  private hibernateSoon(id: string): void {
+    if (this.hibernating.has(id) || this.hibernating.size >= HIBERNATIONS_AT_ONCE) return;
+    this.hibernating.add(id);
+    void this.sandboxes
+      .hibernate(id)
+      .catch(() => undefined)
+      .finally(() => this.hibernating.delete(id));
+  }
+
+  /** A sandbox at its expiry (running, or hibernated: hibernation does not extend a lifetime). */
+  private async expire(s: SandboxRecord): Promise<void> {
+    if (s.timeoutAction === "destroy") return this.sandboxes.destroyById(s.id, "expired");
+    if (s.status === "paused") {
+      // Hibernated already: from now on an ordinary pause, which only a resume (or autoResume) ends.
+      await this.store.updateSandbox(s.id, { reason: null, expiresAt: null }, ["paused"], "timeout");
+      return;
+    }
+    await this.sandboxes.pauseById(s.id, "timeout").catch(() => undefined);
   }
 
   /**

@@ -245,6 +245,7 @@ export class WarmPoolService {
         lifecycle: params.lifecycle,
         idleTimeoutMs: idleTimeoutFor(params),
         autoResume: params.autoResume,
+        hibernate: params.hibernate,
         ports: params.ports,
         allPorts: params.allPorts,
         publicPorts: params.publicPorts,
@@ -281,6 +282,8 @@ export class WarmPoolService {
             timeoutAction: "destroy",
             lifecycle: "ephemeral",
             autoResume: false,
+            // A pooled sandbox is there to be taken at once: it stays running; its user's choice applies at checkout.
+            hibernate: false,
             volumes: [],
           });
           // A pooled sandbox waits without expiring; its timeout starts at checkout.

@@ -79,6 +79,7 @@ export interface SandboxRow {
   lifecycle: "ephemeral" | "persistent";
   idle_timeout_ms: number | null;
   auto_resume: FlagColumn;
+  hibernate: FlagColumn;
   ports_json: JsonColumn;
   public_ports: FlagColumn;
   traffic_token: string;
@@ -200,6 +201,7 @@ export const sandboxColumns: Record<keyof SandboxPatch, string> = {
   lifecycle: "lifecycle",
   idleTimeoutMs: "idle_timeout_ms",
   autoResume: "auto_resume",
+  hibernate: "hibernate",
   ports: "ports_json",
   publicPorts: "public_ports",
   trafficToken: "traffic_token",
@@ -365,6 +367,7 @@ export function sandboxFromRow(r: SandboxRow): SandboxRecord {
     lifecycle: r.lifecycle,
     idleTimeoutMs: r.idle_timeout_ms,
     autoResume: flag(r.auto_resume),
+    hibernate: flag(r.hibernate),
     ports: fromJson<number[]>(r.ports_json),
     publicPorts: flag(r.public_ports),
     trafficToken: r.traffic_token,

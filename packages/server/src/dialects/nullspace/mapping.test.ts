@@ -35,6 +35,7 @@ const record: SandboxRecord = {
   lifecycle: "ephemeral",
   idleTimeoutMs: null,
   autoResume: true,
+  hibernate: true,
   ports: [],
   allPorts: true,
   publicPorts: false,
