@@ -10,7 +10,8 @@ useTestServer(
   (_s, a) => {
     api = a;
   },
-  { SANDPIT_HIBERNATE_AFTER_MS: "2000" },
+  // Samples often enough that a working sandbox shows its work within the quiet period.
+  { SANDPIT_HIBERNATE_AFTER_MS: "2000", SANDPIT_METRICS_INTERVAL_MS: "500" },
 );
 
 type HibernatingBody = SandboxBody & { hibernate: boolean };
@@ -24,6 +25,10 @@ describe("hibernation of idle sandboxes", () => {
     expect((await get(stays.id)).hibernate).toBe(false);
     const idle = await api.createSandbox({});
     expect((await get(idle.id)).hibernate).toBe(true);
+    // Quiet on the API but working on its own (a job in the background): not idle.
+    const working = await api.createSandbox({});
+    const job = await api.exec(working.id, { command: "while :; do :; done", background: true });
+    expect(job.commandId).toBeTruthy();
     const before = await startKeeper(api, idle.id);
     const expiresAt = (await get(idle.id)).expiresAt;
 
@@ -39,6 +44,7 @@ describe("hibernation of idle sandboxes", () => {
     expect(hibernated.reason).toBe("hibernated");
     expect(hibernated.expiresAt).toBe(expiresAt);
     expect((await get(stays.id)).status).toBe("running");
+    expect((await get(working.id)).status).toBe("running");
 
     // The next exec resumes it transparently: the same process, which went on counting.
     const after = await keeperState(api, idle.id);

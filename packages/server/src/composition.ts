@@ -232,9 +232,7 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
     },
     await loadOrCreateSharedKey(store, "sandbox-client-token", path.join(config.dataDir, "sandbox-client-token.key")),
   );
-  const supervisor = new SandboxSupervisor(store, runtime, sandboxes, deaths, agents, logger, {
-    hibernateAfterMs: config.hibernateAfterMs,
-  });
+
   const snapshots = new SnapshotService(store, sandboxes, runtime, snapshotDir, logger);
   const nodes = new NodeService(store);
   const serverMetrics: ServerMetrics = new ServerMetrics(
@@ -287,6 +285,11 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
   const webhooks = new WebhookService(store, outbound, logger, config.webhooks);
   webhooks.start();
   const metricsSampler = new MetricsSampler(store, runtime, logger, config.metricsIntervalMs);
+  // Idle means no API activity and no work of the sandbox's own: a job running in the background keeps it awake.
+  const supervisor = new SandboxSupervisor(store, runtime, sandboxes, deaths, agents, logger, {
+    hibernateAfterMs: config.hibernateAfterMs,
+    workedSince: (id, sinceMs) => metricsSampler.workedSince(id, sinceMs),
+  });
   const membership = new NodeMembership(
     store,
     { ...config.cluster, dataDir: config.dataDir, version: serverVersion() },

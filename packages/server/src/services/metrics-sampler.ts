@@ -15,6 +15,14 @@ export interface SamplerClock {
 }
 const systemClock: SamplerClock = { monotonicMs: () => performance.now(), wallMs: () => Date.now() };
 
+/**
+ * A sandbox busier than this (percent of its vCPUs) is working, not idle: well above gVisor's own idle
+ * cost (systrap spins ~4 % of a core per sandbox), well below any loop that does something.
+ */
+const WORKING_CPU_PERCENT = 10;
+/** Network bytes (in + out) a sandbox may move in a window and still count as idle (keep-alives, DNS). */
+const WORKING_NETWORK_BYTES = 256 * 1024;
+
 /** Paused sandboxes keep their history; the counters restart when they resume. */
 const KEEP_HISTORY: SandboxRecord["status"][] = ["pausing", "paused", "resuming"];
 
@@ -65,6 +73,20 @@ export class MetricsSampler {
       intervalMs: this.intervalMs,
       samples: samples.filter((s) => sinceMs === undefined || s.atMs > sinceMs).map(({ atMs: _, ...s }) => s),
     };
+  }
+
+  /**
+   * Whether a sandbox did work of its own after `sinceMs` — used CPU or moved network traffic beyond an
+   * idle sandbox's — as its samples show. Without samples in that window nothing is known: false.
+   */
+  workedSince(sandboxId: string, sinceMs: number): boolean {
+    const samples = (this.tracked.get(sandboxId)?.samples ?? []).filter((s) => s.atMs > sinceMs);
+    const first = samples[0];
+    const last = samples.at(-1);
+    if (!first || !last) return false;
+    if (samples.some((s) => s.cpuPercent >= WORKING_CPU_PERCENT)) return true;
+    const moved = last.networkRxBytes - first.networkRxBytes + (last.networkTxBytes - first.networkTxBytes);
+    return moved > WORKING_NETWORK_BYTES;
   }
 
   /** One round over every running sandbox; a round still in progress makes the next one skip. */

@@ -22,7 +22,11 @@ export class SandboxSupervisor {
     private readonly deaths: SandboxDeaths,
     private readonly agents: AgentPool,
     private readonly log: FastifyBaseLogger,
-    private readonly opts: { hibernateAfterMs: number | null } = { hibernateAfterMs: null },
+    private readonly opts: {
+      hibernateAfterMs: number | null;
+      /** Whether a sandbox did work of its own (CPU, network) after a time: working is not idle. */
+      workedSince?: (sandboxId: string, sinceMs: number) => boolean;
+    } = { hibernateAfterMs: null },
   ) {}
 
   /**
@@ -49,7 +53,12 @@ export class SandboxSupervisor {
           await this.expire(s);
         } else if (s.idleTimeoutMs !== null && idleSince + s.idleTimeoutMs <= t) {
           await this.sandboxes.pauseById(s.id, "idle").catch(() => undefined);
-        } else if (hibernateAfterMs !== null && s.hibernate && idleSince + hibernateAfterMs <= t) {
+        } else if (
+          hibernateAfterMs !== null &&
+          s.hibernate &&
+          idleSince + hibernateAfterMs <= t &&
+          !this.opts.workedSince?.(s.id, t - hibernateAfterMs)
+        ) {
           this.hibernateSoon(s.id);
         } else if (
           !this.sandboxes.isDestroying(s.id) &&
