@@ -1,7 +1,8 @@
 // Many sandboxes on one host: creates N (bounded concurrency) and, at 100/250/500 (the steps up to N),
 // measures create p50 of the batch, exec p50 of a live and of a hibernated sandbox, API p99 (GET a
 // sandbox, under concurrent load), host CPU (from /proc/stat) and memory (PSS of the runsc processes per
-// live sandbox; host used memory per sandbox), then the time to destroy all.
+// live sandbox; host used memory per sandbox), then the time to destroy all. Sandboxes live 24 h: the
+// default 5-minute timeout would expire the first batches before the last is made.
 // Usage: npm run bench:density [N]  (default 100; prints a table, writes bench/results/density-<time>.json)
 import { execFileSync } from "node:child_process";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
@@ -126,7 +127,10 @@ try {
     log(`creating ${target - created} (to ${target})`);
     const batch = Array.from({ length: target - created }, (_, i) => created + i);
     const times = await pool(batch, CONCURRENCY, async () => {
-      const res = await call<{ id: string }>(server, "POST", "/sandboxes", { resources: { memoryMb: 256 } });
+      const res = await call<{ id: string }>(server, "POST", "/sandboxes", {
+        resources: { memoryMb: 256 },
+        timeoutMs: 24 * 3600 * 1000,
+      });
       if (res.status !== 201) throw new Error(`create: ${res.status} ${JSON.stringify(res.body)}`);
       ids.push(res.body.id);
     });
