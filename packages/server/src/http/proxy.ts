@@ -25,31 +25,45 @@ function sendError(res: http.ServerResponse, e: unknown) {
   res.end(JSON.stringify({ error: { code: error.code, message: error.message } }));
 }
 
+/** Methods without a body that a proxy may send again: nothing ran if the connection was dead. */
+const RESENDABLE = new Set(["GET", "HEAD", "OPTIONS"]);
+
 /** Streams one HTTP exchange to the sandbox's port and back (bodies are never buffered). */
 export function proxyHttp(req: http.IncomingMessage, res: http.ServerResponse, target: PortTarget, path: string) {
-  const upstream = http.request(
-    {
-      host: target.host,
-      port: target.port,
-      method: req.method,
-      path,
-      headers: forwardHeaders(req),
-      agent: upstreamAgent,
-    },
-    (up) => {
-      res.writeHead(up.statusCode ?? 502, endToEnd(up.headers, [TRAFFIC_TOKEN_HEADER]));
-      res.flushHeaders();
-      up.pipe(res);
-    },
-  );
-  upstream.setNoDelay(true);
-  upstream.on("error", (e) =>
-    sendError(res, new ApiError("upstream_unavailable", `nothing answers on port ${target.port}: ${e.message}`)),
-  );
-  res.on("close", () => {
-    if (!res.writableFinished) upstream.destroy();
-  });
-  req.pipe(upstream);
+  const send = (retried: boolean) => {
+    const upstream = http.request(
+      {
+        host: target.host,
+        port: target.port,
+        method: req.method,
+        path,
+        headers: forwardHeaders(req),
+        agent: upstreamAgent,
+      },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, endToEnd(up.headers, [TRAFFIC_TOKEN_HEADER]));
+        res.flushHeaders();
+        up.pipe(res);
+      },
+    );
+    upstream.setNoDelay(true);
+    upstream.on("error", (e: NodeJS.ErrnoException) => {
+      // A kept-alive connection the sandbox's server closed as it was being reused (e.g. websockify's web
+      // server between noVNC's files): send a bodyless request once more on a fresh connection.
+      const deadConnection = e.code === "ECONNRESET" || e.code === "EPIPE";
+      if (!retried && upstream.reusedSocket && deadConnection && RESENDABLE.has(req.method ?? "") && !res.headersSent) {
+        send(true);
+        return;
+      }
+      sendError(res, new ApiError("upstream_unavailable", `nothing answers on port ${target.port}: ${e.message}`));
+    });
+    res.on("close", () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
+    if (retried) upstream.end();
+    else req.pipe(upstream);
+  };
+  send(false);
 }
 
 /** Tunnels a WebSocket (or any Upgrade) to the sandbox's port. */
