@@ -278,8 +278,11 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
     config.maxUploadBytes,
   );
   const files = new FileService(sandboxes);
-  const desktopStreams = new DesktopStreamService(sandboxes, exec, store);
-  const ports = new PortService(sandboxes, config.domain, (id, token) => desktopStreams.streamAccess(id, token));
+  // Each needs the other: the proxy asks who opens a live view's port; a live view's URL is a proxy URL.
+  const ports: PortService = new PortService(sandboxes, config.domain, (id, token) =>
+    desktopStreams.streamAccess(id, token),
+  );
+  const desktopStreams: DesktopStreamService = new DesktopStreamService(sandboxes, exec, store, ports);
   const idempotency = new IdempotencyService(store);
   const quotas = new QuotaService(store, sandboxes);
   const events = new EventService(store, config.eventRetentionMs);

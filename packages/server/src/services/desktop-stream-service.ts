@@ -12,7 +12,7 @@ import { newToken, randomBase32 } from "../lib/ids.js";
 import { tokensEqual } from "../lib/server-key.js";
 import type { Store } from "../store/store.js";
 import type { ExecService } from "./exec-service.js";
-import { portPath } from "./port-service.js";
+import { type PortService, portPath, TRAFFIC_TOKEN_QUERY } from "./port-service.js";
 import type { SandboxService } from "./sandbox-service.js";
 
 const STREAM_READY_TIMEOUT_MS = 20_000;
@@ -72,6 +72,8 @@ export class DesktopStreamService {
     private readonly sandboxes: SandboxService,
     private readonly exec: ExecService,
     private readonly store: Store,
+    /** Builds the stream's URL (by host name when the server has a domain). */
+    private readonly ports: PortService,
   ) {}
 
   /**
@@ -84,9 +86,10 @@ export class DesktopStreamService {
     return this.oneAtATime(sandboxId, async () => {
       const record = await this.sandboxes.requireUsable(org, sandboxId);
       const live = await this.store.liveDesktopStream(record.id);
-      if (live?.viewOnly === parsed.data.viewOnly && (await this.serving(org, live))) return view(live, baseUrl);
+      if (live?.viewOnly === parsed.data.viewOnly && (await this.serving(org, live)))
+        return streamView(live, baseUrl, this.ports);
       if (live) await this.stopRecord(org, live);
-      return view(await this.launch(org, record, parsed.data.viewOnly), baseUrl);
+      return streamView(await this.launch(org, record, parsed.data.viewOnly), baseUrl, this.ports);
     });
   }
 
@@ -95,7 +98,7 @@ export class DesktopStreamService {
     const live = await this.store.liveDesktopStream(record.id);
     if (!live)
       throw new ApiError("not_found", `sandbox ${sandboxId} has no live view (POST …/desktop/stream starts one)`);
-    return view(live, baseUrl);
+    return streamView(live, baseUrl, this.ports);
   }
 
   /** Stops the live view: its processes end and its token opens nothing any more. Idempotent. */
@@ -211,20 +214,25 @@ function answers(host: string, port: number): Promise<boolean> {
 }
 
 /**
- * The stream as the API shows it. Its URL is noVNC's page through the port proxy by path, with the token
- * as a leading path segment, so the page's own files load with it; noVNC builds its WebSocket URL from
- * `path` relative to the host, so `path` is the whole proxied websockify path, token included.
- * `reconnect` brings the picture back by itself after the sandbox was paused and resumed.
+ * The stream as the API shows it. Its URL is noVNC's page through the port proxy with the token as a leading
+ * path segment, so the page's own files load with it: by the port's host name when the server has a domain
+ * (the page, which the sandbox serves, then has an origin of its own, not the API's or the console's), else
+ * by path. noVNC builds its WebSocket URL from `path` relative to the host, so `path` is the whole proxied
+ * websockify path, token included. `reconnect` brings the picture back by itself after a pause and resume.
  */
-export function view(stream: DesktopStreamRecord, baseUrl: string): DesktopStream {
-  const base = portPath(stream.sandboxId, DESKTOP_STREAM_PORT, stream.token);
+export function streamView(stream: DesktopStreamRecord, baseUrl: string, ports: PortService): DesktopStream {
+  const origin = ports.hostOrigin(baseUrl, stream.sandboxId, DESKTOP_STREAM_PORT);
+  const tokenSegment = `${TRAFFIC_TOKEN_QUERY}/${encodeURIComponent(stream.token)}`;
+  const base = origin
+    ? `${origin}/${tokenSegment}`
+    : `${baseUrl}${portPath(stream.sandboxId, DESKTOP_STREAM_PORT, stream.token)}`;
   const query = new URLSearchParams({ autoconnect: "true", reconnect: "true", resize: "scale" });
   if (stream.viewOnly) query.set("view_only", "true");
-  query.set("path", `${base.slice(1)}/websockify`);
+  query.set("path", `${new URL(base).pathname.slice(1)}/websockify`);
   return {
     streamId: stream.id,
     viewOnly: stream.viewOnly,
-    url: `${baseUrl}${base}/vnc.html?${query.toString()}`,
+    url: `${base}/vnc.html?${query.toString()}`,
     token: stream.token,
     startedAt: new Date(stream.startedAt).toISOString(),
     expiresAt: null,

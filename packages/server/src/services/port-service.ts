@@ -75,12 +75,20 @@ export class PortService {
   }
 
   urls(baseUrl: string, sandboxId: string, ports: number[]) {
+    return ports.map((port) => {
+      const origin = this.hostOrigin(baseUrl, sandboxId, port);
+      return { port, url: `${baseUrl}${portPath(sandboxId, port)}/`, hostUrl: origin ? `${origin}/` : null };
+    });
+  }
+
+  /**
+   * The port's own origin by host name (`{scheme}://{port}-{id}.{domain}{:listen port}`), when the server has
+   * a domain: pages served there cannot reach the API's or the console's origin.
+   */
+  hostOrigin(baseUrl: string, sandboxId: string, port: number): string | undefined {
+    if (!this.domain) return undefined;
     const scheme = baseUrl.startsWith("https:") ? "https" : "http";
     const portSuffix = /:(\d+)$/.exec(new URL(baseUrl).host)?.[0] ?? "";
-    return ports.map((port) => ({
-      port,
-      url: `${baseUrl}${portPath(sandboxId, port)}/`,
-      hostUrl: this.domain ? `${scheme}://${port}-${sandboxId}.${this.domain}${portSuffix}/` : null,
-    }));
+    return `${scheme}://${port}-${sandboxId}.${this.domain}${portSuffix}`;
   }
 }
