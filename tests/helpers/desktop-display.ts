@@ -2,8 +2,8 @@ import { type apiClient, waitFor } from "./api.js";
 
 /**
  * Starts the display of a desktop-template sandbox the way `@e2b/desktop` does (Xvfb :0, then an Xfce
- * session, both as `user`, uid 1000 of the built-in templates) and waits until the window manager and the desktop run. Stands in
- * for Sandpit's own desktop server, which starts the display at create.
+ * session, as the sandbox's default user) and waits until the window manager, the desktop and the panel
+ * run. Stands in for Sandpit's own desktop server, which starts the display at create.
  */
 export async function startDisplay(api: ReturnType<typeof apiClient>, sandboxId: string): Promise<void> {
   const answers = async (command: string) =>

@@ -145,7 +145,7 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   app.addHook("onRequest", traffic.hook);
 
   openApiRoutes(app, authenticate);
-  consoleRoutes(app);
+  consoleRoutes(app, services.ports.domain);
   sandboxRoutes(app, authenticate, services.sandboxes, services.warmPools);
   execRoutes(app, authenticate, services.exec);
   codeRoutes(app, authenticate, services.code);
