@@ -82,6 +82,11 @@ describe("desktop live view", () => {
     writeFileSync(path.join(repoRoot, "docs/desktop-live-view.png"), await page.screenshot());
   });
 
+  it("runs x11vnc and websockify as the display's owner, the sandbox's user (uid 1000), like Xvfb", async () => {
+    const owners = await api.exec(sandbox.id, { command: "ps -o uid= -C Xvfb,x11vnc,websockify | sort -u" });
+    expect(owners.stdout.trim()).toBe("1000");
+  });
+
   it("an interactive stream moves the sandbox's pointer with the page's mouse", async () => {
     await hoverRemote(300, 200);
     const at = await waitFor(

@@ -29,15 +29,20 @@ const WEBSOCKIFY_COMMAND = `websockify --web ${NOVNC_WEB_DIR} ${DESKTOP_STREAM_P
 /**
  * Before a start: the display must answer, and the stream's ports must be free. A stream stopped while its
  * sandbox was paused left its processes behind (they came back with the resume): they go first. Anything
- * else holding the ports is the sandbox's own business (409).
+ * else holding the ports is the sandbox's own business (409). On success it prints the display's owner: the
+ * stream runs as that user, since x11vnc reads the screen through shared memory that the X server (e.g.
+ * `user`'s Xvfb) can attach only when it has the same owner (else X_ShmAttach fails with BadAccess and
+ * x11vnc exits).
  */
 const PREFLIGHT_SCRIPT = `
 xdpyinfo -display :0 >/dev/null 2>&1 || exit 10
-pkill -KILL -u "$(id -u)" -f -- '^${VNC_COMMAND}'
-pkill -KILL -u "$(id -u)" -f -- '^[^ ]*python3 [^ ]*${WEBSOCKIFY_COMMAND}'
+owner=$(ps -o uid= -C Xvfb,Xorg,Xvnc,Xephyr | head -n 1 | tr -d " ")
+owner=\${owner:-$(id -u)}
+pkill -KILL -u "$owner" -f -- '^${VNC_COMMAND}'
+pkill -KILL -u "$owner" -f -- '^[^ ]*python3 [^ ]*${WEBSOCKIFY_COMMAND}'
 listening() { (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; }
 for i in $(seq 1 100); do
-  listening ${DESKTOP_VNC_PORT} || listening ${DESKTOP_STREAM_PORT} || exit 0
+  listening ${DESKTOP_VNC_PORT} || listening ${DESKTOP_STREAM_PORT} || { echo "$owner"; exit 0; }
   sleep 0.05
 done
 listening ${DESKTOP_VNC_PORT} && echo ${DESKTOP_VNC_PORT} || echo ${DESKTOP_STREAM_PORT}
@@ -47,12 +52,17 @@ exit 11`;
  * The stream's processes, one background command (one process group, so one signal ends both): x11vnc on
  * the display, reachable from inside the sandbox only, and websockify, which serves noVNC's page and
  * bridges its WebSocket to x11vnc on the port the proxy reaches. websockify starts once x11vnc listens,
- * so that the first viewer finds it.
+ * so that the first viewer finds it; when x11vnc exits first, so does the command, with x11vnc's status.
  */
 function streamScript(viewOnly: boolean): string {
   return `
 ${VNC_COMMAND}${viewOnly ? " -viewonly" : ""} &
-for i in $(seq 1 400); do (exec 3<>/dev/tcp/127.0.0.1/${DESKTOP_VNC_PORT}) 2>/dev/null && break; sleep 0.05; done
+vnc=$!
+for i in $(seq 1 400); do
+  (exec 3<>/dev/tcp/127.0.0.1/${DESKTOP_VNC_PORT}) 2>/dev/null && break
+  kill -0 $vnc 2>/dev/null || { wait $vnc; exit; }
+  sleep 0.05
+done
 exec ${WEBSOCKIFY_COMMAND}`;
 }
 
@@ -135,6 +145,7 @@ export class DesktopStreamService {
     }
     const { commandId } = await this.exec.startBackground(org, record.id, {
       args: ["bash", "-c", streamScript(viewOnly)],
+      user: check.stdout.trim(),
     });
     await this.waitUntilServing(org, record, commandId);
     const stream: DesktopStreamRecord = {
