@@ -111,11 +111,11 @@ export function distinctColours(image: Rgba, region: Region = wholeImage(image))
   return seen.size;
 }
 
-/** The bounding box of the pixels that differ between two images, or undefined when none do. */
-export function changedBox(before: Rgba, after: Rgba): Region | undefined {
+/** The bounding box of the pixels in `region` that differ between two images, or undefined when none do. */
+export function changedBox(before: Rgba, after: Rgba, region: Region = wholeImage(before)): Region | undefined {
   let [x0, y0, x1, y1] = [Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY, -1, -1];
-  for (let y = 0; y < before.height; y++) {
-    for (let x = 0; x < before.width; x++) {
+  for (let y = region.y; y < region.y + region.height; y++) {
+    for (let x = region.x; x < region.x + region.width; x++) {
       const i = (y * before.width + x) * 4;
       if (before.data.readUInt32BE(i) === after.data.readUInt32BE(i)) continue;
       x0 = Math.min(x0, x);
