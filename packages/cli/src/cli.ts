@@ -10,6 +10,7 @@ import {
 } from "./commands/code.js";
 import { cpCommand } from "./commands/cp.js";
 import { createCommand } from "./commands/create.js";
+import { desktopStreamCommand } from "./commands/desktop-stream.js";
 import { eventsCommand } from "./commands/events.js";
 import { execCommand } from "./commands/exec.js";
 import { imagesLsCommand, imagesPullCommand } from "./commands/images.js";
@@ -56,6 +57,7 @@ export const commands: CliCommand[] = [
   policyCommand,
   egressLogCommand,
   shellCommand,
+  desktopStreamCommand,
   eventsCommand,
   templatesLsCommand,
   templatesBuildCommand,

@@ -59,6 +59,70 @@ const baseDebianPackages = [
   "iproute2",
 ];
 
+/**
+ * What gVisor (runsc 20240729, Debian 13's) lacks and the desktop's programs need, supplied by a library in
+ * /etc/ld.so.preload. Built on the host (gcc is one of its build tools); it needs nothing from the template's
+ * libc but `syscall`, `ptsname_r` and `open`.
+ * - close_range(first, ~0U, flags), which GLib calls before every spawn, answers EINVAL: without the cap at
+ *   INT_MAX (as far as gVisor's descriptor table goes) xfce4-session starts no window manager, desktop or
+ *   panel, and gtk-launch nothing ("Failed to close file descriptor for child process").
+ * - ioctl TIOCGPTPEER and TIOCPKT on a PTY master answer ENOTTY, and VTE (xfce4-terminal) needs both ("Failed
+ *   to open PTY"): the peer is opened by its name instead, and packet mode is emulated for the data-only case
+ *   (each read from a master in packet mode starts with a TIOCPKT_DATA byte). A master's mode is kept per
+ *   descriptor and forgotten when it closes.
+ */
+const desktopPreloadSource = [
+  "#define _GNU_SOURCE",
+  "#include <fcntl.h>",
+  "#include <limits.h>",
+  "#include <stdarg.h>",
+  "#include <stdlib.h>",
+  "#include <sys/ioctl.h>",
+  "#include <sys/syscall.h>",
+  "#include <unistd.h>",
+  "static unsigned char packet_mode[4096];",
+  "int close_range(unsigned int first, unsigned int last, int flags) {",
+  "  if (last > INT_MAX) last = INT_MAX;",
+  "  return (int)syscall(SYS_close_range, first, last, flags);",
+  "}",
+  "int ioctl(int fd, unsigned long request, ...) {",
+  "  va_list args;",
+  "  va_start(args, request);",
+  "  void *arg = va_arg(args, void *);",
+  "  va_end(args);",
+  "  if (request == TIOCGPTPEER) {",
+  "    char name[64];",
+  "    if (ptsname_r(fd, name, sizeof name) != 0) return -1;",
+  "    return open(name, (int)(long)arg);",
+  "  }",
+  "  if (request == TIOCPKT && fd >= 0 && fd < (int)sizeof packet_mode) {",
+  "    char name[64];",
+  "    if (ptsname_r(fd, name, sizeof name) != 0) return -1;",
+  "    packet_mode[fd] = *(int *)arg != 0;",
+  "    return 0;",
+  "  }",
+  "  return (int)syscall(SYS_ioctl, fd, request, arg);",
+  "}",
+  "ssize_t read(int fd, void *buf, size_t count) {",
+  "  if (fd < 0 || fd >= (int)sizeof packet_mode || !packet_mode[fd] || count < 2)",
+  "    return syscall(SYS_read, fd, buf, count);",
+  "  ssize_t n = syscall(SYS_read, fd, (char *)buf + 1, count - 1);",
+  "  if (n <= 0) return n;",
+  "  ((char *)buf)[0] = 0;",
+  "  return n + 1;",
+  "}",
+  "int close(int fd) {",
+  "  if (fd >= 0 && fd < (int)sizeof packet_mode) packet_mode[fd] = 0;",
+  "  return (int)syscall(SYS_close, fd);",
+  "}",
+];
+const desktopPreloadHook = [
+  "printf '%s\\n'",
+  ...desktopPreloadSource.map((line) => `'${line}'`),
+  '| cc -O2 -shared -fPIC -x c -o "$1/usr/local/lib/libsandpit-gvisor-compat.so" -',
+  '&& echo /usr/local/lib/libsandpit-gvisor-compat.so >> "$1/etc/ld.so.preload"',
+].join(" ");
+
 export const builtinTemplates: BuiltinTemplate[] = [
   {
     name: "base",
@@ -136,6 +200,7 @@ export const builtinTemplates: BuiltinTemplate[] = [
         'ln -s /usr/share/novnc "$1/opt/noVNC"',
         // gVisor is the sandbox: Chromium's own (namespaces, /dev/shm) adds nothing and does not start in it.
         'mkdir -p "$1/etc/chromium.d" && echo \'export CHROMIUM_FLAGS="$CHROMIUM_FLAGS --no-sandbox --disable-dev-shm-usage"\' > "$1/etc/chromium.d/sandpit"',
+        desktopPreloadHook,
       ],
     },
   },
