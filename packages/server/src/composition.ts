@@ -150,7 +150,7 @@ export async function createServices(
     subnet: config.sandboxSubnet,
     netPrefix,
     agentBinary: config.agentBinary,
-    codeServerDir: config.codeServerDir,
+    helperServerDirs: config.helperServerDirs,
     sharedDir: config.cluster.sharedDir,
   });
   await runtime.prepare();
