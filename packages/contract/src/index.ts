@@ -1,5 +1,6 @@
 export * from "./code.js";
 export * from "./common.js";
+export * from "./desktop.js";
 export * from "./egress.js";
 export * from "./errors.js";
 export * from "./events.js";

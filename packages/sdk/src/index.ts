@@ -54,6 +54,15 @@ export {
   resolveConfig,
 } from "./config.js";
 export {
+  Desktop,
+  type DesktopPoint,
+  type DesktopState,
+  type DesktopWindow,
+  type MouseButton,
+  type ScreenshotOptions,
+  type ScrollDirection,
+} from "./desktop.js";
+export {
   AuthenticationError,
   type ClientErrorCode,
   ConflictError,

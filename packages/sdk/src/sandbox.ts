@@ -13,6 +13,7 @@ import { ApiClient } from "./api-client.js";
 import { Code } from "./code.js";
 import { Commands } from "./commands.js";
 import { type ConnectionOptions, resolveConfig } from "./config.js";
+import { Desktop } from "./desktop.js";
 import { Files } from "./files.js";
 import { Terminals } from "./terminals.js";
 
@@ -56,6 +57,8 @@ export class Sandbox {
   readonly terminals: Terminals;
   /** Runs cells in live interpreters (code contexts) of this sandbox. */
   readonly code: Code;
+  /** Screenshots, mouse, keyboard and windows of this sandbox's desktop (desktop sandboxes). */
+  readonly desktop: Desktop;
   #info: SandboxInfo;
   readonly #client: ApiClient;
 
@@ -67,6 +70,7 @@ export class Sandbox {
     this.files = new Files(info.id, client);
     this.terminals = new Terminals(info.id, client);
     this.code = new Code(info.id, client);
+    this.desktop = new Desktop(info.id, client);
   }
 
   /**

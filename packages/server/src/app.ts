@@ -25,6 +25,7 @@ import { newRequestId } from "./lib/ids.js";
 import { adminRoutes } from "./routes/admin.js";
 import { codeRoutes } from "./routes/code.js";
 import { consoleRoutes } from "./routes/console.js";
+import { desktopRoutes } from "./routes/desktop.js";
 import { egressRoutes } from "./routes/egress.js";
 import { eventRoutes } from "./routes/events.js";
 import { execRoutes } from "./routes/exec.js";
@@ -148,6 +149,7 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   sandboxRoutes(app, authenticate, services.sandboxes, services.warmPools);
   execRoutes(app, authenticate, services.exec);
   codeRoutes(app, authenticate, services.code);
+  desktopRoutes(app, authenticate, services.desktop);
   fileRoutes(app, authenticate, services.files, services.maxUploadBytes);
   templateRoutes(app, authenticate, services.templates, services.templateBuilds);
   imageRoutes(app, authenticate, services.images);

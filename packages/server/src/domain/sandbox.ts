@@ -1,4 +1,4 @@
-import type { NetworkPolicy, SandboxStatus } from "@sandpit/contract";
+import type { DesktopSettings, NetworkPolicy, SandboxStatus } from "@sandpit/contract";
 
 export interface SandboxRecord {
   id: string;
@@ -34,6 +34,8 @@ export interface SandboxRecord {
   mainCommandId: string | null;
   /** Volumes and host directories mounted into the sandbox; kept for resume, restart and snapshots. */
   volumes: SandboxVolumeRecord[];
+  /** Its virtual display (started with it by the desktop server); null: no desktop. */
+  desktop: DesktopSettings | null;
   createdAt: number;
   startedAt: number | null;
   expiresAt: number | null;

@@ -1,4 +1,4 @@
-import type { NetworkPolicy } from "@sandpit/contract";
+import type { DesktopSettings, NetworkPolicy } from "@sandpit/contract";
 import type { SandboxVolumeRecord } from "./sandbox.js";
 
 export interface SnapshotRecord {
@@ -22,6 +22,8 @@ export interface SnapshotRecord {
   agentToken: string;
   /** What the source mounted; its children mount the same (absent in snapshots taken before volumes). */
   volumes?: SandboxVolumeRecord[];
+  /** The source's desktop; its children continue it (absent in snapshots taken before desktops). */
+  desktop?: DesktopSettings | null;
   sizeBytes: number | null;
   createdAt: number;
 }

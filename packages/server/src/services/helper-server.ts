@@ -23,6 +23,8 @@ export interface HelperServerSpec {
   readyTimeoutMs: number;
   /** Why it cannot run here, as the error the API answers (python3 missing, or the sandbox is too old). */
   unavailable(reason: string): ApiError;
+  /** Throws when this sandbox is not one the helper serves (checked before it is started). */
+  admit?(record: SandboxRecord): void;
   /** Its environment: where to listen and its token, plus what the helper needs for this sandbox. */
   env(record: SandboxRecord, listen: string, token: string): Record<string, string>;
 }
@@ -62,6 +64,7 @@ export class HelperServer {
     signal?: AbortSignal,
   ): Promise<http.IncomingMessage> {
     const record = await this.sandboxes.requireUsable(org, sandboxId);
+    this.spec.admit?.(record);
     // A server that answered once is not asked again before each request: a request is one round trip.
     if (!this.serving.has(record.id)) await this.ensure(org, record);
     let res: http.IncomingMessage;
@@ -80,7 +83,7 @@ export class HelperServer {
 
   /** Starts the sandbox's server unless it answers; concurrent first requests start it once. */
   async ensure(org: OrgRecord, record: SandboxRecord): Promise<void> {
-    if (!(await this.healthy(record))) {
+    if ((await this.health(record)) !== "up") {
       let starting = this.starting.get(record.id);
       if (!starting) {
         starting = this.start(org, record).finally(() => this.starting.delete(record.id));
@@ -149,18 +152,25 @@ export class HelperServer {
     return new ApiError(known, message, details);
   }
 
-  private async healthy(record: SandboxRecord): Promise<boolean> {
+  /**
+   * `up`; `starting` when it answers but is not ready (503: the desktop's display is still coming up),
+   * so that it is waited for, not started a second time; `down` when nothing answers.
+   */
+  private async health(record: SandboxRecord): Promise<"up" | "starting" | "down"> {
     try {
       const res = await this.send(record, "GET", "/health", undefined, AbortSignal.timeout(2_000));
       res.resume();
-      return res.statusCode === 200;
+      if (res.statusCode === 200) return "up";
+      return res.statusCode === 503 ? "starting" : "down";
     } catch {
-      return false;
+      return "down";
     }
   }
 
   private async start(org: OrgRecord, record: SandboxRecord): Promise<void> {
-    if (await this.healthy(record)) return;
+    const state = await this.health(record);
+    if (state === "up") return;
+    if (state === "starting") return this.waitUntilUp(record);
     const check = await this.exec.run(org, record.id, {
       command: `command -v python3 >/dev/null || { echo "python3 is not installed" >&2; exit 1; }; test -f ${this.spec.script} || { echo "it started before its ${this.spec.name} existed" >&2; exit 1; }`,
     });
@@ -170,9 +180,13 @@ export class HelperServer {
       args: ["python3", this.spec.script],
       env: this.spec.env(record, `0.0.0.0:${this.spec.port}`, this.token(record)),
     });
+    await this.waitUntilUp(record);
+  }
+
+  private async waitUntilUp(record: SandboxRecord): Promise<void> {
     const deadline = Date.now() + this.spec.readyTimeoutMs;
     while (Date.now() < deadline) {
-      if (await this.healthy(record)) return;
+      if ((await this.health(record)) === "up") return;
       await new Promise((r) => setTimeout(r, READY_POLL_MS));
     }
     throw new ApiError("sandbox_failed", `the sandbox's ${this.spec.name} did not start (see its command's output)`);

@@ -105,6 +105,7 @@ export function toSandbox(r: SandboxRecord): Sandbox {
     publicPorts: r.publicPorts,
     trafficToken: r.trafficToken,
     volumes: r.volumes.map(toSandboxVolume),
+    desktop: r.desktop,
     createdAt: iso(r.createdAt)!,
     startedAt: iso(r.startedAt),
     expiresAt: iso(r.expiresAt),
@@ -280,6 +281,12 @@ export class SandboxService {
   ): Promise<SandboxRecord> {
     // A child of a snapshot mounts what the snapshot's sandbox mounted: its restored processes may hold
     // files there open.
+    if (snapshot && params.desktop) {
+      const message = "a sandbox from a snapshot continues the snapshot's desktop";
+      throw new ApiError("validation_failed", `Invalid request: desktop: ${message}`, {
+        fields: [{ field: "desktop", rule: "conflict", message }],
+      });
+    }
     if (snapshot && params.volumes.length > 0) {
       const message = "a sandbox from a snapshot mounts the snapshot's volumes";
       throw new ApiError("validation_failed", `Invalid request: volumes: ${message}`, {
@@ -307,6 +314,7 @@ export class SandboxService {
           user: snapshot ? (params.user ?? snapshot.user ?? null) : origin!.user,
           mainCommandId: null,
           volumes,
+          desktop: snapshot ? (snapshot.desktop ?? null) : origin!.desktop,
           timeoutMs: params.timeoutMs,
           networkPolicy:
             snapshot && !params.networkPolicy && params.internetAccess === undefined

@@ -158,6 +158,7 @@ const migrations = [
      version TEXT NOT NULL, started_at BIGINT NOT NULL, heartbeat_at BIGINT NOT NULL);
    CREATE TABLE shared_keys (name TEXT PRIMARY KEY, key BYTEA NOT NULL);`,
   `CREATE TABLE cluster_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL);`,
+  `ALTER TABLE sandboxes ADD COLUMN desktop_json JSONB;`,
 ];
 
 /** Statuses of a sandbox that still lives on its node (what reads during an outage may answer). */

@@ -145,6 +145,7 @@ const migrations = [
      id TEXT PRIMARY KEY, url TEXT NOT NULL, state TEXT NOT NULL, epoch INTEGER NOT NULL,
      lease_expires_at INTEGER NOT NULL, capacity_json TEXT NOT NULL, labels_json TEXT NOT NULL,
      version TEXT NOT NULL, started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL);`,
+  `ALTER TABLE sandboxes ADD COLUMN desktop_json TEXT;`,
 ];
 
 /** The embedded default store: one SQLite file in the data directory, WAL mode. */
