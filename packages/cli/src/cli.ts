@@ -11,6 +11,7 @@ import {
 import { cpCommand } from "./commands/cp.js";
 import { createCommand } from "./commands/create.js";
 import { clickCommand, screenshotCommand, typeCommand } from "./commands/desktop.js";
+import { desktopStreamCommand } from "./commands/desktop-stream.js";
 import { eventsCommand } from "./commands/events.js";
 import { execCommand } from "./commands/exec.js";
 import { imagesLsCommand, imagesPullCommand } from "./commands/images.js";
@@ -46,6 +47,7 @@ export const commands: CliCommand[] = [
   rmCommand,
   timeoutCommand,
   shellCommand,
+  desktopStreamCommand,
   eventsCommand,
   templatesLsCommand,
   templatesBuildCommand,

@@ -3,6 +3,7 @@ import type {
   CodeEvent,
   CodeLanguage,
   CreateSandboxRequest,
+  DesktopStream,
   ErrorBody,
   EventType,
   FileEntry,
@@ -20,6 +21,7 @@ export type {
   ClusterNode,
   CodeEvent,
   CodeLanguage,
+  DesktopStream,
   EventType,
   FileEntry,
   MetricsSample,
@@ -192,6 +194,20 @@ export class ConsoleApi {
 
   async mkdir(id: string, path: string): Promise<void> {
     await this.json(`/sandboxes/${id}/files/mkdir`, { method: "POST" }, { path, parents: true });
+  }
+
+  /** The sandbox's live view, or null when none runs. */
+  async desktopStream(id: string): Promise<DesktopStream | null> {
+    const answer = await this.optional<DesktopStream>(`/sandboxes/${id}/desktop/stream`);
+    return answer.available ? answer.data : null;
+  }
+
+  startDesktopStream(id: string, viewOnly: boolean): Promise<DesktopStream> {
+    return this.json<DesktopStream>(`/sandboxes/${id}/desktop/stream`, { method: "POST" }, { viewOnly });
+  }
+
+  async stopDesktopStream(id: string): Promise<void> {
+    await this.request(`/sandboxes/${id}/desktop/stream`, { method: "DELETE" });
   }
 
   async listTerminals(id: string): Promise<Terminal[]> {

@@ -9,7 +9,7 @@ import { NodeList } from "./views/node-list";
 import { SandboxDetail, type SandboxTab } from "./views/sandbox-detail";
 import { SandboxList } from "./views/sandbox-list";
 
-const SANDBOX_ROUTE = /^\/sandboxes\/([^/]+)(?:\/(terminal|code|files|events))?\/?$/;
+const SANDBOX_ROUTE = /^\/sandboxes\/([^/]+)(?:\/(terminal|code|desktop|files|events))?\/?$/;
 
 function App() {
   const [key, setKey] = useState(session.key());

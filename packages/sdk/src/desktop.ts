@@ -10,6 +10,7 @@ import {
 } from "@sandpit/contract";
 import { z } from "zod";
 import type { ApiClient } from "./api-client.js";
+import { DesktopStreams } from "./desktop-stream.js";
 
 export type { DesktopPoint, DesktopState, DesktopWindow };
 
@@ -36,6 +37,8 @@ const windowsSchema = z.object({ windows: z.array(desktopWindowSchema) });
  * ```
  */
 export class Desktop {
+  /** The live view (a noVNC page through Sandpit's port proxy): `start`, `get`, `stop`. */
+  readonly stream: DesktopStreams;
   readonly #sandboxId: string;
   readonly #client: ApiClient;
 
@@ -43,6 +46,7 @@ export class Desktop {
   constructor(sandboxId: string, client: ApiClient) {
     this.#sandboxId = sandboxId;
     this.#client = client;
+    this.stream = new DesktopStreams(sandboxId, client);
   }
 
   /** A PNG of the screen, or of a region (`x`, `y`, `width`, `height`), scaled down by `scale` (0–1]. */

@@ -53,6 +53,7 @@ export {
   type ResolvedConfig,
   resolveConfig,
 } from "./config.js";
+export { type DesktopStream, DesktopStreams, type StartDesktopStreamOptions } from "./desktop-stream.js";
 export {
   Desktop,
   type DesktopPoint,

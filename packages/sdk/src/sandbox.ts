@@ -57,7 +57,7 @@ export class Sandbox {
   readonly terminals: Terminals;
   /** Runs cells in live interpreters (code contexts) of this sandbox. */
   readonly code: Code;
-  /** Screenshots, mouse, keyboard and windows of this sandbox's desktop (desktop sandboxes). */
+  /** This sandbox's desktop (desktop sandboxes): screenshots, mouse, keyboard, windows, and its live view `desktop.stream`. */
   readonly desktop: Desktop;
   #info: SandboxInfo;
   readonly #client: ApiClient;

@@ -26,6 +26,7 @@ import { adminRoutes } from "./routes/admin.js";
 import { codeRoutes } from "./routes/code.js";
 import { consoleRoutes } from "./routes/console.js";
 import { desktopRoutes } from "./routes/desktop.js";
+import { desktopStreamRoutes } from "./routes/desktop-stream.js";
 import { egressRoutes } from "./routes/egress.js";
 import { eventRoutes } from "./routes/events.js";
 import { execRoutes } from "./routes/exec.js";
@@ -145,11 +146,12 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   app.addHook("onRequest", traffic.hook);
 
   openApiRoutes(app, authenticate);
-  consoleRoutes(app);
+  consoleRoutes(app, services.ports.domain);
   sandboxRoutes(app, authenticate, services.sandboxes, services.warmPools);
   execRoutes(app, authenticate, services.exec);
   codeRoutes(app, authenticate, services.code);
   desktopRoutes(app, authenticate, services.desktop);
+  desktopStreamRoutes(app, authenticate, services.desktopStreams);
   fileRoutes(app, authenticate, services.files, services.maxUploadBytes);
   templateRoutes(app, authenticate, services.templates, services.templateBuilds);
   imageRoutes(app, authenticate, services.images);

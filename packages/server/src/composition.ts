@@ -26,6 +26,7 @@ import { AgentPool } from "./services/agent-pool.js";
 import { AuthService } from "./services/auth-service.js";
 import { CodeService } from "./services/code-service.js";
 import { DesktopService } from "./services/desktop-service.js";
+import { DesktopStreamService } from "./services/desktop-stream-service.js";
 import { EventService } from "./services/event-service.js";
 import { ExecService } from "./services/exec-service.js";
 import { FileService } from "./services/file-service.js";
@@ -284,7 +285,11 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
     config.maxUploadBytes,
   );
   const files = new FileService(sandboxes);
-  const ports = new PortService(sandboxes, config.domain);
+  // Each needs the other: the proxy asks who opens a live view's port; a live view's URL is a proxy URL.
+  const ports: PortService = new PortService(sandboxes, config.domain, (id, token) =>
+    desktopStreams.streamAccess(id, token),
+  );
+  const desktopStreams: DesktopStreamService = new DesktopStreamService(sandboxes, exec, store, ports);
   const idempotency = new IdempotencyService(store);
   const quotas = new QuotaService(store, sandboxes);
   const events = new EventService(store, config.eventRetentionMs);
@@ -357,6 +362,7 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
       exec,
       code,
       desktop,
+      desktopStreams,
       files,
       templates,
       templateBuilds,

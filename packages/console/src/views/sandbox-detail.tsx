@@ -5,17 +5,19 @@ import { useNow, usePolling } from "../hooks";
 import { Link } from "../router";
 import { CodeCell } from "./code-cell";
 import { ErrorBanner, Panel, SandboxActions, StateBadge } from "./common";
+import { DesktopPanel } from "./desktop-panel";
 import { EventTable } from "./event-log";
 import { FileBrowser } from "./file-browser";
 import { MetricsPanel } from "./metrics-panel";
 import { TerminalPanel } from "./terminal-panel";
 
-export type SandboxTab = "overview" | "terminal" | "code" | "files" | "events";
+export type SandboxTab = "overview" | "terminal" | "code" | "desktop" | "files" | "events";
 
 const TABS: { tab: SandboxTab; label: string; suffix: string }[] = [
   { tab: "overview", label: "Overview", suffix: "" },
   { tab: "terminal", label: "Terminal", suffix: "/terminal" },
   { tab: "code", label: "Code", suffix: "/code" },
+  { tab: "desktop", label: "Desktop", suffix: "/desktop" },
   { tab: "files", label: "Files", suffix: "/files" },
   { tab: "events", label: "Events", suffix: "/events" },
 ];
@@ -60,7 +62,7 @@ function Details({ sandbox, now }: { sandbox: Sandbox; now: number }) {
   );
 }
 
-/** One sandbox: its state and actions, and tabs for overview, terminal, code, files and events. */
+/** One sandbox: its state and actions, and tabs for overview, terminal, code, desktop, files and events. */
 export function SandboxDetail({
   api,
   id,
@@ -130,6 +132,12 @@ export function SandboxDetail({
           </Panel>
         ) : (
           <p class="empty">Code runs in a running sandbox; this one is {s.status}.</p>
+        ))}
+      {tab === "desktop" &&
+        (running ? (
+          <DesktopPanel api={api} sandboxId={s.id} />
+        ) : (
+          <p class="empty">The live view needs a running sandbox; this one is {s.status}.</p>
         ))}
       {tab === "files" &&
         (running ? (

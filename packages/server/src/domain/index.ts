@@ -1,6 +1,7 @@
 // What the services work with. The store maps these to and from its rows; routes and dialects map them
 // to their wire contracts.
 
+export * from "./desktop-stream.js";
 export * from "./egress.js";
 export * from "./event.js";
 export * from "./idempotency.js";

@@ -10,18 +10,23 @@ const PREFIX = "/console";
 
 /**
  * The console's page may only load its own scripts and styles and talk to this server (the API and the
- * terminal WebSockets). Inline styles: xterm.js sizes its rows with a generated <style> element.
+ * terminal WebSockets). Inline styles: xterm.js sizes its rows with a generated <style> element. Frames:
+ * with a domain, the sandboxes' port hosts (`{port}-{id}.{domain}`), where the desktop live view is served
+ * on an origin of its own.
  */
-const CONTENT_SECURITY_POLICY = [
-  "default-src 'self'",
-  "connect-src 'self'",
-  "script-src 'self'",
-  "style-src 'self' 'unsafe-inline'",
-  "img-src 'self' data: blob:",
-  "frame-ancestors 'none'",
-  "base-uri 'none'",
-  "form-action 'self'",
-].join("; ");
+export function contentSecurityPolicy(domain: string | undefined): string {
+  return [
+    "default-src 'self'",
+    "connect-src 'self'",
+    "script-src 'self'",
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data: blob:",
+    ...(domain ? [`frame-src 'self' http://*.${domain}:* https://*.${domain}:*`] : []),
+    "frame-ancestors 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+  ].join("; ");
+}
 
 /**
  * Where the built console is: the `dist/` of the `@sandpit/console` package as Node resolves it from here
@@ -44,7 +49,8 @@ export function consoleDistDir(): string | undefined {
  * The web console at /console: the static files of packages/console, and index.html for every other
  * path below it (the app routes in the browser). It calls the same /v1 API with the user's key.
  */
-export function consoleRoutes(app: FastifyInstance, distDir = consoleDistDir()) {
+export function consoleRoutes(app: FastifyInstance, domain: string | undefined, distDir = consoleDistDir()) {
+  const policy = contentSecurityPolicy(domain);
   app.register(
     async (scope) => {
       if (!distDir) {
@@ -65,7 +71,7 @@ export function consoleRoutes(app: FastifyInstance, distDir = consoleDistDir()) 
           res.setHeader("x-content-type-options", "nosniff");
           res.setHeader("referrer-policy", "no-referrer");
           if (file.endsWith(".html")) {
-            res.setHeader("content-security-policy", CONTENT_SECURITY_POLICY);
+            res.setHeader("content-security-policy", policy);
             res.setHeader("cache-control", "no-cache");
           } else if (file.startsWith(path.join(distDir, "assets") + path.sep)) {
             // Vite names assets by content hash: a name never changes content.

@@ -14,7 +14,7 @@ import {
 } from "../services/port-service.js";
 import type { SandboxService } from "../services/sandbox-service.js";
 import { toSandbox } from "../services/sandbox-service.js";
-import { type Authenticate, route } from "./route.js";
+import { type Authenticate, requestBaseUrl, route } from "./route.js";
 
 const PATH_PATTERN = /^\/v1\/sandboxes\/(sbx_[a-z2-7]{20})\/ports\/(\d{1,5})(\/[^?]*)?(\?.*)?$/;
 
@@ -75,9 +75,8 @@ export function portRoutes(
     },
     async ({ org, params, request }) => {
       const record = await sandboxes.get(org, params.id!);
-      const base = `${request.protocol}://${request.headers.host ?? request.hostname}`;
       return {
-        ports: ports.urls(base, record.id, record.ports),
+        ports: ports.urls(requestBaseUrl(request), record.id, record.ports),
         public: record.publicPorts,
         trafficTokenHeader: TRAFFIC_TOKEN_HEADER,
       };

@@ -45,6 +45,10 @@ export const routeRegistry: RouteDefinition<z.ZodType | undefined, z.ZodType | u
 
 export type Authenticate = (request: FastifyRequest) => Promise<OrgRecord>;
 
+/** Where the caller reached this server (scheme and host): URLs the API hands out are built on it. */
+export const requestBaseUrl = (request: FastifyRequest) =>
+  `${request.protocol}://${request.headers.host ?? request.hostname}`;
+
 function parse<T extends z.ZodType>(schema: T, value: unknown, where: "body" | "query"): z.output<T> {
   const result = schema.safeParse(value);
   if (!result.success) throw validationError(result.error, where);

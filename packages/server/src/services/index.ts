@@ -7,6 +7,7 @@ import type { TemplateService } from "../templates/template-service.js";
 import type { AuthService } from "./auth-service.js";
 import type { CodeService } from "./code-service.js";
 import type { DesktopService } from "./desktop-service.js";
+import type { DesktopStreamService } from "./desktop-stream-service.js";
 import type { EventService } from "./event-service.js";
 import type { ExecService } from "./exec-service.js";
 import type { FileService } from "./file-service.js";
@@ -37,6 +38,7 @@ export interface AppServices {
   code: CodeService;
   /** Desktops: screenshots, mouse, keyboard, windows of a sandbox's display. */
   desktop: DesktopService;
+  desktopStreams: DesktopStreamService;
   files: FileService;
   templates: TemplateService;
   templateBuilds: TemplateBuildService;

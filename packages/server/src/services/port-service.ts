@@ -1,3 +1,4 @@
+import { DESKTOP_STREAM_PORT } from "@sandpit/contract";
 import { ApiError } from "../errors.js";
 import { tokensEqual } from "../lib/server-key.js";
 import type { SandboxService } from "./sandbox-service.js";
@@ -22,6 +23,15 @@ export function portPath(sandboxId: string, port: number, token?: string): strin
   return `/v1/sandboxes/${sandboxId}/ports/${port}${tokenSegment}`;
 }
 
+/**
+ * Who may open a sandbox's desktop stream port while a live view runs there (DesktopStreamService):
+ * `undefined` when none runs.
+ */
+export type StreamAccess = (
+  sandboxId: string,
+  token: string | undefined,
+) => Promise<"open" | "missing" | "wrong" | undefined>;
+
 export interface PortTarget {
   sandboxId: string;
   host: string;
@@ -37,10 +47,22 @@ export class PortService {
   constructor(
     private readonly sandboxes: SandboxService,
     readonly domain: string | undefined,
+    /** Who opens the desktop stream port while a live view runs (none: it is an ordinary port). */
+    private readonly streamAccess?: StreamAccess,
   ) {}
 
   /** Checks the token and returns where to send the traffic; errors are API errors (401/403/404/409). */
   async resolve(sandboxId: string, port: number, token: string | undefined): Promise<PortTarget> {
+    // A live view's port opens with the stream's token alone: neither the traffic token nor public ports
+    // open it, so stopping the stream shuts out every viewer. Without a live view it is an ordinary port.
+    const stream = port === DESKTOP_STREAM_PORT ? await this.streamAccess?.(sandboxId, token) : undefined;
+    if (stream === "missing") throw new ApiError("unauthorized", "the live view needs its stream token");
+    if (stream === "wrong") throw new ApiError("forbidden", "wrong stream token");
+    if (stream === "open") {
+      const record = await this.sandboxes.getUnscoped(sandboxId);
+      if (!record) throw new ApiError("not_found", `sandbox ${sandboxId} not found`);
+      return { sandboxId, ...(await this.sandboxes.portAddress(record, port)) };
+    }
     const record = await this.sandboxes.withExposedPort(sandboxId, port);
     if (!record) throw new ApiError("not_found", `port ${port} of sandbox ${sandboxId} is not exposed`);
     if (!record.publicPorts) {
@@ -53,12 +75,20 @@ export class PortService {
   }
 
   urls(baseUrl: string, sandboxId: string, ports: number[]) {
+    return ports.map((port) => {
+      const origin = this.hostOrigin(baseUrl, sandboxId, port);
+      return { port, url: `${baseUrl}${portPath(sandboxId, port)}/`, hostUrl: origin ? `${origin}/` : null };
+    });
+  }
+
+  /**
+   * The port's own origin by host name (`{scheme}://{port}-{id}.{domain}{:listen port}`), when the server has
+   * a domain: pages served there cannot reach the API's or the console's origin.
+   */
+  hostOrigin(baseUrl: string, sandboxId: string, port: number): string | undefined {
+    if (!this.domain) return undefined;
     const scheme = baseUrl.startsWith("https:") ? "https" : "http";
     const portSuffix = /:(\d+)$/.exec(new URL(baseUrl).host)?.[0] ?? "";
-    return ports.map((port) => ({
-      port,
-      url: `${baseUrl}${portPath(sandboxId, port)}/`,
-      hostUrl: this.domain ? `${scheme}://${port}-${sandboxId}.${this.domain}${portSuffix}/` : null,
-    }));
+    return `${scheme}://${port}-${sandboxId}.${this.domain}${portSuffix}`;
   }
 }

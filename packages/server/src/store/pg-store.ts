@@ -4,6 +4,7 @@ import type {
   ClaimedDelivery,
   CommandRecord,
   DeliveryAttemptRecord,
+  DesktopStreamRecord,
   EgressLogFilter,
   EgressLogRecord,
   EventFilter,
@@ -64,6 +65,9 @@ import {
   commandFromRow,
   commandInsertSql,
   commandInsertValues,
+  type DesktopStreamRow,
+  desktopStreamFromRow,
+  desktopStreamSql,
   type EgressLogRow,
   egressFromRow,
   egressInsertSql,
@@ -158,6 +162,11 @@ const migrations = [
      version TEXT NOT NULL, started_at BIGINT NOT NULL, heartbeat_at BIGINT NOT NULL);
    CREATE TABLE shared_keys (name TEXT PRIMARY KEY, key BYTEA NOT NULL);`,
   `CREATE TABLE cluster_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL);`,
+  `CREATE TABLE desktop_streams (
+     id TEXT PRIMARY KEY, sandbox_id TEXT NOT NULL REFERENCES sandboxes(id) ON DELETE CASCADE,
+     view_only BOOLEAN NOT NULL, token TEXT NOT NULL, command_id TEXT NOT NULL, started_at BIGINT NOT NULL,
+     stopped_at BIGINT);
+   CREATE UNIQUE INDEX desktop_streams_live ON desktop_streams (sandbox_id) WHERE stopped_at IS NULL;`,
   `ALTER TABLE sandboxes ADD COLUMN desktop_json JSONB;`,
 ];
 
@@ -895,6 +904,24 @@ export class PgStore implements Store {
       await run(tx, "DELETE FROM volumes WHERE id = ?", [id]);
       return { deleted: true, users };
     });
+  }
+
+  async replaceDesktopStream(record: DesktopStreamRecord): Promise<void> {
+    await this.transaction(async (tx) => {
+      // Concurrent starts of one sandbox's stream take turns: only one stream is live at a time.
+      await run(tx, "SELECT 1 FROM sandboxes WHERE id = ? FOR UPDATE", [record.sandboxId]);
+      await run(tx, desktopStreamSql.stopLive, [record.startedAt, record.sandboxId]);
+      await run(tx, desktopStreamSql.insert, desktopStreamSql.insertValues(record));
+    });
+  }
+
+  async liveDesktopStream(sandboxId: string): Promise<DesktopStreamRecord | undefined> {
+    const row = await first<DesktopStreamRow>(this.pool, desktopStreamSql.live, [sandboxId]);
+    return row && desktopStreamFromRow(row);
+  }
+
+  async stopDesktopStream(id: string, at: number): Promise<boolean> {
+    return (await run(this.pool, desktopStreamSql.stop, [at, id])) > 0;
   }
 
   async insertEgressLog(entries: Omit<EgressLogRecord, "seq">[]): Promise<void> {

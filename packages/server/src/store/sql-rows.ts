@@ -2,6 +2,7 @@ import type { DesktopSettings, EventType, NetworkPolicy, SandboxStatus } from "@
 import type {
   CommandRecord,
   DeliveryAttemptRecord,
+  DesktopStreamRecord,
   EgressLogFilter,
   EgressLogRecord,
   EventFilter,
@@ -116,6 +117,16 @@ export interface VolumeRow {
   name: string;
   size_mb: number;
   created_at: number;
+}
+
+export interface DesktopStreamRow {
+  id: string;
+  sandbox_id: string;
+  view_only: FlagColumn;
+  token: string;
+  command_id: string;
+  started_at: number;
+  stopped_at: number | null;
 }
 
 export interface IdempotencyRow {
@@ -404,6 +415,29 @@ export function commandFromRow(r: CommandRow): CommandRecord {
 export function volumeFromRow(r: VolumeRow): VolumeRecord {
   return { id: r.id, orgId: r.org_id, name: r.name, sizeMb: r.size_mb, createdAt: r.created_at };
 }
+
+export function desktopStreamFromRow(r: DesktopStreamRow): DesktopStreamRecord {
+  return {
+    id: r.id,
+    sandboxId: r.sandbox_id,
+    viewOnly: flag(r.view_only),
+    token: r.token,
+    commandId: r.command_id,
+    startedAt: r.started_at,
+    stoppedAt: r.stopped_at,
+  };
+}
+
+/** The desktop streams table: the same in both databases (flags and times in each one's types). */
+export const desktopStreamSql = {
+  /** Stops the sandbox's live stream (the one a new stream replaces): its token opens nothing after this. */
+  stopLive: "UPDATE desktop_streams SET stopped_at = ? WHERE sandbox_id = ? AND stopped_at IS NULL",
+  insert: `INSERT INTO desktop_streams (id, sandbox_id, view_only, token, command_id, started_at, stopped_at)
+    VALUES (?, ?, ?, ?, ?, ?, NULL)`,
+  insertValues: (r: DesktopStreamRecord) => [r.id, r.sandboxId, r.viewOnly ? 1 : 0, r.token, r.commandId, r.startedAt],
+  live: "SELECT * FROM desktop_streams WHERE sandbox_id = ? AND stopped_at IS NULL",
+  stop: "UPDATE desktop_streams SET stopped_at = ? WHERE id = ? AND stopped_at IS NULL",
+};
 
 export function idempotencyFromRow(r: IdempotencyRow): IdempotencyRecord {
   return {

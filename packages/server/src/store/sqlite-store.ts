@@ -6,6 +6,7 @@ import type {
   ClaimedDelivery,
   CommandRecord,
   DeliveryAttemptRecord,
+  DesktopStreamRecord,
   EgressLogFilter,
   EgressLogRecord,
   EventFilter,
@@ -47,6 +48,9 @@ import {
   commandFromRow,
   commandInsertSql,
   commandInsertValues,
+  type DesktopStreamRow,
+  desktopStreamFromRow,
+  desktopStreamSql,
   type EgressLogRow,
   egressFromRow,
   egressInsertSql,
@@ -145,6 +149,11 @@ const migrations = [
      id TEXT PRIMARY KEY, url TEXT NOT NULL, state TEXT NOT NULL, epoch INTEGER NOT NULL,
      lease_expires_at INTEGER NOT NULL, capacity_json TEXT NOT NULL, labels_json TEXT NOT NULL,
      version TEXT NOT NULL, started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL);`,
+  `CREATE TABLE desktop_streams (
+     id TEXT PRIMARY KEY, sandbox_id TEXT NOT NULL REFERENCES sandboxes(id) ON DELETE CASCADE,
+     view_only INTEGER NOT NULL, token TEXT NOT NULL, command_id TEXT NOT NULL, started_at INTEGER NOT NULL,
+     stopped_at INTEGER);
+   CREATE UNIQUE INDEX desktop_streams_live ON desktop_streams (sandbox_id) WHERE stopped_at IS NULL;`,
   `ALTER TABLE sandboxes ADD COLUMN desktop_json TEXT;`,
 ];
 
@@ -746,6 +755,22 @@ export class SqliteStore implements Store {
       this.db.prepare("DELETE FROM volumes WHERE id = ?").run(id);
       return { deleted: true, users };
     })();
+  }
+
+  async replaceDesktopStream(record: DesktopStreamRecord): Promise<void> {
+    this.db.transaction(() => {
+      this.db.prepare(desktopStreamSql.stopLive).run(record.startedAt, record.sandboxId);
+      this.db.prepare(desktopStreamSql.insert).run(...desktopStreamSql.insertValues(record));
+    })();
+  }
+
+  async liveDesktopStream(sandboxId: string): Promise<DesktopStreamRecord | undefined> {
+    const row = this.db.prepare(desktopStreamSql.live).get(sandboxId) as DesktopStreamRow | undefined;
+    return row && desktopStreamFromRow(row);
+  }
+
+  async stopDesktopStream(id: string, at: number): Promise<boolean> {
+    return this.db.prepare(desktopStreamSql.stop).run(at, id).changes > 0;
   }
 
   async close(): Promise<void> {

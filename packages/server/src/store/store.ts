@@ -3,6 +3,7 @@ import type {
   ClaimedDelivery,
   CommandRecord,
   DeliveryAttemptRecord,
+  DesktopStreamRecord,
   EgressLogFilter,
   EgressLogRecord,
   EventFilter,
@@ -225,6 +226,13 @@ export interface Store {
    * insertSandbox's check: a create and a delete never both succeed. Returns the users that kept it.
    */
   deleteVolumeUnlessUsed(id: string, statuses: SandboxStatus[]): Promise<{ deleted: boolean; users: string[] }>;
+
+  /** Makes `record` its sandbox's live desktop stream; the live one it replaces is stopped at its start. */
+  replaceDesktopStream(record: DesktopStreamRecord): Promise<void>;
+  /** The sandbox's live desktop stream (started and not stopped). */
+  liveDesktopStream(sandboxId: string): Promise<DesktopStreamRecord | undefined>;
+  /** Stops the stream unless it was already; whether this call stopped it. */
+  stopDesktopStream(id: string, at: number): Promise<boolean>;
 
   insertEgressLog(entries: Omit<EgressLogRecord, "seq">[]): Promise<void>;
   listEgressLog(orgId: string, filter: EgressLogFilter): Promise<EgressLogRecord[]>;

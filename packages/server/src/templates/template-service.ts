@@ -61,6 +61,27 @@ const baseDebianPackages = [
   "iproute2",
 ];
 
+/**
+ * gVisor (runsc 20240729, Debian 13's) answers EINVAL to close_range(first, ~0U, flags), the call GLib makes
+ * before every spawn: without this, xfce4-session starts no window manager, desktop or panel, and
+ * gtk-launch nothing ("Failed to close file descriptor for child process"). A preloaded close_range that
+ * caps `last` at INT_MAX (as far as gVisor's descriptor table goes) makes the same call succeed. Built on the
+ * host (gcc is one of its build tools), it needs nothing from the template's libc but `syscall`.
+ */
+const closeRangeShimHook = [
+  "printf '%s\\n'",
+  "'#define _GNU_SOURCE'",
+  "'#include <limits.h>'",
+  "'#include <sys/syscall.h>'",
+  "'#include <unistd.h>'",
+  "'int close_range(unsigned int first, unsigned int last, int flags) {'",
+  "'  if (last > INT_MAX) last = INT_MAX;'",
+  "'  return (int)syscall(SYS_close_range, first, last, flags);'",
+  "'}'",
+  '| cc -O2 -shared -fPIC -x c -o "$1/usr/local/lib/libsandpit-close-range.so" -',
+  '&& echo /usr/local/lib/libsandpit-close-range.so >> "$1/etc/ld.so.preload"',
+].join(" ");
+
 export const builtinTemplates: BuiltinTemplate[] = [
   {
     name: "base",
@@ -139,6 +160,7 @@ export const builtinTemplates: BuiltinTemplate[] = [
         'ln -s /usr/share/novnc "$1/opt/noVNC"',
         // gVisor is the sandbox: Chromium's own (namespaces, /dev/shm) adds nothing and does not start in it.
         'mkdir -p "$1/etc/chromium.d" && echo \'export CHROMIUM_FLAGS="$CHROMIUM_FLAGS --no-sandbox --disable-dev-shm-usage"\' > "$1/etc/chromium.d/sandpit"',
+        closeRangeShimHook,
       ],
     },
   },

@@ -1,0 +1,46 @@
+import type { Page } from "playwright-core";
+import WebSocket from "ws";
+import { waitFor } from "./api.js";
+import { decodePng, distinctColours, type Rgba } from "./png.js";
+
+/** Opens a noVNC page and waits until noVNC says it is connected to the VNC server. */
+export async function openLiveView(page: Page, url: string): Promise<void> {
+  await page.goto(url);
+  await page.waitForSelector("html.noVNC_connected", { timeout: 60_000 });
+}
+
+/** What noVNC's canvas shows now. */
+export async function liveViewPicture(page: Page): Promise<Rgba> {
+  return decodePng(await page.locator("#noVNC_container canvas").screenshot());
+}
+
+/**
+ * Waits until noVNC's canvas shows a desktop: a picture of many colours, not the blank (one-colour)
+ * canvas it starts with.
+ */
+export async function waitForDesktopPicture(page: Page): Promise<Rgba> {
+  return waitFor(
+    async () => {
+      const picture = await liveViewPicture(page);
+      return distinctColours(picture) > 50 ? picture : undefined;
+    },
+    60_000,
+    "the live view to show the desktop",
+  );
+}
+
+/** The status a WebSocket upgrade gets: 101 when it opened, else the refusal's status. */
+export function upgradeStatus(url: string): Promise<number> {
+  const ws = new WebSocket(url.replace(/^http/, "ws"));
+  return new Promise<number>((resolve, reject) => {
+    ws.on("unexpected-response", (_req, res) => {
+      resolve(res.statusCode ?? 0);
+      ws.terminate();
+    });
+    ws.on("open", () => {
+      resolve(101);
+      ws.close();
+    });
+    ws.on("error", (e) => reject(e));
+  });
+}
