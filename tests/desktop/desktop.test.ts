@@ -3,12 +3,15 @@
 import type { DesktopPoint, DesktopState, DesktopWindow } from "@sandpit/contract";
 import { beforeAll, describe, expect, it } from "vitest";
 import { type apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
+import type { TestServer } from "../helpers/server.js";
 import { useTestServer } from "../helpers/use-test-server.js";
 
 let api: ReturnType<typeof apiClient>;
+let server: TestServer;
 let sandbox: SandboxBody & { desktop: { width: number; height: number; dpi: number } | null };
 
-useTestServer((_, a) => {
+useTestServer((s, a) => {
+  server = s;
   api = a;
 });
 
@@ -62,23 +65,6 @@ async function launch(body: Record<string, unknown>) {
   return res.body;
 }
 
-/** A file of the sandbox once it exists with content. */
-const fileText = (file: string, id = sandbox.id) =>
-  waitFor(
-    async () => {
-      const read = await api.exec(id, { command: `cat ${file} 2>/dev/null` });
-      return read.stdout === "" ? undefined : read.stdout;
-    },
-    30_000,
-    file,
-  );
-
-/** Types a shell line into the focused terminal, the line cleared first. */
-async function terminalLine(terminal: DesktopWindow, line: string) {
-  await mouse({ action: "click", x: terminal.x + Math.floor(terminal.width / 2), y: terminal.y + 100 });
-  await keyboard({ action: "type", text: `${line}\n` });
-}
-
 function expectField(res: { status: number; body: unknown }, field: string) {
   expect(res.status, JSON.stringify(res.body)).toBe(400);
   const body = res.body as ErrorBody;
@@ -109,6 +95,9 @@ describe("desktop sandboxes", () => {
       expect((await api.exec(sandbox.id, { command: "echo $DISPLAY; xdpyinfo | grep dimensions" })).stdout).toMatch(
         /^:0\n.*800x600 pixels/,
       );
+      // The display and the session belong to the sandbox's user, not root (the template names no user).
+      const owners = await api.exec(sandbox.id, { command: "ps -o user= -C Xvfb,xfwm4,xfce4-session | sort -u" });
+      expect(owners.stdout).toBe("user\n");
       const moved = await mouse({ action: "move", x: 123, y: 45 });
       expect(moved).toEqual({ x: 123, y: 45 });
       expect((await api.get<DesktopState>(path())).body.cursor).toEqual({ x: 123, y: 45 });
@@ -136,48 +125,50 @@ describe("desktop sandboxes", () => {
   );
 
   it(
-    "types non-ASCII text and key combos into a terminal",
+    "types non-ASCII text and key combos into the focused window (a Chromium page's text field)",
     async () => {
-      await launch({ application: "xfce4-terminal" });
-      const terminal = await windowOf("Xfce4-terminal");
-      await waitFor(async () => ((await windows()).find((w) => w.id === terminal.id)?.focused ? true : undefined));
-      // The shell is ready once a line typed into it runs.
-      await waitFor(
-        async () => {
-          await terminalLine(terminal, "touch /tmp/ready");
-          return (await api.exec(sandbox.id, { command: "test -f /tmp/ready" })).exitCode === 0 ? true : undefined;
-        },
-        60_000,
-        "the terminal's shell",
-      );
-      const region = `?x=${terminal.x}&y=${terminal.y}&width=${terminal.width}&height=${terminal.height}`;
+      // The page's title follows its text field, and the window manager lists the title: what reached the
+      // field shows in the window list.
+      const page = encodeURIComponent("<input autofocus oninput=\"document.title=this.value || 'empty'\">");
+      await launch({ command: `chromium --app="data:text/html,${page}"` });
+      const browser = await windowOf("Chromium");
+      await waitFor(async () => ((await windows()).find((w) => w.id === browser.id)?.focused ? true : undefined));
+      // The window's part on the 800×600 screen (its frame may reach past the edge).
+      const [x, y] = [Math.max(0, browser.x), Math.max(0, browser.y)];
+      const region = `?x=${x}&y=${y}&width=${Math.min(browser.width, 800 - x)}&height=${Math.min(browser.height, 600 - y)}`;
       const before = await screenshot(region);
-      await terminalLine(terminal, "printf '%s' 'héllo wörld ✓' > /tmp/typed.txt");
-      expect(await fileText("/tmp/typed.txt")).toBe("héllo wörld ✓");
-      // The typed line shows in the terminal: its pixels changed.
+      const title = async () => (await windows()).find((w) => w.id === browser.id)?.title;
+      await keyboard({ action: "type", text: "héllo wörld ✓" });
+      await waitFor(async () => ((await title()) === "héllo wörld ✓" ? true : undefined), 30_000, "the typed title");
+      // The typed text shows in the page: its pixels changed.
       expect((await screenshot(region)).png.equals(before.png)).toBe(false);
 
-      // ctrl+u clears what was typed on the line: only the second command runs.
-      await keyboard({ action: "type", text: "echo wrong" });
-      await keyboard({ action: "press", keys: "ctrl+u" });
-      await keyboard({ action: "type", text: "echo right > /tmp/combo.txt" });
-      await keyboard({ action: "press", keys: ["Return"] });
-      expect(await fileText("/tmp/combo.txt")).toBe("right\n");
+      // ctrl+a selects what was typed: the next text replaces it.
+      await keyboard({ action: "press", keys: "ctrl+a" });
+      await keyboard({ action: "type", text: "right" });
+      await waitFor(async () => ((await title()) === "right" ? true : undefined), 30_000, "the replaced title");
+      await keyboard({ action: "press", keys: ["ctrl+a", "BackSpace"] });
+      await waitFor(async () => ((await title()) === "empty" ? true : undefined), 30_000, "the emptied title");
     },
     DESKTOP_TIMEOUT_MS,
   );
 
   it(
-    "launches Chromium, lists its window and focuses a window on request",
+    "launches an application by its .desktop name, lists its window and focuses a window on request",
     async () => {
+      const page = (await windows()).find((w) => w.className === "Chromium")!;
       const { pid } = await launch({ application: "chromium", uri: "about:blank" });
       expect(pid).toBeGreaterThan(0);
-      const browser = await windowOf("Chromium");
-      expect(browser.width).toBeGreaterThan(100);
-      const terminal = (await windows()).find((w) => w.className === "Xfce4-terminal")!;
-      const focus = await api.post(path(`/windows/${terminal.id}/focus`));
+      const second = await waitFor(
+        async () => (await windows()).find((w) => w.className === "Chromium" && w.id !== page.id),
+        60_000,
+        "a second Chromium window",
+      );
+      expect(second.width).toBeGreaterThan(100);
+      await waitFor(async () => ((await windows()).find((w) => w.id === second.id)?.focused ? true : undefined));
+      const focus = await api.post(path(`/windows/${page.id}/focus`));
       expect(focus.status).toBe(204);
-      await waitFor(async () => ((await windows()).find((w) => w.id === terminal.id)?.focused ? true : undefined));
+      await waitFor(async () => ((await windows()).find((w) => w.id === page.id)?.focused ? true : undefined));
       expect((await api.post<ErrorBody>(path("/windows/1/focus"))).status).toBe(404);
       expect((await api.post<ErrorBody>(path("/launch"), { application: "no-such-app" })).status).toBe(404);
     },
@@ -204,8 +195,13 @@ describe("desktop sandboxes", () => {
   it(
     "keeps the display and its windows across pause and resume",
     async () => {
+      // Chromium does not survive gVisor's checkpoint (runsc 20240729 marks the sandbox crashed): it is closed
+      // first, and a dialog stands for the windows that are kept.
+      await api.exec(sandbox.id, { command: "pkill -x chromium; true" });
+      await waitFor(async () => ((await windows()).some((w) => w.className === "Chromium") ? undefined : true));
+      await launch({ command: 'xmessage -center "kept across pause"' });
+      await windowOf("Xmessage");
       const before = (await windows()).map((w) => w.className).sort();
-      expect(before).toContain("Xfce4-terminal");
       expect((await api.post<SandboxBody>(`/v1/sandboxes/${sandbox.id}/pause`)).body.status).toBe("paused");
       expect((await api.post<SandboxBody>(`/v1/sandboxes/${sandbox.id}/resume`)).body.status).toBe("running");
       expect((await windows()).map((w) => w.className).sort()).toEqual(before);
@@ -226,7 +222,7 @@ describe("desktop sandboxes", () => {
       const child = (await api.createSandbox({ snapshotId: snap.body.id })) as typeof sandbox;
       try {
         expect(child.desktop).toEqual({ width: 800, height: 600, dpi: 96 });
-        expect((await windows(child.id)).some((w) => w.className === "Xfce4-terminal")).toBe(true);
+        expect((await windows(child.id)).some((w) => w.className === "Xmessage")).toBe(true);
         expect(await screenshot("", child.id)).toMatchObject({ width: 800, height: 600 });
       } finally {
         await api.del(`/v1/sandboxes/${child.id}`);
@@ -248,4 +244,43 @@ describe("desktop sandboxes", () => {
       await api.del(`/v1/sandboxes/${plain.id}`);
     }
   });
+});
+
+describe("desktop sandboxes created through the E2B dialect", () => {
+  it(
+    "leave the display to the client (@e2b/desktop starts its own) and adopt it on the first native call",
+    async () => {
+      const res = await fetch(`${server.url}/e2b/sandboxes`, {
+        method: "POST",
+        headers: { "x-api-key": server.apiKey, "content-type": "application/json" },
+        body: JSON.stringify({ templateID: "desktop", timeout: 600 }),
+      });
+      expect(res.status).toBe(201);
+      const { sandboxID } = (await res.json()) as { sandboxID: string };
+      try {
+        // What @e2b/desktop runs first: a display of its own size.
+        await api.exec(sandboxID, {
+          command: "Xvfb :0 -ac -screen 0 1280x720x24 -nolisten tcp -nolisten unix",
+          user: "user",
+          background: true,
+        });
+        const state = await waitFor(
+          async () => {
+            const r = await api.get<DesktopState>(path("", sandboxID));
+            return r.status === 200 ? r.body : undefined;
+          },
+          DESKTOP_TIMEOUT_MS,
+          "the adopted desktop",
+        );
+        expect(state).toMatchObject({ width: 1280, height: 720 });
+        const xvfb = await api.exec(sandboxID, { command: "ps -o args= -C Xvfb" });
+        expect(xvfb.stdout.trim().split("\n")).toEqual([
+          "Xvfb :0 -ac -screen 0 1280x720x24 -nolisten tcp -nolisten unix",
+        ]);
+      } finally {
+        await api.del(`/v1/sandboxes/${sandboxID}`);
+      }
+    },
+    DESKTOP_TIMEOUT_MS,
+  );
 });

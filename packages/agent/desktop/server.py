@@ -2,7 +2,9 @@
 """The in-sandbox desktop server: the display, screenshots, mouse, keyboard and windows over HTTP.
 
 See README.md here. Standard library, python3-xlib and PIL (python3-pil) only; typing and key combos go
-through xdotool, which maps characters without a key onto a spare keycode for the moment it types them.
+through xdotool. Characters without a key are first bound here to spare keycodes, which stay bound: xdotool
+would bind one for the moment it types it, and an application that reads the keystroke before it has
+reloaded the changed keymap sees no character (Chromium dropped the first "é" of "héllo" that way).
 """
 
 import io
@@ -38,6 +40,7 @@ SCROLL_BUTTONS = {"up": 4, "down": 5, "left": 6, "right": 7}
 MAX_SCROLL = 100
 MAX_TYPE_CHARS = 10_000
 TYPE_DELAY_MS = 12
+KEYMAP_SETTLE_S = 0.1
 # xdotool-style modifier names and the keysyms they stand for.
 KEY_ALIASES = {
     "ctrl": "Control_L",
@@ -92,6 +95,8 @@ class Desktop:
         self.conn = None
         self.ready = False
         self.failure = None
+        # Keysyms bound here to spare keycodes, least recently typed first: {keysym: keycode}.
+        self.bound = {}
 
     # --- start -----------------------------------------------------------------------------------------
 
@@ -273,7 +278,11 @@ class Desktop:
             text = body.get("text")
             if not isinstance(text, str) or not 1 <= len(text) <= MAX_TYPE_CHARS:
                 raise invalid("text", "length", f"must be a string of 1 to {MAX_TYPE_CHARS} characters")
-            args = ["type", "--delay", str(TYPE_DELAY_MS), "--", text]
+            for chunk in self._chunks_to_bind(text):
+                with self.lock:
+                    self._bind(chunk)
+                self._xdotool(["type", "--delay", str(TYPE_DELAY_MS), "--", chunk])
+            return {}
         elif action == "press":
             keys = body.get("keys")
             if isinstance(keys, str):
@@ -286,13 +295,69 @@ class Desktop:
                         raise invalid(
                             f"keys.{index}", "key_name", f"{name!r} is not a key name (xdotool's: ctrl+c, Return, alt+F4)"
                         )
-            args = ["key", "--delay", str(TYPE_DELAY_MS), "--", *keys]
-        else:
-            raise invalid("action", "enum", "must be one of type, press")
+            self._xdotool(["key", "--delay", str(TYPE_DELAY_MS), "--", *keys])
+            return {}
+        raise invalid("action", "enum", "must be one of type, press")
+
+    @staticmethod
+    def _xdotool(args):
         done = subprocess.run(["xdotool", *args], env=ENV, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise ApiError(500, "internal", f"xdotool failed: {done.stderr.strip()}")
-        return {}
+
+    def _keymap(self):
+        first = self.conn.display.info.min_keycode
+        count = self.conn.display.info.max_keycode - first + 1
+        return first, self.conn.get_keyboard_mapping(first, count)
+
+    def _spare_keycodes(self):
+        with self.lock:
+            first, keymap = self._keymap()
+        return sum(1 for syms in keymap if not any(syms)) + len(self.bound)
+
+    def _chunks_to_bind(self, text):
+        """The text in pieces whose characters without a key fit the spare keycodes at once."""
+        room = max(1, self._spare_keycodes())
+        chunk, keysyms = "", set()
+        for char in text:
+            keysym = char_keysym(char)
+            if keysym is not None and keysym not in keysyms and len(keysyms) == room:
+                yield chunk
+                chunk, keysyms = "", set()
+            if keysym is not None:
+                keysyms.add(keysym)
+            chunk += char
+        if chunk:
+            yield chunk
+
+    def _bind(self, text):
+        """Binds the keysyms of the text's characters that no key produces to spare keycodes (kept bound)."""
+        first, keymap = self._keymap()
+        present = {sym for syms in keymap for sym in syms[:2] if sym}
+        wanted = []
+        for char in text:
+            keysym = char_keysym(char)
+            if keysym is None:
+                continue
+            if keysym in self.bound:
+                self.bound[keysym] = self.bound.pop(keysym)  # most recently used now
+            elif keysym not in present and keysym not in wanted:
+                wanted.append(keysym)
+        if not wanted:
+            return
+        spare = [first + i for i, syms in enumerate(keymap) if not any(syms)]
+        in_use = set(wanted) | {char_keysym(c) for c in text}
+        for keysym in wanted:
+            if not spare:
+                # Reuse the keycode of the least recently typed keysym this text does not need.
+                old = next(k for k in self.bound if k not in in_use)
+                spare.append(self.bound.pop(old))
+            keycode = spare.pop(0)
+            self.conn.change_keyboard_mapping(keycode, [(keysym, keysym)])
+            self.bound[keysym] = keycode
+        self.conn.sync()
+        # Applications reload the keymap when they read the MappingNotify: let them, before keys come.
+        time.sleep(KEYMAP_SETTLE_S)
 
     # --- windows -----------------------------------------------------------------------------------------
 
@@ -368,6 +433,14 @@ class Desktop:
                 raise invalid("command", "required", "must be a non-empty shell command")
             argv = ["sh", "-c", command + (' "$0"' if uri else ""), *([uri] if uri else [])]
         return {"pid": spawn(argv)}
+
+
+def char_keysym(char):
+    """The keysym of a character no plain key types (None for ASCII and control characters)."""
+    code = ord(char)
+    if code < 0x80:
+        return None
+    return code if code < 0x100 else 0x01000000 | code
 
 
 def keysym_of(name):

@@ -1,5 +1,5 @@
-import type { DesktopSettings, NetworkPolicy } from "@sandpit/contract";
-import type { SandboxVolumeRecord } from "./sandbox.js";
+import type { NetworkPolicy } from "@sandpit/contract";
+import type { SandboxDesktop, SandboxVolumeRecord } from "./sandbox.js";
 
 export interface SnapshotRecord {
   id: string;
@@ -23,7 +23,7 @@ export interface SnapshotRecord {
   /** What the source mounted; its children mount the same (absent in snapshots taken before volumes). */
   volumes?: SandboxVolumeRecord[];
   /** The source's desktop; its children continue it (absent in snapshots taken before desktops). */
-  desktop?: DesktopSettings | null;
+  desktop?: SandboxDesktop | null;
   sizeBytes: number | null;
   createdAt: number;
 }

@@ -28,6 +28,8 @@ import { POOL_TAG } from "./warm-pool-service.js";
 
 /** Port of the in-sandbox desktop server (beside the code server's 49981 and the agent's 49982). */
 export const DESKTOP_SERVER_PORT = 49980;
+/** The account of the built-in templates' sandboxes (uid 1000) that owns the display when none is asked for. */
+const DESKTOP_USER = "user";
 /** Xvfb and an Xfce session under gVisor on a loaded host take several seconds. */
 const DESKTOP_SERVER_READY_TIMEOUT_MS = 90_000;
 
@@ -66,6 +68,9 @@ export class DesktopService {
             );
           }
         },
+        // X and the session belong to the sandbox's user, never to root: the desktop template sets no default
+        // user (its commands run as root), so its uid-1000 account is named here.
+        user: (record) => record.user ?? DESKTOP_USER,
         unavailable: (reason) => new ApiError("desktop_unavailable", `this sandbox cannot run a desktop: ${reason}`),
         env: (record, listen, token) => ({
           SANDPIT_DESKTOP_LISTEN: listen,
@@ -85,6 +90,8 @@ export class DesktopService {
     const record = await this.sandboxes.getUnscoped(sandboxId);
     // A pool's sandbox starts its desktop as its user's when it is checked out (first use).
     if (record?.status !== "running" || !record.desktop || record.metadata[POOL_TAG] !== undefined) return;
+    // Its client starts the display (E2B's desktop SDK): a display started here would be the one it finds.
+    if (record.desktop.startedByClient) return;
     await this.server.ensure(ownOrg(record), record);
   }
 

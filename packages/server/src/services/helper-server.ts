@@ -25,6 +25,8 @@ export interface HelperServerSpec {
   unavailable(reason: string): ApiError;
   /** Throws when this sandbox is not one the helper serves (checked before it is started). */
   admit?(record: SandboxRecord): void;
+  /** Whom it runs as (default: the sandbox's user, else root). */
+  user?(record: SandboxRecord): string;
   /** Its environment: where to listen and its token, plus what the helper needs for this sandbox. */
   env(record: SandboxRecord, listen: string, token: string): Record<string, string>;
 }
@@ -179,6 +181,7 @@ export class HelperServer {
     await this.exec.startBackground(org, record.id, {
       args: ["python3", this.spec.script],
       env: this.spec.env(record, `0.0.0.0:${this.spec.port}`, this.token(record)),
+      ...(this.spec.user ? { user: this.spec.user(record) } : {}),
     });
     await this.waitUntilUp(record);
   }

@@ -1,4 +1,4 @@
-import type { DesktopSettings, EventType, NetworkPolicy, SandboxStatus } from "@sandpit/contract";
+import type { EventType, NetworkPolicy, SandboxStatus } from "@sandpit/contract";
 import type {
   CommandRecord,
   DeliveryAttemptRecord,
@@ -10,6 +10,7 @@ import type {
   IdempotencyRecord,
   NodeCapacity,
   NodeRecord,
+  SandboxDesktop,
   NodeUsage,
   OrgQuota,
   OrgRecord,
@@ -388,7 +389,7 @@ export function sandboxFromRow(r: SandboxRow): SandboxRecord {
     allPorts: flag(r.all_ports),
     mainCommandId: r.main_command_id,
     volumes: fromJson<SandboxVolumeRecord[]>(r.volumes_json),
-    desktop: r.desktop_json === null ? null : fromJson<DesktopSettings>(r.desktop_json),
+    desktop: r.desktop_json === null ? null : fromJson<SandboxDesktop>(r.desktop_json),
     createdAt: r.created_at,
     startedAt: r.started_at,
     expiresAt: r.expires_at,
