@@ -53,7 +53,6 @@ export {
   type ResolvedConfig,
   resolveConfig,
 } from "./config.js";
-export { type DesktopStream, DesktopStreams, type StartDesktopStreamOptions } from "./desktop-stream.js";
 export {
   Desktop,
   type DesktopPoint,
@@ -63,6 +62,7 @@ export {
   type ScreenshotOptions,
   type ScrollDirection,
 } from "./desktop.js";
+export { type DesktopStream, DesktopStreams, type StartDesktopStreamOptions } from "./desktop-stream.js";
 export {
   AuthenticationError,
   type ClientErrorCode,
