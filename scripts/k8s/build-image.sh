@@ -101,7 +101,7 @@ app=$stage/opt/sandpit
 mkdir -p "$app/packages/agent/build"
 cp package.json package-lock.json "$app/"
 cp packages/agent/build/sandpit-agent "$app/packages/agent/build/"
-cp -a packages/agent/code "$app/packages/agent/"
+cp -a packages/agent/code packages/agent/desktop "$app/packages/agent/"
 for p in contract server sdk cli console; do
   mkdir -p "$app/packages/$p"
   cp packages/$p/package.json "$app/packages/$p/"

@@ -81,6 +81,7 @@ function sandbox(orgId: string, fields: Partial<SandboxRecord> = {}): Omit<Sandb
     user: "sandbox",
     mainCommandId: null,
     volumes: [],
+    desktop: null,
     createdAt: Date.now() + seq,
     startedAt: null,
     expiresAt: 1_900_000_000_000,
@@ -179,6 +180,19 @@ describe.each(backends)("$name store", (backend) => {
     const inStatus = await store.sandboxesInStatus(["running", "destroyed"]);
     expect(inStatus.map((s) => s.id)).toEqual(expect.arrayContaining([running.id, gone.id]));
     expect(inStatus.map((s) => s.id)).not.toContain(record.id);
+  });
+
+  it("keeps a sandbox's desktop settings, and none for a sandbox without one", async () => {
+    const desktop = { width: 800, height: 600, dpi: 120 };
+    const withDesktop = await store.insertSandbox(sandbox(orgId, { desktop }), 1000, NO_QUOTA, ANY_ROOM);
+    const without = await store.insertSandbox(sandbox(orgId), 1000, NO_QUOTA, ANY_ROOM);
+    const again = await reopen();
+    try {
+      expect((await again.getSandbox(withDesktop.id))?.desktop).toEqual(desktop);
+      expect((await again.getSandbox(without.id))?.desktop).toBeNull();
+    } finally {
+      await again.close();
+    }
   });
 
   it("applies a conditional update only in the expected statuses, and exactly once when raced", async () => {

@@ -10,6 +10,7 @@ import {
 } from "./commands/code.js";
 import { cpCommand } from "./commands/cp.js";
 import { createCommand } from "./commands/create.js";
+import { clickCommand, screenshotCommand, typeCommand } from "./commands/desktop.js";
 import { desktopStreamCommand } from "./commands/desktop-stream.js";
 import { eventsCommand } from "./commands/events.js";
 import { execCommand } from "./commands/exec.js";
@@ -51,6 +52,9 @@ export const commands: CliCommand[] = [
   contextsRestartCommand,
   contextsRmCommand,
   cpCommand,
+  screenshotCommand,
+  clickCommand,
+  typeCommand,
   rmCommand,
   timeoutCommand,
   portsCommand,

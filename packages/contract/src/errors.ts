@@ -24,6 +24,8 @@ export const errorStatus = {
   volume_in_use: 409,
   /** The sandbox has no interpreter for a code context's language (e.g. no ipykernel for python). */
   language_unavailable: 409,
+  /** The sandbox has no desktop (not asked for at create), or its display did not start. */
+  desktop_unavailable: 409,
   request_timeout: 408,
   payload_too_large: 413,
   uri_too_long: 414,

@@ -1,6 +1,7 @@
 export * from "./admin.js";
 export * from "./code.js";
 export * from "./common.js";
+export * from "./desktop.js";
 export * from "./desktop-stream.js";
 export * from "./egress.js";
 export * from "./errors.js";

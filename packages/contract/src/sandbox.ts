@@ -11,6 +11,7 @@ import {
   sandboxUserSchema,
   timestampSchema,
 } from "./common.js";
+import { desktopSettingsSchema } from "./desktop.js";
 import { networkPolicySchema, portSchema } from "./network.js";
 import { sandboxVolumeSchema, volumeMountsSchema } from "./volumes.js";
 
@@ -181,6 +182,12 @@ export const createSandboxRequestSchema = z.strictObject({
   publicPorts: z.boolean().default(false).describe("Exposed ports need no traffic token"),
   allPorts: z.boolean().default(false).describe("Every port of the sandbox is exposed, not only `ports`"),
   volumes: volumeMountsSchema,
+  desktop: desktopSettingsSchema
+    .optional()
+    .describe(
+      "A virtual display of this size with a desktop, started with the sandbox (the desktop template has one by " +
+        "default; other templates need X, Xfce and python3-xlib/pil)",
+    ),
   placement: placementSchema
     .optional()
     .describe("Where in the cluster the sandbox may run: a node, or nodes with these labels"),
@@ -211,6 +218,7 @@ export const sandboxSchema = z.object({
   publicPorts: z.boolean(),
   trafficToken: z.string().describe("Send as X-Sandpit-Traffic-Token (or ?sandpit_token=) to reach exposed ports"),
   volumes: z.array(sandboxVolumeSchema).describe("Volumes mounted into the sandbox"),
+  desktop: desktopSettingsSchema.nullable().describe("The sandbox's desktop (null: none)"),
   warmPoolCheckout: z
     .object({ hit: z.boolean(), poolId: z.string().nullable() })
     .optional()

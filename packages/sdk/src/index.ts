@@ -63,6 +63,15 @@ export {
   type ResolvedConfig,
   resolveConfig,
 } from "./config.js";
+export {
+  Desktop,
+  type DesktopPoint,
+  type DesktopState,
+  type DesktopWindow,
+  type MouseButton,
+  type ScreenshotOptions,
+  type ScrollDirection,
+} from "./desktop.js";
 export { type DesktopStream, DesktopStreams, type StartDesktopStreamOptions } from "./desktop-stream.js";
 export {
   EgressLog,

@@ -18,7 +18,7 @@ import { ApiClient } from "./api-client.js";
 import { Code } from "./code.js";
 import { Commands } from "./commands.js";
 import { type ConnectionOptions, resolveConfig } from "./config.js";
-import { DesktopStreams } from "./desktop-stream.js";
+import { Desktop } from "./desktop.js";
 import {
   type EgressLogEntry,
   type EgressLogFilter,
@@ -88,8 +88,8 @@ export class Sandbox {
   readonly terminals: Terminals;
   /** Runs cells in live interpreters (code contexts) of this sandbox. */
   readonly code: Code;
-  /** The sandbox's desktop (the `desktop` template): its live view, `desktop.stream`. */
-  readonly desktop: { readonly stream: DesktopStreams };
+  /** This sandbox's desktop (desktop sandboxes): screenshots, mouse, keyboard, windows, and its live view `desktop.stream`. */
+  readonly desktop: Desktop;
   #info: SandboxInfo;
   readonly #client: ApiClient;
 
@@ -101,7 +101,7 @@ export class Sandbox {
     this.files = new Files(info.id, client);
     this.terminals = new Terminals(info.id, client);
     this.code = new Code(info.id, client);
-    this.desktop = { stream: new DesktopStreams(info.id, client) };
+    this.desktop = new Desktop(info.id, client);
   }
 
   /**

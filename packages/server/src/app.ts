@@ -25,6 +25,7 @@ import { newRequestId } from "./lib/ids.js";
 import { adminRoutes } from "./routes/admin.js";
 import { codeRoutes } from "./routes/code.js";
 import { consoleRoutes } from "./routes/console.js";
+import { desktopRoutes } from "./routes/desktop.js";
 import { desktopStreamRoutes } from "./routes/desktop-stream.js";
 import { egressRoutes } from "./routes/egress.js";
 import { eventRoutes } from "./routes/events.js";
@@ -149,6 +150,7 @@ export function buildApp(services: AppServices, logger: FastifyBaseLogger): Fast
   sandboxRoutes(app, authenticate, services.sandboxes, services.warmPools);
   execRoutes(app, authenticate, services.exec);
   codeRoutes(app, authenticate, services.code);
+  desktopRoutes(app, authenticate, services.desktop);
   desktopStreamRoutes(app, authenticate, services.desktopStreams);
   fileRoutes(app, authenticate, services.files, services.maxUploadBytes);
   templateRoutes(app, authenticate, services.templates, services.templateBuilds);

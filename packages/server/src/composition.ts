@@ -25,6 +25,7 @@ import type { SandboxRuntime } from "./runtime/runtime.js";
 import { AgentPool } from "./services/agent-pool.js";
 import { AuthService } from "./services/auth-service.js";
 import { CodeService } from "./services/code-service.js";
+import { DesktopService } from "./services/desktop-service.js";
 import { DesktopStreamService } from "./services/desktop-stream-service.js";
 import { EventService } from "./services/event-service.js";
 import { ExecService } from "./services/exec-service.js";
@@ -151,7 +152,7 @@ export async function createServices(
     subnet: config.sandboxSubnet,
     netPrefix,
     agentBinary: config.agentBinary,
-    codeServerDir: config.codeServerDir,
+    helperServerDirs: config.helperServerDirs,
     sharedDir: config.cluster.sharedDir,
   });
   await runtime.prepare();
@@ -258,13 +259,19 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
   const exec: ExecService = new ExecService(sandboxes, store, config.maxOutputBytes, serverMetrics);
   const terminals = new TerminalService(sandboxes, exec, logger);
   const code = new CodeService(sandboxes, exec, (template) => templates.warmCodeContexts(template));
-  // Sandboxes of templates with warm code contexts (code-interpreter) start their interpreters at once.
+  const desktop = new DesktopService(sandboxes, exec);
+  // Sandboxes of templates with warm code contexts (code-interpreter) start their interpreters at once,
+  // and desktop sandboxes their display.
   store.onEvents((events) => {
     for (const event of events) {
       if (event.type !== "sandbox.created" || event.data.node !== store.nodeId) continue;
-      if (templates.warmCodeContexts(String(event.data.template)).length === 0) continue;
-      code.warmUp(event.sandboxId).catch((err: unknown) => {
-        logger.warn({ err, sandbox: event.sandboxId }, "starting the warm code contexts failed");
+      if (templates.warmCodeContexts(String(event.data.template)).length > 0) {
+        code.warmUp(event.sandboxId).catch((err: unknown) => {
+          logger.warn({ err, sandbox: event.sandboxId }, "starting the warm code contexts failed");
+        });
+      }
+      desktop.warmUp(event.sandboxId).catch((err: unknown) => {
+        logger.warn({ err, sandbox: event.sandboxId }, "starting the desktop failed");
       });
     }
   });
@@ -359,6 +366,7 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
       sandboxes,
       exec,
       code,
+      desktop,
       desktopStreams,
       files,
       templates,

@@ -44,8 +44,8 @@ export interface ServerConfig {
   hibernateAfterMs: number | null;
   /** The agent binary that is copied into every sandbox. */
   agentBinary: string;
-  /** The in-sandbox code server's files, shipped into every sandbox with the agent. */
-  codeServerDir: string;
+  /** The in-sandbox helper servers shipped with the agent (see GvisorRuntimeOptions). */
+  helperServerDirs: string[];
   /** First address of the /16 (or larger) block that sandbox veth pairs are carved from. */
   sandboxSubnet: string;
   /** Maximum upload size for the file API, bytes. */
@@ -243,7 +243,7 @@ export function loadConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
     runscPlatform: platformFrom(env.SANDPIT_PLATFORM),
     hibernateAfterMs: hibernateAfterFrom(env.SANDPIT_HIBERNATE_AFTER_MS),
     agentBinary: env.SANDPIT_AGENT_BINARY ?? path.join(repoRoot, "packages/agent/build/sandpit-agent"),
-    codeServerDir: path.join(repoRoot, "packages/agent/code"),
+    helperServerDirs: ["code", "desktop"].map((name) => path.join(repoRoot, "packages/agent", name)),
     sandboxSubnet: env.SANDPIT_SANDBOX_SUBNET ?? "10.231.0.0",
     maxUploadBytes: envInt("SANDPIT_MAX_UPLOAD_BYTES", 100 * 1024 * 1024),
     maxOutputBytes: envInt("SANDPIT_MAX_OUTPUT_BYTES", 16 * 1024 * 1024),

@@ -4,6 +4,7 @@ import type { FastifyBaseLogger } from "fastify";
 import type { NodeRecord, OrgRecord, Overcommit, SandboxRecord } from "../domain/index.js";
 import { ApiError, errorEnvelope, NO_CAPACITY_RETRY_AFTER_S, noCapacity } from "../errors.js";
 import { randomBase32 } from "../lib/ids.js";
+import type { CreateLimits } from "../services/sandbox-service.js";
 import type { Store } from "../store/store.js";
 import type { NodeClient } from "./node-client.js";
 import { type PlacementRequest, planPlacement } from "./placement.js";
@@ -18,7 +19,7 @@ export interface PlacedSandbox {
 export interface CreateOrder {
   org: OrgRecord;
   params: CreateSandboxParams;
-  limits: { maxSandboxes?: number };
+  limits: CreateLimits;
 }
 
 /** A create another node placed here (the internal API's body): the order and the offer it comes under. */

@@ -1,4 +1,4 @@
-import type { NetworkPolicy, SandboxStatus } from "@sandpit/contract";
+import type { DesktopSettings, NetworkPolicy, SandboxStatus } from "@sandpit/contract";
 
 export interface SandboxRecord {
   id: string;
@@ -39,6 +39,8 @@ export interface SandboxRecord {
   mainCommandId: string | null;
   /** Volumes and host directories mounted into the sandbox; kept for resume, restart and snapshots. */
   volumes: SandboxVolumeRecord[];
+  /** Its virtual display (started with it by the desktop server); null: no desktop. */
+  desktop: SandboxDesktop | null;
   createdAt: number;
   startedAt: number | null;
   expiresAt: number | null;
@@ -71,4 +73,13 @@ export interface CommandRecord {
   timedOut: boolean;
   startedAt: number;
   finishedAt: number | null;
+}
+
+/** A sandbox's desktop: the display's settings, and who starts the display. */
+export interface SandboxDesktop extends DesktopSettings {
+  /**
+   * The client starts the display itself (`@e2b/desktop` runs its own Xvfb and Xfce): Sandpit's desktop
+   * server is not started with the sandbox but on the first desktop call, and then adopts that display.
+   */
+  startedByClient?: boolean;
 }

@@ -1,5 +1,5 @@
 import type { NetworkPolicy } from "@sandpit/contract";
-import type { SandboxVolumeRecord } from "./sandbox.js";
+import type { SandboxDesktop, SandboxVolumeRecord } from "./sandbox.js";
 
 export interface SnapshotRecord {
   id: string;
@@ -22,6 +22,8 @@ export interface SnapshotRecord {
   agentToken: string;
   /** What the source mounted; its children mount the same (absent in snapshots taken before volumes). */
   volumes?: SandboxVolumeRecord[];
+  /** The source's desktop; its children continue it (absent in snapshots taken before desktops). */
+  desktop?: SandboxDesktop | null;
   sizeBytes: number | null;
   createdAt: number;
 }

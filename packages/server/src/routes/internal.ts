@@ -15,7 +15,10 @@ import type { WarmPoolService } from "../services/warm-pool-service.js";
 const placedCreateSchema = z.object({
   org: z.object({ id: z.string().min(1), name: z.string(), createdAt: z.number() }),
   params: z.custom<CreateSandboxParams>((p) => typeof p === "object" && p !== null && !Array.isArray(p)),
-  limits: z.object({ maxSandboxes: z.number().int().nonnegative().optional() }),
+  limits: z.object({
+    maxSandboxes: z.number().int().nonnegative().optional(),
+    desktopStartedByClient: z.boolean().optional(),
+  }),
   offer: z.string().min(1).max(255),
 });
 

@@ -28,8 +28,12 @@ import { releaseMounts, stageMounts } from "./volume-mounts.js";
 
 export const AGENT_PORT = 49982;
 const AGENT_PATH = "/.sandpit/sandpit-agent";
-/** Where the in-sandbox code server (code contexts) lies in every sandbox, beside the agent. */
-export const CODE_SERVER_DIR = "/.sandpit/code";
+/** Where the in-sandbox helper servers lie in every sandbox, beside the agent: each at `<this>/<its dir's name>`. */
+const HELPER_SERVERS_ROOT = "/.sandpit";
+/** The in-sandbox code server (code contexts, packages/agent/code). */
+export const CODE_SERVER_DIR = `${HELPER_SERVERS_ROOT}/code`;
+/** The in-sandbox desktop server (display, screenshots, input; packages/agent/desktop). */
+export const DESKTOP_SERVER_DIR = `${HELPER_SERVERS_ROOT}/desktop`;
 /**
  * The agent reads its token from this file and removes it before it listens: the token is never in its
  * environment or argv, where any process of the sandbox could read it.
@@ -56,8 +60,11 @@ export interface GvisorRuntimeOptions {
   subnet: string;
   netPrefix: string;
   agentBinary: string;
-  /** The in-sandbox code server's files (packages/agent/code), shipped with the agent at CODE_SERVER_DIR. */
-  codeServerDir: string;
+  /**
+   * The in-sandbox helper servers' directories (packages/agent/code, packages/agent/desktop), shipped with
+   * the agent, each at /.sandpit/<its name> (CODE_SERVER_DIR, DESKTOP_SERVER_DIR).
+   */
+  helperServerDirs: string[];
   /**
    * Storage every node of a cluster reaches (SANDPIT_SHARED_DIR): paused sandboxes leave a complete
    * image in its `sandboxes/` (checkpoint, disk, layer list), so that any node resumes them, and the
@@ -87,7 +94,7 @@ export class GvisorRuntime implements SandboxRuntime {
   }
 
   /**
-   * Copies the agent binary and the code server into a content-addressed read-only layer. Running
+   * Copies the agent binary and the helper servers into a content-addressed read-only layer. Running
    * sandboxes keep the layer they started with, so a rebuilt agent never changes under them. With shared
    * storage the layer is there: a sandbox restored on another node finds the very files its agent runs from.
    */
@@ -95,9 +102,15 @@ export class GvisorRuntime implements SandboxRuntime {
     const binary = await readFile(this.opts.agentBinary).catch(() => {
       throw new Error(`agent binary missing at ${this.opts.agentBinary}: run "npm run build"`);
     });
-    const codeFiles = (await readdir(this.opts.codeServerDir)).sort();
     const digest = createHash("sha256").update(binary);
-    for (const name of codeFiles) digest.update(name).update(await readFile(path.join(this.opts.codeServerDir, name)));
+    const helpers: { source: string; target: string; files: string[] }[] = [];
+    for (const source of this.opts.helperServerDirs) {
+      const target = path.posix.join(HELPER_SERVERS_ROOT, path.basename(source));
+      const files = (await readdir(source)).sort();
+      helpers.push({ source, target, files });
+      digest.update(target);
+      for (const name of files) digest.update(name).update(await readFile(path.join(source, name)));
+    }
     const layer = path.join(
       this.opts.sharedDir ?? this.opts.dataDir,
       "agent-layers",
@@ -111,11 +124,13 @@ export class GvisorRuntime implements SandboxRuntime {
       await mkdir(path.dirname(target), { recursive: true });
       await copyFile(this.opts.agentBinary, target);
       await chmod(target, 0o755);
-      const codeDir = path.join(partial, CODE_SERVER_DIR);
-      await mkdir(codeDir, { recursive: true });
-      for (const name of codeFiles) {
-        await copyFile(path.join(this.opts.codeServerDir, name), path.join(codeDir, name));
-        await chmod(path.join(codeDir, name), 0o644);
+      for (const helper of helpers) {
+        const dir = path.join(partial, helper.target);
+        await mkdir(dir, { recursive: true });
+        for (const name of helper.files) {
+          await copyFile(path.join(helper.source, name), path.join(dir, name));
+          await chmod(path.join(dir, name), 0o644);
+        }
       }
       await rename(partial, layer).catch(async (e: NodeJS.ErrnoException) => {
         await rm(partial, { recursive: true, force: true });

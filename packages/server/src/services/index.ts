@@ -6,6 +6,7 @@ import type { EgressAudit } from "../network/egress-audit.js";
 import type { TemplateService } from "../templates/template-service.js";
 import type { AuthService } from "./auth-service.js";
 import type { CodeService } from "./code-service.js";
+import type { DesktopService } from "./desktop-service.js";
 import type { DesktopStreamService } from "./desktop-stream-service.js";
 import type { EventService } from "./event-service.js";
 import type { ExecService } from "./exec-service.js";
@@ -35,6 +36,8 @@ export interface AppServices {
   exec: ExecService;
   /** Code contexts (live interpreters) and cells run in them. */
   code: CodeService;
+  /** Desktops: screenshots, mouse, keyboard, windows of a sandbox's display. */
+  desktop: DesktopService;
   desktopStreams: DesktopStreamService;
   files: FileService;
   templates: TemplateService;

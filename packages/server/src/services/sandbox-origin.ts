@@ -1,6 +1,12 @@
 import { lstat, readFile } from "node:fs/promises";
 import path from "node:path";
-import type { CreateSandboxParams, ImageRef } from "@sandpit/contract";
+import {
+  type CreateSandboxParams,
+  DESKTOP_DISPLAY,
+  type DesktopSettings,
+  desktopSettingsSchema,
+  type ImageRef,
+} from "@sandpit/contract";
 import type { OrgRecord } from "../domain/index.js";
 import { ApiError } from "../errors.js";
 import type { EgressCa } from "../network/egress-ca.js";
@@ -27,6 +33,8 @@ export interface SandboxOrigin {
   /** The main process to start after create; empty for none. */
   entrypoint: string[];
   seeds: RootfsSeed[];
+  /** Its desktop: asked for, or the desktop template's default; null for none. */
+  desktop: DesktopSettings | null;
   /** Removes host-side temporary content (a fetched source) once the sandbox has its copy. */
   release: () => Promise<void>;
 }
@@ -132,15 +140,18 @@ export class SandboxOrigins {
     const user = params.user ?? rootfs.config.user ?? null;
     const entrypoint = params.entrypoint ?? [...(rootfs.config.entrypoint ?? []), ...(rootfs.config.cmd ?? [])];
     const trust = await this.trust(org.id, rootfs.layers);
+    const desktop = this.desktopFor(template, params.desktop);
     const origin: SandboxOrigin = {
       template,
       rootfs,
       cwd,
-      env: { ...rootfs.config.env, ...trust.env, ...params.env },
+      // The desktop's display is every command's, the way a desktop session's terminal has it.
+      env: { ...(desktop ? { DISPLAY: DESKTOP_DISPLAY } : {}), ...rootfs.config.env, ...trust.env, ...params.env },
       files: trust.files,
       user,
       entrypoint,
       seeds: [],
+      desktop,
       release: async () => undefined,
     };
     if (params.source && params.source.type !== "snapshot") {
@@ -157,6 +168,19 @@ export class SandboxOrigins {
       }
     }
     return origin;
+  }
+
+  /** The desktop a sandbox of this template gets: the one asked for, or the desktop template's default. */
+  private desktopFor(template: string, asked: DesktopSettings | undefined): DesktopSettings | null {
+    const support = this.templates.desktopSupport(template);
+    if (asked && support === "none") {
+      throw new ApiError(
+        "validation_failed",
+        `Invalid request: desktop: template ${template} has no display server (use the desktop template)`,
+        { fields: [{ field: "desktop", rule: "template_without_desktop", message: `${template} has no X` }] },
+      );
+    }
+    return asked ?? (support === "default" ? desktopSettingsSchema.parse({}) : null);
   }
 
   /** The layers and config of the request's image or template (runtime preset included). */

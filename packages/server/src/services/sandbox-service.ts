@@ -17,6 +17,7 @@ import {
   type OrgRecord,
   type Overcommit,
   QuotaExceededError,
+  type SandboxDesktop,
   type SandboxRecord,
   type SnapshotRecord,
   VolumeMissingError,
@@ -40,8 +41,11 @@ import { toSandboxVolume, type VolumeService } from "./volume-service.js";
 export type MainProcessStarter = (record: SandboxRecord, agent: AgentClient, argv: string[]) => Promise<string>;
 
 /** Limits a create is held to beyond the organisation's quota (a dialect's own, checked atomically with it). */
+/** What a dialect adds to a create: its own limits, and how its clients use the sandbox. */
 export interface CreateLimits {
   maxSandboxes?: number;
+  /** The client starts the sandbox's display itself (`@e2b/desktop`): see SandboxDesktop.startedByClient. */
+  desktopStartedByClient?: boolean;
 }
 
 /** Statuses in which the sandbox holds host resources (processes, mounts, a network slot). */
@@ -115,6 +119,7 @@ export function toSandbox(r: SandboxRecord): Sandbox {
     publicPorts: r.publicPorts,
     trafficToken: r.trafficToken,
     volumes: r.volumes.map(toSandboxVolume),
+    desktop: r.desktop && { width: r.desktop.width, height: r.desktop.height, dpi: r.desktop.dpi },
     createdAt: iso(r.createdAt)!,
     startedAt: iso(r.startedAt),
     expiresAt: iso(r.expiresAt),
@@ -272,7 +277,7 @@ export class SandboxService {
       const id = newSandboxId();
       this.creating.add(id);
       try {
-        return await this.createFrom(id, org, params, networkPolicy, snapshot, origin, quota);
+        return await this.createFrom(id, org, params, networkPolicy, snapshot, origin, quota, options);
       } finally {
         this.creating.delete(id);
       }
@@ -289,9 +294,16 @@ export class SandboxService {
     snapshot: SnapshotRecord | undefined,
     origin: SandboxOrigin | undefined,
     quota: OrgQuota,
+    options: CreateLimits,
   ): Promise<SandboxRecord> {
     // A child of a snapshot mounts what the snapshot's sandbox mounted: its restored processes may hold
     // files there open.
+    if (snapshot && params.desktop) {
+      const message = "a sandbox from a snapshot continues the snapshot's desktop";
+      throw new ApiError("validation_failed", `Invalid request: desktop: ${message}`, {
+        fields: [{ field: "desktop", rule: "conflict", message }],
+      });
+    }
     if (snapshot && params.volumes.length > 0) {
       const message = "a sandbox from a snapshot mounts the snapshot's volumes";
       throw new ApiError("validation_failed", `Invalid request: volumes: ${message}`, {
@@ -319,6 +331,7 @@ export class SandboxService {
           user: snapshot ? (params.user ?? snapshot.user ?? null) : origin!.user,
           mainCommandId: null,
           volumes,
+          desktop: desktopOf(snapshot ? (snapshot.desktop ?? null) : origin!.desktop, options),
           timeoutMs: params.timeoutMs,
           networkPolicy:
             snapshot && !params.networkPolicy && params.internetAccess === undefined
@@ -930,4 +943,11 @@ export function assertStatus(record: SandboxRecord, allowed: SandboxStatus[], ac
 /** The organisation a sandbox belongs to, as far as a token that opened the sandbox proves it. */
 function orgOf(record: SandboxRecord): OrgRecord {
   return { id: record.orgId, name: "", createdAt: 0 };
+}
+
+/** The new sandbox's desktop, marked as started by the client when its dialect says so. */
+function desktopOf(desktop: SandboxDesktop | null, options: CreateLimits): SandboxDesktop | null {
+  if (!desktop) return null;
+  const { startedByClient: _, ...settings } = desktop;
+  return options.desktopStartedByClient ? { ...settings, startedByClient: true } : settings;
 }

@@ -70,6 +70,7 @@ export class SnapshotService {
       networkPolicy: source.networkPolicy,
       agentToken: source.agentToken,
       volumes: source.volumes,
+      desktop: source.desktop,
       sizeBytes: null,
       createdAt: now(),
     };

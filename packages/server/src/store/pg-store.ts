@@ -168,6 +168,7 @@ const migrations = [
      view_only BOOLEAN NOT NULL, token TEXT NOT NULL, command_id TEXT NOT NULL, started_at BIGINT NOT NULL,
      stopped_at BIGINT);
    CREATE UNIQUE INDEX desktop_streams_live ON desktop_streams (sandbox_id) WHERE stopped_at IS NULL;`,
+  `ALTER TABLE sandboxes ADD COLUMN desktop_json JSONB;`,
 ];
 
 /** Statuses of a sandbox that still lives on its node (what reads during an outage may answer). */

@@ -13,6 +13,7 @@ import type {
   NodeUsage,
   OrgQuota,
   OrgRecord,
+  SandboxDesktop,
   SandboxRecord,
   SandboxVolumeRecord,
   VolumeRecord,
@@ -91,6 +92,7 @@ export interface SandboxRow {
   all_ports: FlagColumn;
   main_command_id: string | null;
   volumes_json: JsonColumn;
+  desktop_json: JsonColumn | null;
   created_at: number;
   started_at: number | null;
   expires_at: number | null;
@@ -223,6 +225,7 @@ export const sandboxColumns: Record<keyof SandboxPatch, string> = {
   allPorts: "all_ports",
   mainCommandId: "main_command_id",
   volumes: "volumes_json",
+  desktop: "desktop_json",
   startedAt: "started_at",
   expiresAt: "expires_at",
   destroyedAt: "destroyed_at",
@@ -389,6 +392,7 @@ export function sandboxFromRow(r: SandboxRow): SandboxRecord {
     allPorts: flag(r.all_ports),
     mainCommandId: r.main_command_id,
     volumes: fromJson<SandboxVolumeRecord[]>(r.volumes_json),
+    desktop: r.desktop_json === null ? null : fromJson<SandboxDesktop>(r.desktop_json),
     createdAt: r.created_at,
     startedAt: r.started_at,
     expiresAt: r.expires_at,

@@ -155,6 +155,7 @@ const migrations = [
      view_only INTEGER NOT NULL, token TEXT NOT NULL, command_id TEXT NOT NULL, started_at INTEGER NOT NULL,
      stopped_at INTEGER);
    CREATE UNIQUE INDEX desktop_streams_live ON desktop_streams (sandbox_id) WHERE stopped_at IS NULL;`,
+  `ALTER TABLE sandboxes ADD COLUMN desktop_json TEXT;`,
 ];
 
 /** The embedded default store: one SQLite file in the data directory, WAL mode. */

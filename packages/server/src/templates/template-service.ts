@@ -40,6 +40,8 @@ type BuiltinTemplate = (
 ) & {
   /** Code contexts whose default context starts with each sandbox, before its first cell asks. */
   warmCodeContexts?: CodeLanguage[];
+  /** Its sandboxes have a desktop (display, window manager) unless they ask for another size. */
+  desktop?: boolean;
 };
 
 const baseDebianPackages = [
@@ -162,6 +164,7 @@ export const builtinTemplates: BuiltinTemplate[] = [
   },
   {
     name: "desktop",
+    desktop: true,
     description:
       "A graphical desktop for computer-use agents: a virtual display (Xvfb), Xfce, Chromium, xdotool, " +
       "scrot, x11vnc and noVNC, on the base template's tools",
@@ -328,6 +331,16 @@ export class TemplateService {
   /** The code contexts a template's sandboxes start warm (its Python kernel, for code-interpreter). */
   warmCodeContexts(name: string): CodeLanguage[] {
     return this.builtin(name)?.warmCodeContexts ?? [];
+  }
+
+  /**
+   * Whether a template's sandboxes get a desktop: `default` (the desktop template), `none` (a built-in
+   * template without X), `unknown` (templates and images of users: they may have X, Xfce and python3-xlib).
+   */
+  desktopSupport(name: string): "default" | "none" | "unknown" {
+    const def = this.builtin(name);
+    if (!def) return "unknown";
+    return def.desktop ? "default" : "none";
   }
 
   isBuiltin(name: string): boolean {

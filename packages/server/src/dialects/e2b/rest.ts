@@ -124,7 +124,8 @@ function routes({ app, services, authenticate, parse }: DialectContext<E2bRestSe
       createSandboxRequestSchema,
       SNAPSHOT_ID.test(body.templateID) ? { ...native, template: undefined, snapshotId: body.templateID } : native,
     );
-    const { record } = await warmPools.createSandbox(org, params);
+    // `@e2b/desktop` starts its own display (its size, its Xfce): Sandpit's desktop adopts it on first use.
+    const { record } = await warmPools.createSandbox(org, params, { desktopStartedByClient: true });
     reply.code(201);
     return sandboxOf(record, domain, sandboxes.clientToken(record.id, "e2b-envd"));
   };
