@@ -39,6 +39,17 @@ export const sdkRoutes = {
   "POST /v1/sandboxes/{id}/commands/{commandId}/kill": "CommandHandle#kill",
   "POST /v1/sandboxes/{id}/commands/{commandId}/stdin": "CommandHandle#sendStdin",
 
+  "GET /v1/sandboxes/{id}/desktop": "Desktop#state",
+  "GET /v1/sandboxes/{id}/desktop/screenshot": "Desktop#screenshot",
+  "POST /v1/sandboxes/{id}/desktop/mouse": "Desktop#click",
+  "POST /v1/sandboxes/{id}/desktop/keyboard": "Desktop#type",
+  "GET /v1/sandboxes/{id}/desktop/windows": "Desktop#windows",
+  "POST /v1/sandboxes/{id}/desktop/windows/{windowId}/focus": "Desktop#focus",
+  "POST /v1/sandboxes/{id}/desktop/launch": "Desktop#launch",
+  "POST /v1/sandboxes/{id}/desktop/stream": "DesktopStreams#start",
+  "GET /v1/sandboxes/{id}/desktop/stream": "DesktopStreams#get",
+  "DELETE /v1/sandboxes/{id}/desktop/stream": "DesktopStreams#stop",
+
   "POST /v1/sandboxes/{id}/code/run": "Code#run",
   "POST /v1/sandboxes/{id}/code/contexts": "Code#createContext",
   "GET /v1/sandboxes/{id}/code/contexts": "Code#listContexts",
