@@ -92,12 +92,6 @@ async function xmessageButton(windowId: string, window: Region): Promise<Region>
   return button;
 }
 
-const inside = (box: Region, region: Region) =>
-  box.x >= region.x &&
-  box.y >= region.y &&
-  box.x + box.width <= region.x + region.width &&
-  box.y + box.height <= region.y + region.height;
-
 describe("@e2b/desktop SDK", () => {
   it("creates its default template (desktop) and its own display: screen size and cursor", async () => {
     expect((await desktop.getInfo()).templateId).toBe("desktop");
@@ -135,18 +129,20 @@ describe("@e2b/desktop SDK", () => {
       30_000,
       "the typed text to show",
     );
-    // Below the top panel, whose clock may tick meanwhile: every changed pixel is in the terminal window
-    // (where the text went), none elsewhere on the screen.
+    // Below the top panel, whose clock may tick meanwhile, the change is where the text went: mostly in the
+    // terminal's window. Not all of it: the window manager redraws the frame's title (the shell names the
+    // running command) and the taskbar's button, both outside the window itself.
     const panel = Math.max(
       ...(await Promise.all((await windowsOf("Xfce4-panel")).map(geometry)))
         .filter((g) => g.y === 0)
         .map((g) => g.height),
       0,
     );
-    const box = changedBox(before, after, { x: 0, y: panel, width: before.width, height: before.height - panel });
-    expect(box).toBeDefined();
-    expect(inside(box!, window)).toBe(true);
-    expect(changedPixels(before, after, window)).toBeGreaterThan(50);
+    const belowPanel = { x: 0, y: panel, width: before.width, height: before.height - panel };
+    expect(changedBox(before, after, belowPanel)).toBeDefined();
+    const inWindow = changedPixels(before, after, window);
+    expect(inWindow).toBeGreaterThan(50);
+    expect(inWindow).toBeGreaterThan(changedPixels(before, after, belowPanel) / 2);
   });
 
   it("a left click on xmessage's button closes it: the screen changes back", async () => {
