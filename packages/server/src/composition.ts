@@ -163,6 +163,7 @@ export async function createServices(
     egressCa,
     logger,
     async close() {
+      await runtime.close();
       dns.close();
       broker.close();
       egressAudit.close();
