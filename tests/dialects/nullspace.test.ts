@@ -248,8 +248,8 @@ describe("Nullspace dialect", () => {
     expectError(await nullspace("POST", "/v1/sandboxes", { body: {}, key: "sp_wrong" }), 401, "unauthorized");
     expectError(await create({ template: "no-such-template" }), 404, "not_found");
     expectError(await create({ snapshot_id: "snp_aaaaaaaaaaaaaaaaaaaa" }), 404, "not_found");
-    // Features Sandpit does not have yet answer so, instead of a sandbox without them.
-    expectError(await create({ desktop: { resolution: "1024x768" } }), 501, "not_supported");
+    // The desktop object is Sandpit's {width, height, dpi}: anything else is named.
+    expectError(await create({ desktop: { resolution: "1024x768" } }), 400, "invalid_request", "desktop");
     // An explicit empty or null volume list is no volume at all.
     const plain = await created({ volumes: null, desktop: null });
     await destroy(plain.id);

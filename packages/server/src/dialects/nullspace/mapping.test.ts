@@ -1,9 +1,13 @@
+import { desktopMouseRequestSchema, startDesktopStreamRequestSchema } from "@sandpit/contract";
 import { describe, expect, it } from "vitest";
 import type { SandboxRecord } from "../../domain/index.js";
 import { ApiError } from "../../errors.js";
 import {
   createRequestFrom,
   decodeMetadata,
+  desktopRequestFrom,
+  desktopStreamOf,
+  desktopWindowOf,
   encodeMetadata,
   errorReplyOf,
   isVolumeId,
@@ -284,5 +288,87 @@ describe("Nullspace mapping", () => {
       fields: [{ field: "memory_mb", message: "Too big" }],
     });
     expect(errorReplyOf(new ApiError("not_implemented", "no desktop"), "r").body.error.code).toBe("not_supported");
+  });
+
+  it("maps the desktop create object: Sandpit's settings, the desktop template when none is named", () => {
+    const body = createSandboxSchema.parse({ desktop: { width: 800, height: 600 } });
+    expect(body.template).toBe("desktop");
+    expect(createRequestFrom(body)).toMatchObject({
+      template: "desktop",
+      desktop: { width: 800, height: 600, dpi: 96 },
+    });
+    expect(createRequestFrom(createSandboxSchema.parse({ template: "base", desktop: {} })).desktop).toEqual({
+      width: 1024,
+      height: 768,
+      dpi: 96,
+    });
+    const none = createSandboxSchema.parse({ desktop: null });
+    expect(none.template).toBe("base");
+    expect(createRequestFrom(none).desktop).toBeUndefined();
+    const issues = (input: unknown) =>
+      createSandboxSchema.safeParse(input).error?.issues.map((i) => i.path.join(".")) ?? [];
+    expect(issues({ desktop: { width: 10 } })).toEqual(["desktop.width"]);
+    expect(issues({ desktop: { height: "600" } })).toEqual(["desktop.height"]);
+    expect(issues({ desktop: { resolution: "1024x768" } })).toEqual(["desktop"]);
+    expect(issues({ desktop: "yes" })).toEqual(["desktop"]);
+  });
+
+  it("shows a sandbox's desktop settings", () => {
+    const desktop = { width: 800, height: 600, dpi: 96, startedByClient: true };
+    expect(sandboxOf({ ...record, desktop }).desktop).toEqual({ width: 800, height: 600, dpi: 96 });
+    expect(sandboxOf({ ...record, desktop: null }).desktop).toBeUndefined();
+  });
+
+  it("takes desktop bodies in snake_case and names Nullspace's fields in their errors", () => {
+    expect(desktopRequestFrom(desktopMouseRequestSchema, { action: "drag", x: 5, y: 6, from_x: 1, from_y: 2 })).toEqual(
+      { action: "drag", x: 5, y: 6, fromX: 1, fromY: 2 },
+    );
+    expect(desktopRequestFrom(startDesktopStreamRequestSchema, { view_only: true })).toEqual({ viewOnly: true });
+    const fieldsOf = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        return errorReplyOf(e as ApiError, "r").body.error.fields?.map((x) => x.field);
+      }
+      return [];
+    };
+    expect(
+      fieldsOf(() => desktopRequestFrom(desktopMouseRequestSchema, { action: "drag", x: 1, y: 1, from_x: 1 })),
+    ).toEqual(["from_y"]);
+    expect(
+      fieldsOf(() => desktopRequestFrom(desktopMouseRequestSchema, { action: "move", x: 1, y: 1, fromX: 1 })),
+    ).toEqual(["fromX"]);
+    expect(fieldsOf(() => desktopRequestFrom(startDesktopStreamRequestSchema, { view_only: "no" }))).toEqual([
+      "view_only",
+    ]);
+    expect(errorReplyOf(new ApiError("desktop_unavailable", "no desktop"), "r").body.error).toMatchObject({
+      code: "conflict",
+      status: 409,
+    });
+  });
+
+  it("shows desktop windows and live views in snake_case", () => {
+    const window = { id: 1, title: "t", className: "C", instanceName: "c", pid: null, x: 0, y: 0, width: 1, height: 1 };
+    expect(desktopWindowOf({ ...window, focused: true })).toEqual({
+      id: 1,
+      title: "t",
+      class_name: "C",
+      instance_name: "c",
+      pid: null,
+      x: 0,
+      y: 0,
+      width: 1,
+      height: 1,
+      focused: true,
+    });
+    const stream = { streamId: "s", viewOnly: false, url: "u", token: "t", startedAt: "2024", expiresAt: null };
+    expect(desktopStreamOf(stream)).toEqual({
+      stream_id: "s",
+      view_only: false,
+      url: "u",
+      token: "t",
+      started_at: "2024",
+      expires_at: null,
+    });
   });
 });

@@ -1,6 +1,7 @@
-import type { CreateSandboxRequest, FieldIssue, SandboxStatus } from "@sandpit/contract";
+import type { CreateSandboxRequest, DesktopStream, DesktopWindow, FieldIssue, SandboxStatus } from "@sandpit/contract";
+import type { z } from "zod";
 import type { SandboxRecord } from "../../domain/index.js";
-import type { ApiError } from "../../errors.js";
+import { ApiError, validationError } from "../../errors.js";
 import type { WarmPoolCheckout } from "../../services/warm-pool-service.js";
 import type {
   NullspaceCreateSandbox,
@@ -151,6 +152,7 @@ export function createRequestFrom(body: NullspaceCreateSandbox): CreateSandboxRe
     metadata: encodeMetadata(body.metadata as Record<string, Json>),
     ...(body.cwd !== undefined ? { cwd: body.cwd } : {}),
     ...(body.volumes?.length ? { volumes: volumeMountsFrom(body.volumes) } : {}),
+    ...(body.desktop ? { desktop: body.desktop } : {}),
     ...(body.internet_access ? {} : { internetAccess: false }),
     ...(body.warm_pool
       ? { warmPool: { mode: body.warm_pool.mode, ...(body.warm_pool.id ? { poolId: body.warm_pool.id } : {}) } }
@@ -240,8 +242,63 @@ export function sandboxOf(
     ...(timeoutAt ? { timeout_at: timeoutAt, expires_at: timeoutAt } : {}),
     timeout_action: record.timeoutAction === "pause" ? "hibernate" : "destroy",
     cwd: record.cwd,
+    ...(record.desktop
+      ? { desktop: { width: record.desktop.width, height: record.desktop.height, dpi: record.desktop.dpi } }
+      : {}),
     ...(extras.withTrafficToken ? { traffic_access_token: record.trafficToken } : {}),
     ...(checkout?.poolId ? { warm_pool_checkout: { hit: checkout.hit, id: checkout.poolId } } : {}),
+  };
+}
+
+/** Fields of the desktop requests whose Nullspace name (snake_case) differs from Sandpit's. */
+const DESKTOP_FIELDS: Record<string, string> = { from_x: "fromX", from_y: "fromY", view_only: "viewOnly" };
+const DESKTOP_FIELDS_BACK = Object.fromEntries(Object.entries(DESKTOP_FIELDS).map(([snake, camel]) => [camel, snake]));
+
+/**
+ * A desktop request body in Nullspace's snake_case, validated as Sandpit's: errors name Nullspace's fields,
+ * and the camelCase spellings, which are not Nullspace's, are refused naming the field to use instead.
+ */
+export function desktopRequestFrom<T extends z.ZodType>(schema: T, body: unknown): z.output<T> {
+  let native = body;
+  if (body !== null && typeof body === "object" && !Array.isArray(body)) {
+    const renamed: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(body)) {
+      const snake = DESKTOP_FIELDS_BACK[key];
+      if (snake !== undefined) {
+        const message = `is not a field (${snake} is)`;
+        throw new ApiError("validation_failed", `Invalid request: ${key}: ${message}`, {
+          fields: [{ field: key, rule: "unrecognized_keys", message }],
+        });
+      }
+      renamed[DESKTOP_FIELDS[key] ?? key] = value;
+    }
+    native = renamed;
+  }
+  const parsed = schema.safeParse(native);
+  if (parsed.success) return parsed.data;
+  const issues = ((validationError(parsed.error).details?.fields ?? []) as FieldIssue[]).map((f) => ({
+    ...f,
+    field: DESKTOP_FIELDS_BACK[f.field] ?? f.field,
+  }));
+  const summary = issues.map((f) => `${f.field}: ${f.message}`).join("; ");
+  throw new ApiError("validation_failed", `Invalid request: ${summary}`, { fields: issues });
+}
+
+/** A desktop window in Nullspace's snake_case. */
+export function desktopWindowOf(w: DesktopWindow) {
+  const { className, instanceName, ...rest } = w;
+  return { ...rest, class_name: className, instance_name: instanceName };
+}
+
+/** A desktop live view in Nullspace's snake_case. */
+export function desktopStreamOf(s: DesktopStream) {
+  return {
+    stream_id: s.streamId,
+    view_only: s.viewOnly,
+    url: s.url,
+    token: s.token,
+    started_at: s.startedAt,
+    expires_at: s.expiresAt,
   };
 }
 
@@ -284,6 +341,7 @@ const CODES: Partial<Record<ApiError["code"], string>> = {
   command_not_found: "not_found",
   file_not_found: "not_found",
   invalid_state: "conflict",
+  desktop_unavailable: "conflict",
   volume_not_found: "not_found",
   volume_in_use: "conflict",
   idempotency_mismatch: "idempotency_key_conflict",

@@ -7,20 +7,14 @@ import { proxyHttp } from "../../http/proxy.js";
 import { forSandbox } from "../../http/sandbox-forwarding.js";
 import type { AppServices } from "../../services/index.js";
 import type { VolumeService } from "../../services/volume-service.js";
-import { bearerToken, type DialectContext, type DialectServices, registerDialect, singleHeader } from "../dialect.js";
+import { bearerToken, type DialectContext, registerDialect, singleHeader } from "../dialect.js";
+import { type NullspaceDesktopServices, nullspaceDesktopRoutes } from "./desktop-routes.js";
 import { createRequestFrom, errorReplyOf, isVolumeId, sandboxOf, TRAFFIC_ACCESS_TOKEN_HEADER } from "./mapping.js";
 import { createSandboxSchema, type NullspaceCreateSandbox } from "./schemas.js";
 
 export const NULLSPACE_PREFIX = "/nullspace";
 const PROXY_PATH = /^\/nullspace\/v1\/sandboxes\/[^/]+\/proxy\/\d{1,5}(\/[^?]*)?(\?.*)?$/;
 const ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
-
-/** Create-time features of Nullspace that Sandpit does not have: a clear 501 instead of a silent no-op. */
-function refuseUnsupported(body: NullspaceCreateSandbox) {
-  if (body.desktop) {
-    throw new ApiError("not_implemented", "desktop sandboxes are not supported yet", { field: "desktop" });
-  }
-}
 
 /**
  * The request's volume refs as names: a ref that is a volume id must be one of the caller's volumes
@@ -49,12 +43,13 @@ async function withVolumeNames(
 }
 
 /** What the Nullspace dialect uses. */
-export type NullspaceServices = DialectServices & Pick<AppServices, "sandboxes" | "warmPools" | "ports" | "volumes">;
+export type NullspaceServices = NullspaceDesktopServices &
+  Pick<AppServices, "sandboxes" | "warmPools" | "ports" | "volumes">;
 
 /**
  * Nullspace under `/nullspace` (base URL `http://<sandpit>/nullspace`): `POST /v1/sandboxes` with its
  * required Idempotency-Key (shared `volumes` by name or id included), `GET`/`DELETE /v1/sandboxes/{id}`,
- * and the port proxy
+ * the desktop (`desktop: {width, height, dpi}` at create, `/v1/sandboxes/{id}/desktop/…`), and the port proxy
  * `/v1/sandboxes/{id}/proxy/{port}/…` guarded by `x-nullspace-traffic-access-token`. Keys are Sandpit
  * keys sent as `Authorization: Bearer`.
  */
@@ -72,8 +67,10 @@ export function nullspaceDialect(app: FastifyInstance, services: NullspaceServic
   );
 }
 
-function routes({ app, services, authenticate, parse }: DialectContext<NullspaceServices>) {
+function routes(context: DialectContext<NullspaceServices>) {
+  const { app, services, authenticate, parse } = context;
   const { sandboxes, warmPools, ports, volumes } = services;
+  nullspaceDesktopRoutes(context);
 
   app.post("/v1/sandboxes", async (request, reply) => {
     const org = await authenticate(request);
@@ -84,7 +81,6 @@ function routes({ app, services, authenticate, parse }: DialectContext<Nullspace
       });
     }
     const body = parse(createSandboxSchema, request.body ?? {});
-    refuseUnsupported(body);
     const params = parse(createSandboxRequestSchema, createRequestFrom(await withVolumeNames(volumes, org, body)));
     if (await claimIdempotencyKey(request, reply, org.id, key)) return reply;
     const { record, checkout } = await warmPools.createSandbox(org, params);

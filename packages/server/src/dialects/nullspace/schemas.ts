@@ -1,3 +1,4 @@
+import { desktopSettingsSchema } from "@sandpit/contract";
 import { z } from "zod";
 import { isReservedPath, JSON_METADATA_KEY, normalizeCwd, VOLUME_ATTACHMENTS_KEY } from "./mapping.js";
 
@@ -38,12 +39,16 @@ export const volumeMountSchema = z.strictObject({
 });
 export type NullspaceVolumeMount = z.output<typeof volumeMountSchema>;
 
+/** The template of a create request that names none: `desktop` when it asks for a desktop. */
+const DEFAULT_TEMPLATE = "base";
+const DEFAULT_DESKTOP_TEMPLATE = "desktop";
+
 /** `POST /v1/sandboxes`, as Nullspace documents it. */
 export const createSandboxSchema = z
   .strictObject({
     snapshot_id: z.string().min(1).max(128).optional(),
     warm_pool: warmPoolSelectorSchema.optional(),
-    template: z.string().min(1).max(1024).default("base"),
+    template: z.string().min(1).max(1024).optional(),
     vcpus: z.number().int().min(1).default(1),
     memory_mb: z.number().int().min(1).default(256),
     disk_mb: z.number().int().min(512).max(131_072).optional(),
@@ -66,7 +71,11 @@ export const createSandboxSchema = z
         }
         return result.path;
       }),
-    desktop: z.record(z.string(), z.unknown()).nullable().optional(),
+    // Sandpit's own desktop settings ({width, height, dpi}, the same names in snake_case); null is none.
+    desktop: desktopSettingsSchema
+      .nullable()
+      .optional()
+      .transform((d) => d ?? undefined),
     network: networkSchema.optional(),
     volumes: z.array(volumeMountSchema).max(8).nullable().optional(),
     lifecycle: lifecycleSchema.optional(),
@@ -98,7 +107,11 @@ export const createSandboxSchema = z
         message: "requires timeout_action: hibernate or lifecycle.on_timeout: pause",
       });
     }
-  });
+  })
+  .transform((body) => ({
+    ...body,
+    template: body.template ?? (body.desktop ? DEFAULT_DESKTOP_TEMPLATE : DEFAULT_TEMPLATE),
+  }));
 export type NullspaceCreateSandbox = z.output<typeof createSandboxSchema>;
 
 export const sandboxStatusSchema = z.enum(["creating", "running", "paused", "destroyed", "error"]);
@@ -141,6 +154,7 @@ export const sandboxSchema = z.object({
   expires_at: z.string().optional(),
   timeout_action: z.enum(["destroy", "hibernate"]).optional(),
   cwd: z.string().optional(),
+  desktop: z.object({ width: z.number().int(), height: z.number().int(), dpi: z.number().int() }).optional(),
   traffic_access_token: z.string().optional(),
   warm_pool_checkout: z.object({ hit: z.boolean(), id: z.string() }).optional(),
 });
