@@ -40,6 +40,7 @@ const record: SandboxRecord = {
   idleTimeoutMs: null,
   autoResume: true,
   hibernate: true,
+  desktop: null,
   ports: [],
   allPorts: true,
   publicPorts: false,
