@@ -36,7 +36,7 @@ import {
   type VercelRoute,
 } from "./mapping.js";
 import { toSandpitPolicy } from "./network-policy.js";
-import { ensureVercelUser, vercelCommandUser, vercelFiles } from "./sandbox-user.js";
+import { vercelCommandUser, vercelFiles } from "./sandbox-user.js";
 import {
   createSandboxSchema,
   createSnapshotSchema,
@@ -218,7 +218,6 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
     }
     const params = toNative(createRequestFrom(body, version !== "v1"));
     const { record } = await warmPools.createSandbox(org, params);
-    await ensureVercelUser(exec, org, record);
     const routes = routesOf(request, record);
     if (version === "v1") return { sandbox: sessionOf(record), routes };
     return { sandbox: sandboxOf(record), session: sessionOf(record), routes };
@@ -424,7 +423,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
       const org = await authenticate(request);
       const body = parse(pathRequestSchema, request.body ?? {});
       const record = await sandboxes.get(org, request.params.id);
-      const { sandboxFiles, owner } = await vercelFiles(files, org, record.id);
+      const { sandboxFiles, owner } = await vercelFiles({ exec, files }, org, record);
       await sandboxFiles.mkdir(resolvePath(record, body.path, body.cwd), owner);
       return {};
     });
@@ -455,7 +454,7 @@ function routes({ app, services, authenticate, parse }: DialectContext<VercelSer
       const record = await sandboxes.requireUsable(org, request.params.id);
       // The archive as sent may be as large as what it holds, plus its headers.
       const { body } = uploadBody(request.raw, services.maxUploadBytes, FRAMING_ALLOWANCE);
-      const { sandboxFiles, owner } = await vercelFiles(files, org, record.id);
+      const { sandboxFiles, owner } = await vercelFiles({ exec, files }, org, record);
       await unpackArchive(body, extractDir, services.maxUploadBytes, {
         writeFile: (p, content, size, mode) =>
           sandboxFiles.write(p, content, { mkdirs: true, size, ...(mode !== undefined ? { mode } : {}), ...owner }),

@@ -12,7 +12,10 @@ export const VERCEL_USER = "vercel-sandbox";
  * and its working directory (`/vercel/sandbox`, where git and tarball sources were unpacked as root) given
  * to it, as on Vercel. Idempotent: a sandbox from a snapshot or fork already has it.
  */
-export async function ensureVercelUser(
+/** Sandboxes seen to have Vercel's account (bounded: forgetting one only costs a lookup). */
+const hasVercelUser = new Set<string>();
+
+async function ensureVercelUser(
   exec: AppServices["exec"],
   org: OrgRecord,
   record: Pick<SandboxRecord, "id" | "cwd">,
@@ -35,13 +38,24 @@ export async function ensureVercelUser(
   }
 }
 
-/** Sandboxes seen to have Vercel's account (bounded: forgetting one only costs a lookup). */
-const hasVercelUser = new Set<string>();
-
 /**
- * The user a Vercel command runs as: root with `sudo`, else Vercel's account — given first to a sandbox
- * made before Sandpit ran Vercel's commands as that account, whose commands would otherwise fail.
+ * Gives a sandbox Vercel's account when it lacks it, on its first command or file call rather than at
+ * create: those calls reach the node the sandbox lives on (a create may be answered by another), and a
+ * sandbox made before Sandpit ran Vercel's commands as that account gets it too.
  */
+async function giveVercelUser(
+  services: Pick<AppServices, "exec" | "files">,
+  org: OrgRecord,
+  record: Pick<SandboxRecord, "id" | "cwd">,
+): Promise<void> {
+  if (hasVercelUser.has(record.id)) return;
+  const { accounts } = await services.files.open(org, record.id);
+  if (!(await accounts.user(VERCEL_USER))) await ensureVercelUser(services.exec, org, record);
+  if (hasVercelUser.size > 10_000) hasVercelUser.clear();
+  hasVercelUser.add(record.id);
+}
+
+/** The user a Vercel command runs as: root with `sudo`, else Vercel's account. */
 export async function vercelCommandUser(
   services: Pick<AppServices, "exec" | "files">,
   org: OrgRecord,
@@ -49,12 +63,7 @@ export async function vercelCommandUser(
   sudo: boolean,
 ): Promise<string> {
   if (sudo) return "root";
-  if (!hasVercelUser.has(record.id)) {
-    const sandboxFiles = await services.files.open(org, record.id);
-    if (!(await sandboxFiles.accounts.user(VERCEL_USER))) await ensureVercelUser(services.exec, org, record);
-    if (hasVercelUser.size > 10_000) hasVercelUser.clear();
-    hasVercelUser.add(record.id);
-  }
+  await giveVercelUser(services, org, record);
   return VERCEL_USER;
 }
 
@@ -63,11 +72,12 @@ export async function vercelCommandUser(
  * that they can change what was uploaded. `owner` is spread into write and mkdir options.
  */
 export async function vercelFiles(
-  files: AppServices["files"],
+  services: Pick<AppServices, "exec" | "files">,
   org: OrgRecord,
-  sandboxId: string,
+  record: Pick<SandboxRecord, "id" | "cwd">,
 ): Promise<{ sandboxFiles: SandboxFiles; owner: { owner?: FileOwner } }> {
-  const sandboxFiles = await files.open(org, sandboxId);
+  await giveVercelUser(services, org, record);
+  const sandboxFiles = await services.files.open(org, record.id);
   const account = await sandboxFiles.accounts.user(VERCEL_USER);
   return { sandboxFiles, owner: account ? { owner: account } : {} };
 }
