@@ -140,8 +140,12 @@ describe("desktop sandboxes", () => {
       const title = async () => (await windows()).find((w) => w.id === browser.id)?.title;
       await keyboard({ action: "type", text: "héllo wörld ✓" });
       await waitFor(async () => ((await title()) === "héllo wörld ✓" ? true : undefined), 30_000, "the typed title");
-      // The typed text shows in the page: its pixels changed.
-      expect((await screenshot(region)).png.equals(before.png)).toBe(false);
+      // The typed text shows in the page: its pixels change (Chromium repaints after the title changed).
+      await waitFor(
+        async () => (!(await screenshot(region)).png.equals(before.png) ? true : undefined),
+        30_000,
+        "the typed text to show in the page",
+      );
 
       // ctrl+a selects what was typed: the next text replaces it.
       await keyboard({ action: "press", keys: "ctrl+a" });
