@@ -170,7 +170,7 @@ describe("@vercel/sandbox SDK", () => {
     const old = await Sandbox.create({ ...credentials(), resources: { vcpus: 1 }, timeout: 60_000 });
     const nativeId = old.currentSession().sessionId;
     const removed = await api.exec(nativeId, {
-      command: "userdel vercel-sandbox && ! id vercel-sandbox",
+      command: "userdel vercel-sandbox 2>/dev/null; ! id vercel-sandbox",
       user: "root",
     });
     expect(removed.exitCode).toBe(0);
