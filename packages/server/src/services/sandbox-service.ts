@@ -436,6 +436,14 @@ export class SandboxService {
   }
 
   /** The snapshot a create starts from (`snapshotId` or a snapshot source), if any. */
+  /**
+   * Checks a create's volumes exist and may be mounted, before placement: a volume that does not exist is a
+   * 404 whether or not a node has room.
+   */
+  async checkVolumes(org: OrgRecord, params: CreateSandboxParams): Promise<void> {
+    if (params.volumes.length > 0 && !this.snapshotIdOf(params)) await this.volumes.resolve(org, params.volumes);
+  }
+
   snapshotIdOf(params: CreateSandboxParams): string | undefined {
     return this.origins.snapshotIdOf(params);
   }

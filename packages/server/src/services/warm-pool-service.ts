@@ -138,6 +138,7 @@ export class WarmPoolService {
     org: OrgRecord,
     params: CreateSandboxParams,
   ): Promise<{ request: PlacementRequest; warmReady?: Map<string, number> }> {
+    await this.sandboxes.checkVolumes(org, params);
     const snapshotId = this.sandboxes.snapshotIdOf(params);
     const snapshot = snapshotId ? await this.store.getSnapshot(snapshotId) : undefined;
     const ownSnapshot = snapshot?.orgId === org.id ? snapshot : undefined;
