@@ -2,13 +2,12 @@
 // code-interpreter sandbox takes from create to its first result beside base's create → first exec.
 // Part of `npm run bench`; alone: npm run bench:code (prints its rows, writes bench/results/code-<time>.json)
 import { execFileSync } from "node:child_process";
-import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { type ConnectionOptions, Sandbox } from "sandpit";
 import { repoRoot } from "../tests/helpers/paths.js";
 import { startTestServer } from "../tests/helpers/server.js";
-import { type BenchRow, fmt, ms, printRows, type Summary, summarize, timeIt } from "./stats.js";
+import { type BenchRow, fmt, ms, printRows, type Summary, summarize, timeIt, writeBenchResults } from "./stats.js";
 
 const TEMPLATE = "code-interpreter";
 
@@ -132,11 +131,7 @@ if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLTo
       { execs: Number(process.env.BENCH_EXECS ?? 100), log: (line) => process.stderr.write(`[bench] ${line}\n`) },
     );
     printRows(rows);
-    const dir = path.join(repoRoot, "bench", "results");
-    await mkdir(dir, { recursive: true });
-    const file = path.join(dir, `code-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-    await writeFile(file, `${JSON.stringify({ date: new Date().toISOString(), rows, results }, null, 2)}\n`);
-    console.log(`\nwritten to ${path.relative(repoRoot, file)}`);
+    await writeBenchResults("code", { rows, results });
   } finally {
     await server.close();
   }

@@ -2,13 +2,12 @@
 // the same conditions, with each phase of Sandpit's create as the server timed it (Server-Timing).
 // Part of `npm run bench`; alone: npm run bench:create (prints its row, writes bench/results/create-<time>.json)
 import { execFileSync } from "node:child_process";
-import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { repoRoot } from "../tests/helpers/paths.js";
 import { startTestServer } from "../tests/helpers/server.js";
 import { baseTemplateRootfs, RawRunsc } from "./raw-runsc.js";
-import { type BenchRow, fmt, printRows, type Summary, summarize, timeIt } from "./stats.js";
+import { type BenchRow, fmt, printRows, type Summary, summarize, timeIt, writeBenchResults } from "./stats.js";
 
 export interface Api {
   url: string;
@@ -130,11 +129,7 @@ if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLTo
       log: (line) => process.stderr.write(`[bench] ${line}\n`),
     });
     printRows([row]);
-    const dir = path.join(repoRoot, "bench", "results");
-    await mkdir(dir, { recursive: true });
-    const file = path.join(dir, `create-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-    await writeFile(file, `${JSON.stringify({ date: new Date().toISOString(), row, results }, null, 2)}\n`);
-    console.log(`\nwritten to ${path.relative(repoRoot, file)}`);
+    await writeBenchResults("create", { row, results });
   } finally {
     await raw.close();
     await server.close();

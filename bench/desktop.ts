@@ -3,13 +3,12 @@
 // takes to show in a screenshot (a click on a dialog's button until the screen differs).
 // Alone: npm run bench:desktop (prints its rows, writes bench/results/desktop-<time>.json)
 import { execFileSync } from "node:child_process";
-import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { type ConnectionOptions, Sandbox } from "sandpit";
 import { repoRoot } from "../tests/helpers/paths.js";
 import { startTestServer } from "../tests/helpers/server.js";
-import { type BenchRow, fmt, printRows, type Summary, summarize, timeIt } from "./stats.js";
+import { type BenchRow, fmt, printRows, type Summary, summarize, timeIt, writeBenchResults } from "./stats.js";
 
 const SCREENSHOTS = Number(process.env.BENCH_SCREENSHOTS ?? 50);
 const CLICKS = Number(process.env.BENCH_CLICKS ?? 10);
@@ -148,11 +147,7 @@ if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLTo
       process.stderr.write(`[bench] ${line}\n`),
     );
     printRows(rows);
-    const dir = path.join(repoRoot, "bench", "results");
-    await mkdir(dir, { recursive: true });
-    const file = path.join(dir, `desktop-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-    await writeFile(file, `${JSON.stringify({ date: new Date().toISOString(), rows, results }, null, 2)}\n`);
-    console.log(`\nwritten to ${path.relative(repoRoot, file)}`);
+    await writeBenchResults("desktop", { rows, results });
   } finally {
     await server.close();
   }

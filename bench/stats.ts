@@ -1,3 +1,7 @@
+import { mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { repoRoot } from "../tests/helpers/paths.js";
+
 /** Percentile by nearest rank over a copy of the samples. */
 export function percentile(samples: number[], p: number): number {
   if (!samples.length) return Number.NaN;
@@ -60,3 +64,12 @@ export function printRows(rows: BenchRow[]): void {
 
 export const ms = (n: number) => `${n.toFixed(1)} ms`;
 export const fmt = (s: Summary) => `p50 ${ms(s.p50)} / p95 ${ms(s.p95)}`;
+
+/** Writes a bench's results to bench/results/<name>-<time>.json and says where. */
+export async function writeBenchResults(name: string, results: Record<string, unknown>): Promise<void> {
+  const dir = path.join(repoRoot, "bench", "results");
+  await mkdir(dir, { recursive: true });
+  const file = path.join(dir, `${name}-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+  await writeFile(file, `${JSON.stringify({ date: new Date().toISOString(), ...results }, null, 2)}\n`);
+  console.log(`\nwritten to ${path.relative(repoRoot, file)}`);
+}
