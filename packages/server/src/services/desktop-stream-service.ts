@@ -23,7 +23,7 @@ const NOVNC_WEB_DIR = "/usr/share/novnc";
  * The stream's two programs as they run: the clean-up below finds them by their command lines (anchored, so
  * that the clean-up's own shell, whose script holds these words, is not one of them).
  */
-const VNC_COMMAND = `x11vnc -display :0 -rfbport ${DESKTOP_VNC_PORT} -localhost -forever -shared -nopw -quiet`;
+const VNC_COMMAND = `x11vnc -display :0 -rfbport ${DESKTOP_VNC_PORT} -localhost -forever -shared -nopw -nolookup -threads -quiet`;
 const WEBSOCKIFY_COMMAND = `websockify --web ${NOVNC_WEB_DIR} ${DESKTOP_STREAM_PORT} 127.0.0.1:${DESKTOP_VNC_PORT}`;
 
 /**
