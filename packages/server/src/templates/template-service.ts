@@ -64,7 +64,7 @@ const baseDebianPackages = [
 /**
  * What gVisor (runsc 20240729, Debian 13's) lacks and the desktop's programs need, supplied by a library in
  * /etc/ld.so.preload. Built on the host (gcc is one of its build tools); it needs nothing from the template's
- * libc but `syscall`, `ptsname_r` and `open`.
+ * libc but `syscall`, `ptsname_r`, `open` and stdio/stat calls as old as glibc 2.33.
  * - close_range(first, ~0U, flags), which GLib calls before every spawn, answers EINVAL: without the cap at
  *   INT_MAX (as far as gVisor's descriptor table goes) xfce4-session starts no window manager, desktop or
  *   panel, and gtk-launch nothing ("Failed to close file descriptor for child process").
@@ -72,15 +72,27 @@ const baseDebianPackages = [
  *   to open PTY"): the peer is opened by its name instead, and packet mode is emulated for the data-only case
  *   (each read from a master in packet mode starts with a TIOCPKT_DATA byte). A master's mode is kept per
  *   descriptor and forgotten when it closes.
+ * - A file deleted while still open on the sandbox's disk cannot be checkpointed ("gofer.dentry(...).beforeSave:
+ *   deleted and invalidated dentries can't be restored"), and a failed checkpoint kills the sandbox. Chromium
+ *   maps its metrics into ~/.config/chromium/BrowserMetrics/*.pma at start (before any flag or feature is
+ *   read) and, its metrics reporting being off, deletes that file a few seconds later while keeping it
+ *   mapped: no sandbox with a Chromium running could be paused. unlink/unlinkat/remove of a regular file that
+ *   the calling process maps (same inode and name in /proc/self/maps), outside tmpfs (whose deleted files
+ *   checkpoint fine), leaves it in place and succeeds; Chromium deletes the stale file at its next start.
  */
 const desktopPreloadSource = [
   "#define _GNU_SOURCE",
+  "#include <errno.h>",
   "#include <fcntl.h>",
   "#include <limits.h>",
   "#include <stdarg.h>",
+  "#include <stdio.h>",
   "#include <stdlib.h>",
+  "#include <string.h>",
   "#include <sys/ioctl.h>",
+  "#include <sys/stat.h>",
   "#include <sys/syscall.h>",
+  "#include <sys/vfs.h>",
   "#include <unistd.h>",
   "static unsigned char packet_mode[4096];",
   "int close_range(unsigned int first, unsigned int last, int flags) {",
@@ -116,6 +128,40 @@ const desktopPreloadSource = [
   "int close(int fd) {",
   "  if (fd >= 0 && fd < (int)sizeof packet_mode) packet_mode[fd] = 0;",
   "  return (int)syscall(SYS_close, fd);",
+  "}",
+  "static int mapped_here(int dirfd, const char *path) {",
+  "  struct stat st;",
+  "  struct statfs fs;",
+  "  if (fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) return 0;",
+  "  int known = path[0] == 0x2f || dirfd == AT_FDCWD ? statfs(path, &fs) == 0 : fstatfs(dirfd, &fs) == 0;",
+  "  if (known && fs.f_type == 0x01021994) return 0;",
+  "  const char *slash = strrchr(path, 0x2f);",
+  "  const char *base = slash ? slash + 1 : path;",
+  '  FILE *maps = fopen("/proc/self/maps", "re");',
+  "  if (!maps) return 0;",
+  "  char line[4352];",
+  "  int found = 0;",
+  "  while (!found && fgets(line, sizeof line, maps)) {",
+  "    unsigned long inode;",
+  "    int name = 0;",
+  '    if (sscanf(line, "%*s %*s %*s %*s %lu %n", &inode, &name) < 1 || inode != st.st_ino || !name) continue;',
+  '    line[strcspn(line, "\\n")] = 0;',
+  "    const char *mapped = strrchr(line + name, 0x2f);",
+  "    found = mapped && strcmp(mapped + 1, base) == 0;",
+  "  }",
+  "  fclose(maps);",
+  "  return found;",
+  "}",
+  "int unlinkat(int dirfd, const char *path, int flags) {",
+  "  if (!(flags & AT_REMOVEDIR) && mapped_here(dirfd, path)) return 0;",
+  "  return (int)syscall(SYS_unlinkat, dirfd, path, flags);",
+  "}",
+  "int unlink(const char *path) {",
+  "  return unlinkat(AT_FDCWD, path, 0);",
+  "}",
+  "int remove(const char *path) {",
+  "  int result = unlinkat(AT_FDCWD, path, 0);",
+  "  return result != 0 && errno == EISDIR ? unlinkat(AT_FDCWD, path, AT_REMOVEDIR) : result;",
   "}",
 ];
 const desktopPreloadHook = [
