@@ -27,9 +27,9 @@ sandbox_id=""
 finish() {
   status=$?
   if [[ -n $sandbox_id ]]; then npx sandpit rm "$sandbox_id" >/dev/null 2>&1 || true; fi
-  if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
+  if [[ -n $server_pid ]] && kill -0 -- "-$server_pid" 2>/dev/null; then
     kill -TERM -- "-$server_pid" 2>/dev/null || true
-    for _ in $(seq 1 300); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 300); do kill -0 -- "-$server_pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL -- "-$server_pid" 2>/dev/null || true
   fi
   if (( status != 0 )); then
@@ -66,10 +66,13 @@ echo "readme-smoke: npx sandpit exec $sandbox_id -- echo ok  ->  $out"
 npx sandpit rm "$sandbox_id" >/dev/null
 sandbox_id=""
 
-# A normal stop leaves nothing of the server's on the host.
+# A normal stop leaves nothing of the server's on the host. The whole process group is waited for: the
+# shell and npx in front of the server end at once on SIGTERM, the server only when it has cleaned up.
 kill -TERM -- "-$server_pid"
-for _ in $(seq 1 300); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$server_pid" 2>/dev/null; then echo "readme-smoke: the server did not stop on SIGTERM" >&2; exit 1; fi
+stop_started=$(date +%s%N)
+for _ in $(seq 1 300); do kill -0 -- "-$server_pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 -- "-$server_pid" 2>/dev/null; then echo "readme-smoke: the server did not stop on SIGTERM" >&2; exit 1; fi
+echo "readme-smoke: the server stopped $(( ($(date +%s%N) - stop_started) / 1000000 )) ms after SIGTERM"
 server_pid=""
 if nft list table inet "sandpit_$SANDPIT_NET_PREFIX" >/dev/null 2>&1; then
   echo "readme-smoke: the server left its nftables table sandpit_$SANDPIT_NET_PREFIX behind" >&2

@@ -3,6 +3,7 @@
 import type { DesktopPoint, DesktopState, DesktopWindow } from "@sandpit/contract";
 import { beforeAll, describe, expect, it } from "vitest";
 import { type apiClient, type ErrorBody, type SandboxBody, waitFor } from "../helpers/api.js";
+import { changedPixels, decodePng, type Rgba } from "../helpers/png.js";
 import type { TestServer } from "../helpers/server.js";
 import { useTestServer } from "../helpers/use-test-server.js";
 
@@ -101,6 +102,28 @@ describe("desktop sandboxes", () => {
       const moved = await mouse({ action: "move", x: 123, y: 45 });
       expect(moved).toEqual({ x: 123, y: 45 });
       expect((await api.get<DesktopState>(path())).body.cursor).toEqual({ x: 123, y: 45 });
+    },
+    DESKTOP_TIMEOUT_MS,
+  );
+
+  it(
+    "shows the screen's true pixels: the same picture as scrot's inside the sandbox, and a region is its part",
+    async () => {
+      const full = decodePng((await screenshot()).png);
+      const scrot = await api.exec(sandbox.id, {
+        command: "scrot -o /tmp/screen.png && base64 -w0 /tmp/screen.png",
+        user: "user",
+        env: { DISPLAY: ":0" },
+      });
+      expect(scrot.exitCode, scrot.stderr).toBe(0);
+      const reference = decodePng(Buffer.from(scrot.stdout, "base64"));
+      expect([reference.width, reference.height]).toEqual([full.width, full.height]);
+      // Taken a moment apart: the panel's clock may tick in between, nothing else moves.
+      expect(changedPixels(reference, full)).toBeLessThan(full.width * full.height * 0.01);
+
+      const region = { x: 150, y: 0, width: 300, height: 120 };
+      const part = decodePng((await screenshot(`?x=${region.x}&y=${region.y}&width=300&height=120`)).png);
+      expect(changedPixels(crop(full, region), part)).toBeLessThan(region.width * region.height * 0.01);
     },
     DESKTOP_TIMEOUT_MS,
   );
@@ -305,3 +328,13 @@ describe("desktop sandboxes created through the E2B dialect", () => {
     DESKTOP_TIMEOUT_MS,
   );
 });
+
+/** The part of `image` in `region`, as an image of its own. */
+function crop(image: Rgba, region: { x: number; y: number; width: number; height: number }): Rgba {
+  const data = Buffer.alloc(region.width * region.height * 4);
+  for (let row = 0; row < region.height; row++) {
+    const from = ((region.y + row) * image.width + region.x) * 4;
+    image.data.copy(data, row * region.width * 4, from, from + region.width * 4);
+  }
+  return { width: region.width, height: region.height, data };
+}

@@ -2,6 +2,7 @@
 // the desktop template (Xvfb :0 with Xfce, started by the in-sandbox desktop server).
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { waitFor } from "../helpers/api.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 
 interface NullspaceError {
@@ -11,6 +12,7 @@ interface NullspaceSandbox {
   id: string;
   template: string;
   desktop?: { width: number; height: number; dpi: number };
+  config: { memory_mb: number };
 }
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -50,10 +52,10 @@ function expectError(res: { status: number; body: unknown }, status: number, cod
 
 beforeAll(async () => {
   server = await startTestServer();
-  // No template named: a desktop asked for makes it the desktop template.
+  // No template named: a desktop asked for makes it the desktop template. No memory_mb: Nullspace's default
+  // (256 MB) is enough for the desktop, a terminal and a dialog.
   const res = await nullspace<NullspaceSandbox>("POST", "/v1/sandboxes", {
     desktop: { width: 800, height: 600 },
-    memory_mb: 1024,
     timeout_ms: 1_800_000,
   });
   if (res.status !== 201) throw new Error(`create failed: ${res.status} ${JSON.stringify(res.body)}`);
@@ -70,6 +72,7 @@ describe("Nullspace desktop", () => {
     "creates a desktop of the asked size: shown on the sandbox, screenshots of that size, the cursor where moved",
     async () => {
       expect(sandbox.template).toBe("desktop");
+      expect(sandbox.config.memory_mb).toBe(256);
       expect(sandbox.desktop).toEqual({ width: 800, height: 600, dpi: 96 });
       expect((await nullspace<NullspaceSandbox>("GET", `/v1/sandboxes/${sandbox.id}`)).body.desktop).toEqual(
         sandbox.desktop,
@@ -112,6 +115,26 @@ describe("Nullspace desktop", () => {
         expect(Object.keys(w)).toEqual(expect.arrayContaining(["class_name", "instance_name", "title", "focused"]));
         expect(w).not.toHaveProperty("className");
       }
+      // Of the terminal and a dialog, the one without the focus gets it (POST …/windows/{window_id}/focus).
+      await nullspace("POST", desktop("/launch"), { command: "xmessage -center focus-me" });
+      type Listed = { id: number; class_name: string; focused: boolean };
+      const listed = async () => (await nullspace<{ windows: Listed[] }>("GET", desktop("/windows"))).body.windows;
+      const pair = await waitFor(
+        async () => {
+          const ours = (await listed()).filter((w) => /^(xfce4-terminal|xmessage)$/i.test(w.class_name));
+          return ours.length === 2 ? ours : undefined;
+        },
+        60_000,
+        "the terminal's and the dialog's windows",
+      );
+      const target = pair.find((w) => !w.focused) ?? pair[0]!;
+      const focus = await nullspace("POST", desktop(`/windows/${target.id}/focus`));
+      expect(focus.status, JSON.stringify(focus.body)).toBe(204);
+      await waitFor(
+        async () => ((await listed()).find((w) => w.id === target.id)?.focused ? true : undefined),
+        30_000,
+        "the window to have the focus",
+      );
 
       const started = await nullspace<Record<string, unknown>>("POST", desktop("/stream"), { view_only: true });
       expect(started.status, JSON.stringify(started.body)).toBe(200);
@@ -139,5 +162,6 @@ describe("Nullspace desktop", () => {
     expectError(await nullspace("POST", desktop("/mouse"), camel), 400, "invalid_request", "fromX");
     expectError(await nullspace("GET", desktop("/screenshot?scale=2")), 400, "invalid_request", "scale");
     expectError(await nullspace("POST", desktop("/stream"), { view_only: "yes" }), 400, "invalid_request", "view_only");
+    expectError(await nullspace("POST", desktop("/windows/twelve/focus")), 400, "invalid_request", "window_id");
   });
 });

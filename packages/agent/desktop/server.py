@@ -23,6 +23,8 @@ from Xlib import X, XK, display, error as xerror
 from Xlib.ext import xtest
 from Xlib.protocol import event as xevent
 
+from shm_capture import ShmCapture, ShmUnavailable
+
 # Children (Xvfb, the session, launched applications) must never see the server's address or its token.
 LISTEN = os.environ.pop("SANDPIT_DESKTOP_LISTEN", "127.0.0.1:49980")
 TOKEN = os.environ.pop("SANDPIT_DESKTOP_TOKEN", "")
@@ -97,6 +99,8 @@ class Desktop:
         self.failure = None
         # Keysyms bound here to spare keycodes, least recently typed first: {keysym: keycode}.
         self.bound = {}
+        # Shared-memory capture of the screen, made on the first screenshot; False once it proved impossible.
+        self.shm = None
 
     # --- start -----------------------------------------------------------------------------------------
 
@@ -188,9 +192,8 @@ class Desktop:
                 raise invalid("height", "within_screen", f"y + height must be at most the screen's height {height}")
             scale = float_param(query, "scale", 1.0)
             started = time.perf_counter()
-            raw = self.conn.screen().root.get_image(x, y, w, h, X.ZPixmap, 0xFFFFFFFF)
+            image = self._capture(x, y, w, h, width, height)
             captured = time.perf_counter()
-        image = Image.frombuffer("RGB", (w, h), raw.data, "raw", "BGRX", 0, 1)
         if scale != 1.0:
             image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
         out = io.BytesIO()
@@ -198,6 +201,26 @@ class Desktop:
         encoded = time.perf_counter()
         timing = {"captureMs": (captured - started) * 1000, "encodeMs": (encoded - captured) * 1000}
         return out.getvalue(), image.size, timing
+
+    def _capture(self, x, y, w, h, width, height):
+        """The rectangle's pixels: the whole screen through shared memory, cropped; else over the X socket."""
+        if self.shm is None:
+            try:
+                self.shm = ShmCapture(DISPLAY)
+            except ShmUnavailable as e:
+                print(f"screenshots over the X socket: {e}", flush=True)
+                self.shm = False
+        if self.shm:
+            try:
+                raw, stride = self.shm.capture(width, height)
+                screen = Image.frombuffer("RGB", (width, height), raw, "raw", "BGRX", stride, 1)
+                return screen if (x, y, w, h) == (0, 0, width, height) else screen.crop((x, y, x + w, y + h))
+            except ShmUnavailable as e:
+                print(f"screenshots over the X socket: {e}", flush=True)
+                self.shm.close()
+                self.shm = False
+        raw = self.conn.screen().root.get_image(x, y, w, h, X.ZPixmap, 0xFFFFFFFF)
+        return Image.frombuffer("RGB", (w, h), raw.data, "raw", "BGRX", 0, 1)
 
     # --- mouse -------------------------------------------------------------------------------------------
 

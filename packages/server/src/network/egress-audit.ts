@@ -97,6 +97,7 @@ export class EgressAudit extends EventEmitter {
   private poller: NodeJS.Timeout | undefined;
   private kernelLog: ChildProcess | undefined;
   private stopped = false;
+  private kernelLogRestart: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly store: Store,
@@ -203,6 +204,8 @@ export class EgressAudit extends EventEmitter {
 
   /** New kernel log lines (the firewall's refusals), from `dmesg --follow-new`. */
   private startKernelLog() {
+    // A restart scheduled before close() must not start a reader that keeps the stopped server alive.
+    if (this.stopped) return;
     const child = spawn("dmesg", ["--follow-new", "--notime"], { stdio: ["ignore", "pipe", "ignore"] });
     child.on("error", (e) => this.opts.log.warn({ err: e }, "egress audit: cannot read the kernel log"));
     let buffered = "";
@@ -213,7 +216,7 @@ export class EgressAudit extends EventEmitter {
       for (const line of lines) this.onKernelLog(line);
     });
     child.on("exit", () => {
-      if (!this.stopped) setTimeout(() => this.startKernelLog(), 1000);
+      if (!this.stopped) this.kernelLogRestart = setTimeout(() => this.startKernelLog(), 1000);
     });
     this.kernelLog = child;
   }
@@ -299,6 +302,7 @@ export class EgressAudit extends EventEmitter {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     if (this.poller) clearInterval(this.poller);
+    if (this.kernelLogRestart) clearTimeout(this.kernelLogRestart);
     this.kernelLog?.kill();
     void this.flush();
   }

@@ -10,7 +10,6 @@ import {
 } from "@sandpit/contract";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
-import { ApiError } from "../errors.js";
 import type { DesktopService } from "../services/desktop-service.js";
 import { type Authenticate, route } from "./route.js";
 
@@ -125,13 +124,7 @@ export function desktopRoutes(app: FastifyInstance, authenticate: Authenticate, 
       responses: { 204: { description: "Focused" }, 404: { description: "No such window" }, 409: notDesktop },
     },
     async ({ reply, org, params }) => {
-      const windowId = Number(params.windowId);
-      if (!/^\d{1,10}$/.test(params.windowId ?? "") || !Number.isSafeInteger(windowId)) {
-        throw new ApiError("validation_failed", "Invalid request: windowId: must be a window's numeric id", {
-          fields: [{ field: "windowId", rule: "type", message: "must be a window's numeric id" }],
-        });
-      }
-      await desktop.focus(org, params.id!, windowId);
+      await desktop.focus(org, params.id!, params.windowId);
       return reply.code(204).send();
     },
   );

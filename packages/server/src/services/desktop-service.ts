@@ -127,7 +127,14 @@ export class DesktopService {
     return z.object({ windows: z.array(desktopWindowSchema) }).parse(answer).windows;
   }
 
-  async focus(org: OrgRecord, sandboxId: string, windowId: number): Promise<void> {
+  /** Activates the window whose id (as the path gives it) is `windowId`; a bad id is a 400 naming `field`. */
+  async focus(org: OrgRecord, sandboxId: string, rawWindowId: string | undefined, field = "windowId"): Promise<void> {
+    const windowId = Number(rawWindowId);
+    if (!/^\d{1,10}$/.test(rawWindowId ?? "") || !Number.isSafeInteger(windowId)) {
+      throw new ApiError("validation_failed", `Invalid request: ${field}: must be a window's numeric id`, {
+        fields: [{ field, rule: "type", message: "must be a window's numeric id" }],
+      });
+    }
     await this.act(org, sandboxId, `/windows/${windowId}/focus`, undefined, z.unknown());
   }
 

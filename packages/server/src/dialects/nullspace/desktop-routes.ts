@@ -59,6 +59,16 @@ export function nullspaceDesktopRoutes({
     return { windows: windows.map(desktopWindowOf) };
   });
 
+  app.post<{ Params: { id: string; window_id: string } }>(
+    `${base}/windows/:window_id/focus`,
+    forSandbox("id"),
+    async (request, reply) => {
+      const org = await authenticate(request);
+      await desktop.focus(org, request.params.id, request.params.window_id, "window_id");
+      return reply.code(204).send();
+    },
+  );
+
   app.post<WithId>(`${base}/launch`, forSandbox("id"), async (request) => {
     const org = await authenticate(request);
     return desktop.launch(org, request.params.id, desktopRequestFrom(desktopLaunchRequestSchema, request.body ?? {}));
