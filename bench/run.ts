@@ -10,6 +10,7 @@ import { repoRoot } from "../tests/helpers/paths.js";
 import { startTestServer } from "../tests/helpers/server.js";
 import { benchCode } from "./code.js";
 import { benchCreate } from "./create.js";
+import { benchDesktop } from "./desktop.js";
 import { measureSpawnFloors } from "./floor.js";
 import { baseTemplateRootfs, RawRunsc } from "./raw-runsc.js";
 import { ROOMY } from "./server-env.js";
@@ -91,6 +92,12 @@ async function main() {
     const code = await benchCode(conn, { execs: N_EXEC, log });
     rows.push(...code.rows);
     results.code = code.results;
+
+    // --- desktops: a screenshot's round trip and a click until the screen shows it
+    log("desktop");
+    const desktop = await benchDesktop(conn, log);
+    rows.push(...desktop.rows);
+    results.desktop = desktop.results;
 
     // --- upload and download of 100 MB
     log("upload/download");
