@@ -15,7 +15,8 @@ import type { ExecService } from "./exec-service.js";
 import { type PortService, portPath, TRAFFIC_TOKEN_QUERY } from "./port-service.js";
 import type { SandboxService } from "./sandbox-service.js";
 
-const STREAM_READY_TIMEOUT_MS = 20_000;
+// Up to three x11vnc starts of a few seconds each (streamScript), then websockify.
+const STREAM_READY_TIMEOUT_MS = 40_000;
 /** noVNC as Debian's `novnc` package installs it in the desktop template. */
 const NOVNC_WEB_DIR = "/usr/share/novnc";
 
@@ -51,19 +52,34 @@ exit 11`;
 /**
  * The stream's processes, one background command (one process group, so one signal ends both): x11vnc on
  * the display, reachable from inside the sandbox only, and websockify, which serves noVNC's page and
- * bridges its WebSocket to x11vnc on the port the proxy reaches. websockify starts once x11vnc listens,
- * so that the first viewer finds it; when x11vnc exits first, so does the command, with x11vnc's status.
+ * bridges its WebSocket to x11vnc on the port the proxy reaches. websockify starts once x11vnc greets a
+ * connection with its RFB banner, so that the first viewer finds it serving: an x11vnc that listens but
+ * greets nobody within a few seconds (seen under gVisor on a loaded host, for minutes) is replaced, up to
+ * three times. When x11vnc exits by itself, so does the command, with x11vnc's status.
  */
 function streamScript(viewOnly: boolean): string {
   return `
-${VNC_COMMAND}${viewOnly ? " -viewonly" : ""} &
-vnc=$!
-for i in $(seq 1 400); do
-  (exec 3<>/dev/tcp/127.0.0.1/${DESKTOP_VNC_PORT}) 2>/dev/null && break
-  kill -0 $vnc 2>/dev/null || { wait $vnc; exit; }
-  sleep 0.05
+greets() {
+  exec 3<>/dev/tcp/127.0.0.1/${DESKTOP_VNC_PORT} 2>/dev/null || return 1
+  read -r -t 3 -n 12 banner <&3
+  local status=$?
+  exec 3>&-
+  [[ $status == 0 && $banner == RFB* ]]
+}
+for attempt in 1 2 3; do
+  ${VNC_COMMAND}${viewOnly ? " -viewonly" : ""} &
+  vnc=$!
+  for i in $(seq 1 200); do
+    (exec 3<>/dev/tcp/127.0.0.1/${DESKTOP_VNC_PORT}) 2>/dev/null && break
+    kill -0 $vnc 2>/dev/null || { wait $vnc; exit; }
+    sleep 0.05
+  done
+  greets && exec ${WEBSOCKIFY_COMMAND}
+  echo "x11vnc did not greet a connection (attempt $attempt): replacing it" >&2
+  kill -KILL $vnc 2>/dev/null
+  wait $vnc 2>/dev/null
 done
-exec ${WEBSOCKIFY_COMMAND}`;
+exit 12`;
 }
 
 /**
