@@ -17,6 +17,8 @@ import type { SandboxService } from "./sandbox-service.js";
 
 // Up to three x11vnc starts of a few seconds each (streamScript), then websockify.
 const STREAM_READY_TIMEOUT_MS = 40_000;
+/** How often the stream's script checks that x11vnc still greets a connection (see streamScript). */
+const VNC_CHECK_S = 10;
 /** noVNC as Debian's `novnc` package installs it in the desktop template. */
 const NOVNC_WEB_DIR = "/usr/share/novnc";
 
@@ -50,12 +52,13 @@ listening ${DESKTOP_VNC_PORT} && echo ${DESKTOP_VNC_PORT} || echo ${DESKTOP_STRE
 exit 11`;
 
 /**
- * The stream's processes, one background command (one process group, so one signal ends both): x11vnc on
- * the display, reachable from inside the sandbox only, and websockify, which serves noVNC's page and
- * bridges its WebSocket to x11vnc on the port the proxy reaches. websockify starts once x11vnc greets a
- * connection with its RFB banner, so that the first viewer finds it serving: an x11vnc that listens but
- * greets nobody within a few seconds (seen under gVisor on a loaded host, for minutes) is replaced, up to
- * three times. When x11vnc exits by itself, so does the command, with x11vnc's status.
+ * The stream's processes, one background command (one process group, so one signal ends them all): x11vnc
+ * on the display, reachable from inside the sandbox only, and websockify, which serves noVNC's page and
+ * bridges its WebSocket to x11vnc on the port the proxy reaches. Under gVisor on a loaded host an x11vnc
+ * sometimes stops greeting connections (no RFB banner for minutes; the unthreaded one greets only after
+ * 5-50 s, so it is run threaded): the script starts websockify once x11vnc greets, and then checks every
+ * few seconds that it still does, replacing one that does not — a viewer stuck on it is disconnected and
+ * noVNC (`reconnect`) connects again to the new one. When x11vnc exits by itself, so does the command.
  */
 function streamScript(viewOnly: boolean): string {
   return `
@@ -66,20 +69,35 @@ greets() {
   exec 3>&-
   [[ $status == 0 && $banner == RFB* ]]
 }
-for attempt in 1 2 3; do
-  ${VNC_COMMAND}${viewOnly ? " -viewonly" : ""} &
-  vnc=$!
-  for i in $(seq 1 200); do
-    (exec 3<>/dev/tcp/127.0.0.1/${DESKTOP_VNC_PORT}) 2>/dev/null && break
-    kill -0 $vnc 2>/dev/null || { wait $vnc; exit; }
-    sleep 0.05
+start_vnc() {
+  for attempt in 1 2 3; do
+    ${VNC_COMMAND}${viewOnly ? " -viewonly" : ""} &
+    vnc=$!
+    for i in $(seq 1 200); do
+      (exec 3<>/dev/tcp/127.0.0.1/${DESKTOP_VNC_PORT}) 2>/dev/null && break
+      kill -0 $vnc 2>/dev/null || { wait $vnc; exit; }
+      sleep 0.05
+    done
+    greets && return 0
+    echo "x11vnc greets no connection (attempt $attempt): replacing it" >&2
+    kill -KILL $vnc 2>/dev/null
+    wait $vnc 2>/dev/null
   done
-  greets && exec ${WEBSOCKIFY_COMMAND}
-  echo "x11vnc did not greet a connection (attempt $attempt): replacing it" >&2
+  exit 12
+}
+start_vnc
+${WEBSOCKIFY_COMMAND} &
+web=$!
+while kill -0 $web 2>/dev/null; do
+  sleep ${VNC_CHECK_S}
+  kill -0 $vnc 2>/dev/null || { wait $vnc; status=$?; kill $web; exit $status; }
+  greets && continue
+  echo "x11vnc stopped greeting connections: replacing it" >&2
   kill -KILL $vnc 2>/dev/null
   wait $vnc 2>/dev/null
+  start_vnc
 done
-exit 12`;
+wait $web`;
 }
 
 /**
