@@ -40,7 +40,10 @@ class CommandsTest(SandboxTestCase):
         self.assertFalse(result.timed_out)
         self.assertEqual(result.exit_code, 0)
         self.assertEqual(result.stdout, "waiting\ndone\n")
-        self.assertEqual(seen, [("stdout", "waiting\n"), ("stderr", "released\n"), ("stdout", "done\n")])
+        # Each stream in its order; stdout and stderr are two pipes, with no order between them.
+        self.assertEqual(seen[0], ("stdout", "waiting\n"))
+        self.assertEqual([data for name, data in seen if name == "stdout"], ["waiting\n", "done\n"])
+        self.assertEqual([data for name, data in seen if name == "stderr"], ["released\n"])
 
     def test_timeout_in_seconds_kills_the_command(self) -> None:
         result = self.sandbox.commands.run("sleep 30", timeout=0.5)
