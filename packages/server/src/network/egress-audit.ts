@@ -204,8 +204,6 @@ export class EgressAudit extends EventEmitter {
 
   /** New kernel log lines (the firewall's refusals), from `dmesg --follow-new`. */
   private startKernelLog() {
-    // A restart scheduled before close() must not start a reader that keeps the stopped server alive.
-    if (this.stopped) return;
     const child = spawn("dmesg", ["--follow-new", "--notime"], { stdio: ["ignore", "pipe", "ignore"] });
     child.on("error", (e) => this.opts.log.warn({ err: e }, "egress audit: cannot read the kernel log"));
     let buffered = "";
@@ -302,6 +300,7 @@ export class EgressAudit extends EventEmitter {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     if (this.poller) clearInterval(this.poller);
+    // A restart scheduled before close() would start a reader that keeps the stopped server alive.
     if (this.kernelLogRestart) clearTimeout(this.kernelLogRestart);
     this.kernelLog?.kill();
     void this.flush();

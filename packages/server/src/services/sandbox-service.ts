@@ -435,7 +435,6 @@ export class SandboxService {
     return updated;
   }
 
-  /** The snapshot a create starts from (`snapshotId` or a snapshot source), if any. */
   /**
    * Checks a create's volumes exist and may be mounted, before placement: a volume that does not exist is a
    * 404 whether or not a node has room.
@@ -444,6 +443,7 @@ export class SandboxService {
     if (params.volumes.length > 0 && !this.snapshotIdOf(params)) await this.volumes.resolve(org, params.volumes);
   }
 
+  /** The snapshot a create starts from (`snapshotId` or a snapshot source), if any. */
   snapshotIdOf(params: CreateSandboxParams): string | undefined {
     return this.origins.snapshotIdOf(params);
   }

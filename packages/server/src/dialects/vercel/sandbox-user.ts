@@ -6,15 +6,14 @@ import type { FileOwner, SandboxFiles } from "../../services/sandbox-files.js";
 /** The account Vercel runs commands and its file API as (`sudo: true` runs as root). */
 export const VERCEL_USER = "vercel-sandbox";
 
-/**
- * Gives a new sandbox Vercel's account: made through the agent as root when the sandbox lacks it (Sandpit's
- * templates have E2B's `user`, not this one — adding it to `base` would rebuild every built-in template),
- * and its working directory (`/vercel/sandbox`, where git and tarball sources were unpacked as root) given
- * to it, as on Vercel. Idempotent: a sandbox from a snapshot or fork already has it.
- */
 /** Sandboxes seen to have Vercel's account (bounded: forgetting one only costs a lookup). */
 const hasVercelUser = new Set<string>();
 
+/**
+ * Makes Vercel's account in a sandbox through the agent as root (Sandpit's templates have E2B's `user`, not
+ * this one — adding it to `base` would rebuild every built-in template), and gives it the working directory
+ * (`/vercel/sandbox`, where git and tarball sources were unpacked as root), as on Vercel. Idempotent.
+ */
 async function ensureVercelUser(
   exec: AppServices["exec"],
   org: OrgRecord,
@@ -47,9 +46,10 @@ async function giveVercelUser(
   services: Pick<AppServices, "exec" | "files">,
   org: OrgRecord,
   record: Pick<SandboxRecord, "id" | "cwd">,
+  opened?: SandboxFiles,
 ): Promise<void> {
   if (hasVercelUser.has(record.id)) return;
-  const { accounts } = await services.files.open(org, record.id);
+  const { accounts } = opened ?? (await services.files.open(org, record.id));
   if (!(await accounts.user(VERCEL_USER))) await ensureVercelUser(services.exec, org, record);
   if (hasVercelUser.size > 10_000) hasVercelUser.clear();
   hasVercelUser.add(record.id);
@@ -76,8 +76,8 @@ export async function vercelFiles(
   org: OrgRecord,
   record: Pick<SandboxRecord, "id" | "cwd">,
 ): Promise<{ sandboxFiles: SandboxFiles; owner: { owner?: FileOwner } }> {
-  await giveVercelUser(services, org, record);
   const sandboxFiles = await services.files.open(org, record.id);
+  await giveVercelUser(services, org, record, sandboxFiles);
   const account = await sandboxFiles.accounts.user(VERCEL_USER);
   return { sandboxFiles, owner: account ? { owner: account } : {} };
 }
