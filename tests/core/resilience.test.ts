@@ -71,6 +71,25 @@ describe("a sandbox that misbehaves does not hurt others", () => {
     }
   });
 
+  it("kills the process over the limit, not the sandbox whose files in /tmp hold memory too", async () => {
+    const sandbox = await api.createSandbox({ resources: { memoryMb: 256 } });
+    const hog = "python3 -c 'x = []\nwhile True: x.append(bytearray(16*1024*1024))'";
+    try {
+      // /tmp lives in the sandbox's memory: 100 of its 256 MB are the user's files.
+      await api.exec(sandbox.id, { command: "head -c 100000000 /dev/zero > /tmp/keep" });
+      expect((await api.exec(sandbox.id, { command: hog, timeoutMs: 60_000 })).exitCode).not.toBe(0);
+      expect((await api.exec(sandbox.id, { command: "stat -c %s /tmp/keep" })).stdout).toBe("100000000\n");
+      // The same after a restore (a resumed sandbox is a new gVisor process).
+      expect((await api.post(`/v1/sandboxes/${sandbox.id}/pause`)).status).toBe(200);
+      expect((await api.post(`/v1/sandboxes/${sandbox.id}/resume`)).status).toBe(200);
+      expect((await api.exec(sandbox.id, { command: hog, timeoutMs: 60_000 })).exitCode).not.toBe(0);
+      expect((await api.exec(sandbox.id, { command: "stat -c %s /tmp/keep" })).stdout).toBe("100000000\n");
+      expect((await statusOf(sandbox.id)).status).toBe("running");
+    } finally {
+      await api.del(`/v1/sandboxes/${sandbox.id}`);
+    }
+  });
+
   it("reports a sandbox whose gVisor process was killed as crashed", async () => {
     const victim = await api.createSandbox();
     const { pid } = JSON.parse(runsc("state", victim.id)) as { pid: number };

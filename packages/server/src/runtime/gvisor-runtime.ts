@@ -47,6 +47,14 @@ const CGROUP_PARENT = "sandpit";
  */
 const PIDS_LIMIT = 4096;
 const AGENT_READY_TIMEOUT_MS = 20_000;
+/**
+ * The host's OOM killer takes the process of a sandbox's cgroup with the most memory. Each guest process
+ * lives in a host stub process of its own, while the sentry holds the sandbox's kernel and the memory of
+ * its files in tmpfs: with equal weights, a process over the limit next to 100 MB in /tmp took the whole
+ * sandbox (256 MB) with it. Stubs weigh half the limit more (oom_score_adj is in thousandths of it), so
+ * the sentry goes only when it holds half the limit more than the largest process.
+ */
+const GUEST_OOM_SCORE_ADJ = 500;
 
 export interface GvisorRuntimeOptions {
   dataDir: string;
@@ -262,7 +270,7 @@ export class GvisorRuntime implements SandboxRuntime {
         path.join(dir, "runsc.out"),
       );
       endpoint = { host: a.sandboxIp, port: AGENT_PORT, token: spec.agentToken };
-      await this.waitForAgent(spec.id, endpoint);
+      await Promise.all([this.waitForAgent(spec.id, endpoint), this.weightOomTowardsGuestProcesses(container)]);
     }
     if (shared) await rm(shared, { recursive: true, force: true });
     return endpoint;
@@ -434,13 +442,40 @@ export class GvisorRuntime implements SandboxRuntime {
       await writeFile(path.join(bundle, "config.json"), JSON.stringify(config));
       await phase("runsc", () => boot(bundle, dir));
       const endpoint: AgentEndpoint = { host: a.sandboxIp, port: AGENT_PORT, token: spec.agentToken };
-      await Promise.all([phase("agent", () => this.waitForAgent(spec.id, endpoint)), policy]);
+      await Promise.all([
+        phase("agent", () => this.waitForAgent(spec.id, endpoint)),
+        policy,
+        this.weightOomTowardsGuestProcesses(spec.id),
+      ]);
       return endpoint;
     } catch (e) {
       await policySettled;
       await this.destroy(spec.id, spec.netIndex);
       throw e;
     }
+  }
+
+  /**
+   * Raises GUEST_OOM_SCORE_ADJ on the stub processes of a container that has just booted: every process of
+   * its cgroup but runsc's own (sentry, gofer). Stubs made later are cloned from the first one, which
+   * exists once runsc has booted, and inherit its weight. Raising needs no privilege; lowering would.
+   */
+  private async weightOomTowardsGuestProcesses(container: string): Promise<void> {
+    const procs = await readFile(this.cgroupFile("memory", container, "cgroup.procs"), "utf8").catch(() => "");
+    await Promise.all(
+      procs
+        .split("\n")
+        .filter(Boolean)
+        .map(async (pid) => {
+          const argv0 = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "runsc")).split("\0")[0];
+          if (argv0?.startsWith("runsc")) return;
+          const adjFile = `/proc/${pid}/oom_score_adj`;
+          const current = Number(await readFile(adjFile, "utf8").catch(() => GUEST_OOM_SCORE_ADJ));
+          if (current >= GUEST_OOM_SCORE_ADJ) return;
+          // A stub that exited meanwhile needs no weight.
+          await writeFile(adjFile, String(GUEST_OOM_SCORE_ADJ)).catch(() => undefined);
+        }),
+    );
   }
 
   private async waitForAgent(id: string, endpoint: AgentEndpoint): Promise<void> {
