@@ -1,3 +1,4 @@
+import { writeFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { type apiClient, type SandboxBody, waitFor } from "../helpers/api.js";
 import { keeperState, startKeeper } from "../helpers/memory-keeper.js";
@@ -29,6 +30,8 @@ describe("hibernation of idle sandboxes", () => {
     const working = await api.createSandbox({});
     const job = await api.exec(working.id, { command: "while :; do :; done", background: true });
     expect(job.commandId).toBeTruthy();
+    // As starved as on a host busy with other sandboxes: 2 % of a core, less CPU than an idle one spins.
+    writeFileSync(`/sys/fs/cgroup/cpu/sandpit/${working.id}/cpu.cfs_quota_us`, "2000");
     const before = await startKeeper(api, idle.id);
     const expiresAt = (await get(idle.id)).expiresAt;
 

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "activity.h"
 #include "exec.h"
 #include "files.h"
 #include "watch.h"
@@ -112,6 +113,9 @@ static void dispatch(struct http_conn *c)
     const char *p = c->path;
     if (strcmp(p, "/health") == 0) {
         if (method_is(c, "GET")) handle_health(c);
+        else method_not_allowed(c);
+    } else if (strcmp(p, "/activity") == 0) {
+        if (method_is(c, "GET")) handle_activity(c);
         else method_not_allowed(c);
     } else if (strcmp(p, "/exec") == 0) {
         if (method_is(c, "POST")) handle_exec(c);

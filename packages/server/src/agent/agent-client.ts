@@ -227,6 +227,21 @@ export class AgentClient {
     };
   }
 
+  /**
+   * The guest's processes, and how many of their threads are running or ready to run (the agent's own
+   * not counted): work that a host too busy to give it CPU would otherwise hide.
+   */
+  async activity(opts: { timeoutMs?: number } = {}): Promise<{ processes: number; running: number }> {
+    const o = asObject(
+      await this.json({ method: "GET", path: "/activity", timeoutMs: opts.timeoutMs, idempotent: true }),
+      "activity answer",
+    );
+    return {
+      processes: get(o, "processes", "activity answer", isNumber),
+      running: get(o, "running", "activity answer", isNumber),
+    };
+  }
+
   // ---- commands ----
 
   /**

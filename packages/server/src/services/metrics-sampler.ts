@@ -1,7 +1,7 @@
 import { performance } from "node:perf_hooks";
 import type { MetricsSample, SandboxMetrics } from "@sandpit/contract";
 import type { FastifyBaseLogger } from "fastify";
-import { AgentClient } from "../agent/agent-client.js";
+import { AgentClient, AgentError } from "../agent/agent-client.js";
 import type { SandboxRecord } from "../domain/index.js";
 import type { SandboxRuntime, SandboxStats } from "../runtime/runtime.js";
 import type { Store } from "../store/store.js";
@@ -26,8 +26,17 @@ const WORKING_NETWORK_BYTES = 256 * 1024;
 /** Paused sandboxes keep their history; the counters restart when they resume. */
 const KEEP_HISTORY: SandboxRecord["status"][] = ["pausing", "paused", "resuming"];
 
+/** A sample as kept: what the API shows, plus when (for windows) and the guest's runnable threads. */
+type KeptSample = MetricsSample & {
+  atMs: number;
+  /** Threads of the guest's processes running or ready to run; null when its agent cannot tell. */
+  running: number | null;
+  /** Whether its agent answered within the interval: one too starved to answer is not idle. */
+  agentAnswered: boolean;
+};
+
 interface TrackedSandbox {
-  samples: (MetricsSample & { atMs: number })[];
+  samples: KeptSample[];
   /** The previous reading, for rates; none right after the sandbox started or resumed. */
   previous: { stats: SandboxStats; monotonicMs: number } | undefined;
   /** The sampler's own connection to the agent: sampling must not count as API activity. */
@@ -71,20 +80,26 @@ export class MetricsSampler {
     return {
       sandboxId,
       intervalMs: this.intervalMs,
-      samples: samples.filter((s) => sinceMs === undefined || s.atMs > sinceMs).map(({ atMs: _, ...s }) => s),
+      samples: samples
+        .filter((s) => sinceMs === undefined || s.atMs > sinceMs)
+        .map(({ atMs: _, running: __, agentAnswered: ___, ...s }) => s),
     };
   }
 
   /**
-   * Whether a sandbox did work of its own after `sinceMs` — used CPU or moved network traffic beyond an
-   * idle sandbox's — as its samples show. Without samples in that window nothing is known: false.
+   * Whether a sandbox did work of its own after `sinceMs` as its samples show: it used CPU, had a thread
+   * ready to run or an agent too starved to answer (a host too busy to give a working sandbox CPU would
+   * otherwise make it look idle), or moved network traffic beyond an idle sandbox's. Without samples in
+   * that window (a sampler that fell behind on a loaded host) it is not known to be idle: it counts as
+   * working.
    */
   workedSince(sandboxId: string, sinceMs: number): boolean {
     const samples = (this.tracked.get(sandboxId)?.samples ?? []).filter((s) => s.atMs > sinceMs);
     const first = samples[0];
     const last = samples.at(-1);
-    if (!first || !last) return false;
-    if (samples.some((s) => s.cpuPercent >= WORKING_CPU_PERCENT)) return true;
+    if (!first || !last) return true;
+    const worked = (s: KeptSample) => s.cpuPercent >= WORKING_CPU_PERCENT || !s.agentAnswered || (s.running ?? 0) > 0;
+    if (samples.some(worked)) return true;
     const moved = last.networkRxBytes - first.networkRxBytes + (last.networkTxBytes - first.networkTxBytes);
     return moved > WORKING_NETWORK_BYTES;
   }
@@ -121,9 +136,9 @@ export class MetricsSampler {
     }
     const monotonicMs = this.clock.monotonicMs();
     const at = this.clock.wallMs();
-    const [stats, processes] = await Promise.all([
+    const [stats, activity] = await Promise.all([
       this.runtime.stats({ id: record.id, netIndex: record.netIndex }),
-      this.countProcesses(t, record),
+      this.guestActivity(t, record),
     ]);
     if (!stats) {
       t.previous = undefined;
@@ -146,32 +161,42 @@ export class MetricsSampler {
       diskLimitBytes: stats.diskLimitBytes,
       networkRxBytes: stats.networkRxBytes,
       networkTxBytes: stats.networkTxBytes,
-      processes,
+      processes: activity?.processes ?? null,
+      running: activity?.running ?? null,
+      agentAnswered: activity !== null,
     });
     const oldest = at - METRICS_HISTORY_MS;
     while ((t.samples[0]?.atMs ?? at) < oldest) t.samples.shift();
   }
 
   /**
-   * Processes inside the sandbox: the numeric entries of its /proc, listed by its agent. (The host's
-   * pids cgroup counts gVisor's threads, not the sandbox's processes.) Null when the agent does not
-   * answer within one interval.
+   * Processes inside the sandbox and their runnable threads, as its agent sees them in the guest's /proc.
+   * (The host's pids cgroup counts gVisor's threads, not the sandbox's processes.) An agent from before
+   * `/activity` (a sandbox paused before an upgrade) gives the count of its /proc's process entries only.
+   * Null when the agent does not answer within one interval.
    */
-  private async countProcesses(t: TrackedSandbox, record: SandboxRecord): Promise<number | null> {
-    t.agent ??= new AgentClient(
+  private async guestActivity(
+    t: TrackedSandbox,
+    record: SandboxRecord,
+  ): Promise<{ processes: number; running: number | null } | null> {
+    const agent = (t.agent ??= new AgentClient(
       this.runtime.agentEndpoint({ netIndex: record.netIndex!, agentToken: record.agentToken }),
       { connectTimeoutMs: this.intervalMs },
-    );
+    ));
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<null>((resolve) => {
       timer = setTimeout(() => resolve(null), this.intervalMs);
     });
-    const listing = t.agent
-      .list("/proc")
-      .then((entries) => entries.filter((e) => e.type === "dir" && /^\d+$/.test(e.name)).length)
+    const activity = agent
+      .activity()
+      .catch(async (e: unknown) => {
+        if (!(e instanceof AgentError && e.status === 404)) throw e;
+        const entries = await agent.list("/proc");
+        return { processes: entries.filter((e) => e.type === "dir" && /^\d+$/.test(e.name)).length, running: null };
+      })
       .catch(() => null);
     try {
-      return await Promise.race([listing, timeout]);
+      return await Promise.race([activity, timeout]);
     } finally {
       clearTimeout(timer);
     }

@@ -24,7 +24,7 @@ export class SandboxSupervisor {
     private readonly log: FastifyBaseLogger,
     private readonly opts: {
       hibernateAfterMs: number | null;
-      /** Whether a sandbox did work of its own (CPU, network) after a time: working is not idle. */
+      /** Whether a sandbox did work of its own (CPU, runnable threads, network) after a time: working is not idle. */
       workedSince?: (sandboxId: string, sinceMs: number) => boolean;
     } = { hibernateAfterMs: null },
   ) {}
