@@ -179,10 +179,11 @@ export class MetricsSampler {
     t: TrackedSandbox,
     record: SandboxRecord,
   ): Promise<{ processes: number; running: number | null } | null> {
-    const agent = (t.agent ??= new AgentClient(
+    t.agent ??= new AgentClient(
       this.runtime.agentEndpoint({ netIndex: record.netIndex!, agentToken: record.agentToken }),
       { connectTimeoutMs: this.intervalMs },
-    ));
+    );
+    const agent = t.agent;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<null>((resolve) => {
       timer = setTimeout(() => resolve(null), this.intervalMs);
