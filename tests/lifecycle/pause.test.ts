@@ -97,6 +97,60 @@ describe("pause and resume", () => {
     expect(cgroups()).toEqual([]);
   });
 
+  it("refuses a pause that would kill the sandbox (deleted files still in use on its disk), and pauses once they are let go", async () => {
+    const s = await api.createSandbox();
+    try {
+      // Held open after deletion: on the sandbox's disk (gVisor cannot save it) and in /tmp (in memory: saved).
+      const hold = `
+import os, signal
+disk = open("/workspace/held", "w"); os.unlink("/workspace/held")
+mem = open("/tmp/held", "w"); os.unlink("/tmp/held")
+signal.signal(signal.SIGUSR1, lambda *_: disk.close())
+signal.pause(); signal.pause()`;
+      await api.put(`/v1/sandboxes/${s.id}/files?path=/workspace/hold.py`, hold);
+      const holder = await api.post<{ pid: number }>(`/v1/sandboxes/${s.id}/exec`, {
+        command: "exec python3 /workspace/hold.py",
+        background: true,
+      });
+      // A process working in a directory that was removed.
+      const dweller = await api.post<{ pid: number }>(`/v1/sandboxes/${s.id}/exec`, {
+        command: "mkdir /workspace/gone && cd /workspace/gone && rmdir /workspace/gone && exec sleep 600",
+        background: true,
+      });
+      await waitFor(
+        async () =>
+          (await api.exec(s.id, { command: "ls -l /proc/*/fd | grep -c 'held (deleted)'" })).stdout === "2\n"
+            ? true
+            : undefined,
+        20_000,
+        "the files to be held",
+      );
+      const refused = await api.post<ErrorBody>(`/v1/sandboxes/${s.id}/pause`);
+      expect(refused.status).toBe(409);
+      expect(refused.body.error.code).toBe("invalid_state");
+      expect(refused.body.error.message).toMatch(/(python3|sleep) \(pid \d+\) still uses \/workspace\/(held|gone)/);
+      expect(refused.body.error.details).toEqual({
+        files: expect.arrayContaining([
+          { pid: holder.body.pid, command: "python3", path: "/workspace/held" },
+          { pid: dweller.body.pid, command: "sleep", path: "/workspace/gone" },
+        ]),
+      });
+      expect((refused.body.error.details as { files: unknown[] }).files).toHaveLength(2);
+      expect((await api.get<SandboxBody>(`/v1/sandboxes/${s.id}`)).body.status).toBe("running");
+      expect((await api.exec(s.id, { command: "echo alive" })).stdout).toBe("alive\n");
+
+      // The file on disk closed and the dweller gone, the file in /tmp still held: the pause goes through.
+      await api.exec(s.id, { command: `kill -USR1 ${holder.body.pid}; kill ${dweller.body.pid}` });
+      expect((await api.post<SandboxBody>(`/v1/sandboxes/${s.id}/pause`)).status).toBe(200);
+      expect((await api.post<SandboxBody>(`/v1/sandboxes/${s.id}/resume`)).body.status).toBe("running");
+      const fds = await api.exec(s.id, { command: `ls -l /proc/${holder.body.pid}/fd | grep 'held (deleted)'` });
+      expect(fds.stdout).toContain("/tmp/held (deleted)");
+      expect(fds.stdout).not.toContain("/workspace/held");
+    } finally {
+      await api.del(`/v1/sandboxes/${s.id}`);
+    }
+  });
+
   it("destroys a paused sandbox and refuses to pause one that is not running", async () => {
     const s = await api.createSandbox();
     expect((await api.post(`/v1/sandboxes/${s.id}/pause`)).status).toBe(200);

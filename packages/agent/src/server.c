@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "activity.h"
+#include "checkpoint-blockers.h"
 #include "exec.h"
 #include "files.h"
 #include "watch.h"
@@ -116,6 +117,9 @@ static void dispatch(struct http_conn *c)
         else method_not_allowed(c);
     } else if (strcmp(p, "/activity") == 0) {
         if (method_is(c, "GET")) handle_activity(c);
+        else method_not_allowed(c);
+    } else if (strcmp(p, "/checkpoint-blockers") == 0) {
+        if (method_is(c, "GET")) handle_checkpoint_blockers(c);
         else method_not_allowed(c);
     } else if (strcmp(p, "/exec") == 0) {
         if (method_is(c, "POST")) handle_exec(c);

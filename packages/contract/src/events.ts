@@ -6,8 +6,8 @@ import { timestampSchema } from "./common.js";
  * - `sandbox.created`: it is running (cold start or taken from a warm pool)
  * - `sandbox.paused` / `sandbox.resumed`: `data.reason` says why it paused (requested, timeout, idle, snapshot)
  * - `sandbox.expired`: its timeout ran out; `data.action` is what follows (destroy or pause)
- * - `sandbox.error`: it died or could not start; `data.reason` is oom, crashed, start_failed, lost, or
- *   node_lost (its node stopped renewing its lease in the cluster)
+ * - `sandbox.error`: it died or could not start; `data.reason` is oom, crashed, pause_failed, start_failed,
+ *   lost, or node_lost (its node stopped renewing its lease in the cluster)
  * - `sandbox.destroyed`: `data.reason` is requested, expired, or another cause
  * - `sandbox.moved`: another node of the cluster took the paused sandbox over (`data.from`, `data.to`:
  *   node ids) to resume it there — a drain moves running sandboxes paused → moved → resumed (reason `move`)

@@ -28,8 +28,11 @@ export const sandboxStatuses = [
 export const sandboxStatusSchema = z.enum(sandboxStatuses);
 export type SandboxStatus = z.infer<typeof sandboxStatusSchema>;
 
-/** Why a sandbox is in `error`: `oom` (memory limit), `crashed` (the sandbox process died), `start_failed`. */
-export const sandboxErrorReasons = ["oom", "crashed", "start_failed", "lost"] as const;
+/**
+ * Why a sandbox is in `error`: `oom` (memory limit), `crashed` (the sandbox process died), `pause_failed` (it
+ * died while being paused: its checkpoint failed), `start_failed`, `lost`.
+ */
+export const sandboxErrorReasons = ["oom", "crashed", "pause_failed", "start_failed", "lost"] as const;
 
 export const limits = {
   vcpus: { min: 1, max: 8, default: 1 },

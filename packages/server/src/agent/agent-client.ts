@@ -242,6 +242,23 @@ export class AgentClient {
     };
   }
 
+  /**
+   * Files that keep gVisor from checkpointing the sandbox: deleted while a process still holds them open,
+   * mapped or as its working directory, on its disk (see the agent's checkpoint-blockers.h).
+   */
+  async checkpointBlockers(): Promise<{ pid: number; command: string; path: string }[]> {
+    const v = await this.json({ method: "GET", path: "/checkpoint-blockers", idempotent: true });
+    if (!Array.isArray(v)) throw new AgentError(502, "internal", "agent sent a malformed list of checkpoint blockers");
+    return v.map((item) => {
+      const o = asObject(item, "checkpoint blocker");
+      return {
+        pid: get(o, "pid", "checkpoint blocker", isNumber),
+        command: get(o, "command", "checkpoint blocker", isString),
+        path: get(o, "path", "checkpoint blocker", isString),
+      };
+    });
+  }
+
   // ---- commands ----
 
   /**

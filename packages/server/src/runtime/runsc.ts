@@ -53,6 +53,7 @@ export class Runsc {
   }
 
   /** Saves the sandbox's memory and processes to `imageDir`; the container stops unless `leaveRunning`. */
+  /** Fails with runsc's own error (the first line of its stderr; a stack trace follows) as the message. */
   async checkpoint(id: string, imageDir: string, opts: { leaveRunning?: boolean } = {}): Promise<void> {
     await runCommand(
       [
@@ -65,7 +66,10 @@ export class Runsc {
         id,
       ],
       { timeoutMs: 300_000 },
-    );
+    ).catch((e: unknown) => {
+      const first = e instanceof CommandFailedError ? e.stderr.trim().split("\n")[0]?.replace(/:$/, "") : undefined;
+      throw first ? new Error(`runsc ${first.slice(0, 1000)}`, { cause: e }) : e;
+    });
   }
 
   private async startDetached(command: string[], logFile: string, outputFile: string): Promise<void> {

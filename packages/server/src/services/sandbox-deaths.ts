@@ -25,16 +25,18 @@ export class SandboxDeaths {
 
   /**
    * Records that a running sandbox died, with the reason, once it freed what it held on the host — so
-   * a client that sees `error` never finds its leftovers. Concurrent callers share one run.
+   * a client that sees `error` never finds its leftovers. Concurrent callers share one run. A death that
+   * is not an OOM is recorded as `ifCrashed`: what the caller saw it die of (a failed pause), else `crashed`.
    */
-  markDead(id: string): Promise<SandboxRecord | undefined> {
+  markDead(id: string, ifCrashed: "crashed" | "pause_failed" = "crashed"): Promise<SandboxRecord | undefined> {
     const inFlight = this.dying.get(id);
     if (inFlight) return inFlight;
     const run = (async () => {
       const current = await this.store.getSandbox(id);
       // Running on another node (it moved there): not this node's to judge.
       if (current?.status !== "running" || current.nodeId !== this.store.nodeId) return current;
-      const reason = await this.runtime.deathReason(id);
+      const death = await this.runtime.deathReason(id);
+      const reason = death === "crashed" ? ifCrashed : death;
       this.log.warn({ sandboxId: id, reason }, "sandbox died");
       this.agents.forget(id);
       await this.runtime.destroy(id, current.netIndex).catch((e) => this.log.error({ err: e }, "cleanup failed"));

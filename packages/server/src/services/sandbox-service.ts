@@ -588,6 +588,7 @@ export class SandboxService {
 
   private async doPause(id: string, why: string): Promise<SandboxRecord> {
     const hibernating = why === HIBERNATED;
+    await this.assertCheckpointable(id);
     const claimed = await this.store.updateSandbox(
       id,
       { status: "pausing", ...(hibernating ? { reason: HIBERNATED } : {}) },
@@ -608,13 +609,35 @@ export class SandboxService {
       if (await this.runtime.alive(id)) {
         throw new ApiError("internal", `sandbox ${id} could not be paused: ${e instanceof Error ? e.message : e}`);
       }
-      throw sandboxFailed(await this.deaths.markDead(id));
+      throw sandboxFailed(await this.deaths.markDead(id, "pause_failed"), e instanceof Error ? e.message : String(e));
     }
     this.lastActivity.delete(id);
     this.log.info({ sandboxId: id, why }, "sandbox paused");
     // A hibernated sandbox keeps its expiry: hibernation saves the host's CPU, it does not extend a lifetime.
     const paused = hibernating ? { status: "paused" as const } : { status: "paused" as const, expiresAt: null };
     return (await this.store.updateSandbox(id, paused, ["pausing"], why))!;
+  }
+
+  /**
+   * Refuses (409) a pause that would kill the sandbox: the runsc installed here cannot save a file deleted
+   * while a process keeps it open or mapped on the sandbox's disk — its checkpoint fails and the sandbox
+   * dies with it. An agent that cannot tell (unreachable, or from before the check) lets the pause go on.
+   */
+  private async assertCheckpointable(id: string): Promise<void> {
+    const record = await this.store.getSandbox(id);
+    if (record?.status !== "running") return;
+    const blockers = await this.agents
+      .for(record)
+      .checkpointBlockers()
+      .catch(() => []);
+    const [first] = blockers;
+    if (!first) return;
+    const more = blockers.length > 1 ? ` (and ${blockers.length - 1} more)` : "";
+    throw new ApiError(
+      "invalid_state",
+      `cannot pause sandbox ${id}: ${first.command} (pid ${first.pid}) still uses ${first.path}, which was deleted${more}, and gVisor cannot save a deleted file on the sandbox's disk (one in /tmp, in memory, is saved). Close it or end the process, then pause.`,
+      { files: blockers },
+    );
   }
 
   /** Brings a paused sandbox back with its processes and memory as they were (idempotent when running). */
@@ -931,11 +954,12 @@ export function resolvePolicy(params: CreateSandboxParams): NetworkPolicy {
   return params.networkPolicy ?? { mode: "allow-all" };
 }
 
-function sandboxFailed(record: SandboxRecord | undefined): ApiError {
+/** A sandbox in `error`, with what it died of when the caller saw it happen (`cause`). */
+function sandboxFailed(record: SandboxRecord | undefined, cause?: string): ApiError {
   return new ApiError(
     "sandbox_failed",
-    `sandbox ${record?.id} is not running: status ${record?.status}${record?.reason ? ` (${record.reason})` : ""}`,
-    { status: record?.status, reason: record?.reason },
+    `sandbox ${record?.id} is not running: status ${record?.status}${record?.reason ? ` (${record.reason})` : ""}${cause ? `: ${cause}` : ""}`,
+    { status: record?.status, reason: record?.reason, ...(cause ? { cause } : {}) },
   );
 }
 
