@@ -9,6 +9,8 @@ import { egressTarget, expiryFrom, isHibernated, LIVE, type SandboxService } fro
 
 /** Checkpoints of idle sandboxes run at most this many at a time (see `hibernateSoon`). */
 const HIBERNATIONS_AT_ONCE = 2;
+/** A sandbox whose hibernation failed (e.g. refused: a deleted file in use) is not tried again for this long. */
+const HIBERNATION_RETRY_MS = 60_000;
 
 /**
  * What runs beside the API: expiries, idle timeouts and deaths every tick, and bringing the host and the
@@ -35,6 +37,8 @@ export class SandboxSupervisor {
    */
   private readonly startedAt = now();
   private readonly hibernating = new Set<string>();
+  /** When a sandbox whose hibernation failed may be tried again. */
+  private readonly hibernationRetryAt = new Map<string, number>();
 
   /** Expiry and liveness: runs every second. */
   async tick(): Promise<void> {
@@ -45,6 +49,7 @@ export class SandboxSupervisor {
     ]);
     const t = now();
     const { hibernateAfterMs } = this.opts;
+    for (const [id, at] of this.hibernationRetryAt) if (at <= t) this.hibernationRetryAt.delete(id);
     await Promise.all([
       ...paused.filter((s) => isHibernated(s) && s.expiresAt !== null && s.expiresAt <= t).map((s) => this.expire(s)),
       ...running.map(async (s) => {
@@ -79,10 +84,14 @@ export class SandboxSupervisor {
    */
   private hibernateSoon(id: string): void {
     if (this.hibernating.has(id) || this.hibernating.size >= HIBERNATIONS_AT_ONCE) return;
+    if ((this.hibernationRetryAt.get(id) ?? 0) > now()) return;
     this.hibernating.add(id);
     void this.sandboxes
       .hibernate(id)
-      .catch(() => undefined)
+      .then(
+        () => this.hibernationRetryAt.delete(id),
+        () => this.hibernationRetryAt.set(id, now() + HIBERNATION_RETRY_MS),
+      )
       .finally(() => this.hibernating.delete(id));
   }
 
