@@ -56,6 +56,30 @@ const pageUrl = (token?: string, port = 6080) =>
 const websockifyUrl = (token?: string) => pageUrl(token).replace(/vnc\.html$/, "websockify");
 
 /** Where the X pointer is, as `xdotool getmouselocation` reports it. */
+/** The live view's own output (its script's and websockify's), for a page that does not connect. */
+async function streamOutput(): Promise<string> {
+  const { commands } = (
+    await api.get<{ commands: { commandId: string; status: string; command: string[] }[] }>(
+      `/v1/sandboxes/${sandbox.id}/commands`,
+    )
+  ).body;
+  const streams = commands.filter((c) => c.command.join(" ").includes("x11vnc"));
+  const outputs = await Promise.all(
+    streams.map(async (c) => {
+      const res = await fetch(`${server.url}/v1/sandboxes/${sandbox.id}/commands/${c.commandId}/logs`, {
+        headers: { authorization: `Bearer ${server.apiKey}`, accept: "application/x-ndjson" },
+        signal: AbortSignal.timeout(3000),
+      });
+      const text = await res.text().catch((e: unknown) => `(cut off: ${String(e)})`);
+      return `stream command ${c.commandId} (${c.status}):\n${text.slice(-4000)}`;
+    }),
+  );
+  const ps = await api.exec(sandbox.id, {
+    command: "ps -eo pid,stat,etime,args | grep -E 'x11vnc|websockify|vnc_probe' | grep -v grep",
+  });
+  return `${outputs.join("\n")}\nprocesses:\n${ps.stdout}`;
+}
+
 async function pointer(): Promise<{ x: number; y: number }> {
   const r = await api.exec(sandbox.id, { command: "xdotool getmouselocation", env: { DISPLAY: ":0" } });
   const m = /x:(\d+) y:(\d+)/.exec(r.stdout);
@@ -76,7 +100,7 @@ describe("desktop live view", () => {
     expect(stream).toMatchObject({ viewOnly: false, expiresAt: null });
     expect(stream.token).not.toBe(sandbox.trafficToken);
     expect(stream.url).toContain(`/v1/sandboxes/${sandbox.id}/ports/6080/sandpit_token/${stream.token}/vnc.html?`);
-    await openLiveView(page, stream.url);
+    await openLiveView(page, stream.url, streamOutput);
     const picture = await waitForDesktopPicture(page);
     expect(picture.width).toBeGreaterThan(0);
     writeFileSync(path.join(repoRoot, "docs/desktop-live-view.png"), await page.screenshot());
@@ -110,7 +134,9 @@ describe("desktop live view", () => {
   it("refuses a missing or wrong token, and the traffic token, for the page and the WebSocket", async () => {
     const { token } = (await api.get<DesktopStream>(streamPath())).body;
     expect((await fetch(pageUrl())).status).toBe(401);
-    expect((await fetch(pageUrl(`${token.slice(0, -1)}x`))).status).toBe(403);
+    // Its last character changed (to another one: a token may end in "x").
+    const wrong = `${token.slice(0, -1)}${token.endsWith("x") ? "y" : "x"}`;
+    expect((await fetch(pageUrl(wrong))).status).toBe(403);
     expect((await fetch(pageUrl(sandbox.trafficToken))).status).toBe(403);
     expect((await fetch(pageUrl(), { headers: { "x-sandpit-traffic-token": sandbox.trafficToken } })).status).toBe(403);
     expect(await upgradeStatus(websockifyUrl())).toBe(401);
@@ -143,7 +169,7 @@ describe("desktop live view", () => {
     // The page without noVNC's own view_only flag: input is sent, and the server must drop it.
     const url = new URL(viewOnly.url);
     url.searchParams.delete("view_only");
-    await openLiveView(page, url.toString());
+    await openLiveView(page, url.toString(), streamOutput);
     await waitForDesktopPicture(page);
     const before = await pointer();
     await hoverRemote(before.x > 500 ? 100 : 900, before.y > 400 ? 100 : 700);
@@ -174,7 +200,7 @@ describe("desktop live view", () => {
     expect((await api.post(`/v1/sandboxes/${sandbox.id}/pause`)).status).toBe(200);
     expect((await api.post(`/v1/sandboxes/${sandbox.id}/resume`)).status).toBe(200);
     expect((await api.get<DesktopStream>(streamPath())).body.token).toBe(stream.token);
-    await openLiveView(page, stream.url);
+    await openLiveView(page, stream.url, streamOutput);
     await waitForDesktopPicture(page);
   });
 
