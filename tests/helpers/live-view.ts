@@ -3,10 +3,22 @@ import WebSocket from "ws";
 import { waitFor } from "./api.js";
 import { decodePng, distinctColours, type Rgba } from "./png.js";
 
-/** Opens a noVNC page and waits until noVNC says it is connected to the VNC server. */
-export async function openLiveView(page: Page, url: string): Promise<void> {
+/**
+ * Opens a noVNC page and waits until noVNC says it is connected to the VNC server. A page that does not
+ * connect fails with noVNC's status line and what `diagnose` finds (e.g. the stream's own output).
+ */
+export async function openLiveView(page: Page, url: string, diagnose?: () => Promise<string>): Promise<void> {
   await page.goto(url);
-  await page.waitForSelector("html.noVNC_connected", { timeout: 60_000 });
+  try {
+    await page.waitForSelector("html.noVNC_connected", { timeout: 60_000 });
+  } catch (e) {
+    const status = await page
+      .locator("#noVNC_status")
+      .textContent({ timeout: 1000 })
+      .catch(() => null);
+    const found = diagnose ? await diagnose().catch((d: unknown) => `(no diagnosis: ${String(d)})`) : "";
+    throw new Error(`${e instanceof Error ? e.message : String(e)}\nnoVNC's status: ${status}\n${found}`);
+  }
 }
 
 /** What noVNC's canvas shows now. */

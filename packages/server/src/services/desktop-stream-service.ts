@@ -10,6 +10,7 @@ import type { DesktopStreamRecord, OrgRecord, SandboxRecord } from "../domain/in
 import { ApiError, validationError } from "../errors.js";
 import { newToken, randomBase32 } from "../lib/ids.js";
 import { tokensEqual } from "../lib/server-key.js";
+import { DESKTOP_SERVER_DIR } from "../runtime/gvisor-runtime.js";
 import type { Store } from "../store/store.js";
 import type { ExecService } from "./exec-service.js";
 import { type PortService, portPath, TRAFFIC_TOKEN_QUERY } from "./port-service.js";
@@ -17,8 +18,10 @@ import type { SandboxService } from "./sandbox-service.js";
 
 // Up to three x11vnc starts of a few seconds each (streamScript), then websockify.
 const STREAM_READY_TIMEOUT_MS = 40_000;
-/** How often the stream's script checks that x11vnc still greets a connection (see streamScript). */
+/** How often the stream's script checks that x11vnc still serves a viewer (see streamScript). */
 const VNC_CHECK_S = 10;
+/** Exits 0 when the VNC server on the port given serves a viewer a picture (packages/agent/desktop). */
+const VNC_PROBE = `${DESKTOP_SERVER_DIR}/vnc_probe.py`;
 /** noVNC as Debian's `novnc` package installs it in the desktop template. */
 const NOVNC_WEB_DIR = "/usr/share/novnc";
 
@@ -55,19 +58,16 @@ exit 11`;
  * The stream's processes, one background command (one process group, so one signal ends them all): x11vnc
  * on the display, reachable from inside the sandbox only, and websockify, which serves noVNC's page and
  * bridges its WebSocket to x11vnc on the port the proxy reaches. Under gVisor on a loaded host an x11vnc
- * sometimes stops greeting connections (no RFB banner for minutes; the unthreaded one greets only after
- * 5-50 s, so it is run threaded): the script starts websockify once x11vnc greets, and then checks every
- * few seconds that it still does, replacing one that does not — a viewer stuck on it is disconnected and
- * noVNC (`reconnect`) connects again to the new one. When x11vnc exits by itself, so does the command.
+ * sometimes stops serving viewers (no banner for minutes, or a banner and then no answer to the handshake;
+ * the unthreaded one greets only after 5-50 s, so it is run threaded): the script starts websockify once
+ * x11vnc serves a probe viewer a picture (VNC_PROBE), and then probes it every few seconds, replacing one
+ * that fails — a viewer stuck on it is disconnected and noVNC (\`reconnect\`) connects again to the new one.
+ * When x11vnc exits by itself, so does the command.
  */
 function streamScript(viewOnly: boolean): string {
   return `
-greets() {
-  exec 3<>/dev/tcp/127.0.0.1/${DESKTOP_VNC_PORT} 2>/dev/null || return 1
-  read -r -t 3 -n 12 banner <&3
-  local status=$?
-  exec 3>&-
-  [[ $status == 0 && $banner == RFB* ]]
+serves() {
+  python3 ${VNC_PROBE} ${DESKTOP_VNC_PORT}
 }
 start_vnc() {
   for attempt in 1 2 3; do
@@ -78,8 +78,8 @@ start_vnc() {
       kill -0 $vnc 2>/dev/null || { wait $vnc; exit; }
       sleep 0.05
     done
-    greets && return 0
-    echo "x11vnc greets no connection (attempt $attempt): replacing it" >&2
+    serves && return 0
+    echo "x11vnc serves no viewer (attempt $attempt): replacing it" >&2
     kill -KILL $vnc 2>/dev/null
     wait $vnc 2>/dev/null
   done
@@ -91,8 +91,8 @@ web=$!
 while kill -0 $web 2>/dev/null; do
   sleep ${VNC_CHECK_S}
   kill -0 $vnc 2>/dev/null || { wait $vnc; status=$?; kill $web; exit $status; }
-  greets && continue
-  echo "x11vnc stopped greeting connections: replacing it" >&2
+  serves && continue
+  echo "x11vnc stopped serving viewers: replacing it" >&2
   kill -KILL $vnc 2>/dev/null
   wait $vnc 2>/dev/null
   start_vnc
