@@ -65,11 +65,13 @@ static int host_backed(const struct blockers *b, const char *path)
     return backed;
 }
 
-/* `target` ends with " (deleted)" and names a host-backed file: strips the suffix and returns 1. */
+/* `target` ends with " (deleted)" and names a host-backed file: strips the suffix and returns 1. Memory files
+ * (memfd_create's "/memfd:NAME", System V shared memory's "/SYSV…") look like deleted paths but are saved. */
 static int deleted_on_host(const struct blockers *b, char *target)
 {
     size_t n = strlen(target), k = strlen(DELETED_SUFFIX);
     if (target[0] != '/' || n <= k || strcmp(target + n - k, DELETED_SUFFIX) != 0) return 0;
+    if (strncmp(target, "/memfd:", 7) == 0 || strncmp(target, "/SYSV", 5) == 0) return 0;
     target[n - k] = '\0';
     return host_backed(b, target);
 }
