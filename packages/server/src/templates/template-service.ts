@@ -249,6 +249,10 @@ export const builtinTemplates: BuiltinTemplate[] = [
         'ln -s /usr/share/novnc "$1/opt/noVNC"',
         // gVisor is the sandbox: Chromium's own (namespaces, /dev/shm) adds nothing and does not start in it.
         'mkdir -p "$1/etc/chromium.d" && echo \'export CHROMIUM_FLAGS="$CHROMIUM_FLAGS --no-sandbox --disable-dev-shm-usage"\' > "$1/etc/chromium.d/sandpit"',
+        // x11vnc runs threaded whoever starts it (its rc file, read from $HOME): under gVisor the unthreaded
+        // one accepts a new connection only every 10-25 s (measured), past noVNC's patience — E2B's desktop
+        // SDK starts it so. Threaded, a viewer gets its first picture in under a second.
+        'for home in "$1/root" "$1/home/user" "$1/etc/skel"; do echo threads > "$home/.x11vncrc"; done && chown 1000:1000 "$1/home/user/.x11vncrc"',
         desktopPreloadHook,
       ],
     },
