@@ -62,12 +62,13 @@ exit 11`;
  * the unthreaded one greets only after 5-50 s, so it is run threaded): the script starts websockify once
  * x11vnc serves a probe viewer a picture (VNC_PROBE), and then probes it every few seconds, replacing one
  * that fails — a viewer stuck on it is disconnected and noVNC (\`reconnect\`) connects again to the new one.
- * When x11vnc exits by itself, so does the command.
+ * websockify, seen to stop answering new connections (a page stalled half loaded), is probed for noVNC's
+ * page and replaced with its children the same way. When x11vnc exits by itself, so does the command.
  */
 function streamScript(viewOnly: boolean): string {
   return `
 serves() {
-  python3 ${VNC_PROBE} ${DESKTOP_VNC_PORT}
+  python3 ${VNC_PROBE} rfb ${DESKTOP_VNC_PORT}
 }
 start_vnc() {
   for attempt in 1 2 3; do
@@ -85,17 +86,28 @@ start_vnc() {
   done
   exit 12
 }
+start_web() {
+  ${WEBSOCKIFY_COMMAND} &
+  web=$!
+}
 start_vnc
-${WEBSOCKIFY_COMMAND} &
-web=$!
+start_web
 while kill -0 $web 2>/dev/null; do
   sleep ${VNC_CHECK_S}
   kill -0 $vnc 2>/dev/null || { wait $vnc; status=$?; kill $web; exit $status; }
-  serves && continue
-  echo "x11vnc stopped serving viewers: replacing it" >&2
-  kill -KILL $vnc 2>/dev/null
-  wait $vnc 2>/dev/null
-  start_vnc
+  if ! serves; then
+    echo "x11vnc stopped serving viewers: replacing it" >&2
+    kill -KILL $vnc 2>/dev/null
+    wait $vnc 2>/dev/null
+    start_vnc
+  fi
+  if ! python3 ${VNC_PROBE} http ${DESKTOP_STREAM_PORT}; then
+    echo "websockify stopped answering: replacing it" >&2
+    pkill -KILL -P $web 2>/dev/null
+    kill -KILL $web 2>/dev/null
+    wait $web 2>/dev/null
+    start_web
+  fi
 done
 wait $web`;
 }
