@@ -4,12 +4,17 @@
 import {
   type CreateSandboxFromSnapshotParams,
   Daytona,
+  DaytonaConnectionError,
   DaytonaFileNotFoundError,
+  DaytonaGitBranchNotFoundError,
   DaytonaNotFoundError,
+  DaytonaTimeoutError,
   DaytonaValidationError,
   type Sandbox,
 } from "@daytonaio/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { serverEntry } from "../helpers/paths.js";
 import type { TestServer } from "../helpers/server.js";
 import { useTestServer } from "../helpers/use-test-server.js";
 
@@ -117,6 +122,51 @@ describe("Daytona SDK against Sandpit", () => {
     expect(r.result).toBe("['a', 'b']\n");
   });
 
+  it("works a repository with git: init, add, commit, push, clone, branches, status, pull", async () => {
+    const { git } = sandbox;
+    await git.init("/tmp/origin.git", true, "main");
+    await git.init("work", false, "main"); // relative: from the sandbox's working directory
+    await git.configureUser("Ada", "ada@example.com");
+    await sandbox.fs.uploadFile(Buffer.from("one\n"), "work/a.txt");
+    expect((await git.status("work")).fileStatus).toEqual([
+      { name: "a.txt", staging: "Untracked", worktree: "Untracked", extra: "" },
+    ]);
+    await git.add("work", ["."]);
+    expect((await git.status("work")).fileStatus[0]).toMatchObject({ name: "a.txt", staging: "Added" });
+    const first = await git.commit("work", "first", "Ada", "ada@example.com");
+    expect(first.sha).toMatch(/^[0-9a-f]{40}$/);
+    const log = await sandbox.process.executeCommand("git -C work log --format=%H|%an|%s");
+    expect(log.result.trim()).toBe(`${first.sha}|Ada|first`);
+
+    await git.remoteAdd("work", "origin", "/tmp/origin.git");
+    expect(await git.remoteGet("work", "origin")).toBe("/tmp/origin.git");
+    await git.push("work", undefined, undefined, "main", "origin", true);
+    await git.clone("/tmp/origin.git", "/tmp/copy");
+    expect((await sandbox.fs.downloadFile("/tmp/copy/a.txt")).toString()).toBe("one\n");
+
+    await git.createBranch("work", "feature"); // and switches to it, as Daytona's daemon does
+    expect(await git.branches("work")).toEqual({ branches: ["feature", "main"], current: "feature" });
+    await git.checkoutBranch("work", "main");
+    await sandbox.fs.uploadFile(Buffer.from("two\n"), "work/a.txt");
+    const status = await git.status("work");
+    expect(status).toMatchObject({ currentBranch: "main", upstream: "origin/main", ahead: 0, behind: 0 });
+    expect(status.fileStatus).toEqual([{ name: "a.txt", staging: "Unmodified", worktree: "Modified", extra: "" }]);
+    await git.add("work", ["a.txt"]);
+    await git.commit("work", "second", "Ada", "ada@example.com");
+    expect((await git.status("work")).ahead).toBe(1);
+    await git.push("work");
+    await git.pull("/tmp/copy");
+    expect((await sandbox.fs.downloadFile("/tmp/copy/a.txt")).toString()).toBe("two\n");
+    await git.deleteBranch("work", "feature");
+    expect((await git.branches("work")).branches).toEqual(["main"]);
+
+    // A git that fails answers 400 with git's own message and the daemon's code for it.
+    const error = await git.checkoutBranch("work", "nope").catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DaytonaGitBranchNotFoundError);
+    expect((error as { statusCode: number }).statusCode).toBe(400);
+    expect((error as Error).message).toMatch(/git checkout failed: .*nope/);
+  });
+
   it("replaces labels and lists sandboxes by label", async () => {
     expect(await sandbox.setLabels({ team: "b", env: "dev" })).toEqual({ team: "b", env: "dev" });
     const found: string[] = [];
@@ -151,6 +201,86 @@ describe("Daytona SDK against Sandpit", () => {
     await sandbox.start();
     expect(sandbox.state).toBe("started");
     expect((await sandbox.fs.downloadFile("/tmp/kept.txt")).toString()).toBe("kept");
+  });
+});
+
+describe("Daytona code interpreter (a code-interpreter sandbox)", () => {
+  let sandbox: Sandbox;
+
+  beforeAll(async () => {
+    sandbox = await newSandbox({ snapshot: "code-interpreter" });
+  });
+
+  it("keeps variables between cells and streams what a cell prints", async () => {
+    await sandbox.codeInterpreter.runCode("x = 41");
+    const chunks: string[] = [];
+    const r = await sandbox.codeInterpreter.runCode("import sys\nprint(x + 1)\nsys.stderr.write('warn')", {
+      onStdout: (m) => {
+        chunks.push(m.output);
+      },
+    });
+    expect(r.stdout).toBe("42\n");
+    expect(chunks.join("")).toBe("42\n");
+    expect(r.stderr).toBe("warn");
+    expect(r.error).toBeUndefined();
+  });
+
+  it("reports an exception as the cell's error with its traceback", async () => {
+    const r = await sandbox.codeInterpreter.runCode("1 / 0");
+    expect(r.error?.name).toBe("ZeroDivisionError");
+    expect(r.error?.traceback).toContain("ZeroDivisionError");
+  });
+
+  it("runs a cell in its own context, with the context's cwd and the cell's env", async () => {
+    const context = await sandbox.codeInterpreter.createContext("/tmp");
+    expect(context).toMatchObject({ language: "python", cwd: "/tmp", active: true });
+    expect((await sandbox.codeInterpreter.listContexts()).map((c) => c.id)).toEqual([context.id]);
+    const r = await sandbox.codeInterpreter.runCode(
+      "import os\nprint(os.getcwd(), os.environ['COLOR'], 'x' in globals())",
+      { context, envs: { COLOR: "red" } },
+    );
+    expect(r.stdout).toBe("/tmp red False\n");
+    await sandbox.codeInterpreter.deleteContext(context);
+    expect(await sandbox.codeInterpreter.listContexts()).toEqual([]);
+  });
+
+  it("interrupts a cell past its timeout with DaytonaTimeoutError; the context keeps its state", async () => {
+    const error = await sandbox.codeInterpreter
+      .runCode("import time\ntime.sleep(30)", { timeout: 1 })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DaytonaTimeoutError);
+    const r = await sandbox.codeInterpreter.runCode("print(x)");
+    expect(r.stdout).toBe("41\n");
+  });
+
+  it("refuses another organisation's key and a wrong key before opening the cell's socket", async () => {
+    const { createApiKey } = (await import(serverEntry)) as typeof import("../../packages/server/src/index.js");
+    const other = await createApiKey({ dataDir: server.dataDir, org: "daytona-intruder" });
+    const url = `${server.url.replace("http", "ws")}/daytona/toolbox/${sandbox.id}/process/interpreter/execute`;
+    for (const [key, expected] of [
+      [other.key, 404],
+      ["sp_wrong", 401],
+    ] as const) {
+      const status = await new Promise<number>((resolve) => {
+        const ws = new WebSocket(url, { headers: { authorization: `Bearer ${key}` } });
+        ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+        ws.on("open", () => {
+          ws.close();
+          resolve(101);
+        });
+        ws.on("error", () => undefined);
+      });
+      expect(status).toBe(expected);
+    }
+  });
+
+  it("answers a base sandbox's python cell with why it cannot run there", async () => {
+    const base = await newSandbox();
+    const error = await base.codeInterpreter.runCode("print(1)").catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DaytonaConnectionError);
+    expect((error as Error).message).toMatch(
+      /python contexts are not available in this sandbox: no Jupyter kernel.*\(close code 4409\)/,
+    );
   });
 });
 

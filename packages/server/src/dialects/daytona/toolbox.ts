@@ -11,6 +11,8 @@ import type { SandboxFiles } from "../../services/sandbox-files.js";
 import { bearerToken, type DialectContext, type DialectServices, registerDialect } from "../dialect.js";
 import { resolvePath } from "../opensandbox/execd-session.js";
 import { acceptEmptyForms, daytonaErrorReply } from "./errors.js";
+import { registerGitRoutes } from "./git.js";
+import { registerInterpreterRoutes, registerInterpreterSocket } from "./interpreter.js";
 import { DAYTONA_TOOLBOX_PREFIX, fileInfoOf, splitCommand } from "./mapping.js";
 import {
   bulkDownloadSchema,
@@ -42,11 +44,12 @@ const CODE_RUNNERS: Record<string, (code: string) => string[]> = {
 
 /**
  * Daytona's toolbox (the in-sandbox daemon's API) for every Sandpit sandbox under
- * `/daytona/toolbox/<sandboxId>` — the `toolboxProxyUrl` the API hands out: commands, code runs, files,
- * and sessions (bash code contexts). Callers send a Sandpit API key of the sandbox's organisation as
- * the SDK's bearer token. Errors are the daemon's, with its codes (FILE_NOT_FOUND, …).
+ * `/daytona/toolbox/<sandboxId>` — the `toolboxProxyUrl` the API hands out: commands, code runs, files, git,
+ * sessions (bash code contexts) and the code interpreter (python contexts). Callers send a Sandpit API key of
+ * the sandbox's organisation as the SDK's bearer token. Errors are the daemon's, with its codes (FILE_NOT_FOUND, …).
  */
 export function daytonaToolboxDialect(app: FastifyInstance, services: DaytonaToolboxServices) {
+  registerInterpreterSocket(app, services);
   registerDialect(
     app,
     services,
@@ -354,6 +357,9 @@ function routes({ app, services, authenticate, parse }: DialectContext<DaytonaTo
     if (written === 0) throw new ApiError("bad_request", "no files[i].file part in the upload", { field: "files" });
     return reply.code(200).send();
   });
+
+  registerGitRoutes(app, { open, parse, exec, routeOptions: one });
+  registerInterpreterRoutes(app, services, { open, parse, routeOptions: one });
 
   /** Toolbox features Sandpit does not have answer "not supported" in the daemon's shape. */
   app.all("/:sandboxId/*", async (request: WithSandbox) => {
