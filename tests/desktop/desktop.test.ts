@@ -156,16 +156,20 @@ describe("desktop sandboxes", () => {
     "types non-ASCII text and key combos into the focused window (a Chromium page's text field)",
     async () => {
       // The page's title follows its text field, and the window manager lists the title: what reached the
-      // field shows in the window list.
-      const page = encodeURIComponent("<input autofocus oninput=\"document.title=this.value || 'empty'\">");
+      // field shows in the window list. The title says "ready" once the field has the focus: keys typed
+      // before that (the window is focused before its page has loaded) would go nowhere.
+      const page = encodeURIComponent(
+        "<input autofocus onfocus=\"document.title='ready'\" oninput=\"document.title=this.value || 'empty'\">",
+      );
       await launch({ command: `chromium --app="data:text/html,${page}"` });
       const browser = await windowOf("Chromium");
       await waitFor(async () => ((await windows()).find((w) => w.id === browser.id)?.focused ? true : undefined));
+      const title = async () => (await windows()).find((w) => w.id === browser.id)?.title;
+      await waitFor(async () => ((await title()) === "ready" ? true : undefined), 30_000, "the text field's focus");
       // The window's part on the 800×600 screen (its frame may reach past the edge).
       const [x, y] = [Math.max(0, browser.x), Math.max(0, browser.y)];
       const region = `?x=${x}&y=${y}&width=${Math.min(browser.width, 800 - x)}&height=${Math.min(browser.height, 600 - y)}`;
       const before = await screenshot(region);
-      const title = async () => (await windows()).find((w) => w.id === browser.id)?.title;
       await keyboard({ action: "type", text: "héllo wörld ✓" });
       await waitFor(async () => ((await title()) === "héllo wörld ✓" ? true : undefined), 30_000, "the typed title");
       // The typed text shows in the page: its pixels change (Chromium repaints after the title changed).
