@@ -318,6 +318,26 @@ describe("the code server", () => {
   });
 });
 
+describe("an interpreter that ends between cells", () => {
+  it("is replaced by the next cell, which says on stderr that the context's state is new", async () => {
+    const context = await createContext({ language: "python" });
+    const first = await run({ contextId: context.id, code: "import os; kept = 1; os.getpid()" });
+    const pid = String(value(first));
+    // Killed, it is a zombie until the code server looks: wait for that state, not for the pid to go.
+    await api.exec(sandbox.id, {
+      command: `kill -KILL ${pid}; while [ -e /proc/${pid} ] && [ "$(cut -d' ' -f3 /proc/${pid}/stat)" != Z ]; do sleep 0.1; done`,
+    });
+    const after = await run({ contextId: context.id, code: "'kept' in globals()" });
+    expect(after.status).toBe("ok");
+    expect(value(after)).toBe("False");
+    expect(after.stderr.join("")).toMatch(
+      /^\[sandpit\] the python interpreter of this context had exited \(status -9\) since its last cell: this cell runs in a new one, with a fresh state\n$/,
+    );
+    // Only the cell that found it gone says so.
+    expect((await run({ contextId: context.id, code: "1" })).stderr).toEqual([]);
+  });
+});
+
 describe("a sandbox without a Python kernel", () => {
   it("runs bash and JavaScript contexts but answers 409 language_unavailable for python", async () => {
     const base = await api.createSandbox({ template: "base" });

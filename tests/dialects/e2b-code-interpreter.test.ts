@@ -170,7 +170,13 @@ describe("@e2b/code-interpreter SDK", () => {
   it("keeps a context's variables across pause and resume, and in a fork child", async () => {
     expect(await sandbox.betaPause()).toBe(true);
     sandbox = await Sandbox.connect(sandbox.sandboxId);
-    expect((await sandbox.runCode("x")).text).toBe("41");
+    // The error and stderr show in a failure: an interpreter that had exited is reported on stderr.
+    const resumed = await sandbox.runCode("x");
+    expect({ text: resumed.text, error: resumed.error?.value, stderr: resumed.logs.stderr.join("") }).toEqual({
+      text: "41",
+      error: undefined,
+      stderr: "",
+    });
     const [child] = await sandbox.fork();
     if (child instanceof Error) throw child;
     try {

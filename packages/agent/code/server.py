@@ -194,11 +194,29 @@ class Context:
     def execute(self, code, cell):
         if not self.alive():
             # It exited (e.g. the code ended it): a new one, as a restart would give.
+            status = self.exit_status()
+            unreported = not self.death_reported
             self.close()
             self.start()
+            self.death_reported = False
+            if unreported:
+                # It ended between cells, so no cell said so: this one does, before its own output.
+                notice = (
+                    f"the {self.language} interpreter of this context had exited (status {status}) since its"
+                    " last cell: this cell runs in a new one, with a fresh state"
+                )
+                print(f"sandpit code server: context {self.id}: {notice}", file=sys.stderr, flush=True)
+                cell.emit({"type": "stderr", "text": f"[sandpit] {notice}\n"})
         self.run(code, cell)
 
+    def exit_status(self):
+        """The exit status of the interpreter that ended (None when unknown)."""
+        return None
+
+    death_reported = False
+
     def died(self, cell):
+        self.death_reported = True
         cell.emit(
             {
                 "type": "error",
@@ -260,6 +278,10 @@ class PythonContext(Context):
 
     def alive(self):
         return self.km is not None and self.km.is_alive()
+
+    def exit_status(self):
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        return getattr(process, "returncode", None)
 
     def kill(self):
         km = self.km
@@ -485,6 +507,9 @@ class DriverContext(Context):
 
     def alive(self):
         return self.process is not None and self.process.poll() is None
+
+    def exit_status(self):
+        return self.process.returncode if self.process is not None else None
 
     def kill(self):
         if self.process is not None and self.process.poll() is None:

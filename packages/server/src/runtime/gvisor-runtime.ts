@@ -114,7 +114,11 @@ export class GvisorRuntime implements SandboxRuntime {
     const helpers: { source: string; target: string; files: string[] }[] = [];
     for (const source of this.opts.helperServerDirs) {
       const target = path.posix.join(HELPER_SERVERS_ROOT, path.basename(source));
-      const files = (await readdir(source)).sort();
+      // Its files only: a directory beside them (Python's __pycache__ after a local run) is not shipped.
+      const files = (await readdir(source, { withFileTypes: true }))
+        .filter((entry) => entry.isFile())
+        .map((entry) => entry.name)
+        .sort();
       helpers.push({ source, target, files });
       digest.update(target);
       for (const name of files) digest.update(name).update(await readFile(path.join(source, name)));
