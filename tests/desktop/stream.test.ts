@@ -77,7 +77,11 @@ async function streamOutput(): Promise<string> {
   const ps = await api.exec(sandbox.id, {
     command: "ps -eo pid,stat,etime,args | grep -E 'x11vnc|websockify|vnc_probe' | grep -v grep",
   });
-  return `${outputs.join("\n")}\nprocesses:\n${ps.stdout}`;
+  // Port 6080's connections with their queues: bytes a websockify child has not read, or not sent.
+  const sockets = await api.exec(sandbox.id, {
+    command: "grep -i -E '^ *[0-9]+: [0-9A-F]+:17C0 |^ *sl' /proc/net/tcp",
+  });
+  return `${outputs.join("\n")}\nprocesses:\n${ps.stdout}\nport 6080 in /proc/net/tcp:\n${sockets.stdout}`;
 }
 
 async function pointer(): Promise<{ x: number; y: number }> {

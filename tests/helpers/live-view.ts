@@ -1,4 +1,4 @@
-import type { Page } from "playwright-core";
+import type { Page, Request } from "playwright-core";
 import WebSocket from "ws";
 import { waitFor } from "./api.js";
 import { decodePng, distinctColours, type Rgba } from "./png.js";
@@ -8,16 +8,37 @@ import { decodePng, distinctColours, type Rgba } from "./png.js";
  * connect fails with noVNC's status line and what `diagnose` finds (e.g. the stream's own output).
  */
 export async function openLiveView(page: Page, url: string, diagnose?: () => Promise<string>): Promise<void> {
-  await page.goto(url);
+  // The page's requests that have not finished, and those that failed: a page that stalls half loaded
+  // shows which of its files never came.
+  const pending = new Map<Request, number>();
+  const failed: string[] = [];
+  const started = (r: Request) => void pending.set(r, Date.now());
+  const finished = (r: Request) => void pending.delete(r);
+  const failedOne = (r: Request) => {
+    pending.delete(r);
+    failed.push(`${new URL(r.url()).pathname} (${r.failure()?.errorText})`);
+  };
+  page.on("request", started);
+  page.on("requestfinished", finished);
+  page.on("requestfailed", failedOne);
   try {
+    await page.goto(url);
     await page.waitForSelector("html.noVNC_connected", { timeout: 60_000 });
   } catch (e) {
     const status = await page
       .locator("#noVNC_status")
       .textContent({ timeout: 1000 })
       .catch(() => null);
+    const unfinished = [...pending].map(([r, at]) => `${new URL(r.url()).pathname} (${Date.now() - at} ms)`);
     const found = diagnose ? await diagnose().catch((d: unknown) => `(no diagnosis: ${String(d)})`) : "";
-    throw new Error(`${e instanceof Error ? e.message : String(e)}\nnoVNC's status: ${status}\n${found}`);
+    throw new Error(
+      `${e instanceof Error ? e.message : String(e)}\nnoVNC's status: ${status}\n` +
+        `requests not finished: ${unfinished.join(", ") || "none"}\nrequests failed: ${failed.join(", ") || "none"}\n${found}`,
+    );
+  } finally {
+    page.off("request", started);
+    page.off("requestfinished", finished);
+    page.off("requestfailed", failedOne);
   }
 }
 
