@@ -1,44 +1,89 @@
-import type { Page, Request } from "playwright-core";
+import type { ConsoleMessage, Page, Request } from "playwright-core";
 import WebSocket from "ws";
 import { waitFor } from "./api.js";
 import { decodePng, distinctColours, type Rgba } from "./png.js";
 
 /**
- * Opens a noVNC page and waits until noVNC says it is connected to the VNC server. A page that does not
- * connect fails with noVNC's status line and what `diagnose` finds (e.g. the stream's own output).
+ * Chromium's error for requests it dropped because the host's network changed. On a test host, sandboxes'
+ * interfaces come and go all the time (every sandbox another test creates or destroys): Chromium sees
+ * each change and aborts what is in flight — noVNC's modules or its WebSocket — and the page never
+ * connects. A viewer on another machine does not see the host's interfaces.
  */
-export async function openLiveView(page: Page, url: string, diagnose?: () => Promise<string>): Promise<void> {
-  // The page's requests that have not finished, and those that failed: a page that stalls half loaded
-  // shows which of its files never came.
+const NETWORK_CHANGED = "ERR_NETWORK_CHANGED";
+const ATTEMPTS = 6;
+
+/** What a page did while it was being watched: requests unfinished and failed, console errors. */
+function watchPage(page: Page) {
   const pending = new Map<Request, number>();
   const failed: string[] = [];
+  const consoleErrors: string[] = [];
+  let networkChanged: () => void = () => undefined;
+  const changed = new Promise<"network changed">((resolve) => {
+    networkChanged = () => resolve("network changed");
+  });
   const started = (r: Request) => void pending.set(r, Date.now());
   const finished = (r: Request) => void pending.delete(r);
   const failedOne = (r: Request) => {
     pending.delete(r);
-    failed.push(`${new URL(r.url()).pathname} (${r.failure()?.errorText})`);
+    const why = r.failure()?.errorText ?? "";
+    failed.push(`${new URL(r.url()).pathname} (${why})`);
+    if (why.includes(NETWORK_CHANGED)) networkChanged();
+  };
+  const logged = (message: ConsoleMessage) => {
+    if (message.type() !== "error") return;
+    consoleErrors.push(message.text());
+    if (message.text().includes(NETWORK_CHANGED)) networkChanged();
   };
   page.on("request", started);
   page.on("requestfinished", finished);
   page.on("requestfailed", failedOne);
-  try {
-    await page.goto(url);
-    await page.waitForSelector("html.noVNC_connected", { timeout: 60_000 });
-  } catch (e) {
-    const status = await page
-      .locator("#noVNC_status")
-      .textContent({ timeout: 1000 })
-      .catch(() => null);
-    const unfinished = [...pending].map(([r, at]) => `${new URL(r.url()).pathname} (${Date.now() - at} ms)`);
-    const found = diagnose ? await diagnose().catch((d: unknown) => `(no diagnosis: ${String(d)})`) : "";
-    throw new Error(
-      `${e instanceof Error ? e.message : String(e)}\nnoVNC's status: ${status}\n` +
-        `requests not finished: ${unfinished.join(", ") || "none"}\nrequests failed: ${failed.join(", ") || "none"}\n${found}`,
-    );
-  } finally {
-    page.off("request", started);
-    page.off("requestfinished", finished);
-    page.off("requestfailed", failedOne);
+  page.on("console", logged);
+  return {
+    changed,
+    report: () =>
+      `requests not finished: ${[...pending].map(([r, at]) => `${new URL(r.url()).pathname} (${Date.now() - at} ms)`).join(", ") || "none"}\n` +
+      `requests failed: ${failed.join(", ") || "none"}\nconsole errors: ${consoleErrors.join(" | ") || "none"}`,
+    stop: () => {
+      page.off("request", started);
+      page.off("requestfinished", finished);
+      page.off("requestfailed", failedOne);
+      page.off("console", logged);
+    },
+  };
+}
+
+/**
+ * Opens a noVNC page and waits until noVNC says it is connected to the VNC server. A load that Chromium
+ * aborted because the host's network changed (see NETWORK_CHANGED) is tried again, up to ATTEMPTS loads
+ * in all; nothing else is. A page that does not connect fails with noVNC's status line, its requests that
+ * never finished or failed, its console errors and what `diagnose` finds (e.g. the stream's own output).
+ */
+export async function openLiveView(page: Page, url: string, diagnose?: () => Promise<string>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const watch = watchPage(page);
+    try {
+      await page.goto(url);
+      const connected = page
+        .waitForSelector("html.noVNC_connected", { timeout: 60_000 })
+        .then(() => "connected" as const);
+      // Left behind when the network changed first: its later failure is not this load's.
+      connected.catch(() => undefined);
+      const outcome = await Promise.race([connected, watch.changed]);
+      if (outcome === "connected") return;
+      if (attempt < ATTEMPTS) continue;
+      throw new Error(`Chromium dropped the page's requests ${ATTEMPTS} times: the host's network changed`);
+    } catch (e) {
+      const status = await page
+        .locator("#noVNC_status")
+        .textContent({ timeout: 1000 })
+        .catch(() => null);
+      const found = diagnose ? await diagnose().catch((d: unknown) => `(no diagnosis: ${String(d)})`) : "";
+      throw new Error(
+        `${e instanceof Error ? e.message : String(e)} (load ${attempt})\nnoVNC's status: ${status}\n${watch.report()}\n${found}`,
+      );
+    } finally {
+      watch.stop();
+    }
   }
 }
 

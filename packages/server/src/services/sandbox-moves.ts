@@ -157,8 +157,9 @@ export class SandboxMoves {
 
   private async drain(): Promise<void> {
     for (const record of await this.deps.store.sandboxesInStatus(["running", "paused"])) {
-      // Undrained meanwhile: the rest stay.
-      if (!this.selfDraining()) return;
+      // Undrained meanwhile: the rest stay. Asked of the database, not of this node's view of itself (renewed
+      // with its lease): a sandbox placed here right after an undrain must not be moved by a stale view.
+      if (!this.selfDraining() || (await this.deps.store.getNode(this.self))?.state !== "draining") return;
       if (record.volumes.length > 0) {
         if (!this.unmovable.has(record.id)) {
           this.unmovable.add(record.id);
