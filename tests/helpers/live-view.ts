@@ -1,4 +1,4 @@
-import type { ConsoleMessage, Page, Request } from "playwright-core";
+import type { ConsoleMessage, Locator, Page, Request } from "playwright-core";
 import WebSocket from "ws";
 import { waitFor } from "./api.js";
 import { decodePng, distinctColours, type Rgba } from "./png.js";
@@ -12,8 +12,12 @@ import { decodePng, distinctColours, type Rgba } from "./png.js";
 const NETWORK_CHANGED = "ERR_NETWORK_CHANGED";
 const ATTEMPTS = 6;
 
-/** What a page did while it was being watched: requests unfinished and failed, console errors. */
-function watchPage(page: Page) {
+/**
+ * What a page did while it was being watched: requests unfinished and failed, console errors. `changed`
+ * settles when Chromium dropped one of noVNC's own requests (a URL containing `noVNC`) for a network change:
+ * the page around it (the console) polls too, and its requests dropped meanwhile do not stop noVNC.
+ */
+function watchPage(page: Page, noVNC: string) {
   const pending = new Map<Request, number>();
   const failed: string[] = [];
   const consoleErrors: string[] = [];
@@ -27,12 +31,14 @@ function watchPage(page: Page) {
     pending.delete(r);
     const why = r.failure()?.errorText ?? "";
     failed.push(`${new URL(r.url()).pathname} (${why})`);
-    if (why.includes(NETWORK_CHANGED)) networkChanged();
+    if (why.includes(NETWORK_CHANGED) && r.url().includes(noVNC)) networkChanged();
   };
   const logged = (message: ConsoleMessage) => {
     if (message.type() !== "error") return;
     consoleErrors.push(message.text());
-    if (message.text().includes(NETWORK_CHANGED)) networkChanged();
+    // A WebSocket's failure names its URL in the text; a resource's is the message's location.
+    const about = `${message.location().url} ${message.text()}`;
+    if (message.text().includes(NETWORK_CHANGED) && about.includes(noVNC)) networkChanged();
   };
   page.on("request", started);
   page.on("requestfinished", finished);
@@ -52,19 +58,40 @@ function watchPage(page: Page) {
   };
 }
 
+/** Where noVNC's page is: the page itself, or a frame of it. */
+interface NoVncRoot {
+  locator(selector: string): Locator;
+}
+
 /**
- * Opens a noVNC page and waits until noVNC says it is connected to the VNC server. A load that Chromium
- * aborted because the host's network changed (see NETWORK_CHANGED) is tried again, up to ATTEMPTS loads
- * in all; nothing else is. A page that does not connect fails with noVNC's status line, its requests that
- * never finished or failed, its console errors and what `diagnose` finds (e.g. the stream's own output).
+ * Loads noVNC (`load`, given the attempt's number) and waits until it says it is connected to the VNC
+ * server. A load that Chromium aborted because the host's network changed (see NETWORK_CHANGED) is tried
+ * again, up to ATTEMPTS loads in all; nothing else is. A page that does not connect fails with noVNC's status
+ * line, its requests that never finished or failed, its console errors and what `diagnose` finds (e.g. the
+ * stream's own output).
  */
-export async function openLiveView(page: Page, url: string, diagnose?: () => Promise<string>): Promise<void> {
+export async function loadLiveView(
+  page: Page,
+  {
+    load,
+    root,
+    noVNC,
+    diagnose,
+  }: {
+    load: (attempt: number) => Promise<unknown>;
+    root: NoVncRoot;
+    /** Part of every URL noVNC loads (its directory, or its host) and of none the page around it does. */
+    noVNC: string;
+    diagnose?: () => Promise<string>;
+  },
+): Promise<void> {
   for (let attempt = 1; ; attempt++) {
-    const watch = watchPage(page);
+    const watch = watchPage(page, noVNC);
     try {
-      await page.goto(url);
-      const connected = page
-        .waitForSelector("html.noVNC_connected", { timeout: 60_000 })
+      await load(attempt);
+      const connected = root
+        .locator("html.noVNC_connected")
+        .waitFor({ timeout: 60_000 })
         .then(() => "connected" as const);
       // Left behind when the network changed first: its later failure is not this load's.
       connected.catch(() => undefined);
@@ -73,7 +100,7 @@ export async function openLiveView(page: Page, url: string, diagnose?: () => Pro
       if (attempt < ATTEMPTS) continue;
       throw new Error(`Chromium dropped the page's requests ${ATTEMPTS} times: the host's network changed`);
     } catch (e) {
-      const status = await page
+      const status = await root
         .locator("#noVNC_status")
         .textContent({ timeout: 1000 })
         .catch(() => null);
@@ -85,6 +112,16 @@ export async function openLiveView(page: Page, url: string, diagnose?: () => Pro
       watch.stop();
     }
   }
+}
+
+/** Opens noVNC's page at `url` until it connects (see loadLiveView). */
+export async function openLiveView(page: Page, url: string, diagnose?: () => Promise<string>): Promise<void> {
+  // Its files and its WebSocket are beside the page (relative URLs): the page's directory, whatever the scheme.
+  const noVNC = url
+    .split("?")[0]!
+    .replace(/[^/]*$/, "")
+    .replace(/^[a-z]+:/, "");
+  await loadLiveView(page, { load: () => page.goto(url), root: page, noVNC, ...(diagnose ? { diagnose } : {}) });
 }
 
 /** What noVNC's canvas shows now. */
