@@ -1,8 +1,9 @@
-// Many sandboxes on one host: creates N (bounded concurrency) and, at 100/250/500 (the steps up to N),
-// measures create p50 of the batch, exec p50 of a live and of a hibernated sandbox, API p99 (GET a
-// sandbox, under concurrent load), host CPU (from /proc/stat) and memory (PSS of the runsc processes per
-// live sandbox; host used memory per sandbox), then the time to destroy all. Sandboxes live 24 h: the
-// default 5-minute timeout would expire the first batches before the last is made.
+// Many sandboxes on one host, under the server's default hibernation: creates N (bounded concurrency)
+// and at 100/250/500 (the steps up to N), once the host has rested 20 s, measures create p50 of the
+// batch, exec p50 of a live and of a hibernated sandbox, API p99 (GET a sandbox, under concurrent load),
+// host CPU (from /proc/stat) and memory (PSS of the runsc processes per live sandbox; host used memory per
+// sandbox), then the time to destroy all. Sandboxes live 24 h: the default 5-minute timeout would expire
+// the first batches before the last is made.
 // Usage: npm run bench:density [N]  (default 100; prints a table, writes bench/results/density-<time>.json)
 import { execFileSync } from "node:child_process";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
@@ -17,9 +18,15 @@ import { hostMemoryUsed, percentile, timeIt } from "./stats.js";
 const N = Number(process.argv[2] ?? process.env.BENCH_DENSITY ?? 100);
 const STEPS = [...new Set([100, 250, 500].filter((s) => s < N).concat(N))];
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
-/** Sandboxes hibernate after this quiet period: most of them are idle while the others are created. */
-const HIBERNATE_AFTER_MS = Number(process.env.BENCH_HIBERNATE_AFTER_MS ?? 30_000);
+/**
+ * The server's own hibernation settings unless these are set: its quiet period (5 min) and its live-idle
+ * limit (8 per CPU), which is what keeps a host of hundreds from spinning.
+ */
+const HIBERNATE_AFTER_MS = process.env.BENCH_HIBERNATE_AFTER_MS;
+const LIVE_IDLE_MAX = process.env.BENCH_LIVE_IDLE_MAX;
 const CPU_WINDOW_MS = 10_000;
+/** Wait after each batch before measuring: longer than the server's least quiet time under pressure (15 s). */
+const SETTLE_MS = Number(process.env.BENCH_SETTLE_MS ?? 20_000);
 
 function log(line: string) {
   process.stderr.write(`[density] ${line}\n`);
@@ -110,7 +117,9 @@ interface Step {
 execFileSync("npm", ["run", "build"], { cwd: repoRoot, stdio: "ignore" });
 const server = await startTestServer({
   ...ROOMY,
-  SANDPIT_HIBERNATE_AFTER_MS: String(HIBERNATE_AFTER_MS),
+  ...(HIBERNATE_AFTER_MS ? { SANDPIT_HIBERNATE_AFTER_MS: HIBERNATE_AFTER_MS } : {}),
+  // Empty: the server's default (the test server's own default turns the limit off).
+  SANDPIT_LIVE_IDLE_MAX: LIVE_IDLE_MAX ?? "",
   // A /16 of its own: a test server's default /21 holds 512 sandboxes.
   SANDPIT_SANDBOX_SUBNET: process.env.BENCH_SUBNET ?? "10.150.0.0",
   SANDPIT_LOG_LEVEL: "warn",
@@ -139,7 +148,9 @@ try {
     for (const f of failures.slice(0, 3)) log(`create failed: ${f.message.slice(0, 300)}`);
     const ok = times.filter((t): t is number => typeof t === "number");
 
-    log(`measuring at ${ids.length}`);
+    // At rest: the batch's last sandboxes have been quiet long enough for the live-idle limit to act.
+    log(`resting ${SETTLE_MS / 1000} s, then measuring at ${ids.length}`);
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
     const { body: list } = await call<{ sandboxes: SandboxListItem[] }>(server, "GET", "/sandboxes?limit=1000");
     const hibernated = list.sandboxes.filter((s) => s.status === "paused" && s.reason === "hibernated");
     const running = list.sandboxes.filter((s) => s.status === "running");
@@ -202,7 +213,13 @@ const dir = path.join(repoRoot, "bench", "results");
 await mkdir(dir, { recursive: true });
 const file = path.join(dir, `density-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
 const machine = { cpus: os.cpus().length, memoryBytes: os.totalmem(), kernel: os.release() };
-const settings = { n: N, concurrency: CONCURRENCY, hibernateAfterMs: HIBERNATE_AFTER_MS, memoryMb: 256 };
+const settings = {
+  n: N,
+  concurrency: CONCURRENCY,
+  hibernateAfterMs: HIBERNATE_AFTER_MS ?? "server default",
+  liveIdleMax: LIVE_IDLE_MAX ?? "server default",
+  memoryMb: 256,
+};
 await writeFile(
   file,
   `${JSON.stringify({ date: new Date().toISOString(), machine, settings, steps, destroyMs }, null, 2)}\n`,

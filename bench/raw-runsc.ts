@@ -70,7 +70,8 @@ export class RawRunsc {
   async checkpoint(id: string): Promise<void> {
     const image = path.join(this.dir, `${id}.img`);
     await rm(image, { recursive: true, force: true });
-    await this.runsc("checkpoint", `--image-path=${image}`, id);
+    // Uncompressed, as Sandpit writes its pause images (SANDPIT_CHECKPOINT_COMPRESSION).
+    await this.runsc("checkpoint", `--image-path=${image}`, "--compression=none", id);
   }
 
   /** Removes the checkpointed container so that it can be restored under its id (1-2 s: not timed). */

@@ -113,6 +113,9 @@ export async function startTestServer(extraEnv: Record<string, string> = {}): Pr
     SANDPIT_NET_PREFIX: id.netPrefix,
     SANDPIT_SANDBOX_SUBNET: id.subnet,
     SANDPIT_LOG_LEVEL: "info",
+    // Tests keep sandboxes idle between their calls and expect them running; the live-idle limit, which
+    // hibernates them early, has its own test (tests/lifecycle/hibernate-pressure.test.ts).
+    SANDPIT_LIVE_IDLE_MAX: "1000",
     ...extraEnv,
   };
   let started: Awaited<ReturnType<typeof spawnServer>>;

@@ -112,6 +112,22 @@ describe("egress policies, enforced on the host", () => {
     expect(bad.body.error.details!.fields![0]!.field).toBe("allow.cidrs.0");
   });
 
+  it("keeps a custom policy through a pause and resume: what it denies stays denied, what it allows works", async () => {
+    const s = await api.createSandbox({
+      networkPolicy: { mode: "custom", allow: { cidrs: [`${net.ip.web}/32`], domains: ["allowed.test"], ports: [80] } },
+    });
+    expect(await httpCode(s.id, `http://${net.ip.web}/`)).toBe("200");
+    expect((await api.post(`/v1/sandboxes/${s.id}/pause`)).status).toBe(200);
+    expect((await api.post<SandboxBody>(`/v1/sandboxes/${s.id}/resume`)).body.status).toBe("running");
+    // The resume applies the policy while runsc restores: by the time it answers, it holds.
+    expect(await httpCode(s.id, `http://${net.ip.denied}/`)).toBe("000");
+    expect(await httpCode(s.id, `http://${net.ip.web}:8080/`)).toBe("000");
+    expect(await resolves(s.id, "web.test")).toBe("");
+    expect(await httpCode(s.id, `http://${net.ip.web}/`)).toBe("200");
+    expect(await resolves(s.id, "allowed.test")).toBe(net.ip.allowed);
+    expect(await httpCode(s.id, "http://allowed.test/")).toBe("200");
+  });
+
   it("never lets a sandbox reach the host, the API, another sandbox or the metadata address", async () => {
     const [a, b] = await Promise.all([api.createSandbox(), api.createSandbox()]);
     await api.post(`/v1/sandboxes/${b.id}/exec`, {

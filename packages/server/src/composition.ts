@@ -144,7 +144,12 @@ export async function createServices(
   await network.installFirewall({ subnet: config.sandboxSubnet, dnsPort, brokerPort, blockedCidrs });
   const runtime = new GvisorRuntime({
     dataDir: config.dataDir,
-    runsc: new Runsc(config.runscPath, path.join(config.dataDir, "runsc"), config.runscPlatform),
+    runsc: new Runsc(
+      config.runscPath,
+      path.join(config.dataDir, "runsc"),
+      config.runscPlatform,
+      config.checkpointCompression,
+    ),
     network,
     dns,
     broker,
@@ -301,6 +306,8 @@ export async function wireServices(config: ServerConfig, drivers: ServiceDrivers
   // Idle means no API activity and no work of the sandbox's own: a job running in the background keeps it awake.
   const supervisor = new SandboxSupervisor(store, runtime, sandboxes, deaths, agents, logger, {
     hibernateAfterMs: config.hibernateAfterMs,
+    liveIdleMax: config.liveIdleMax,
+    hibernateUnderPressureAfterMs: config.hibernateUnderPressureAfterMs,
     workedSince: (id, sinceMs) => metricsSampler.workedSince(id, sinceMs),
   });
   const membership = new NodeMembership(

@@ -265,16 +265,28 @@ export class GvisorRuntime implements SandboxRuntime {
       await writeFile(bundleConfig, JSON.stringify(config));
       await writeFile(this.containerIdFile(spec.id), container);
       this.containers.set(spec.id, container);
-      await this.opts.network.configureSandboxEnd(a);
-      await this.opts.runsc.restore(
-        path.join(dir, "bundle"),
-        container,
-        this.checkpointDir(spec.id),
-        path.join(dir, "runsc.log"),
-        path.join(dir, "runsc.out"),
-      );
-      endpoint = { host: a.sandboxIp, port: AGENT_PORT, token: spec.agentToken };
-      await Promise.all([this.waitForAgent(spec.id, endpoint), this.weightOomTowardsGuestProcesses(container)]);
+      // The policy is host-side and the veth outlived the pause: it is applied while runsc restores.
+      const { egress } = spec;
+      const policy = egress ? this.applyNetworkPolicy(egress.target, egress.policy) : Promise.resolve();
+      try {
+        await this.opts.network.configureSandboxEnd(a);
+        await this.opts.runsc.restore(
+          path.join(dir, "bundle"),
+          container,
+          this.checkpointDir(spec.id),
+          path.join(dir, "runsc.log"),
+          path.join(dir, "runsc.out"),
+        );
+        endpoint = { host: a.sandboxIp, port: AGENT_PORT, token: spec.agentToken };
+        await Promise.all([
+          this.waitForAgent(spec.id, endpoint),
+          this.weightOomTowardsGuestProcesses(container),
+          policy,
+        ]);
+      } catch (e) {
+        await policy.catch(() => undefined);
+        throw e;
+      }
     }
     if (shared) await rm(shared, { recursive: true, force: true });
     return endpoint;

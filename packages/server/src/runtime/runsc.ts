@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
-import type { RunscPlatform } from "../config.js";
+import type { CheckpointCompression, RunscPlatform } from "../config.js";
 import { CommandFailedError, runCommand } from "../lib/run-command.js";
 import { commandCapabilities } from "./oci-spec.js";
 
@@ -22,6 +22,8 @@ export class Runsc {
     private readonly stateDir: string,
     /** gVisor's platform: systrap (default) or ptrace, for every container of this state directory. */
     private readonly platform: RunscPlatform = "systrap",
+    /** How checkpoint images are written (see ServerConfig.checkpointCompression). */
+    private readonly checkpointCompression: CheckpointCompression = "none",
   ) {}
 
   private globalFlags(): string[] {
@@ -62,6 +64,7 @@ export class Runsc {
         "checkpoint",
         `--image-path=${imageDir}`,
         "--exclude-committed-zero-pages",
+        `--compression=${this.checkpointCompression}`,
         ...(opts.leaveRunning ? ["--leave-running"] : []),
         id,
       ],

@@ -20,7 +20,7 @@ export interface SandboxLaunchSpec {
   /** Host directories bound into the sandbox (volumes); the same ones again when it continues a snapshot. */
   mounts?: VolumeMountSpec[];
   /**
-   * The egress policy, applied while the sandbox boots (as `applyNetworkPolicy` would) and in place
+   * The egress policy, applied while the sandbox boots or restores (as `applyNetworkPolicy` would) and in place
    * before the start returns.
    */
   egress?: { target: EgressTarget; policy: NetworkPolicy };

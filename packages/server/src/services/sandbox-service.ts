@@ -690,8 +690,8 @@ export class SandboxService {
         memoryMb: record.memoryMb,
         diskMb: record.diskMb,
         mounts: await this.volumes.launchSpecs(record.volumes),
+        egress: { target: egressTarget(record), policy: record.networkPolicy },
       });
-      await this.runtime.applyNetworkPolicy(egressTarget(record), record.networkPolicy);
       this.agents.connect(id, endpoint);
     } catch (e) {
       this.log.error({ err: e, sandboxId: id }, "resume failed");

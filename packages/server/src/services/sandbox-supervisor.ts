@@ -26,6 +26,10 @@ export class SandboxSupervisor {
     private readonly log: FastifyBaseLogger,
     private readonly opts: {
       hibernateAfterMs: number | null;
+      /** Idle sandboxes beyond this many are hibernated early, the longest idle first (see `dueForHibernation`). */
+      liveIdleMax?: number;
+      /** How long a sandbox must have been quiet before the live-idle limit may hibernate it. */
+      hibernateUnderPressureAfterMs?: number;
       /** Whether a sandbox did work of its own (CPU, runnable threads, network) after a time: working is not idle. */
       workedSince?: (sandboxId: string, sinceMs: number) => boolean;
     } = { hibernateAfterMs: null },
@@ -48,24 +52,22 @@ export class SandboxSupervisor {
       this.store.sandboxesInStatus(["paused"]),
     ]);
     const t = now();
-    const { hibernateAfterMs } = this.opts;
     for (const [id, at] of this.hibernationRetryAt) if (at <= t) this.hibernationRetryAt.delete(id);
+    const idleSince = new Map(
+      running.map((s) => [s.id, this.sandboxes.lastActivityOf(s.id) ?? Math.max(s.startedAt ?? t, this.startedAt)]),
+    );
+    const due = this.dueForHibernation(running, idleSince, t);
+    for (const id of due) this.hibernateSoon(id);
+    const hibernating = new Set(due);
     await Promise.all([
       ...paused.filter((s) => isHibernated(s) && s.expiresAt !== null && s.expiresAt <= t).map((s) => this.expire(s)),
       ...running.map(async (s) => {
-        const idleSince = this.sandboxes.lastActivityOf(s.id) ?? Math.max(s.startedAt ?? t, this.startedAt);
         if (s.expiresAt !== null && s.expiresAt <= t) {
           await this.expire(s);
-        } else if (s.idleTimeoutMs !== null && idleSince + s.idleTimeoutMs <= t) {
+        } else if (s.idleTimeoutMs !== null && idleSince.get(s.id)! + s.idleTimeoutMs <= t) {
           await this.sandboxes.pauseById(s.id, "idle").catch(() => undefined);
         } else if (
-          hibernateAfterMs !== null &&
-          s.hibernate &&
-          idleSince + hibernateAfterMs <= t &&
-          !this.opts.workedSince?.(s.id, t - hibernateAfterMs)
-        ) {
-          this.hibernateSoon(s.id);
-        } else if (
+          !hibernating.has(s.id) &&
           !this.sandboxes.isDestroying(s.id) &&
           !this.deaths.isMarking(s.id) &&
           !(await this.runtime.alive(s.id))
@@ -74,6 +76,31 @@ export class SandboxSupervisor {
         }
       }),
     ]);
+  }
+
+  /**
+   * The running sandboxes to hibernate, in order: those quiet for the whole quiet period, then, while more
+   * than `liveIdleMax` idle sandboxes are live, the longest idle of those quiet for at least
+   * `hibernateUnderPressureAfterMs`. Each idle sandbox spins CPU under systrap: on a host of hundreds, a
+   * fixed quiet period alone would let every sandbox made in the last minutes spin at once.
+   */
+  private dueForHibernation(running: SandboxRecord[], idleSince: Map<string, number>, t: number): string[] {
+    const { hibernateAfterMs, liveIdleMax = Number.POSITIVE_INFINITY, workedSince } = this.opts;
+    if (hibernateAfterMs === null) return [];
+    // An expiry or an idle timeout that is due takes the sandbox instead (see `tick`).
+    const quietFor = (s: SandboxRecord, ms: number) =>
+      s.hibernate &&
+      (s.expiresAt === null || s.expiresAt > t) &&
+      (s.idleTimeoutMs === null || idleSince.get(s.id)! + s.idleTimeoutMs > t) &&
+      idleSince.get(s.id)! + ms <= t &&
+      !workedSince?.(s.id, t - ms);
+    const byLongestIdle = (a: SandboxRecord, b: SandboxRecord) => idleSince.get(a.id)! - idleSince.get(b.id)!;
+    const due = running.filter((s) => quietFor(s, hibernateAfterMs)).sort(byLongestIdle);
+    const pressureAfterMs = Math.min(this.opts.hibernateUnderPressureAfterMs ?? hibernateAfterMs, hibernateAfterMs);
+    const idle = running.filter((s) => quietFor(s, pressureAfterMs)).sort(byLongestIdle);
+    const ids = new Set(due.map((s) => s.id));
+    for (const s of idle.slice(0, Math.max(0, idle.length - liveIdleMax))) ids.add(s.id);
+    return [...ids];
   }
 
   /**
