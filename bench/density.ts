@@ -11,7 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import { repoRoot } from "../tests/helpers/paths.js";
 import { startTestServer } from "../tests/helpers/server.js";
-import type { Api } from "./create.js";
+import { type Api, parseServerTiming } from "./create.js";
 import { ROOMY } from "./server-env.js";
 import { hostMemoryUsed, percentile, timeIt } from "./stats.js";
 
@@ -32,14 +32,19 @@ function log(line: string) {
   process.stderr.write(`[density] ${line}\n`);
 }
 
-async function call<T>(api: Api, method: string, route: string, body?: unknown): Promise<{ status: number; body: T }> {
+async function call<T>(
+  api: Api,
+  method: string,
+  route: string,
+  body?: unknown,
+): Promise<{ status: number; body: T; headers: Headers }> {
   const res = await fetch(`${api.url}/v1${route}`, {
     method,
     headers: { authorization: `Bearer ${api.apiKey}`, "content-type": "application/json" },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : {}) as T };
+  return { status: res.status, body: (text ? JSON.parse(text) : {}) as T, headers: res.headers };
 }
 
 /** Runs `task` over `items` with at most `limit` at a time; returns each one's milliseconds (or an error). */
@@ -112,6 +117,7 @@ interface Step {
   hostMemoryPerSandboxMB: number;
   runscThreads: number;
   loadAverage: number;
+  createPhasesP50Ms: Record<string, number>;
 }
 
 execFileSync("npm", ["run", "build"], { cwd: repoRoot, stdio: "ignore" });
@@ -135,6 +141,7 @@ try {
   for (const target of STEPS) {
     log(`creating ${target - created} (to ${target})`);
     const batch = Array.from({ length: target - created }, (_, i) => created + i);
+    const phases: Record<string, number>[] = [];
     const times = await pool(batch, CONCURRENCY, async () => {
       const res = await call<{ id: string }>(server, "POST", "/sandboxes", {
         resources: { memoryMb: 256 },
@@ -142,6 +149,7 @@ try {
       });
       if (res.status !== 201) throw new Error(`create: ${res.status} ${JSON.stringify(res.body)}`);
       ids.push(res.body.id);
+      phases.push(parseServerTiming(res.headers.get("server-timing")));
     });
     created = target;
     const failures = times.filter((t): t is Error => t instanceof Error);
@@ -188,6 +196,18 @@ try {
       hostMemoryPerSandboxMB: (memoryUsed - memoryBefore) / ids.length / 1024 / 1024,
       runscThreads: pss.threads,
       loadAverage: os.loadavg()[0]!,
+      // What a create spent where as the server timed it, p50 over the batch: what grows with N.
+      createPhasesP50Ms: Object.fromEntries(
+        [...new Set(phases.flatMap((p) => Object.keys(p)))].map((k) => [
+          k,
+          Math.round(
+            percentile(
+              phases.flatMap((p) => (k in p ? [p[k]!] : [])),
+              50,
+            ),
+          ),
+        ]),
+      ),
     };
     log(JSON.stringify(step));
     steps.push(step);
@@ -206,6 +226,14 @@ console.log("|---|---|---|---|---|---|---|---|---|---|---|");
 for (const s of steps) {
   console.log(
     `| ${s.sandboxes} | ${s.running} / ${s.hibernated} | ${f(s.createP50Ms, 0)} / ${f(s.createP95Ms, 0)} ms (${s.createFailures}) | ${f(s.execLiveP50Ms)} ms | ${f(s.execHibernatedP50Ms, 0)} ms | ${f(s.apiGetP50Ms)} / ${f(s.apiGetP99Ms)} ms | ${f(s.hostCpu * 100, 0)} % | ${f(s.runscPssPerLiveMB)} MB | ${f(s.hostMemoryPerSandboxMB)} MB | ${s.runscThreads} | ${f(s.loadAverage)} |`,
+  );
+}
+console.log("\ncreate phases, p50 ms (Server-Timing):");
+for (const s of steps) {
+  console.log(
+    `  at ${s.sandboxes}: ${Object.entries(s.createPhasesP50Ms)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(", ")}`,
   );
 }
 console.log(`\ndestroy all ${ids.length}: ${(destroyMs / 1000).toFixed(1)} s`);

@@ -1,6 +1,7 @@
 // Where an exec round trip's time goes: `/bin/true` straight to the sandbox's agent, through the server's
 // HTTP API and through the SDK, in rotating order, beside the in-sandbox spawn floor measured hot (a
-// tight loop) and after the sandbox idled a few milliseconds (as it does between two API calls).
+// tight loop) and after the sandbox idled a few milliseconds (as it does between two API calls), and a
+// child forked ahead that only has to execve (the pre-forked exec helper the issue proposed, measured).
 // Usage: npm run bench:exec-layers   (prints a table, writes bench/results/exec-layers-<time>.json)
 import { execFileSync } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
@@ -9,7 +10,7 @@ import Database from "better-sqlite3";
 import { Sandbox } from "sandpit";
 import { repoRoot } from "../tests/helpers/paths.js";
 import { startTestServer } from "../tests/helpers/server.js";
-import { measureSpawnFloors } from "./floor.js";
+import { measurePreforkedSpawn, measureSpawnFloors } from "./floor.js";
 import { type Summary, summarize, timeIt } from "./stats.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -76,6 +77,8 @@ async function main() {
     const samples: Record<string, number[]> = Object.fromEntries(names.map((k) => [k, []]));
     const hot: number[] = [];
     const idle: number[] = [];
+    const preforked: number[] = [];
+    const wake: number[] = [];
     for (const op of Object.values(ops)) await op();
     for (let r = 0; r < ROUNDS; r++) {
       for (let i = 0; i < PER_ROUND; i++) {
@@ -85,6 +88,7 @@ async function main() {
         }
       }
       await measureSpawnFloors(sandbox, hot, idle);
+      await measurePreforkedSpawn(sandbox, preforked, wake);
     }
     agent.close();
     await sandbox.kill();
@@ -93,6 +97,8 @@ async function main() {
     for (const name of names) results[name] = summarize(samples[name]!);
     results["in-sandbox spawn, hot loop"] = summarize(hot);
     results["in-sandbox spawn after 5 ms idle"] = summarize(idle);
+    results["pre-forked child: execve 5 ms after the fork"] = summarize(preforked);
+    results["pre-forked child: its wake-up alone (no execve)"] = summarize(wake);
     const floor = results["in-sandbox spawn, hot loop"]!.p50;
     console.log("| layer | p50 | p95 | p50 / hot floor |\n|---|---|---|---|");
     for (const [name, s] of Object.entries(results)) {

@@ -28,3 +28,37 @@ export async function measureSpawnFloors(sandbox: Sandbox, hot: number[], idle: 
     into.push(...("stdout" in out ? out.stdout : "").trim().split(" ").map(Number));
   }
 }
+
+/**
+ * The issue's proposed way below the floor, measured rather than built: a child forked ahead that waits on
+ * a pipe and only has to `execve` when the command comes (what a pre-forked exec helper would do), timed
+ * from the write that releases it to its exit, `gapMs` after it was forked. `wakeOnly` exits without the
+ * `execve`, which leaves the wake-up alone.
+ */
+export function preforkedSpawnScript(count: number, gapMs: number, wakeOnly = false): string {
+  return [
+    "import os,time",
+    "ts=[]",
+    `for i in range(${count}):`,
+    " r,w=os.pipe(); pid=os.fork()",
+    " if pid==0:",
+    "  os.close(w); os.read(r,1)",
+    ...(wakeOnly ? [] : ["  os.execve('/bin/true',['/bin/true'],os.environ)"]),
+    "  os._exit(0)",
+    ` os.close(r); time.sleep(${gapMs / 1000})`,
+    " t=time.perf_counter(); os.write(w,b'x'); os.waitpid(pid,0)",
+    " ts.append((time.perf_counter()-t)*1000); os.close(w)",
+    "print(' '.join(str(t) for t in ts))",
+  ].join("\n");
+}
+
+/** One round of the pre-forked child (20 execs, 5 ms after each fork) and of its wake-up alone. */
+export async function measurePreforkedSpawn(sandbox: Sandbox, exec: number[], wake: number[]): Promise<void> {
+  for (const [wakeOnly, into] of [
+    [false, exec],
+    [true, wake],
+  ] as const) {
+    const out = await sandbox.commands.run(["python3", "-c", preforkedSpawnScript(20, 5, wakeOnly)]);
+    into.push(...("stdout" in out ? out.stdout : "").trim().split(" ").map(Number));
+  }
+}

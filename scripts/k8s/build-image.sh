@@ -23,7 +23,8 @@ images=$SANDPIT_K8S_CACHE/images
 mkdir -p "$images"
 k8s_apt_install mmdebstrap umoci
 
-[[ -x packages/agent/build/sandpit-agent && -f packages/server/dist/index.js && -f packages/console/dist/index.html ]] ||
+[[ -x packages/agent/build/sandpit-agent && -x packages/server/native/build/sandpit-runsc-launch &&
+  -f packages/server/dist/index.js && -f packages/console/dist/index.html ]] ||
   k8s_die "build the checkout first (npm ci && npm run build)"
 
 # What the server runs besides node: see scripts/install-system-deps.sh (the same list, minus the
@@ -98,9 +99,10 @@ k8s_step "staging the checkout"
 stage=$(mktemp -d "$images/.stage.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 app=$stage/opt/sandpit
-mkdir -p "$app/packages/agent/build"
+mkdir -p "$app/packages/agent/build" "$app/packages/server/native/build"
 cp package.json package-lock.json "$app/"
 cp packages/agent/build/sandpit-agent "$app/packages/agent/build/"
+cp packages/server/native/build/sandpit-runsc-launch "$app/packages/server/native/build/"
 cp -a packages/agent/code packages/agent/desktop "$app/packages/agent/"
 for p in contract server sdk cli console; do
   mkdir -p "$app/packages/$p"

@@ -109,6 +109,9 @@ export interface ServerConfig {
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 
+/** Built with the agent (`npm run build`): starts runsc where /proc/sys/net is hidden (see its source). */
+export const runscLauncherPath = path.join(repoRoot, "packages/server/native/build/sandpit-runsc-launch");
+
 function envInt(name: string, fallback: number): number {
   const raw = process.env[name];
   if (raw === undefined || raw === "") return fallback;

@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import type { CheckpointCompression, RunscPlatform } from "../config.js";
+import { runscLauncherPath } from "../config.js";
 import { CommandFailedError, runCommand } from "../lib/run-command.js";
 import { commandCapabilities } from "./oci-spec.js";
 
@@ -16,6 +17,7 @@ export interface RunscState {
  * `--network=sandbox` when it believes it is in the root network namespace, and its check is fooled by
  * kernels that show /proc/sys/net/core/rmem_default in every namespace.
  */
+
 export class Runsc {
   constructor(
     private readonly binary: string,
@@ -24,6 +26,8 @@ export class Runsc {
     private readonly platform: RunscPlatform = "systrap",
     /** How checkpoint images are written (see ServerConfig.checkpointCompression). */
     private readonly checkpointCompression: CheckpointCompression = "none",
+    /** Starts `run` and `restore` where /proc/sys/net is hidden (packages/server/native/runsc-launch.c). */
+    private readonly launcher: string = runscLauncherPath,
   ) {}
 
   private globalFlags(): string[] {
@@ -76,21 +80,7 @@ export class Runsc {
   }
 
   private async startDetached(command: string[], logFile: string, outputFile: string): Promise<void> {
-    const hide = 'mount -t tmpfs -o size=4k,ro none /proc/sys/net && exec "$@"';
-    const argv = [
-      "unshare",
-      "-m",
-      "--propagation",
-      "private",
-      "sh",
-      "-c",
-      hide,
-      "runsc",
-      this.binary,
-      ...this.globalFlags(),
-      `--log=${logFile}`,
-      ...command,
-    ];
+    const argv = [this.launcher, this.binary, ...this.globalFlags(), `--log=${logFile}`, ...command];
     const out = openSync(outputFile, "a");
     try {
       const code = await new Promise<number | null>((resolve, reject) => {
