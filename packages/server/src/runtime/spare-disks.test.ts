@@ -51,6 +51,9 @@ describe("spare disk images", () => {
     expect(readdirSync(path.join(dir, "pool", "64")).filter((n) => n.endsWith(".ready"))).toHaveLength(2);
     const second = path.join(dir, "second.img");
     await spares.take(64, second, mountPoint("second"));
+    // The refill waits until the create has booted: mkfs and mount would take its CPU.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(readdirSync(path.join(dir, "pool", "64")).filter((n) => n.endsWith(".ready"))).toHaveLength(1);
     await spares.idle();
     // The spare's filesystem, now reached through the create's mount point only.
     expectMountedFrom(second, path.join(dir, "second.mnt"));

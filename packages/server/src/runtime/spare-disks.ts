@@ -8,14 +8,19 @@ import { makeExt4Image } from "./ext4-image.js";
  * Empty formatted disk images kept ready and mounted, per size: making one (truncate + mkfs) and its
  * loop mount (~45-90 ms on a loaded 2-core host) are otherwise on every create's critical path. A create
  * claims a ready spare by renaming its marker (atomic: a spare is never handed out twice), takes its image
- * by rename and its filesystem by a bind mount, and the pool is refilled in the background. Each spare is a
- * few MB on the host (sparse) and a loop device. Sizes other than the first few seen are made on demand only.
+ * by rename and its filesystem by a bind mount, and the pool is refilled in the background once the create
+ * has had time to boot (mkfs and mount would take its CPU). Each spare is a few MB on the host (sparse) and
+ * a loop device. Sizes other than the first few seen are made on demand only.
  *
  * A spare `<name>` is `<name>.img`, its filesystem mounted at `<name>.mnt` and, once both are complete,
  * the marker `<name>.ready`.
  */
+/** A refill starts this long after the take that emptied a spare: past a create's boot on a quiet host. */
+const REFILL_DELAY_MS = 1000;
+
 export class SpareDisks {
   private readonly refills = new Map<number, Promise<void>>();
+  private readonly refillTimers = new Map<number, NodeJS.Timeout>();
   private readonly sizes = new Set<number>();
   /** Unmounts of taken spares' own mount points, done off the create's path. */
   private readonly releases = new Set<Promise<void>>();
@@ -57,12 +62,27 @@ export class SpareDisks {
       await makeExt4Image(image, sizeMb);
       await mountDisk(image, mountPoint);
     }
-    this.refill(sizeMb);
+    this.refillSoon(sizeMb);
   }
 
-  /** Waits for background refills and releases (tests, shutdown). */
+  /** Starts the refills that are waiting and waits for them and for releases (tests, shutdown). */
   async idle(): Promise<void> {
+    for (const [sizeMb, timer] of this.refillTimers) {
+      clearTimeout(timer);
+      this.refillTimers.delete(sizeMb);
+      this.refill(sizeMb);
+    }
     await Promise.all([...this.refills.values(), ...this.releases]);
+  }
+
+  private refillSoon(sizeMb: number) {
+    if (this.refillTimers.has(sizeMb)) return;
+    const timer = setTimeout(() => {
+      this.refillTimers.delete(sizeMb);
+      this.refill(sizeMb);
+    }, REFILL_DELAY_MS);
+    timer.unref();
+    this.refillTimers.set(sizeMb, timer);
   }
 
   private sizeDir(sizeMb: number) {
