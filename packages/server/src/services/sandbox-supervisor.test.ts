@@ -16,6 +16,7 @@ function supervisorOver(
   records: SandboxRecord[],
   opts: ConstructorParameters<typeof SandboxSupervisor>[6],
   lastActivity: Record<string, number> = {},
+  refused = new Set<string>(),
 ) {
   const store = {
     sandboxesInStatus: async (statuses: string[]) => records.filter((s) => statuses.includes(s.status)),
@@ -28,6 +29,7 @@ function supervisorOver(
     isDestroying: () => false,
     hibernate: (id: string) => {
       hibernated.push(id);
+      if (refused.has(id)) return Promise.reject(new Error("refused: a deleted file is in use"));
       const record = records.find((s) => s.id === id)!;
       return new Promise<SandboxRecord>((resolve) =>
         pending.push(() => {
@@ -125,5 +127,23 @@ describe("hibernation of idle sandboxes", () => {
     // Two idle and one working: one idle over the limit, and the working one is not idle.
     expect(hibernated).toHaveLength(1);
     expect(hibernated[0]).not.toBe(working);
+  });
+
+  it("past the limit, passes over one whose hibernation was just refused and takes the next longest idle", async () => {
+    const t = Date.now();
+    const records = [1, 2, 3].map((n) => sandboxRecord({ id: sandboxId(n), startedAt: t - 600_000, expiresAt: null }));
+    const lastActivity = { [sandboxId(1)]: t - 90_000, [sandboxId(2)]: t - 60_000, [sandboxId(3)]: t - 30_000 };
+    const { supervisor, hibernated } = supervisorOver(
+      records,
+      { hibernateAfterMs: 300_000, liveIdleMax: 2, hibernateUnderPressureAfterMs: 15_000 },
+      lastActivity,
+      new Set([sandboxId(1)]),
+    );
+    await supervisor.tick();
+    expect(hibernated).toEqual([sandboxId(1)]);
+    await new Promise((r) => setImmediate(r));
+    // Refused: it stays live and counted, so one more must go, and it is the next longest idle.
+    await supervisor.tick();
+    expect(hibernated).toEqual([sandboxId(1), sandboxId(2)]);
   });
 });

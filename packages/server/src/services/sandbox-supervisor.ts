@@ -58,7 +58,7 @@ export class SandboxSupervisor {
     );
     const due = this.dueForHibernation(running, idleSince, t);
     for (const id of due) this.hibernateSoon(id);
-    const hibernating = new Set(due);
+    const dueIds = new Set(due);
     await Promise.all([
       ...paused.filter((s) => isHibernated(s) && s.expiresAt !== null && s.expiresAt <= t).map((s) => this.expire(s)),
       ...running.map(async (s) => {
@@ -67,7 +67,7 @@ export class SandboxSupervisor {
         } else if (s.idleTimeoutMs !== null && idleSince.get(s.id)! + s.idleTimeoutMs <= t) {
           await this.sandboxes.pauseById(s.id, "idle").catch(() => undefined);
         } else if (
-          !hibernating.has(s.id) &&
+          !dueIds.has(s.id) &&
           !this.sandboxes.isDestroying(s.id) &&
           !this.deaths.isMarking(s.id) &&
           !(await this.runtime.alive(s.id))
@@ -99,7 +99,11 @@ export class SandboxSupervisor {
     const pressureAfterMs = Math.min(this.opts.hibernateUnderPressureAfterMs ?? hibernateAfterMs, hibernateAfterMs);
     const idle = running.filter((s) => quietFor(s, pressureAfterMs)).sort(byLongestIdle);
     const ids = new Set(due.map((s) => s.id));
-    for (const s of idle.slice(0, Math.max(0, idle.length - liveIdleMax))) ids.add(s.id);
+    // One whose hibernation failed lately still counts as live, but the next longest idle goes instead.
+    const excess = idle.length - liveIdleMax;
+    for (const s of idle.filter((r) => !this.hibernationRetryAt.has(r.id)).slice(0, Math.max(0, excess))) {
+      ids.add(s.id);
+    }
     return [...ids];
   }
 
