@@ -11,9 +11,9 @@ import os from "node:os";
 import path from "node:path";
 import { repoRoot } from "../tests/helpers/paths.js";
 import { startTestServer } from "../tests/helpers/server.js";
-import { type Api, parseServerTiming } from "./create.js";
+import { type Api, describePhases, parseServerTiming, summarizePhases } from "./create.js";
 import { ROOMY } from "./server-env.js";
-import { hostMemoryUsed, percentile, timeIt } from "./stats.js";
+import { hostMemoryUsed, percentile, type Summary, timeIt } from "./stats.js";
 
 const N = Number(process.argv[2] ?? process.env.BENCH_DENSITY ?? 100);
 const STEPS = [...new Set([100, 250, 500].filter((s) => s < N).concat(N))];
@@ -117,7 +117,8 @@ interface Step {
   hostMemoryPerSandboxMB: number;
   runscThreads: number;
   loadAverage: number;
-  createPhasesP50Ms: Record<string, number>;
+  /** Each phase of the batch's creates as the server timed them (Server-Timing): what grows with N. */
+  createPhases: Record<string, Summary>;
 }
 
 execFileSync("npm", ["run", "build"], { cwd: repoRoot, stdio: "ignore" });
@@ -196,18 +197,7 @@ try {
       hostMemoryPerSandboxMB: (memoryUsed - memoryBefore) / ids.length / 1024 / 1024,
       runscThreads: pss.threads,
       loadAverage: os.loadavg()[0]!,
-      // What a create spent where as the server timed it, p50 over the batch: what grows with N.
-      createPhasesP50Ms: Object.fromEntries(
-        [...new Set(phases.flatMap((p) => Object.keys(p)))].map((k) => [
-          k,
-          Math.round(
-            percentile(
-              phases.flatMap((p) => (k in p ? [p[k]!] : [])),
-              50,
-            ),
-          ),
-        ]),
-      ),
+      createPhases: summarizePhases(phases),
     };
     log(JSON.stringify(step));
     steps.push(step);
@@ -229,13 +219,7 @@ for (const s of steps) {
   );
 }
 console.log("\ncreate phases, p50 ms (Server-Timing):");
-for (const s of steps) {
-  console.log(
-    `  at ${s.sandboxes}: ${Object.entries(s.createPhasesP50Ms)
-      .map(([k, v]) => `${k} ${v}`)
-      .join(", ")}`,
-  );
-}
+for (const s of steps) console.log(`  at ${s.sandboxes}: ${describePhases(s.createPhases)}`);
 console.log(`\ndestroy all ${ids.length}: ${(destroyMs / 1000).toFixed(1)} s`);
 const dir = path.join(repoRoot, "bench", "results");
 await mkdir(dir, { recursive: true });

@@ -18,14 +18,19 @@ export function spawnFloorScript(count: number, gapMs = 0): string {
   ].join("\n");
 }
 
+/** Runs one of these Python scripts inside `sandbox`; returns the milliseconds it printed. */
+async function runTimingScript(sandbox: Sandbox, script: string): Promise<number[]> {
+  const out = await sandbox.commands.run(["python3", "-c", script]);
+  return ("stdout" in out ? out.stdout : "").trim().split(" ").map(Number);
+}
+
 /** One round of the floor inside `sandbox`: 20 spawns hot, then 20 after 5 ms idle each, added to the lists. */
 export async function measureSpawnFloors(sandbox: Sandbox, hot: number[], idle: number[]): Promise<void> {
   for (const [gapMs, into] of [
     [0, hot],
     [5, idle],
   ] as const) {
-    const out = await sandbox.commands.run(["python3", "-c", spawnFloorScript(20, gapMs)]);
-    into.push(...("stdout" in out ? out.stdout : "").trim().split(" ").map(Number));
+    into.push(...(await runTimingScript(sandbox, spawnFloorScript(20, gapMs))));
   }
 }
 
@@ -58,7 +63,6 @@ export async function measurePreforkedSpawn(sandbox: Sandbox, exec: number[], wa
     [false, exec],
     [true, wake],
   ] as const) {
-    const out = await sandbox.commands.run(["python3", "-c", preforkedSpawnScript(20, 5, wakeOnly)]);
-    into.push(...("stdout" in out ? out.stdout : "").trim().split(" ").map(Number));
+    into.push(...(await runTimingScript(sandbox, preforkedSpawnScript(20, 5, wakeOnly))));
   }
 }

@@ -215,27 +215,22 @@ function nodeIdFrom(raw: string | undefined, dataDir: string): string {
   return raw;
 }
 
+/** The first is the default. */
 export const checkpointCompressions = ["none", "flate-best-speed"] as const;
 export type CheckpointCompression = (typeof checkpointCompressions)[number];
 
-function checkpointCompressionFrom(raw: string | undefined): CheckpointCompression {
-  if (raw === undefined || raw === "") return "none";
-  if (!(checkpointCompressions as readonly string[]).includes(raw)) {
-    throw new Error(`SANDPIT_CHECKPOINT_COMPRESSION must be one of ${checkpointCompressions.join(", ")}, got "${raw}"`);
+/** A setting that names one of `values`; unset or empty: the first. */
+function oneOf<T extends string>(name: string, raw: string | undefined, values: readonly T[]): T {
+  if (raw === undefined || raw === "") return values[0]!;
+  if (!(values as readonly string[]).includes(raw)) {
+    throw new Error(`${name} must be one of ${values.join(", ")}, got "${raw}"`);
   }
-  return raw as CheckpointCompression;
+  return raw as T;
 }
 
+/** The first is the default. */
 export const runscPlatforms = ["systrap", "ptrace"] as const;
 export type RunscPlatform = (typeof runscPlatforms)[number];
-
-function platformFrom(raw: string | undefined): RunscPlatform {
-  if (raw === undefined || raw === "") return "systrap";
-  if (!(runscPlatforms as readonly string[]).includes(raw)) {
-    throw new Error(`SANDPIT_PLATFORM must be one of ${runscPlatforms.join(", ")}, got "${raw}"`);
-  }
-  return raw as RunscPlatform;
-}
 
 /**
  * Default 5 minutes: an idle systrap sandbox burns ~4 % of a core (gVisor's spinning threads), so ~50 idle
@@ -276,6 +271,7 @@ function envOptionalInt(name: string): number | null {
 export function loadConfig(overrides: Partial<ServerConfig> = {}): ServerConfig {
   const env = process.env;
   const dataDir = path.resolve(overrides.dataDir ?? env.SANDPIT_DATA_DIR ?? "/var/lib/sandpit");
+  const platform = oneOf("SANDPIT_PLATFORM", env.SANDPIT_PLATFORM, runscPlatforms);
   return {
     listen: env.SANDPIT_LISTEN ?? "127.0.0.1:8080",
     dataDir,
@@ -283,11 +279,15 @@ export function loadConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
     templatesDir: path.resolve(env.SANDPIT_TEMPLATES_DIR ?? path.join(dataDir, "templates")),
     apiKey: env.SANDPIT_API_KEY || undefined,
     runscPath: env.SANDPIT_RUNSC ?? "runsc",
-    runscPlatform: platformFrom(env.SANDPIT_PLATFORM),
+    runscPlatform: platform,
     hibernateAfterMs: hibernateAfterFrom(env.SANDPIT_HIBERNATE_AFTER_MS),
-    liveIdleMax: liveIdleMaxFrom(env.SANDPIT_LIVE_IDLE_MAX, platformFrom(env.SANDPIT_PLATFORM)),
+    liveIdleMax: liveIdleMaxFrom(env.SANDPIT_LIVE_IDLE_MAX, platform),
     hibernateUnderPressureAfterMs: envInt("SANDPIT_HIBERNATE_UNDER_PRESSURE_AFTER_MS", 15_000),
-    checkpointCompression: checkpointCompressionFrom(env.SANDPIT_CHECKPOINT_COMPRESSION),
+    checkpointCompression: oneOf(
+      "SANDPIT_CHECKPOINT_COMPRESSION",
+      env.SANDPIT_CHECKPOINT_COMPRESSION,
+      checkpointCompressions,
+    ),
     agentBinary: env.SANDPIT_AGENT_BINARY ?? path.join(repoRoot, "packages/agent/build/sandpit-agent"),
     helperServerDirs: ["code", "desktop"].map((name) => path.join(repoRoot, "packages/agent", name)),
     sandboxSubnet: env.SANDPIT_SANDBOX_SUBNET ?? "10.231.0.0",

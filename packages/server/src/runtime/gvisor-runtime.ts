@@ -265,9 +265,8 @@ export class GvisorRuntime implements SandboxRuntime {
       await writeFile(bundleConfig, JSON.stringify(config));
       await writeFile(this.containerIdFile(spec.id), container);
       this.containers.set(spec.id, container);
-      // The policy is host-side and the veth outlived the pause: it is applied while runsc restores.
-      const { egress } = spec;
-      const policy = egress ? this.applyNetworkPolicy(egress.target, egress.policy) : Promise.resolve();
+      // The veth outlived the pause: the policy is applied while runsc restores.
+      const policy = this.policyBeside(spec.egress, Promise.resolve());
       try {
         await this.opts.network.configureSandboxEnd(a);
         await this.opts.runsc.restore(
@@ -281,10 +280,10 @@ export class GvisorRuntime implements SandboxRuntime {
         await Promise.all([
           this.waitForAgent(spec.id, endpoint),
           this.weightOomTowardsGuestProcesses(container),
-          policy,
+          policy.applied,
         ]);
       } catch (e) {
-        await policy.catch(() => undefined);
+        await policy.settled;
         throw e;
       }
     }
@@ -406,6 +405,22 @@ export class GvisorRuntime implements SandboxRuntime {
     }
   }
 
+  /**
+   * Applies `egress` once `ready` (the veth) is there, beside the boot or restore that follows: the policy is
+   * host-side. `applied` is awaited with the agent; `settled` never rejects and is attached at once, so a
+   * policy that fails while runsc still runs is observed, and a failed start waits on it before its cleanup.
+   */
+  private policyBeside(egress: SandboxLaunchSpec["egress"], ready: Promise<unknown>) {
+    const applied = egress
+      ? ready.then(() => phase("nft", () => this.applyNetworkPolicy(egress.target, egress.policy)))
+      : ready.then(() => undefined);
+    const settled = applied.then(
+      () => undefined,
+      () => undefined,
+    );
+    return { applied, settled };
+  }
+
   /** Network, rootfs and bundle of a sandbox, then `boot` (run or restore) and wait for its agent. */
   private async launch(
     spec: Omit<SandboxLaunchSpec, "layers" | "seeds" | "files">,
@@ -421,15 +436,7 @@ export class GvisorRuntime implements SandboxRuntime {
     // Independent of each other: the network and the disk are made at the same time, and the egress
     // policy is applied while runsc starts (it is host-side and only needs the veth).
     const network = phase("netns", () => this.opts.network.setUp(a));
-    const { egress } = spec;
-    const policy = egress
-      ? network.then(() => phase("nft", () => this.applyNetworkPolicy(egress.target, egress.policy)))
-      : network;
-    // Awaited below or, on failure, waited for before the cleanup: never left rejected unobserved.
-    const policySettled = policy.then(
-      () => undefined,
-      () => undefined,
-    );
+    const policy = this.policyBeside(spec.egress, network);
     try {
       await Promise.all([network, phase("rootfs", () => rootfs.create(rootfsSpec))]);
       const mounts = await phase("volumes", () => stageMounts(this.volumeMountsDir(spec.id), spec.mounts ?? []));
@@ -460,12 +467,12 @@ export class GvisorRuntime implements SandboxRuntime {
       const endpoint: AgentEndpoint = { host: a.sandboxIp, port: AGENT_PORT, token: spec.agentToken };
       await Promise.all([
         phase("agent", () => this.waitForAgent(spec.id, endpoint)),
-        policy,
+        policy.applied,
         this.weightOomTowardsGuestProcesses(spec.id),
       ]);
       return endpoint;
     } catch (e) {
-      await policySettled;
+      await policy.settled;
       await this.destroy(spec.id, spec.netIndex);
       throw e;
     }

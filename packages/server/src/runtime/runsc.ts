@@ -1,7 +1,6 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
-import type { CheckpointCompression, RunscPlatform } from "../config.js";
-import { runscLauncherPath } from "../config.js";
+import { type CheckpointCompression, type RunscPlatform, runscLauncherPath } from "../config.js";
 import { CommandFailedError, runCommand } from "../lib/run-command.js";
 import { commandCapabilities } from "./oci-spec.js";
 
@@ -17,7 +16,6 @@ export interface RunscState {
  * `--network=sandbox` when it believes it is in the root network namespace, and its check is fooled by
  * kernels that show /proc/sys/net/core/rmem_default in every namespace.
  */
-
 export class Runsc {
   constructor(
     private readonly binary: string,
